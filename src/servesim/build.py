@@ -1,0 +1,133 @@
+"""Composition root: config -> objects. The one place that reads config and the registries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
+from servesim.config.schema import SimConfig
+from servesim.core.cohort import DecodeCohort
+from servesim.core.errors import ConfigError
+from servesim.core.request import Request
+from servesim.core.rng import stream
+from servesim.cost import RooflineCostModel
+from servesim.engine.cluster import InstanceParts
+from servesim.kv.manager import KVCacheManager
+from servesim.routers import ROUTERS
+from servesim.schedulers import SCHEDULERS, EngineLimits
+from servesim.workload import RequestTable, build_requests
+
+ACTIVATION_WORKSPACE_BYTES = 1.0 * 2**30
+"""CUDA graphs, allocator slack and library workspaces, beyond per-token activations."""
+
+
+@dataclass
+class Built:
+    config: SimConfig
+    model: ModelSpec
+    hardware: HardwareSpec
+    table: RequestTable
+    requests: list[Request]
+    parts: list[InstanceParts]
+    router: object
+    kv_capacity_tokens: int
+
+
+def build(config: SimConfig) -> Built:
+    model = get_model(config.model)
+    hardware = get_hardware(config.hardware)
+    check_parallelism(config, model, hardware)
+    table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
+    requests = make_requests(table, config)
+    capacity = kv_capacity_tokens(config, model, hardware)
+    parts = [make_instance(config, model, hardware, capacity, i) for i in range(config.cluster.instances)]
+    router = make_router(config)
+    return Built(config, model, hardware, table, requests, parts, router, capacity)
+
+
+def check_parallelism(config: SimConfig, model: ModelSpec, hardware: HardwareSpec) -> None:
+    tp = config.cluster.tp
+    if model.num_heads % tp:
+        raise ConfigError("cluster.tp", f"{tp} does not divide the model's {model.num_heads} heads")
+    per_gpu = model.weight_bytes(tp) / config.cluster.pp
+    usable = hardware.hbm_bytes * config.engine.gpu_memory_utilization
+    if per_gpu >= usable:
+        raise ConfigError(
+            "cluster.tp",
+            f"{model.name} weights need {per_gpu / 2**30:.1f} GiB per GPU at tp={tp}, "
+            f"more than {usable / 2**30:.1f} GiB usable on {hardware.name}",
+        )
+
+
+def kv_capacity_tokens(config: SimConfig, model: ModelSpec, hardware: HardwareSpec) -> int:
+    """HBM x utilisation - weights - activation reserve, over KV bytes per token (per GPU)."""
+    engine, tp, pp = config.engine, config.cluster.tp, config.cluster.pp
+    if engine.kv_capacity_tokens is not None:
+        return engine.kv_capacity_tokens
+    per_token_act = (4 * model.hidden_size + 2 * model.intermediate_size / tp) * 2
+    reserve = ACTIVATION_WORKSPACE_BYTES + engine.max_num_batched_tokens * per_token_act
+    free = hardware.hbm_bytes * engine.gpu_memory_utilization - model.weight_bytes(tp) / pp - reserve
+    tokens = int(free / (model.kv_bytes_per_token(tp) / pp))
+    if tokens < engine.block_size:
+        raise ConfigError(
+            "engine.gpu_memory_utilization",
+            f"no memory left for the KV cache on {hardware.name} with {model.name} at tp={tp}",
+        )
+    return tokens
+
+
+def make_instance(config, model, hardware, capacity_tokens: int, index: int) -> InstanceParts:
+    engine = config.engine
+    cost = RooflineCostModel(model, hardware, tp=config.cluster.tp)
+    kv = KVCacheManager(capacity_tokens // engine.block_size, engine.block_size)
+    cohort = DecodeCohort(engine.block_size)
+    limits = EngineLimits(
+        engine.max_num_seqs, engine.max_num_batched_tokens, engine.chunk_size, model.max_context
+    )
+    cls = SCHEDULERS.get(engine.scheduler)
+    params = validate_params(cls, engine.scheduler_params, "engine.scheduler_params")
+    scheduler = cls(kv, cohort, limits, params, cost_model=cost)
+    return InstanceParts(scheduler, cost, kv, cohort)
+
+
+def make_router(config: SimConfig):
+    cls = ROUTERS.get(config.cluster.router)
+    params = validate_params(cls, config.cluster.router_params, "cluster.router_params")
+    return cls(params, stream(config.seed, "router"))
+
+
+def validate_params(cls, data: dict, key: str):
+    params_cls = getattr(cls, "Params", None)
+    if params_cls is None:
+        if data:
+            raise ConfigError(key, f"{cls.__name__} takes no parameters")
+        return None
+    try:
+        return params_cls.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join([key, *map(str, err["loc"])])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise ConfigError(loc, msg) from None
+
+
+def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:
+    slo = config.slo
+    hashes = table.prefix_hashes
+    classes = table.class_name
+    sessions = table.session_id
+    out = []
+    for i, (t, p, o) in enumerate(
+        zip(table.arrival_s.tolist(), table.prompt_tokens.tolist(), table.output_tokens.tolist())
+    ):
+        r = Request(i, t, p, o, ttft_slo=slo.ttft_s, tpot_slo=slo.tpot_s)
+        if hashes is not None:
+            r.prefix_hashes = hashes[i]
+        if classes is not None:
+            r.class_name = str(classes[i])
+        if sessions is not None:
+            r.session_id = int(sessions[i])
+        out.append(r)
+    return out

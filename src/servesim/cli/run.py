@@ -1,0 +1,82 @@
+"""`servesim run` and `servesim validate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from servesim.cli.common import add_config_args, load_from_args, print_json
+
+EXIT_OK = 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run one simulation")
+    add_config_args(p)
+    p.add_argument("--out", help="output folder (default: output.dir or out/<config name>)")
+    p.add_argument("--json", action="store_true", help="print summary.json instead of a table")
+    p.set_defaults(handler=cmd_run)
+
+    v = sub.add_parser("validate", help="load and check a config without running it")
+    add_config_args(v)
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(handler=cmd_validate)
+
+
+def cmd_run(args) -> int:
+    from servesim.simulation import simulate
+
+    config = load_from_args(args)
+    result = simulate(config)
+    out = Path(args.out or config.output.dir or Path("out") / Path(args.config).stem)
+    result.save(out)
+    if args.json:
+        print_json(result.summary)
+    else:
+        print(format_summary(result.summary))
+        print(f"wrote {out}/summary.json, requests.csv, config.yaml")
+    return EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    from servesim.build import build
+
+    config = load_from_args(args)
+    built = build(config)
+    info = {
+        "valid": True,
+        "requests": len(built.requests),
+        "instances": len(built.parts),
+        "kv_capacity_tokens": built.kv_capacity_tokens,
+    }
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(
+            f"{args.config}: ok ({info['requests']} requests, {info['instances']} instance(s), "
+            f"KV capacity {info['kv_capacity_tokens']} tokens per instance)"
+        )
+    return EXIT_OK
+
+
+def format_summary(s: dict) -> str:
+    req, lat, thr, slo, kv, sim = (s[k] for k in ("requests", "latency", "throughput", "slo", "kv", "sim"))
+    lines = [
+        f"requests   arrived {req['arrived']}  completed {req['completed']}  "
+        f"rejected {req['rejected']}  unfinished {req['unfinished']}",
+        f"{'latency (s)':<11}{'mean':>10}{'p50':>10}{'p90':>10}{'p99':>10}",
+    ]
+    for name in ("ttft", "tpot", "e2e", "tbt_max"):
+        st = lat[name]
+        lines.append(f"{name:<11}" + "".join(f"{st[k]:>10.4f}" for k in ("mean", "p50", "p90", "p99")))
+    lines += [
+        f"throughput {thr['requests_per_s']:.2f} req/s  {thr['input_tokens_per_s']:.0f} in tok/s  "
+        f"{thr['output_tokens_per_s']:.0f} out tok/s",
+        f"slo        ttft <= {slo['ttft_s']}s, tpot <= {slo['tpot_s']}s: attainment "
+        f"{slo['attainment']:.3f}, goodput {slo['goodput_rps']:.2f} req/s",
+        f"kv         peak usage {kv['peak_usage_frac']:.3f}  preemptions {kv['preemptions']}  "
+        f"prefix hit rate {kv['prefix_hit_rate']:.3f}",
+        f"sim        {sim['simulated_s']:.1f} simulated s in {sim['wall_s']:.2f} wall s, "
+        f"{sim['iterations']} steps, seed {sim['seed']}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,112 @@
+"""YAML loading, dotted `--set` overrides, and pydantic errors turned into one-line key errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from pydantic import ValidationError
+
+from servesim.config.schema import SimConfig
+from servesim.core.errors import ConfigError, InputFileError
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any] | SimConfig,
+    overrides: Mapping[str, Any] | None = None,
+) -> SimConfig:
+    """A validated config from a YAML path, a dict or a config, with dotted-key overrides applied.
+
+    Override values that are strings are parsed as YAML (`--set engine.max_num_seqs=64` gives an int).
+    """
+    base_dir = Path.cwd()
+    if isinstance(source, SimConfig):
+        data = source.model_dump(mode="python")
+        base_dir = source.base_dir
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        path = Path(source)
+        data = read_yaml(path)
+        base_dir = path.resolve().parent
+    for key, value in (overrides or {}).items():
+        set_dotted(data, key, parse_value(value))
+    config = validate(data)
+    config._base_dir = base_dir
+    return config
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read config ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise InputFileError(path, f"invalid YAML: {getattr(exc, 'problem', exc)}", line) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputFileError(path, "expected a mapping of config keys at the top level")
+    return data
+
+
+def parse_value(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` from the command line."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("--set", f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), parse_value(value)
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """Set `a.b.c` in nested dicts, creating missing blocks (optional sections appear as needed)."""
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(".".join(parts[: i + 1]), f"is a value, cannot set {key}")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate(data: dict) -> SimConfig:
+    try:
+        return SimConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(*_first_error(exc)) from None
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
+    key = ".".join(loc)
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+        msg = f"{msg}, got {err['input']!r}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return key, msg
+
+
+def _is_union_tag(part) -> bool:
+    # pydantic puts the union member's type name into the location ("str", "dict[str,any]")
+    return isinstance(part, str) and (part in ("str", "int", "float", "bool") or "[" in part)

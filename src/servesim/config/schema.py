@@ -1,0 +1,93 @@
+"""The whole config tree. Everything a run depends on is here; derived values live in build.py."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pathlib import Path
+
+from pydantic import Field, PrivateAttr, model_validator
+
+from servesim.config.base import Section
+from servesim.config.workload import WorkloadConfig
+
+
+class ClusterConfig(Section):
+    instances: int = Field(1, ge=1, le=4096)
+    """Number of serving instances (model replicas)."""
+    router: str = "round_robin"
+    """Routing policy: a built-in name or `module:Class`."""
+    router_params: dict[str, Any] = {}
+    """Parameters of the router, validated by the router's own Params."""
+    tp: int = Field(1, ge=1, le=64)
+    """Tensor-parallel degree of each instance (GPUs per instance)."""
+    pp: int = Field(1, ge=1, le=64)
+    """Pipeline-parallel stages per instance."""
+
+
+class EngineConfig(Section):
+    scheduler: str = "fcfs"
+    """Scheduling policy: a built-in name or `module:Class`."""
+    max_num_seqs: int = Field(256, ge=1, le=65536)
+    """Most requests running (holding KV and scheduled) at once."""
+    max_num_batched_tokens: int = Field(8192, ge=1, le=10_000_000)
+    """Most tokens computed in one step."""
+    chunk_size: int = Field(512, ge=1, le=10_000_000)
+    """Chunked prefill: the per-step token budget."""
+    block_size: int = Field(16, ge=1, le=4096)
+    """KV cache block size, tokens."""
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    """Fraction of HBM the engine may use (weights + activations + KV)."""
+    kv_capacity_tokens: int | None = Field(None, ge=1)
+    """Override the KV capacity derived from memory (what-if studies)."""
+    prefix_caching: bool = False
+    """Reuse KV blocks of shared prompt prefixes."""
+    preemption: Literal["recompute", "swap"] = "recompute"
+    """What happens to a preempted request's KV."""
+    scheduler_params: dict[str, Any] = {}
+    """Parameters of the scheduler, validated by the scheduler's own Params."""
+
+
+class SLOConfig(Section):
+    ttft_s: float = Field(1.0, gt=0)
+    """Time-to-first-token objective, seconds."""
+    tpot_s: float = Field(0.1, gt=0)
+    """Time-per-output-token objective, seconds."""
+
+
+class OutputConfig(Section):
+    dir: str | None = None
+    """Where `servesim run` writes; default `out/<config name>`."""
+    requests_csv: bool = True
+    """Write requests.csv."""
+
+
+class SimConfig(Section):
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    """The one seed; every subsystem derives its own stream from it."""
+    model: str | dict[str, Any] = "llama3-8b"
+    """Catalog model name or an inline spec."""
+    hardware: str | dict[str, Any] = "h100-sxm"
+    """Catalog hardware name or an inline spec."""
+    cluster: ClusterConfig = ClusterConfig()
+    engine: EngineConfig = EngineConfig()
+    workload: WorkloadConfig = WorkloadConfig()
+    slo: SLOConfig = SLOConfig()
+    output: OutputConfig = OutputConfig()
+    max_sim_time_s: float = Field(math.inf, gt=0)
+    """Stop the simulation at this simulated time; unfinished requests are counted as such."""
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder of the config file: relative paths fall back to it after the working directory."""
+        return self._base_dir
+
+    def resolve_path(self, path: str | Path) -> Path:
+        p = Path(path)
+        if p.is_absolute() or p.exists():
+            return p
+        beside = self._base_dir / p
+        return beside if beside.exists() else p

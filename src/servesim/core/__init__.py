@@ -1,0 +1,1 @@
+"""Plain data types shared by every layer: requests, step plans, RNG streams, errors."""

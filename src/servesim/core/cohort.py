@@ -1,0 +1,162 @@
+"""Decode cohort: the running requests that each gain exactly one token per cohort step.
+
+Continuous batching spends most steps decoding the same set of requests. Instead of touching every
+request every step, the cohort keeps one step counter (`epoch`) and the end time of each of its
+steps; a member's progress is `tokens at join + (epoch - epoch at join)`. Finishes come off a heap
+keyed by the epoch at which each member emits its last token, and KV block growth is counted from a
+histogram of members' positions within a block. A step, or k identical steps, costs O(1) numpy calls.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+
+from servesim.core.request import Request
+
+
+class DecodeCohort:
+    def __init__(self, block_size: int):
+        self.block_size = block_size
+        self.epoch = 0
+        self.reserved_steps = 0
+        """Steps ahead of `epoch` whose KV blocks are already allocated (see KVCacheManager)."""
+        self._ends = np.empty(4096)
+        self._members: dict[Request, int] = {}
+        self._heap: list[tuple[int, int, int, Request]] = []
+        self._serial = 0
+        self._phase = np.zeros(block_size, dtype=np.int64)
+        self._ctx_base_sum = 0  # sum over members of (computed at join - epoch at join)
+
+    # -- queries -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __contains__(self, request: Request) -> bool:
+        return request in self._members
+
+    def __iter__(self):
+        return iter(list(self._members))
+
+    @property
+    def size(self) -> int:
+        return len(self._members)
+
+    def context_sum(self, steps_ahead: int = 0) -> int:
+        """Sum of members' KV tokens (computed) at `epoch + steps_ahead`."""
+        return self._ctx_base_sum + len(self._members) * (self.epoch + steps_ahead)
+
+    def end_time(self, epoch_index: int) -> float:
+        return float(self._ends[epoch_index])
+
+    def max_gap_since(self, epoch0: int, last_time_at_join: float) -> float:
+        """Longest gap between tokens of a member that joined at `epoch0`."""
+        if self.epoch == epoch0:
+            return 0.0
+        ends = self._ends[epoch0 : self.epoch]
+        gap = ends[0] - last_time_at_join if not math.isnan(last_time_at_join) else 0.0
+        if len(ends) > 1:
+            gap = max(gap, float(np.max(np.diff(ends))))
+        return float(gap)
+
+    def steps_to_next_finish(self) -> int:
+        """Cohort steps until the first member emits its last token (>= 1); 0 if empty."""
+        heap = self._heap
+        while heap and not self._valid(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] - self.epoch if heap else 0
+
+    def blocks_needed(self, first_step: int, last_step: int) -> int:
+        """New KV blocks members need for the steps with offsets [first_step, last_step)."""
+        span = last_step - first_step
+        if span <= 0 or not self._members:
+            return 0
+        bs = self.block_size
+        cycles, rest = divmod(span, bs)
+        need = cycles * len(self._members)
+        if rest:
+            offsets = self.epoch + first_step + cycles * bs + np.arange(rest)
+            need += int(self._phase[(-offsets) % bs].sum())
+        return need
+
+    def max_steps_for_blocks(self, first_step: int, free_blocks: int, limit: int) -> int:
+        """Largest k <= limit such that steps [first_step, first_step + k) need <= free_blocks."""
+        n = len(self._members)
+        if n == 0:
+            return limit
+        bs = self.block_size
+        cycles = min(free_blocks // n, limit // bs + 1)
+        k = cycles * bs
+        if k >= limit:
+            return limit
+        left = free_blocks - cycles * n
+        offsets = self.epoch + first_step + k + np.arange(bs)
+        cum = np.cumsum(self._phase[(-offsets) % bs])
+        k += int(np.searchsorted(cum, left, side="right"))
+        return min(k, limit)
+
+    # -- membership ----------------------------------------------------------------------------
+    def join(self, request: Request) -> None:
+        """Add a running request that has emitted a token and has exactly one pending token."""
+        assert request._cohort is None and request.num_pending_tokens == 1 and request._generated
+        assert self.reserved_steps == 0, "join the cohort between steps"
+        self._serial += 1
+        self._members[request] = self._serial
+        request._cohort = self
+        request._epoch0 = self.epoch
+        base = request._computed - self.epoch
+        self._ctx_base_sum += base
+        self._phase[base % self.block_size] += 1
+        finish_epoch = self.epoch + request.num_output_tokens - request._generated
+        heapq.heappush(self._heap, (finish_epoch, request.request_id, self._serial, request))
+
+    def leave(self, request: Request) -> None:
+        """Remove a member, writing its lazily tracked progress back onto the request.
+
+        Only between steps with nothing reserved ahead: the member then holds exactly the blocks
+        its computed tokens fill.
+        """
+        assert self.reserved_steps == 0, "leave the cohort before reserving its next step"
+        del self._members[request]
+        steps = self.epoch - request._epoch0
+        base = request._computed - request._epoch0
+        self._ctx_base_sum -= base
+        self._phase[base % self.block_size] -= 1
+        if steps:
+            request._max_token_gap = max(
+                request._max_token_gap, self.max_gap_since(request._epoch0, request._last_token_time)
+            )
+            request._last_token_time = self.end_time(self.epoch - 1)
+        request._computed += steps
+        request._generated += steps
+        bs = self.block_size
+        request.num_blocks = -(-request._computed // bs)
+        request._cohort = None
+
+    # -- time ----------------------------------------------------------------------------------
+    def advance(self, end_times: np.ndarray) -> list[Request]:
+        """Run len(end_times) cohort steps; return members that finished, in finish order."""
+        k = len(end_times)
+        if self.epoch + k > len(self._ends):
+            grown = np.empty(max(2 * len(self._ends), self.epoch + k))
+            grown[: self.epoch] = self._ends[: self.epoch]
+            self._ends = grown
+        self._ends[self.epoch : self.epoch + k] = end_times
+        self.epoch += k
+        self.reserved_steps = max(0, self.reserved_steps - k)
+        finished = []
+        heap = self._heap
+        while heap and heap[0][0] <= self.epoch:
+            entry = heapq.heappop(heap)
+            if not self._valid(entry):
+                continue
+            request = entry[3]
+            self.leave(request)
+            request.finish_time = request._last_token_time
+            finished.append(request)
+        return finished
+
+    def _valid(self, entry) -> bool:
+        return self._members.get(entry[3]) == entry[2]

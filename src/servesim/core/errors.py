@@ -1,0 +1,23 @@
+"""Errors that reach the user. Every one maps to exit code 2 in the CLI."""
+
+
+class ServesimError(Exception):
+    """Base of the user-facing errors: the message is one line naming what was wrong."""
+
+
+class ConfigError(ServesimError):
+    """A config key has a bad value; the message names the dotted key."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+class InputFileError(ServesimError):
+    """A file (trace, measurement CSV, summary) is missing, unreadable or malformed."""
+
+    def __init__(self, path: str, message: str, line: int | None = None):
+        self.path = str(path)
+        self.line = line
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {message}")

@@ -1,0 +1,147 @@
+"""The request: what was asked for, and how far the simulation has taken it.
+
+Progress is counted in tokens. A request knows `num_prompt_tokens + num_generated_tokens` tokens;
+`num_computed_tokens` of them sit in the KV cache. A step gives it some tokens to compute; when the
+computed count catches up with the known count, the model emits one new output token. Prefill,
+chunked prefill, decode and recompute after preemption are all this one rule.
+
+While a request sits in a `DecodeCohort` (it gains exactly one token per cohort step), its progress
+fields are derived lazily from the cohort's step counter, so a step costs O(1), not O(batch).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from servesim.core.cohort import DecodeCohort
+
+
+class RequestStatus(IntEnum):
+    """Lifecycle, ordered: a request only moves forward, except RUNNING -> WAITING on preemption."""
+
+    WAITING = 0
+    RUNNING = 1
+    SWAPPED = 2
+    FINISHED = 3
+    REJECTED = 4
+
+
+@dataclass(eq=False, slots=True)
+class Request:
+    """One inference request. Compared and hashed by identity; ordered by callers via `request_id`."""
+
+    request_id: int
+    arrival_time: float
+    num_prompt_tokens: int
+    num_output_tokens: int
+    class_name: str = "default"
+    session_id: int = -1
+    prefix_hashes: tuple = ()
+    """Hashes of the prompt's leading blocks (trace block size), for prefix caching and routing."""
+    priority: int = 0
+    ttft_slo: float = math.inf
+    tpot_slo: float = math.inf
+    predicted_output_tokens: float = math.nan
+    """Set by a length predictor; policies read this, never `num_output_tokens`."""
+
+    status: RequestStatus = RequestStatus.WAITING
+    instance: int = -1
+    first_token_time: float = math.nan
+    finish_time: float = math.nan
+    num_preemptions: int = 0
+    num_cached_tokens: int = 0
+    """Prompt tokens served from the prefix cache (summed over admissions)."""
+    num_blocks: int = 0
+    """KV blocks held while outside a cohort (a cohort member's count is derived on leave)."""
+    rejected_reason: str = ""
+    handoff_time: float = math.nan
+    """Disaggregation: when the KV left the prefill instance."""
+
+    _computed: int = 0
+    _generated: int = 0
+    _last_token_time: float = math.nan
+    _max_token_gap: float = 0.0
+    _cohort: DecodeCohort | None = field(default=None, repr=False)
+    _epoch0: int = 0
+
+    # -- progress, lazy while in a cohort --------------------------------------------------
+    @property
+    def num_computed_tokens(self) -> int:
+        c = self._cohort
+        return self._computed if c is None else self._computed + c.epoch - self._epoch0
+
+    @property
+    def num_generated_tokens(self) -> int:
+        c = self._cohort
+        return self._generated if c is None else self._generated + c.epoch - self._epoch0
+
+    @property
+    def last_token_time(self) -> float:
+        c = self._cohort
+        if c is None or c.epoch == self._epoch0:
+            return self._last_token_time
+        return c.end_time(c.epoch - 1)
+
+    @property
+    def max_token_gap(self) -> float:
+        c = self._cohort
+        if c is None:
+            return self._max_token_gap
+        return max(self._max_token_gap, c.max_gap_since(self._epoch0, self._last_token_time))
+
+    @property
+    def num_known_tokens(self) -> int:
+        return self.num_prompt_tokens + self.num_generated_tokens
+
+    @property
+    def num_pending_tokens(self) -> int:
+        """Tokens to compute before the next output token can be emitted."""
+        return self.num_known_tokens - self.num_computed_tokens
+
+    @property
+    def num_remaining_output_tokens(self) -> int:
+        return self.num_output_tokens - self.num_generated_tokens
+
+    @property
+    def in_cohort(self) -> bool:
+        return self._cohort is not None
+
+    @property
+    def is_prefilling(self) -> bool:
+        """True until the prompt (and any recomputed output) is in the KV cache."""
+        return self.num_pending_tokens > 1
+
+    @property
+    def max_kv_tokens(self) -> int:
+        """KV tokens held at the end: every token except the last output, which is never fed back."""
+        return self.num_prompt_tokens + self.num_output_tokens - 1
+
+    # -- mutation (only outside a cohort) --------------------------------------------------
+    def advance(self, num_tokens: int, end_time: float) -> bool:
+        """Compute `num_tokens` tokens in a step ending at `end_time`; True if the request finished."""
+        assert self._cohort is None, "advance a cohort member through its cohort"
+        self._computed += num_tokens
+        if self._computed < self.num_prompt_tokens + self._generated:
+            return False
+        self._generated += 1
+        if self._generated == 1:
+            self.first_token_time = end_time
+        else:
+            gap = end_time - self._last_token_time
+            if gap > self._max_token_gap:
+                self._max_token_gap = gap
+        self._last_token_time = end_time
+        if self._generated >= self.num_output_tokens:
+            self.finish_time = end_time
+            return True
+        return False
+
+    def reset_for_recompute(self) -> None:
+        """Preempted by recomputation: the KV is gone; prompt and generated tokens run again."""
+        assert self._cohort is None
+        self._computed = 0
+        self.num_blocks = 0

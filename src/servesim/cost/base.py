@@ -1,0 +1,58 @@
+"""The cost-model boundary: what the engine asks of a model of step time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class StepShape:
+    """What one iteration computes, in the aggregates a cost model needs.
+
+    `prefill_chunks` lists (chunk tokens, tokens already cached before the chunk) per prompt chunk;
+    decodes are summarised by their count and the sum of their cached context lengths.
+    `num_logit_tokens` is how many tokens need the LM head (decodes plus chunks that end a prompt).
+    """
+
+    prefill_chunks: list[tuple[int, int]] = field(default_factory=list)
+    num_decodes: int = 0
+    decode_ctx_sum: int = 0
+    num_logit_tokens: int = -1
+
+    def __post_init__(self):
+        if self.num_logit_tokens < 0:
+            self.num_logit_tokens = self.num_decodes + len(self.prefill_chunks)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_decodes + sum(c for c, _ in self.prefill_chunks)
+
+
+@dataclass(slots=True)
+class StepCost:
+    """A priced step: total seconds and where they went (seconds per operator group / bound)."""
+
+    total_s: float
+    by_op: dict[str, float] = field(default_factory=dict)
+    compute_s: float = 0.0
+    memory_s: float = 0.0
+    comm_s: float = 0.0
+    overhead_s: float = 0.0
+
+
+@runtime_checkable
+class CostModel(Protocol):
+    """Prices engine steps. Must be cheap: called every step (microseconds, not milliseconds)."""
+
+    def step_time(self, shape: StepShape) -> float:
+        """Seconds for one step (> 0)."""
+
+    def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
+        """Seconds for consecutive pure-decode steps of `num_decodes` requests whose context sums
+        are `ctx_sums` (one entry per step); equal to `step_time` of each, vectorised."""
+
+    def breakdown(self, shape: StepShape) -> StepCost:
+        """The same price with its decomposition, for notebooks and plots."""

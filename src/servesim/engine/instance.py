@@ -1,0 +1,161 @@
+"""One serving instance as a SimPy process: schedule, price, sleep, apply; repeat.
+
+When the policy marks a pure-decode plan repeatable, the instance runs up to k identical steps as
+one timeout, where k stops at the next finish, at the KV cache's limit and at the policy's bound.
+An arrival routed here meanwhile interrupts the run; the step in flight completes and the
+scheduler plans again. The result is step-for-step the same as running one step at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import simpy
+
+from servesim.core.cohort import DecodeCohort
+from servesim.core.request import Request, RequestStatus
+from servesim.core.step import StepPlan
+from servesim.cost.base import CostModel, StepShape
+from servesim.kv.manager import KVCacheManager
+from servesim.metrics.steps import StepLog
+from servesim.schedulers.base import Scheduler, SchedulerLoad
+
+MAX_RUN_STEPS = 4096
+
+
+class Instance:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        index: int,
+        scheduler: Scheduler,
+        cost_model: CostModel,
+        kv: KVCacheManager,
+        cohort: DecodeCohort,
+        step_log: StepLog,
+        on_finish=None,
+        on_reject=None,
+    ):
+        self.env = env
+        self.index = index
+        self.scheduler = scheduler
+        self.cost_model = cost_model
+        self.kv = kv
+        self.cohort = cohort
+        self.step_log = step_log
+        self.on_finish = on_finish
+        self.on_reject = on_reject
+        self._idle: simpy.Event | None = None
+        self._interruptible = False
+        self.process = env.process(self.run_process())
+
+    # -- the outside world ------------------------------------------------------------------------
+    def load(self) -> SchedulerLoad:
+        return self.scheduler.load()
+
+    def submit(self, request: Request) -> None:
+        """Hand a routed request to the scheduler, waking the instance if it sleeps."""
+        request.instance = self.index
+        reason = self.scheduler.add_request(request, self.env.now)
+        if reason is not None:
+            request.status = RequestStatus.REJECTED
+            request.rejected_reason = reason
+            if self.on_reject is not None:
+                self.on_reject(request)
+            return
+        if self._idle is not None and not self._idle.triggered:
+            self._idle.succeed()
+        elif self._interruptible:
+            self._interruptible = False
+            self.process.interrupt()
+
+    # -- the engine loop --------------------------------------------------------------------------
+    def run_process(self):
+        scheduler, cohort = self.scheduler, self.cohort
+        while True:
+            plan = scheduler.schedule(self.env.now)
+            if plan.is_empty(cohort.size):
+                self._idle = self.env.event()
+                yield self._idle
+                self._idle = None
+            elif plan.repeatable and plan.decode_cohort and not plan.tokens:
+                yield from self._decode_run(plan)
+            else:
+                yield from self._step(plan)
+
+    def _step(self, plan: StepPlan):
+        env, cohort = self.env, self.cohort
+        shape = self._shape(plan)
+        start = env.now
+        yield env.timeout(self.cost_model.step_time(shape))
+        end = env.now
+        finished = cohort.advance(np.array([end])) if plan.decode_cohort else []
+        for request, n in plan.tokens.items():
+            if request.advance(n, end):
+                finished.append(request)
+            elif request.num_pending_tokens == 1:
+                cohort.join(request)
+        self._finish(finished, end)
+        prefill_tokens = shape.num_tokens - shape.num_decodes
+        self._log(start, end, 1, prefill_tokens, shape.num_decodes)
+
+    def _decode_run(self, plan: StepPlan):
+        env, cohort, kv = self.env, self.cohort, self.kv
+        limit = min(cohort.steps_to_next_finish(), plan.max_repeats, MAX_RUN_STEPS)
+        k = max(1, kv.max_cohort_steps(cohort, limit))
+        n = cohort.size
+        start = env.now
+        ctx = cohort.context_sum(0) + n * np.arange(k, dtype=np.float64)
+        ends = start + np.cumsum(self.cost_model.decode_step_times(n, ctx))
+        done = k
+        self._interruptible = k > 1
+        try:
+            yield env.timeout(ends[-1] - start)
+        except simpy.Interrupt:
+            # An arrival: finish the step in flight, then plan again.
+            done = int(np.searchsorted(ends, env.now, side="left")) + 1
+            done = min(done, k)
+            remaining = ends[done - 1] - env.now
+            if remaining > 0:
+                yield env.timeout(remaining)
+        self._interruptible = False
+        ends = ends[:done]
+        ends[-1] = env.now
+        assert kv.reserve_cohort(cohort, done)
+        self._finish(cohort.advance(ends), env.now)
+        self._log(start, env.now, done, 0, n)
+
+    def _shape(self, plan: StepPlan) -> StepShape:
+        chunks, num_decodes, ctx_sum, logits = [], 0, 0, 0
+        for request, n in plan.tokens.items():
+            computed = request.num_computed_tokens
+            if n == 1 and request.num_pending_tokens == 1 and request.num_generated_tokens:
+                num_decodes += 1
+                ctx_sum += computed
+            else:
+                chunks.append((n, computed))
+                logits += computed + n == request.num_known_tokens
+        if plan.decode_cohort:
+            num_decodes += self.cohort.size
+            ctx_sum += self.cohort.context_sum(0)
+        return StepShape(chunks, num_decodes, ctx_sum, logits + num_decodes)
+
+    def _finish(self, finished: list[Request], now: float) -> None:
+        if finished:
+            self.scheduler.finish(finished, now)
+            if self.on_finish is not None:
+                for request in finished:
+                    self.on_finish(request)
+
+    def _log(self, start, end, num_steps, prefill_tokens, decodes):
+        load = self.scheduler.load() if self.step_log.enabled else None
+        self.step_log.record(
+            self.index,
+            start,
+            end,
+            num_steps,
+            prefill_tokens,
+            decodes,
+            load.num_running if load else 0,
+            load.num_waiting if load else 0,
+            self.kv.usage,
+        )

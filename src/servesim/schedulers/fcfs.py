@@ -1,0 +1,44 @@
+"""`fcfs`: vLLM without chunked prefill.
+
+Admit waiting requests in arrival order. A step is either prefill-only (the whole prompts of the
+waiting requests that fit, in order, stopping at the first that does not) or, when none fits,
+one decode token for every running request.
+"""
+
+from __future__ import annotations
+
+from servesim.core.request import Request
+from servesim.core.step import StepPlan
+from servesim.schedulers.base import SCHEDULERS, BaseScheduler
+
+
+@SCHEDULERS.register("fcfs")
+class FCFSScheduler(BaseScheduler):
+    def rejection_reason(self, request: Request) -> str | None:
+        if request.num_prompt_tokens > self.limits.max_num_batched_tokens:
+            return "prompt_exceeds_max_num_batched_tokens"
+        return super().rejection_reason(request)
+
+    def schedule(self, now: float) -> StepPlan:
+        plan = StepPlan()
+        self.admit_whole_prompts(plan)
+        if plan.tokens:
+            return plan
+        self.reserve_decodes(plan)
+        # Nothing admitted now stays unadmittable until an arrival or a finish: decode steps only
+        # shrink free KV and never free a sequence slot, so the same plan repeats until then.
+        plan.repeatable = plan.decode_cohort and not plan.preempted
+        return plan
+
+    def admit_whole_prompts(self, plan: StepPlan) -> None:
+        budget = self.limits.max_num_batched_tokens
+        waiting, kv = self.waiting, self.kv
+        while waiting and len(self.running) < self.limits.max_num_seqs:
+            request = waiting[0]
+            need = request.num_pending_tokens
+            if need > budget or not kv.allocate(request, need, keep_watermark=bool(self.running)):
+                break
+            waiting.popleft()
+            self.admit(request)
+            plan.tokens[request] = need
+            budget -= need
