@@ -12,7 +12,9 @@ from servesim.core.cohort import DecodeCohort
 from servesim.core.errors import ConfigError
 from servesim.core.request import Request
 from servesim.core.rng import stream
-from servesim.cost import RooflineCostModel
+from servesim.cost import COST_MODELS
+from servesim.cost.parallel import check_layout
+from servesim.cost.profile import resolve_profile
 from servesim.engine.cluster import InstanceParts
 from servesim.kv.manager import KVCacheManager
 from servesim.routers import ROUTERS
@@ -48,15 +50,14 @@ def build(config: SimConfig) -> Built:
 
 
 def check_parallelism(config: SimConfig, model: ModelSpec, hardware: HardwareSpec) -> None:
-    tp = config.cluster.tp
-    if model.num_heads % tp:
-        raise ConfigError("cluster.tp", f"{tp} does not divide the model's {model.num_heads} heads")
-    per_gpu = model.weight_bytes(tp) / config.cluster.pp
+    tp, pp = config.cluster.tp, config.cluster.pp
+    check_layout(model, tp, pp, config.cost.expert_parallel)
+    per_gpu = model.weight_bytes(tp) / pp
     usable = hardware.hbm_bytes * config.engine.gpu_memory_utilization
     if per_gpu >= usable:
         raise ConfigError(
             "cluster.tp",
-            f"{model.name} weights need {per_gpu / 2**30:.1f} GiB per GPU at tp={tp}, "
+            f"{model.name} weights need {per_gpu / 2**30:.1f} GiB per GPU at tp={tp}, pp={pp}, "
             f"more than {usable / 2**30:.1f} GiB usable on {hardware.name}",
         )
 
@@ -80,7 +81,7 @@ def kv_capacity_tokens(config: SimConfig, model: ModelSpec, hardware: HardwareSp
 
 def make_instance(config, model, hardware, capacity_tokens: int, index: int) -> InstanceParts:
     engine = config.engine
-    cost = RooflineCostModel(model, hardware, tp=config.cluster.tp)
+    cost = make_cost_model(config, model, hardware)
     kv = KVCacheManager(capacity_tokens // engine.block_size, engine.block_size)
     cohort = DecodeCohort(engine.block_size)
     limits = EngineLimits(
@@ -90,6 +91,23 @@ def make_instance(config, model, hardware, capacity_tokens: int, index: int) -> 
     params = validate_params(cls, engine.scheduler_params, "engine.scheduler_params")
     scheduler = cls(kv, cohort, limits, params, cost_model=cost)
     return InstanceParts(scheduler, cost, kv, cohort)
+
+
+def make_cost_model(config: SimConfig, model: ModelSpec, hardware: HardwareSpec):
+    """The configured cost model with the hardware family's profile (or `cost.profile`)."""
+    c = config.cost
+    cls = COST_MODELS.get(c.model)
+    path = config.resolve_path(c.profile) if c.profile is not None else None
+    return cls(
+        model,
+        hardware,
+        tp=config.cluster.tp,
+        pp=config.cluster.pp,
+        expert_parallel=c.expert_parallel,
+        profile=resolve_profile(hardware.family, path),
+        host_overhead_s=c.host_overhead_s,
+        prefill_host_overhead_s=c.prefill_host_overhead_s,
+    )
 
 
 def make_router(config: SimConfig):

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import Field, PrivateAttr, model_validator
 
 from servesim.config.base import Section
+from servesim.config.cost import CostConfig
 from servesim.config.workload import WorkloadConfig
 
 
@@ -73,6 +74,7 @@ class SimConfig(Section):
     cluster: ClusterConfig = ClusterConfig()
     engine: EngineConfig = EngineConfig()
     workload: WorkloadConfig = WorkloadConfig()
+    cost: CostConfig = CostConfig()
     slo: SLOConfig = SLOConfig()
     output: OutputConfig = OutputConfig()
     max_sim_time_s: float = Field(math.inf, gt=0)
