@@ -41,37 +41,43 @@ def per_call_us(fn, calls: int, repeats: int) -> float:
     return statistics.median(runs)
 
 
+def bench(name: str, tp: int, hw, repeats: int) -> tuple[float, float, float]:
+    mixed = shapes(2000)
+    decode = [StepShape([], n, n * 1500) for n in (8, 32, 64, 128, 256)] * 400
+    ctx = np.arange(64, dtype=np.float64) * 100 + 50_000
+    warm = RooflineCostModel(get_model(name), hw, tp=tp)
+
+    def run_mixed():
+        cm = RooflineCostModel(get_model(name), hw, tp=tp)  # fresh: no cache hits
+        for s in mixed:
+            cm.step_time(s)
+
+    def run_decode():
+        for s in decode:
+            warm.step_time(s)
+
+    def run_vec():
+        for n in range(1, 1001):
+            warm.decode_step_times(n % 256 + 1, ctx)
+
+    return (
+        per_call_us(run_mixed, len(mixed), repeats),
+        per_call_us(run_decode, len(decode), repeats),
+        per_call_us(run_vec, 1000, repeats),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
     hw = get_hardware("h200-sxm")
-    print(f"python {platform.python_version()} on {platform.machine()} ({platform.processor() or 'cpu'}), "
-          f"median of {args.repeats} runs")
-    print(f"{'model':14}{'tp':>3}{'step_time mixed':>17}{'step_time decode':>18}{'decode_step_times(64)':>23}")
+    machine = f"{platform.machine()} ({platform.processor() or 'cpu'})"
+    print(f"python {platform.python_version()} on {machine}, median of {args.repeats} runs")
+    cols = ("step_time mixed", "step_time decode", "decode_step_times(64)")
+    print(f"{'model':14}{'tp':>3}{cols[0]:>17}{cols[1]:>18}{cols[2]:>23}")
     for name, tp in CASES:
-        mixed = shapes(2000)
-        decode = [StepShape([], n, n * 1500) for n in (8, 32, 64, 128, 256)] * 400
-        ctx = np.arange(64, dtype=np.float64) * 100 + 50_000
-
-        def run_mixed():
-            cm = RooflineCostModel(get_model(name), hw, tp=tp)  # fresh: no cache hits
-            for s in mixed:
-                cm.step_time(s)
-
-        warm = RooflineCostModel(get_model(name), hw, tp=tp)
-
-        def run_decode():
-            for s in decode:
-                warm.step_time(s)
-
-        def run_vec():
-            for n in range(1, 1001):
-                warm.decode_step_times(n % 256 + 1, ctx)
-
-        a = per_call_us(run_mixed, len(mixed), args.repeats)
-        b = per_call_us(run_decode, len(decode), args.repeats)
-        c = per_call_us(run_vec, 1000, args.repeats)
+        a, b, c = bench(name, tp, hw, args.repeats)
         print(f"{name:14}{tp:>3}{a:>14.1f} us{b:>15.2f} us{c:>20.1f} us")
 
 

@@ -36,7 +36,8 @@ def run_json(capsys, argv):
 
 def test_validate_reports_errors(tmp_path, capsys):
     csv = write(tmp_path, ROWS)
-    code, rep, _ = run_json(capsys, ["costmodel", "validate", "--measurements", csv, "--hardware", "h100-sxm"])
+    argv = ["costmodel", "validate", "--measurements", csv, "--hardware", "h100-sxm"]
+    code, rep, _ = run_json(capsys, argv)
     assert code == 0
     assert rep["rows"] == len(ROWS)
     assert 0 <= rep["mape"] <= rep["p90_ape"] <= rep["max_ape"] < 30
@@ -52,18 +53,30 @@ def test_validate_reports_errors(tmp_path, capsys):
 def test_calibrate_writes_a_profile_that_validate_uses(tmp_path, capsys):
     csv = write(tmp_path, ROWS)
     prof = tmp_path / "p.yaml"
-    code, out, _ = run_json(capsys, [
-        "costmodel", "calibrate", "--measurements", csv, "--hardware", "h100-sxm", "--out", str(prof),
-        "--params", "gemm_compute_eff,attn_decode_memory_eff,step_overhead_s",
-    ])
+    code, out, _ = run_json(
+        capsys,
+        [
+            "costmodel",
+            "calibrate",
+            "--measurements",
+            csv,
+            "--hardware",
+            "h100-sxm",
+            "--out",
+            str(prof),
+            "--params",
+            "gemm_compute_eff,attn_decode_memory_eff,step_overhead_s",
+        ],
+    )
     assert code == 0 and prof.exists()
     assert out["fitted"] == ["gemm_compute_eff", "attn_decode_memory_eff", "step_overhead_s"]
     assert out["after"]["mape"] <= out["before"]["mape"] + 1e-9
     params = yaml.safe_load(prof.read_text())["parameters"]
     assert params["gemm_compute_eff"] == pytest.approx(out["profile"]["gemm_compute_eff"])
-    code, rep, _ = run_json(capsys, [
-        "costmodel", "validate", "--measurements", csv, "--hardware", "h100-sxm", "--profile", str(prof)
-    ])
+    code, rep, _ = run_json(
+        capsys,
+        ["costmodel", "validate", "--measurements", csv, "--hardware", "h100-sxm", "--profile", str(prof)],
+    )
     assert code == 0 and rep["mape"] == pytest.approx(out["after"]["mape"])
 
 
@@ -73,21 +86,52 @@ def test_calibrate_holdout_and_microbenchmarks(tmp_path, capsys):
     gemm.write_text("gpu,M,K,N,ms\nh100-sxm,1,4096,4096,0.02\nh100-sxm,4096,4096,4096,0.21\n")
     ar = tmp_path / "a.csv"
     ar.write_text("gpu,num_workers,bytes,ms\nh100-sxm,4,1048576,0.04\nh100-sxm,4,67108864,0.31\n")
-    code, out, _ = run_json(capsys, [
-        "costmodel", "calibrate", "--measurements", csv, "--hardware", "h100-sxm",
-        "--out", str(tmp_path / "p.yaml"), "--holdout", "kind=mixed", "--gemm", str(gemm),
-        "--allreduce", str(ar), "--params", "gemm_compute_eff,comm_bw_eff",
-    ])
+    code, out, _ = run_json(
+        capsys,
+        [
+            "costmodel",
+            "calibrate",
+            "--measurements",
+            csv,
+            "--hardware",
+            "h100-sxm",
+            "--out",
+            str(tmp_path / "p.yaml"),
+            "--holdout",
+            "kind=mixed",
+            "--gemm",
+            str(gemm),
+            "--allreduce",
+            str(ar),
+            "--params",
+            "gemm_compute_eff,comm_bw_eff",
+        ],
+    )
     assert code == 0
     assert out["holdout"]["rows"] == 1 and out["after"]["rows"] == len(ROWS) - 1
     assert [m["kind"] for m in out["microbench"]] == ["GemmData", "AllReduceData"]
 
 
 def test_price_breakdown(capsys):
-    code, out, _ = run_json(capsys, [
-        "costmodel", "price", "--model", "llama3-70b", "--hardware", "h100-sxm", "--tp", "4",
-        "--prefill", "512", "--decodes", "32", "--ctx", "1000",
-    ])
+    code, out, _ = run_json(
+        capsys,
+        [
+            "costmodel",
+            "price",
+            "--model",
+            "llama3-70b",
+            "--hardware",
+            "h100-sxm",
+            "--tp",
+            "4",
+            "--prefill",
+            "512",
+            "--decodes",
+            "32",
+            "--ctx",
+            "1000",
+        ],
+    )
     assert code == 0 and out["total_s"] > 0 and out["comm_s"] > 0
     assert sum(out["by_op"].values()) == pytest.approx(out["total_s"])
 
@@ -110,8 +154,16 @@ def test_bad_rows_exit_2_naming_the_line(tmp_path, capsys, row, line, fragment):
     csv = write(tmp_path, [ROWS[0], row])
     for argv in (
         ["costmodel", "validate", "--measurements", csv, "--hardware", "h100-sxm"],
-        ["costmodel", "calibrate", "--measurements", csv, "--hardware", "h100-sxm", "--out",
-         str(tmp_path / "p.yaml")],
+        [
+            "costmodel",
+            "calibrate",
+            "--measurements",
+            csv,
+            "--hardware",
+            "h100-sxm",
+            "--out",
+            str(tmp_path / "p.yaml"),
+        ],
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()

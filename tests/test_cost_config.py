@@ -25,8 +25,12 @@ def config(**overrides):
         ({"model": "deepseek-v3", "cluster.tp": 8}, "cluster.tp", "weights need"),
         ({"cluster.pp": 40}, "cluster.pp", "40 stages for the 32 layers"),
         ({"cost.expert_parallel": True}, "cost.expert_parallel", "has no experts"),
-        ({"model": "qwen2.5-7b", "cluster.tp": 7}, "cluster.tp", "neither divides nor is a multiple of the 4 KV"),
-        ({"model": "qwen1.5-moe-a2.7b", "cluster.tp": 8, "cost.expert_parallel": True}, "cluster.tp", "60 experts"),
+        ({"model": "qwen2.5-7b", "cluster.tp": 7}, "cluster.tp", "nor is a multiple of the 4 KV"),
+        (
+            {"model": "qwen1.5-moe-a2.7b", "cluster.tp": 8, "cost.expert_parallel": True},
+            "cluster.tp",
+            "60 experts",
+        ),
         ({"cost.profile": "no/such/profile.yaml"}, "cost.profile", "not found"),
         ({"cost.model": "nope"}, "cost.model", "unknown cost model"),
     ],
@@ -57,10 +61,17 @@ def test_build_uses_family_profile_and_cluster_layout():
 def test_cost_section_keys_reach_the_model(tmp_path):
     prof = tmp_path / "p.yaml"
     save_profile(family_profile("hopper").with_values(step_overhead_s=0.5), prof)
-    cfg = config(**{
-        "cost.profile": str(prof), "cost.host_overhead_s": 0.002, "cost.prefill_host_overhead_s": 0.02,
-        "model": "mixtral-8x7b", "hardware": "h200-sxm", "cluster.tp": 2, "cost.expert_parallel": True,
-    })
+    cfg = config(
+        **{
+            "cost.profile": str(prof),
+            "cost.host_overhead_s": 0.002,
+            "cost.prefill_host_overhead_s": 0.02,
+            "model": "mixtral-8x7b",
+            "hardware": "h200-sxm",
+            "cluster.tp": 2,
+            "cost.expert_parallel": True,
+        }
+    )
     cost = build(cfg).parts[0].cost_model
     assert cost.profile.step_overhead_s == 0.5
     assert (cost.host_overhead_s, cost.prefill_host_overhead_s) == (0.002, 0.02)
@@ -81,8 +92,17 @@ def test_shipped_hopper_defaults_meet_the_accuracy_target(capsys):
     """Issue 3 target: MAPE <= 5% and worst row <= 20% on the shared H100 rows, shipped defaults."""
     import json
 
-    code = main(["costmodel", "validate", "--measurements", "data/measurements/h100/iterations.csv",
-                 "--hardware", "h100-sxm", "--json"])
+    code = main(
+        [
+            "costmodel",
+            "validate",
+            "--measurements",
+            "data/measurements/h100/iterations.csv",
+            "--hardware",
+            "h100-sxm",
+            "--json",
+        ]
+    )
     rep = json.loads(capsys.readouterr().out)
     assert code == 0 and rep["rows"] == 132
     assert rep["mape"] <= 5.0 and rep["max_ape"] <= 20.0

@@ -34,7 +34,9 @@ def hopper() -> tuple[CostProfile, dict]:
     h100 = get_hardware("h100-sxm")
     device = json.loads((DATA / "h100" / "device.json").read_text())
     copy_eff = device["copy_GBps_rw"] * 1e9 / h100.hbm_bytes_per_s
-    start = CostProfile(elementwise_memory_eff=copy_eff, elementwise_kernels_per_layer=HARNESS_ELEMENTWISE_KERNELS)
+    start = CostProfile(
+        elementwise_memory_eff=copy_eff, elementwise_kernels_per_layer=HARNESS_ELEMENTWISE_KERNELS
+    )
     rows = read_measurements(DATA / "h100" / "iterations.csv")
     iters = IterationData(rows, [h100] * len(rows))
     gemm = GemmData(DATA / "h100" / "gemm.csv", "h100-sxm", name="gemm", weight=0.5)

@@ -65,7 +65,8 @@ class ModelSpec:
             object.__setattr__(self, "shared_expert_intermediate_size", width)
         for key in ("weight_dtype", "kv_dtype", "act_dtype"):
             if getattr(self, key) not in DTYPE_BYTES:
-                raise ConfigError(key, f"unknown dtype {getattr(self, key)!r}; valid: {', '.join(DTYPE_BYTES)}")
+                valid = ", ".join(DTYPE_BYTES)
+                raise ConfigError(key, f"unknown dtype {getattr(self, key)!r}; valid: {valid}")
 
     # -- architecture -------------------------------------------------------------------------
     @property
@@ -93,8 +94,10 @@ class ModelSpec:
     def attention_params(self) -> int:
         h, nh = self.hidden_size, self.num_heads
         if self.is_mla:
-            q = h * nh * self.qk_head_dim if not self.q_lora_rank else (
-                h * self.q_lora_rank + self.q_lora_rank * nh * self.qk_head_dim
+            q = (
+                h * nh * self.qk_head_dim
+                if not self.q_lora_rank
+                else (h * self.q_lora_rank + self.q_lora_rank * nh * self.qk_head_dim)
             )
             kv = h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank * nh * (
                 self.qk_nope_head_dim + self.v_head_dim

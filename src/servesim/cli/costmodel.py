@@ -14,18 +14,36 @@ def register(sub) -> None:
     cmds = p.add_subparsers(dest="costmodel_command", required=True, parser_class=type(p))
 
     cal = cmds.add_parser("calibrate", help="fit a profile's efficiency parameters to measurements")
-    cal.add_argument("--measurements", action="append", default=[], metavar="CSV",
-                     help="measured iterations (INTERFACE.md 'Measurement CSV'); repeatable")
+    cal.add_argument(
+        "--measurements",
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="measured iterations (INTERFACE.md 'Measurement CSV'); repeatable",
+    )
     cal.add_argument("--hardware", required=True, help="catalog hardware the rows ran on")
     cal.add_argument("--out", required=True, help="profile YAML to write")
-    cal.add_argument("--gemm", action="append", default=[], metavar="CSV",
-                     help="isolated GEMM timings (gpu, M, K, N, ms); repeatable")
-    cal.add_argument("--allreduce", action="append", default=[], metavar="CSV",
-                     help="all-reduce timings (gpu, num_workers, bytes, ms); repeatable")
+    cal.add_argument(
+        "--gemm",
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="isolated GEMM timings (gpu, M, K, N, ms); repeatable",
+    )
+    cal.add_argument(
+        "--allreduce",
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="all-reduce timings (gpu, num_workers, bytes, ms); repeatable",
+    )
     cal.add_argument("--start", help="profile to start from (default: the hardware family's)")
     cal.add_argument("--params", help="comma-separated parameters to fit (default: all)")
-    cal.add_argument("--holdout", metavar="KEY=VALUE",
-                     help="leave out rows with model=, kind= or tp= VALUE and report the error on them")
+    cal.add_argument(
+        "--holdout",
+        metavar="KEY=VALUE",
+        help="leave out rows with model=, kind= or tp= VALUE and report the error on them",
+    )
     cal.add_argument("--json", action="store_true")
     cal.set_defaults(handler=cmd_calibrate)
 
@@ -83,12 +101,15 @@ def cmd_calibrate(args) -> int:
         out["after"] = error_report(rows, predict(rows, hws, profile)).to_dict()
     if held_out:
         hws = resolve_hardware(held_out, args.hardware, args.measurements[0])
-        out["holdout"] = {"rule": args.holdout, **error_report(held_out, predict(held_out, hws, profile)).to_dict()}
-    for d in datasets[1 if rows else 0:]:
+        report = error_report(held_out, predict(held_out, hws, profile))
+        out["holdout"] = {"rule": args.holdout, **report.to_dict()}
+    for d in datasets[1 if rows else 0 :]:
         out.setdefault("microbench", []).append(_micro_error(d, profile, result.extras))
     header = "servesim cost profile (relative to the spec sheet; see docs/cost-model.md)\n" + (
         f"fit: {out['after']['rows']} rows, MAPE {out['after']['mape']:.2f}%, "
-        f"max {out['after']['max_ape']:.2f}%" if rows else "fit on micro-benchmarks only"
+        f"max {out['after']['max_ape']:.2f}%"
+        if rows
+        else "fit on micro-benchmarks only"
     )
     save_profile(profile, args.out, header)
     if args.json:
@@ -139,8 +160,13 @@ def _micro_error(dataset, profile, extras) -> dict:
 
     r = dataset.residuals(profile, extras)
     ape = np.abs(np.exp(r) - 1) * 100
-    return {"kind": type(dataset).__name__, "rows": len(r), "mape": float(ape.mean()),
-            "p90_ape": float(np.percentile(ape, 90)), "max_ape": float(ape.max())}
+    return {
+        "kind": type(dataset).__name__,
+        "rows": len(r),
+        "mape": float(ape.mean()),
+        "p90_ape": float(np.percentile(ape, 90)),
+        "max_ape": float(ape.max()),
+    }
 
 
 def _format_calibration(out: dict, path: str) -> str:
@@ -152,10 +178,13 @@ def _format_calibration(out: dict, path: str) -> str:
             lines.append(f"{name:10}{r['mape']:7.2f}%{r['p90_ape']:7.2f}%{r['max_ape']:7.2f}%")
     if "holdout" in out:
         h = out["holdout"]
-        lines.append(f"{'held out':10}{h['mape']:7.2f}%{h['p90_ape']:7.2f}%{h['max_ape']:7.2f}%"
-                     f"   ({h['rows']} rows with {h['rule']}, not fitted)")
+        lines.append(
+            f"{'held out':10}{h['mape']:7.2f}%{h['p90_ape']:7.2f}%{h['max_ape']:7.2f}%"
+            f"   ({h['rows']} rows with {h['rule']}, not fitted)"
+        )
     for m in out.get("microbench", []):
-        lines.append(f"{m['kind']:10}{m['mape']:7.2f}%{m['p90_ape']:7.2f}%{m['max_ape']:7.2f}%   ({m['rows']} rows)")
+        errors = f"{m['mape']:7.2f}%{m['p90_ape']:7.2f}%{m['max_ape']:7.2f}%"
+        lines.append(f"{m['kind']:10}{errors}   ({m['rows']} rows)")
     lines.append("parameters:")
     for k in out["fitted"]:
         lines.append(f"  {k:32} {out['profile'][k]:.6g}")
@@ -229,17 +258,31 @@ def cmd_price(args) -> int:
         raise ConfigError("--prefill", f"expected '+'-joined integers, got {args.prefill!r}") from None
     if any(c < 1 for c, _ in chunks) or min(args.prior, args.decodes, args.ctx) < 0:
         raise ConfigError("--prefill", "lengths and counts must be positive")
-    cm = RooflineCostModel(model, hw, tp=args.tp, pp=args.pp, expert_parallel=args.expert_parallel,
-                           profile=resolve_profile(hw.family, args.profile, key="--profile"))
+    cm = RooflineCostModel(
+        model,
+        hw,
+        tp=args.tp,
+        pp=args.pp,
+        expert_parallel=args.expert_parallel,
+        profile=resolve_profile(hw.family, args.profile, key="--profile"),
+    )
     cost = cm.breakdown(StepShape(chunks, args.decodes, args.decodes * args.ctx))
-    out = {"total_s": cost.total_s, "by_op": cost.by_op, "compute_s": cost.compute_s,
-           "memory_s": cost.memory_s, "comm_s": cost.comm_s, "overhead_s": cost.overhead_s}
+    out = {
+        "total_s": cost.total_s,
+        "by_op": cost.by_op,
+        "compute_s": cost.compute_s,
+        "memory_s": cost.memory_s,
+        "comm_s": cost.comm_s,
+        "overhead_s": cost.overhead_s,
+    }
     if args.json:
         print_json(out)
     else:
         print(f"{model.name} on {hw.name} tp={args.tp} pp={args.pp}: {cost.total_s * 1e3:.3f} ms")
         for k, v in sorted(cost.by_op.items(), key=lambda kv: -kv[1]):
             print(f"  {k:12} {v * 1e3:9.3f} ms  {100 * v / cost.total_s:5.1f}%")
-        print(f"  compute-bound {cost.compute_s * 1e3:.3f} ms, memory-bound {cost.memory_s * 1e3:.3f} ms, "
-              f"communication {cost.comm_s * 1e3:.3f} ms, overheads {cost.overhead_s * 1e3:.3f} ms")
+        print(
+            f"  compute-bound {cost.compute_s * 1e3:.3f} ms, memory-bound {cost.memory_s * 1e3:.3f} ms, "
+            f"communication {cost.comm_s * 1e3:.3f} ms, overheads {cost.overhead_s * 1e3:.3f} ms"
+        )
     return EXIT_OK

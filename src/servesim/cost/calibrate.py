@@ -9,7 +9,7 @@ keeps parameters that the rows cannot see (say, communication when no row includ
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,8 +71,12 @@ def predict(
         cm = models.get(key)
         if cm is None:
             cm = RooflineCostModel(
-                get_model(r.model), hw, tp=r.tp, expert_parallel=expert_parallel,
-                profile=profile, include_comm=r.includes_comm,
+                get_model(r.model),
+                hw,
+                tp=r.tp,
+                expert_parallel=expert_parallel,
+                profile=profile,
+                include_comm=r.includes_comm,
             )
             models[key] = cm
         out[i] = cm.step_time(r.shape())
@@ -212,8 +216,9 @@ def fit(
         return np.concatenate([data_residuals(x), w * (x - x0)])
 
     x, r = x0.copy(), full(x0)
-    cost, lam, it = float(r @ r), 1e-2, 0
-    for it in range(1, max_iterations + 1):
+    cost, lam, iterations = float(r @ r), 1e-2, 0
+    while iterations < max_iterations:
+        iterations += 1
         jac = np.empty((len(r), len(x)))
         for j in range(len(x)):
             step = 1e-4 * max(1.0, abs(x[j]))
@@ -236,4 +241,4 @@ def fit(
             break
     profile, extras = unpack(x)
     data = data_residuals(x)
-    return FitResult(profile, names, extras, it, float(np.sqrt(np.mean(data**2))))
+    return FitResult(profile, names, extras, iterations, float(np.sqrt(np.mean(data**2))))

@@ -62,7 +62,8 @@ def read_measurements(path: str | Path) -> list[Measurement]:
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED if c not in header]
         if missing:
-            raise InputFileError(p, f"missing column(s) {', '.join(missing)}; expected {', '.join(REQUIRED)}", 1)
+            expected = ", ".join(REQUIRED)
+            raise InputFileError(p, f"missing column(s) {', '.join(missing)}; expected {expected}", 1)
         rows = [_parse(p, reader.line_num, raw) for raw in reader]
     if not rows:
         raise InputFileError(p, "no measurement rows")

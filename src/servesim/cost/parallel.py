@@ -10,7 +10,9 @@ def check_layout(model: ModelSpec, tp: int, pp: int, expert_parallel: bool = Fal
     """ConfigError naming the offending key if `model` cannot be split `tp` x `pp` ways."""
     name = model.name
     if model.num_heads % tp:
-        raise ConfigError("cluster.tp", f"{tp} does not divide the {model.num_heads} attention heads of {name}")
+        raise ConfigError(
+            "cluster.tp", f"{tp} does not divide the {model.num_heads} attention heads of {name}"
+        )
     kv = model.num_kv_heads
     if not model.is_mla and kv % tp and tp % kv:
         raise ConfigError(
@@ -26,9 +28,7 @@ def check_layout(model: ModelSpec, tp: int, pp: int, expert_parallel: bool = Fal
         raise ConfigError("cost.expert_parallel", f"{name} has no experts to place")
     if model.is_moe:
         if expert_parallel and model.num_experts % tp:
-            raise ConfigError(
-                "cluster.tp", f"{tp} does not divide the {model.num_experts} experts of {name}"
-            )
+            raise ConfigError("cluster.tp", f"{tp} does not divide the {model.num_experts} experts of {name}")
         if not expert_parallel and model.moe_intermediate_size % tp:
             raise ConfigError(
                 "cluster.tp",

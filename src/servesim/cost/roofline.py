@@ -112,9 +112,7 @@ class RooflineCostModel:
         self._comm_per_token = n_allreduce * ring * h_bytes / link
         # Logits gathered from the vocabulary shards.
         self._comm_logit_fixed = alpha if tp > 1 else 0.0
-        self._comm_per_logit = (
-            (tp - 1) / tp * lay.model.vocab_size * lay.act_bytes / link if tp > 1 else 0.0
-        )
+        self._comm_per_logit = (tp - 1) / tp * lay.model.vocab_size * lay.act_bytes / link if tp > 1 else 0.0
         if self.pp > 1:
             self._comm_fixed += (self.pp - 1) * alpha
             self._comm_per_token += (self.pp - 1) * h_bytes / link
