@@ -27,7 +27,7 @@ import pandas as pd
 from servesim.build import build, make_requests
 from servesim.catalog import get_hardware, get_model
 from servesim.config import load_config
-from servesim.cost import RooflineCostModel, StepShape
+from servesim.cost import RooflineCostModel
 from servesim.cost.calibrate import IterationData, fit
 from servesim.cost.measurements import Measurement
 from servesim.cost.profile import CostProfile, family_profile, save_profile
