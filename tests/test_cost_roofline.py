@@ -77,7 +77,8 @@ def test_pipeline_parallel_adds_activation_sends():
 
 def test_moe_reads_only_touched_experts():
     mix = get_model("mixtral-8x7b")
-    cm = model(mix, hw=get_hardware("h200-sxm"))
+    fused = family_profile("hopper").with_values(moe_kernels_per_expert=0.0)  # weights, not launches
+    cm = model(mix, hw=get_hardware("h200-sxm"), profile=fused)
     one = cm.breakdown(StepShape([], 1, 100))
     many = cm.breakdown(StepShape([], 256, 256 * 100))
     expert_bytes = mix.expert_params * 2 * mix.num_moe_layers
@@ -86,8 +87,17 @@ def test_moe_reads_only_touched_experts():
     assert one.by_op["moe"] < 3 * expert_bytes / bw
     assert many.by_op["moe"] > 6 * expert_bytes / bw
     dense_same_size = get_model({"base": "llama3-8b", "intermediate_size": 8 * 14336, "vocab_size": 32000})
-    dense = model(dense_same_size, hw=get_hardware("h200-sxm"))
+    dense = model(dense_same_size, hw=get_hardware("h200-sxm"), profile=fused)
     assert cm.step_time(StepShape([], 1, 100)) < 0.5 * dense.step_time(StepShape([], 1, 100))
+
+
+def test_moe_launches_per_touched_expert():
+    mix, hw = get_model("mixtral-8x7b"), get_hardware("h200-sxm")
+    loop = model(mix, hw=hw).step_time(StepShape([], 64, 6400))
+    fused = model(mix, hw=hw, profile=family_profile("hopper").with_values(moe_kernels_per_expert=0.0))
+    per_launch = family_profile("hopper").kernel_overhead_s
+    extra = loop - fused.step_time(StepShape([], 64, 6400))
+    assert extra == pytest.approx(32 * 8 * 6 * per_launch, rel=0.01)  # all 8 experts touched
 
 
 def test_expert_parallel_uses_all_to_all_not_expert_slices():

@@ -206,8 +206,9 @@ class Shard:
         ends = [sum(prefill[: i + 1]) - 1 for i in range(len(prefill))] + list(range(sum(prefill), tokens))
         last = torch.tensor(ends, device="cuda")
         routes = None
-        if s["experts"]:
-            routes = self.routing(tokens, torch.Generator().manual_seed(tokens))
+        if s["experts"]:  # an independent draw per layer, as a trained router's choices vary
+            gen = torch.Generator().manual_seed(tokens)
+            routes = [self.routing(tokens, gen) for _ in self.layers]
 
         def attention(q, k, v):
             outs, off = [], 0
@@ -240,10 +241,10 @@ class Shard:
             g, u = (hn @ gate_up).chunk(2, dim=1)
             return (F.silu(g) * u) @ down
 
-        def experts(hn, layer):
+        def experts(hn, layer, index):
             hn @ layer["router"]  # the router GEMM; routing itself is fixed ahead
             out = torch.zeros_like(hn)
-            for e, rows in routes:
+            for e, rows in routes[index]:
                 xe = hn.index_select(0, rows)
                 out.index_add_(0, rows, swiglu(xe, layer["e_gate_up"][e], layer["e_down"][e]))
             if "gate_up" in layer:
@@ -252,12 +253,16 @@ class Shard:
 
         def run():
             y = x
-            for layer in self.layers:
+            for index, layer in enumerate(self.layers):
                 hn = F.rms_norm(y, (h,), layer["n1"])
                 q, k, v = (hn @ layer["qkv"]).split([nh * d, kv * d, kv * d], dim=1)
                 y = y + attention(q, k, v) @ layer["o"]
                 hn = F.rms_norm(y, (h,), layer["n2"])
-                mlp = experts(hn, layer) if "router" in layer else swiglu(hn, layer["gate_up"], layer["down"])
+                mlp = (
+                    experts(hn, layer, index)
+                    if "router" in layer
+                    else swiglu(hn, layer["gate_up"], layer["down"])
+                )
                 y = y + mlp
             return y.index_select(0, last) @ self.lm_head
 

@@ -34,6 +34,8 @@ BOUNDS = {
     "elementwise_hidden_passes": (1e-3, 200.0),
     "elementwise_mlp_passes": (1e-3, 200.0),
     "elementwise_kernels_per_layer": (1e-3, 200.0),
+    "moe_route_passes": (1e-3, 100.0),
+    "moe_kernels_per_expert": (1e-3, 100.0),
     "kernel_overhead_s": (1e-9, 1e-3),
     "gemm_latency_s": (1e-9, 1e-3),
     "step_overhead_s": (1e-8, 0.1),

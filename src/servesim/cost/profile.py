@@ -52,6 +52,13 @@ class CostProfile:
     """Fraction of HBM bandwidth of elementwise kernels."""
     elementwise_kernels_per_layer: float = 8.0
     """Elementwise kernel launches per layer (each pays `kernel_overhead_s`)."""
+    # -- mixture of experts -------------------------------------------------------------------------------
+    moe_route_passes: float = 5.0
+    """Hidden-size vectors moved per token per routed expert per layer (gather to the expert, scatter-add
+    back): elementwise traffic at `elementwise_memory_eff`."""
+    moe_kernels_per_expert: float = 6.0
+    """Kernel launches per touched expert per layer: ~6 for a loop over experts (gather, two GEMMs,
+    activation, multiply, scatter-add; the measuring harness), ~0 for fused-MoE kernels."""
     # -- overheads ------------------------------------------------------------------------------------
     kernel_overhead_s: float = 3.0e-6
     """Per kernel: launch gap plus ramp-up and tail inside a CUDA graph."""
@@ -73,9 +80,14 @@ class CostProfile:
 
 
 FIT_PARAMETERS = tuple(f.name for f in fields(CostProfile) if f.name != "source")
-PINNED_PARAMETERS = ("elementwise_memory_eff", "elementwise_kernels_per_layer")
+PINNED_PARAMETERS = (
+    "elementwise_memory_eff",
+    "elementwise_kernels_per_layer",
+    "moe_route_passes",
+    "moe_kernels_per_expert",
+)
 """Not fitted unless asked for: iteration times only see passes / bandwidth and kernels x overhead,
-so these are set from a copy-bandwidth measurement and from counting the engine's kernels."""
+so these are set from a copy-bandwidth measurement and from counting the engine's kernels and bytes."""
 DEFAULT_FIT = tuple(p for p in FIT_PARAMETERS if p not in PINNED_PARAMETERS)
 
 

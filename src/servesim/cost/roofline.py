@@ -76,6 +76,9 @@ class RooflineCostModel:
             self._moe_row = 2.0 * 3 * moe.hidden * moe.width / gemm_peak
             self._moe_weight = moe.weight_bytes_per_expert / gemm_bw
             self._moe_act = (3 * moe.hidden + 3 * moe.width) * ab / gemm_bw
+            el_bw = hw.hbm_bytes_per_s * pr.elementwise_memory_eff
+            self._moe_route = pr.moe_route_passes * moe.hidden * ab / el_bw
+            self._moe_expert_launch = pr.moe_kernels_per_expert * pr.kernel_overhead_s
         a = lay.attention
         attn_peak = hw.peak_flops(a.dtype)
         self._attn_prefill_flops = a.prefill_flops_per_pair / attn_peak
@@ -160,8 +163,9 @@ class RooflineCostModel:
                 parts[group][0 if c >= mem else 1] += count * max(c, mem)
                 parts[group][2] += count * self._t_gemm
         if self.layout.moe is not None and tokens:
-            c, mem, launches = self._moe_parts(tokens)
+            c, mem, dispatch, launches = self._moe_parts(tokens)
             parts["moe"][0 if c >= mem else 1] += max(c, mem)
+            parts["moe"][1] += dispatch
             parts["moe"][2] += launches
         self._attention_parts(shape, parts["attention"])
         if tokens:
@@ -263,11 +267,13 @@ class RooflineCostModel:
         self._linear_cache[key] = total
         return total
 
-    def _moe_parts(self, tokens: int) -> tuple[float, float, float]:
-        """Routed experts of all MoE layers: (compute s, memory s, launch s).
+    def _moe_parts(self, tokens: int) -> tuple[float, float, float, float]:
+        """Routed experts of all MoE layers: (compute s, memory s, dispatch s, launch s).
 
         Routing is taken as uniform: of E experts, a batch of T tokens with top-k touches
-        E (1 - (1 - k/E)^T) of them in expectation; only those experts' weights are read.
+        E (1 - (1 - k/E)^T) of them in expectation; only those experts' weights are read, and each
+        touched expert costs its kernel launches. Moving token rows to and from the experts is
+        elementwise traffic on top of the expert GEMMs.
         """
         moe = self.layout.moe
         frac_hit = 1.0 - (1.0 - moe.top_k / moe.num_experts) ** tokens
@@ -275,15 +281,16 @@ class RooflineCostModel:
         rows = tokens * moe.top_k / moe.ep
         compute = moe.count * self._moe_row * (rows + self._pad * touched)
         memory = moe.count * (touched * self._moe_weight + rows * self._moe_act)
-        # top-k and un-permute kernels, two grouped GEMMs
-        launches = moe.count * (2 * self._t_kernel + 2 * self._t_gemm)
-        return compute, memory, launches
+        dispatch = moe.count * rows * self._moe_route
+        # top-k and combine kernels, two (grouped) GEMM ramps, and per-expert launches
+        launches = moe.count * (2 * self._t_kernel + 2 * self._t_gemm + touched * self._moe_expert_launch)
+        return compute, memory, dispatch, launches
 
     def _moe_time(self, tokens: int) -> float:
         if self.layout.moe is None or not tokens:
             return 0.0
-        c, mem, launches = self._moe_parts(tokens)
-        return (c if c > mem else mem) + launches
+        c, mem, dispatch, launches = self._moe_parts(tokens)
+        return (c if c > mem else mem) + dispatch + launches
 
     def _attention_parts(self, shape: StepShape, acc: list[float]) -> None:
         """Prefill-chunk and decode attention of all layers into acc [compute, memory, overhead]."""
