@@ -173,12 +173,16 @@ class Layout:
                 dtype=attn_dtype,
             )
         d, kvh = m.head_dim, m.kv_heads_per_gpu(tp)
+        # Kernels that fold a KV head's query group into one block without splitting the context are
+        # limited by how many blocks a decode has; single-query (MHA) decodes ran split-KV in the
+        # measured PyTorch (H200 rows of llama2-7b and qwen1.5-moe), so they are not.
+        blocks = kvh if m.num_heads > m.num_kv_heads else 0
         return AttentionShape(
             prefill_flops_per_pair=4.0 * nh * d,
             prefill_bytes_per_ctx_token=2 * kvh * d * kvb,
             prefill_bytes_per_query=2 * nh * d * ab,
             decode_flops_per_ctx_token=4.0 * nh * d,
             decode_bytes_per_ctx_token=2 * kvh * d * kvb,
-            decode_blocks_per_seq=kvh,
+            decode_blocks_per_seq=blocks,
             dtype=attn_dtype,
         )
