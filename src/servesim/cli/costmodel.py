@@ -37,7 +37,11 @@ def register(sub) -> None:
         metavar="CSV",
         help="all-reduce timings (gpu, num_workers, bytes, ms); repeatable",
     )
-    cal.add_argument("--start", help="profile to start from (default: the hardware family's)")
+    cal.add_argument(
+        "--start",
+        help="profile YAML to start from, or 'builtin' for the data-free defaults "
+        "(default: the hardware family's shipped profile)",
+    )
     cal.add_argument("--params", help="comma-separated parameters to fit (default: all)")
     cal.add_argument(
         "--holdout",
@@ -76,12 +80,15 @@ def cmd_calibrate(args) -> int:
     from servesim.cli import UsageError
     from servesim.cost.calibrate import IterationData, error_report, fit, predict, resolve_hardware
     from servesim.cost.microbench import AllReduceData, GemmData
-    from servesim.cost.profile import FIT_PARAMETERS, resolve_profile, save_profile
+    from servesim.cost.profile import FIT_PARAMETERS, CostProfile, resolve_profile, save_profile
 
     if not (args.measurements or args.gemm or args.allreduce):
         raise UsageError("costmodel calibrate: give --measurements, --gemm or --allreduce data")
     hw = get_hardware(args.hardware, key="--hardware")
-    start = resolve_profile(hw.family, args.start, key="--start")
+    if args.start == "builtin":
+        start = CostProfile(source="built-in defaults")
+    else:
+        start = resolve_profile(hw.family, args.start, key="--start")
     params = _parse_params(args.params, FIT_PARAMETERS)
     rows = [r for path in args.measurements for r in _read_rows(path)]
     held_out = []

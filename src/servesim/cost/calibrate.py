@@ -187,7 +187,7 @@ def fit(
     datasets: Sequence[Dataset],
     start: CostProfile,
     parameters: Sequence[str] | None = None,
-    prior_weight: float = 1e-4,
+    prior_weight: float = 1e-3,
     max_iterations: int = 200,
 ) -> FitResult:
     """Levenberg-Marquardt on log-parameters over the weighted residuals of all datasets.

@@ -35,9 +35,10 @@ class CostProfile:
     attn_prefill_eff: float = 0.55
     """Fraction of peak FLOP/s of causal attention over a fresh prompt (no cached prefix)."""
     attn_prefill_pad_tokens: float = 256.0
-    """Short chunks run slower: efficiency(c) = attn_prefill_eff * c / (c + pad)."""
+    """Short fresh prompts run slower: efficiency(c) = attn_prefill_eff * c / (c + pad)."""
     attn_prefix_eff: float = 0.3
-    """Fraction of peak FLOP/s of attention for a chunk that follows cached context (chunked prefill)."""
+    """Fraction of peak FLOP/s of attention for a chunk that follows cached context (chunked prefill),
+    over all its (query, key) pairs."""
     attn_decode_memory_eff: float = 0.9
     """Fraction of HBM bandwidth when decode attention streams the KV cache."""
     attn_decode_blocks_per_core: float = 0.5

@@ -82,6 +82,8 @@ class RooflineCostModel:
         a = lay.attention
         attn_peak = hw.peak_flops(a.dtype)
         self._attn_prefill_flops = a.prefill_flops_per_pair / attn_peak
+        self._attn_heads = lay.model.num_heads // self.tp
+        self._attn_pad = pr.attn_prefill_pad_tokens * 32  # profile unit: tokens of a 32-head GPU
         attn_bw = hw.hbm_bytes_per_s * pr.attn_decode_memory_eff
         self._attn_ctx_bytes = a.prefill_bytes_per_ctx_token / attn_bw
         self._attn_q_bytes = a.prefill_bytes_per_query / attn_bw
@@ -299,7 +301,9 @@ class RooflineCostModel:
             if c <= 0:
                 continue
             pairs = c * p + c * (c + 1) / 2
-            eff = (pr.attn_prefix_eff if p else pr.attn_prefill_eff) * c / (c + pr.attn_prefill_pad_tokens)
+            # Work blocks scale with query rows x heads: short chunks on few heads leave cores idle.
+            rows = c * self._attn_heads
+            eff = (pr.attn_prefix_eff if p else pr.attn_prefill_eff) * rows / (rows + self._attn_pad)
             comp = pairs * self._attn_prefill_flops / eff
             mem = (p + c) * self._attn_ctx_bytes + c * self._attn_q_bytes
             acc[0 if comp >= mem else 1] += L * (comp if comp > mem else mem)
