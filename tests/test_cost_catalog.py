@@ -67,6 +67,12 @@ def test_bad_inline_specs_name_the_key():
         get_model({"base": "llama3-8b", "weight_dtype": "fp3"})
     with pytest.raises(ConfigError, match=r"^model\.num_expert"):
         get_model({"base": "llama3-8b", "num_expert": 8})
+    with pytest.raises(ConfigError, match=r"^model\.num_layers: expected an integer"):
+        get_model({"base": "llama3-8b", "num_layers": "many"})
+    with pytest.raises(ConfigError, match=r"^hardware\.hbm_tb_s: expected a number"):
+        get_hardware({"base": "h100-sxm", "hbm_tb_s": -1})
+    with pytest.raises(ConfigError, match=r"^hardware\.peak_tflops"):
+        get_hardware({"base": "h100-sxm", "peak_tflops": {"bf16": "fast"}})
 
 
 def test_driver_names_resolve_to_catalog():

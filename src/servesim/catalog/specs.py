@@ -294,13 +294,38 @@ def _build(cls, kind: str, spec: str | dict, key: str):
                 raise ConfigError(f"{key}.base", f"unknown {kind} {base!r}")
             data = {**table[base], **data}
         data.setdefault("name", base or "custom")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    known = {f.name: f.type for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{key}.{unknown[0]}", "unknown key")
+    for name, value in data.items():
+        _check_type(f"{key}.{name}", known[name], value)
     try:
         return cls(**data)
     except TypeError as exc:
         raise ConfigError(key, f"incomplete spec: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"{key}.{exc.key}", str(exc).split(": ", 1)[-1]) from None
+
+
+def _check_type(key: str, annotation: str, value) -> None:
+    """Inline specs come from users: numbers must be non-negative numbers, flags booleans."""
+    if value is None and "None" in annotation:
+        return
+    base = annotation.split(" |")[0]
+    if base in ("int", "float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if base == "int":
+            ok = ok and float(value).is_integer()
+        if not ok or value < 0:
+            kind = "an integer" if base == "int" else "a number"
+            raise ConfigError(key, f"expected {kind} >= 0, got {value!r}")
+    elif base == "bool" and not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    elif base == "str" and not isinstance(value, str):
+        raise ConfigError(key, f"expected a string, got {value!r}")
+    elif base.startswith("dict[str, float]"):
+        if not isinstance(value, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value.values()
+        ):
+            raise ConfigError(key, f"expected a mapping of datatype to positive TFLOP/s, got {value!r}")

@@ -47,7 +47,7 @@ class RooflineCostModel:
         self.include_comm = include_comm and (tp > 1 or pp > 1)
         self._precompute()
         self._linear_cache: dict[tuple[int, int, int], float] = {}
-        self._decode_cache: dict[int, tuple[float, float]] = {}
+        self._decode_cache: dict[int | tuple[int, int], tuple[float, float]] = {}
 
     # -- constants ---------------------------------------------------------------------------------
     def _precompute(self) -> None:
@@ -207,7 +207,7 @@ class RooflineCostModel:
     # -- pieces --------------------------------------------------------------------------------------
     def _decode_coeffs(self, n: int, logits: int) -> tuple[float, float]:
         """C(n) and S(n): a pure-decode step of n requests costs C + S x context sum."""
-        key = n if logits == n else -1 - n * 65536 - logits
+        key = n if logits == n else (n, logits)
         hit = self._decode_cache.get(key)
         if hit is not None:
             return hit
