@@ -120,7 +120,7 @@ class Layout:
             self.gemms.append(Gemm(group, int(k), int(n), int(count), k * n * dtype_bytes, rows))
 
     def _mla_projections(self) -> None:
-        m, tp, add = self.model, self.tp, self._add
+        m, add = self.model, self._add
         h, L, nh, wb = m.hidden_size, m.num_layers, m.num_heads // self.tp, self.weight_dtype_bytes
         latent = m.kv_lora_rank + m.qk_rope_head_dim
         if m.q_lora_rank:  # q down-projection fused with the KV down-projection, replicated
@@ -133,7 +133,6 @@ class Layout:
         # either way its weights are read and it multiplies every context row once.
         add("qkv", m.kv_lora_rank, nh * (m.qk_nope_head_dim + m.v_head_dim), L, wb, rows=CONTEXT)
         add("o_proj", nh * m.v_head_dim, h, L, wb)
-        del tp
 
     def _moe(self) -> None:
         m, tp = self.model, self.tp
