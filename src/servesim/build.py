@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import ValidationError
 
 from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
@@ -118,16 +119,22 @@ def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:
     hashes = table.prefix_hashes
     classes = table.class_name
     sessions = table.session_id
+    priorities = table.priority
+    # per-request SLOs (multi-class workloads); NaN falls back to the global objective
+    ttft = np.full(len(table), slo.ttft_s) if table.ttft_slo is None else np.where(np.isnan(table.ttft_slo), slo.ttft_s, table.ttft_slo)
+    tpot = np.full(len(table), slo.tpot_s) if table.tpot_slo is None else np.where(np.isnan(table.tpot_slo), slo.tpot_s, table.tpot_slo)
     out = []
-    for i, (t, p, o) in enumerate(
-        zip(table.arrival_s.tolist(), table.prompt_tokens.tolist(), table.output_tokens.tolist())
+    for i, (t, p, o, ttft_i, tpot_i) in enumerate(
+        zip(table.arrival_s.tolist(), table.prompt_tokens.tolist(), table.output_tokens.tolist(), ttft.tolist(), tpot.tolist())
     ):
-        r = Request(i, t, p, o, ttft_slo=slo.ttft_s, tpot_slo=slo.tpot_s)
+        r = Request(i, t, p, o, ttft_slo=ttft_i, tpot_slo=tpot_i)
         if hashes is not None:
             r.prefix_hashes = hashes[i]
         if classes is not None:
             r.class_name = str(classes[i])
         if sessions is not None:
             r.session_id = int(sessions[i])
+        if priorities is not None:
+            r.priority = int(priorities[i])
         out.append(r)
     return out
