@@ -45,6 +45,7 @@ def run_cluster(
     step_log: StepLog,
     max_time: float = math.inf,
     on_finish: Callable[[Request], None] | None = None,
+    after_step: Callable[[Instance], None] | None = None,
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
     wall0 = time.perf_counter()
@@ -53,6 +54,8 @@ def run_cluster(
         Instance(env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish)
         for i, p in enumerate(parts)
     ]
+    for instance in instances:
+        instance.after_step = after_step
     env.process(arrival_process(env, requests, router, instances))
     events = _count_events(env)
     if math.isfinite(max_time):

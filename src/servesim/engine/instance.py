@@ -44,6 +44,8 @@ class Instance:
         self.step_log = step_log
         self.on_finish = on_finish
         self.on_reject = on_reject
+        self.after_step = None
+        """Optional callback(instance) after every applied step: invariant checks in tests."""
         self._idle: simpy.Event | None = None
         self._interruptible = False
         self.process = env.process(self.run_process())
@@ -147,6 +149,8 @@ class Instance:
                     self.on_finish(request)
 
     def _log(self, start, end, num_steps, prefill_tokens, decodes):
+        if self.after_step is not None:
+            self.after_step(self)
         load = self.scheduler.load() if self.step_log.enabled else None
         self.step_log.record(
             self.index,
