@@ -120,13 +120,11 @@ def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:
     classes = table.class_name
     sessions = table.session_id
     priorities = table.priority
-    # per-request SLOs (multi-class workloads); NaN falls back to the global objective
-    ttft = np.full(len(table), slo.ttft_s) if table.ttft_slo is None else np.where(np.isnan(table.ttft_slo), slo.ttft_s, table.ttft_slo)
-    tpot = np.full(len(table), slo.tpot_s) if table.tpot_slo is None else np.where(np.isnan(table.tpot_slo), slo.tpot_s, table.tpot_slo)
+    ttft = _per_request(table.ttft_slo, slo.ttft_s, len(table))
+    tpot = _per_request(table.tpot_slo, slo.tpot_s, len(table))
     out = []
-    for i, (t, p, o, ttft_i, tpot_i) in enumerate(
-        zip(table.arrival_s.tolist(), table.prompt_tokens.tolist(), table.output_tokens.tolist(), ttft.tolist(), tpot.tolist())
-    ):
+    columns = (table.arrival_s, table.prompt_tokens, table.output_tokens, ttft, tpot)
+    for i, (t, p, o, ttft_i, tpot_i) in enumerate(zip(*(c.tolist() for c in columns))):
         r = Request(i, t, p, o, ttft_slo=ttft_i, tpot_slo=tpot_i)
         if hashes is not None:
             r.prefix_hashes = hashes[i]
@@ -138,3 +136,8 @@ def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:
             r.priority = int(priorities[i])
         out.append(r)
     return out
+
+
+def _per_request(values, default: float, n: int) -> np.ndarray:
+    """Per-request SLOs (multi-class workloads); NaN, or no column, means the global objective."""
+    return np.full(n, default) if values is None else np.where(np.isnan(values), default, values)

@@ -24,10 +24,14 @@ def register(sub) -> None:
 def _add_read_args(p) -> None:
     p.add_argument("--format", help="trace format (default: detected from the file)")
     p.add_argument("--skip-bad-rows", action="store_true", help="drop malformed rows and count them")
-    p.add_argument("--seed", type=int, help="seed: of a config, or for formats that synthesise requests (default 0)")
+    p.add_argument(
+        "--seed", type=int, help="seed: of a config, or for formats that synthesise requests (default 0)"
+    )
     p.add_argument("--start", type=float, default=0.0, metavar="S", help="window start, s on the trace clock")
     p.add_argument("--duration", type=float, metavar="S", help="window length, s on the trace clock")
-    p.add_argument("--block-size", type=int, metavar="TOKENS", help="tokens per prefix-hash block in the file")
+    p.add_argument(
+        "--block-size", type=int, metavar="TOKENS", help="tokens per prefix-hash block in the file"
+    )
 
 
 def _register_info(cmds) -> None:
@@ -117,8 +121,12 @@ def read_from_args(args, path: str | None = None):
     if args.start < 0:
         raise UsageError(f"--start: must be >= 0, got {args.start}")
     end = args.start + args.duration if args.duration is not None else math.inf
-    options = ReadOptions(skip_bad_rows=args.skip_bad_rows, block_size=args.block_size, start_s=args.start, end_s=end)
-    data = read_trace(path or args.path, args.format, options, stream(args.seed or 0, "workload"), format_key="--format")
+    options = ReadOptions(
+        skip_bad_rows=args.skip_bad_rows, block_size=args.block_size, start_s=args.start, end_s=end
+    )
+    data = read_trace(
+        path or args.path, args.format, options, stream(args.seed or 0, "workload"), format_key="--format"
+    )
     if data.table.timed and (args.start or args.duration is not None):
         window = TraceConfig(path=str(path or args.path), start_s=args.start, duration_s=args.duration)
         data.table = cut_window(data.table, window, "--start")
@@ -161,9 +169,14 @@ def format_info(info: dict) -> str:
     ]
     for key in ("prompt_tokens", "output_tokens"):
         s = info[key]
-        lines.append(f"{key:<18}" + "".join(f"{s[k]:>10.1f}" for k in ("mean", "p50", "p90", "p99")) + f"{s['max']:>10d}")
+        lines.append(
+            f"{key:<18}"
+            + "".join(f"{s[k]:>10.1f}" for k in ("mean", "p50", "p90", "p99"))
+            + f"{s['max']:>10d}"
+        )
     if "prefix_block_reuse" in info:
-        lines.append(f"prefix_block_reuse {info['prefix_block_reuse']:.4f} (blocks of {info['hash_block_size']} tokens)")
+        reuse, block = info["prefix_block_reuse"], info["hash_block_size"]
+        lines.append(f"prefix_block_reuse {reuse:.4f} (blocks of {block} tokens)")
     if "sessions" in info:
         lines.append(f"sessions          {info['sessions']}")
     for key, label in (("skipped_rows", "skipped bad rows"), ("dropped_rows", "dropped rows")):

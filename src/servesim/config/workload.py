@@ -221,7 +221,9 @@ class WorkloadConfig(Section):
             raise ValueError("`sessions` apply to generated arrivals, not to a `trace`")
         for c in self.classes:
             if c.trace is not None and c.sessions is not None:
-                raise ValueError(f"class {c.name!r}: `sessions` apply to generated arrivals, not to a `trace`")
+                raise ValueError(
+                    f"class {c.name!r}: `sessions` apply to generated arrivals, not to a `trace`"
+                )
         if self.num_requests is None and self.duration_s is None and self.has_synthetic_source:
             object.__setattr__(self, "num_requests", 1000)
         return self

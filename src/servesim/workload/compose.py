@@ -65,7 +65,9 @@ def sources(cfg: WorkloadConfig) -> list[Source]:
     ]
 
 
-def build_requests(cfg: WorkloadConfig, rng: np.random.Generator, resolve_path: Resolver | None = None) -> RequestTable:
+def build_requests(
+    cfg: WorkloadConfig, rng: np.random.Generator, resolve_path: Resolver | None = None
+) -> RequestTable:
     """The requests of a workload config, sorted by arrival, drawn only from `rng` (the workload stream)."""
     resolve = resolve_path or Path
     srcs = sources(cfg)
@@ -119,16 +121,26 @@ def rate_factor(cfg: WorkloadConfig, srcs: list[Source], traces: dict[int, Reque
 
 
 def synthetic(
-    s: Source, cfg: WorkloadConfig, rng: np.random.Generator, rate: float, resolve: Resolver, rows: RequestTable | None
+    s: Source,
+    cfg: WorkloadConfig,
+    rng: np.random.Generator,
+    rate: float,
+    resolve: Resolver,
+    rows: RequestTable | None,
 ) -> RequestTable:
-    """Generated arrivals; lengths from distributions, an empirical file, or (untimed trace) its rows in order."""
+    """Generated arrivals; lengths from distributions, an empirical file, or an untimed trace's rows."""
     count, duration = cfg.num_requests, cfg.duration_s
     if rows is not None and count is None and duration is None:
         count = len(rows)
     sampler = rows_in_order(rows) if rows is not None else length_sampler(s, rng, resolve)
     arrivals = arrival_times(s.arrival, substream(rng, "arrivals"), count, duration, rate)
     if count is not None and len(arrivals) < count and duration is None:
-        log.warning("warning: %s.arrival.rate_schedule ends (last factor 0) after %d of %d requests", s.key, len(arrivals), count)
+        log.warning(
+            "warning: %s.arrival.rate_schedule ends (last factor 0) after %d of %d requests",
+            s.key,
+            len(arrivals),
+            count,
+        )
     if s.sessions is not None:
         return expand_sessions(arrivals, s.sessions, sampler, substream(rng, "sessions"))
     if rows is not None:
@@ -140,12 +152,17 @@ def synthetic(
 def length_sampler(s: Source, rng: np.random.Generator, resolve: Resolver) -> LengthSampler:
     cfg = s.lengths
     if cfg.empirical is None:
+
         def draw(n: int, r: np.random.Generator):
-            return lengths(cfg.prompt, n, substream(r, "prompt")), lengths(cfg.output, n, substream(r, "output"))
+            return lengths(cfg.prompt, n, substream(r, "prompt")), lengths(
+                cfg.output, n, substream(r, "output")
+            )
 
         return draw
     path = resolve(cfg.empirical)
-    data = read_trace(path, cfg.format, ReadOptions(), substream(rng, "empirical"), format_key=f"{s.key}.lengths.format")
+    data = read_trace(
+        path, cfg.format, ReadOptions(), substream(rng, "empirical"), format_key=f"{s.key}.lengths.format"
+    )
     for message in data.report.messages(path):
         log.warning("warning: %s", message)
     pool = data.table
@@ -181,5 +198,7 @@ def cap(table: RequestTable, cfg: WorkloadConfig) -> RequestTable:
     if cfg.num_requests is not None and len(table) > cfg.num_requests:
         table = table.take(np.arange(cfg.num_requests))
     if len(table) == 0:
-        raise ConfigError("workload", "the workload has no requests (check duration_s, the rate and the trace window)")
+        raise ConfigError(
+            "workload", "the workload has no requests (check duration_s, the rate and the trace window)"
+        )
     return table

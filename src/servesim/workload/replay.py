@@ -26,7 +26,9 @@ def cut_window(table: RequestTable, cfg: TraceConfig, key: str) -> RequestTable:
     if cfg.max_requests is not None:
         picked = picked[: cfg.max_requests]
     if len(picked) == 0:
-        raise ConfigError(f"{key}.start_s", f"no request of the trace falls in the window starting at {cfg.start_s} s")
+        raise ConfigError(
+            f"{key}.start_s", f"no request of the trace falls in the window starting at {cfg.start_s} s"
+        )
     window = table.take(picked)
     return window.with_arrivals(window.arrival_s - cfg.start_s)
 
@@ -34,9 +36,13 @@ def cut_window(table: RequestTable, cfg: TraceConfig, key: str) -> RequestTable:
 def _cut_untimed(table: RequestTable, cfg: TraceConfig, key: str) -> RequestTable:
     for name in ("start_s", "duration_s", "rate"):
         if getattr(cfg, name) not in (None, 0.0):
-            raise ConfigError(f"{key}.{name}", "the trace has no timestamps; arrivals come from workload.arrival")
+            raise ConfigError(
+                f"{key}.{name}", "the trace has no timestamps; arrivals come from workload.arrival"
+            )
     if cfg.time_scale != 1.0:
-        raise ConfigError(f"{key}.time_scale", "the trace has no timestamps; arrivals come from workload.arrival")
+        raise ConfigError(
+            f"{key}.time_scale", "the trace has no timestamps; arrivals come from workload.arrival"
+        )
     return table.take(np.arange(min(len(table), cfg.max_requests or len(table))))
 
 
@@ -53,7 +59,10 @@ def time_scale_for(table: RequestTable, cfg: TraceConfig, key: str, target_rate:
         return cfg.time_scale
     rate = observed_rate(table)
     if not np.isfinite(rate):
-        raise ConfigError(f"{key}.rate", "cannot rescale: the replayed window spans no time (fewer than two distinct arrivals)")
+        raise ConfigError(
+            f"{key}.rate",
+            "cannot rescale: the replayed window spans no time (fewer than two distinct arrivals)",
+        )
     return rate / target
 
 

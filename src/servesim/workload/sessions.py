@@ -89,7 +89,9 @@ def prefix_hashes(
     system_ids = tuple(range(num_system))
     out = []
     for p, s, f in zip(prompt.tolist(), session.tolist(), full.tolist()):
-        ids = system_ids[: min(f, num_system)] + tuple(range(own_start[s], own_start[s] + max(f - num_system, 0)))
+        ids = system_ids[: min(f, num_system)] + tuple(
+            range(own_start[s], own_start[s] + max(f - num_system, 0))
+        )
         if p % block:
             ids += (next_partial,)
             next_partial += 1

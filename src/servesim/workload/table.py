@@ -112,7 +112,10 @@ def concat(tables: Sequence[RequestTable]) -> RequestTable:
     def column(name, fill, dtype):
         if all(getattr(t, name) is None for t in tables):
             return None
-        parts = [getattr(t, name) if getattr(t, name) is not None else np.full(k, fill, dtype) for t, k in zip(tables, n)]
+        parts = [
+            getattr(t, name) if getattr(t, name) is not None else np.full(k, fill, dtype)
+            for t, k in zip(tables, n)
+        ]
         return np.concatenate(parts)
 
     sessions = None
@@ -131,7 +134,9 @@ def concat(tables: Sequence[RequestTable]) -> RequestTable:
                 hashes.extend([()] * len(t))
             else:
                 off = i << HASH_SPACE_BITS
-                hashes.extend(t.prefix_hashes if off == 0 else [tuple(h + off for h in hs) for hs in t.prefix_hashes])
+                hashes.extend(
+                    t.prefix_hashes if off == 0 else [tuple(h + off for h in hs) for hs in t.prefix_hashes]
+                )
     return RequestTable(
         np.concatenate([t.arrival_s for t in tables]),
         np.concatenate([t.prompt_tokens for t in tables]),

@@ -45,15 +45,16 @@ def detect_format(path: Path) -> str:
         if READERS.get(name)().sniff(p):
             return name
     raise InputFileError(
-        path, f"cannot tell the trace format from its content; name one of {', '.join(READERS.names())} "
-        "(--format, or workload.trace.format)"
+        path,
+        f"cannot tell the trace format from its content; name one of {', '.join(READERS.names())} "
+        "(--format, or workload.trace.format)",
     )
 
 
 def read_trace(
     path: str | Path,
     fmt: str | None = None,
-    options: ReadOptions = ReadOptions(),
+    options: ReadOptions | None = None,
     rng: np.random.Generator | None = None,
     format_key: str = "workload.trace.format",
 ) -> TraceData:
@@ -63,11 +64,22 @@ def read_trace(
         raise InputFileError(path, "no such file or folder")
     name = fmt or detect_format(path)
     reader = reader_for(name, format_key)
+    options = options or ReadOptions()
     report = ReadReport()
     rng = rng if rng is not None else np.random.default_rng(0)
     table = reader.read(path, options, report, rng)
     return TraceData(table, report, name)
 
 
-__all__ = ["READERS", "DETECTION_ORDER", "Probe", "ReadOptions", "ReadReport", "TraceData", "TraceReader",
-           "detect_format", "read_trace", "reader_for"]
+__all__ = [
+    "READERS",
+    "DETECTION_ORDER",
+    "Probe",
+    "ReadOptions",
+    "ReadReport",
+    "TraceData",
+    "TraceReader",
+    "detect_format",
+    "read_trace",
+    "reader_for",
+]

@@ -1,4 +1,4 @@
-"""Azure LLM inference traces (2023 "Splitwise" and 2024 week-long): TIMESTAMP, ContextTokens, GeneratedTokens."""
+"""Azure LLM inference traces (2023 "Splitwise", 2024): TIMESTAMP, ContextTokens, GeneratedTokens."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from servesim.workload.readers.base import (
     finalize,
     read_csv,
     require_columns,
+    show,
 )
 from servesim.workload.readers.registry import READERS
 from servesim.workload.table import RequestTable
@@ -53,6 +54,6 @@ def parse_timestamps(raw: pd.Series, check: RowChecker, column: str) -> pd.Serie
     check.flag(
         stamps.isna().to_numpy(),
         "bad_timestamp",
-        lambda i: f"column {column!r}: expected a date-time like 2023-11-16 18:17:03.98, got {raw[i]!r}",
+        lambda i: f"column {column!r}: expected a date-time like 2023-11-16 18:17:03.98, got {show(raw[i])}",
     )
     return stamps

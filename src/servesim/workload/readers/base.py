@@ -136,7 +136,8 @@ def read_csv(path: Path, options: ReadOptions, report: ReadReport, header: bool 
             raise InputFileError(path, f"not a readable CSV file ({exc})") from None
         if not options.skip_bad_rows:
             expected, line, saw = m.groups()
-            raise InputFileError(path, f"expected {expected} fields, saw {saw} {SKIP_HINT}", int(line))
+            message = f"expected {expected} fields, saw {saw} {SKIP_HINT}"
+            raise InputFileError(path, message, int(line)) from None
         frame = _read_csv_dropping_long_rows(path, kwargs, report)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(path, f"cannot read ({getattr(exc, 'strerror', None) or exc})") from None
@@ -160,7 +161,19 @@ def require_columns(frame: pd.DataFrame, path: Path, names) -> None:
     missing = [n for n in names if n not in frame.columns]
     if missing:
         have = ", ".join(c for c in frame.columns if c != "_line")
-        raise InputFileError(path, f"missing column(s) {', '.join(map(repr, missing))}; the header has {have}", 1)
+        raise InputFileError(
+            path, f"missing column(s) {', '.join(map(repr, missing))}; the header has {have}", 1
+        )
+
+
+def show(value) -> str:
+    """A cell as the user wrote it: text quoted, numbers plain (12.5, -4), never numpy reprs."""
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 class RowChecker:
@@ -169,8 +182,11 @@ class RowChecker:
     Each row keeps the first reason flagged for it. `finish()` returns the mask of rows to keep.
     """
 
-    def __init__(self, path: Path, lines: np.ndarray, options: ReadOptions, report: ReadReport):
+    def __init__(
+        self, path: Path, lines: np.ndarray, options: ReadOptions, report: ReadReport, noun: str = "column"
+    ):
         self.path, self.lines, self.options, self.report = path, np.asarray(lines), options, report
+        self.noun = noun
         self.reason = np.full(len(self.lines), -1, dtype=np.int16)
         self.checks: list[tuple[str, Callable[[int], str]]] = []
 
@@ -191,18 +207,28 @@ class RowChecker:
             x = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
             nan = np.isnan(x)
             missing = nan & (raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy())
-        self.flag(missing, "missing", lambda i: f"column {column!r}: missing value")
+        self.flag(missing, "missing", lambda i: f"{self.noun} {column!r}: missing value")
         self.flag(
-            nan | np.isinf(x), "non_numeric", lambda i: f"column {column!r}: expected a number, got {raw[i]!r}"
+            nan | np.isinf(x),
+            "non_numeric",
+            lambda i: f"{self.noun} {column!r}: expected a number, got {show(raw[i])}",
         )
         with np.errstate(invalid="ignore"):
             bad_sign = (x <= 0) if positive else (x < 0)
         need = "a positive" if positive else "a non-negative"
-        self.flag(bad_sign, "negative", lambda i: f"column {column!r}: expected {need} number, got {raw[i]!r}")
+        self.flag(
+            bad_sign,
+            "negative",
+            lambda i: f"{self.noun} {column!r}: expected {need} number, got {show(raw[i])}",
+        )
         if integer:
             with np.errstate(invalid="ignore"):
                 frac = np.isfinite(x) & (x != np.round(x))
-            self.flag(frac, "non_integer", lambda i: f"column {column!r}: expected an integer, got {raw[i]!r}")
+            self.flag(
+                frac,
+                "non_integer",
+                lambda i: f"{self.noun} {column!r}: expected an integer, got {show(raw[i])}",
+            )
         return x
 
     def finish(self) -> np.ndarray:
@@ -218,9 +244,7 @@ class RowChecker:
         return ~bad
 
 
-def finalize(
-    path: Path, table: RequestTable, report: ReadReport, *, drop_zero: bool = True
-) -> RequestTable:
+def finalize(path: Path, table: RequestTable, report: ReadReport, *, drop_zero: bool = True) -> RequestTable:
     """Drop zero-token rows (unservable: counted, not errors), sort by time, refuse an empty result."""
     if drop_zero:
         zero = (table.prompt_tokens == 0) | (table.output_tokens == 0)
@@ -228,7 +252,10 @@ def finalize(
             report.count(report.dropped, "zero_tokens", int(zero.sum()))
             table = table.take(~zero)
     if len(table) == 0:
-        raise InputFileError(path, "no requests in the trace" + (" after dropping rows" if report.skipped or report.dropped else ""))
+        raise InputFileError(
+            path,
+            "no requests in the trace" + (" after dropping rows" if report.skipped or report.dropped else ""),
+        )
     if table.timed and len(table) > 1 and np.any(np.diff(table.arrival_s) < 0):
         n = int((np.diff(table.arrival_s) < 0).sum())
         report.warnings.append(f"timestamps out of order at {n} row(s); sorted by time")

@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from servesim.workload.readers.base import Probe, ReadOptions, ReadReport, RowChecker, finalize, read_csv, require_columns
+from servesim.workload.readers.base import (
+    Probe,
+    ReadOptions,
+    ReadReport,
+    RowChecker,
+    finalize,
+    read_csv,
+    require_columns,
+)
 from servesim.workload.readers.registry import READERS
 from servesim.workload.table import RequestTable
 

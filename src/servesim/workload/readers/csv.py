@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 
 from servesim.core.errors import ConfigError, InputFileError
-from servesim.workload.readers.base import Probe, ReadOptions, ReadReport, RowChecker, finalize, read_csv
+from servesim.workload.readers.base import (
+    Probe,
+    ReadOptions,
+    ReadReport,
+    RowChecker,
+    finalize,
+    read_csv,
+    show,
+)
 from servesim.workload.readers.registry import READERS
 from servesim.workload.table import RequestTable
 
@@ -83,7 +91,11 @@ def resolve_columns(header, mapping: dict[str, str], path: Path) -> dict[str, st
     for key, names in DEFAULT_COLUMNS.items():
         if key in mapping:
             if mapping[key] not in header:
-                raise InputFileError(path, f"no column {mapping[key]!r} (mapped as {key}); the header has {', '.join(header)}", 1)
+                raise InputFileError(
+                    path,
+                    f"no column {mapping[key]!r} (mapped as {key}); the header has {', '.join(header)}",
+                    1,
+                )
             cols[key] = mapping[key]
         else:
             found = next((n for n in names if n in header), None)
@@ -92,7 +104,10 @@ def resolve_columns(header, mapping: dict[str, str], path: Path) -> dict[str, st
     for key in ("prompt", "output"):
         if key not in cols:
             raise InputFileError(
-                path, f"no {key} column (tried {', '.join(DEFAULT_COLUMNS[key])}); map one with workload.trace.columns.{key}", 1
+                path,
+                f"no {key} column (tried {', '.join(DEFAULT_COLUMNS[key])}); "
+                f"map one with workload.trace.columns.{key}",
+                1,
             )
     return cols
 
@@ -128,7 +143,11 @@ def _hash_lists(values, check: RowChecker) -> list[tuple[int, ...]]:
             out.append(())
             bad[i] = True
     raw = values.reset_index(drop=True)
-    check.flag(bad, "bad_hash_ids", lambda i: f"column 'hash_ids': expected space-separated integers, got {raw[i]!r}")
+    check.flag(
+        bad,
+        "bad_hash_ids",
+        lambda i: f"column 'hash_ids': expected space-separated integers, got {show(raw[i])}",
+    )
     return out
 
 
@@ -139,4 +158,6 @@ def _block_size(frame, keep, options: ReadOptions, path: Path) -> int:
         sizes = frame["hash_block_size"].to_numpy()[keep]
         if len(sizes) and np.all(sizes == sizes[0]) and float(sizes[0]) >= 1:
             return int(sizes[0])
-    raise InputFileError(path, "hash_ids need a block size: add a hash_block_size column or set workload.trace.block_size")
+    raise InputFileError(
+        path, "hash_ids need a block size: add a hash_block_size column or set workload.trace.block_size"
+    )

@@ -1,4 +1,4 @@
-"""Length files (ShareGPT, arXiv summarization, LMSYS, ...): num_prefill_tokens, num_decode_tokens; no clock."""
+"""Length files (ShareGPT, arXiv summarization, LMSYS): num_prefill_tokens, num_decode_tokens; no clock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from servesim.workload.readers.base import Probe, ReadOptions, ReadReport, RowChecker, finalize, read_csv, require_columns
+from servesim.workload.readers.base import (
+    Probe,
+    ReadOptions,
+    ReadReport,
+    RowChecker,
+    finalize,
+    read_csv,
+    require_columns,
+)
 from servesim.workload.readers.registry import READERS
 from servesim.workload.table import RequestTable
 

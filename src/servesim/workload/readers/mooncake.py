@@ -9,7 +9,15 @@ import numpy as np
 import pandas as pd
 
 from servesim.core.errors import InputFileError
-from servesim.workload.readers.base import SKIP_HINT, Probe, ReadOptions, ReadReport, RowChecker, finalize, open_text
+from servesim.workload.readers.base import (
+    SKIP_HINT,
+    Probe,
+    ReadOptions,
+    ReadReport,
+    RowChecker,
+    finalize,
+    open_text,
+)
 from servesim.workload.readers.registry import READERS
 from servesim.workload.table import RequestTable
 
@@ -37,7 +45,7 @@ class MooncakeTraceReader:
     def read(self, path: Path, options: ReadOptions, report: ReadReport, rng) -> RequestTable:
         rows, lines = parse_jsonl(path, options, report)
         block = options.block_size or BLOCK_SIZE
-        check = RowChecker(path, lines, options, report)
+        check = RowChecker(path, lines, options, report, noun="field")
         cols = {f: pd.Series([r.get(f) for r in rows]) for f in FIELDS[:3]}
         stamp = check.numeric(cols["timestamp"], "timestamp", integer=False)
         prompt = check.numeric(cols["input_length"], "input_length")
@@ -53,8 +61,10 @@ class MooncakeTraceReader:
         check.flag(
             count != expected,
             "bad_hash_ids",
-            lambda i: f"field 'hash_ids': expected ceil(input_length / {block}) = {expected[i]} ids, got "
-            f"{count[i]} (set workload.trace.block_size if the blocks are not {block} tokens)",
+            lambda i: (
+                f"field 'hash_ids': expected ceil(input_length / {block}) = {expected[i]} ids, got "
+                f"{count[i]} (set workload.trace.block_size if the blocks are not {block} tokens)"
+            ),
         )
         keep = check.finish()
         kept = np.flatnonzero(keep).tolist()

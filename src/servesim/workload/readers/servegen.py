@@ -28,7 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from servesim.core.errors import InputFileError
-from servesim.workload.readers.base import Probe, ReadOptions, ReadReport, RowChecker, finalize, read_csv
+from servesim.workload.readers.base import (
+    Probe,
+    ReadOptions,
+    ReadReport,
+    RowChecker,
+    finalize,
+    read_csv,
+    show,
+)
 from servesim.workload.readers.registry import READERS
 from servesim.workload.streams import substream
 from servesim.workload.table import RequestTable, concat
@@ -75,7 +83,9 @@ class ServeGenTraceReader:
             dataset = trace_path.with_name(trace_path.name.replace("-trace.csv", "-dataset.json"))
             if not dataset.exists():
                 if not path.is_dir():
-                    raise InputFileError(dataset, "missing: a ServeGen client needs its dataset file beside the trace")
+                    raise InputFileError(
+                        dataset, "missing: a ServeGen client needs its dataset file beside the trace"
+                    )
                 missing.append(key)
                 continue
             windows = read_rate_windows(trace_path, options, report)
@@ -84,7 +94,9 @@ class ServeGenTraceReader:
             if len(table):
                 tables.append(table)
         if missing:
-            report.warnings.append(f"skipped {len(missing)} client(s) without a dataset file: {', '.join(missing)}")
+            report.warnings.append(
+                f"skipped {len(missing)} client(s) without a dataset file: {', '.join(missing)}"
+            )
         if not tables:
             raise InputFileError(path, "no requests: no client has a positive rate in the window")
         return finalize(path, concat(tables).sorted_by_arrival(), report)
@@ -111,17 +123,31 @@ def find_clients(path: Path) -> list[tuple[str, Path]]:
 def read_rate_windows(path: Path, options: ReadOptions, report: ReadReport) -> RateWindows:
     frame = read_csv(path, options, report, header=False)
     if frame.shape[1] != 7:  # six columns and _line
-        raise InputFileError(path, f"expected 6 columns (start, rate, cv, fit, shape, scale), got {frame.shape[1] - 1}", 1)
+        raise InputFileError(
+            path, f"expected 6 columns (start, rate, cv, fit, shape, scale), got {frame.shape[1] - 1}", 1
+        )
     frame.columns = ["start", "rate", "cv", "fit", "shape", "scale", "_line"]
     check = RowChecker(path, frame["_line"].to_numpy(), options, report)
     start = check.numeric(frame["start"], "start (column 1)", integer=False)
     rate = check.numeric(frame["rate"], "rate (column 2)", integer=False)
     fit = frame["fit"].fillna("").astype(str).str.strip().to_numpy()
     raw_fit = frame["fit"]
-    check.flag(~np.isin(fit, ("",) + FITS), "bad_fit", lambda i: f"column 4: expected Gamma, Weibull or empty, got {raw_fit[i]!r}")
+    check.flag(
+        ~np.isin(fit, ("",) + FITS),
+        "bad_fit",
+        lambda i: f"column 4: expected Gamma, Weibull or empty, got {show(raw_fit[i])}",
+    )
     fitted = np.isin(fit, FITS)
-    shape = np.where(fitted, check.numeric(frame["shape"].where(fitted, 1.0), "shape (column 5)", integer=False, positive=True), np.nan)
-    scale = np.where(fitted, check.numeric(frame["scale"].where(fitted, 1.0), "scale (column 6)", integer=False, positive=True), np.nan)
+    shape = np.where(
+        fitted,
+        check.numeric(frame["shape"].where(fitted, 1.0), "shape (column 5)", integer=False, positive=True),
+        np.nan,
+    )
+    scale = np.where(
+        fitted,
+        check.numeric(frame["scale"].where(fitted, 1.0), "scale (column 6)", integer=False, positive=True),
+        np.nan,
+    )
     keep = check.finish()
     start, rate, fit, shape, scale = start[keep], rate[keep], fit[keep], shape[keep], scale[keep]
     order = np.argsort(start, kind="stable")
@@ -162,7 +188,9 @@ def _parse_pmf(path: Path, window: str, name: str, text) -> Pmf | None:
         values = np.array(list(pmf.keys()), dtype=np.float64)
         probs = np.array(list(pmf.values()), dtype=np.float64)
     except (ValueError, SyntaxError, AttributeError, TypeError):
-        raise InputFileError(path, f"window {window} field {name!r}: expected a {{value: probability}} dict") from None
+        raise InputFileError(
+            path, f"window {window} field {name!r}: expected a {{value: probability}} dict"
+        ) from None
     if len(values) == 0:
         return None
     if np.any(probs < 0) or not np.isfinite(probs).all() or probs.sum() <= 0:
