@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000)
     args = parser.parse_args()
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"pandas {pd.__version__}; median of {args.repeats}"
     )
     print(f"{'file':<90}{'rows':>10}{'seconds':>10}{'rows/s':>12}")

@@ -205,3 +205,16 @@ def test_plot_writes_a_png(tmp_path, monkeypatch, capsys, source):
     out = tmp_path / "p.png"
     assert main(["trace", "plot", source, "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "name", ["azure_conv", "mooncake_conv", "sharegpt_poisson", "multiclass_sessions", "servegen_mlarge"]
+)
+def test_example_trace_configs_run(tmp_path, monkeypatch, capsys, name):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "o"
+    args = ["run", f"configs/{name}.yaml", "--out", str(out), "--set", "workload.num_requests=120", "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["requests"]["arrived"] == 120
+    assert summary["requests"]["completed"] > 0
