@@ -125,7 +125,9 @@ def read_csv(path: Path, options: ReadOptions, report: ReadReport, header: bool 
     Blank lines are ignored. A row with too many fields fails naming its line, or, when skipping,
     is dropped and counted as `extra_fields`.
     """
-    kwargs = dict(skip_blank_lines=False, header=0 if header else None)
+    # only an empty cell is missing: "nan" or "NA" in a trace is text, hence a bad value
+    kwargs = dict(skip_blank_lines=False, header=0 if header else None, keep_default_na=False, na_values=[""])
+    aligned = True  # row i of the frame is line i + header lines of the file
     try:
         frame = pd.read_csv(path, **kwargs)
     except pd.errors.EmptyDataError:
@@ -139,13 +141,24 @@ def read_csv(path: Path, options: ReadOptions, report: ReadReport, header: bool 
             message = f"expected {expected} fields, saw {saw} {SKIP_HINT}"
             raise InputFileError(path, message, int(line)) from None
         frame = _read_csv_dropping_long_rows(path, kwargs, report)
+        aligned = False
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(path, f"cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
-    if "_line" not in frame:
-        frame["_line"] = np.arange(len(frame)) + (2 if header else 1)
-    blank = frame.drop(columns="_line").isna().all(axis=1).to_numpy()
-    return frame[~blank].reset_index(drop=True) if blank.any() else frame
+    frame["_line"] = np.arange(len(frame)) + (2 if header else 1)
+    empty = frame.drop(columns="_line").isna().all(axis=1).to_numpy()
+    if not empty.any():
+        return frame
+    if aligned:  # an empty line is no row; a line of bare commas is a row with missing fields
+        blank = _blank_lines(path, set(frame["_line"].to_numpy()[empty].tolist()))
+        empty = empty & frame["_line"].isin(blank).to_numpy()
+    return frame[~empty].reset_index(drop=True)
+
+
+def _blank_lines(path: Path, candidates: set[int]) -> set[int]:
+    """Which of these line numbers hold only whitespace (one pass, only when a row came out empty)."""
+    with open_text(path) as fh:
+        return {n for n, text in enumerate(fh, start=1) if n in candidates and not text.strip()}
 
 
 def _read_csv_dropping_long_rows(path: Path, kwargs: dict, report: ReadReport) -> pd.DataFrame:
