@@ -100,6 +100,7 @@ def test_mooncake_hashes_are_the_files_own():
         (ARXIV, "lengths"),
         (SERVEGEN / "language" / "m-large", "servegen"),
         (SERVEGEN / "reason" / "deepseek-r1" / "chunk-28-trace.csv", "servegen"),
+        (SERVEGEN / "reason" / "deepseek-r1" / "chunk-28-dataset.json", "servegen"),
     ],
 )
 def test_format_is_detected_from_the_content(path, fmt):

@@ -42,6 +42,7 @@ from servesim.workload.streams import substream
 from servesim.workload.table import RequestTable, concat
 
 TRACE_RE = re.compile(r"^chunk-(\d+)-trace\.csv$")
+DATASET_RE = re.compile(r"^chunk-(\d+)-dataset\.json$")
 FITS = ("Gamma", "Weibull")
 MODALITIES = ("image", "audio", "video")
 
@@ -74,7 +75,8 @@ class ServeGenTraceReader:
     def sniff(self, probe: Probe) -> bool:
         if probe.path.is_dir():
             return next(probe.path.rglob("chunk-*-trace.csv"), None) is not None
-        return TRACE_RE.match(probe.path.name) is not None
+        name = probe.path.name
+        return TRACE_RE.match(name) is not None or DATASET_RE.match(name) is not None
 
     def read(self, path: Path, options: ReadOptions, report: ReadReport, rng) -> RequestTable:
         clients = find_clients(path)
@@ -110,6 +112,10 @@ def find_clients(path: Path) -> list[tuple[str, Path]]:
             raise InputFileError(path, "no ServeGen chunk-<id>-trace.csv files in this folder")
     elif TRACE_RE.match(path.name):
         files = [path]
+    elif DATASET_RE.match(path.name):  # either file of a client names the client
+        files = [path.with_name(path.name.replace("-dataset.json", "-trace.csv"))]
+        if not files[0].exists():
+            raise InputFileError(files[0], "missing: a ServeGen client needs its trace file beside the dataset")
     else:
         raise InputFileError(path, "expected a ServeGen chunk-<id>-trace.csv file or a folder of them")
 
