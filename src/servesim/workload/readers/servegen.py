@@ -115,7 +115,7 @@ def find_clients(path: Path) -> list[tuple[str, Path]]:
     elif DATASET_RE.match(path.name):  # either file of a client names the client
         files = [path.with_name(path.name.replace("-dataset.json", "-trace.csv"))]
         if not files[0].exists():
-            raise InputFileError(files[0], "missing: a ServeGen client needs its trace file beside the dataset")
+            raise InputFileError(files[0], "missing: a ServeGen client needs its trace beside its dataset")
     else:
         raise InputFileError(path, "expected a ServeGen chunk-<id>-trace.csv file or a folder of them")
 
