@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import ValidationError
 
 from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
@@ -136,16 +137,25 @@ def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:
     hashes = table.prefix_hashes
     classes = table.class_name
     sessions = table.session_id
+    priorities = table.priority
+    ttft = _per_request(table.ttft_slo, slo.ttft_s, len(table))
+    tpot = _per_request(table.tpot_slo, slo.tpot_s, len(table))
     out = []
-    for i, (t, p, o) in enumerate(
-        zip(table.arrival_s.tolist(), table.prompt_tokens.tolist(), table.output_tokens.tolist())
-    ):
-        r = Request(i, t, p, o, ttft_slo=slo.ttft_s, tpot_slo=slo.tpot_s)
+    columns = (table.arrival_s, table.prompt_tokens, table.output_tokens, ttft, tpot)
+    for i, (t, p, o, ttft_i, tpot_i) in enumerate(zip(*(c.tolist() for c in columns))):
+        r = Request(i, t, p, o, ttft_slo=ttft_i, tpot_slo=tpot_i)
         if hashes is not None:
             r.prefix_hashes = hashes[i]
         if classes is not None:
             r.class_name = str(classes[i])
         if sessions is not None:
             r.session_id = int(sessions[i])
+        if priorities is not None:
+            r.priority = int(priorities[i])
         out.append(r)
     return out
+
+
+def _per_request(values, default: float, n: int) -> np.ndarray:
+    """Per-request SLOs (multi-class workloads); NaN, or no column, means the global objective."""
+    return np.full(n, default) if values is None else np.where(np.isnan(values), default, values)
