@@ -79,7 +79,7 @@ def test_admission_control_uses_the_measured_admission_rate():
     s._admissions.extend([0.0, 1.0, 2.0, 3.0])  # four admissions in 3 s
     assert s.admission_rate(3.0) == pytest.approx(4 / 3)
     for i in range(2):
-        s.waiting[req(10 + i, 10, 5, arrival=0.0, ttft_slo=1.0)] = None
+        s.enqueue(req(10 + i, 10, 5, arrival=0.0, ttft_slo=1.0))
     # two requests ahead at 4/3 per second: 1.5 s > the 1 s SLO
     assert s.add_request(req(20, 10, 5, arrival=3.0, ttft_slo=1.0), 3.0) == REJECT_REASON
 

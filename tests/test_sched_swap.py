@@ -115,3 +115,16 @@ def test_swap_runs_end_to_end(scheduler):
     result = simulate(cfg)
     assert result.summary["requests"]["completed"] == 60
     assert result.summary["kv"]["preemptions"] > 0
+
+
+def test_recompute_longer_than_the_budget_still_restarts():
+    # A victim's prompt plus generated output may exceed max_num_batched_tokens; it must still
+    # restart (alone in its step), or it would block the queue forever.
+    s = make(FCFS, budget=16)
+    r = req(0, 12, 10)
+    s.add_request(r, 0.0)
+    for i in range(6):
+        step(s, 0.01 * i)
+    assert r.num_generated_tokens == 6
+    s.preempt(r, StepPlan())
+    assert step(s, 0.1).tokens == {r: 18}

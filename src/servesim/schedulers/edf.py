@@ -22,7 +22,7 @@ from pydantic import Field
 from servesim.core.request import Request
 from servesim.cost.base import StepShape
 from servesim.schedulers.base import SCHEDULERS
-from servesim.schedulers.ranked import RankedParams, RankedScheduler
+from servesim.schedulers.ranked import RankedParams, RankedScheduler, by_key
 
 REJECT_REASON = "predicted_ttft_slo_miss"
 
@@ -112,8 +112,8 @@ class EDFScheduler(RankedScheduler):
             self._admissions.append(self._now)
 
     def predict_ttft(self, request: Request, now: float) -> float:
-        mine = self.rank_key(request, now)
-        ahead = [r for r in self.waiting if self.rank_key(r, now) < mine]
+        mine = self.rank_key(request, now)  # the queue is sorted: those ahead are a prefix
+        ahead = [r for _, r in self._queue[: bisect.bisect_left(self._queue, mine, key=by_key)]]
         tokens = sum(r.num_pending_tokens for r in ahead) + request.num_pending_tokens
         own = request.num_pending_tokens * self.prefill_s_per_token()
         by_work = tokens * self.prefill_s_per_token()

@@ -68,13 +68,13 @@ class RankedScheduler(BaseScheduler):
         self.waiting[request] = None
         self._waiting_tokens += request.num_pending_tokens
         if self.static_keys:
-            bisect.insort(self._queue, (self.rank_key(request, self._now), request), key=_key)
+            bisect.insort(self._queue, (self.rank_key(request, self._now), request), key=by_key)
 
     def schedule(self, now: float) -> StepPlan:
         self._now = now
         plan = StepPlan()
         key = self.rank_key
-        holders = sorted(((key(r, now), r) for r in self.running), key=_key)
+        holders = sorted(((key(r, now), r) for r in self.running), key=by_key)
         queue = self._queue if self.static_keys else self._sorted_waiting(now)
         if not self.admit_ranked(holders, queue, plan):
             self.decode_ranked(holders, plan)
@@ -96,7 +96,7 @@ class RankedScheduler(BaseScheduler):
         running = self.running
         evict = getattr(self.params, "preempt_to_admit", True)
         started = []
-        for key, request in heapq.merge(holders, queue, key=_key):
+        for key, request in heapq.merge(holders, queue, key=by_key):
             if slots <= 0:
                 break
             slots -= 1
@@ -107,7 +107,8 @@ class RankedScheduler(BaseScheduler):
             # plus recomputed output can (prompts alone are checked on arrival).
             if need > budget and plan.tokens:
                 break
-            if not self.make_room(request, need, key, holders, plan, True, evict):
+            keep_watermark = bool(running or started)  # as vLLM: unless the cache is idle
+            if not self.make_room(request, need, key, holders, plan, keep_watermark, evict):
                 break
             started.append((key, request))
             plan.tokens[request] = need
@@ -152,7 +153,7 @@ class RankedScheduler(BaseScheduler):
         the lowest-ranked holders below it if, and only if, that frees enough. Call only while
         nothing of the cohort is reserved."""
         kv = self.kv
-        if kv.allocate(request, num_tokens, keep_watermark=keep_watermark and bool(self.running)):
+        if kv.allocate(request, num_tokens, keep_watermark=keep_watermark):
             return True
         if not evict:
             return False
@@ -170,9 +171,7 @@ class RankedScheduler(BaseScheduler):
             return False
         for victim in victims:
             self.preempt(victim, plan)
-        return kv.allocate(
-            request, num_tokens, keep_watermark=keep_watermark and bool(self.running)
-        )
+        return kv.allocate(request, num_tokens, keep_watermark=keep_watermark)
 
     def held_blocks(self, request: Request) -> int:
         """KV blocks a running request holds (a cohort member's count is derived, between steps)."""
@@ -184,14 +183,14 @@ class RankedScheduler(BaseScheduler):
     def _dequeue(self, key: tuple, request: Request) -> None:
         del self.waiting[request]
         if self.static_keys:
-            i = bisect.bisect_left(self._queue, key, key=_key)
+            i = bisect.bisect_left(self._queue, key, key=by_key)
             assert self._queue[i][1] is request
             del self._queue[i]
 
     def _sorted_waiting(self, now: float) -> Ranked:
         key = self.rank_key
-        return sorted(((key(r, now), r) for r in self.waiting), key=_key)
+        return sorted(((key(r, now), r) for r in self.waiting), key=by_key)
 
 
-def _key(pair: tuple[tuple, Request]) -> tuple:
+def by_key(pair: tuple[tuple, Request]) -> tuple:
     return pair[0]
