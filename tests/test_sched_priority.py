@@ -62,3 +62,29 @@ def test_same_class_never_evicts_an_earlier_arrival():
     s.add_request(later, 1.0)
     plan = step(s, 1.0)
     assert not plan.preempted and later in s.waiting
+
+
+def test_online_traffic_is_served_ahead_of_offline_end_to_end():
+    from servesim.build import build
+    from servesim.config import load_config
+    from servesim.engine import run_cluster
+    from servesim.metrics import StepLog, request_frame
+
+    config = {
+        "seed": 2,
+        "engine": {
+            "scheduler": "priority",
+            "max_num_seqs": 16,
+            "kv_capacity_tokens": 20000,
+            "priority": {"classes": {"online": 0, "offline": 1}},
+        },
+        "workload": {"num_requests": 200, "arrival": {"rate": 25.0}},
+    }
+    built = build(load_config(config))
+    for r in built.requests:
+        r.class_name = "online" if r.request_id % 4 == 0 else "offline"
+    run_cluster(built.requests, built.parts, built.router, StepLog(enabled=False))
+    frame = request_frame(built.requests)
+    assert (frame["status"] != "unfinished").all()
+    ttft = frame.groupby("class")["ttft_s"].mean()
+    assert ttft["online"] < 0.2 * ttft["offline"]
