@@ -85,7 +85,7 @@ def test_admission_control_uses_the_measured_admission_rate():
 
 
 def test_without_admission_control_nothing_is_rejected():
-    s = make(EDF, blocks=10_000, cost_model=cost_model())
+    s = make(EDF, blocks=10_000, budget=8192, cost_model=cost_model())
     reasons = [s.add_request(req(i, 8000, 10, arrival=0.0, ttft_slo=0.5), 0.0) for i in range(4)]
     assert reasons == [None] * 4
 

@@ -136,3 +136,9 @@ def test_every_request_finishes_under_pressure():
     check_blocks(s)
     assert all(r.status == RequestStatus.FINISHED for r in reqs)
     assert s.kv.num_free_blocks == s.kv.num_blocks
+
+
+def test_rejects_prompts_longer_than_the_batch_like_fcfs():
+    s = make(SRTF, budget=16)
+    assert s.add_request(req(0, 17, 2), 0.0) == "prompt_exceeds_max_num_batched_tokens"
+    assert not s.waiting

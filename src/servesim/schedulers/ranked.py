@@ -64,6 +64,11 @@ class RankedScheduler(BaseScheduler):
         return 1 << 30, math.inf
 
     # -- protocol -------------------------------------------------------------------------------
+    def rejection_reason(self, request: Request) -> str | None:
+        if request.num_prompt_tokens > self.limits.max_num_batched_tokens:  # whole prompts, as fcfs
+            return "prompt_exceeds_max_num_batched_tokens"
+        return super().rejection_reason(request)
+
     def enqueue(self, request: Request, front: bool = False) -> None:
         self.waiting[request] = None
         self._waiting_tokens += request.num_pending_tokens
