@@ -1,9 +1,8 @@
 """`chunked_prefill` on hand-built request sets: decodes first, then prompt chunks in arrival order."""
 
-from sched_helpers import drain, make, req, step
-
 from servesim.core.request import RequestStatus
 from servesim.schedulers.chunked_prefill import ChunkedPrefillScheduler as Chunked
+from tests.sched_helpers import drain, make, req, step
 
 
 def test_decodes_first_then_chunks_in_arrival_order():

@@ -3,13 +3,13 @@
 import math
 
 import pytest
-from sched_helpers import make, req, step
 
 from servesim.catalog import get_hardware, get_model
 from servesim.core.request import RequestStatus
 from servesim.cost import RooflineCostModel
 from servesim.schedulers.edf import REJECT_REASON
 from servesim.schedulers.edf import EDFScheduler as EDF
+from tests.sched_helpers import make, req, step
 
 
 def test_deadlines_come_from_the_slos():

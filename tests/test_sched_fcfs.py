@@ -1,9 +1,8 @@
 """`fcfs` on hand-built request sets: whole prompts in arrival order, else one decode step."""
 
-from sched_helpers import make, req, step
-
 from servesim.core.request import RequestStatus
 from servesim.schedulers.fcfs import FCFSScheduler as FCFS
+from tests.sched_helpers import make, req, step
 
 
 def test_prefills_whole_prompts_in_arrival_order_within_the_budget():

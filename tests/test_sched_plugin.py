@@ -1,14 +1,10 @@
 """The worked plugin example on a hand-built request set, and the protocol check."""
 
-import sys
 from pathlib import Path
 
-from sched_helpers import drain, make, req, step
-
+from examples.custom_scheduler import ShortestPromptFirst  # the repository root is on sys.path
 from servesim.schedulers import SCHEDULERS
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples.custom_scheduler import ShortestPromptFirst
+from tests.sched_helpers import drain, make, req, step
 
 
 def test_starts_the_shortest_prompts_first():

@@ -4,13 +4,13 @@ import math
 
 import numpy as np
 import pytest
-from sched_helpers import req
 
 from servesim.core.rng import stream
 from servesim.predictors import PREDICTORS
 from servesim.predictors.bucket import BucketPredictor
 from servesim.predictors.mean import MeanPredictor
 from servesim.predictors.oracle import NoisyOraclePredictor, OraclePredictor
+from tests.sched_helpers import req
 
 
 def predict_all(predictor, outputs, cls="default"):

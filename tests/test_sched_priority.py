@@ -1,9 +1,8 @@
 """`priority` on hand-built request sets: class levels, pausing and evicting lower classes."""
 
-from sched_helpers import make, req, step
-
 from servesim.core.request import RequestStatus
 from servesim.schedulers.priority import PriorityScheduler as Priority
+from tests.sched_helpers import make, req, step
 
 CLASSES = {"classes": {"online": 0, "offline": 1}}
 

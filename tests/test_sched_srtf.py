@@ -1,9 +1,8 @@
 """`srtf` on hand-built request sets: ranking by predicted remaining work, pausing, preemption, aging."""
 
-from sched_helpers import check_blocks, drain, make, req, step
-
 from servesim.core.request import RequestStatus
 from servesim.schedulers.srtf import SRTFScheduler as SRTF
+from tests.sched_helpers import check_blocks, drain, make, req, step
 
 
 def admit_all(s, reqs, now=0.0):

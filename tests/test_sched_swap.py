@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import simpy
-from sched_helpers import make, req, step
 
 from servesim import simulate
 from servesim.build import build
@@ -16,6 +15,7 @@ from servesim.kv.manager import KVCacheManager
 from servesim.metrics import StepLog
 from servesim.schedulers import SchedulerLoad
 from servesim.schedulers.fcfs import FCFSScheduler as FCFS
+from tests.sched_helpers import make, req, step
 
 
 def test_swapped_victim_keeps_its_progress_and_comes_back_over_pcie():

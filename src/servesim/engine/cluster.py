@@ -47,6 +47,7 @@ def run_cluster(
     step_log: StepLog,
     max_time: float = math.inf,
     on_finish: Callable[[Request], None] | None = None,
+    after_step: Callable[[Instance], None] | None = None,
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
     wall0 = time.perf_counter()
@@ -58,6 +59,8 @@ def run_cluster(
         )
         for i, p in enumerate(parts)
     ]
+    for instance in instances:
+        instance.after_step = after_step
     env.process(arrival_process(env, requests, router, instances))
     events = _count_events(env)
     if math.isfinite(max_time):

@@ -47,6 +47,8 @@ class Instance:
         self.on_reject = on_reject
         self.swap_s_per_token = swap_s_per_token
         """PCIe seconds to copy one token's KV between GPU and host (swap preemption)."""
+        self.after_step = None
+        """Optional callback(instance) after every applied step: invariant checks in tests."""
         self._idle: simpy.Event | None = None
         self._interruptible = False
         self.process = env.process(self.run_process())
@@ -154,6 +156,8 @@ class Instance:
                     self.on_finish(request)
 
     def _log(self, start, end, num_steps, prefill_tokens, decodes):
+        if self.after_step is not None:
+            self.after_step(self)
         load = self.scheduler.load() if self.step_log.enabled else None
         self.step_log.record(
             self.index,
