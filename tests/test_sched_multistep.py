@@ -66,7 +66,7 @@ def test_step_by_step_equals_multi_step(case, monkeypatch):
     single, _, _ = run(CASES[case], 1, monkeypatch)
     multi, _, log = run(CASES[case], DEFAULT_RUN_STEPS, monkeypatch)
     assert max(log.rows["num_steps"]) > 1  # runs of several steps did happen
-    for col in ("first_token_s", "finish_s"):
+    for col in ("first_token_s", "finish_s", "tbt_max_s"):
         a, b = single[col].to_numpy(), multi[col].to_numpy()
         assert np.array_equal(np.isnan(a), np.isnan(b))
         assert np.nanmax(np.abs(a - b)) < 1e-9, col
