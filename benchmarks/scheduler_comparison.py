@@ -30,8 +30,7 @@ import pandas as pd
 from servesim.build import build
 from servesim.config import load_config
 from servesim.core.rng import stream
-from servesim.engine import run_cluster
-from servesim.metrics import StepLog, request_frame, summarize
+from servesim.simulation import run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "sched_sharegpt.yaml"
@@ -68,15 +67,11 @@ def load_lengths(path: Path) -> np.ndarray:
 def simulate(task: tuple) -> dict:
     """Run the config with `overrides`, (prompt, output) pairs resampled from `pairs`."""
     overrides, pairs = task
-    config = load_config(CONFIG, overrides)
-    built = build(config)
-    picks = stream(config.seed, "workload.sharegpt").integers(len(pairs), size=len(built.requests))
+    built = build(load_config(CONFIG, overrides))
+    picks = stream(built.config.seed, "workload.sharegpt").integers(len(pairs), size=len(built.requests))
     for request, (prompt, output) in zip(built.requests, pairs[picks]):
         request.num_prompt_tokens, request.num_output_tokens = int(prompt), int(output)
-    stats = run_cluster(built.requests, built.parts, built.router, StepLog(enabled=False))
-    frame = request_frame(built.requests)
-    extra = {"kv": {"preemptions": stats.preemptions}, "sim": {"wall_s": stats.wall_s}}
-    return summarize(frame, config.slo.ttft_s, config.slo.tpot_s, stats.simulated_s, extra)
+    return run(built).summary
 
 
 class Runner:
@@ -163,10 +158,7 @@ def noise_table(r: Runner) -> list[str]:
     fcfs = at(NOISE_RATE, **{"engine.scheduler": "fcfs"})
     base = r.mean(fcfs, "latency.e2e.mean")
     lines = [
-        (
-            f"FCFS at {NOISE_RATE:g} req/s: e2e mean {base:.2f} s, p99 "
-            f"{r.mean(fcfs, 'latency.e2e.p99'):.1f} s"
-        ),
+        (f"FCFS at {NOISE_RATE:g} req/s: e2e mean {base:.2f} s, p99 {r.mean(fcfs, 'latency.e2e.p99'):.1f} s"),
         "",
         "| SRTF predictor | e2e mean (s) | change vs FCFS | p99 e2e (s) |",
         "| --- | ---: | ---: | ---: |",
@@ -174,13 +166,10 @@ def noise_table(r: Runner) -> list[str]:
     for label, predictor in PREDICTORS:
         p = at(NOISE_RATE, **{"engine.scheduler": "srtf", "engine.predictor": predictor})
         e2e = r.mean(p, "latency.e2e.mean")
-        lines.append(
-            f"| {label} | {e2e:.2f} | {_pct(e2e, base)} | {r.mean(p, 'latency.e2e.p99'):.1f} |"
-        )
+        lines.append(f"| {label} | {e2e:.2f} | {_pct(e2e, base)} | {r.mean(p, 'latency.e2e.p99'):.1f} |")
     e2e = r.mean(AGING, "latency.e2e.mean")
     lines.append(
-        f"| oracle, aging_s=30 | {e2e:.2f} | {_pct(e2e, base)} | "
-        f"{r.mean(AGING, 'latency.e2e.p99'):.1f} |"
+        f"| oracle, aging_s=30 | {e2e:.2f} | {_pct(e2e, base)} | {r.mean(AGING, 'latency.e2e.p99'):.1f} |"
     )
     return lines
 
@@ -190,9 +179,7 @@ def chunk_points() -> list[dict]:
     for rate in CHUNK_RATES:
         points.append(at(rate, **{"engine.scheduler": "fcfs"}))
         for size in CHUNK_SIZES:
-            points.append(
-                at(rate, **{"engine.scheduler": "chunked_prefill", "engine.chunk_size": size})
-            )
+            points.append(at(rate, **{"engine.scheduler": "chunked_prefill", "engine.chunk_size": size}))
     return points
 
 
@@ -204,9 +191,7 @@ def chunk_table(r: Runner) -> list[str]:
     for rate in CHUNK_RATES:
         f = at(rate, **{"engine.scheduler": "fcfs"})
         ft, fg = r.mean(f, "latency.ttft.mean"), r.mean(f, "latency.tbt_max.p99")
-        lines.append(
-            f"| {rate:g} | fcfs | {fg:.3f} | | {ft:.3f} | | {r.mean(f, 'latency.tpot.mean'):.4f} |"
-        )
+        lines.append(f"| {rate:g} | fcfs | {fg:.3f} | | {ft:.3f} | | {r.mean(f, 'latency.tpot.mean'):.4f} |")
         for size in CHUNK_SIZES:
             c = at(rate, **{"engine.scheduler": "chunked_prefill", "engine.chunk_size": size})
             ct, cg = r.mean(c, "latency.ttft.mean"), r.mean(c, "latency.tbt_max.p99")
@@ -260,11 +245,7 @@ def main() -> None:
     parser.add_argument("--lengths", help=f"the ShareGPT length file ({LENGTHS_NAME})")
     parser.add_argument("--json", help="also write every run's summary here")
     args = parser.parse_args()
-    path = (
-        Path(args.lengths)
-        if args.lengths
-        else next((p for p in LENGTHS_CANDIDATES if p.exists()), None)
-    )
+    path = Path(args.lengths) if args.lengths else next((p for p in LENGTHS_CANDIDATES if p.exists()), None)
     if path is None or not path.exists():
         raise SystemExit(f"cannot find {LENGTHS_NAME}; pass --lengths PATH")
     seeds = [int(s) for s in args.seeds.split(",")]
