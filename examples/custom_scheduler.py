@@ -55,6 +55,6 @@ class ShortestPromptFirst(BaseScheduler):
             if not self.kv.allocate(request, need, keep_watermark=bool(self.running)):
                 break  # the shortest does not fit, so nothing longer does
             self.waiting.remove(request)
-            self.admit(request, plan)  # running set, status, swap-in accounting
+            self.admit(request, plan=plan)  # running set, status, swap-in accounting
             plan.tokens[request] = need
             budget -= need

@@ -143,7 +143,7 @@ class BaseScheduler:
             self.waiting.append(request)
         self._waiting_tokens += request.num_pending_tokens
 
-    def admit(self, request: Request, plan: StepPlan | None = None) -> None:
+    def admit(self, request: Request, *, plan: StepPlan | None = None) -> None:
         """Move a request (already taken off `waiting`, its blocks held) into the running set.
         A swapped request's KV comes back over PCIe in `plan`'s step."""
         self._waiting_tokens -= request.num_pending_tokens

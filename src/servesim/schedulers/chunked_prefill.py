@@ -72,7 +72,7 @@ class ChunkedPrefillScheduler(BaseScheduler):
             if not self.kv.allocate(request, chunk, keep_watermark=bool(self.running)):
                 break
             waiting.popleft()
-            self.admit(request, plan)
+            self.admit(request, plan=plan)
             plan.tokens[request] = chunk
             if chunk < request.num_pending_tokens:
                 self.prefilling[request] = None

@@ -106,8 +106,8 @@ class EDFScheduler(RankedScheduler):
                 return reason
         return super().add_request(request, now)
 
-    def admit(self, request: Request, plan=None) -> None:
-        super().admit(request, plan)
+    def admit(self, request: Request, *, plan=None) -> None:
+        super().admit(request, plan=plan)
         if self.params.admission_control:
             self._admissions.append(self._now)
 

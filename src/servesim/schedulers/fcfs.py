@@ -43,6 +43,6 @@ class FCFSScheduler(BaseScheduler):
             ):
                 break
             waiting.popleft()
-            self.admit(request, plan)
+            self.admit(request, plan=plan)
             plan.tokens[request] = need
             budget -= need

@@ -122,7 +122,7 @@ class RankedScheduler(BaseScheduler):
                 break  # victims rank lower; they must not come straight back in this step
         for key, request in started:  # off the queue only now: the merge above iterates it
             self._dequeue(key, request)
-            self.admit(request, plan)
+            self.admit(request, plan=plan)
         return bool(started)
 
     def decode_ranked(self, holders: Ranked, plan: StepPlan) -> None:
