@@ -44,9 +44,21 @@ class EngineConfig(Section):
     prefix_caching: bool = False
     """Reuse KV blocks of shared prompt prefixes."""
     preemption: Literal["recompute", "swap"] = "recompute"
-    """What happens to a preempted request's KV."""
+    """What happens to a preempted request's KV: dropped and recomputed, or copied to host memory
+    and back over PCIe."""
     scheduler_params: dict[str, Any] = {}
-    """Parameters of the scheduler, validated by the scheduler's own Params."""
+    """Parameters of a plugin scheduler, validated by the scheduler's own Params."""
+    predictor: str | dict[str, Any] = "oracle"
+    """Output-length predictor: a name (`oracle`, `noisy_oracle`, `bucket`, `mean`, `module:Class`)
+    or a block `{name: noisy_oracle, sigma: 0.5}` with the predictor's parameters."""
+    chunked_prefill: dict[str, Any] | None = None
+    """Parameters of the `chunked_prefill` policy, validated by its Params."""
+    srtf: dict[str, Any] | None = None
+    """Parameters of the `srtf` policy (e.g. `aging_s`), validated by its Params."""
+    edf: dict[str, Any] | None = None
+    """Parameters of the `edf` policy (e.g. `admission_control`), validated by its Params."""
+    priority: dict[str, Any] | None = None
+    """Parameters of the `priority` policy (e.g. `classes`), validated by its Params."""
 
 
 class SLOConfig(Section):

@@ -26,6 +26,8 @@ class InstanceParts:
     cost_model: CostModel
     kv: KVCacheManager
     cohort: DecodeCohort
+    swap_s_per_token: float = 0.0
+    """PCIe seconds per token of KV copied to or from host memory (swap preemption)."""
 
 
 @dataclass
@@ -51,7 +53,10 @@ def run_cluster(
     wall0 = time.perf_counter()
     env = simpy.Environment()
     instances = [
-        Instance(env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish)
+        Instance(
+            env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
+            swap_s_per_token=p.swap_s_per_token,
+        )
         for i, p in enumerate(parts)
     ]
     for instance in instances:
