@@ -47,7 +47,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
     cfg = built.config
     step_log = StepLog()
     stats = run_cluster(
-        built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s, after_step=after_step
+        built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf, after_step=after_step
     )
     # With a time limit, requests due after it never arrived: they are not part of this run.
     frame = request_frame(r for r in built.requests if r.arrival_time <= stats.simulated_s)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,8 +87,9 @@ class SimConfig(Section):
     cost: CostConfig = CostConfig()
     slo: SLOConfig = SLOConfig()
     output: OutputConfig = OutputConfig()
-    max_sim_time_s: float = Field(math.inf, gt=0)
-    """Stop the simulation at this simulated time; unfinished requests are counted as such."""
+    max_sim_time_s: float | None = Field(None, gt=0)
+    """Stop the simulation at this simulated time (none: run until every request is done);
+    requests still in flight then are counted as unfinished."""
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
