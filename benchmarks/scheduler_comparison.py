@@ -1,17 +1,18 @@
 """Scheduling policies compared on one H100 with Llama-3-8B and ShareGPT lengths (issue 5's targets).
 
-    PYTHONPATH=src python benchmarks/scheduler_comparison.py [--seeds 1,2,3] [--workers 2]
-        [--lengths sharegpt_8k_filtered_stats_llama2_tokenizer.csv] [--json out.json]
+    PYTHONPATH=src python benchmarks/scheduler_comparison.py [--seeds 1,2,3] [--workers 2] [--json out.json]
 
-Prints, as means over the seeds (each seed: its own Poisson arrivals and its own resampled
-(prompt, output) pairs, shared by every policy at that seed, so comparisons are paired):
+Prints, as means over the seeds (each seed: its own Poisson arrivals and its own (prompt, output)
+pairs resampled from the ShareGPT length file, shared by every policy at that seed, so comparisons
+are paired):
 
 1. SRTF (oracle predictor) vs FCFS: mean end-to-end latency near and above saturation;
 2. the same gain as the predictor gets worse (noisy oracle sigma, bucket classifier, class mean);
 3. chunked prefill vs FCFS at the same load: p99 of each request's longest inter-token gap, mean TTFT;
 4. EDF with admission control vs FCFS (and EDF without it) under overload: SLO attainment.
 
-The config is configs/sched_sharegpt.yaml; every run overrides only the keys shown in the tables.
+Every run is configs/sched_sharegpt.yaml with the overrides shown in the tables, so any row is one
+`servesim run configs/sched_sharegpt.yaml --seed N --set KEY=VALUE ...` (from the repository root).
 """
 
 from __future__ import annotations
@@ -25,21 +26,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from servesim.build import build
 from servesim.config import load_config
-from servesim.core.rng import stream
 from servesim.simulation import run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "sched_sharegpt.yaml"
-LENGTHS_NAME = "sharegpt_8k_filtered_stats_llama2_tokenizer.csv"
-LENGTHS_CANDIDATES = [
-    ROOT / "traces" / "sharegpt" / LENGTHS_NAME,
-    ROOT.parent / "shared" / "traces" / "sharegpt" / LENGTHS_NAME,
-    ROOT.parents[1] / "shared" / "traces" / "sharegpt" / LENGTHS_NAME,
-]
 
 SRTF_RATES = [6.5, 7.0, 8.0, 10.0]
 NOISE_RATE = 8.0
@@ -59,26 +52,16 @@ OVERLOAD_RATES = [8.0, 10.0, 12.0]
 
 
 # -- one simulation ---------------------------------------------------------------------------------
-def load_lengths(path: Path) -> np.ndarray:
-    frame = pd.read_csv(path)
-    return frame[["num_prefill_tokens", "num_decode_tokens"]].to_numpy(dtype=np.int64)
-
-
-def simulate(task: tuple) -> dict:
-    """Run the config with `overrides`, (prompt, output) pairs resampled from `pairs`."""
-    overrides, pairs = task
-    built = build(load_config(CONFIG, overrides))
-    picks = stream(built.config.seed, "workload.sharegpt").integers(len(pairs), size=len(built.requests))
-    for request, (prompt, output) in zip(built.requests, pairs[picks]):
-        request.num_prompt_tokens, request.num_output_tokens = int(prompt), int(output)
-    return run(built).summary
+def simulate(overrides: dict) -> dict:
+    """Run the config with `overrides` (paths in it resolve from the repository root)."""
+    return run(build(load_config(CONFIG, overrides))).summary
 
 
 class Runner:
     """Runs each distinct (overrides, seed) once, in parallel, and averages over seeds."""
 
-    def __init__(self, pairs: np.ndarray, seeds: list[int], workers: int):
-        self.pairs, self.seeds, self.workers = pairs, seeds, workers
+    def __init__(self, seeds: list[int], workers: int):
+        self.seeds, self.workers = seeds, workers
         self.results: dict[str, dict] = {}
 
     def run_all(self, points: list[dict]) -> None:
@@ -87,7 +70,7 @@ class Runner:
             for seed in self.seeds:
                 key = _key(overrides, seed)
                 if key not in self.results:
-                    todo[key] = ({**overrides, "seed": seed}, self.pairs)
+                    todo[key] = {**overrides, "seed": seed}
         tasks = list(todo.values())
         if self.workers > 1:
             with ProcessPoolExecutor(self.workers) as pool:
@@ -242,19 +225,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--lengths", help=f"the ShareGPT length file ({LENGTHS_NAME})")
     parser.add_argument("--json", help="also write every run's summary here")
     args = parser.parse_args()
-    path = Path(args.lengths) if args.lengths else next((p for p in LENGTHS_CANDIDATES if p.exists()), None)
-    if path is None or not path.exists():
-        raise SystemExit(f"cannot find {LENGTHS_NAME}; pass --lengths PATH")
+    os.chdir(ROOT)  # the config names its length file relative to the repository root
     seeds = [int(s) for s in args.seeds.split(",")]
-    runner = Runner(load_lengths(path), seeds, args.workers)
+    runner = Runner(seeds, args.workers)
     wall0 = time.perf_counter()
     runner.run_all(srtf_points() + noise_points() + chunk_points() + edf_points())
     wall = time.perf_counter() - wall0
 
-    print(f"# Scheduler comparison: {CONFIG.relative_to(ROOT)}, lengths {path.name}")
+    print(f"# Scheduler comparison: {CONFIG.relative_to(ROOT)}")
     print(
         f"seeds {seeds}; {len(runner.results)} simulations in {wall:.0f} s on {args.workers} "
         f"worker(s); {platform.processor() or platform.machine()}, Python {platform.python_version()}"
