@@ -34,7 +34,12 @@ from servesim.simulation import run
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "sched_sharegpt.yaml"
 
-SRTF_RATES = [6.5, 7.0, 8.0, 10.0]
+SRTF_RATES = [6.0, 6.5, 7.0, 7.5, 8.0, 10.0]
+SRTF_SEQS = [128, 256]
+LONG = {"workload.num_requests": 5000}  # SRTF runs: long enough for the queue to settle near saturation
+SATURATE = 20.0  # req/s, far above saturation: throughput then is the server's capacity
+WINDOW_RATE = 7.0
+WINDOWS = [2000, 5000, 20000]
 NOISE_RATE = 8.0
 PREDICTORS = [
     ("oracle", "oracle"),
@@ -99,46 +104,71 @@ def at(rate: float, **overrides) -> dict:
     return {"workload.arrival.rate": rate, **overrides}
 
 
+def srtf_run(rate: float, policy: str, seqs: int = 128, **overrides) -> dict:
+    return at(rate, **{"engine.scheduler": policy, "engine.max_num_seqs": seqs, **LONG, **overrides})
+
+
 def srtf_points() -> list[dict]:
-    points = []
-    for seqs in (128, 256):
+    points = [srtf_run(SATURATE, "fcfs", seqs) for seqs in SRTF_SEQS]
+    for seqs in SRTF_SEQS:
         for rate in SRTF_RATES:
-            for policy in ("fcfs", "srtf"):
-                points.append(at(rate, **{"engine.scheduler": policy, "engine.max_num_seqs": seqs}))
+            points += [srtf_run(rate, "fcfs", seqs), srtf_run(rate, "srtf", seqs)]
+    for n in WINDOWS:
+        points += [srtf_run(WINDOW_RATE, p, **{"workload.num_requests": n}) for p in ("fcfs", "srtf")]
     return points
 
 
 def srtf_table(r: Runner) -> list[str]:
-    lines = [
+    lines = []
+    capacity = {}
+    for seqs in SRTF_SEQS:
+        capacity[seqs] = r.mean(srtf_run(SATURATE, "fcfs", seqs), "throughput.requests_per_s")
+        lines.append(
+            f"FCFS capacity, max_num_seqs {seqs}: {capacity[seqs]:.2f} req/s "
+            f"(completed per second at {SATURATE:g} req/s offered)"
+        )
+    lines += [
+        "",
         (
-            "| max_num_seqs | rate (req/s) | FCFS e2e mean (s) | SRTF e2e mean (s) | change | "
-            "FCFS TTFT mean (s) | SRTF TTFT mean (s) |"
+            "| max_num_seqs | rate (req/s) | load | FCFS e2e mean (s) | SRTF e2e mean (s) | change | "
+            "FCFS TTFT mean (s) | SRTF TTFT mean (s) | FCFS waiting share |"
         ),
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for seqs in (128, 256):
+    for seqs in SRTF_SEQS:
         for rate in SRTF_RATES:
-            f = at(rate, **{"engine.scheduler": "fcfs", "engine.max_num_seqs": seqs})
-            s = at(rate, **{"engine.scheduler": "srtf", "engine.max_num_seqs": seqs})
+            f, s = srtf_run(rate, "fcfs", seqs), srtf_run(rate, "srtf", seqs)
             fe, se = r.mean(f, "latency.e2e.mean"), r.mean(s, "latency.e2e.mean")
+            ft = r.mean(f, "latency.ttft.mean")
             lines.append(
-                f"| {seqs} | {rate:g} | {fe:.2f} | {se:.2f} | {_pct(se, fe)} | "
-                f"{r.mean(f, 'latency.ttft.mean'):.2f} | {r.mean(s, 'latency.ttft.mean'):.2f} |"
+                f"| {seqs} | {rate:g} | {rate / capacity[seqs]:.2f} | {fe:.2f} | {se:.2f} | {_pct(se, fe)} | "
+                f"{ft:.2f} | {r.mean(s, 'latency.ttft.mean'):.2f} | {ft / fe:.1%} |"
             )
+    lines += [
+        "",
+        f"Run length at {WINDOW_RATE:g} req/s (max_num_seqs 128), each run starting from an empty server:",
+        "",
+        "| requests | FCFS e2e mean (s) | SRTF e2e mean (s) | change | FCFS TTFT mean (s) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for n in WINDOWS:
+        f, s = (srtf_run(WINDOW_RATE, p, **{"workload.num_requests": n}) for p in ("fcfs", "srtf"))
+        fe, se = r.mean(f, "latency.e2e.mean"), r.mean(s, "latency.e2e.mean")
+        lines.append(f"| {n} | {fe:.2f} | {se:.2f} | {_pct(se, fe)} | {r.mean(f, 'latency.ttft.mean'):.2f} |")
     return lines
 
 
-AGING = at(NOISE_RATE, **{"engine.scheduler": "srtf", "engine.srtf": {"aging_s": 30.0}})
+AGING = srtf_run(NOISE_RATE, "srtf", **{"engine.srtf": {"aging_s": 30.0}})
 
 
 def noise_points() -> list[dict]:
-    return [at(NOISE_RATE, **{"engine.scheduler": "fcfs"}), AGING] + [
-        at(NOISE_RATE, **{"engine.scheduler": "srtf", "engine.predictor": p}) for _, p in PREDICTORS
+    return [srtf_run(NOISE_RATE, "fcfs"), AGING] + [
+        srtf_run(NOISE_RATE, "srtf", **{"engine.predictor": p}) for _, p in PREDICTORS
     ]
 
 
 def noise_table(r: Runner) -> list[str]:
-    fcfs = at(NOISE_RATE, **{"engine.scheduler": "fcfs"})
+    fcfs = srtf_run(NOISE_RATE, "fcfs")
     base = r.mean(fcfs, "latency.e2e.mean")
     lines = [
         (f"FCFS at {NOISE_RATE:g} req/s: e2e mean {base:.2f} s, p99 {r.mean(fcfs, 'latency.e2e.p99'):.1f} s"),
@@ -147,7 +177,7 @@ def noise_table(r: Runner) -> list[str]:
         "| --- | ---: | ---: | ---: |",
     ]
     for label, predictor in PREDICTORS:
-        p = at(NOISE_RATE, **{"engine.scheduler": "srtf", "engine.predictor": predictor})
+        p = srtf_run(NOISE_RATE, "srtf", **{"engine.predictor": predictor})
         e2e = r.mean(p, "latency.e2e.mean")
         lines.append(f"| {label} | {e2e:.2f} | {_pct(e2e, base)} | {r.mean(p, 'latency.e2e.p99'):.1f} |")
     e2e = r.mean(AGING, "latency.e2e.mean")
@@ -240,8 +270,8 @@ def main() -> None:
         f"worker(s); {platform.processor() or platform.machine()}, Python {platform.python_version()}"
     )
     sections = [
-        ("1. SRTF (oracle) vs FCFS: mean end-to-end latency", srtf_table),
-        ("2. SRTF gain vs predictor quality (max_num_seqs 128)", noise_table),
+        ("1. SRTF (oracle) vs FCFS: mean end-to-end latency (5000 requests per run)", srtf_table),
+        ("2. SRTF gain vs predictor quality (max_num_seqs 128, 5000 requests)", noise_table),
         ("3. Chunked prefill vs FCFS: longest inter-token gap and TTFT", chunk_table),
         ("4. EDF with admission control vs FCFS under overload", edf_table),
     ]
