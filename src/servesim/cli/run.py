@@ -34,7 +34,7 @@ def cmd_run(args) -> int:
         print_json(result.summary)
     else:
         print(format_summary(result.summary))
-        print(f"wrote {out}/summary.json, requests.csv, config.yaml")
+        print(f"wrote {out}/summary.json, requests.csv, timeseries.csv, config.yaml")
     return EXIT_OK
 
 

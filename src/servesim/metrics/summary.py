@@ -28,6 +28,8 @@ REQUEST_COLUMNS = [
     "class",
     "cached_tokens",
     "generated_tokens",
+    "prefill_instance",
+    "handoff_s",
 ]
 
 _STATUS = {
@@ -70,6 +72,8 @@ def request_frame(requests: Iterable[Request]) -> pd.DataFrame:
                 r.class_name,
                 r.num_cached_tokens,
                 generated,
+                r.prefill_instance,
+                r.handoff_time,
             )
         )
     frame = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
