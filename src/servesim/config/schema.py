@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal
 
-from pathlib import Path
-
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr
 
 from servesim.config.base import Section
 from servesim.config.cluster import ClusterConfig

@@ -67,6 +67,7 @@ def run_cluster(
     step_log: StepLog,
     max_time: float = math.inf,
     on_finish: Callable[[Request], None] | None = None,
+    after_step: Callable[[Instance], None] | None = None,
     disaggregation: DisaggregationParts | None = None,
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
@@ -76,6 +77,8 @@ def run_cluster(
         Instance(env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish, role=p.role)
         for i, p in enumerate(parts)
     ]
+    for instance in instances:
+        instance.after_step = after_step
     decode = [i for i in instances if i.role == "decode"]
     if decode:
         if disaggregation is None:

@@ -58,6 +58,8 @@ class Instance:
         self.num_incoming_tokens = 0
         """Requests (and their prompt tokens) whose KV is on its way here."""
         self._caching = kv.prefix is not None
+        self.after_step = None
+        """Optional callback(instance) after every applied step: invariant checks in tests."""
         self._idle: simpy.Event | None = None
         self._interruptible = False
         self.process = env.process(self.run_process())
@@ -184,6 +186,8 @@ class Instance:
                     self.on_finish(request)
 
     def _log(self, start, end, num_steps, prefill_tokens, decodes):
+        if self.after_step is not None:
+            self.after_step(self)
         load = self.scheduler.load() if self.step_log.enabled else None
         self.step_log.record(
             self.index,
