@@ -67,13 +67,15 @@ class Built:
         return out
 
 
-def build(config: SimConfig) -> Built:
+def build(config: SimConfig, table: RequestTable | None = None) -> Built:
+    """Objects for a config; `table` replaces the workload's requests (tests, custom traces)."""
     model = get_model(config.model)
     pools = resolve_pools(config)
     for pool in pools:
         check_parallelism(config, model, pool.hardware, pool.tp, pool.pp, pool.tp_key)
         pool.kv_capacity_tokens = kv_capacity_tokens(config, model, pool.hardware, pool.tp, pool.pp)
-    table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
+    if table is None:
+        table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
     requests = make_requests(table, config)
     parts = []
     for pool in pools:

@@ -95,7 +95,8 @@ def _prefix_hit_rate(frame: pd.DataFrame) -> float:
 
 
 def dump_config(config: SimConfig) -> str:
-    return yaml.safe_dump(_jsonable(config.model_dump(mode="json")), sort_keys=False)
+    # mode="python" keeps infinities (YAML `.inf`), so the resolved config loads again as is.
+    return yaml.safe_dump(config.model_dump(mode="python"), sort_keys=False)
 
 
 def _jsonable(value):

@@ -50,11 +50,23 @@ class KVCacheManager:
         self.hash_block_size = hash_block_size
         self.held: dict[Request, list] = {}
         """Per request, the keys of the cached blocks it references, in block order."""
+        self.num_detached_blocks = 0
+        """Private blocks detached from requests and not yet freed (KV in transfer)."""
 
     # -- queries ------------------------------------------------------------------------------
     @property
     def num_used_blocks(self) -> int:
         return self.num_blocks - self.num_free_blocks
+
+    @property
+    def num_cached_blocks(self) -> int:
+        """Named blocks, referenced or not (0 without prefix caching)."""
+        return len(self.prefix) if self.prefix is not None else 0
+
+    @property
+    def num_unnamed_free_blocks(self) -> int:
+        """Free blocks holding nothing worth keeping (free minus evictable cached)."""
+        return self.num_free_blocks - (self.prefix.num_evictable if self.prefix is not None else 0)
 
     @property
     def usage(self) -> float:
@@ -168,11 +180,13 @@ class KVCacheManager:
         assert not request.in_cohort
         keys = self.held.pop(request, ())
         detached = DetachedKV(request.num_blocks - len(keys), tuple(keys))
+        self.num_detached_blocks += detached.num_private_blocks
         request.num_blocks = 0
         return detached
 
     def free_detached(self, detached: DetachedKV) -> None:
         freed = detached.num_private_blocks
+        self.num_detached_blocks -= freed
         if detached.cached_keys:
             freed += self.prefix.release(detached.cached_keys)
         self.num_free_blocks += freed
