@@ -55,7 +55,7 @@ def check_kv_blocks(instance) -> None:
     private = 0
     for r in instance.scheduler.running:
         total = -(-r.num_computed_tokens // bs) if r.in_cohort else r.num_blocks
-        private += total - len(kv.held.get(r, ()))
+        private += total - kv.num_shared_blocks(r)
     private += instance.cohort.blocks_needed(0, instance.cohort.reserved_steps)
     assert kv.num_unnamed_free_blocks + kv.num_cached_blocks + private + kv.num_detached_blocks == (
         kv.num_blocks

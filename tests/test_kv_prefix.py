@@ -8,7 +8,7 @@ import pytest
 
 import servesim.engine.instance as instance_module
 from servesim.cost.base import StepShape
-from servesim.kv.block_pool import BlockKeys, PrefixBlockPool, chain_hashes
+from servesim.kv.block_pool import PrefixBlockPool, PromptSegments, chain_hashes
 from servesim.kv.manager import KVCacheManager
 from tests.cluster_helpers import check_kv_blocks, run_table, session_table, table_from_rows
 from tests.conftest import small_config
@@ -22,13 +22,16 @@ def test_chain_keys_depend_on_every_earlier_block():
 
 
 def test_engine_blocks_map_onto_hash_blocks():
-    keys = BlockKeys([7, 8], num_prompt_tokens=1000, hash_block_size=512, block_size=16)
-    assert keys.num_blocks == 1000 // 16  # 62 full engine blocks, all under the two hashes
+    segs = PromptSegments([7, 8], num_prompt_tokens=1000, hash_block_size=512, block_size=16)
     chain = chain_hashes([7, 8])
-    assert keys[0] == (chain[0], 16) and keys[31] == (chain[0], 512)  # 32 per hash block
-    assert keys[32] == (chain[1], 16)
+    # 32 engine blocks per 512-token hash block; the partial second one holds 488 // 16 = 30.
+    assert segs.keys == [(chain[0], 32), (chain[1], 30)] and segs.ends == [32, 62]
     # Hashes covering less than the prompt limit what can be cached.
-    assert BlockKeys([7], 1000, 512, 16).num_blocks == 32
+    assert PromptSegments([7], 1000, 512, 16).ends == [32]
+    # Hash blocks smaller than engine blocks: a segment per hash block where an engine block ends.
+    small = PromptSegments([1, 2, 3, 4, 5], 80, 16, 32)
+    assert small.ends == [1, 2] and [k[0] for k in small.keys] == [chain_hashes([1, 2, 3, 4])[i]
+                                                                    for i in (1, 3)]
 
 
 def manager(num_blocks=400, caching=True):
@@ -50,16 +53,17 @@ def test_hit_accounting_hand_computed():
     kv = manager()
     a = make_request(0, 1100, 5, prefix_hashes=(1, 2, 3))
     assert compute_prompt(kv, a) == 0
-    assert kv.num_cached_blocks == 1100 // 16  # 68 full blocks named
+    assert kv.num_cached_blocks == 1100 // 16  # 68 full blocks named: segments of 32, 32, 4
     # Shares hash blocks 1 and 2 only: 2 x 512 tokens.
     b = make_request(1, 1100, 5, prefix_hashes=(1, 2, 9))
     assert kv.match_prefix(b) == 1024
     # Same prompt: every full block, 68 x 16 = 1088 (< 1100, one token is left to compute).
     c = make_request(2, 1100, 5, prefix_hashes=(1, 2, 3))
     assert kv.match_prefix(c) == 1088
-    # A prompt of exactly 1088 tokens must still compute its last token: 67 blocks.
+    # A prompt of exactly 1088 tokens must still compute its last token, so the last segment
+    # (ending at block 68 > 1087 // 16 = 67) is not used: whole segments only.
     d = make_request(3, 1088, 5, prefix_hashes=(1, 2, 3))
-    assert kv.match_prefix(d) == 1072
+    assert kv.match_prefix(d) == 1024
     # Different first block: nothing, though later hash ids agree (keys are chained).
     e = make_request(4, 1100, 5, prefix_hashes=(5, 2, 3))
     assert kv.match_prefix(e) == 0
@@ -75,7 +79,8 @@ def test_hits_reference_blocks_and_free_makes_them_evictable():
     b = make_request(1, 1100, 5, prefix_hashes=(1, 2, 3))
     assert compute_prompt(kv, b) == 1024
     assert b.num_cached_tokens == 1024 and b.num_computed_tokens == 1100
-    assert kv.prefix.ref_counts[kv.block_keys(b)[0]] == 1
+    # 64 blocks hit, and its own computed tail segment (4 blocks) is named too.
+    assert kv.prefix.ref_counts[kv.segments(b).keys[0]] == 1 and kv.num_shared_blocks(b) == 68
     assert kv.num_free_blocks == 200 - 69  # 64 referenced again + 5 new (69 blocks for 1100)
     kv.free(b)
     assert kv.num_free_blocks == 200
@@ -83,15 +88,17 @@ def test_hits_reference_blocks_and_free_makes_them_evictable():
 
 def test_lru_eviction_takes_the_least_recently_released_tail_first():
     pool = PrefixBlockPool()
-    for key in "abcd":
+    a, b, c, d = ("a", 2), ("b", 3), ("c", 4), ("d", 5)  # (name, blocks)
+    for key in (a, b, c, d):
         pool.insert(key)
-    assert pool.release(["a", "b"]) == 2  # released in reverse: b then a
-    assert pool.release(["c"]) == 1
-    pool.evict(1)
-    assert "b" not in pool and "a" in pool  # the tail of the earlier release goes first
-    pool.evict(1)
-    assert "a" not in pool and set(pool.ref_counts) == {"c", "d"}
-    assert pool.acquire("c") and pool.num_evictable == 0  # a hit takes it off the LRU
+    assert pool.num_blocks == 14
+    assert pool.release([a, b]) == 5  # released in reverse: b then a
+    assert pool.release([c]) == 4 and pool.num_evictable_blocks == 9
+    assert pool.evict(1) == 3  # whole segments: b, the tail of the earlier release, goes first
+    assert b not in pool and a in pool
+    assert pool.evict(1) == 2 and set(pool.ref_counts) == {c, d}
+    assert pool.acquire(c) == 4 and pool.num_evictable_blocks == 0  # a hit leaves the LRU
+    assert pool.num_blocks == 9 and pool.num_evicted_blocks == 5
 
 
 def test_allocation_evicts_cached_blocks_only_when_unnamed_ones_run_out():
@@ -100,12 +107,13 @@ def test_allocation_evicts_cached_blocks_only_when_unnamed_ones_run_out():
     compute_prompt(kv, a)
     kv.free(a)
     assert kv.num_unnamed_free_blocks == 36 and kv.num_cached_blocks == 64
-    big = make_request(1, 40 * 16, 5)  # 40 blocks, no hashes: 36 unnamed + 4 evicted
+    big = make_request(1, 40 * 16, 5)  # 40 blocks, no hashes: 36 unnamed + 4 from the cache
     assert kv.allocate(big, big.num_pending_tokens)
-    assert kv.num_cached_blocks == 60 and kv.prefix.num_evictions == 4
-    # The tail of a's prompt went first: its head still hits.
-    c = make_request(2, 1024, 5, prefix_hashes=(1, 2))
-    assert kv.match_prefix(c) == 60 * 16
+    # The tail segment (32 blocks) went whole; 28 of its blocks are unnamed free now.
+    assert kv.num_cached_blocks == 32 and kv.prefix.num_evicted_blocks == 32
+    assert kv.num_free_blocks == 60 and kv.num_unnamed_free_blocks == 28
+    c = make_request(2, 1100, 5, prefix_hashes=(1, 2, 3))
+    assert kv.match_prefix(c) == 512  # the head still hits
 
 
 def test_refused_allocation_changes_nothing():
@@ -133,9 +141,10 @@ def test_concurrent_computation_of_one_prefix_is_deduplicated():
         r.advance(r.num_pending_tokens, 1.0)
         kv.cache_computed(r)
     assert kv.num_cached_blocks == 64 and kv.num_free_blocks == 200 - 64  # b uses a's copy
+    assert kv.num_shared_blocks(b) == 64 and b.num_blocks == 64
     kv.free(a)
     kv.free(b)
-    assert kv.num_free_blocks == 200 and kv.prefix.num_evictable == 64
+    assert kv.num_free_blocks == 200 and kv.prefix.num_evictable_blocks == 64
 
 
 def test_without_caching_nothing_is_named():
@@ -160,12 +169,13 @@ def test_end_to_end_hits_and_ttft_hand_computed():
     ]
     result, built = run_table(caching_config(), table_from_rows(rows))
     f = result.requests
-    assert f["cached_tokens"].tolist() == [0, 1024, 2032]  # 2032 = 127 blocks: one token left
-    assert result.summary["kv"]["prefix_hit_rate"] == pytest.approx(3056 / 6144)
+    # Request 2 may not reuse its last segment (one token must be computed): 3 x 512.
+    assert f["cached_tokens"].tolist() == [0, 1024, 1536]
+    assert result.summary["kv"]["prefix_hit_rate"] == pytest.approx(2560 / 6144)
     cost = built.parts[0].cost_model
     # Only the uncached chunk is priced, with the cached tokens as its prior context.
     assert f["ttft_s"][1] == pytest.approx(cost.step_time(StepShape([(1024, 1024)], 0, 0, 1)))
-    assert f["ttft_s"][2] == pytest.approx(cost.step_time(StepShape([(16, 2032)], 0, 0, 1)))
+    assert f["ttft_s"][2] == pytest.approx(cost.step_time(StepShape([(512, 1536)], 0, 0, 1)))
     assert f["ttft_s"][0] == pytest.approx(cost.step_time(StepShape([(2048, 0)], 0, 0, 1)))
 
 
@@ -184,7 +194,7 @@ def test_block_conservation_and_request_conservation_with_caching(seed):
     assert result.summary["kv"]["prefix_hit_rate"] > 0.2
     for part in built.parts:
         assert part.kv.num_free_blocks == part.kv.num_blocks and not part.kv.held
-        assert part.kv.prefix.num_evictable == part.kv.num_cached_blocks
+        assert part.kv.prefix.num_evictable_blocks == part.kv.num_cached_blocks
 
 
 def test_multi_step_runs_equal_single_steps_with_caching(monkeypatch):

@@ -104,7 +104,7 @@ def test_prefix_affinity_spreads_distinct_prefixes():
 
 
 def test_prefix_affinity_deflects_from_an_overloaded_instance():
-    r = router("prefix_affinity", overload_factor=1.5, overload_margin=2)
+    r = router("prefix_affinity", overload_factor=1.5, overload_margin=2, load="requests")
     req = prefixed(0, [0, 42])
     idle = fleet(4)
     first, second = r.candidates(r.affinity_key(req), 4)
@@ -131,7 +131,9 @@ def test_prefix_affinity_falls_back_to_session_then_two_choices():
     a = make_request(0, 100, 2, session_id=77)
     assert len({r.route(a, inst, 0.0) for _ in range(10)}) == 1
     anon = make_request(1, 100, 2)
-    assert r.route(anon, fleet(4, running=[0, 9, 9, 9]), 0.0) in {0, 1, 2, 3}
+    busy = fleet(4, queued_tokens=[0, 900, 900, 900])
+    picks = Counter(r.route(anon, busy, 0.0) for _ in range(200))
+    assert picks[0] > 80 and len(picks) == 4  # two random choices: the idle one wins when drawn
 
 
 class LastInstanceRouter:

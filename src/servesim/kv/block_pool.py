@@ -2,20 +2,22 @@
 LRU of unreferenced blocks that stay cached until their memory is needed.
 
 A request's prompt is described by `prefix_hashes`, one hash per `hash_block_size` tokens (the
-Mooncake trace's 512-token `hash_ids`, or hashes that a synthetic session generates). Engine blocks
-are smaller (16 tokens). Engine block `j` ends at token `e = (j + 1) * block_size`; it lies in hash
-block `t = (e - 1) // hash_block_size`, and its content is the whole prompt up to `e`. So its key is
-`(chain[t], e - t * hash_block_size)`: the chained hash of every hash block up to `t`, and how far
-into block `t` it reaches. Two prompts share engine block `j` exactly when they agree on every hash
-block up to `t` (equal hash ids mean equal tokens), which is the prefix property caching needs.
-A 512-token hash block maps onto 32 engine blocks of 16 tokens; a trailing partial hash block
-contributes its full engine blocks only.
+Mooncake trace's 512-token `hash_ids`, or hashes that synthetic sessions generate); equal hashes
+mean equal tokens. The chain `chain[t]` folds in every hash up to block `t`, so it names the whole
+prompt prefix through block `t`.
+
+Engine blocks (16 tokens) are cached in *segments*: segment `t` holds the engine blocks whose last
+token lies in hash block `t` (32 blocks for a full 512-token hash block; the full engine blocks of a
+trailing partial one). Its key is `(chain[t], number of blocks)`, so two prompts share a segment
+exactly when they agree on every token up to its end. A segment is the unit of naming, sharing
+and eviction, as in Mooncake's block-level cache; blocks are still counted one by one, so free
+memory and allocation stay exact. Partially computed segments are not shared until complete.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterable, Sequence
+from collections.abc import Sequence
 
 _MASK = (1 << 64) - 1
 _CHAIN_SEED = 0x9E3779B97F4A7C15
@@ -38,40 +40,50 @@ def chain_hashes(hashes: Sequence[int]) -> list[int]:
     return out
 
 
-class BlockKeys:
-    """The keys of a prompt's engine blocks, derived from its hash chain (see the module docstring)."""
+class PromptSegments:
+    """A prompt's cacheable segments, in order: `keys[i]`, and `ends[i]`, the engine blocks from the
+    prompt's start through segment `i`."""
 
-    __slots__ = ("chain", "hash_block_size", "block_size", "num_blocks")
+    __slots__ = ("ends", "keys")
 
-    def __init__(self, prefix_hashes: Sequence[int], num_prompt_tokens: int, hash_block_size: int,
-                 block_size: int):
-        self.chain = chain_hashes(prefix_hashes)
-        self.hash_block_size = hash_block_size
-        self.block_size = block_size
-        hashed_tokens = min(num_prompt_tokens, len(self.chain) * hash_block_size)
-        self.num_blocks = hashed_tokens // block_size
-        """Engine blocks that are full and covered by hashes: the cacheable ones."""
+    def __init__(
+        self, prefix_hashes: Sequence[int], num_prompt_tokens: int, hash_block_size: int,
+        block_size: int,
+    ):
+        chain = chain_hashes(prefix_hashes)
+        hashed = min(num_prompt_tokens, len(chain) * hash_block_size)
+        self.keys: list[tuple[int, int]] = []
+        self.ends: list[int] = []
+        done = 0  # engine blocks ending at or before the current hash block's start
+        for t, link in enumerate(chain):
+            end_token = min((t + 1) * hash_block_size, hashed)
+            blocks = end_token // block_size
+            if blocks > done:  # hash blocks shorter than an engine block may end none
+                self.keys.append((link, blocks - done))
+                self.ends.append(blocks)
+                done = blocks
+            if end_token >= hashed:
+                break
 
-    def __getitem__(self, j: int) -> tuple[int, int]:
-        end = (j + 1) * self.block_size
-        t = (end - 1) // self.hash_block_size
-        return (self.chain[t], end - t * self.hash_block_size)
-
-    def first(self, n: int) -> list[tuple[int, int]]:
-        return [self[j] for j in range(n)]
+    @property
+    def num_blocks(self) -> int:
+        return self.ends[-1] if self.ends else 0
 
 
 class PrefixBlockPool:
-    """The cached blocks: key -> reference count, and the unreferenced ones in LRU order.
+    """The cached segments: key -> reference count and block count; unreferenced ones in LRU order.
 
-    Only counts live here; the KV manager decides what the counts mean for free memory
-    (an unreferenced cached block is reclaimable: it counts as free until evicted or reused).
+    Only counts live here; the KV manager decides what they mean for free memory (an unreferenced
+    cached block is reclaimable: it counts as free until evicted or reused).
     """
 
     def __init__(self):
         self.ref_counts: dict[tuple[int, int], int] = {}
         self._evictable: OrderedDict[tuple[int, int], None] = OrderedDict()  # oldest first
-        self.num_evictions = 0
+        self.num_blocks = 0
+        """Engine blocks in cached segments, referenced or not."""
+        self.num_evictable_blocks = 0
+        self.num_evicted_blocks = 0
 
     def __len__(self) -> int:
         return len(self.ref_counts)
@@ -79,38 +91,38 @@ class PrefixBlockPool:
     def __contains__(self, key) -> bool:
         return key in self.ref_counts
 
-    @property
-    def num_evictable(self) -> int:
-        return len(self._evictable)
-
-    def match(self, keys: BlockKeys, limit: int) -> int:
-        """How many leading blocks (at most `limit`) are cached."""
-        refs = self.ref_counts
+    def match(self, segments: PromptSegments, max_blocks: int) -> int:
+        """Leading segments that are cached and end within `max_blocks`; how many."""
+        refs, ends = self.ref_counts, segments.ends
         n = 0
-        while n < limit and keys[n] in refs:
+        for key in segments.keys:
+            if ends[n] > max_blocks or key not in refs:
+                break
             n += 1
         return n
 
-    def count_evictable(self, keys: Iterable) -> int:
+    def evictable_blocks(self, keys: Sequence) -> int:
         evictable = self._evictable
-        return sum(1 for k in keys if k in evictable)
+        return sum(key[1] for key in keys if key in evictable)
 
-    def acquire(self, key) -> bool:
-        """Reference a cached block; True if it was unreferenced (it leaves the LRU)."""
+    def acquire(self, key) -> int:
+        """Reference a cached segment; return its blocks if it was unreferenced (it leaves the LRU)."""
         count = self.ref_counts[key]
         self.ref_counts[key] = count + 1
-        if count == 0:
-            del self._evictable[key]
-            return True
-        return False
+        if count:
+            return 0
+        del self._evictable[key]
+        self.num_evictable_blocks -= key[1]
+        return key[1]
 
     def insert(self, key) -> None:
-        """Name a freshly computed block; its one reference is the request that computed it."""
+        """Name a freshly computed segment; its one reference is the request that computed it."""
         assert key not in self.ref_counts
         self.ref_counts[key] = 1
+        self.num_blocks += key[1]
 
     def release(self, keys: Sequence) -> int:
-        """Drop one reference to each block; return how many became unreferenced.
+        """Drop one reference to each segment; return the blocks that became unreferenced.
 
         Released in reverse, so a prompt's tail is evicted before its head: heads are shared more.
         """
@@ -121,13 +133,20 @@ class PrefixBlockPool:
             refs[key] = count
             if count == 0:
                 evictable[key] = None
-                freed += 1
+                freed += key[1]
+        self.num_evictable_blocks += freed
         return freed
 
-    def evict(self, n: int) -> None:
-        """Forget the `n` least recently released unreferenced blocks."""
-        assert n <= len(self._evictable)
-        for _ in range(n):
+    def evict(self, num_blocks: int) -> int:
+        """Forget least recently released segments until `num_blocks` blocks are reclaimed;
+        return the blocks reclaimed (whole segments: possibly more)."""
+        assert num_blocks <= self.num_evictable_blocks
+        freed = 0
+        while freed < num_blocks:
             key, _ = self._evictable.popitem(last=False)
             del self.ref_counts[key]
-        self.num_evictions += n
+            freed += key[1]
+        self.num_evictable_blocks -= freed
+        self.num_blocks -= freed
+        self.num_evicted_blocks += freed
+        return freed

@@ -4,21 +4,22 @@ Blocks a request holds are counted, not named: with no prefix caching, which phy
 token lives in never changes the simulation. Invariant (KV block conservation): free blocks plus
 blocks held by requests equals the pool size, after every step.
 
-With prefix caching, the full prompt blocks a request has computed are also named (see
-`block_pool`): a request's `num_blocks` then counts its named blocks too, and it references them
-by key (`held`). Named blocks that no request references stay cached but count as free
-(`num_free_blocks` is what can be had: unnamed free blocks plus evictable cached ones); taking
-more blocks than are unnamed evicts the least recently released. Conservation then reads: unnamed
-free + cached + blocks requests hold privately (`num_blocks - len(held)`) == pool size.
+With prefix caching, the full prompt blocks a request has computed are also named, in segments
+(see `block_pool`): a request's `num_blocks` then counts the cached blocks it shares too, and it
+references their segments (`held`). Cached blocks no request references stay cached but count as
+free (`num_free_blocks` is what can be had: unnamed free blocks plus evictable cached ones);
+taking more blocks than are unnamed evicts the least recently released segments. Conservation
+then reads: unnamed free + cached + blocks requests hold privately (`num_blocks` minus their
+shared blocks) + detached blocks == pool size.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from servesim.core.cohort import DecodeCohort
 from servesim.core.request import Request
-from servesim.kv.block_pool import BlockKeys, PrefixBlockPool
+from servesim.kv.block_pool import PrefixBlockPool, PromptSegments
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,14 @@ class DetachedKV:
 
     num_private_blocks: int
     cached_keys: tuple
+
+
+@dataclass(slots=True)
+class SharedBlocks:
+    """The cached segments a request references, in prompt order, and their blocks."""
+
+    keys: list = field(default_factory=list)
+    num_blocks: int = 0
 
 
 class KVCacheManager:
@@ -48,8 +57,9 @@ class KVCacheManager:
         self.prefix: PrefixBlockPool | None = PrefixBlockPool() if prefix_caching else None
         """The cached blocks; None without prefix caching."""
         self.hash_block_size = hash_block_size
-        self.held: dict[Request, list] = {}
-        """Per request, the keys of the cached blocks it references, in block order."""
+        self.held: dict[Request, SharedBlocks] = {}
+        """Per request holding cached blocks, the segments it references."""
+        self._segments: dict[Request, PromptSegments] = {}  # memo while a request is here
         self.num_detached_blocks = 0
         """Private blocks detached from requests and not yet freed (KV in transfer)."""
 
@@ -61,12 +71,18 @@ class KVCacheManager:
     @property
     def num_cached_blocks(self) -> int:
         """Named blocks, referenced or not (0 without prefix caching)."""
-        return len(self.prefix) if self.prefix is not None else 0
+        return self.prefix.num_blocks if self.prefix is not None else 0
 
     @property
     def num_unnamed_free_blocks(self) -> int:
         """Free blocks holding nothing worth keeping (free minus evictable cached)."""
-        return self.num_free_blocks - (self.prefix.num_evictable if self.prefix is not None else 0)
+        evictable = self.prefix.num_evictable_blocks if self.prefix is not None else 0
+        return self.num_free_blocks - evictable
+
+    def num_shared_blocks(self, request: Request) -> int:
+        """Blocks of the request that are cached segments (shared, not its own)."""
+        held = self.held.get(request)
+        return held.num_blocks if held is not None else 0
 
     @property
     def usage(self) -> float:
@@ -87,52 +103,59 @@ class KVCacheManager:
         return max(0, self.blocks_for(request.num_computed_tokens + num_tokens) - request.num_blocks)
 
     # -- prefix cache ---------------------------------------------------------------------------
-    def block_keys(self, request: Request) -> BlockKeys | None:
-        """Keys of the request's cacheable prompt blocks; None when it cannot use the cache."""
+    def segments(self, request: Request) -> PromptSegments | None:
+        """The request's cacheable prompt segments; None when it cannot use the cache."""
         if self.prefix is None or not request.prefix_hashes or self.hash_block_size <= 0:
             return None
-        return BlockKeys(
-            request.prefix_hashes, request.num_prompt_tokens, self.hash_block_size, self.block_size
-        )
+        segs = self._segments.get(request)
+        if segs is None:
+            segs = self._segments[request] = PromptSegments(
+                request.prefix_hashes, request.num_prompt_tokens, self.hash_block_size,
+                self.block_size,
+            )
+        return segs
 
     def match_prefix(self, request: Request) -> int:
-        """Prompt tokens of a request holding no KV that the cache already has (whole blocks).
+        """Prompt tokens of a request holding no KV that the cache already has (whole segments).
 
         At least one token is always left to compute: the last one yields the next token's logits.
         Pure: pass the result to `allocate(..., num_cached_tokens=)` in the same scheduling pass.
         """
         if request.num_blocks or request.num_computed_tokens:
             return 0
-        keys = self.block_keys(request)
-        if keys is None:
+        segs = self.segments(request)
+        if segs is None:
             return 0
-        limit = min(keys.num_blocks, (request.num_known_tokens - 1) // self.block_size)
-        return self.prefix.match(keys, limit) * self.block_size
+        n = self.prefix.match(segs, (request.num_known_tokens - 1) // self.block_size)
+        return segs.ends[n - 1] * self.block_size if n else 0
 
     def cache_computed(self, request: Request) -> None:
-        """Name the request's prompt blocks that are full and computed, so others can reuse them.
+        """Name the request's prompt segments that are now fully computed, so others reuse them.
 
-        A block someone else cached meanwhile (both computed the same prefix at once) is
-        deduplicated: the request switches to the cached copy and frees its own.
+        A segment someone cached meanwhile (both computed the same prefix at once) is
+        deduplicated: the request switches to the cached copy and frees its own blocks.
         """
-        keys = self.block_keys(request)
-        if keys is None:
+        segs = self.segments(request)
+        if segs is None:
             return
-        full = min(request.num_computed_tokens // self.block_size, keys.num_blocks)
         held = self.held.get(request)
-        start = len(held) if held is not None else 0
-        if full <= start:
+        start = len(held.keys) if held is not None else 0
+        computed = request.num_computed_tokens // self.block_size
+        if start >= len(segs.ends) or segs.ends[start] > computed:
             return
         if held is None:
-            held = self.held[request] = []
+            held = self.held[request] = SharedBlocks()
         pool = self.prefix
-        for j in range(start, full):
-            key = keys[j]
+        for i in range(start, len(segs.ends)):
+            if segs.ends[i] > computed:
+                break
+            key = segs.keys[i]
             if key in pool:
-                self.num_free_blocks += 1 - pool.acquire(key)
+                self.num_free_blocks += key[1] - pool.acquire(key)
             else:
                 pool.insert(key)
-            held.append(key)
+            held.keys.append(key)
+            held.num_blocks += key[1]
 
     # -- allocation (check, then act: a refusal changes nothing) -------------------------------
     def allocate(
@@ -144,14 +167,15 @@ class KVCacheManager:
     ) -> bool:
         """Hold blocks for `num_tokens` more tokens of a request outside the cohort.
 
-        `num_cached_tokens` (from `match_prefix`) first references the cached blocks of the
+        `num_cached_tokens` (from `match_prefix`) first references the cached segments of the
         prompt's head; `num_tokens` then counts from after them. The caller advances the request
         past the cached tokens (`Request.skip_cached_prefix`) once it is admitted.
         """
         hit_blocks, keys, revived = num_cached_tokens // self.block_size, (), 0
         if hit_blocks:
-            keys = self.block_keys(request).first(hit_blocks)
-            revived = self.prefix.count_evictable(keys)  # cached but free: referencing takes them
+            segs = self.segments(request)
+            keys = segs.keys[: segs.ends.index(hit_blocks) + 1]
+            revived = self.prefix.evictable_blocks(keys)  # cached but free: referencing takes them
         need = (
             self.blocks_for(request.num_computed_tokens + num_cached_tokens + num_tokens)
             - request.num_blocks
@@ -165,7 +189,7 @@ class KVCacheManager:
             for key in keys:
                 self.prefix.acquire(key)
             self.num_free_blocks -= revived
-            self.held[request] = keys
+            self.held[request] = SharedBlocks(list(keys), hit_blocks)
             request.num_blocks += hit_blocks
         self._take(need)
         request.num_blocks += need
@@ -178,8 +202,12 @@ class KVCacheManager:
     def detach(self, request: Request) -> DetachedKV:
         """Take a request's blocks off it without freeing them (free later with `free_detached`)."""
         assert not request.in_cohort
-        keys = self.held.pop(request, ())
-        detached = DetachedKV(request.num_blocks - len(keys), tuple(keys))
+        self._segments.pop(request, None)
+        held = self.held.pop(request, None)
+        if held is None:
+            detached = DetachedKV(request.num_blocks, ())
+        else:
+            detached = DetachedKV(request.num_blocks - held.num_blocks, tuple(held.keys))
         self.num_detached_blocks += detached.num_private_blocks
         request.num_blocks = 0
         return detached
@@ -209,7 +237,7 @@ class KVCacheManager:
 
     def _take(self, n: int) -> None:
         if self.prefix is not None:
-            unnamed = self.num_free_blocks - self.prefix.num_evictable
+            unnamed = self.num_free_blocks - self.prefix.num_evictable_blocks
             if n > unnamed:
                 self.prefix.evict(n - unnamed)
         self.num_free_blocks -= n

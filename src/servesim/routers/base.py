@@ -1,9 +1,10 @@
 """The router protocol: pick the instance that serves an arriving request.
 
 Routers see instances only through `load()` (O(1) counters kept by the scheduler), so a routing
-decision costs O(instances) at most. Two load measures are shared by the load-aware policies:
-`requests` (outstanding requests: waiting plus running) and `tokens` (the work: prompt tokens
-waiting to be computed plus the prompt context of running requests).
+decision costs O(instances) at most. Load measures shared by the load-aware policies:
+`requests` (outstanding requests: waiting plus running), `tokens` (the work: prompt tokens
+waiting to be computed plus the prompt context of running requests) and `queued_tokens` (the
+prefill backlog alone, what a new request's TTFT waits behind).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class BaseRouter:
         self.rng = rng
 
 
-LoadMeasure = Literal["requests", "tokens"]
+LoadMeasure = Literal["requests", "tokens", "queued_tokens"]
 
 
 def outstanding_requests(load: SchedulerLoad) -> int:
@@ -60,7 +61,15 @@ def outstanding_tokens(load: SchedulerLoad) -> int:
     return load.num_queued_tokens + load.num_running_tokens
 
 
-LOAD_MEASURES = {"requests": outstanding_requests, "tokens": outstanding_tokens}
+def queued_tokens(load: SchedulerLoad) -> int:
+    return load.num_queued_tokens
+
+
+LOAD_MEASURES = {
+    "requests": outstanding_requests,
+    "tokens": outstanding_tokens,
+    "queued_tokens": queued_tokens,
+}
 
 
 def least_loaded(instances: Sequence[InstanceView], measure=outstanding_requests) -> int:

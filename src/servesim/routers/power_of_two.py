@@ -16,7 +16,7 @@ class PowerOfTwoRouter(BaseRouter):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
         load: LoadMeasure = "requests"
-        """Compare outstanding `requests` or outstanding `tokens`."""
+        """Compare outstanding `requests`, `tokens` (work) or `queued_tokens` (prefill backlog)."""
 
     def route(self, request, instances, now) -> int:
         n = len(instances)

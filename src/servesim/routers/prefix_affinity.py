@@ -6,7 +6,9 @@ one conversation, which extend the same prefix, share it). Two independent hashe
 two candidates on a consistent-hashing ring (`virtual_nodes` points per instance), so adding an
 instance moves only the keys it takes over. The first candidate is preferred; when its load is
 above `overload_factor` times the mean load plus `overload_margin`, the less loaded of the two
-wins (ties: the first). Requests without prefix hashes are keyed by their session, or, with
+wins (ties: the first). The default load is the prefill backlog (`queued_tokens`), which is
+what a new request's TTFT waits behind; the defaults were chosen on the Mooncake conversation
+trace (benchmarks/cluster_studies.py). Requests without prefix hashes are keyed by their session, or, with
 neither, go to the less loaded of two random instances.
 """
 
@@ -28,14 +30,15 @@ class PrefixAffinityRouter(BaseRouter):
         model_config = ConfigDict(extra="forbid", frozen=True)
         prefix_blocks: int = Field(2, ge=1, le=1_000_000)
         """Leading hash blocks of the prompt that form the affinity key."""
-        overload_factor: float = Field(1.5, ge=1.0)
+        overload_factor: float = Field(1.1, ge=1.0)
         """The preferred instance is overloaded above this multiple of the mean load (+ margin)."""
-        overload_margin: float = Field(2.0, ge=0.0)
-        """Absolute slack on the overload threshold, so an idle cluster keeps affinity."""
+        overload_margin: float = Field(4096.0, ge=0.0)
+        """Absolute slack on the overload threshold, in the load measure's unit, so a lightly
+        loaded cluster keeps affinity."""
         virtual_nodes: int = Field(64, ge=1, le=4096)
         """Points per instance on the hash ring."""
-        load: LoadMeasure = "requests"
-        """Load measure for the overload test: outstanding `requests` or `tokens`."""
+        load: LoadMeasure = "queued_tokens"
+        """Load measure for the overload test: `requests`, `tokens` or `queued_tokens`."""
 
     def __init__(self, params=None, rng=None):
         super().__init__(params, rng)
