@@ -144,3 +144,30 @@ def test_multi_step_runs_equal_single_steps_disaggregated_with_caching(monkeypat
     pd.testing.assert_frame_equal(multi.requests, single.requests)
     assert multi.summary["kv"]["prefix_hit_rate"] > 0
     assert multi.summary["sim"]["iterations"] == single.summary["sim"]["iterations"]
+
+
+def test_decode_router_counts_kv_still_in_flight():
+    # Three prompts prefilled in one step hand off at the same instant: least_loaded must see
+    # the first two as incoming, or all three would go to the first decode instance.
+    rows = [(0.0, 800, 4, [i]) for i in range(3)]
+    cfg = disagg(prefill=1, decode=3, **{"cluster.disaggregation.decode_router": "least_loaded"})
+    result, _ = run_table(cfg, table_from_rows(rows))
+    assert sorted(result.requests["instance"]) == [1, 2, 3]
+
+
+def test_fcfs_batches_arriving_kv_with_the_running_decodes():
+    from servesim.schedulers.fcfs import FCFSScheduler
+    from tests.helpers import apply_plan, make_parts, make_request
+
+    kv, cohort, limits = make_parts()
+    sched = FCFSScheduler(kv, cohort, limits)
+    local = make_request(0, 40, 10)
+    sched.add_request(local, 0.0)
+    apply_plan(sched.schedule(0.0), cohort, 1.0)  # prefilled here: now a cohort member
+    imported = make_request(1, 64, 10)
+    imported.advance(64, 1.5)  # prompt computed elsewhere; first token emitted
+    imported.deliver_first_token(2.0)
+    sched.add_request(imported, 2.0)
+    plan = sched.schedule(2.0)
+    assert plan.tokens == {imported: 1} and plan.decode_cohort and not plan.repeatable
+    assert imported.num_blocks == kv.blocks_for(65)  # its KV is now held here
