@@ -207,7 +207,7 @@ def study_crossover(args) -> pd.DataFrame:
     }
     slos_ms = (15, 20, 25, 35, 50, 100)
     rows = []
-    for rate in args.rates or (8.0, 16.0, 24.0, 30.0, 36.0, 42.0, 48.0, 56.0):
+    for rate in args.rates or (8.0, 16.0, 24.0, 30.0, 36.0, 38.0, 40.0, 42.0, 48.0, 56.0):
         for name, topo in splits.items():
             row, frames = run_arxiv(topo, rate, args)
             att = {
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
     p.add_argument("--requests", type=int, help="requests per simulation (default per study)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--rates", type=float, nargs="+", help="arrival rates for disagg/crossover")
-    p.add_argument("--time-scale", type=float, default=1.0,
+    p.add_argument("--time-scale", type=float, default=0.5,
                    help="prefix study: multiply the Mooncake clock (0.5 = twice the rate)")
     p.add_argument("--out", default="out/cluster_studies")
     args = p.parse_args(argv)
