@@ -52,9 +52,15 @@ def cmd_validate(args) -> int:
     if args.json:
         print(json.dumps(info))
     else:
+        pools = built.pool_table()
+        capacity = (
+            ", ".join(f"{p['name']} {p['kv_capacity_tokens']}" for p in pools)
+            if len(pools) > 1
+            else str(info["kv_capacity_tokens"])
+        )
         print(
             f"{args.config}: ok ({info['requests']} requests, {info['instances']} instance(s), "
-            f"KV capacity {info['kv_capacity_tokens']} tokens per instance)"
+            f"KV capacity {capacity} tokens per instance)"
         )
     return EXIT_OK
 
