@@ -187,11 +187,15 @@ def test_caching_off_gives_no_hits_on_the_same_table():
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_block_conservation_and_request_conservation_with_caching(seed):
     # A tight KV cache forces evictions and preemptions.
-    cfg = caching_config(**{"engine.kv_capacity_tokens": 12_000, "cluster.instances": 2, "seed": seed})
-    result, built = run_table(cfg, session_table(120, seed=seed, rate=40), after_step=check_kv_blocks)
+    cfg = caching_config(**{"engine.kv_capacity_tokens": 8_000, "cluster.instances": 2, "seed": seed})
+    table = session_table(120, seed=seed, rate=40, output_mean=150)
+    result, built = run_table(cfg, table, after_step=check_kv_blocks)
     req = result.summary["requests"]
     assert req["arrived"] == req["completed"] + req["rejected"] + req["unfinished"] == 120
     assert result.summary["kv"]["prefix_hit_rate"] > 0.2
+    f = result.requests
+    assert result.summary["kv"]["preemptions"] > 0  # re-admissions re-hit, but count once
+    assert (f["cached_tokens"] < f["prompt_tokens"]).all()
     for part in built.parts:
         assert part.kv.num_free_blocks == part.kv.num_blocks and not part.kv.held
         assert part.kv.prefix.num_evictable_blocks == part.kv.num_cached_blocks

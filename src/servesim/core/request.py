@@ -54,7 +54,7 @@ class Request:
     finish_time: float = math.nan
     num_preemptions: int = 0
     num_cached_tokens: int = 0
-    """Prompt tokens served from the prefix cache (summed over admissions)."""
+    """Prompt tokens served from the prefix cache when the request was first admitted."""
     num_blocks: int = 0
     """KV blocks held while outside a cohort (a cohort member's count is derived on leave)."""
     rejected_reason: str = ""
@@ -143,10 +143,15 @@ class Request:
         return False
 
     def skip_cached_prefix(self, num_tokens: int) -> None:
-        """A prefix cache hit: these leading prompt tokens are already in the KV cache."""
+        """A prefix cache hit: these leading prompt tokens are already in the KV cache.
+
+        Only the first admission's hit is counted in `num_cached_tokens`: after a recompute
+        preemption the request finds its own blocks again, which saves time but is no new hit.
+        """
         assert self._cohort is None and self._computed == 0
         self._computed = num_tokens
-        self.num_cached_tokens += num_tokens
+        if not self.num_preemptions:
+            self.num_cached_tokens += num_tokens
 
     def deliver_first_token(self, time: float) -> None:
         """Disaggregation: the first token reaches the user with the KV, at `time`."""

@@ -125,7 +125,8 @@ class Instance:
                 self.kv.cache_computed(request)
             if done:
                 finished.append(request)
-            elif request.num_pending_tokens == 1:
+            elif request.num_pending_tokens == 1 and request.num_generated_tokens:
+                # (a prompt chunk may also stop one token short)
                 if self.hand_off is None:
                     cohort.join(request)
                 else:
