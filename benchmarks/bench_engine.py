@@ -24,7 +24,7 @@ SCENARIO = {
     "engine": {"scheduler": "fcfs"},
     "workload": {
         "num_requests": 20000,
-        "arrival": {"process": "poisson", "rate": 16.0},
+        "arrival": {"process": "poisson", "rate": 21.0},
         "lengths": {
             "prompt": {"dist": "lognormal", "mean": 1000, "sigma": 1.0, "max": 7000},
             "output": {"dist": "lognormal", "mean": 250, "sigma": 1.0, "max": 1000},

@@ -8,71 +8,35 @@ Each study prints a markdown table and writes a CSV into --out (default out/clus
 Metrics are simulated (deterministic per seed); where several seeds run, the table shows the
 median over seeds. Wall time per simulation is printed for reference (median of the seeds).
 
-Workloads are built here from the shared trace files, so the study runs whatever trace readers
-the checkout has: the Mooncake conversation trace replayed in arrival order (its 512-token
-`hash_ids` become prefix hashes), and Poisson arrivals whose (prompt, output) pairs are drawn
-from the arXiv-summarization length file.
+Everything comes from two configs, varied by dotted overrides: configs/cluster_mooncake_prefix.yaml
+(the Mooncake conversation trace replayed with its 512-token `hash_ids` as prefix hashes) and
+configs/cluster_disagg_arxiv.yaml (Poisson arrivals with arXiv-summarization length pairs).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from servesim.build import build  # noqa: E402
-from servesim.config import load_config  # noqa: E402
+from servesim import simulate  # noqa: E402
 from servesim.schedulers import SCHEDULERS  # noqa: E402
-from servesim.simulation import run  # noqa: E402
-from servesim.workload import RequestTable  # noqa: E402
 
-TRACES = Path("/work/shared/traces")
-MOONCAKE = TRACES / "mooncake" / "conversation_trace.jsonl"
-ARXIV = TRACES / "arxiv-summarization" / "arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv"
 CONFIGS = ROOT / "configs"
 
 
-# -- workloads ------------------------------------------------------------------------------------
-def mooncake_table(path: Path, max_requests: int, time_scale: float = 1.0) -> RequestTable:
-    rows = []
-    with open(path) as f:
-        for line, _ in zip(f, range(max_requests)):
-            rows.append(json.loads(line))
-    return RequestTable(
-        np.array([r["timestamp"] / 1000.0 * time_scale for r in rows]),
-        np.array([r["input_length"] for r in rows]),
-        np.array([r["output_length"] for r in rows]),
-        prefix_hashes=[tuple(r["hash_ids"]) for r in rows],
-        hash_block_size=512,
-    )
-
-
-def arxiv_table(path: Path, n: int, rate: float, seed: int) -> RequestTable:
-    lengths = pd.read_csv(path)
-    rng = np.random.default_rng([seed, 6])
-    arrival = np.cumsum(rng.exponential(1.0 / rate, n))
-    pick = rng.integers(len(lengths), size=n)
-    return RequestTable(
-        arrival,
-        lengths["num_prefill_tokens"].to_numpy()[pick],
-        lengths["num_decode_tokens"].to_numpy()[pick],
-    )
-
-
 # -- running --------------------------------------------------------------------------------------
-def simulate_table(config: Path, overrides: dict, table: RequestTable):
+def timed(config: Path, overrides: dict):
     t0 = time.perf_counter()
-    result = run(build(load_config(config, overrides), table=table))
+    result = simulate(config, **overrides)
     return result, time.perf_counter() - t0
 
 
@@ -122,7 +86,9 @@ def print_table(title: str, frame: pd.DataFrame) -> None:
 def study_prefix(args) -> pd.DataFrame:
     """8 instances on the Mooncake conversation trace: hit rate and TTFT by router and caching."""
     config = CONFIGS / "cluster_mooncake_prefix.yaml"
-    table = mooncake_table(MOONCAKE, args.requests or 12031, args.time_scale)
+    trace = {"workload.trace.time_scale": args.time_scale}
+    if args.requests:
+        trace["workload.num_requests"] = args.requests
     variants = [
         ("round_robin", False), ("round_robin", True), ("power_of_two", True),
         ("prefix_affinity", False), ("prefix_affinity", True),
@@ -130,14 +96,15 @@ def study_prefix(args) -> pd.DataFrame:
     rows = []
     for hardware in ("h100-sxm", "h200-sxm"):
         for router, caching in variants:
-            over = {"cluster.router": router, "engine.prefix_caching": caching, "hardware": hardware}
-            result, wall = simulate_table(config, over, table)
+            over = {"cluster.router": router, "engine.prefix_caching": caching, "hardware": hardware,
+                    **trace}
+            result, wall = timed(config, over)
             rows.append({"hardware": hardware, "router": router, "prefix_caching": caching,
                          **row_of(result, wall)})
     frame = pd.DataFrame(rows)
     cols = ["hardware", "router", "prefix_caching", "prefix_hit_rate", "ttft_mean_s", "ttft_p90_s",
             "tpot_p50_ms", "completed", "wall_s"]
-    print_table(f"Mooncake conversation trace, first {len(table)} requests, time scale "
+    print_table(f"Mooncake conversation trace ({rows[0]['completed']} requests), time scale "
                 f"{args.time_scale}, 8 instances", frame[cols])
     return frame
 
@@ -160,8 +127,10 @@ def run_arxiv(topology: dict, rate: float, args, extra: dict | None = None) -> t
     config = CONFIGS / "cluster_disagg_arxiv.yaml"
     rows, frames = [], []
     for seed in args.seeds:
-        table = arxiv_table(ARXIV, args.requests or 3000, rate, seed)
-        result, wall = simulate_table(config, {"seed": seed, **topology, **(extra or {})}, table)
+        over = {"seed": seed, "workload.arrival.rate": rate, **topology, **(extra or {})}
+        if args.requests:
+            over["workload.num_requests"] = args.requests
+        result, wall = timed(config, over)
         rows.append(row_of(result, wall))
         frames.append(result.requests)
     return median_rows(rows), frames

@@ -33,3 +33,12 @@ def test_more_instances_share_the_load():
     two = servesim.simulate(small_config(**{"workload.arrival.rate": 80.0, "cluster.instances": 2}))
     assert set(two.requests.instance) == {0, 1}
     assert two.summary["latency"]["e2e"]["mean"] < one.summary["latency"]["e2e"]["mean"]
+
+
+def test_resolved_config_round_trips(tmp_path):
+    from servesim.config import load_config
+
+    first = servesim.simulate(small_config())
+    first.save(tmp_path / "a")
+    again = load_config(tmp_path / "a" / "config.yaml")
+    assert again.model_dump() == first.config.model_dump()

@@ -171,3 +171,19 @@ def test_fcfs_batches_arriving_kv_with_the_running_decodes():
     plan = sched.schedule(2.0)
     assert plan.tokens == {imported: 1} and plan.decode_cohort and not plan.repeatable
     assert imported.num_blocks == kv.blocks_for(65)  # its KV is now held here
+
+
+@pytest.mark.parametrize("scheduler", ["chunked_prefill", "srtf"])
+def test_other_policies_on_both_pools(scheduler, monkeypatch):
+    cfg = disagg(prefill=2, decode=2, bandwidth=5.0, **{
+        "engine.scheduler": scheduler, "engine.prefix_caching": True, "engine.chunk_size": 256,
+        "engine.kv_capacity_tokens": 16_000, "cluster.router": "prefix_affinity",
+    })
+    multi, built = run_table(cfg, session_table(100, seed=4, rate=40), after_step=check_kv_blocks)
+    req = multi.summary["requests"]
+    assert req["arrived"] == req["completed"] + req["rejected"] == 100
+    for part in built.parts:
+        assert part.kv.num_free_blocks == part.kv.num_blocks and part.kv.num_detached_blocks == 0
+    monkeypatch.setattr(instance_module, "MAX_RUN_STEPS", 1)
+    single, _ = run_table(cfg, session_table(100, seed=4, rate=40))
+    pd.testing.assert_frame_equal(multi.requests, single.requests)

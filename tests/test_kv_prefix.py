@@ -209,3 +209,31 @@ def test_multi_step_runs_equal_single_steps_with_caching(monkeypatch):
     single, _ = run_table(cfg, session_table(100, seed=5, rate=30))
     pd.testing.assert_frame_equal(multi.requests, single.requests)
     assert multi.summary["kv"]["prefix_hit_rate"] > 0
+
+
+def test_chunked_prefill_reuses_the_cache_too():
+    rows = [
+        (0.0, 2048, 4, [10, 11, 12, 13]),
+        (10.0, 2048, 4, [10, 11, 20, 21]),
+        (20.0, 2048, 4, [10, 11, 12, 13]),
+    ]
+    cfg = caching_config(**{"engine.scheduler": "chunked_prefill", "engine.chunk_size": 512})
+    result, _ = run_table(cfg, table_from_rows(rows))
+    assert result.requests["cached_tokens"].tolist() == [0, 1024, 1536]
+    ttft = result.requests["ttft_s"]
+    assert ttft[0] > ttft[1] > ttft[2]  # 4, 2 and 1 chunks of 512
+
+
+def test_generated_sessions_hit_their_shared_prefixes():
+    cfg = caching_config(**{
+        "workload.num_requests": 80,
+        "workload.sessions": {"turns": {"dist": "uniform", "min": 2, "max": 5},
+                              "think_time": {"dist": "exponential", "mean": 2.0},
+                              "system_prompt_tokens": 600},
+        "cluster.instances": 2, "cluster.router": "prefix_affinity",
+    })
+    from servesim.simulation import simulate
+
+    cached = simulate(cfg)
+    assert cached.summary["kv"]["prefix_hit_rate"] > 0.3
+    assert simulate(cfg, **{"engine.prefix_caching": False}).summary["kv"]["prefix_hit_rate"] == 0

@@ -62,7 +62,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
     cfg = built.config
     step_log = StepLog()
     stats = run_cluster(
-        built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s,
+        built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
         after_step=after_step, disaggregation=built.disaggregation,
     )
     # With a time limit, requests due after it never arrived: they are not part of this run.
@@ -95,8 +95,7 @@ def _prefix_hit_rate(frame: pd.DataFrame) -> float:
 
 
 def dump_config(config: SimConfig) -> str:
-    # mode="python" keeps infinities (YAML `.inf`), so the resolved config loads again as is.
-    return yaml.safe_dump(config.model_dump(mode="python"), sort_keys=False)
+    return yaml.safe_dump(_jsonable(config.model_dump(mode="json")), sort_keys=False)
 
 
 def _jsonable(value):

@@ -26,7 +26,7 @@ def load_config(
         data = source.model_dump(mode="python")
         base_dir = source.base_dir
     elif isinstance(source, Mapping):
-        data = copy.deepcopy(dict(source))  # overrides must not reach into the caller's dicts
+        data = copy.deepcopy(dict(source))  # overrides must not write into the caller's dicts
     else:
         path = Path(source)
         data = read_yaml(path)

@@ -33,6 +33,8 @@ class InstanceParts:
     cost_model: CostModel
     kv: KVCacheManager
     cohort: DecodeCohort
+    swap_s_per_token: float = 0.0
+    """PCIe seconds per token of KV copied to or from host memory (swap preemption)."""
     role: str = "mixed"
     """`mixed` (colocated), `prefill` or `decode`."""
     pool: str = "default"
@@ -74,7 +76,10 @@ def run_cluster(
     wall0 = time.perf_counter()
     env = simpy.Environment()
     instances = [
-        Instance(env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish, role=p.role)
+        Instance(
+            env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
+            swap_s_per_token=p.swap_s_per_token, role=p.role,
+        )
         for i, p in enumerate(parts)
     ]
     for instance in instances:

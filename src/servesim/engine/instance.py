@@ -38,6 +38,7 @@ class Instance:
         step_log: StepLog,
         on_finish=None,
         on_reject=None,
+        swap_s_per_token: float = 0.0,
         role: str = "mixed",
         hand_off=None,
     ):
@@ -50,6 +51,8 @@ class Instance:
         self.step_log = step_log
         self.on_finish = on_finish
         self.on_reject = on_reject
+        self.swap_s_per_token = swap_s_per_token
+        """PCIe seconds to copy one token's KV between GPU and host (swap preemption)."""
         self.role = role
         """`mixed` (colocated), `prefill` or `decode` (disaggregated pools)."""
         self.hand_off = hand_off
@@ -106,7 +109,7 @@ class Instance:
                 self._idle = self.env.event()
                 yield self._idle
                 self._idle = None
-            elif plan.repeatable and plan.decode_cohort and not plan.tokens:
+            elif plan.repeatable and plan.decode_cohort and not plan.tokens and not plan.preempted:
                 yield from self._decode_run(plan)
             else:
                 yield from self._step(plan)
@@ -115,7 +118,8 @@ class Instance:
         env, cohort = self.env, self.cohort
         shape = self._shape(plan)
         start = env.now
-        yield env.timeout(self.cost_model.step_time(shape))
+        swapped = plan.num_swap_in_tokens + plan.num_swap_out_tokens
+        yield env.timeout(self.cost_model.step_time(shape) + swapped * self.swap_s_per_token)
         end = env.now
         finished = cohort.advance(np.array([end])) if plan.decode_cohort else []
         prefilled = []
@@ -146,6 +150,9 @@ class Instance:
         start = env.now
         ctx = cohort.context_sum(0) + n * np.arange(k, dtype=np.float64)
         ends = start + np.cumsum(self.cost_model.decode_step_times(n, ctx))
+        if plan.replan_time < ends[-1]:
+            k = int(np.searchsorted(ends, plan.replan_time, side="left")) + 1
+            ends = ends[:k]
         done = k
         self._interruptible = k > 1
         try:

@@ -40,12 +40,14 @@ class FCFSScheduler(BaseScheduler):
             request = waiting[0]
             cached = kv.match_prefix(request)
             need = request.num_pending_tokens - cached
-            if need > budget or not kv.allocate(
+            # The step's first request may exceed the budget: only a preempted request's prompt
+            # plus recomputed output can (prompts alone were checked on arrival).
+            if (need > budget and plan.tokens) or not kv.allocate(
                 request, need, keep_watermark=bool(self.running), num_cached_tokens=cached
             ):
                 break
             waiting.popleft()
-            self.admit(request, cached)
+            self.admit(request, plan=plan, num_cached_tokens=cached)
             plan.tokens[request] = need
             budget -= need
             prefills = prefills or need > 1 or not request.num_generated_tokens
