@@ -34,9 +34,13 @@ CONFIGS = ROOT / "configs"
 
 
 # -- running --------------------------------------------------------------------------------------
+PROFILE: dict = {}
+"""`cost.profile` override from --profile, applied to every simulation."""
+
+
 def timed(config: Path, overrides: dict):
     t0 = time.perf_counter()
-    result = simulate(config, **overrides)
+    result = simulate(config, **PROFILE, **overrides)
     return result, time.perf_counter() - t0
 
 
@@ -224,12 +228,16 @@ def main(argv=None) -> int:
     p.add_argument("--rates", type=float, nargs="+", help="arrival rates for disagg/crossover")
     p.add_argument("--time-scale", type=float, default=0.5,
                    help="prefix study: multiply the Mooncake clock (0.5 = twice the rate)")
+    p.add_argument("--profile", help="cost profile YAML for every run (default: the calibrated one); "
+                   "configs/profiles/hopper_flash_prefix.yaml prices prefix attention as fresh prefill")
     p.add_argument("--out", default="out/cluster_studies")
     args = p.parse_args(argv)
+    if args.profile:
+        PROFILE["cost.profile"] = str(Path(args.profile).resolve())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
-          f"python {platform.python_version()}")
+          f"python {platform.python_version()}; cost profile: {args.profile or 'calibrated'}")
     for name in STUDIES if args.study == "all" else [args.study]:
         t0 = time.perf_counter()
         frame = STUDIES[name](args)
