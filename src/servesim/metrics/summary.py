@@ -30,6 +30,8 @@ REQUEST_COLUMNS = [
     "generated_tokens",
     "ttft_slo_s",
     "tpot_slo_s",
+    "prefill_instance",
+    "handoff_s",
 ]
 
 _STATUS = {
@@ -74,6 +76,8 @@ def request_frame(requests: Iterable[Request]) -> pd.DataFrame:
                 generated,
                 r.ttft_slo,
                 r.tpot_slo,
+                r.prefill_instance,
+                r.handoff_time,
             )
         )
     frame = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
