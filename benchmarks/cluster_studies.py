@@ -228,12 +228,14 @@ def main(argv=None) -> int:
     p.add_argument("--rates", type=float, nargs="+", help="arrival rates for disagg/crossover")
     p.add_argument("--time-scale", type=float, default=0.5,
                    help="prefix study: multiply the Mooncake clock (0.5 = twice the rate)")
-    p.add_argument("--profile", help="cost profile YAML for every run (default: the calibrated one); "
-                   "configs/profiles/hopper_flash_prefix.yaml prices prefix attention as fresh prefill")
+    p.add_argument("--profile", help="cost profile (file or shipped name) for every run (default: the "
+                   "hardware's shipped one); hopper-masked-prefix prices prefix attention as the "
+                   "measuring harness's slower masked kernel")
     p.add_argument("--out", default="out/cluster_studies")
     args = p.parse_args(argv)
     if args.profile:
-        PROFILE["cost.profile"] = str(Path(args.profile).resolve())
+        path = Path(args.profile)
+        PROFILE["cost.profile"] = str(path.resolve()) if path.exists() else args.profile
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, "

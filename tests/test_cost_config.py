@@ -106,3 +106,27 @@ def test_shipped_hopper_defaults_meet_the_accuracy_target(capsys):
     rep = json.loads(capsys.readouterr().out)
     assert code == 0 and rep["rows"] == 132
     assert rep["mape"] <= 5.0 and rep["max_ape"] <= 20.0
+
+
+def test_masked_prefix_profile_by_name_reproduces_the_harness(capsys):
+    """The harness's explicit-mask prefix kernel is one name away, and fits its rows tighter."""
+    import json
+
+    argv = ["costmodel", "validate", "--measurements", "data/measurements/h100/iterations.csv",
+            "--hardware", "h100-sxm", "--json"]
+    assert main(argv) == 0
+    shipped = json.loads(capsys.readouterr().out)
+    assert main(argv + ["--profile", "hopper-masked-prefix"]) == 0
+    masked = json.loads(capsys.readouterr().out)
+    assert masked["mape"] < shipped["mape"] <= 5.0
+
+
+def test_a_prefix_cache_hit_never_makes_a_prefill_slower():
+    """Shipped profile: skipping cached tokens only removes work (fresh and prefix chunks share kernels)."""
+    from servesim.cost.base import StepShape
+
+    cost = make_cost_model(load_config(config()), get_model("llama3.1-8b"), get_hardware("h100-sxm"))
+    for prompt in (1024, 4096, 12000, 32000):
+        fresh = cost.step_time(StepShape([(prompt, 0)]))
+        for hit in (16, 512, prompt // 2, prompt - 16):
+            assert cost.step_time(StepShape([(prompt - hit, hit)])) <= fresh, (prompt, hit)

@@ -151,10 +151,14 @@ def family_profile(family: str) -> CostProfile:
 
 
 def resolve_profile(hardware_family: str, path: str | Path | None = None, key: str = "cost.profile"):
-    """The profile a config asks for: a file path, or the hardware family's shipped profile."""
+    """The profile a config asks for: a file path, a shipped profile's name, or the hardware family's."""
     if path is None:
         return family_profile(hardware_family)
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(key, f"profile file {str(p)!r} not found")
+    shipped = PROFILE_DIR / f"{p.name}.yaml"
+    if not p.exists() and p.name == str(path) and shipped.exists():
+        p = shipped
+    elif not p.exists():
+        names = ", ".join(sorted(f.stem for f in PROFILE_DIR.glob("*.yaml")))
+        raise ConfigError(key, f"profile {str(path)!r} not found: neither a file nor a shipped profile ({names})")
     return load_profile(p)
