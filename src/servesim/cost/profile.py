@@ -160,5 +160,7 @@ def resolve_profile(hardware_family: str, path: str | Path | None = None, key: s
         p = shipped
     elif not p.exists():
         names = ", ".join(sorted(f.stem for f in PROFILE_DIR.glob("*.yaml")))
-        raise ConfigError(key, f"profile {str(path)!r} not found: neither a file nor a shipped profile ({names})")
+        raise ConfigError(
+            key, f"profile {str(path)!r} not found: neither a file nor a shipped profile ({names})"
+        )
     return load_profile(p)
