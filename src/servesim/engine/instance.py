@@ -8,6 +8,8 @@ scheduler plans again. The result is step-for-step the same as running one step 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import simpy
 
@@ -90,6 +92,8 @@ class Instance:
         end = env.now
         finished = cohort.advance(np.array([end])) if plan.decode_cohort else []
         for request, n in plan.tokens.items():
+            if math.isnan(request.first_scheduled_time):  # its first step
+                request.first_scheduled_time = start
             if request.advance(n, end):
                 finished.append(request)
             elif request.num_pending_tokens == 1:

@@ -28,6 +28,7 @@ REQUEST_COLUMNS = [
     "class",
     "cached_tokens",
     "generated_tokens",
+    "first_scheduled_s",
 ]
 
 _STATUS = {
@@ -70,6 +71,7 @@ def request_frame(requests: Iterable[Request]) -> pd.DataFrame:
                 r.class_name,
                 r.num_cached_tokens,
                 generated,
+                r.first_scheduled_time,
             )
         )
     frame = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
