@@ -121,7 +121,8 @@ def test_json_output_and_columns(tmp_path, capsys):
 
     doc = json.loads(capsys.readouterr().out)
     assert doc["points"] == 2 and doc["ok"] == 2 and doc["failed"] == 0
-    header = next(csv.reader(open(out / "sweep.csv")))
+    with open(out / "sweep.csv") as f:
+        header = next(csv.reader(f))
     assert header[0] == "workload.arrival.rate" and header[1] == "requests.arrived"
     assert "latency.ttft.p99" in header and header[-2:] == ["status", "error"]
 

@@ -2,6 +2,7 @@
 
 import json
 from collections import defaultdict
+from itertools import pairwise
 
 import pytest
 from studies_helpers import write_config
@@ -45,7 +46,7 @@ def test_trace_is_well_formed(result):
     assert len(steps) == len(result.steps)
     for pid in (1, 2):
         mine = sorted((e["ts"], e["ts"] + e["dur"]) for e in steps if e["pid"] == pid)
-        assert all(a[1] <= b[0] + 1e-3 for a, b in zip(mine, mine[1:]))
+        assert all(a[1] <= b[0] + 1e-3 for a, b in pairwise(mine))
     # queue phases end where the first step that computes the request starts
     row = completed.iloc[5]
     queued = [e for e in events if e.get("id") == row["request_id"] and e["name"] == "queued"]
