@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
-from studies_helpers import write_config
 
 from servesim.cli import main
 from servesim.studies.compare import compare_summaries, judge
 from servesim.studies.paired import paired_compare
+from tests.studies_helpers import write_config
 
 
 @pytest.mark.parametrize(

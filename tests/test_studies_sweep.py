@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from studies_helpers import write_config
 
 from servesim.cli import main
 from servesim.core.errors import ConfigError
@@ -18,6 +17,7 @@ from servesim.studies import sweep as sweep_mod
 from servesim.studies.executor import ray_available
 from servesim.studies.points import expand, format_value, parse_grid
 from servesim.studies.sweep import plan_sweep, read_rows, run_sweep
+from tests.studies_helpers import write_config
 
 VOLATILE = ["sim.wall_s"]  # machine-dependent: the only column two identical sweeps may differ in
 
@@ -194,7 +194,7 @@ def test_killed_sweep_resumes_to_the_same_csv(tmp_path):
 
 
 def _bigger_workload():
-    from studies_helpers import SMALL
+    from tests.studies_helpers import SMALL
 
     return {**SMALL["workload"], "num_requests": 700}
 

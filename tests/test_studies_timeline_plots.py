@@ -5,12 +5,12 @@ from collections import defaultdict
 from itertools import pairwise
 
 import pytest
-from studies_helpers import write_config
 
 from servesim import simulate
 from servesim.cli import main
 from servesim.studies import plots
 from servesim.studies.timeline import chrome_trace
+from tests.studies_helpers import write_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

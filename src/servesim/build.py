@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import ValidationError
 
 from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
-from servesim.config.schema import SimConfig
+from servesim.config.schema import EngineConfig, SimConfig
 from servesim.core.cohort import DecodeCohort
 from servesim.core.errors import ConfigError
 from servesim.core.request import Request
 from servesim.core.rng import stream
-from servesim.cost import RooflineCostModel
+from servesim.cost import COST_MODELS
+from servesim.cost.parallel import check_layout
+from servesim.cost.profile import resolve_profile
 from servesim.engine.cluster import InstanceParts
 from servesim.kv.manager import KVCacheManager
+from servesim.predictors import PREDICTORS
 from servesim.routers import ROUTERS
 from servesim.schedulers import SCHEDULERS, EngineLimits
 from servesim.workload import RequestTable, build_requests
@@ -42,21 +46,25 @@ def build(config: SimConfig) -> Built:
     table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
     requests = make_requests(table, config)
     capacity = kv_capacity_tokens(config, model, hardware)
-    parts = [make_instance(config, model, hardware, capacity, i) for i in range(config.cluster.instances)]
+    check_policy_blocks(config)
+    predictor = make_predictor(config)  # one model of lengths, shared by the instances
+    parts = [
+        make_instance(config, model, hardware, capacity, i, predictor)
+        for i in range(config.cluster.instances)
+    ]
     router = make_router(config)
     return Built(config, model, hardware, table, requests, parts, router, capacity)
 
 
 def check_parallelism(config: SimConfig, model: ModelSpec, hardware: HardwareSpec) -> None:
-    tp = config.cluster.tp
-    if model.num_heads % tp:
-        raise ConfigError("cluster.tp", f"{tp} does not divide the model's {model.num_heads} heads")
-    per_gpu = model.weight_bytes(tp) / config.cluster.pp
+    tp, pp = config.cluster.tp, config.cluster.pp
+    check_layout(model, tp, pp, config.cost.expert_parallel)
+    per_gpu = model.weight_bytes(tp) / pp
     usable = hardware.hbm_bytes * config.engine.gpu_memory_utilization
     if per_gpu >= usable:
         raise ConfigError(
             "cluster.tp",
-            f"{model.name} weights need {per_gpu / 2**30:.1f} GiB per GPU at tp={tp}, "
+            f"{model.name} weights need {per_gpu / 2**30:.1f} GiB per GPU at tp={tp}, pp={pp}, "
             f"more than {usable / 2**30:.1f} GiB usable on {hardware.name}",
         )
 
@@ -78,18 +86,87 @@ def kv_capacity_tokens(config: SimConfig, model: ModelSpec, hardware: HardwareSp
     return tokens
 
 
-def make_instance(config, model, hardware, capacity_tokens: int, index: int) -> InstanceParts:
-    engine = config.engine
-    cost = RooflineCostModel(model, hardware, tp=config.cluster.tp)
+def make_instance(
+    config, model, hardware, capacity_tokens: int, index: int, predictor=None
+) -> InstanceParts:
+    engine, tp, pp = config.engine, config.cluster.tp, config.cluster.pp
+    cost = make_cost_model(config, model, hardware)
     kv = KVCacheManager(capacity_tokens // engine.block_size, engine.block_size)
     cohort = DecodeCohort(engine.block_size)
     limits = EngineLimits(
-        engine.max_num_seqs, engine.max_num_batched_tokens, engine.chunk_size, model.max_context
+        engine.max_num_seqs,
+        engine.max_num_batched_tokens,
+        engine.chunk_size,
+        model.max_context,
+        engine.preemption,
     )
-    cls = SCHEDULERS.get(engine.scheduler)
-    params = validate_params(cls, engine.scheduler_params, "engine.scheduler_params")
-    scheduler = cls(kv, cohort, limits, params, cost_model=cost)
-    return InstanceParts(scheduler, cost, kv, cohort)
+    scheduler = make_scheduler(config, kv, cohort, limits, cost, predictor)
+    # Each GPU copies its own KV shard over its own PCIe link.
+    swap_s_per_token = model.kv_bytes_per_token(tp) / pp / (hardware.pcie_gb_s * 1e9)
+    return InstanceParts(scheduler, cost, kv, cohort, swap_s_per_token)
+
+
+def make_scheduler(config, kv, cohort, limits, cost, predictor):
+    """The policy named by `engine.scheduler`, with its parameters: a built-in policy's come from
+    its own block (`engine.srtf`), a plugin's from `engine.scheduler_params`."""
+    engine = config.engine
+    name = engine.scheduler
+    cls = SCHEDULERS.get(name)
+    data, key = engine.scheduler_params, "engine.scheduler_params"
+    if name in policy_blocks():
+        if data:
+            raise ConfigError(key, f"{name} takes its parameters from engine.{name}")
+        data, key = getattr(engine, name) or {}, f"engine.{name}"
+    params = validate_params(cls, data, key)
+    try:
+        return cls(kv, cohort, limits, params, predictor=predictor, cost_model=cost)
+    except TypeError as exc:  # a plugin whose constructor does not take the protocol's arguments
+        raise ConfigError("engine.scheduler", f"cannot construct {name}: {exc}") from None
+
+
+def policy_blocks() -> list[str]:
+    """Built-in policies with their own `engine.<name>` config block."""
+    return [n for n in SCHEDULERS.names() if n in EngineConfig.model_fields]
+
+
+def check_policy_blocks(config: SimConfig) -> None:
+    """Validate every policy block given, selected or not: a typo must not wait for a sweep."""
+    for name in policy_blocks():
+        block = getattr(config.engine, name)
+        if block is not None:
+            validate_params(SCHEDULERS.get(name), block, f"engine.{name}")
+
+
+def make_predictor(config: SimConfig):
+    """`engine.predictor`: a name, or `{name: ..., <params>}`; draws from the `predictor` stream."""
+    spec = config.engine.predictor
+    data = {} if isinstance(spec, str) else dict(spec)
+    name = spec if isinstance(spec, str) else data.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError("engine.predictor.name", "expected the predictor's name")
+    cls = PREDICTORS.get(name)
+    params = validate_params(cls, data, "engine.predictor")
+    try:
+        return cls(params, stream(config.seed, "predictor"))
+    except TypeError as exc:
+        raise ConfigError("engine.predictor", f"cannot construct {name}: {exc}") from None
+
+
+def make_cost_model(config: SimConfig, model: ModelSpec, hardware: HardwareSpec):
+    """The configured cost model with the hardware family's profile (or `cost.profile`)."""
+    c = config.cost
+    cls = COST_MODELS.get(c.model)
+    path = config.resolve_path(c.profile) if c.profile is not None else None
+    return cls(
+        model,
+        hardware,
+        tp=config.cluster.tp,
+        pp=config.cluster.pp,
+        expert_parallel=c.expert_parallel,
+        profile=resolve_profile(hardware.family, path),
+        host_overhead_s=c.host_overhead_s,
+        prefill_host_overhead_s=c.prefill_host_overhead_s,
+    )
 
 
 def make_router(config: SimConfig):
@@ -110,6 +187,9 @@ def validate_params(cls, data: dict, key: str):
         err = exc.errors()[0]
         loc = ".".join([key, *map(str, err["loc"])])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = msg.removeprefix("Value error, ")
+        if err["type"] != "extra_forbidden" and isinstance(err.get("input"), (int, float, str)):
+            msg = f"{msg}, got {err['input']!r}"
         raise ConfigError(loc, msg) from None
 
 
@@ -118,16 +198,25 @@ def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:
     hashes = table.prefix_hashes
     classes = table.class_name
     sessions = table.session_id
+    priorities = table.priority
+    ttft = _per_request(table.ttft_slo, slo.ttft_s, len(table))
+    tpot = _per_request(table.tpot_slo, slo.tpot_s, len(table))
     out = []
-    for i, (t, p, o) in enumerate(
-        zip(table.arrival_s.tolist(), table.prompt_tokens.tolist(), table.output_tokens.tolist())
-    ):
-        r = Request(i, t, p, o, ttft_slo=slo.ttft_s, tpot_slo=slo.tpot_s)
+    columns = (table.arrival_s, table.prompt_tokens, table.output_tokens, ttft, tpot)
+    for i, (t, p, o, ttft_i, tpot_i) in enumerate(zip(*(c.tolist() for c in columns))):
+        r = Request(i, t, p, o, ttft_slo=ttft_i, tpot_slo=tpot_i)
         if hashes is not None:
             r.prefix_hashes = hashes[i]
         if classes is not None:
             r.class_name = str(classes[i])
         if sessions is not None:
             r.session_id = int(sessions[i])
+        if priorities is not None:
+            r.priority = int(priorities[i])
         out.append(r)
     return out
+
+
+def _per_request(values, default: float, n: int) -> np.ndarray:
+    """Per-request SLOs (multi-class workloads); NaN, or no column, means the global objective."""
+    return np.full(n, default) if values is None else np.where(np.isnan(values), default, values)

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import pandas as pd
 import yaml
 
-from servesim.build import build
+from servesim.build import Built, build
 from servesim.config import SimConfig, load_config
 from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame, summarize
@@ -39,11 +39,18 @@ def simulate(
     config: str | Path | Mapping[str, Any] | SimConfig, **overrides: Any
 ) -> SimulationResult:
     """Run one simulation. `overrides` are dotted keys: `simulate(cfg, **{"engine.scheduler": "srtf"})`."""
-    cfg = load_config(config, overrides)
-    built = build(cfg)
+    return run(build(load_config(config, overrides)))
+
+
+def run(built: Built, after_step=None) -> SimulationResult:
+    """Simulate what `build` made; `after_step(instance)` runs after every step (for checks)."""
+    cfg = built.config
     step_log = StepLog()
-    stats = run_cluster(built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s)
-    frame = request_frame(built.requests)
+    stats = run_cluster(
+        built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf, after_step=after_step
+    )
+    # With a time limit, requests due after it never arrived: they are not part of this run.
+    frame = request_frame(r for r in built.requests if r.arrival_time <= stats.simulated_s)
     kv_extra = {
         "kv": {
             "preemptions": stats.preemptions,

@@ -1,4 +1,10 @@
-"""Frozen spec objects for models and accelerators, and the catalog that loads them from YAML."""
+"""Frozen spec objects for models and accelerators, and the catalog that loads them from YAML.
+
+A `ModelSpec` covers dense decoders with multi-head or grouped-query attention, mixture-of-experts
+MLPs (routed experts, shared experts, leading dense layers) and multi-head latent attention (MLA,
+DeepSeek-V2/V3). Everything the cost model needs about the architecture is derived here from the
+published shape; nothing depends on a parallel layout except where a method takes `tp`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import yaml
 
 from servesim.core.errors import ConfigError
 
-DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
 
 
 @dataclass(frozen=True)
@@ -22,49 +28,201 @@ class ModelSpec:
     num_heads: int
     num_kv_heads: int
     intermediate_size: int
+    """Dense MLP width (SwiGLU); for MoE models, that of the leading dense layers, if any."""
     vocab_size: int
     max_context: int
     head_dim: int = 0
     weight_dtype: str = "bf16"
+    """Decoder-layer linear weights; embeddings and the LM head stay 16-bit."""
     kv_dtype: str = "bf16"
     act_dtype: str = "bf16"
+    """GEMM input precision, which sets the tensor-core rate (fp8: W8A8). The residual stream,
+    embeddings and LM head stay 16-bit unless this is fp32."""
+    tie_word_embeddings: bool = False
+    # -- mixture of experts (0 experts: dense) --
+    num_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    num_shared_experts: int = 0
+    shared_expert_intermediate_size: int = 0
+    """Total width of the always-active shared expert(s); default moe width x num_shared_experts."""
+    num_dense_layers: int = 0
+    """Leading layers that keep a dense MLP in an MoE model (DeepSeek-V3: 3)."""
+    # -- multi-head latent attention (kv_lora_rank 0: standard attention) --
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    source: str = ""
+    """Where the shape comes from (Hugging Face repository)."""
 
     def __post_init__(self):
         if not self.head_dim:
-            object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
+            object.__setattr__(self, "head_dim", self.hidden_size // max(1, self.num_heads))
+        if self.num_experts and not self.shared_expert_intermediate_size:
+            width = self.moe_intermediate_size * self.num_shared_experts
+            object.__setattr__(self, "shared_expert_intermediate_size", width)
+        for key in ("weight_dtype", "kv_dtype", "act_dtype"):
+            if getattr(self, key) not in DTYPE_BYTES:
+                valid = ", ".join(DTYPE_BYTES)
+                raise ConfigError(key, f"unknown dtype {getattr(self, key)!r}; valid: {valid}")
+
+    # -- architecture -------------------------------------------------------------------------
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def num_moe_layers(self) -> int:
+        return self.num_layers - self.num_dense_layers if self.is_moe else 0
+
+    @property
+    def qk_head_dim(self) -> int:
+        """Query/key width per head (MLA: no-RoPE part + RoPE part)."""
+        return self.qk_nope_head_dim + self.qk_rope_head_dim if self.is_mla else self.head_dim
+
+    @property
+    def attn_v_head_dim(self) -> int:
+        return self.v_head_dim if self.is_mla else self.head_dim
+
+    @property
+    def attention_params(self) -> int:
+        h, nh = self.hidden_size, self.num_heads
+        if self.is_mla:
+            q = (
+                h * nh * self.qk_head_dim
+                if not self.q_lora_rank
+                else (h * self.q_lora_rank + self.q_lora_rank * nh * self.qk_head_dim)
+            )
+            kv = h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank * nh * (
+                self.qk_nope_head_dim + self.v_head_dim
+            )
+            return q + kv + nh * self.v_head_dim * h
+        d = self.head_dim
+        return h * d * (nh + 2 * self.num_kv_heads) + nh * d * h
+
+    @property
+    def dense_mlp_params(self) -> int:
+        return 3 * self.hidden_size * self.intermediate_size
+
+    @property
+    def expert_params(self) -> int:
+        """One routed expert (gate, up, down)."""
+        return 3 * self.hidden_size * self.moe_intermediate_size
+
+    @property
+    def moe_layer_params(self) -> int:
+        h = self.hidden_size
+        return (
+            self.num_experts * self.expert_params
+            + 3 * h * self.shared_expert_intermediate_size
+            + h * self.num_experts  # router
+        )
 
     @property
     def params_per_layer(self) -> int:
-        h, d = self.hidden_size, self.head_dim
-        attn = h * d * (self.num_heads + 2 * self.num_kv_heads) + self.num_heads * d * h
-        mlp = 3 * h * self.intermediate_size
-        return attn + mlp
+        """Mean parameters of one decoder layer (attention + MLP), all experts counted."""
+        mlp = self.num_dense_layers * self.dense_mlp_params + self.num_moe_layers * self.moe_layer_params
+        if not self.is_moe:
+            mlp = self.num_layers * self.dense_mlp_params
+        return self.attention_params + mlp // self.num_layers
+
+    @property
+    def layer_params(self) -> int:
+        """All decoder-layer parameters (every expert counted)."""
+        if not self.is_moe:
+            return self.num_layers * (self.attention_params + self.dense_mlp_params)
+        return (
+            self.num_layers * self.attention_params
+            + self.num_dense_layers * self.dense_mlp_params
+            + self.num_moe_layers * self.moe_layer_params
+        )
+
+    @property
+    def embedding_params(self) -> int:
+        """Input embedding plus LM head (one matrix if tied)."""
+        return (1 if self.tie_word_embeddings else 2) * self.vocab_size * self.hidden_size
 
     @property
     def num_params(self) -> int:
-        return self.num_layers * self.params_per_layer + 2 * self.vocab_size * self.hidden_size
+        return self.layer_params + self.embedding_params
+
+    @property
+    def active_params_per_token(self) -> int:
+        """Parameters a token multiplies through (top-k and shared experts only), LM head included."""
+        if not self.is_moe:
+            dense = self.num_layers * (self.attention_params + self.dense_mlp_params)
+        else:
+            h = self.hidden_size
+            moe = (
+                self.num_experts_per_tok * self.expert_params
+                + 3 * h * self.shared_expert_intermediate_size
+                + h * self.num_experts
+            )
+            dense = (
+                self.num_layers * self.attention_params
+                + self.num_dense_layers * self.dense_mlp_params
+                + self.num_moe_layers * moe
+            )
+        return dense + self.vocab_size * self.hidden_size
+
+    # -- memory -------------------------------------------------------------------------------
+    @property
+    def stream_bytes(self) -> float:
+        """Bytes per element of the residual stream, embeddings and LM head (16-bit, or fp32)."""
+        return 4.0 if self.act_dtype == "fp32" else 2.0
 
     def weight_bytes(self, tp: int = 1) -> float:
-        return self.num_params * DTYPE_BYTES[self.weight_dtype] / tp
+        """Weights held by one of `tp` GPUs (layers in `weight_dtype`, embeddings 16-bit)."""
+        layers = self.layer_params * DTYPE_BYTES[self.weight_dtype]
+        embed = self.embedding_params * self.stream_bytes
+        return (layers + embed) / tp
+
+    def kv_heads_per_gpu(self, tp: int = 1) -> int:
+        """KV heads one of `tp` GPUs stores: split across GPUs, replicated when tp > KV heads."""
+        return max(1, self.num_kv_heads // tp)
 
     def kv_bytes_per_token(self, tp: int = 1) -> float:
-        """K and V of every layer for one token, on one of `tp` GPUs (KV heads split, min 1)."""
-        kv_heads = max(1, self.num_kv_heads // tp)
-        return 2 * self.num_layers * kv_heads * self.head_dim * DTYPE_BYTES[self.kv_dtype]
+        """KV cache bytes of one token, all layers, on one of `tp` GPUs.
+
+        MLA caches one compressed latent (+ RoPE key) per layer, replicated on every GPU.
+        """
+        if self.is_mla:
+            width = self.kv_lora_rank + self.qk_rope_head_dim
+        else:
+            width = 2 * self.kv_heads_per_gpu(tp) * self.head_dim
+        return self.num_layers * width * DTYPE_BYTES[self.kv_dtype]
 
 
 @dataclass(frozen=True)
 class HardwareSpec:
     name: str
     peak_tflops: dict[str, float]
+    """Dense (no sparsity) tensor throughput per datatype, TFLOP/s per device."""
     hbm_gib: float
     hbm_tb_s: float
     link_gb_s: float
+    """Intra-node device-to-device bandwidth per direction, GB/s (NVLink, Infinity Fabric, ICI...)."""
     link_latency_s: float
     pcie_gb_s: float = 32.0
-    tdp_w: float = 0.0
+    tdp_w: float | None = 0.0
     family: str = "generic"
+    """Calibration family: devices of one family share a cost profile (relative to spec sheets)."""
+    num_cores: int = 0
+    """Streaming multiprocessors / compute units / AI cores; 0 if the notion does not apply."""
+    aliases: tuple[str, ...] = ()
+    """Device names as drivers report them (the `gpu` column of measurement files)."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+        if "bf16" not in self.peak_tflops:
+            raise ConfigError("peak_tflops", "needs at least a bf16 entry")
 
     @property
     def hbm_bytes(self) -> float:
@@ -74,7 +232,13 @@ class HardwareSpec:
     def hbm_bytes_per_s(self) -> float:
         return self.hbm_tb_s * 1e12
 
+    @property
+    def link_bytes_per_s(self) -> float:
+        return self.link_gb_s * 1e9
+
     def peak_flops(self, dtype: str = "bf16") -> float:
+        """Dense FLOP/s at `dtype`; a datatype the device lacks runs at its bf16 rate (weight-only
+        quantised kernels dequantise to 16 bits)."""
         if dtype in self.peak_tflops:
             return self.peak_tflops[dtype] * 1e12
         return self.peak_tflops["bf16"] * 1e12
@@ -94,6 +258,18 @@ def model_names() -> list[str]:
 
 def hardware_names() -> list[str]:
     return sorted(_table("hardware"))
+
+
+def hardware_by_alias(device_name: str) -> str | None:
+    """The catalog name for a device name as drivers report it (or a catalog name), else None."""
+    table = _table("hardware")
+    if device_name in table:
+        return device_name
+    wanted = device_name.strip().lower()
+    for name, entry in table.items():
+        if any(a.lower() == wanted for a in entry.get("aliases", ())):
+            return name
+    return None
 
 
 def get_model(spec: str | dict, key: str = "model") -> ModelSpec:
@@ -118,11 +294,38 @@ def _build(cls, kind: str, spec: str | dict, key: str):
                 raise ConfigError(f"{key}.base", f"unknown {kind} {base!r}")
             data = {**table[base], **data}
         data.setdefault("name", base or "custom")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    known = {f.name: f.type for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{key}.{unknown[0]}", "unknown key")
+    for name, value in data.items():
+        _check_type(f"{key}.{name}", known[name], value)
     try:
         return cls(**data)
     except TypeError as exc:
         raise ConfigError(key, f"incomplete spec: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{key}.{exc.key}", str(exc).split(": ", 1)[-1]) from None
+
+
+def _check_type(key: str, annotation: str, value) -> None:
+    """Inline specs come from users: numbers must be non-negative numbers, flags booleans."""
+    if value is None and "None" in annotation:
+        return
+    base = annotation.split(" |")[0]
+    if base in ("int", "float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if base == "int":
+            ok = ok and float(value).is_integer()
+        if not ok or value < 0:
+            kind = "an integer" if base == "int" else "a number"
+            raise ConfigError(key, f"expected {kind} >= 0, got {value!r}")
+    elif base == "bool" and not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    elif base == "str" and not isinstance(value, str):
+        raise ConfigError(key, f"expected a string, got {value!r}")
+    elif base.startswith("dict[str, float]"):
+        if not isinstance(value, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value.values()
+        ):
+            raise ConfigError(key, f"expected a mapping of datatype to positive TFLOP/s, got {value!r}")

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a check failed, 2 bad input (one line on stderr), others int
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from servesim.core.errors import ServesimError
@@ -45,7 +46,32 @@ def _optional_modules() -> tuple:
     return tuple(mods)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Library warnings (skipped trace rows, ...) as plain lines on whatever stderr is now."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+def _warnings_to_stderr() -> None:
+    log = logging.getLogger("servesim")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        log.addHandler(_StderrHandler())
+        log.setLevel(logging.WARNING)
+        log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
+    _warnings_to_stderr()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

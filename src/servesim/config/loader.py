@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,7 +26,7 @@ def load_config(
         data = source.model_dump(mode="python")
         base_dir = source.base_dir
     elif isinstance(source, Mapping):
-        data = dict(source)
+        data = copy.deepcopy(dict(source))  # overrides must not write into the caller's dicts
     else:
         path = Path(source)
         data = read_yaml(path)

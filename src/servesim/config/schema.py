@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
+from pathlib import Path
 from typing import Any, Literal
 
-from pathlib import Path
-
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr
 
 from servesim.config.base import Section
+from servesim.config.cost import CostConfig
 from servesim.config.workload import WorkloadConfig
 
 
@@ -44,9 +43,21 @@ class EngineConfig(Section):
     prefix_caching: bool = False
     """Reuse KV blocks of shared prompt prefixes."""
     preemption: Literal["recompute", "swap"] = "recompute"
-    """What happens to a preempted request's KV."""
+    """What happens to a preempted request's KV: dropped and recomputed, or copied to host memory
+    and back over PCIe."""
     scheduler_params: dict[str, Any] = {}
-    """Parameters of the scheduler, validated by the scheduler's own Params."""
+    """Parameters of a plugin scheduler, validated by the scheduler's own Params."""
+    predictor: str | dict[str, Any] = "oracle"
+    """Output-length predictor: a name (`oracle`, `noisy_oracle`, `bucket`, `mean`, `module:Class`)
+    or a block `{name: noisy_oracle, sigma: 0.5}` with the predictor's parameters."""
+    chunked_prefill: dict[str, Any] | None = None
+    """Parameters of the `chunked_prefill` policy, validated by its Params."""
+    srtf: dict[str, Any] | None = None
+    """Parameters of the `srtf` policy (e.g. `aging_s`), validated by its Params."""
+    edf: dict[str, Any] | None = None
+    """Parameters of the `edf` policy (e.g. `admission_control`), validated by its Params."""
+    priority: dict[str, Any] | None = None
+    """Parameters of the `priority` policy (e.g. `classes`), validated by its Params."""
 
 
 class SLOConfig(Section):
@@ -73,10 +84,12 @@ class SimConfig(Section):
     cluster: ClusterConfig = ClusterConfig()
     engine: EngineConfig = EngineConfig()
     workload: WorkloadConfig = WorkloadConfig()
+    cost: CostConfig = CostConfig()
     slo: SLOConfig = SLOConfig()
     output: OutputConfig = OutputConfig()
-    max_sim_time_s: float = Field(math.inf, gt=0)
-    """Stop the simulation at this simulated time; unfinished requests are counted as such."""
+    max_sim_time_s: float | None = Field(None, gt=0)
+    """Stop the simulation at this simulated time (none: run until every request is done);
+    requests still in flight then are counted as unfinished."""
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

@@ -1,21 +1,53 @@
-"""`workload:` where requests come from: synthetic arrivals and lengths, or a trace."""
+"""`workload:` where requests come from: synthetic arrivals and lengths, real traces, classes, sessions."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from servesim.config.base import Section
+
+
+class RateSchedule(Section):
+    """A time-varying arrival rate: `rate(t) = arrival.rate * factor(t)`."""
+
+    kind: Literal["piecewise", "diurnal"]
+    """`piecewise`: step factors at given times; `diurnal`: a cosine around 1."""
+    points: list[tuple[float, float]] | None = None
+    """`piecewise`: `[start_s, factor]` pairs, first at 0, times increasing; the last factor holds."""
+    period_s: float = Field(86_400.0, gt=0)
+    """`diurnal`: length of one cycle, seconds."""
+    amplitude: float = Field(0.5, ge=0, le=1)
+    """`diurnal`: relative swing; the factor runs between 1 - amplitude and 1 + amplitude."""
+    peak_s: float = Field(0.0, ge=0)
+    """`diurnal`: time of the daily peak within the period, seconds."""
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.kind == "diurnal":
+            return self
+        pts = self.points
+        if not pts:
+            raise ValueError("piecewise rate_schedule needs `points: [[start_s, factor], ...]`")
+        if pts[0][0] != 0:
+            raise ValueError(f"the first point must start at 0 s, got {pts[0][0]}")
+        if any(b[0] <= a[0] for a, b in zip(pts, pts[1:])):
+            raise ValueError("point times must increase strictly")
+        if any(f < 0 for _, f in pts) or not any(f > 0 for _, f in pts):
+            raise ValueError("factors must be >= 0 and at least one > 0")
+        return self
 
 
 class ArrivalConfig(Section):
     process: Literal["poisson", "gamma", "weibull", "constant"] = "poisson"
     """Inter-arrival law."""
     rate: float = Field(10.0, gt=0, le=1e6)
-    """Mean arrival rate, requests per second."""
+    """Mean arrival rate, requests per second (with `sessions`: new conversations per second)."""
     cv: float = Field(1.0, gt=0, le=100)
     """Coefficient of variation of inter-arrival times (gamma, weibull)."""
+    rate_schedule: RateSchedule | None = None
+    """Optional time-varying rate (piecewise or diurnal), as factors of `rate`."""
 
 
 class LengthDist(Section):
@@ -28,7 +60,7 @@ class LengthDist(Section):
     sigma: float = Field(1.0, ge=0, le=5)
     """`lognormal`: standard deviation of the log."""
     min: int = Field(1, ge=1)
-    """Lower clip (and `uniform` low end)."""
+    """Lower clip (and `uniform` low end, and `zipf` unit)."""
     max: int = Field(1_000_000, ge=1)
     """Upper clip (and `uniform` high end)."""
     alpha: float = Field(1.5, gt=1)
@@ -47,23 +79,158 @@ class LengthDist(Section):
 
 class LengthsConfig(Section):
     prompt: LengthDist = LengthDist(dist="lognormal", mean=1000, sigma=1.0)
-    """Prompt length distribution, tokens."""
+    """Prompt length distribution, tokens (with `sessions`: the new tokens of each turn)."""
     output: LengthDist = LengthDist(dist="lognormal", mean=250, sigma=1.0)
     """Output length distribution, tokens."""
+    empirical: str | None = None
+    """Resample joint (prompt, output) pairs from this trace or length file instead."""
+    format: str | None = None
+    """Format of the `empirical` file; detected from its content when left out."""
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.empirical is None:
+            if self.format is not None:
+                raise ValueError("`format` applies to `empirical` only")
+            return self
+        # compared with the defaults, not `model_fields_set`, so a dumped config loads again
+        defaults = LengthsConfig()
+        changed = [k for k in ("prompt", "output") if getattr(self, k) != getattr(defaults, k)]
+        if changed:
+            raise ValueError(f"give either `empirical` or `{changed[0]}`, not both")
+        return self
+
+
+class TraceConfig(Section):
+    path: str
+    """Trace file (or ServeGen folder); relative to the working directory, then the config's folder."""
+    format: str | None = None
+    """Reader name (azure, mooncake, burstgpt, servegen, lengths, csv); detected when left out."""
+    time_scale: float = Field(1.0, gt=0)
+    """Multiplies the trace's clock: 0.5 replays twice as fast, 2 twice as slow."""
+    rate: float | None = Field(None, gt=0)
+    """Target mean rate, req/s: sets `time_scale` so the replayed window has this rate."""
+    start_s: float = Field(0.0, ge=0)
+    """Replay the trace from this time, seconds on the trace's clock (it becomes t = 0)."""
+    duration_s: float | None = Field(None, gt=0)
+    """Replay this long a window, seconds on the trace's clock (before `time_scale`)."""
+    max_requests: int | None = Field(None, ge=1)
+    """Replay at most this many requests of the window."""
+    skip_bad_rows: bool = False
+    """Drop malformed rows (counted per reason, warned on stderr) instead of failing."""
+    block_size: int | None = Field(None, ge=1)
+    """Tokens per prefix-hash block of the file (Mooncake: 512); the reader's default when left out."""
+    columns: dict[str, str] | None = None
+    """`csv` format: file column for arrival, prompt, output (and session, class, priority, ...)."""
+    time_unit: Literal["s", "ms", "us", "ns"] = "s"
+    """`csv` format: unit of the arrival column."""
+
+    @model_validator(mode="after")
+    def _scale_or_rate(self):
+        if self.rate is not None and self.time_scale != 1.0:
+            raise ValueError("give either `rate` or `time_scale`, not both")
+        return self
+
+
+class ThinkTime(Section):
+    dist: Literal["exponential", "fixed", "lognormal", "uniform"] = "exponential"
+    """Distribution of the pause between two turns of a conversation."""
+    mean: float = Field(30.0, ge=0)
+    """Mean think time, seconds (`fixed`: the value)."""
+    sigma: float = Field(1.0, ge=0, le=5)
+    """`lognormal`: standard deviation of the log."""
+    min: float = Field(0.0, ge=0)
+    """`uniform`: low end, seconds."""
+    max: float = Field(60.0, ge=0)
+    """`uniform`: high end, seconds."""
+
+
+class SessionsConfig(Section):
+    """Multi-turn conversations. Arrivals are open-loop: a turn arrives `think_time` after the
+    previous turn's arrival, whether or not that turn has finished in the simulation."""
+
+    turns: LengthDist = LengthDist(dist="uniform", min=1, max=6)
+    """Number of turns per conversation."""
+    think_time: ThinkTime = ThinkTime()
+    """Time from one turn's arrival to the next turn's arrival, seconds."""
+    system_prompt_tokens: int = Field(0, ge=0)
+    """Tokens of a system prompt shared by every conversation of this workload (or class)."""
+    max_context_tokens: int | None = Field(None, ge=1)
+    """A conversation ends before a turn whose prompt plus output would exceed this."""
+    hash_block_size: int = Field(16, ge=1, le=65536)
+    """Tokens per prefix-hash block generated for the turns."""
+
+
+class ClassSLO(Section):
+    ttft_s: float | None = Field(None, gt=0)
+    """Time-to-first-token objective of this class; the global `slo.ttft_s` when left out."""
+    tpot_s: float | None = Field(None, gt=0)
+    """Time-per-output-token objective of this class; the global `slo.tpot_s` when left out."""
+
+
+class ClassConfig(Section):
+    name: str = Field(min_length=1)
+    """Class name (unique); written to requests.csv's `class` column."""
+    priority: int = 0
+    """Scheduling priority (higher is more urgent for priority-aware schedulers)."""
+    slo: ClassSLO = ClassSLO()
+    """Per-class latency objectives."""
+    arrival: ArrivalConfig | None = None
+    """Arrival process of this class; the workload's `arrival` when left out."""
+    lengths: LengthsConfig | None = None
+    """Lengths of this class; the workload's `lengths` when left out."""
+    sessions: SessionsConfig | None = None
+    """Multi-turn conversations of this class; the workload's `sessions` when left out."""
+    trace: TraceConfig | None = None
+    """Replay a trace as this class instead of generating arrivals."""
 
 
 class WorkloadConfig(Section):
     num_requests: int | None = Field(None, ge=1, le=50_000_000)
-    """Number of requests to generate (or the cap on a trace)."""
+    """Number of requests (the first ones in time; with a trace, a cap)."""
     duration_s: float | None = Field(None, gt=0)
-    """Generate arrivals for this long instead of a count."""
+    """Keep the requests that arrive within this many seconds instead of (or besides) a count."""
+    rate: float | None = Field(None, gt=0, le=1e6)
+    """Overall mean arrival rate, req/s: sets `arrival.rate`, or rescales a trace's clock, or scales
+    every class in proportion. An alias that `--set workload.rate=...` and capacity searches use."""
     arrival: ArrivalConfig = ArrivalConfig()
     """Arrival process."""
     lengths: LengthsConfig = LengthsConfig()
-    """Prompt and output lengths."""
+    """Prompt and output lengths (distributions or an empirical file)."""
+    trace: TraceConfig | None = None
+    """Replay a real trace (arrivals and lengths) instead of generating it."""
+    sessions: SessionsConfig | None = None
+    """Multi-turn conversations: each arrival starts one."""
+    classes: list[ClassConfig] = []
+    """Several request classes, each with its own arrivals, lengths, SLO and priority."""
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_names(cls, classes):
+        names = [c.name for c in classes]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"class names must be unique, repeated: {', '.join(dup)}")
+        return classes
 
     @model_validator(mode="after")
     def _count_or_duration(self):
-        if self.num_requests is None and self.duration_s is None:
+        if self.classes and self.trace is not None:
+            raise ValueError("with `classes`, give each class its own `trace`")
+        if self.trace is not None and self.sessions is not None:
+            raise ValueError("`sessions` apply to generated arrivals, not to a `trace`")
+        for c in self.classes:
+            if c.trace is not None and c.sessions is not None:
+                raise ValueError(
+                    f"class {c.name!r}: `sessions` apply to generated arrivals, not to a `trace`"
+                )
+        if self.num_requests is None and self.duration_s is None and self.has_synthetic_source:
             object.__setattr__(self, "num_requests", 1000)
         return self
+
+    @property
+    def has_synthetic_source(self) -> bool:
+        """True when some arrivals are generated (they need a count or a duration to stop)."""
+        if self.classes:
+            return any(c.trace is None for c in self.classes)
+        return self.trace is None

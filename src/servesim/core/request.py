@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 
 class RequestStatus(IntEnum):
-    """Lifecycle, ordered: a request only moves forward, except RUNNING -> WAITING on preemption."""
+    """Lifecycle, ordered: a request only moves forward, except that preemption sends RUNNING back
+    to WAITING (recompute) or SWAPPED (swap), from where it is admitted to RUNNING again."""
 
     WAITING = 0
     RUNNING = 1

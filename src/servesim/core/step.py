@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from servesim.core.request import Request
@@ -15,6 +16,7 @@ class StepPlan:
     chunks, recomputation, single decodes). `decode_cohort` adds one token for every cohort member.
     `repeatable` promises that, absent an event (an arrival, a finish, KV running short), the policy
     would return this same pure-cohort plan again, so the instance may run several such steps at once.
+    Swap preemption moves KV over PCIe within the step: the instance adds that time to the step.
     """
 
     tokens: dict[Request, int] = field(default_factory=dict)
@@ -22,10 +24,18 @@ class StepPlan:
     preempted: list[Request] = field(default_factory=list)
     repeatable: bool = False
     max_repeats: int = 1 << 30
-    """Upper bound on identical steps the policy allows (e.g. until an aging priority flips)."""
+    """Upper bound on identical steps the policy allows (e.g. until a deadline order flips)."""
+    replan_time: float = math.inf
+    """A repeated run ends with the first step that ends at or after this time (a priority that
+    changes with time, e.g. SRTF aging)."""
+    num_swap_out_tokens: int = 0
+    """KV tokens of preempted requests copied to host memory before this step."""
+    num_swap_in_tokens: int = 0
+    """KV tokens of swapped requests copied back to the GPU before this step."""
 
     def is_empty(self, cohort_size: int) -> bool:
-        return not self.tokens and not (self.decode_cohort and cohort_size)
+        swaps = self.num_swap_in_tokens or self.num_swap_out_tokens
+        return not self.tokens and not (self.decode_cohort and cohort_size) and not swaps
 
     def num_batched_tokens(self, cohort_size: int) -> int:
         return sum(self.tokens.values()) + (cohort_size if self.decode_cohort else 0)

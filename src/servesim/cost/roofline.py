@@ -1,15 +1,27 @@
-"""A first roofline cost model: per step, max(compute, memory) of the dense decoder plus overheads.
+"""Per-operator roofline cost model, calibrated by a `CostProfile`.
 
-GEMM FLOPs over all tokens, attention FLOPs over each sequence's context, weights read once per
-step, KV read per decode; tensor-parallel all-reduce as alpha + bytes / link bandwidth.
+Each operator of a step costs max(FLOPs / (peak x compute efficiency), bytes / (bandwidth x memory
+efficiency)) plus a launch overhead per kernel; a step is the sum over operators, plus collectives, plus a
+per-step overhead, and lasts at least the host time that launches it. Efficiencies are closed forms of the
+operator's shape (GEMM rows, chunk length, decode parallelism), so a step prices in microseconds.
+docs/cost-model.md has the equations.
+
+Everything that does not depend on the step is folded into constants in the constructor. A pure-decode
+step of n requests costs C(n) + S(n) x (sum of context lengths): `decode_step_times` evaluates that
+form for many steps at once and `step_time` uses the very same coefficients, so both agree exactly.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from servesim.catalog.specs import DTYPE_BYTES, HardwareSpec, ModelSpec
+from servesim.catalog.specs import HardwareSpec, ModelSpec
 from servesim.cost.base import StepCost, StepShape
+from servesim.cost.layout import CONTEXT, LOGITS, Layout
+from servesim.cost.profile import CostProfile, family_profile
+
+_CACHE_LIMIT = 1 << 16
+GROUPS = ("qkv", "attention", "o_proj", "mlp", "moe", "elementwise", "lm_head", "comm", "overhead")
 
 
 class RooflineCostModel:
@@ -18,48 +30,296 @@ class RooflineCostModel:
         model: ModelSpec,
         hardware: HardwareSpec,
         tp: int = 1,
-        compute_efficiency: float = 0.7,
-        memory_efficiency: float = 0.8,
-        step_overhead_s: float = 2.0e-3,
+        pp: int = 1,
+        expert_parallel: bool = False,
+        profile: CostProfile | None = None,
+        host_overhead_s: float = 0.0,
+        prefill_host_overhead_s: float | None = None,
+        include_comm: bool = True,
     ):
-        self.model, self.hardware, self.tp = model, hardware, tp
-        m = model
-        self._flops = hardware.peak_flops(m.act_dtype) * compute_efficiency
-        self._bw = hardware.hbm_bytes_per_s * memory_efficiency
-        self._weights = m.weight_bytes(tp)
-        self._linear_flops_per_token = 2 * m.num_layers * m.params_per_layer / tp
-        self._lm_head_flops = 2 * m.vocab_size * m.hidden_size / tp
-        heads = m.num_heads / tp
-        self._attn_flops_per_pair = 4 * m.num_layers * heads * m.head_dim
-        self._kv_bytes = m.kv_bytes_per_token(tp)
-        self._act = DTYPE_BYTES[m.act_dtype]
-        self._overhead = step_overhead_s
-        link = hardware.link_gb_s * 1e9
-        self._ar_alpha = 0.0 if tp == 1 else 2 * m.num_layers * hardware.link_latency_s
-        self._ar_beta = 0.0 if tp == 1 else 2 * m.num_layers * m.hidden_size * self._act * 2 * (tp - 1) / tp / link
-
-    def breakdown(self, shape: StepShape) -> StepCost:
-        tokens = shape.num_tokens
-        pairs = shape.decode_ctx_sum + sum(c * (p + (c + 1) / 2) for c, p in shape.prefill_chunks)
-        kv_read = shape.decode_ctx_sum + sum(p + c for c, p in shape.prefill_chunks)
-        flops = (
-            tokens * self._linear_flops_per_token
-            + shape.num_logit_tokens * self._lm_head_flops
-            + pairs * self._attn_flops_per_pair
+        self.model, self.hardware, self.tp, self.pp = model, hardware, tp, pp
+        self.profile = profile if profile is not None else family_profile(hardware.family)
+        self.layout = Layout(model, tp, pp, expert_parallel)
+        self.host_overhead_s = host_overhead_s
+        self.prefill_host_overhead_s = (
+            host_overhead_s if prefill_host_overhead_s is None else prefill_host_overhead_s
         )
-        nbytes = self._weights + kv_read * self._kv_bytes
-        compute, memory = flops / self._flops, nbytes / self._bw
-        comm = self._ar_alpha + tokens * self._ar_beta
-        total = max(compute, memory) + comm + self._overhead
-        return StepCost(total, {}, compute, memory, comm, self._overhead)
+        self.include_comm = include_comm and (tp > 1 or pp > 1)
+        self._precompute()
+        self._linear_cache: dict[tuple[int, int, int], float] = {}
+        self._decode_cache: dict[int | tuple[int, int], tuple[float, float]] = {}
 
+    # -- constants ---------------------------------------------------------------------------------
+    def _precompute(self) -> None:
+        pr, hw, lay = self.profile, self.hardware, self.layout
+        self._t_kernel = pr.kernel_overhead_s
+        gemm_peak = hw.peak_flops(lay.gemm_dtype) * pr.gemm_compute_eff
+        gemm_bw = hw.hbm_bytes_per_s * pr.gemm_memory_eff
+        ab = lay.act_bytes
+        # Per GEMM: seconds per row of compute (pad rows included later), seconds of weight streaming,
+        # seconds of activation streaming per row, row source, multiplicity, group.
+        self._gemms = [
+            (
+                2.0 * g.k * g.n / gemm_peak,
+                g.weight_bytes / gemm_bw,
+                (g.k + g.n) * ab / gemm_bw,
+                g.rows,
+                g.count,
+                g.group,
+            )
+            for g in lay.gemms
+        ]
+        self._pad = pr.gemm_pad_rows
+        self._t_gemm = pr.kernel_overhead_s + pr.gemm_latency_s
+        moe = lay.moe
+        if moe is not None:
+            self._moe_row = 2.0 * 3 * moe.hidden * moe.width / gemm_peak
+            self._moe_weight = moe.weight_bytes_per_expert / gemm_bw
+            self._moe_act = (3 * moe.hidden + 3 * moe.width) * ab / gemm_bw
+            el_bw = hw.hbm_bytes_per_s * pr.elementwise_memory_eff
+            self._moe_route = pr.moe_route_passes * moe.hidden * ab / el_bw
+            self._moe_expert_launch = pr.moe_kernels_per_expert * pr.kernel_overhead_s
+        a = lay.attention
+        attn_peak = hw.peak_flops(a.dtype)
+        self._attn_prefill_flops = a.prefill_flops_per_pair / attn_peak
+        self._attn_heads = lay.model.num_heads // self.tp
+        self._attn_pad = pr.attn_prefill_pad_tokens * 32  # profile unit: tokens of a 32-head GPU
+        attn_bw = hw.hbm_bytes_per_s * pr.attn_decode_memory_eff
+        self._attn_ctx_bytes = a.prefill_bytes_per_ctx_token / attn_bw
+        self._attn_q_bytes = a.prefill_bytes_per_query / attn_bw
+        self._dec_flops = a.decode_flops_per_ctx_token / (attn_peak * pr.attn_prefill_eff)
+        self._dec_bytes = a.decode_bytes_per_ctx_token / attn_bw
+        saturation = pr.attn_decode_blocks_per_core * hw.num_cores
+        self._dec_saturation = saturation if a.decode_blocks_per_seq and saturation > 0 else 0.0
+        self._dec_blocks = a.decode_blocks_per_seq
+        L = lay.num_layers
+        self._layers = L
+        el_bw = hw.hbm_bytes_per_s * pr.elementwise_memory_eff
+        per_token = (
+            pr.elementwise_hidden_passes * lay.model.hidden_size * L
+            + pr.elementwise_mlp_passes * lay.mlp_width_sum()
+        ) * ab
+        self._elem_per_token = per_token / el_bw
+        self._elem_fixed = pr.elementwise_kernels_per_layer * L * self._t_kernel
+        self._comm_setup()
+
+    def _comm_setup(self) -> None:
+        pr, hw, lay, tp = self.profile, self.hardware, self.layout, self.tp
+        link = hw.link_bytes_per_s * pr.comm_bw_eff
+        alpha = pr.comm_latency_s
+        h_bytes = lay.hidden_bytes
+        n_allreduce = 0
+        if tp > 1:
+            moe_layers = lay.moe.count if lay.expert_parallel else 0
+            n_allreduce = 2 * lay.num_layers - moe_layers
+        ring = 2.0 * (tp - 1) / tp if tp > 1 else 0.0
+        self._comm_fixed = n_allreduce * alpha
+        self._comm_per_token = n_allreduce * ring * h_bytes / link
+        # Logits gathered from the vocabulary shards.
+        self._comm_logit_fixed = alpha if tp > 1 else 0.0
+        self._comm_per_logit = (tp - 1) / tp * lay.model.vocab_size * lay.act_bytes / link if tp > 1 else 0.0
+        if self.pp > 1:
+            self._comm_fixed += (self.pp - 1) * alpha
+            self._comm_per_token += (self.pp - 1) * h_bytes / link
+        self._a2a_fixed = self._a2a_per_token = 0.0
+        if lay.expert_parallel:
+            moe, ep = lay.moe, lay.moe.ep
+            # Dispatch and combine: each GPU sends its 1/ep share of tokens' top-k copies off-GPU.
+            vol = moe.top_k * h_bytes * (ep - 1) / ep / ep
+            self._a2a_fixed = 2 * moe.count * alpha
+            self._a2a_per_token = 2 * moe.count * vol / link
+        if not self.include_comm:
+            self._comm_fixed = self._comm_per_token = 0.0
+            self._comm_logit_fixed = self._comm_per_logit = 0.0
+            self._a2a_fixed = self._a2a_per_token = 0.0
+
+    # -- the engine's calls --------------------------------------------------------------------------
     def step_time(self, shape: StepShape) -> float:
-        return self.breakdown(shape).total_s
+        chunks = shape.prefill_chunks
+        if not chunks:
+            if shape.num_decodes == 0:
+                return self.profile.step_overhead_s
+            const, slope = self._decode_coeffs(shape.num_decodes, shape.num_logit_tokens)
+            t = const + slope * shape.decode_ctx_sum
+            return t if t > self.host_overhead_s else self.host_overhead_s
+        t = self._mixed_time(shape)
+        return t if t > self.prefill_host_overhead_s else self.prefill_host_overhead_s
 
     def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
         ctx = np.asarray(ctx_sums, dtype=np.float64)
-        flops = num_decodes * (self._linear_flops_per_token + self._lm_head_flops)
-        compute = (flops + ctx * self._attn_flops_per_pair) / self._flops
-        memory = (self._weights + ctx * self._kv_bytes) / self._bw
-        comm = self._ar_alpha + num_decodes * self._ar_beta
-        return np.maximum(compute, memory) + comm + self._overhead
+        if num_decodes == 0:
+            return np.full(ctx.shape, self.profile.step_overhead_s)
+        const, slope = self._decode_coeffs(num_decodes, num_decodes)
+        t = const + slope * ctx
+        return np.maximum(t, self.host_overhead_s) if self.host_overhead_s > 0 else t
+
+    def breakdown(self, shape: StepShape) -> StepCost:
+        """Per-group seconds; `total_s` equals `step_time(shape)` up to float rounding."""
+        parts = {g: [0.0, 0.0, 0.0] for g in GROUPS}  # compute-bound, memory-bound, overhead seconds
+        tokens, ctx_rows = shape.num_tokens, self._context_rows(shape)
+        rows = {"tokens": tokens, LOGITS: shape.num_logit_tokens, CONTEXT: ctx_rows}
+        for row_s, w_s, act_s, src, count, group in self._gemms:
+            m = rows[src]
+            if m:
+                c, mem = row_s * (m + self._pad), w_s + act_s * m
+                parts[group][0 if c >= mem else 1] += count * max(c, mem)
+                parts[group][2] += count * self._t_gemm
+        if self.layout.moe is not None and tokens:
+            c, mem, dispatch, launches = self._moe_parts(tokens)
+            parts["moe"][0 if c >= mem else 1] += max(c, mem)
+            parts["moe"][1] += dispatch
+            parts["moe"][2] += launches
+        self._attention_parts(shape, parts["attention"])
+        if tokens:
+            parts["elementwise"][1] += tokens * self._elem_per_token
+            parts["elementwise"][2] += self._elem_fixed
+        parts["comm"][0] += self._comm_time(tokens, shape.num_logit_tokens)
+        parts["overhead"][2] += self.profile.step_overhead_s
+        by_op = {g: sum(v) for g, v in parts.items() if sum(v) > 0}
+        compute = sum(v[0] for g, v in parts.items() if g != "comm")
+        memory = sum(v[1] for v in parts.values())
+        overhead = sum(v[2] for v in parts.values())
+        comm = parts["comm"][0]
+        total = compute + memory + overhead + comm
+        host = self.prefill_host_overhead_s if shape.prefill_chunks else self.host_overhead_s
+        if tokens and host > total:
+            by_op["host_wait"] = host - total
+            overhead += host - total
+            total = host
+        return StepCost(total, by_op, compute, memory, comm, overhead)
+
+    def kv_transfer_time(
+        self, num_tokens: int, bandwidth_bytes_per_s: float, latency_s: float = 0.0
+    ) -> float:
+        """Seconds to move `num_tokens` tokens of KV cache (every layer, every shard) between
+        instances over a link of the given bandwidth and latency (prefill -> decode handoff)."""
+        if num_tokens <= 0:
+            return 0.0
+        return latency_s + num_tokens * self.kv_bytes_per_token_instance / bandwidth_bytes_per_s
+
+    @property
+    def kv_bytes_per_token_instance(self) -> float:
+        """KV bytes of one token across the whole instance (all TP shards, all pipeline stages)."""
+        m = self.model
+        shards = 1 if m.is_mla else min(self.tp, m.num_kv_heads)
+        return m.kv_bytes_per_token(self.tp) * shards
+
+    # -- pieces --------------------------------------------------------------------------------------
+    def _decode_coeffs(self, n: int, logits: int) -> tuple[float, float]:
+        """C(n) and S(n): a pure-decode step of n requests costs C + S x context sum."""
+        key = n if logits == n else (n, logits)
+        hit = self._decode_cache.get(key)
+        if hit is not None:
+            return hit
+        const = (
+            self._linear_time(n, logits, n)
+            + self._moe_time(n)
+            + n * self._elem_per_token
+            + self._elem_fixed
+            + self._comm_time(n, logits)
+            + self._layers * self._t_kernel  # the decode attention kernel
+            + self.profile.step_overhead_s
+        )
+        slope = self._layers * max(self._dec_flops, self._dec_bytes / self._dec_parallel(n))
+        if len(self._decode_cache) > _CACHE_LIMIT:
+            self._decode_cache.clear()
+        self._decode_cache[key] = (const, slope)
+        return const, slope
+
+    def _dec_parallel(self, n: int) -> float:
+        """Fraction of full bandwidth that n decoding sequences can draw (work blocks vs cores)."""
+        if not self._dec_saturation:
+            return 1.0
+        frac = n * self._dec_blocks / self._dec_saturation
+        return frac if frac < 1.0 else 1.0
+
+    def _mixed_time(self, shape: StepShape) -> float:
+        tokens, logits = shape.num_tokens, shape.num_logit_tokens
+        t = (
+            self._linear_time(tokens, logits, self._context_rows(shape))
+            + self._moe_time(tokens)
+            + tokens * self._elem_per_token
+            + self._elem_fixed
+            + self._comm_time(tokens, logits)
+            + self.profile.step_overhead_s
+        )
+        acc = [0.0, 0.0, 0.0]
+        self._attention_parts(shape, acc)
+        return t + acc[0] + acc[1] + acc[2]
+
+    def _context_rows(self, shape: StepShape) -> int:
+        if not self.model.is_mla:
+            return 0
+        return shape.num_decodes + sum(c + p for c, p in shape.prefill_chunks)
+
+    def _linear_time(self, tokens: int, logits: int, ctx_rows: int) -> float:
+        key = (tokens, logits, ctx_rows)
+        hit = self._linear_cache.get(key)
+        if hit is not None:
+            return hit
+        rows = {"tokens": tokens, LOGITS: logits, CONTEXT: ctx_rows}
+        total, pad, launch = 0.0, self._pad, self._t_gemm
+        for row_s, w_s, act_s, src, count, _group in self._gemms:
+            m = rows[src]
+            if m:
+                c, mem = row_s * (m + pad), w_s + act_s * m
+                total += count * ((c if c > mem else mem) + launch)
+        if len(self._linear_cache) > _CACHE_LIMIT:
+            self._linear_cache.clear()
+        self._linear_cache[key] = total
+        return total
+
+    def _moe_parts(self, tokens: int) -> tuple[float, float, float, float]:
+        """Routed experts of all MoE layers: (compute s, memory s, dispatch s, launch s).
+
+        Routing is taken as uniform: of E experts, a batch of T tokens with top-k touches
+        E (1 - (1 - k/E)^T) of them in expectation; only those experts' weights are read, and each
+        touched expert costs its kernel launches. Moving token rows to and from the experts is
+        elementwise traffic on top of the expert GEMMs.
+        """
+        moe = self.layout.moe
+        frac_hit = 1.0 - (1.0 - moe.top_k / moe.num_experts) ** tokens
+        touched = moe.local_experts * frac_hit
+        rows = tokens * moe.top_k / moe.ep
+        compute = moe.count * self._moe_row * (rows + self._pad * touched)
+        memory = moe.count * (touched * self._moe_weight + rows * self._moe_act)
+        dispatch = moe.count * rows * self._moe_route
+        # top-k and combine kernels, two (grouped) GEMM ramps, and per-expert launches
+        launches = moe.count * (2 * self._t_kernel + 2 * self._t_gemm + touched * self._moe_expert_launch)
+        return compute, memory, dispatch, launches
+
+    def _moe_time(self, tokens: int) -> float:
+        if self.layout.moe is None or not tokens:
+            return 0.0
+        c, mem, dispatch, launches = self._moe_parts(tokens)
+        return (c if c > mem else mem) + dispatch + launches
+
+    def _attention_parts(self, shape: StepShape, acc: list[float]) -> None:
+        """Prefill-chunk and decode attention of all layers into acc [compute, memory, overhead]."""
+        pr, L = self.profile, self._layers
+        for c, p in shape.prefill_chunks:
+            if c <= 0:
+                continue
+            pairs = c * p + c * (c + 1) / 2
+            # Work blocks scale with query rows x heads: short chunks on few heads leave cores idle.
+            rows = c * self._attn_heads
+            eff = (pr.attn_prefix_eff if p else pr.attn_prefill_eff) * rows / (rows + self._attn_pad)
+            comp = pairs * self._attn_prefill_flops / eff
+            mem = (p + c) * self._attn_ctx_bytes + c * self._attn_q_bytes
+            acc[0 if comp >= mem else 1] += L * (comp if comp > mem else mem)
+            acc[2] += L * self._t_kernel
+        if shape.num_decodes:
+            n = shape.num_decodes
+            mem_s = self._dec_bytes / self._dec_parallel(n)
+            per_ctx = self._dec_flops if self._dec_flops > mem_s else mem_s
+            acc[0 if self._dec_flops > mem_s else 1] += L * per_ctx * shape.decode_ctx_sum
+            acc[2] += L * self._t_kernel
+
+    def _comm_time(self, tokens: int, logits: int) -> float:
+        t = 0.0
+        if tokens:
+            t += self._comm_fixed + tokens * self._comm_per_token
+            t += self._a2a_fixed + tokens * self._a2a_per_token
+        if logits:
+            t += self._comm_logit_fixed + logits * self._comm_per_logit
+        return t

@@ -26,6 +26,8 @@ class InstanceParts:
     cost_model: CostModel
     kv: KVCacheManager
     cohort: DecodeCohort
+    swap_s_per_token: float = 0.0
+    """PCIe seconds per token of KV copied to or from host memory (swap preemption)."""
 
 
 @dataclass
@@ -45,14 +47,20 @@ def run_cluster(
     step_log: StepLog,
     max_time: float = math.inf,
     on_finish: Callable[[Request], None] | None = None,
+    after_step: Callable[[Instance], None] | None = None,
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
     wall0 = time.perf_counter()
     env = simpy.Environment()
     instances = [
-        Instance(env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish)
+        Instance(
+            env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
+            swap_s_per_token=p.swap_s_per_token,
+        )
         for i, p in enumerate(parts)
     ]
+    for instance in instances:
+        instance.after_step = after_step
     env.process(arrival_process(env, requests, router, instances))
     events = _count_events(env)
     if math.isfinite(max_time):

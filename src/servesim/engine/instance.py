@@ -36,6 +36,7 @@ class Instance:
         step_log: StepLog,
         on_finish=None,
         on_reject=None,
+        swap_s_per_token: float = 0.0,
     ):
         self.env = env
         self.index = index
@@ -46,6 +47,10 @@ class Instance:
         self.step_log = step_log
         self.on_finish = on_finish
         self.on_reject = on_reject
+        self.swap_s_per_token = swap_s_per_token
+        """PCIe seconds to copy one token's KV between GPU and host (swap preemption)."""
+        self.after_step = None
+        """Optional callback(instance) after every applied step: invariant checks in tests."""
         self._idle: simpy.Event | None = None
         self._interruptible = False
         self.process = env.process(self.run_process())
@@ -79,7 +84,7 @@ class Instance:
                 self._idle = self.env.event()
                 yield self._idle
                 self._idle = None
-            elif plan.repeatable and plan.decode_cohort and not plan.tokens:
+            elif plan.repeatable and plan.decode_cohort and not plan.tokens and not plan.preempted:
                 yield from self._decode_run(plan)
             else:
                 yield from self._step(plan)
@@ -88,7 +93,8 @@ class Instance:
         env, cohort = self.env, self.cohort
         shape = self._shape(plan)
         start = env.now
-        yield env.timeout(self.cost_model.step_time(shape))
+        swapped = plan.num_swap_in_tokens + plan.num_swap_out_tokens
+        yield env.timeout(self.cost_model.step_time(shape) + swapped * self.swap_s_per_token)
         end = env.now
         finished = cohort.advance(np.array([end])) if plan.decode_cohort else []
         for request, n in plan.tokens.items():
@@ -96,8 +102,8 @@ class Instance:
                 request.first_scheduled_time = start
             if request.advance(n, end):
                 finished.append(request)
-            elif request.num_pending_tokens == 1:
-                cohort.join(request)
+            elif request.num_pending_tokens == 1 and request.num_generated_tokens:
+                cohort.join(request)  # (a prompt chunk may also stop one token short)
         self._finish(finished, end)
         prefill_tokens = shape.num_tokens - shape.num_decodes
         self._log(start, end, 1, prefill_tokens, shape.num_decodes)
@@ -110,6 +116,9 @@ class Instance:
         start = env.now
         ctx = cohort.context_sum(0) + n * np.arange(k, dtype=np.float64)
         ends = start + np.cumsum(self.cost_model.decode_step_times(n, ctx))
+        if plan.replan_time < ends[-1]:
+            k = int(np.searchsorted(ends, plan.replan_time, side="left")) + 1
+            ends = ends[:k]
         done = k
         self._interruptible = k > 1
         try:
@@ -151,6 +160,8 @@ class Instance:
                     self.on_finish(request)
 
     def _log(self, start, end, num_steps, prefill_tokens, decodes):
+        if self.after_step is not None:
+            self.after_step(self)
         load = self.scheduler.load() if self.step_log.enabled else None
         self.step_log.record(
             self.index,

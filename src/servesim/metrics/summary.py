@@ -28,6 +28,8 @@ REQUEST_COLUMNS = [
     "class",
     "cached_tokens",
     "generated_tokens",
+    "ttft_slo_s",
+    "tpot_slo_s",
     "first_scheduled_s",
 ]
 
@@ -71,6 +73,8 @@ def request_frame(requests: Iterable[Request]) -> pd.DataFrame:
                 r.class_name,
                 r.num_cached_tokens,
                 generated,
+                r.ttft_slo,
+                r.tpot_slo,
                 r.first_scheduled_time,
             )
         )
@@ -84,6 +88,14 @@ def _stats(values: np.ndarray) -> dict[str, float]:
         return {"mean": math.nan, "p50": math.nan, "p90": math.nan, "p99": math.nan}
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
     return {"mean": float(values.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
+
+
+def _limits(frame: pd.DataFrame, column: str, default: float):
+    """Per-request objectives where the frame has finite ones, else the global one."""
+    if column not in frame:
+        return default
+    values = frame[column].to_numpy(dtype=float)
+    return np.where(np.isfinite(values), values, default)
 
 
 def summarize(
@@ -104,8 +116,8 @@ def summarize(
     rejected = int((status == "rejected").sum())
     ttft = frame["ttft_s"].to_numpy(dtype=float)
     tpot = frame["tpot_s"].to_numpy(dtype=float)
-    ttft_lim = frame["ttft_slo_s"].to_numpy(float) if "ttft_slo_s" in frame else ttft_slo
-    tpot_lim = frame["tpot_slo_s"].to_numpy(float) if "tpot_slo_s" in frame else tpot_slo
+    ttft_lim = _limits(frame, "ttft_slo_s", ttft_slo)
+    tpot_lim = _limits(frame, "tpot_slo_s", tpot_slo)
     met = done & (ttft <= ttft_lim) & (tpot <= tpot_lim)
     horizon = simulated_s if simulated_s > 0 else math.nan
     first_arrival = float(frame["arrival_s"].min()) if arrived else 0.0

@@ -1,6 +1,6 @@
 """Scheduling policies behind one protocol; importing this registers the built-ins."""
 
-from servesim.schedulers import fcfs  # noqa: F401  (registers)
+from servesim.schedulers import chunked_prefill, edf, fcfs, priority, srtf  # noqa: F401  (registers)
 from servesim.schedulers.base import (
     SCHEDULERS,
     BaseScheduler,
@@ -9,11 +9,13 @@ from servesim.schedulers.base import (
     SchedulerLoad,
     SchedulerParams,
 )
+from servesim.schedulers.ranked import RankedScheduler
 
 __all__ = [
     "SCHEDULERS",
     "BaseScheduler",
     "EngineLimits",
+    "RankedScheduler",
     "Scheduler",
     "SchedulerLoad",
     "SchedulerParams",

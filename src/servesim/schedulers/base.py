@@ -26,6 +26,8 @@ class EngineLimits:
     max_num_batched_tokens: int = 8192
     chunk_size: int = 512
     max_context: int = 1 << 30
+    preemption: str = "recompute"
+    """`recompute` drops a victim's KV; `swap` copies it to host memory and back over PCIe."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,7 @@ class BaseScheduler:
         if reason is None:
             if self.predictor is not None:
                 self.predictor.predict(request)
-            self.waiting.append(request)
-            self._waiting_tokens += request.num_pending_tokens
+            self.enqueue(request)
         return reason
 
     def finish(self, requests: list[Request], now: float) -> None:
@@ -134,31 +135,49 @@ class BaseScheduler:
             return "request_exceeds_kv_capacity"
         return None
 
-    def admit(self, request: Request) -> None:
-        """Move a request (already taken off `waiting`) into the running set."""
+    def enqueue(self, request: Request, front: bool = False) -> None:
+        """Put a request into the waiting queue: arrivals at the back, preempted ones in front."""
+        if front:
+            self.waiting.appendleft(request)
+        else:
+            self.waiting.append(request)
+        self._waiting_tokens += request.num_pending_tokens
+
+    def admit(self, request: Request, *, plan: StepPlan | None = None) -> None:
+        """Move a request (already taken off `waiting`, its blocks held) into the running set.
+        A swapped request's KV comes back over PCIe in `plan`'s step."""
         self._waiting_tokens -= request.num_pending_tokens
+        if request.status == RequestStatus.SWAPPED:
+            plan.num_swap_in_tokens += request.num_computed_tokens
         request.status = RequestStatus.RUNNING
         self.running[request] = None
 
     def preempt(self, victim: Request, plan: StepPlan) -> None:
-        """Recompute preemption: drop the victim's KV and put it back at the head of the queue."""
+        """Evict a running request to the head of the queue. `recompute` drops its KV (prompt and
+        output run again); `swap` copies the KV to host memory during `plan`'s step."""
         if victim.in_cohort:
             self.cohort.leave(victim)
         del self.running[victim]
         self.kv.free(victim)
-        victim.reset_for_recompute()
-        victim.status = RequestStatus.WAITING
+        if self.limits.preemption == "swap":
+            plan.num_swap_out_tokens += victim.num_computed_tokens
+            victim.status = RequestStatus.SWAPPED
+        else:
+            victim.reset_for_recompute()
+            victim.status = RequestStatus.WAITING
         victim.num_preemptions += 1
         self.num_preemptions += 1
-        self.waiting.appendleft(victim)
-        self._waiting_tokens += victim.num_pending_tokens
+        self.enqueue(victim, front=True)
         plan.preempted.append(victim)
         plan.tokens.pop(victim, None)
 
+    def pick_victim(self) -> Request:
+        """The running request to preempt when KV runs short: vLLM takes the latest admitted."""
+        return next(reversed(self.running))
+
     def reserve_decodes(self, plan: StepPlan) -> None:
-        """Give every cohort member its next token, preempting the newest running requests
-        until the cohort's blocks fit (vLLM's policy when appending a slot fails)."""
+        """Give every cohort member its next token, preempting `pick_victim()` until the
+        cohort's blocks fit (vLLM's policy when appending a slot fails)."""
         while self.cohort.size and not self.kv.reserve_cohort(self.cohort, 1):
-            victim = next(reversed(self.running))
-            self.preempt(victim, plan)
+            self.preempt(self.pick_victim(), plan)
         plan.decode_cohort = self.cohort.size > 0

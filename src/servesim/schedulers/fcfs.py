@@ -36,9 +36,13 @@ class FCFSScheduler(BaseScheduler):
         while waiting and len(self.running) < self.limits.max_num_seqs:
             request = waiting[0]
             need = request.num_pending_tokens
-            if need > budget or not kv.allocate(request, need, keep_watermark=bool(self.running)):
+            # The step's first request may exceed the budget: only a preempted request's prompt
+            # plus recomputed output can (prompts alone were checked on arrival).
+            if (need > budget and plan.tokens) or not kv.allocate(
+                request, need, keep_watermark=bool(self.running)
+            ):
                 break
             waiting.popleft()
-            self.admit(request)
+            self.admit(request, plan=plan)
             plan.tokens[request] = need
             budget -= need

@@ -58,7 +58,8 @@ def latency_cdfs(
     line per run. `slo` ({"ttft": 1.0, "tpot": 0.1}) draws the objectives as dashed lines."""
     bad = [m for m in metrics if m not in LATENCY_COLUMNS]
     if bad:
-        raise ConfigError("--metrics", f"unknown latency {bad[0]!r}; choose from {', '.join(LATENCY_COLUMNS)}")
+        choices = ", ".join(LATENCY_COLUMNS)
+        raise ConfigError("--metrics", f"unknown latency {bad[0]!r}; choose from {choices}")
     frames = {label: requests_frame(run) for label, run in runs.items()}
     fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]

@@ -81,7 +81,8 @@ def load_summary(path: str | Path) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputFileError(path, f"not a servesim summary.json (invalid JSON: {exc.msg})", exc.lineno) from None
+        message = f"not a servesim summary.json (invalid JSON: {exc.msg})"
+        raise InputFileError(path, message, exc.lineno) from None
     if not is_summary(data):
         missing = [s for s in REQUIRED_SECTIONS if not isinstance(data, dict) or s not in data]
         raise InputFileError(

@@ -201,7 +201,7 @@ def _check_manifest(path: Path, expected: dict) -> None:
     try:
         found = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        raise InputFileError(path, "missing or unreadable; cannot tell which sweep wrote this folder")
+        raise InputFileError(path, "missing or unreadable: cannot tell which sweep wrote it") from None
     if found.get("keys") != expected["keys"]:
         raise ConfigError("--resume", f"{path} has keys {found.get('keys')}, this sweep {expected['keys']}")
     if found.get("config_sha256") != expected["config_sha256"]:

@@ -7,7 +7,8 @@ usage after each step; each request is an async slice from arrival to finish, sp
 (-> last token). Rejected requests are instant events.
 
 Size is bounded: at most `max_steps` step rows and `max_requests` requests (the earliest ones) are
-exported (about 100 bytes per trace event), so the defaults stay near 10 MB at most. `otherData` says what was cut.
+exported (about 100 bytes per trace event), so the defaults stay near 10 MB at most.
+`otherData` in the file says what was cut.
 """
 
 from __future__ import annotations

@@ -1,12 +1,16 @@
-"""Workloads: where requests come from."""
+"""Workloads: where requests come from (synthetic generators, trace readers, classes, sessions)."""
 
-from servesim.workload.synthetic import generate
+from servesim.workload.compose import build_requests
+from servesim.workload.readers import READERS, ReadOptions, ReadReport, TraceReader, detect_format, read_trace
 from servesim.workload.table import RequestTable
 
-
-def build_requests(cfg, seed_rng, resolve_path=None) -> RequestTable:
-    """The requests of a workload config, drawn from the workload's RNG stream."""
-    return generate(cfg, seed_rng)
-
-
-__all__ = ["RequestTable", "build_requests", "generate"]
+__all__ = [
+    "READERS",
+    "ReadOptions",
+    "ReadReport",
+    "RequestTable",
+    "TraceReader",
+    "build_requests",
+    "detect_format",
+    "read_trace",
+]

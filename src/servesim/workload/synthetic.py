@@ -1,4 +1,10 @@
-"""Synthetic arrivals and lengths drawn from the workload's own RNG stream."""
+"""Synthetic arrivals and lengths.
+
+Arrivals are a renewal process of unit rate (poisson, gamma or weibull gaps with the configured CV,
+or constant gaps) run in "operational time" u, mapped to real time through the inverse of the
+cumulative rate, t = Λ⁻¹(u). With a constant rate that is t = u / rate; with a rate schedule the
+burstiness (CV) stays while the rate follows the schedule.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +12,28 @@ import math
 
 import numpy as np
 
-from servesim.config.workload import ArrivalConfig, LengthDist, WorkloadConfig
-from servesim.workload.table import RequestTable
+from servesim.config.workload import ArrivalConfig, LengthDist
+from servesim.workload.schedule import RateCurve
+
+
+def unit_gaps(cfg: ArrivalConfig, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` inter-arrival gaps with mean 1 and the process's CV."""
+    if cfg.process == "poisson":
+        return rng.exponential(1.0, n)
+    if cfg.process == "constant":
+        return np.ones(n)
+    if cfg.process == "gamma":
+        shape = 1.0 / cfg.cv**2
+        return rng.gamma(shape, 1.0 / shape, n)
+    if cfg.process == "weibull":
+        k = weibull_shape_for_cv(cfg.cv)
+        return rng.weibull(k, n) / math.gamma(1 + 1 / k)
+    raise ValueError(cfg.process)
 
 
 def interarrivals(cfg: ArrivalConfig, n: int, rng: np.random.Generator) -> np.ndarray:
-    """`n` inter-arrival gaps (seconds) with mean 1/rate."""
-    mean = 1.0 / cfg.rate
-    if cfg.process == "poisson":
-        return rng.exponential(mean, n)
-    if cfg.process == "constant":
-        return np.full(n, mean)
-    if cfg.process == "gamma":
-        shape = 1.0 / cfg.cv**2
-        return rng.gamma(shape, mean / shape, n)
-    if cfg.process == "weibull":
-        k = weibull_shape_for_cv(cfg.cv)
-        scale = mean / math.gamma(1 + 1 / k)
-        return scale * rng.weibull(k, n)
-    raise ValueError(cfg.process)
+    """`n` inter-arrival gaps (seconds) with mean 1/rate (constant-rate processes)."""
+    return unit_gaps(cfg, n, rng) / cfg.rate
 
 
 def weibull_shape_for_cv(cv: float) -> float:
@@ -41,6 +50,38 @@ def weibull_shape_for_cv(cv: float) -> float:
     return math.sqrt(lo * hi)
 
 
+def arrival_times(
+    cfg: ArrivalConfig,
+    rng: np.random.Generator,
+    count: int | None = None,
+    duration: float | None = None,
+    rate: float | None = None,
+) -> np.ndarray:
+    """Arrival times from 0: the first `count`, or all before `duration` (both: whichever ends first).
+
+    `rate` overrides `cfg.rate` (the workload-level rate alias and class scaling use it).
+    """
+    curve = RateCurve(rate or cfg.rate, cfg.rate_schedule)
+    if count is not None:
+        u = np.cumsum(unit_gaps(cfg, count, rng))
+        u = u[u < curve.total] if math.isfinite(curve.total) else u
+    else:
+        u = _operational_times_until(cfg, curve.cumulative(duration), rng)
+    times = curve.inverse(u)
+    return times[times < duration] if duration is not None else times
+
+
+def _operational_times_until(cfg: ArrivalConfig, limit: float, rng: np.random.Generator) -> np.ndarray:
+    chunks, u = [], 0.0
+    block = max(16, int(limit * 1.1) + 16)
+    while u <= limit:
+        times = u + np.cumsum(unit_gaps(cfg, block, rng))
+        chunks.append(times)
+        u = times[-1]
+    times = np.concatenate(chunks)
+    return times[times < limit]
+
+
 def lengths(cfg: LengthDist, n: int, rng: np.random.Generator) -> np.ndarray:
     """`n` token counts, integers clipped to [min, max]."""
     if cfg.dist == "fixed":
@@ -55,27 +96,3 @@ def lengths(cfg: LengthDist, n: int, rng: np.random.Generator) -> np.ndarray:
     else:
         raise ValueError(cfg.dist)
     return np.clip(np.rint(x), cfg.min, cfg.max).astype(np.int64)
-
-
-def generate(cfg: WorkloadConfig, rng: np.random.Generator) -> RequestTable:
-    """Arrivals first, then lengths, so changing a length law never moves an arrival."""
-    arrival_rng, length_rng = rng.spawn(2)
-    if cfg.num_requests is not None:
-        times = np.cumsum(interarrivals(cfg.arrival, cfg.num_requests, arrival_rng))
-        if cfg.duration_s is not None:
-            times = times[times <= cfg.duration_s]
-    else:
-        times = _until(cfg.arrival, cfg.duration_s, arrival_rng)
-    n = len(times)
-    return RequestTable(times, lengths(cfg.lengths.prompt, n, length_rng), lengths(cfg.lengths.output, n, length_rng))
-
-
-def _until(cfg: ArrivalConfig, duration: float, rng: np.random.Generator) -> np.ndarray:
-    chunks, t = [], 0.0
-    block = max(16, int(cfg.rate * duration * 1.2) + 16)
-    while t <= duration:
-        times = t + np.cumsum(interarrivals(cfg, block, rng))
-        chunks.append(times)
-        t = times[-1]
-    times = np.concatenate(chunks)
-    return times[times <= duration]

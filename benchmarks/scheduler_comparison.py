@@ -1,0 +1,276 @@
+"""Scheduling policies compared on one H100 with Llama-3-8B and ShareGPT lengths (issue 5's targets).
+
+    PYTHONPATH=src python benchmarks/scheduler_comparison.py [--seeds 1,2,3] [--workers 2]
+        [--lengths sharegpt_8k_filtered_stats_llama2_tokenizer.csv] [--json out.json]
+
+Prints, as means over the seeds (each seed: its own Poisson arrivals and its own resampled
+(prompt, output) pairs, shared by every policy at that seed, so comparisons are paired):
+
+1. SRTF (oracle predictor) vs FCFS: mean end-to-end latency near and above saturation;
+2. the same gain as the predictor gets worse (noisy oracle sigma, bucket classifier, class mean);
+3. chunked prefill vs FCFS at the same load: p99 of each request's longest inter-token gap, mean TTFT;
+4. EDF with admission control vs FCFS (and EDF without it) under overload: SLO attainment.
+
+The config is configs/sched_sharegpt.yaml; every run overrides only the keys shown in the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from servesim.build import build
+from servesim.config import load_config
+from servesim.core.rng import stream
+from servesim.simulation import run
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "sched_sharegpt.yaml"
+LENGTHS_NAME = "sharegpt_8k_filtered_stats_llama2_tokenizer.csv"
+LENGTHS_CANDIDATES = [
+    ROOT / "traces" / "sharegpt" / LENGTHS_NAME,
+    ROOT.parent / "shared" / "traces" / "sharegpt" / LENGTHS_NAME,
+    ROOT.parents[1] / "shared" / "traces" / "sharegpt" / LENGTHS_NAME,
+]
+
+SRTF_RATES = [6.5, 7.0, 8.0, 10.0]
+NOISE_RATE = 8.0
+PREDICTORS = [
+    ("oracle", "oracle"),
+    ("noisy sigma=0.25", {"name": "noisy_oracle", "sigma": 0.25}),
+    ("noisy sigma=0.5", {"name": "noisy_oracle", "sigma": 0.5}),
+    ("noisy sigma=1.0", {"name": "noisy_oracle", "sigma": 1.0}),
+    ("noisy sigma=2.0", {"name": "noisy_oracle", "sigma": 2.0}),
+    ("bucket acc=0.8", {"name": "bucket", "accuracy": 0.8}),
+    ("bucket acc=0.5", {"name": "bucket", "accuracy": 0.5}),
+    ("mean (history)", "mean"),
+]
+CHUNK_RATES = [6.0, 7.0]
+CHUNK_SIZES = [512, 1024, 2048]
+OVERLOAD_RATES = [8.0, 10.0, 12.0]
+
+
+# -- one simulation ---------------------------------------------------------------------------------
+def load_lengths(path: Path) -> np.ndarray:
+    frame = pd.read_csv(path)
+    return frame[["num_prefill_tokens", "num_decode_tokens"]].to_numpy(dtype=np.int64)
+
+
+def simulate(task: tuple) -> dict:
+    """Run the config with `overrides`, (prompt, output) pairs resampled from `pairs`."""
+    overrides, pairs = task
+    built = build(load_config(CONFIG, overrides))
+    picks = stream(built.config.seed, "workload.sharegpt").integers(len(pairs), size=len(built.requests))
+    for request, (prompt, output) in zip(built.requests, pairs[picks]):
+        request.num_prompt_tokens, request.num_output_tokens = int(prompt), int(output)
+    return run(built).summary
+
+
+class Runner:
+    """Runs each distinct (overrides, seed) once, in parallel, and averages over seeds."""
+
+    def __init__(self, pairs: np.ndarray, seeds: list[int], workers: int):
+        self.pairs, self.seeds, self.workers = pairs, seeds, workers
+        self.results: dict[str, dict] = {}
+
+    def run_all(self, points: list[dict]) -> None:
+        todo = {}
+        for overrides in points:
+            for seed in self.seeds:
+                key = _key(overrides, seed)
+                if key not in self.results:
+                    todo[key] = ({**overrides, "seed": seed}, self.pairs)
+        tasks = list(todo.values())
+        if self.workers > 1:
+            with ProcessPoolExecutor(self.workers) as pool:
+                summaries = list(pool.map(simulate, tasks))
+        else:
+            summaries = [simulate(t) for t in tasks]
+        self.results.update(zip(todo, summaries))
+
+    def mean(self, overrides: dict, path: str) -> float:
+        values = [_get(self.results[_key(overrides, s)], path) for s in self.seeds]
+        return float(np.mean(values))
+
+
+def _key(overrides: dict, seed: int) -> str:
+    return json.dumps({**overrides, "seed": seed}, sort_keys=True)
+
+
+def _get(summary: dict, path: str):
+    for part in path.split("."):
+        summary = summary[part]
+    return summary
+
+
+# -- the four comparisons -------------------------------------------------------------------------
+def at(rate: float, **overrides) -> dict:
+    return {"workload.arrival.rate": rate, **overrides}
+
+
+def srtf_points() -> list[dict]:
+    points = []
+    for seqs in (128, 256):
+        for rate in SRTF_RATES:
+            for policy in ("fcfs", "srtf"):
+                points.append(at(rate, **{"engine.scheduler": policy, "engine.max_num_seqs": seqs}))
+    return points
+
+
+def srtf_table(r: Runner) -> list[str]:
+    lines = [
+        (
+            "| max_num_seqs | rate (req/s) | FCFS e2e mean (s) | SRTF e2e mean (s) | change | "
+            "FCFS TTFT mean (s) | SRTF TTFT mean (s) |"
+        ),
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for seqs in (128, 256):
+        for rate in SRTF_RATES:
+            f = at(rate, **{"engine.scheduler": "fcfs", "engine.max_num_seqs": seqs})
+            s = at(rate, **{"engine.scheduler": "srtf", "engine.max_num_seqs": seqs})
+            fe, se = r.mean(f, "latency.e2e.mean"), r.mean(s, "latency.e2e.mean")
+            lines.append(
+                f"| {seqs} | {rate:g} | {fe:.2f} | {se:.2f} | {_pct(se, fe)} | "
+                f"{r.mean(f, 'latency.ttft.mean'):.2f} | {r.mean(s, 'latency.ttft.mean'):.2f} |"
+            )
+    return lines
+
+
+AGING = at(NOISE_RATE, **{"engine.scheduler": "srtf", "engine.srtf": {"aging_s": 30.0}})
+
+
+def noise_points() -> list[dict]:
+    return [at(NOISE_RATE, **{"engine.scheduler": "fcfs"}), AGING] + [
+        at(NOISE_RATE, **{"engine.scheduler": "srtf", "engine.predictor": p}) for _, p in PREDICTORS
+    ]
+
+
+def noise_table(r: Runner) -> list[str]:
+    fcfs = at(NOISE_RATE, **{"engine.scheduler": "fcfs"})
+    base = r.mean(fcfs, "latency.e2e.mean")
+    lines = [
+        (f"FCFS at {NOISE_RATE:g} req/s: e2e mean {base:.2f} s, p99 {r.mean(fcfs, 'latency.e2e.p99'):.1f} s"),
+        "",
+        "| SRTF predictor | e2e mean (s) | change vs FCFS | p99 e2e (s) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, predictor in PREDICTORS:
+        p = at(NOISE_RATE, **{"engine.scheduler": "srtf", "engine.predictor": predictor})
+        e2e = r.mean(p, "latency.e2e.mean")
+        lines.append(f"| {label} | {e2e:.2f} | {_pct(e2e, base)} | {r.mean(p, 'latency.e2e.p99'):.1f} |")
+    e2e = r.mean(AGING, "latency.e2e.mean")
+    lines.append(
+        f"| oracle, aging_s=30 | {e2e:.2f} | {_pct(e2e, base)} | {r.mean(AGING, 'latency.e2e.p99'):.1f} |"
+    )
+    return lines
+
+
+def chunk_points() -> list[dict]:
+    points = []
+    for rate in CHUNK_RATES:
+        points.append(at(rate, **{"engine.scheduler": "fcfs"}))
+        for size in CHUNK_SIZES:
+            points.append(at(rate, **{"engine.scheduler": "chunked_prefill", "engine.chunk_size": size}))
+    return points
+
+
+def chunk_table(r: Runner) -> list[str]:
+    lines = [
+        "| rate (req/s) | policy | tbt_max p99 (s) | change | TTFT mean (s) | change | TPOT mean (s) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for rate in CHUNK_RATES:
+        f = at(rate, **{"engine.scheduler": "fcfs"})
+        ft, fg = r.mean(f, "latency.ttft.mean"), r.mean(f, "latency.tbt_max.p99")
+        lines.append(f"| {rate:g} | fcfs | {fg:.3f} | | {ft:.3f} | | {r.mean(f, 'latency.tpot.mean'):.4f} |")
+        for size in CHUNK_SIZES:
+            c = at(rate, **{"engine.scheduler": "chunked_prefill", "engine.chunk_size": size})
+            ct, cg = r.mean(c, "latency.ttft.mean"), r.mean(c, "latency.tbt_max.p99")
+            lines.append(
+                f"| {rate:g} | chunked_prefill, chunk {size} | {cg:.3f} | {_pct(cg, fg)} | "
+                f"{ct:.3f} | {_pct(ct, ft)} | {r.mean(c, 'latency.tpot.mean'):.4f} |"
+            )
+    return lines
+
+
+def edf_variants(rate: float) -> list[tuple[str, dict]]:
+    return [
+        ("fcfs", at(rate, **{"engine.scheduler": "fcfs"})),
+        ("edf", at(rate, **{"engine.scheduler": "edf", "engine.edf": {}})),
+        ("edf + admission control", at(rate, **{"engine.scheduler": "edf"})),
+    ]
+
+
+def edf_points() -> list[dict]:
+    return [p for rate in OVERLOAD_RATES for _, p in edf_variants(rate)]
+
+
+def edf_table(r: Runner) -> list[str]:
+    lines = [
+        (
+            "| rate (req/s) | policy | SLO attainment | goodput (req/s) | rejected | TTFT p99 (s) |"
+            " TPOT mean (s) |"
+        ),
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for rate in OVERLOAD_RATES:
+        for label, p in edf_variants(rate):
+            rejected = r.mean(p, "requests.rejected") / r.mean(p, "requests.arrived")
+            lines.append(
+                f"| {rate:g} | {label} | {r.mean(p, 'slo.attainment'):.3f} | "
+                f"{r.mean(p, 'slo.goodput_rps'):.2f} | {rejected:.1%} | "
+                f"{r.mean(p, 'latency.ttft.p99'):.2f} | {r.mean(p, 'latency.tpot.mean'):.4f} |"
+            )
+    return lines
+
+
+def _pct(new: float, old: float) -> str:
+    return f"{(new - old) / old:+.1%}"
+
+
+# -- main ---------------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--lengths", help=f"the ShareGPT length file ({LENGTHS_NAME})")
+    parser.add_argument("--json", help="also write every run's summary here")
+    args = parser.parse_args()
+    path = Path(args.lengths) if args.lengths else next((p for p in LENGTHS_CANDIDATES if p.exists()), None)
+    if path is None or not path.exists():
+        raise SystemExit(f"cannot find {LENGTHS_NAME}; pass --lengths PATH")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runner = Runner(load_lengths(path), seeds, args.workers)
+    wall0 = time.perf_counter()
+    runner.run_all(srtf_points() + noise_points() + chunk_points() + edf_points())
+    wall = time.perf_counter() - wall0
+
+    print(f"# Scheduler comparison: {CONFIG.relative_to(ROOT)}, lengths {path.name}")
+    print(
+        f"seeds {seeds}; {len(runner.results)} simulations in {wall:.0f} s on {args.workers} "
+        f"worker(s); {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    )
+    sections = [
+        ("1. SRTF (oracle) vs FCFS: mean end-to-end latency", srtf_table),
+        ("2. SRTF gain vs predictor quality (max_num_seqs 128)", noise_table),
+        ("3. Chunked prefill vs FCFS: longest inter-token gap and TTFT", chunk_table),
+        ("4. EDF with admission control vs FCFS under overload", edf_table),
+    ]
+    for title, table in sections:
+        print(f"\n## {title}\n")
+        print("\n".join(table(runner)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(runner.results, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Calibration profiles: the efficiency and overhead parameters of the roofline, per device family.
+
+Every rate is a fraction of the spec sheet (peak FLOP/s, HBM and link bandwidth) and every overhead is
+in seconds, so one profile, fitted on one device, prices its siblings from their spec sheets alone.
+Shipped profiles live in `profiles/<family>.yaml`; `servesim costmodel calibrate` writes new ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from servesim.core.errors import ConfigError, InputFileError
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+DEFAULT_FAMILY = "generic"
+
+
+@dataclass(frozen=True)
+class CostProfile:
+    # -- GEMMs (linear layers) ----------------------------------------------------------------------
+    gemm_compute_eff: float = 0.75
+    """Fraction of peak FLOP/s that a large GEMM sustains."""
+    gemm_pad_rows: float = 96.0
+    """A GEMM of M rows computes as if it had M + pad rows (tile padding, pipeline fill):
+    efficiency(M) = gemm_compute_eff * M / (M + pad)."""
+    gemm_memory_eff: float = 0.85
+    """Fraction of HBM bandwidth when a GEMM streams its weights and activations."""
+    gemm_latency_s: float = 3.0e-6
+    """Per GEMM, beyond the launch overhead: pipeline fill and drain (memory latency, last wave)."""
+    # -- attention ----------------------------------------------------------------------------------
+    attn_prefill_eff: float = 0.55
+    """Fraction of peak FLOP/s of causal attention over a fresh prompt (no cached prefix)."""
+    attn_prefill_pad_tokens: float = 256.0
+    """Short fresh prompts run slower: efficiency(c) = attn_prefill_eff * c / (c + pad)."""
+    attn_prefix_eff: float = 0.3
+    """Fraction of peak FLOP/s of attention for a chunk that follows cached context (chunked prefill),
+    over all its (query, key) pairs."""
+    attn_decode_memory_eff: float = 0.9
+    """Fraction of HBM bandwidth when decode attention streams the KV cache."""
+    attn_decode_blocks_per_core: float = 0.5
+    """(sequence x KV head) work blocks per core needed to reach full bandwidth; fewer blocks leave
+    cores idle (kernels without split-KV). 0 disables the limit."""
+    # -- elementwise (norms, activations, residuals, RoPE, copies) ---------------------------------------
+    elementwise_hidden_passes: float = 12.0
+    """Hidden-size activation vectors read or written per token per layer."""
+    elementwise_mlp_passes: float = 5.0
+    """MLP-width activation vectors read or written per token per layer."""
+    elementwise_memory_eff: float = 0.85
+    """Fraction of HBM bandwidth of elementwise kernels."""
+    elementwise_kernels_per_layer: float = 8.0
+    """Elementwise kernel launches per layer (each pays `kernel_overhead_s`)."""
+    # -- mixture of experts -------------------------------------------------------------------------------
+    moe_route_passes: float = 5.0
+    """Hidden-size vectors moved per token per routed expert per layer (gather to the expert, scatter-add
+    back): elementwise traffic at `elementwise_memory_eff`."""
+    moe_kernels_per_expert: float = 6.0
+    """Kernel launches per touched expert per layer: ~6 for a loop over experts (gather, two GEMMs,
+    activation, multiply, scatter-add; the measuring harness), ~0 for fused-MoE kernels."""
+    # -- overheads ------------------------------------------------------------------------------------
+    kernel_overhead_s: float = 3.0e-6
+    """Per kernel: launch gap plus ramp-up and tail inside a CUDA graph."""
+    step_overhead_s: float = 1.0e-4
+    """Per step: graph launch, sampling, synchronisation."""
+    # -- communication ----------------------------------------------------------------------------------
+    comm_bw_eff: float = 0.7
+    """Fraction of the intra-node link bandwidth that collectives reach (ring bus bandwidth)."""
+    comm_latency_s: float = 2.0e-5
+    """Fixed time of one collective (all-reduce, all-to-all, send)."""
+    source: str = ""
+    """What the profile was fitted on."""
+
+    def with_values(self, **values: float) -> CostProfile:
+        return replace(self, **values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+FIT_PARAMETERS = tuple(f.name for f in fields(CostProfile) if f.name != "source")
+PINNED_PARAMETERS = (
+    "elementwise_memory_eff",
+    "elementwise_kernels_per_layer",
+    "moe_route_passes",
+    "moe_kernels_per_expert",
+)
+"""Not fitted unless asked for: iteration times only see passes / bandwidth and kernels x overhead,
+so these are set from a copy-bandwidth measurement and from counting the engine's kernels and bytes."""
+DEFAULT_FIT = tuple(p for p in FIT_PARAMETERS if p not in PINNED_PARAMETERS)
+
+
+def load_profile(path: str | Path) -> CostProfile:
+    """A profile from YAML; unknown or non-numeric keys are errors naming the file."""
+    p = Path(path)
+    try:
+        stamp = p.stat().st_mtime_ns
+    except OSError as exc:
+        raise InputFileError(p, f"cannot read profile ({exc.strerror or exc})") from None
+    return _load_profile(str(p.resolve()), stamp)
+
+
+@lru_cache(maxsize=64)
+def _load_profile(path: str, _stamp: int) -> CostProfile:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise InputFileError(p, f"cannot read profile ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise InputFileError(p, f"invalid YAML: {exc}") from None
+    return profile_from_dict(data or {}, str(p))
+
+
+def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
+    if not isinstance(data, dict):
+        raise InputFileError(where, "expected a mapping of profile parameters")
+    data = dict(data.get("parameters", data))
+    known = {f.name for f in fields(CostProfile)}
+    for key, value in data.items():
+        if key not in known:
+            raise InputFileError(where, f"unknown profile parameter {key!r}")
+        if key != "source" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InputFileError(where, f"{key}: expected a number, got {value!r}")
+        if key != "source" and value < 0:
+            raise InputFileError(where, f"{key}: must be >= 0, got {value}")
+    return CostProfile(**{k: (v if k == "source" else float(v)) for k, v in data.items()})
+
+
+def save_profile(profile: CostProfile, path: str | Path, header: str = "") -> None:
+    """Write atomically: a failed write leaves no half profile behind."""
+    p = Path(path)
+    body = yaml.safe_dump({"parameters": profile.to_dict()}, sort_keys=False)
+    text = "".join(f"# {line}\n" for line in header.splitlines()) + body
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(p)
+
+
+@lru_cache(maxsize=None)
+def family_profile(family: str) -> CostProfile:
+    """The shipped profile of a device family, or the generic one."""
+    path = PROFILE_DIR / f"{family}.yaml"
+    if not path.exists():
+        path = PROFILE_DIR / f"{DEFAULT_FAMILY}.yaml"
+    if not path.exists():
+        return CostProfile(source="built-in defaults")
+    return load_profile(path)
+
+
+def resolve_profile(hardware_family: str, path: str | Path | None = None, key: str = "cost.profile"):
+    """The profile a config asks for: a file path, or the hardware family's shipped profile."""
+    if path is None:
+        return family_profile(hardware_family)
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(key, f"profile file {str(p)!r} not found")
+    return load_profile(p)

@@ -1,0 +1,142 @@
+"""Named invariants over small random configs (hypothesis):
+
+- request conservation: arrived == completed + rejected + unfinished, every request accounted once;
+- KV block conservation: free blocks + blocks held by running requests == pool size, after every step;
+- causality: arrival <= first token <= finish, and e2e >= ttft;
+- determinism: the same seed gives identical summaries and request tables;
+- multi-step runs equal step-by-step simulation;
+- arrivals do not depend on the engine's settings (common random numbers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import servesim
+import servesim.engine.instance as instance_module
+from servesim.build import build
+from servesim.config import load_config
+from servesim.simulation import run
+from tests.conftest import small_config
+
+configs = st.fixed_dictionaries(
+    {
+        "seed": st.integers(0, 10_000),
+        "engine.max_num_seqs": st.integers(1, 48),
+        "engine.max_num_batched_tokens": st.sampled_from([2048, 4096, 8192]),
+        "engine.block_size": st.sampled_from([1, 8, 16, 32]),
+        "engine.kv_capacity_tokens": st.integers(2_000, 40_000),
+        "cluster.instances": st.integers(1, 3),
+        "workload.num_requests": st.integers(1, 50),
+        "workload.arrival.rate": st.floats(1.0, 200.0),
+        "workload.lengths.output.mean": st.floats(2.0, 200.0),
+    }
+)
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def simulate_checked(changes: dict):
+    """Run a config, checking KV block conservation after every step of every instance."""
+    built = build(load_config(small_config(**changes)))
+
+    def check_blocks(instance):
+        kv, bs = instance.kv, instance.kv.block_size
+        held = sum(
+            -(-r.num_computed_tokens // bs) if r.in_cohort else r.num_blocks
+            for r in instance.scheduler.running
+        )
+        held += instance.cohort.blocks_needed(0, instance.cohort.reserved_steps)
+        assert kv.num_free_blocks + held == kv.num_blocks
+        assert 0 <= kv.num_free_blocks <= kv.num_blocks
+
+    result = run(built, after_step=check_blocks)
+    for part in built.parts:
+        assert part.kv.num_free_blocks == part.kv.num_blocks, "blocks leaked at the end"
+    return result
+
+
+@SETTINGS
+@given(configs)
+def test_request_conservation(changes):
+    result = simulate_checked(changes)
+    req = result.summary["requests"]
+    assert req["arrived"] == changes["workload.num_requests"] == len(result.requests)
+    assert req["arrived"] == req["completed"] + req["rejected"] + req["unfinished"]
+    assert result.requests["request_id"].is_unique
+    assert req["unfinished"] == 0  # no time limit: everything admissible finishes
+
+
+@SETTINGS
+@given(configs)
+def test_kv_block_conservation(changes):
+    simulate_checked(changes)  # the per-step check is the assertion
+
+
+@SETTINGS
+@given(configs)
+def test_causality(changes):
+    frame = simulate_checked(changes).requests
+    done = frame[frame.status == "completed"]
+    assert (done.arrival_s <= done.first_token_s + 1e-12).all()
+    assert (done.first_token_s <= done.finish_s + 1e-12).all()
+    assert (done.e2e_s + 1e-12 >= done.ttft_s).all()
+    assert (done.tbt_max_s >= 0).all()
+    rejected = frame[frame.status == "rejected"]
+    assert (rejected.rejected_reason != "").all() and rejected.first_token_s.isna().all()
+
+
+@settings(max_examples=10, deadline=None)
+@given(configs)
+def test_determinism(changes):
+    a = servesim.simulate(small_config(**changes))
+    b = servesim.simulate(small_config(**changes))
+    for s in (a.summary, b.summary):
+        s["sim"].pop("wall_s")
+    assert a.summary == b.summary
+    pd.testing.assert_frame_equal(a.requests, b.requests)
+
+
+@settings(max_examples=15, deadline=None)
+@given(configs)
+def test_multi_step_runs_equal_step_by_step(changes):
+    fast = servesim.simulate(small_config(**changes)).requests
+    saved = instance_module.MAX_RUN_STEPS
+    instance_module.MAX_RUN_STEPS = 1
+    try:
+        slow = servesim.simulate(small_config(**changes)).requests
+    finally:
+        instance_module.MAX_RUN_STEPS = saved
+    for col in ("first_token_s", "finish_s", "tbt_max_s"):
+        np.testing.assert_allclose(fast[col], slow[col], rtol=0, atol=1e-9)
+    assert (fast.preemptions == slow.preemptions).all()
+    assert (fast.status == slow.status).all()
+
+
+def test_engine_settings_never_change_the_arrivals():
+    base = servesim.simulate(small_config()).requests
+    other = servesim.simulate(
+        small_config(**{"engine.max_num_seqs": 3, "cluster.instances": 2})
+    ).requests
+    cols = ["arrival_s", "prompt_tokens", "output_tokens"]
+    pd.testing.assert_frame_equal(base[cols], other[cols])
+
+
+def test_overload_with_tiny_cache_preempts_and_still_finishes():
+    result = simulate_checked(
+        {"engine.kv_capacity_tokens": 3000, "workload.arrival.rate": 500.0, "workload.num_requests": 80}
+    )
+    assert result.summary["kv"]["preemptions"] > 0
+    assert result.summary["requests"]["completed"] + result.summary["requests"]["rejected"] == 80
+
+
+@pytest.mark.parametrize("limit", [0.5, 2.0])
+def test_time_limit_leaves_requests_unfinished_but_counted(limit):
+    result = servesim.simulate(small_config(**{"max_sim_time_s": limit, "workload.arrival.rate": 50.0}))
+    req = result.summary["requests"]
+    assert req["unfinished"] > 0
+    assert req["arrived"] == req["completed"] + req["rejected"] + req["unfinished"]
