@@ -3,7 +3,13 @@
 Plots live in `servesim.studies.plots` (imported on demand: it pulls in matplotlib).
 """
 
-from servesim.studies.capacity import CapacityResult, Target, find_capacity, parse_target
+from servesim.studies.capacity import (
+    CapacityResult,
+    Target,
+    attainment_target,
+    find_capacity,
+    parse_target,
+)
 from servesim.studies.compare import compare_summaries, compare_sweeps
 from servesim.studies.paired import PairedResult, paired_compare
 from servesim.studies.sweep import plan_sweep, run_sweep
@@ -13,6 +19,7 @@ __all__ = [
     "CapacityResult",
     "PairedResult",
     "Target",
+    "attainment_target",
     "chrome_trace",
     "compare_summaries",
     "compare_sweeps",
