@@ -1,17 +1,18 @@
 """Scheduling policies compared on one H100 with Llama-3-8B and ShareGPT lengths (issue 5's targets).
 
-    PYTHONPATH=src python benchmarks/scheduler_comparison.py [--seeds 1,2,3] [--workers 2]
-        [--lengths sharegpt_8k_filtered_stats_llama2_tokenizer.csv] [--json out.json]
+    PYTHONPATH=src python benchmarks/scheduler_comparison.py [--seeds 1,2,3] [--workers 2] [--json out.json]
 
-Prints, as means over the seeds (each seed: its own Poisson arrivals and its own resampled
-(prompt, output) pairs, shared by every policy at that seed, so comparisons are paired):
+Prints, as means over the seeds (each seed: its own Poisson arrivals and its own (prompt, output)
+pairs resampled from the ShareGPT length file, shared by every policy at that seed, so comparisons
+are paired):
 
 1. SRTF (oracle predictor) vs FCFS: mean end-to-end latency near and above saturation;
 2. the same gain as the predictor gets worse (noisy oracle sigma, bucket classifier, class mean);
 3. chunked prefill vs FCFS at the same load: p99 of each request's longest inter-token gap, mean TTFT;
 4. EDF with admission control vs FCFS (and EDF without it) under overload: SLO attainment.
 
-The config is configs/sched_sharegpt.yaml; every run overrides only the keys shown in the tables.
+Every run is configs/sched_sharegpt.yaml with the overrides shown in the tables, so any row is one
+`servesim run configs/sched_sharegpt.yaml --seed N --set KEY=VALUE ...` (from the repository root).
 """
 
 from __future__ import annotations
@@ -25,23 +26,20 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from servesim.build import build
 from servesim.config import load_config
-from servesim.core.rng import stream
 from servesim.simulation import run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "sched_sharegpt.yaml"
-LENGTHS_NAME = "sharegpt_8k_filtered_stats_llama2_tokenizer.csv"
-LENGTHS_CANDIDATES = [
-    ROOT / "traces" / "sharegpt" / LENGTHS_NAME,
-    ROOT.parent / "shared" / "traces" / "sharegpt" / LENGTHS_NAME,
-    ROOT.parents[1] / "shared" / "traces" / "sharegpt" / LENGTHS_NAME,
-]
 
-SRTF_RATES = [6.5, 7.0, 8.0, 10.0]
+SRTF_RATES = [6.0, 6.5, 7.0, 7.5, 8.0, 10.0]
+SRTF_SEQS = [128, 256]
+LONG = {"workload.num_requests": 5000}  # SRTF runs: long enough for the queue to settle near saturation
+SATURATE = 20.0  # req/s, far above saturation: throughput then is the server's capacity
+WINDOW_RATE = 7.0
+WINDOWS = [2000, 5000, 20000]
 NOISE_RATE = 8.0
 PREDICTORS = [
     ("oracle", "oracle"),
@@ -59,26 +57,21 @@ OVERLOAD_RATES = [8.0, 10.0, 12.0]
 
 
 # -- one simulation ---------------------------------------------------------------------------------
-def load_lengths(path: Path) -> np.ndarray:
-    frame = pd.read_csv(path)
-    return frame[["num_prefill_tokens", "num_decode_tokens"]].to_numpy(dtype=np.int64)
-
-
-def simulate(task: tuple) -> dict:
-    """Run the config with `overrides`, (prompt, output) pairs resampled from `pairs`."""
-    overrides, pairs = task
-    built = build(load_config(CONFIG, overrides))
-    picks = stream(built.config.seed, "workload.sharegpt").integers(len(pairs), size=len(built.requests))
-    for request, (prompt, output) in zip(built.requests, pairs[picks]):
-        request.num_prompt_tokens, request.num_output_tokens = int(prompt), int(output)
-    return run(built).summary
+def simulate(overrides: dict) -> dict:
+    """Run the config with `overrides` (paths in it resolve from the repository root); the summary
+    gains `batch_full_share`: the fraction of busy time with all `max_num_seqs` slots taken."""
+    result = run(build(load_config(CONFIG, overrides)))
+    steps = result.steps
+    busy = steps.end_s - steps.start_s
+    full = busy[steps.num_running >= result.config.engine.max_num_seqs].sum()
+    return {**result.summary, "batch_full_share": float(full / busy.sum())}
 
 
 class Runner:
     """Runs each distinct (overrides, seed) once, in parallel, and averages over seeds."""
 
-    def __init__(self, pairs: np.ndarray, seeds: list[int], workers: int):
-        self.pairs, self.seeds, self.workers = pairs, seeds, workers
+    def __init__(self, seeds: list[int], workers: int):
+        self.seeds, self.workers = seeds, workers
         self.results: dict[str, dict] = {}
 
     def run_all(self, points: list[dict]) -> None:
@@ -87,7 +80,7 @@ class Runner:
             for seed in self.seeds:
                 key = _key(overrides, seed)
                 if key not in self.results:
-                    todo[key] = ({**overrides, "seed": seed}, self.pairs)
+                    todo[key] = {**overrides, "seed": seed}
         tasks = list(todo.values())
         if self.workers > 1:
             with ProcessPoolExecutor(self.workers) as pool:
@@ -116,46 +109,72 @@ def at(rate: float, **overrides) -> dict:
     return {"workload.arrival.rate": rate, **overrides}
 
 
+def srtf_run(rate: float, policy: str, seqs: int = 128, **overrides) -> dict:
+    return at(rate, **{"engine.scheduler": policy, "engine.max_num_seqs": seqs, **LONG, **overrides})
+
+
 def srtf_points() -> list[dict]:
-    points = []
-    for seqs in (128, 256):
+    points = [srtf_run(SATURATE, "fcfs", seqs) for seqs in SRTF_SEQS]
+    for seqs in SRTF_SEQS:
         for rate in SRTF_RATES:
-            for policy in ("fcfs", "srtf"):
-                points.append(at(rate, **{"engine.scheduler": policy, "engine.max_num_seqs": seqs}))
+            points += [srtf_run(rate, "fcfs", seqs), srtf_run(rate, "srtf", seqs)]
+    for n in WINDOWS:
+        points += [srtf_run(WINDOW_RATE, p, **{"workload.num_requests": n}) for p in ("fcfs", "srtf")]
     return points
 
 
 def srtf_table(r: Runner) -> list[str]:
-    lines = [
+    lines = []
+    capacity = {}
+    for seqs in SRTF_SEQS:
+        capacity[seqs] = r.mean(srtf_run(SATURATE, "fcfs", seqs), "throughput.requests_per_s")
+        lines.append(
+            f"FCFS capacity, max_num_seqs {seqs}: {capacity[seqs]:.2f} req/s "
+            f"(completed per second at {SATURATE:g} req/s offered)"
+        )
+    lines += [
+        "",
         (
-            "| max_num_seqs | rate (req/s) | FCFS e2e mean (s) | SRTF e2e mean (s) | change | "
-            "FCFS TTFT mean (s) | SRTF TTFT mean (s) |"
+            "| max_num_seqs | rate (req/s) | load | FCFS e2e mean (s) | SRTF e2e mean (s) | change | "
+            "FCFS TTFT mean (s) | SRTF TTFT mean (s) | FCFS waiting share | FCFS batch full |"
         ),
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for seqs in (128, 256):
+    for seqs in SRTF_SEQS:
         for rate in SRTF_RATES:
-            f = at(rate, **{"engine.scheduler": "fcfs", "engine.max_num_seqs": seqs})
-            s = at(rate, **{"engine.scheduler": "srtf", "engine.max_num_seqs": seqs})
+            f, s = srtf_run(rate, "fcfs", seqs), srtf_run(rate, "srtf", seqs)
             fe, se = r.mean(f, "latency.e2e.mean"), r.mean(s, "latency.e2e.mean")
+            ft = r.mean(f, "latency.ttft.mean")
             lines.append(
-                f"| {seqs} | {rate:g} | {fe:.2f} | {se:.2f} | {_pct(se, fe)} | "
-                f"{r.mean(f, 'latency.ttft.mean'):.2f} | {r.mean(s, 'latency.ttft.mean'):.2f} |"
+                f"| {seqs} | {rate:g} | {rate / capacity[seqs]:.2f} | {fe:.2f} | {se:.2f} | {_pct(se, fe)} | "
+                f"{ft:.2f} | {r.mean(s, 'latency.ttft.mean'):.2f} | {ft / fe:.1%} | "
+                f"{r.mean(f, 'batch_full_share'):.1%} |"
             )
+    lines += [
+        "",
+        f"Run length at {WINDOW_RATE:g} req/s (max_num_seqs 128), each run starting from an empty server:",
+        "",
+        "| requests | FCFS e2e mean (s) | SRTF e2e mean (s) | change | FCFS TTFT mean (s) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for n in WINDOWS:
+        f, s = (srtf_run(WINDOW_RATE, p, **{"workload.num_requests": n}) for p in ("fcfs", "srtf"))
+        fe, se = r.mean(f, "latency.e2e.mean"), r.mean(s, "latency.e2e.mean")
+        lines.append(f"| {n} | {fe:.2f} | {se:.2f} | {_pct(se, fe)} | {r.mean(f, 'latency.ttft.mean'):.2f} |")
     return lines
 
 
-AGING = at(NOISE_RATE, **{"engine.scheduler": "srtf", "engine.srtf": {"aging_s": 30.0}})
+AGING = srtf_run(NOISE_RATE, "srtf", **{"engine.srtf": {"aging_s": 30.0}})
 
 
 def noise_points() -> list[dict]:
-    return [at(NOISE_RATE, **{"engine.scheduler": "fcfs"}), AGING] + [
-        at(NOISE_RATE, **{"engine.scheduler": "srtf", "engine.predictor": p}) for _, p in PREDICTORS
+    return [srtf_run(NOISE_RATE, "fcfs"), AGING] + [
+        srtf_run(NOISE_RATE, "srtf", **{"engine.predictor": p}) for _, p in PREDICTORS
     ]
 
 
 def noise_table(r: Runner) -> list[str]:
-    fcfs = at(NOISE_RATE, **{"engine.scheduler": "fcfs"})
+    fcfs = srtf_run(NOISE_RATE, "fcfs")
     base = r.mean(fcfs, "latency.e2e.mean")
     lines = [
         (f"FCFS at {NOISE_RATE:g} req/s: e2e mean {base:.2f} s, p99 {r.mean(fcfs, 'latency.e2e.p99'):.1f} s"),
@@ -164,7 +183,7 @@ def noise_table(r: Runner) -> list[str]:
         "| --- | ---: | ---: | ---: |",
     ]
     for label, predictor in PREDICTORS:
-        p = at(NOISE_RATE, **{"engine.scheduler": "srtf", "engine.predictor": predictor})
+        p = srtf_run(NOISE_RATE, "srtf", **{"engine.predictor": predictor})
         e2e = r.mean(p, "latency.e2e.mean")
         lines.append(f"| {label} | {e2e:.2f} | {_pct(e2e, base)} | {r.mean(p, 'latency.e2e.p99'):.1f} |")
     e2e = r.mean(AGING, "latency.e2e.mean")
@@ -242,26 +261,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--lengths", help=f"the ShareGPT length file ({LENGTHS_NAME})")
     parser.add_argument("--json", help="also write every run's summary here")
     args = parser.parse_args()
-    path = Path(args.lengths) if args.lengths else next((p for p in LENGTHS_CANDIDATES if p.exists()), None)
-    if path is None or not path.exists():
-        raise SystemExit(f"cannot find {LENGTHS_NAME}; pass --lengths PATH")
+    os.chdir(ROOT)  # the config names its length file relative to the repository root
     seeds = [int(s) for s in args.seeds.split(",")]
-    runner = Runner(load_lengths(path), seeds, args.workers)
+    runner = Runner(seeds, args.workers)
     wall0 = time.perf_counter()
     runner.run_all(srtf_points() + noise_points() + chunk_points() + edf_points())
     wall = time.perf_counter() - wall0
 
-    print(f"# Scheduler comparison: {CONFIG.relative_to(ROOT)}, lengths {path.name}")
+    print(f"# Scheduler comparison: {CONFIG.relative_to(ROOT)}")
     print(
         f"seeds {seeds}; {len(runner.results)} simulations in {wall:.0f} s on {args.workers} "
         f"worker(s); {platform.processor() or platform.machine()}, Python {platform.python_version()}"
     )
     sections = [
-        ("1. SRTF (oracle) vs FCFS: mean end-to-end latency", srtf_table),
-        ("2. SRTF gain vs predictor quality (max_num_seqs 128)", noise_table),
+        ("1. SRTF (oracle) vs FCFS: mean end-to-end latency (5000 requests per run)", srtf_table),
+        ("2. SRTF gain vs predictor quality (max_num_seqs 128, 5000 requests)", noise_table),
         ("3. Chunked prefill vs FCFS: longest inter-token gap and TTFT", chunk_table),
         ("4. EDF with admission control vs FCFS under overload", edf_table),
     ]

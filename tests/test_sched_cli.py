@@ -110,3 +110,19 @@ def test_plugin_whose_constructor_breaks_the_protocol(tmp_path, capsys, monkeypa
 def test_validate_checks_policy_blocks(capsys):
     assert main(["validate", QUICK, "--set", "engine.edf.headroom=0"]) == 2
     assert "engine.edf.headroom: " in capsys.readouterr().err
+
+
+def test_benchmark_config_serves_sharegpt_pairs(tmp_path, monkeypatch):
+    """configs/sched_sharegpt.yaml (the scheduler comparison) resamples whole (prompt, output)
+    rows of the shipped ShareGPT length file, so a table row is one `servesim run --set`."""
+    import pandas as pd
+
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "o"
+    args = ["run", "configs/sched_sharegpt.yaml", "--out", str(out), "--set", "engine.scheduler=srtf"]
+    assert main(args + ["--set", "workload.num_requests=150"]) == 0
+    served = pd.read_csv(out / "requests.csv")[["prompt_tokens", "output_tokens"]]
+    table = pd.read_csv(ROOT / "traces" / "sharegpt" / "sharegpt_8k_filtered_stats_llama2_tokenizer.csv")
+    rows = set(zip(table.num_prefill_tokens, table.num_decode_tokens))
+    assert len(served) == 150
+    assert all(pair in rows for pair in zip(served.prompt_tokens, served.output_tokens))

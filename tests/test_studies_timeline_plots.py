@@ -111,3 +111,19 @@ def test_sweep_plots_and_cli(tmp_path, capsys):
     assert main(["plot", "cost", str(cfg), "--out", str(tmp_path / "x.txt")]) == 2
     assert main(["plot", "cdf", str(tmp_path / "nope"), "--out", str(tmp_path / "x.png")]) == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_disaggregated_requests_span_their_prefill_and_decode_instances(tmp_path):
+    disagg = {"router": "round_robin", "disaggregation": {
+        "prefill_instances": 1, "decode_instances": 1,
+        "kv_link": {"bandwidth_gb_s": 50, "latency_s": 2.0e-5}}}
+    run = simulate(write_config(tmp_path, cluster=disagg))
+    events = chrome_trace(run)["traceEvents"]
+    row = run.requests[run.requests["status"] == "completed"].iloc[0]
+    rid = int(row["request_id"])
+    front = [e for e in events if e.get("id") == f"{rid}-prefill"]
+    back = [e for e in events if e.get("id") == rid]
+    assert {e["pid"] for e in front} == {int(row["prefill_instance"]) + 1}
+    assert {e["pid"] for e in back} == {int(row["instance"]) + 1}
+    assert [e["name"] for e in back if e["ph"] == "b"] == [f"request #{rid}", "kv transfer", "decode"]
+    assert front[-1]["ts"] == pytest.approx(row["handoff_s"] * 1e6, abs=1e-3) == back[0]["ts"]

@@ -16,7 +16,7 @@ from servesim.core.rng import stream
 from servesim.cost import COST_MODELS
 from servesim.cost.parallel import check_layout
 from servesim.cost.profile import resolve_profile
-from servesim.engine.cluster import InstanceParts
+from servesim.engine import DisaggregationParts, InstanceParts, KVLink
 from servesim.kv.manager import KVCacheManager
 from servesim.predictors import PREDICTORS
 from servesim.routers import ROUTERS
@@ -25,6 +25,28 @@ from servesim.workload import RequestTable, build_requests
 
 ACTIVATION_WORKSPACE_BYTES = 1.0 * 2**30
 """CUDA graphs, allocator slack and library workspaces, beyond per-token activations."""
+
+
+@dataclass
+class Pool:
+    """One pool of identical instances, resolved from the cluster config."""
+
+    name: str
+    role: str
+    instances: int
+    hardware: HardwareSpec
+    tp: int
+    pp: int
+    tp_key: str
+    """Config key of the pool's TP, for error messages."""
+    kv_capacity_tokens: int = 0
+
+    def describe(self, first_index: int) -> dict:
+        return {
+            "name": self.name, "role": self.role, "instances": self.instances,
+            "first_instance": first_index, "hardware": self.hardware.name, "tp": self.tp,
+            "pp": self.pp, "kv_capacity_tokens": self.kv_capacity_tokens,
+        }
 
 
 @dataclass
@@ -37,41 +59,101 @@ class Built:
     parts: list[InstanceParts]
     router: object
     kv_capacity_tokens: int
+    """Per instance of the first pool (see `pools` for each pool's)."""
+    pools: list[Pool] | None = None
+    disaggregation: DisaggregationParts | None = None
+
+    def pool_table(self) -> list[dict]:
+        out, first = [], 0
+        for pool in self.pools or []:
+            out.append(pool.describe(first))
+            first += pool.instances
+        return out
 
 
-def build(config: SimConfig) -> Built:
+def build(config: SimConfig, table: RequestTable | None = None) -> Built:
+    """Objects for a config; `table` replaces the workload's requests (tests, custom traces)."""
     model = get_model(config.model)
-    hardware = get_hardware(config.hardware)
-    check_parallelism(config, model, hardware)
-    table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
+    pools = resolve_pools(config)
+    for pool in pools:
+        check_parallelism(config, model, pool.hardware, pool.tp, pool.pp, pool.tp_key)
+        pool.kv_capacity_tokens = kv_capacity_tokens(config, model, pool.hardware, pool.tp, pool.pp)
+    if table is None:
+        table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
     requests = make_requests(table, config)
-    capacity = kv_capacity_tokens(config, model, hardware)
     check_policy_blocks(config)
     predictor = make_predictor(config)  # one model of lengths, shared by the instances
-    parts = [
-        make_instance(config, model, hardware, capacity, i, predictor)
-        for i in range(config.cluster.instances)
-    ]
+    parts = []
+    for pool in pools:
+        for _ in range(pool.instances):
+            part = make_instance(
+                config, model, pool.hardware, pool.kv_capacity_tokens, len(parts), predictor,
+                tp=pool.tp, pp=pool.pp, hash_block_size=table.hash_block_size,
+            )
+            part.role, part.pool = pool.role, pool.name
+            parts.append(part)
     router = make_router(config)
-    return Built(config, model, hardware, table, requests, parts, router, capacity)
+    disaggregation = make_disaggregation(config, model)
+    first = pools[0]
+    return Built(
+        config, model, first.hardware, table, requests, parts, router, first.kv_capacity_tokens,
+        pools, disaggregation,
+    )
 
 
-def check_parallelism(config: SimConfig, model: ModelSpec, hardware: HardwareSpec) -> None:
-    tp, pp = config.cluster.tp, config.cluster.pp
-    check_layout(model, tp, pp, config.cost.expert_parallel)
+def resolve_pools(config: SimConfig) -> list[Pool]:
+    """The cluster as pools: the homogeneous shorthand, `cluster.pools`, or disaggregation."""
+    c, hw = config.cluster, config.hardware
+    if c.pools is not None:
+        return [
+            Pool(
+                p.name, p.role, p.instances, get_hardware(p.hardware or hw, f"cluster.pools.{i}.hardware"),
+                p.tp or c.tp, p.pp or c.pp, f"cluster.pools.{i}.tp",
+            )
+            for i, p in enumerate(c.pools)
+        ]
+    d = c.disaggregation
+    if d is not None:
+        key = "cluster.disaggregation"
+        return [
+            Pool("prefill", "prefill", d.prefill_instances,
+                 get_hardware(d.prefill_hardware or hw, f"{key}.prefill_hardware"),
+                 d.prefill_tp or c.tp, c.pp, f"{key}.prefill_tp"),
+            Pool("decode", "decode", d.decode_instances,
+                 get_hardware(d.decode_hardware or hw, f"{key}.decode_hardware"),
+                 d.decode_tp or c.tp, c.pp, f"{key}.decode_tp"),
+        ]
+    return [Pool("default", "mixed", c.instances, get_hardware(hw), c.tp, c.pp, "cluster.tp")]
+
+
+def check_parallelism(
+    config: SimConfig, model: ModelSpec, hardware: HardwareSpec, tp: int | None = None,
+    pp: int | None = None, tp_key: str = "cluster.tp",
+) -> None:
+    tp, pp = tp or config.cluster.tp, pp or config.cluster.pp
+    try:
+        check_layout(model, tp, pp, config.cost.expert_parallel)
+    except ConfigError as exc:
+        if exc.key != "cluster.tp" or tp_key == "cluster.tp":
+            raise
+        raise ConfigError(tp_key, str(exc)[len(exc.key) + 2 :]) from None  # name the pool's key
     per_gpu = model.weight_bytes(tp) / pp
     usable = hardware.hbm_bytes * config.engine.gpu_memory_utilization
     if per_gpu >= usable:
         raise ConfigError(
-            "cluster.tp",
+            tp_key,
             f"{model.name} weights need {per_gpu / 2**30:.1f} GiB per GPU at tp={tp}, pp={pp}, "
             f"more than {usable / 2**30:.1f} GiB usable on {hardware.name}",
         )
 
 
-def kv_capacity_tokens(config: SimConfig, model: ModelSpec, hardware: HardwareSpec) -> int:
+def kv_capacity_tokens(
+    config: SimConfig, model: ModelSpec, hardware: HardwareSpec, tp: int | None = None,
+    pp: int | None = None,
+) -> int:
     """HBM x utilisation - weights - activation reserve, over KV bytes per token (per GPU)."""
-    engine, tp, pp = config.engine, config.cluster.tp, config.cluster.pp
+    engine = config.engine
+    tp, pp = tp or config.cluster.tp, pp or config.cluster.pp
     if engine.kv_capacity_tokens is not None:
         return engine.kv_capacity_tokens
     per_token_act = (4 * model.hidden_size + 2 * model.intermediate_size / tp) * 2
@@ -87,11 +169,16 @@ def kv_capacity_tokens(config: SimConfig, model: ModelSpec, hardware: HardwareSp
 
 
 def make_instance(
-    config, model, hardware, capacity_tokens: int, index: int, predictor=None
+    config, model, hardware, capacity_tokens: int, index: int, predictor=None,
+    tp: int | None = None, pp: int | None = None, hash_block_size: int = 0,
 ) -> InstanceParts:
-    engine, tp, pp = config.engine, config.cluster.tp, config.cluster.pp
-    cost = make_cost_model(config, model, hardware)
-    kv = KVCacheManager(capacity_tokens // engine.block_size, engine.block_size)
+    engine = config.engine
+    tp, pp = tp or config.cluster.tp, pp or config.cluster.pp
+    cost = make_cost_model(config, model, hardware, tp, pp)
+    kv = KVCacheManager(
+        capacity_tokens // engine.block_size, engine.block_size,
+        prefix_caching=engine.prefix_caching, hash_block_size=hash_block_size,
+    )
     cohort = DecodeCohort(engine.block_size)
     limits = EngineLimits(
         engine.max_num_seqs,
@@ -152,7 +239,10 @@ def make_predictor(config: SimConfig):
         raise ConfigError("engine.predictor", f"cannot construct {name}: {exc}") from None
 
 
-def make_cost_model(config: SimConfig, model: ModelSpec, hardware: HardwareSpec):
+def make_cost_model(
+    config: SimConfig, model: ModelSpec, hardware: HardwareSpec, tp: int | None = None,
+    pp: int | None = None,
+):
     """The configured cost model with the hardware family's profile (or `cost.profile`)."""
     c = config.cost
     cls = COST_MODELS.get(c.model)
@@ -160,8 +250,8 @@ def make_cost_model(config: SimConfig, model: ModelSpec, hardware: HardwareSpec)
     return cls(
         model,
         hardware,
-        tp=config.cluster.tp,
-        pp=config.cluster.pp,
+        tp=tp or config.cluster.tp,
+        pp=pp or config.cluster.pp,
         expert_parallel=c.expert_parallel,
         profile=resolve_profile(hardware.family, path),
         host_overhead_s=c.host_overhead_s,
@@ -173,6 +263,19 @@ def make_router(config: SimConfig):
     cls = ROUTERS.get(config.cluster.router)
     params = validate_params(cls, config.cluster.router_params, "cluster.router_params")
     return cls(params, stream(config.seed, "router"))
+
+
+def make_disaggregation(config: SimConfig, model: ModelSpec) -> DisaggregationParts | None:
+    d = config.cluster.disaggregation
+    if d is None:
+        return None
+    key = "cluster.disaggregation"
+    cls = ROUTERS.get(d.decode_router, key=f"{key}.decode_router")
+    params = validate_params(cls, d.decode_router_params, f"{key}.decode_router_params")
+    router = cls(params, stream(config.seed, "decode_router"))
+    link = KVLink(d.kv_link.bandwidth_gb_s * 1e9, d.kv_link.latency_s, d.kv_link.channels)
+    # The whole KV of a token (every layer and head), whatever the TP of either side.
+    return DisaggregationParts(router, link, model.kv_bytes_per_token(1))
 
 
 def validate_params(cls, data: dict, key: str):

@@ -34,18 +34,21 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def get(self, name: str) -> type[T]:
-        """The class for a built-in name or a `module:Class` path; ConfigError naming the key if not."""
+    def get(self, name: str, key: str | None = None) -> type[T]:
+        """The class for a built-in name or a `module:Class` path; ConfigError naming the key if not.
+
+        `key` names the config key when it is not the registry's usual one."""
+        key = key or self.key
         if name in self._entries:
             return self._entries[name]
         if ":" not in name:
             valid = ", ".join(self.names())
-            raise ConfigError(self.key, f"unknown {self.kind} {name!r}; valid: {valid}, or module:Class")
-        cls = _import_path(name, self.key)
+            raise ConfigError(key, f"unknown {self.kind} {name!r}; valid: {valid}, or module:Class")
+        cls = _import_path(name, key)
         missing = [m for m in self.required if not callable(getattr(cls, m, None))]
         if missing:
             raise ConfigError(
-                self.key, f"{name} is not a {self.kind}: missing method(s) {', '.join(missing)}"
+                key, f"{name} is not a {self.kind}: missing method(s) {', '.join(missing)}"
             )
         return cls
 

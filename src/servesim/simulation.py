@@ -15,6 +15,7 @@ from servesim.build import Built, build
 from servesim.config import SimConfig, load_config
 from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame, summarize
+from servesim.metrics.timeseries import instance_timeseries
 
 
 @dataclass
@@ -24,13 +25,27 @@ class SimulationResult:
     requests: pd.DataFrame
     steps: pd.DataFrame
 
+    def timeseries(self, interval_s: float | None = None) -> pd.DataFrame:
+        """Per-instance queue length, running batch, KV usage and busy share over time bins
+        (`servesim.metrics.timeseries`); `interval_s` defaults to `output.timeseries_interval_s`,
+        else about 200 bins."""
+        pools = self.summary.get("cluster", {}).get("pools")
+        return instance_timeseries(
+            self.steps,
+            interval_s or self.config.output.timeseries_interval_s,
+            self.summary["sim"]["simulated_s"],
+            pools,
+        )
+
     def save(self, out_dir: str | Path) -> Path:
-        """Write summary.json, requests.csv and the resolved config.yaml into `out_dir`."""
+        """Write summary.json, requests.csv, timeseries.csv and the resolved config.yaml."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(json.dumps(_jsonable(self.summary), indent=2) + "\n")
         if self.config.output.requests_csv:
             self.requests.to_csv(out / "requests.csv", index=False)
+        if self.config.output.timeseries_csv:
+            self.timeseries().to_csv(out / "timeseries.csv", index=False)
         (out / "config.yaml").write_text(dump_config(self.config))
         return out
 
@@ -47,7 +62,8 @@ def run(built: Built, after_step=None) -> SimulationResult:
     cfg = built.config
     step_log = StepLog()
     stats = run_cluster(
-        built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf, after_step=after_step
+        built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
+        after_step=after_step, disaggregation=built.disaggregation,
     )
     # With a time limit, requests due after it never arrived: they are not part of this run.
     frame = request_frame(r for r in built.requests if r.arrival_time <= stats.simulated_s)
@@ -65,7 +81,10 @@ def run(built: Built, after_step=None) -> SimulationResult:
             "iterations": stats.iterations,
             "events": stats.events,
         },
+        "cluster": {"instances": len(built.parts), "pools": built.pool_table()},
     }
+    if stats.kv_link is not None:
+        kv_extra["cluster"]["kv_link"] = stats.kv_link
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra)
     return SimulationResult(cfg, summary, frame, step_log.to_frame())
 

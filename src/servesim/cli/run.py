@@ -34,7 +34,7 @@ def cmd_run(args) -> int:
         print_json(result.summary)
     else:
         print(format_summary(result.summary))
-        print(f"wrote {out}/summary.json, requests.csv, config.yaml")
+        print(f"wrote {out}/summary.json, requests.csv, timeseries.csv, config.yaml")
     return EXIT_OK
 
 
@@ -52,9 +52,15 @@ def cmd_validate(args) -> int:
     if args.json:
         print(json.dumps(info))
     else:
+        pools = built.pool_table()
+        capacity = (
+            ", ".join(f"{p['name']} {p['kv_capacity_tokens']}" for p in pools)
+            if len(pools) > 1
+            else str(info["kv_capacity_tokens"])
+        )
         print(
             f"{args.config}: ok ({info['requests']} requests, {info['instances']} instance(s), "
-            f"KV capacity {info['kv_capacity_tokens']} tokens per instance)"
+            f"KV capacity {capacity} tokens per instance)"
         )
     return EXIT_OK
 
@@ -79,4 +85,20 @@ def format_summary(s: dict) -> str:
         f"sim        {sim['simulated_s']:.1f} simulated s in {sim['wall_s']:.2f} wall s, "
         f"{sim['iterations']} steps, seed {sim['seed']}",
     ]
+    lines += format_cluster(s.get("cluster", {}))
     return "\n".join(lines)
+
+
+def format_cluster(c: dict) -> list[str]:
+    """Pools and the KV link, when the cluster is more than one homogeneous pool."""
+    pools, link = c.get("pools") or [], c.get("kv_link")
+    if len(pools) < 2 and not link:
+        return []
+    desc = ", ".join(f"{p['name']} {p['instances']} x {p['hardware']} tp{p['tp']}" for p in pools)
+    lines = [f"cluster    {desc}"]
+    if link:
+        lines.append(
+            f"kv link    {link['transfers']} transfers, mean {link['mean_transfer_s'] * 1e3:.1f} ms "
+            f"+ wait {link['mean_wait_s'] * 1e3:.1f} ms, utilization {link['utilization']:.2f}"
+        )
+    return lines

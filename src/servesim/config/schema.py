@@ -8,21 +8,9 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr
 
 from servesim.config.base import Section
+from servesim.config.cluster import ClusterConfig
 from servesim.config.cost import CostConfig
 from servesim.config.workload import WorkloadConfig
-
-
-class ClusterConfig(Section):
-    instances: int = Field(1, ge=1, le=4096)
-    """Number of serving instances (model replicas)."""
-    router: str = "round_robin"
-    """Routing policy: a built-in name or `module:Class`."""
-    router_params: dict[str, Any] = {}
-    """Parameters of the router, validated by the router's own Params."""
-    tp: int = Field(1, ge=1, le=64)
-    """Tensor-parallel degree of each instance (GPUs per instance)."""
-    pp: int = Field(1, ge=1, le=64)
-    """Pipeline-parallel stages per instance."""
 
 
 class EngineConfig(Section):
@@ -72,6 +60,10 @@ class OutputConfig(Section):
     """Where `servesim run` writes; default `out/<config name>`."""
     requests_csv: bool = True
     """Write requests.csv."""
+    timeseries_csv: bool = True
+    """Write timeseries.csv: per-instance queue, batch, KV usage and busy share over time."""
+    timeseries_interval_s: float | None = Field(None, gt=0)
+    """Bin width of timeseries.csv, seconds (default: about 200 bins over the run)."""
 
 
 class SimConfig(Section):

@@ -57,12 +57,14 @@ class Request:
     finish_time: float = math.nan
     num_preemptions: int = 0
     num_cached_tokens: int = 0
-    """Prompt tokens served from the prefix cache (summed over admissions)."""
+    """Prompt tokens served from the prefix cache when the request was first admitted."""
     num_blocks: int = 0
     """KV blocks held while outside a cohort (a cohort member's count is derived on leave)."""
     rejected_reason: str = ""
     handoff_time: float = math.nan
     """Disaggregation: when the KV left the prefill instance."""
+    prefill_instance: int = -1
+    """Disaggregation: the instance that computed the prompt (`instance` is then the decode one)."""
 
     _computed: int = 0
     _generated: int = 0
@@ -142,6 +144,23 @@ class Request:
             self.finish_time = end_time
             return True
         return False
+
+    def skip_cached_prefix(self, num_tokens: int) -> None:
+        """A prefix cache hit: these leading prompt tokens are already in the KV cache.
+
+        Only the first admission's hit is counted in `num_cached_tokens`: after a recompute
+        preemption the request finds its own blocks again, which saves time but is no new hit.
+        """
+        assert self._cohort is None and self._computed == 0
+        self._computed = num_tokens
+        if not self.num_preemptions:
+            self.num_cached_tokens += num_tokens
+
+    def deliver_first_token(self, time: float) -> None:
+        """Disaggregation: the first token reaches the user with the KV, at `time`."""
+        assert self._generated == 1 and self._cohort is None
+        self.first_token_time = time
+        self._last_token_time = time
 
     def reset_for_recompute(self) -> None:
         """Preempted by recomputation: the KV is gone; prompt and generated tokens run again."""

@@ -1,5 +1,6 @@
 """The engine: the only package that imports SimPy."""
 
-from servesim.engine.cluster import InstanceParts, RunStats, run_cluster
+from servesim.engine.cluster import DisaggregationParts, InstanceParts, RunStats, run_cluster
+from servesim.engine.transfer import KVLink
 
-__all__ = ["InstanceParts", "RunStats", "run_cluster"]
+__all__ = ["DisaggregationParts", "InstanceParts", "KVLink", "RunStats", "run_cluster"]

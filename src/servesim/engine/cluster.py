@@ -1,4 +1,9 @@
-"""Cluster wiring: the arrival process, the router and the instance processes in one SimPy run."""
+"""Cluster wiring: the arrival process, the router and the instance processes in one SimPy run.
+
+Instances come in pools. Colocated (`mixed`) instances take arrivals and run requests to the end.
+Disaggregated, arrivals go to the `prefill` pool and prefilled requests move to the `decode` pool
+(see `disaggregation`); the cluster router only ever sees the instances that take arrivals.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ import simpy
 from servesim.core.cohort import DecodeCohort
 from servesim.core.request import Request, RequestStatus
 from servesim.cost.base import CostModel
+from servesim.engine.disaggregation import KVHandoff
 from servesim.engine.instance import Instance
+from servesim.engine.transfer import KVLink
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
 from servesim.routers.base import Router
@@ -28,6 +35,19 @@ class InstanceParts:
     cohort: DecodeCohort
     swap_s_per_token: float = 0.0
     """PCIe seconds per token of KV copied to or from host memory (swap preemption)."""
+    role: str = "mixed"
+    """`mixed` (colocated), `prefill` or `decode`."""
+    pool: str = "default"
+
+
+@dataclass
+class DisaggregationParts:
+    """The decode side of a disaggregated cluster, built by build.py."""
+
+    decode_router: Router
+    link: KVLink
+    kv_bytes_per_token: float
+    """Bytes of KV one token moves over the link (all layers and heads)."""
 
 
 @dataclass
@@ -38,6 +58,8 @@ class RunStats:
     events: int
     peak_kv_usage: float
     preemptions: int
+    kv_link: dict | None = None
+    """Transfer statistics of a disaggregated run (KVLink.stats)."""
 
 
 def run_cluster(
@@ -48,6 +70,7 @@ def run_cluster(
     max_time: float = math.inf,
     on_finish: Callable[[Request], None] | None = None,
     after_step: Callable[[Instance], None] | None = None,
+    disaggregation: DisaggregationParts | None = None,
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
     wall0 = time.perf_counter()
@@ -55,13 +78,23 @@ def run_cluster(
     instances = [
         Instance(
             env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
-            swap_s_per_token=p.swap_s_per_token,
+            swap_s_per_token=p.swap_s_per_token, role=p.role,
         )
         for i, p in enumerate(parts)
     ]
     for instance in instances:
         instance.after_step = after_step
-    env.process(arrival_process(env, requests, router, instances))
+    decode = [i for i in instances if i.role == "decode"]
+    if decode:
+        if disaggregation is None:
+            raise ValueError("decode instances need DisaggregationParts")
+        d = disaggregation
+        hand_off = KVHandoff(env, decode, d.decode_router, d.link, d.kv_bytes_per_token)
+        for instance in instances:
+            if instance.role == "prefill":
+                instance.hand_off = hand_off
+    entry = [i for i in instances if i.role != "decode"]
+    env.process(arrival_process(env, requests, router, entry))
     events = _count_events(env)
     if math.isfinite(max_time):
         env.run(until=max_time)
@@ -76,6 +109,7 @@ def run_cluster(
         events=events(),
         peak_kv_usage=max(p.kv.peak_used_blocks / p.kv.num_blocks for p in parts),
         preemptions=sum(p.scheduler.num_preemptions for p in parts),
+        kv_link=disaggregation.link.stats(simulated) if decode else None,
     )
 
 

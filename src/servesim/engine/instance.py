@@ -4,6 +4,10 @@ When the policy marks a pure-decode plan repeatable, the instance runs up to k i
 one timeout, where k stops at the next finish, at the KV cache's limit and at the policy's bound.
 An arrival routed here meanwhile interrupts the run; the step in flight completes and the
 scheduler plans again. The result is step-for-step the same as running one step at a time.
+
+On the prefill side of a disaggregated cluster (`hand_off` set), a request that emits its first
+token leaves at once: out of the scheduler's running set, never into the cohort, its KV detached
+for the transfer, which frees it when the KV has reached the decode instance.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class Instance:
         on_finish=None,
         on_reject=None,
         swap_s_per_token: float = 0.0,
+        role: str = "mixed",
+        hand_off=None,
     ):
         self.env = env
         self.index = index
@@ -49,6 +55,14 @@ class Instance:
         self.on_reject = on_reject
         self.swap_s_per_token = swap_s_per_token
         """PCIe seconds to copy one token's KV between GPU and host (swap preemption)."""
+        self.role = role
+        """`mixed` (colocated), `prefill` or `decode` (disaggregated pools)."""
+        self.hand_off = hand_off
+        """Prefill role: `hand_off(instance, request, detached_kv)` sends a prefilled request on."""
+        self.num_incoming = 0
+        self.num_incoming_tokens = 0
+        """Requests (and their prompt tokens) whose KV is on its way here."""
+        self._caching = kv.prefix is not None
         self.after_step = None
         """Optional callback(instance) after every applied step: invariant checks in tests."""
         self._idle: simpy.Event | None = None
@@ -57,7 +71,16 @@ class Instance:
 
     # -- the outside world ------------------------------------------------------------------------
     def load(self) -> SchedulerLoad:
-        return self.scheduler.load()
+        """The scheduler's load, counting requests whose KV is still on its way here as waiting."""
+        load = self.scheduler.load()
+        if not self.num_incoming:
+            return load
+        return SchedulerLoad(
+            load.num_waiting + self.num_incoming,
+            load.num_running,
+            load.num_queued_tokens,
+            load.num_running_tokens + self.num_incoming_tokens,
+        )
 
     def submit(self, request: Request) -> None:
         """Hand a routed request to the scheduler, waking the instance if it sleeps."""
@@ -69,6 +92,10 @@ class Instance:
             if self.on_reject is not None:
                 self.on_reject(request)
             return
+        self.wake()
+
+    def wake(self) -> None:
+        """Something the scheduler sees changed (an arrival, KV freed): plan again now."""
         if self._idle is not None and not self._idle.triggered:
             self._idle.succeed()
         elif self._interruptible:
@@ -97,14 +124,25 @@ class Instance:
         yield env.timeout(self.cost_model.step_time(shape) + swapped * self.swap_s_per_token)
         end = env.now
         finished = cohort.advance(np.array([end])) if plan.decode_cohort else []
+        prefilled = []
         for request, n in plan.tokens.items():
             if math.isnan(request.first_scheduled_time):  # its first step
                 request.first_scheduled_time = start
-            if request.advance(n, end):
+            done = request.advance(n, end)
+            if self._caching:
+                self.kv.cache_computed(request)
+            if done:
                 finished.append(request)
             elif request.num_pending_tokens == 1 and request.num_generated_tokens:
-                cohort.join(request)  # (a prompt chunk may also stop one token short)
+                # (a prompt chunk may also stop one token short)
+                if self.hand_off is None:
+                    cohort.join(request)
+                else:
+                    prefilled.append(request)
         self._finish(finished, end)
+        for request in prefilled:
+            self.scheduler.release(request)
+            self.hand_off(self, request, self.kv.detach(request))
         prefill_tokens = shape.num_tokens - shape.num_decodes
         self._log(start, end, 1, prefill_tokens, shape.num_decodes)
 

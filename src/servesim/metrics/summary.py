@@ -30,6 +30,8 @@ REQUEST_COLUMNS = [
     "generated_tokens",
     "ttft_slo_s",
     "tpot_slo_s",
+    "prefill_instance",
+    "handoff_s",
     "first_scheduled_s",
 ]
 
@@ -75,6 +77,8 @@ def request_frame(requests: Iterable[Request]) -> pd.DataFrame:
                 generated,
                 r.ttft_slo,
                 r.tpot_slo,
+                r.prefill_instance,
+                r.handoff_time,
                 r.first_scheduled_time,
             )
         )

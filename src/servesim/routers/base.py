@@ -1,8 +1,15 @@
-"""The router protocol: pick the instance that serves an arriving request."""
+"""The router protocol: pick the instance that serves an arriving request.
+
+Routers see instances only through `load()` (O(1) counters kept by the scheduler), so a routing
+decision costs O(instances) at most. Load measures shared by the load-aware policies:
+`requests` (outstanding requests: waiting plus running), `tokens` (the work: prompt tokens
+waiting to be computed plus the prompt context of running requests) and `queued_tokens` (the
+prefill backlog alone, what a new request's TTFT waits behind).
+"""
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Literal, Protocol, Sequence, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -41,3 +48,35 @@ class BaseRouter:
     def __init__(self, params: RouterParams | None = None, rng=None):
         self.params = params if params is not None else self.Params()
         self.rng = rng
+
+
+LoadMeasure = Literal["requests", "tokens", "queued_tokens"]
+
+
+def outstanding_requests(load: SchedulerLoad) -> int:
+    return load.num_waiting + load.num_running
+
+
+def outstanding_tokens(load: SchedulerLoad) -> int:
+    return load.num_queued_tokens + load.num_running_tokens
+
+
+def queued_tokens(load: SchedulerLoad) -> int:
+    return load.num_queued_tokens
+
+
+LOAD_MEASURES = {
+    "requests": outstanding_requests,
+    "tokens": outstanding_tokens,
+    "queued_tokens": queued_tokens,
+}
+
+
+def least_loaded(instances: Sequence[InstanceView], measure=outstanding_requests) -> int:
+    """Index of the instance with the least load; ties go to the lowest index."""
+    best, best_load = 0, None
+    for i, instance in enumerate(instances):
+        load = measure(instance.load())
+        if best_load is None or load < best_load:
+            best, best_load = i, load
+    return best

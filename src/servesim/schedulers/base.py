@@ -38,6 +38,8 @@ class SchedulerLoad:
     num_running: int
     num_queued_tokens: int
     """Tokens the waiting requests must compute before their first (next) token."""
+    num_running_tokens: int = 0
+    """Prompt tokens of the running requests: the context they hold, counted at admission."""
 
 
 @runtime_checkable
@@ -52,6 +54,9 @@ class Scheduler(Protocol):
     - `finish(requests, now)`: the engine reports requests that emitted their last token; the
       scheduler drops them from its running set and frees their KV blocks.
     - `load()`: queue and batch sizes for routers and metrics.
+
+    Prefill instances of a disaggregated cluster also need `release(request)` (BaseScheduler has
+    it): the request leaves with its KV after its first token.
     """
 
     def add_request(self, request: Request, now: float) -> str | None: ...
@@ -98,6 +103,7 @@ class BaseScheduler:
         self.running: dict[Request, None] = {}  # admission order: the tail is preempted first
         self.num_preemptions = 0
         self._waiting_tokens = 0
+        self._running_tokens = 0
 
     # -- protocol -------------------------------------------------------------------------------
     def add_request(self, request: Request, now: float) -> str | None:
@@ -113,13 +119,23 @@ class BaseScheduler:
             if request.in_cohort:
                 self.cohort.leave(request)
             del self.running[request]
+            self._running_tokens -= request.num_prompt_tokens
             self.kv.free(request)
             request.status = RequestStatus.FINISHED
             if self.predictor is not None:
                 self.predictor.observe(request)
 
     def load(self) -> SchedulerLoad:
-        return SchedulerLoad(len(self.waiting), len(self.running), self._waiting_tokens)
+        return SchedulerLoad(
+            len(self.waiting), len(self.running), self._waiting_tokens, self._running_tokens
+        )
+
+    def release(self, request: Request) -> None:
+        """Drop a running request that moves to another instance; its KV is the caller's to free
+        (disaggregation: the prefill instance sends it first)."""
+        assert not request.in_cohort
+        del self.running[request]
+        self._running_tokens -= request.num_prompt_tokens
 
     def schedule(self, now: float) -> StepPlan:
         raise NotImplementedError
@@ -143,12 +159,21 @@ class BaseScheduler:
             self.waiting.append(request)
         self._waiting_tokens += request.num_pending_tokens
 
-    def admit(self, request: Request, *, plan: StepPlan | None = None) -> None:
+    def admit(
+        self, request: Request, *, plan: StepPlan | None = None, num_cached_tokens: int = 0
+    ) -> None:
         """Move a request (already taken off `waiting`, its blocks held) into the running set.
-        A swapped request's KV comes back over PCIe in `plan`'s step."""
+        A swapped request's KV comes back over PCIe in `plan`'s step.
+
+        `num_cached_tokens`: its prompt head was found in the prefix cache (`kv.match_prefix`)
+        and its blocks referenced by `kv.allocate`; the request starts past those tokens.
+        """
         self._waiting_tokens -= request.num_pending_tokens
+        self._running_tokens += request.num_prompt_tokens
         if request.status == RequestStatus.SWAPPED:
             plan.num_swap_in_tokens += request.num_computed_tokens
+        if num_cached_tokens:
+            request.skip_cached_prefix(num_cached_tokens)
         request.status = RequestStatus.RUNNING
         self.running[request] = None
 
@@ -158,6 +183,7 @@ class BaseScheduler:
         if victim.in_cohort:
             self.cohort.leave(victim)
         del self.running[victim]
+        self._running_tokens -= victim.num_prompt_tokens
         self.kv.free(victim)
         if self.limits.preemption == "swap":
             plan.num_swap_out_tokens += victim.num_computed_tokens

@@ -68,11 +68,14 @@ class ChunkedPrefillScheduler(BaseScheduler):
         waiting = self.waiting
         while waiting and budget > 0 and slots > 0 and len(self.running) < self.limits.max_num_seqs:
             request = waiting[0]
-            chunk = min(request.num_pending_tokens, budget)
-            if not self.kv.allocate(request, chunk, keep_watermark=bool(self.running)):
+            cached = self.kv.match_prefix(request)  # prefix caching: start past the cached head
+            chunk = min(request.num_pending_tokens - cached, budget)
+            if not self.kv.allocate(
+                request, chunk, keep_watermark=bool(self.running), num_cached_tokens=cached
+            ):
                 break
             waiting.popleft()
-            self.admit(request, plan=plan)
+            self.admit(request, plan=plan, num_cached_tokens=cached)
             plan.tokens[request] = chunk
             if chunk < request.num_pending_tokens:
                 self.prefilling[request] = None

@@ -2,7 +2,9 @@
 
 Admit waiting requests in arrival order. A step is either prefill-only (the whole prompts of the
 waiting requests that fit, in order, stopping at the first that does not) or, when none fits,
-one decode token for every running request.
+one decode token for every running request. A request that arrives with its KV (the decode side
+of a disaggregated cluster) is a decode, not a prefill: it joins the decode step.
+With prefix caching, a prompt's cached head is reused and only the rest is computed.
 """
 
 from __future__ import annotations
@@ -21,28 +23,32 @@ class FCFSScheduler(BaseScheduler):
 
     def schedule(self, now: float) -> StepPlan:
         plan = StepPlan()
-        self.admit_whole_prompts(plan)
-        if plan.tokens:
+        if self.admit_whole_prompts(plan):
             return plan
         self.reserve_decodes(plan)
         # Nothing admitted now stays unadmittable until an arrival or a finish: decode steps only
         # shrink free KV and never free a sequence slot, so the same plan repeats until then.
-        plan.repeatable = plan.decode_cohort and not plan.preempted
+        plan.repeatable = plan.decode_cohort and not plan.preempted and not plan.tokens
         return plan
 
-    def admit_whole_prompts(self, plan: StepPlan) -> None:
+    def admit_whole_prompts(self, plan: StepPlan) -> bool:
+        """Admit what fits, in order; True if any admitted request has a prompt to compute."""
         budget = self.limits.max_num_batched_tokens
         waiting, kv = self.waiting, self.kv
+        prefills = False
         while waiting and len(self.running) < self.limits.max_num_seqs:
             request = waiting[0]
-            need = request.num_pending_tokens
+            cached = kv.match_prefix(request)
+            need = request.num_pending_tokens - cached
             # The step's first request may exceed the budget: only a preempted request's prompt
             # plus recomputed output can (prompts alone were checked on arrival).
             if (need > budget and plan.tokens) or not kv.allocate(
-                request, need, keep_watermark=bool(self.running)
+                request, need, keep_watermark=bool(self.running), num_cached_tokens=cached
             ):
                 break
             waiting.popleft()
-            self.admit(request, plan=plan)
+            self.admit(request, plan=plan, num_cached_tokens=cached)
             plan.tokens[request] = need
             budget -= need
+            prefills = prefills or need > 1 or not request.num_generated_tokens
+        return prefills

@@ -11,7 +11,7 @@ from typing import Any
 
 from servesim.core.errors import InputFileError
 
-SECTIONS = ("requests", "latency", "throughput", "slo", "kv", "sim")
+SECTIONS = ("requests", "latency", "throughput", "slo", "kv", "sim", "cluster")
 """Top-level blocks of summary.json; a flattened metric starts with one of them."""
 
 REQUIRED_SECTIONS = ("requests", "latency", "throughput", "slo")

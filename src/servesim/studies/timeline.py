@@ -4,7 +4,9 @@ One process per instance. Its `steps` thread shows every engine step (a run of i
 steps is one slice, `decode x k`); counter tracks show the waiting queue, the running batch and KV
 usage after each step; each request is an async slice from arrival to finish, split into
 `queued` (arrival -> first step that computes it), `prefill` (-> first token) and `decode`
-(-> last token). Rejected requests are instant events.
+(-> last token). Rejected requests are instant events. Disaggregated, a request has two slices:
+queued and prefill on its prefill instance (until the handoff), then `kv transfer` (handoff -> first
+token) and decode on its decode instance.
 
 Size is bounded: at most `max_steps` step rows and `max_requests` requests (the earliest ones) are
 exported (about 100 bytes per trace event), so the defaults stay near 10 MB at most.
@@ -100,6 +102,7 @@ def _step_events(steps: pd.DataFrame) -> list[dict]:
 def _request_events(requests: pd.DataFrame, end_of_time: float) -> list[dict]:
     out = []
     has_sched = "first_scheduled_s" in requests
+    has_prefill_side = "prefill_instance" in requests
     for row in requests.itertuples(index=False):
         rid, pid, arrival = int(row.request_id), _pid(row.instance), float(row.arrival_s)
         if row.status == "rejected":
@@ -110,24 +113,42 @@ def _request_events(requests: pd.DataFrame, end_of_time: float) -> list[dict]:
         sched = float(row.first_scheduled_s) if has_sched else math.nan
         first, finish = float(row.first_token_s), float(row.finish_s)
         finish = finish if math.isfinite(finish) else end_of_time
-        phases = [("queued", arrival, sched if math.isfinite(sched) else _nan_to(first, finish))]
+        front = [("queued", arrival, sched if math.isfinite(sched) else _nan_to(first, finish))]
         if math.isfinite(sched):
-            phases.append(("prefill", sched, first if math.isfinite(first) else finish))
-        if math.isfinite(first):
-            phases.append(("decode", first, finish))
+            front.append(("prefill", sched, first if math.isfinite(first) else finish))
         args = {"prompt_tokens": int(row.prompt_tokens), "output_tokens": int(row.output_tokens),
                 "status": row.status, "preemptions": int(row.preemptions)}
-        # parent begin, phases, parent end: viewers pair async begins and ends by nesting order
-        whole = _async(pid, rid, f"request #{rid}", arrival, finish, args)
-        out.append(whole[0])
-        for name, t0, t1 in phases:
-            if t1 > t0:
-                out += _async(pid, rid, name, t0, t1)
-        out.append(whole[1])
+        prefill_pid = _pid(row.prefill_instance) if has_prefill_side else pid
+        if has_prefill_side and row.prefill_instance >= 0 and prefill_pid != pid:
+            # disaggregated: queue and prefill on the prefill instance, decode on the decode one
+            handoff = float(row.handoff_s)
+            prefill_end = handoff if math.isfinite(handoff) else _nan_to(first, finish)
+            front = [(n, a, min(b, prefill_end)) for n, a, b in front]
+            out += _segment(prefill_pid, f"{rid}-prefill", f"request #{rid} (prefill)",
+                            arrival, prefill_end, front, args)
+            if math.isfinite(handoff):
+                start_decode = max(handoff, _nan_to(first, handoff))
+                back = [("kv transfer", handoff, start_decode), ("decode", start_decode, finish)]
+                out += _segment(pid, rid, f"request #{rid}", handoff, finish, back, args)
+            continue
+        phases = front + ([("decode", first, finish)] if math.isfinite(first) else [])
+        out += _segment(pid, rid, f"request #{rid}", arrival, finish, phases, args)
     return out
 
 
-def _async(pid: int, rid: int, name: str, t0: float, t1: float, args: dict | None = None) -> list[dict]:
+def _segment(pid, async_id, name, t0, t1, phases, args) -> list[dict]:
+    """A parent async slice with its phases nested inside: begin, phases, end (viewers pair async
+    begins and ends by nesting order)."""
+    whole = _async(pid, async_id, name, t0, t1, args)
+    out = [whole[0]]
+    for phase, p0, p1 in phases:
+        if p1 > p0:
+            out += _async(pid, async_id, phase, p0, p1)
+    out.append(whole[1])
+    return out
+
+
+def _async(pid: int, rid, name: str, t0: float, t1: float, args: dict | None = None) -> list[dict]:
     begin = {"ph": "b", "name": name, "cat": "request", "id": rid, "pid": pid, "ts": _ts(t0)}
     if args:
         begin["args"] = args

@@ -1,0 +1,137 @@
+"""Per-instance time series from the step log: queue length, running batch, KV usage, busy time.
+
+A step-log row records an instance's state when a step (or a run of identical decode steps) ends;
+that state holds until the instance's next row. Each series is that step function averaged over
+fixed time bins (time-weighted), so a bin's value does not depend on how many steps fell in it
+and multi-step runs give the same series as single steps. `busy_frac` is the share of the bin
+the instance spent computing.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+STATE_COLUMNS = ("num_waiting", "num_running", "kv_usage")
+TIMESERIES_COLUMNS = ["time_s", "instance", "pool", *STATE_COLUMNS, "busy_frac"]
+
+
+def auto_interval(span_s: float, target_bins: int = 200) -> float:
+    """A round bin width (1, 2 or 5 times a power of ten) giving about `target_bins` bins."""
+    if not span_s > 0:
+        return 1.0
+    raw = span_s / target_bins
+    exp = 10 ** math.floor(math.log10(raw))
+    return next(m * exp for m in (1, 2, 5, 10) if m * exp >= raw)
+
+
+def instance_timeseries(
+    steps: pd.DataFrame,
+    interval_s: float | None = None,
+    end_s: float | None = None,
+    pools: list[dict] | None = None,
+    num_instances: int | None = None,
+) -> pd.DataFrame:
+    """One row per instance and bin `[time_s, time_s + interval_s)`, bins from 0 to `end_s`.
+
+    `pools` (`summary["cluster"]["pools"]`) names each instance's pool; instances that never
+    stepped still get rows (all zero) when `num_instances` or `pools` says they exist.
+    """
+    last = float(steps["end_s"].max()) if len(steps) else 0.0
+    end = max(end_s or 0.0, last)
+    dt = interval_s or auto_interval(end)
+    edges = np.arange(0.0, end + dt, dt)
+    if len(edges) < 2:
+        edges = np.array([0.0, dt])
+    pool_of = _pool_names(pools)
+    count = num_instances or len(pool_of) or (int(steps["instance"].max()) + 1 if len(steps) else 0)
+    by_instance = dict(tuple(steps.groupby("instance", sort=True))) if len(steps) else {}
+    frames = []
+    for i in range(count):
+        rows = by_instance.get(i)
+        cols = {"time_s": edges[:-1], "instance": i, "pool": pool_of.get(i, "default")}
+        for name in STATE_COLUMNS:
+            cols[name] = _binned_state(rows, name, edges)
+        cols["busy_frac"] = _binned_busy(rows, edges)
+        frames.append(pd.DataFrame(cols))
+    if not frames:
+        return pd.DataFrame(columns=TIMESERIES_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[TIMESERIES_COLUMNS]
+
+
+def _pool_names(pools: list[dict] | None) -> dict[int, str]:
+    out = {}
+    for p in pools or []:
+        for i in range(p["first_instance"], p["first_instance"] + p["instances"]):
+            out[i] = p["name"]
+    return out
+
+
+def _binned_state(rows: pd.DataFrame | None, column: str, edges: np.ndarray) -> np.ndarray:
+    """Time-weighted mean per bin of the step function `value at the last row ended by t`."""
+    if rows is None or rows.empty:
+        return np.zeros(len(edges) - 1)
+    t = rows["end_s"].to_numpy(float)
+    v = rows[column].to_numpy(float)
+    # Integral from t[0] up to each t[k], then up to any time by the held value.
+    cum = np.concatenate(([0.0], np.cumsum(v[:-1] * np.diff(t))))
+    k = np.searchsorted(t, edges, side="right") - 1
+    inside = k >= 0
+    kk = np.clip(k, 0, None)
+    area = np.where(inside, cum[kk] + v[kk] * (edges - t[kk]), 0.0)
+    return np.diff(area) / np.diff(edges)
+
+
+def _binned_busy(rows: pd.DataFrame | None, edges: np.ndarray) -> np.ndarray:
+    if rows is None or rows.empty:
+        return np.zeros(len(edges) - 1)
+    s = rows["start_s"].to_numpy(float)
+    d = rows["end_s"].to_numpy(float) - s
+    cum = np.concatenate(([0.0], np.cumsum(d)))
+    k = np.searchsorted(s, edges, side="right") - 1
+    kk = np.clip(k, 0, None)
+    busy = np.where(k >= 0, cum[kk] + np.clip(edges - s[kk], 0.0, d[kk]), 0.0)
+    return np.diff(busy) / np.diff(edges)
+
+
+def plot_timeseries(result, path: str | Path, interval_s: float | None = None) -> Path:
+    """Plot queue length, running batch, KV usage and busy share per instance over time.
+
+    `result` is a `SimulationResult` (or anything with a `timeseries(interval_s)` method and a
+    `summary`). With more than 16 instances, each pool's mean is drawn instead.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    frame = result.timeseries(interval_s)
+    many = frame["instance"].nunique() > 16
+    group = "pool" if many else "instance"
+    titles = {
+        "num_waiting": "queue length (requests)",
+        "num_running": "running batch (requests)",
+        "kv_usage": "KV usage (fraction)",
+        "busy_frac": "busy (fraction of time)",
+    }
+    fig, axes = plt.subplots(len(titles), 1, figsize=(9, 9), sharex=True)
+    for ax, (column, title) in zip(axes, titles.items()):
+        for name, g in frame.groupby(group, sort=True):
+            series = g.groupby("time_s")[column].mean()
+            label = f"{name}" if many else f"{name} ({g['pool'].iloc[0]})"
+            ax.plot(series.index, series.to_numpy(), drawstyle="steps-post", lw=1, label=label)
+        ax.set_ylabel(title, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("simulated time (s)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if len(labels) <= 16:
+        axes[0].legend(handles, labels, fontsize=7, ncol=4, loc="upper right")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
