@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from servesim.core.errors import ConfigError, InputFileError
 
@@ -189,35 +188,32 @@ def default_shapes() -> dict[str, object]:
 
 
 def cost_breakdown(cost_model_or_config, shapes: Mapping[str, object] | None = None) -> Figure:
-    """Where a step's time goes: per shape, the binding roofline term (compute or memory), then
-    communication and fixed overhead stacked on top; a second panel shows per-operator times when
-    the cost model reports them (`StepCost.by_op`)."""
+    """Where a step's time goes, per step shape: seconds in compute-bound and in memory-bound
+    operators, communication and fixed overhead (`StepCost` fields), stacked, with a tick at
+    `total_s`; a second panel stacks per-operator times when the cost model reports them
+    (`StepCost.by_op`)."""
     model = _cost_model(cost_model_or_config)
     shapes = dict(shapes or default_shapes())
     costs = {label: model.breakdown(shape) for label, shape in shapes.items()}
     by_op = any(c.by_op for c in costs.values())
     fig = Figure(figsize=(10 if by_op else 6.5, 3.8), layout="constrained")
     axes = fig.subplots(1, 2 if by_op else 1, squeeze=False)[0]
-    ax = axes[0]
     labels = list(costs)
-    ms = 1e3  # seconds -> milliseconds
-    bound = [ms * max(c.compute_s, c.memory_s) for c in costs.values()]
-    compute_bound = [c.compute_s >= c.memory_s for c in costs.values()]
-    comm = [ms * c.comm_s for c in costs.values()]
-    over = [ms * c.overhead_s for c in costs.values()]
     xs = np.arange(len(labels))
-    colors = ["tab:red" if cb else "tab:blue" for cb in compute_bound]
-    ax.bar(xs, bound, color=colors)
-    ax.bar(xs, comm, bottom=bound, color="tab:green")
-    ax.bar(xs, over, bottom=np.add(bound, comm), color="0.6")
-    legend = [Patch(color="tab:red", label="compute-bound"), Patch(color="tab:blue", label="memory-bound"),
-              Patch(color="tab:green", label="communication"), Patch(color="0.6", label="overhead")]
-    for x, c in zip(xs, costs.values()):
-        ax.plot([x - 0.4, x + 0.4], [ms * min(c.compute_s, c.memory_s)] * 2, color="k", linewidth=1)
+    ms = 1e3  # seconds -> milliseconds
+    parts = [("compute_s", "compute-bound", "tab:red"), ("memory_s", "memory-bound", "tab:blue"),
+             ("comm_s", "communication", "tab:green"), ("overhead_s", "overhead", "0.6")]
+    ax, bottom = axes[0], np.zeros(len(labels))
+    for attr, label, color in parts:
+        vals = np.array([ms * getattr(c, attr) for c in costs.values()])
+        ax.bar(xs, vals, bottom=bottom, color=color, label=label)
+        bottom += vals
+    totals = [ms * c.total_s for c in costs.values()]
+    ax.scatter(xs, totals, marker="_", s=400, color="k", label="step time", zorder=3)
     ax.set_xticks(xs, labels, rotation=30, ha="right")
-    ax.set_ylabel("step time (ms)")
-    ax.set_title("roofline: binding term (bar), other term (line)", fontsize="medium")
-    ax.legend(handles=legend, fontsize="small")
+    ax.set_ylabel("ms")
+    ax.set_title("step time by bound", fontsize="medium")
+    ax.legend(fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     if by_op:
         ops = sorted({op for c in costs.values() for op in c.by_op})
@@ -228,7 +224,7 @@ def cost_breakdown(cost_model_or_config, shapes: Mapping[str, object] | None = N
             bottom += vals
         axes[1].set_xticks(xs, labels, rotation=30, ha="right")
         axes[1].set_ylabel("ms")
-        axes[1].set_title("by operator", fontsize="medium")
+        axes[1].set_title("by operator group", fontsize="medium")
         axes[1].legend(fontsize="small")
     return fig
 
