@@ -51,6 +51,8 @@ class Request:
 
     status: RequestStatus = RequestStatus.WAITING
     instance: int = -1
+    first_scheduled_time: float = math.nan
+    """Start of the first step that computed any of its tokens (end of queueing)."""
     first_token_time: float = math.nan
     finish_time: float = math.nan
     num_preemptions: int = 0

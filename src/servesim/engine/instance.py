@@ -12,6 +12,8 @@ for the transfer, which frees it when the KV has reached the decode instance.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import simpy
 
@@ -124,6 +126,8 @@ class Instance:
         finished = cohort.advance(np.array([end])) if plan.decode_cohort else []
         prefilled = []
         for request, n in plan.tokens.items():
+            if math.isnan(request.first_scheduled_time):  # its first step
+                request.first_scheduled_time = start
             done = request.advance(n, end)
             if self._caching:
                 self.kv.cache_computed(request)

@@ -32,6 +32,7 @@ REQUEST_COLUMNS = [
     "tpot_slo_s",
     "prefill_instance",
     "handoff_s",
+    "first_scheduled_s",
 ]
 
 _STATUS = {
@@ -78,6 +79,7 @@ def request_frame(requests: Iterable[Request]) -> pd.DataFrame:
                 r.tpot_slo,
                 r.prefill_instance,
                 r.handoff_time,
+                r.first_scheduled_time,
             )
         )
     frame = pd.DataFrame(rows, columns=REQUEST_COLUMNS)

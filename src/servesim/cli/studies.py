@@ -1,0 +1,273 @@
+"""`servesim sweep | capacity | compare | timeline` (and `plot`, from cli/plot.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from servesim.cli.common import add_config_args, overrides_from_args, print_json
+from servesim.config import parse_assignment
+from servesim.core.errors import ConfigError
+
+EXIT_OK, EXIT_CHECK_FAILED = 0, 1
+HEADLINE = ("slo.attainment", "latency.ttft.p99", "latency.tpot.p99", "throughput.output_tokens_per_s")
+
+
+def register(sub) -> None:
+    from servesim.cli import plot
+
+    _register_sweep(sub)
+    _register_capacity(sub)
+    _register_compare(sub)
+    _register_timeline(sub)
+    plot.register(sub)
+
+
+# -- sweep ----------------------------------------------------------------------------------------
+def _register_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="run a grid of config points, one sweep.csv row per point")
+    add_config_args(p)
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="an axis of the cross product (repeatable)")
+    p.add_argument("--points", metavar="FILE.yaml", help="a YAML list of points (mappings of keys)")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="add a seed axis: the config's seed and the N-1 after it")
+    _add_parallel_args(p)
+    p.add_argument("--address", help="Ray cluster address (with --backend ray; default: local Ray)")
+    p.add_argument("--out", required=True, help="folder for sweep.csv")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted sweep in --out: rerun only points without an ok row")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_sweep)
+
+
+def _add_parallel_args(p) -> None:
+    p.add_argument("--workers", type=int, help="parallel simulations (default: CPU count)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local processes (default) or a Ray cluster")
+
+
+def cmd_sweep(args) -> int:
+    from servesim.studies.points import load_points, parse_grid
+    from servesim.studies.sweep import SWEEP_CSV, plan_sweep, run_sweep
+
+    grid = parse_grid(args.grid)
+    points = load_points(args.points) if args.points else None
+    plan = plan_sweep(args.config, grid, points, args.seeds, overrides_from_args(args))
+    frame = run_sweep(plan, args.out, args.workers, args.backend, args.address, args.resume,
+                      progress=not args.no_progress)
+    failed = int((frame["status"] != "ok").sum())
+    if args.json:
+        rows = json.loads(frame.to_json(orient="records"))
+        print_json({"csv": str(Path(args.out) / SWEEP_CSV), "points": len(frame),
+                    "ok": len(frame) - failed, "failed": failed, "rows": rows})
+    else:
+        print(_sweep_table(frame, plan.keys))
+        print(f"{len(frame)} points: {len(frame) - failed} ok, {failed} failed; "
+              f"wrote {Path(args.out) / SWEEP_CSV}")
+        if failed:
+            first = frame[frame["status"] != "ok"].iloc[0]
+            print(f"first failure: {first['error']} (see the error column)")
+    return EXIT_CHECK_FAILED if failed else EXIT_OK
+
+
+def _sweep_table(frame, keys) -> str:
+    cols = keys + [c for c in HEADLINE if c in frame.columns] + ["status"]
+    table = frame[cols].copy()
+    for c in HEADLINE:
+        if c in table:
+            table[c] = table[c].map(lambda v: "" if math.isnan(v) else f"{v:.4g}")
+    return table.to_string(index=False)
+
+
+# -- capacity -------------------------------------------------------------------------------------
+def _register_capacity(sub) -> None:
+    p = sub.add_parser("capacity", help="the largest load (or fewest resources) meeting a target")
+    add_config_args(p)
+    p.add_argument("--target-attainment", type=float, metavar="A",
+                   help="SLO attainment must stay >= A, in (0, 1]")
+    p.add_argument("--target", action="append", default=[], metavar="METRIC<=V",
+                   help="a metric target, e.g. latency.ttft.p99<=0.5 (repeatable; all must hold)")
+    p.add_argument("--vary", default="workload.arrival.rate", metavar="KEY",
+                   help="the key to search (default workload.arrival.rate; e.g. cluster.instances)")
+    p.add_argument("--direction", choices=("max", "min"),
+                   help="find the largest (max) or smallest (min) value meeting the targets "
+                        "(default: max for workload.* keys, min otherwise)")
+    p.add_argument("--low", type=float, help="lower end of the search (with --high)")
+    p.add_argument("--high", type=float, help="upper end of the search (with --low)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per evaluation (metrics averaged)")
+    p.add_argument("--rtol", type=float, default=0.02,
+                   help="stop bisecting a continuous key when the bracket is this narrow (relative)")
+    p.add_argument("--max-evals", type=int, default=40)
+    p.add_argument("--out", help="folder for capacity.json and the config at the found value")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_capacity)
+
+
+def cmd_capacity(args) -> int:
+    from servesim.config import load_config
+    from servesim.simulation import dump_config
+    from servesim.studies.capacity import attainment_target, find_capacity, parse_target
+
+    targets = [parse_target(t) for t in args.target]
+    if args.target_attainment is not None:
+        targets.insert(0, attainment_target(args.target_attainment))
+    if not targets:
+        raise ConfigError("--target-attainment", "give --target-attainment A or --target METRIC<=V")
+    if (args.low is None) != (args.high is None):
+        raise ConfigError("--low" if args.low is None else "--high", "give --low and --high together")
+    if args.seeds < 1 or args.max_evals < 2 or not 0 < args.rtol < 1:
+        raise ConfigError("--seeds", "--seeds >= 1, --max-evals >= 2 and 0 < --rtol < 1 expected")
+    config = load_config(args.config, overrides_from_args(args))
+
+    def show(e):
+        verdict = "met" if e.met else "missed"
+        att = e.metrics.get("slo.attainment", float("nan"))
+        print(f"  {args.vary}={e.value:g}: attainment {att:.4f} -> {verdict}", file=sys.stderr)
+
+    result = find_capacity(config, targets, args.vary, args.direction, args.low, args.high,
+                           args.seeds, args.rtol, args.max_evals, on_eval=show)
+    report = result.to_dict()
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "capacity.json").write_text(json.dumps(report, indent=2) + "\n")
+        if result.met:
+            (out / "config.yaml").write_text(dump_config(load_config(config, {args.vary: result.value})))
+    if args.json:
+        print_json(report)
+    else:
+        print(_capacity_text(result, report))
+    return EXIT_OK if result.met else EXIT_CHECK_FAILED
+
+
+def _capacity_text(result, report) -> str:
+    goal = " and ".join(report["targets"])
+    n = len(result.evaluations)
+    if not result.met:
+        tried = sorted(e.value for e in result.evaluations)
+        return (f"{result.key}: no value tried meets {goal} (tried {tried[0]:g}..{tried[-1]:g}, "
+                f"{n} evaluations)")
+    word = "largest" if result.direction == "max" else "smallest"
+    att = report["attainment_at_value"]
+    note = "" if result.bracketed else " (search limit reached with the target still met)"
+    return (f"{result.key}: {word} value meeting {goal} is {result.value:g}{note}; "
+            f"attainment there {att:.4f}; {n} evaluations")
+
+
+# -- compare --------------------------------------------------------------------------------------
+def _register_compare(sub) -> None:
+    p = sub.add_parser("compare", help="regression gate between two runs; or --paired A/B over seeds")
+    p.add_argument("paths", nargs="+", metavar="BASE NEW",
+                   help="two summary.json or sweep.csv files (or run/sweep folders); "
+                        "with --paired, one CONFIG")
+    p.add_argument("--rtol", type=float, default=0.02,
+                   help="relative worsening allowed before a metric counts as regressed (default 0.02)")
+    p.add_argument("--atol", type=float, default=0.0, help="absolute worsening allowed on top")
+    p.add_argument("--metrics", help="comma-separated metrics (default: all with a better direction)")
+    p.add_argument("--json", action="store_true")
+    g = p.add_argument_group("paired comparison of two variants of one config over seeds")
+    g.add_argument("--paired", action="store_true", help="treat the one path as a CONFIG")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for both")
+    g.add_argument("--set-a", action="append", default=[], metavar="KEY=VALUE", help="variant A")
+    g.add_argument("--set-b", action="append", default=[], metavar="KEY=VALUE", help="variant B")
+    g.add_argument("--seeds", type=int, default=5, help="seeds (pairs) to run (default 5)")
+    g.add_argument("--confidence", type=float, default=0.95)
+    _add_parallel_args(g)
+    p.set_defaults(handler=cmd_compare)
+
+
+def cmd_compare(args) -> int:
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    if args.paired:
+        return _cmd_paired(args, metrics)
+    if len(args.paths) != 2:
+        raise ConfigError("compare", f"expected BASE and NEW, got {len(args.paths)} path(s)")
+    if args.set or args.set_a or args.set_b:
+        raise ConfigError("--set-a", "only with --paired")
+    if args.rtol < 0 or args.atol < 0:
+        raise ConfigError("--rtol", "--rtol and --atol must be >= 0")
+    from servesim.studies.compare import (
+        compare_summaries,
+        compare_sweeps,
+        format_table,
+        load_run,
+        report_json,
+    )
+
+    (kind_b, base), (kind_n, new) = load_run(args.paths[0]), load_run(args.paths[1])
+    if kind_b != kind_n:
+        raise ConfigError("compare", f"cannot compare a {kind_b} with a {kind_n}")
+    lost: list[str] = []
+    if kind_b == "summary":
+        deltas = compare_summaries(base, new, args.rtol, args.atol, metrics)
+    else:
+        deltas, lost = compare_sweeps(base, new, args.rtol, args.atol, metrics)
+    regressed = sum(d.verdict == "regressed" for d in deltas) + len(lost)
+    if args.json:
+        print_json(report_json(deltas, lost, args.rtol, args.atol))
+    else:
+        print(format_table(deltas, show_point=kind_b == "sweep"))
+        for label in lost:
+            print(f"point missing or failed in NEW: {label}")
+        verdict = f"{regressed} regression(s)" if regressed else "no regressions"
+        print(f"{verdict} beyond rtol={args.rtol:g}, atol={args.atol:g} ({len(deltas)} compared)")
+    return EXIT_CHECK_FAILED if regressed else EXIT_OK
+
+
+def _cmd_paired(args, metrics) -> int:
+    from servesim.studies.paired import DEFAULT_METRICS, format_paired, paired_compare
+
+    if len(args.paths) != 1:
+        raise ConfigError("--paired", f"expected one CONFIG, got {len(args.paths)} path(s)")
+    if not args.set_a and not args.set_b:
+        raise ConfigError("--set-b", "give the variants with --set-a and/or --set-b KEY=VALUE")
+    from servesim.config import load_config
+
+    base = load_config(args.paths[0], dict(parse_assignment(a) for a in args.set))
+    a = dict(parse_assignment(x) for x in args.set_a)
+    b = dict(parse_assignment(x) for x in args.set_b)
+    result = paired_compare(base, a, b, args.seeds, metrics or DEFAULT_METRICS, args.confidence,
+                            args.workers, args.backend)
+    if args.json:
+        print_json({"a": a, "b": b, **result.to_dict()})
+    else:
+        print(f"A: {_fmt_overrides(a)}\nB: {_fmt_overrides(b)}")
+        print(format_paired(result))
+    worse = any(s.verdict == "B worse" for s in result.stats)
+    return EXIT_CHECK_FAILED if worse else EXIT_OK
+
+
+def _fmt_overrides(o: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in o.items()) or "(the config as is)"
+
+
+# -- timeline -------------------------------------------------------------------------------------
+def _register_timeline(sub) -> None:
+    from servesim.studies.timeline import MAX_REQUESTS, MAX_STEPS
+
+    p = sub.add_parser("timeline", help="run a config and write a Chrome/Perfetto trace.json")
+    add_config_args(p)
+    p.add_argument("--out", required=True, help="trace file to write (e.g. trace.json)")
+    p.add_argument("--max-steps", type=int, default=MAX_STEPS, help=f"default {MAX_STEPS}")
+    p.add_argument("--max-requests", type=int, default=MAX_REQUESTS, help=f"default {MAX_REQUESTS}")
+    p.set_defaults(handler=cmd_timeline)
+
+
+def cmd_timeline(args) -> int:
+    from servesim.cli.common import load_from_args
+    from servesim.simulation import simulate
+    from servesim.studies.timeline import write_chrome_trace
+
+    if args.max_steps < 0 or args.max_requests < 0:
+        raise ConfigError("--max-steps", "--max-steps and --max-requests must be >= 0")
+    result = simulate(load_from_args(args))
+    path = write_chrome_trace(result, args.out, args.max_steps, args.max_requests)
+    kept_steps = min(len(result.steps), args.max_steps)
+    kept_reqs = min(len(result.requests), args.max_requests)
+    print(f"wrote {path} ({kept_steps} of {len(result.steps)} step rows, {kept_reqs} of "
+          f"{len(result.requests)} requests); open it at https://ui.perfetto.dev")
+    return EXIT_OK
