@@ -179,7 +179,7 @@ def make_instance(
         capacity_tokens // engine.block_size, engine.block_size,
         prefix_caching=engine.prefix_caching, hash_block_size=hash_block_size,
     )
-    cohort = DecodeCohort(engine.block_size)
+    cohort = DecodeCohort(engine.block_size, model.sliding_window)
     limits = EngineLimits(
         engine.max_num_seqs,
         engine.max_num_batched_tokens,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 from servesim.config.base import Section
 from servesim.config.cluster import ClusterConfig
 from servesim.config.cost import CostConfig
+from servesim.config.slo import SLOObjective, check_names
 from servesim.config.workload import WorkloadConfig
 
 
@@ -53,6 +54,14 @@ class SLOConfig(Section):
     """Time-to-first-token objective, seconds."""
     tpot_s: float = Field(0.1, gt=0)
     """Time-per-output-token objective, seconds."""
+    objectives: dict[str, SLOObjective] = {}
+    """More objectives by name (absolute, per-token, slowdown, per-class limits), each reported with
+    its attainment and goodput (`slo.objectives.NAME`); see docs/metrics.md."""
+
+    @field_validator("objectives")
+    @classmethod
+    def _objective_names(cls, value):
+        return check_names(value)
 
 
 class OutputConfig(Section):

@@ -24,6 +24,15 @@ _CACHE_LIMIT = 1 << 16
 GROUPS = ("qkv", "attention", "o_proj", "mlp", "moe", "elementwise", "lm_head", "comm", "overhead")
 
 
+def window_pairs(prior: int, chunk: int, window: int) -> float:
+    """(query, key) pairs of a chunk after `prior` cached tokens when each query sees at most
+    `window` keys: the sum over positions x = prior+1 .. prior+chunk of min(x, window)."""
+    a, b = prior + 1, prior + chunk
+    top = min(b, window)
+    ramp = (top * (top + 1) - (a - 1) * a) / 2 if top >= a else 0.0
+    return ramp + max(0, b - max(a - 1, window)) * window
+
+
 class RooflineCostModel:
     def __init__(
         self,
@@ -73,9 +82,9 @@ class RooflineCostModel:
         self._t_gemm = pr.kernel_overhead_s + pr.gemm_latency_s
         moe = lay.moe
         if moe is not None:
-            self._moe_row = 2.0 * 3 * moe.hidden * moe.width / gemm_peak
+            self._moe_row = 2.0 * moe.matrices * moe.hidden * moe.width / gemm_peak
             self._moe_weight = moe.weight_bytes_per_expert / gemm_bw
-            self._moe_act = (3 * moe.hidden + 3 * moe.width) * ab / gemm_bw
+            self._moe_act = (3 * moe.hidden + moe.matrices * moe.width) * ab / gemm_bw
             el_bw = hw.hbm_bytes_per_s * pr.elementwise_memory_eff
             self._moe_route = pr.moe_route_passes * moe.hidden * ab / el_bw
             self._moe_expert_launch = pr.moe_kernels_per_expert * pr.kernel_overhead_s
@@ -98,6 +107,7 @@ class RooflineCostModel:
         per_token = (
             pr.elementwise_hidden_passes * lay.model.hidden_size * L
             + pr.elementwise_mlp_passes * lay.mlp_width_sum()
+            + lay.model_hidden_passes * lay.model.hidden_size
         ) * ab
         self._elem_per_token = per_token / el_bw
         self._elem_fixed = pr.elementwise_kernels_per_layer * L * self._t_kernel
@@ -108,10 +118,7 @@ class RooflineCostModel:
         link = hw.link_bytes_per_s * pr.comm_bw_eff
         alpha = pr.comm_latency_s
         h_bytes = lay.hidden_bytes
-        n_allreduce = 0
-        if tp > 1:
-            moe_layers = lay.moe.count if lay.expert_parallel else 0
-            n_allreduce = 2 * lay.num_layers - moe_layers
+        n_allreduce = lay.num_allreduces
         ring = 2.0 * (tp - 1) / tp if tp > 1 else 0.0
         self._comm_fixed = n_allreduce * alpha
         self._comm_per_token = n_allreduce * ring * h_bytes / link
@@ -297,10 +304,15 @@ class RooflineCostModel:
     def _attention_parts(self, shape: StepShape, acc: list[float]) -> None:
         """Prefill-chunk and decode attention of all layers into acc [compute, memory, overhead]."""
         pr, L = self.profile, self._layers
+        window = self.model.sliding_window
         for c, p in shape.prefill_chunks:
             if c <= 0:
                 continue
-            pairs = c * p + c * (c + 1) / 2
+            if window and p + c > window:
+                pairs = window_pairs(p, c, window)
+                p = min(p, window - 1)  # keys read: the window before the chunk's first query
+            else:
+                pairs = c * p + c * (c + 1) / 2
             # Work blocks scale with query rows x heads: short chunks on few heads leave cores idle.
             rows = c * self._attn_heads
             eff = (pr.attn_prefix_eff if p else pr.attn_prefill_eff) * rows / (rows + self._attn_pad)

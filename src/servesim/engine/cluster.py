@@ -71,6 +71,7 @@ def run_cluster(
     on_finish: Callable[[Request], None] | None = None,
     after_step: Callable[[Instance], None] | None = None,
     disaggregation: DisaggregationParts | None = None,
+    token_gaps=None,
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
     wall0 = time.perf_counter()
@@ -84,6 +85,7 @@ def run_cluster(
     ]
     for instance in instances:
         instance.after_step = after_step
+        instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps (metrics/gaps.py)
     decode = [i for i in instances if i.role == "decode"]
     if decode:
         if disaggregation is None:

@@ -65,6 +65,9 @@ class Instance:
         self._caching = kv.prefix is not None
         self.after_step = None
         """Optional callback(instance) after every applied step: invariant checks in tests."""
+        self.gaps = None
+        """Optional `metrics.gaps.TokenGaps` for tokens computed outside the cohort (the cohort
+        records its own steps)."""
         self._idle: simpy.Event | None = None
         self._interruptible = False
         self.process = env.process(self.run_process())
@@ -128,7 +131,10 @@ class Instance:
         for request, n in plan.tokens.items():
             if math.isnan(request.first_scheduled_time):  # its first step
                 request.first_scheduled_time = start
+            last = request.last_token_time
             done = request.advance(n, end)
+            if self.gaps is not None and last == last and request.last_token_time == end:
+                self.gaps.add(end - last, request.class_name)  # a token after an earlier one
             if self._caching:
                 self.kv.cache_computed(request)
             if done:
@@ -152,7 +158,7 @@ class Instance:
         k = max(1, kv.max_cohort_steps(cohort, limit))
         n = cohort.size
         start = env.now
-        ctx = cohort.context_sum(0) + n * np.arange(k, dtype=np.float64)
+        ctx = cohort.attended_context_sums(k)
         ends = start + np.cumsum(self.cost_model.decode_step_times(n, ctx))
         if plan.replan_time < ends[-1]:
             k = int(np.searchsorted(ends, plan.replan_time, side="left")) + 1
@@ -177,17 +183,19 @@ class Instance:
 
     def _shape(self, plan: StepPlan) -> StepShape:
         chunks, num_decodes, ctx_sum, logits = [], 0, 0, 0
+        window = self.cohort.window  # decodes read at most the attention window
         for request, n in plan.tokens.items():
             computed = request.num_computed_tokens
             if n == 1 and request.num_pending_tokens == 1 and request.num_generated_tokens:
                 num_decodes += 1
-                ctx_sum += computed
+                ctx_sum += min(computed, window) if window else computed
             else:
                 chunks.append((n, computed))
                 logits += computed + n == request.num_known_tokens
         if plan.decode_cohort:
             num_decodes += self.cohort.size
-            ctx_sum += self.cohort.context_sum(0)
+            cohort = self.cohort
+            ctx_sum += int(cohort.attended_context_sums(1)[0]) if window else cohort.context_sum(0)
         return StepShape(chunks, num_decodes, ctx_sum, logits + num_decodes)
 
     def _finish(self, finished: list[Request], now: float) -> None:
