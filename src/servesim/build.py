@@ -40,6 +40,8 @@ class Pool:
     tp_key: str
     """Config key of the pool's TP, for error messages."""
     kv_capacity_tokens: int = 0
+    config: SimConfig | None = None
+    """The config as this pool sees it: its own engine keys in `engine`."""
 
     def describe(self, first_index: int) -> dict:
         return {
@@ -75,19 +77,21 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     """Objects for a config; `table` replaces the workload's requests (tests, custom traces)."""
     model = get_model(config.model)
     pools = resolve_pools(config)
-    for pool in pools:
-        check_parallelism(config, model, pool.hardware, pool.tp, pool.pp, pool.tp_key)
-        pool.kv_capacity_tokens = kv_capacity_tokens(config, model, pool.hardware, pool.tp, pool.pp)
+    for pool, engine in zip(pools, config.pool_engines()):
+        pool.config = config if engine is config.engine else config.model_copy(update={"engine": engine})
+        check_parallelism(pool.config, model, pool.hardware, pool.tp, pool.pp, pool.tp_key)
+        pool.kv_capacity_tokens = kv_capacity_tokens(pool.config, model, pool.hardware, pool.tp, pool.pp)
     if table is None:
         table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
     requests = make_requests(table, config)
-    check_policy_blocks(config)
+    for pool in pools:
+        check_policy_blocks(pool.config)
     predictor = make_predictor(config)  # one model of lengths, shared by the instances
     parts = []
     for pool in pools:
         for _ in range(pool.instances):
             part = make_instance(
-                config, model, pool.hardware, pool.kv_capacity_tokens, len(parts), predictor,
+                pool.config, model, pool.hardware, pool.kv_capacity_tokens, len(parts), predictor,
                 tp=pool.tp, pp=pool.pp, hash_block_size=table.hash_block_size,
             )
             part.role, part.pool = pool.role, pool.name
