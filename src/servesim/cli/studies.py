@@ -85,6 +85,8 @@ def _sweep_table(frame, keys) -> str:
 
 # -- capacity -------------------------------------------------------------------------------------
 def _register_capacity(sub) -> None:
+    from servesim.studies.steady import SteadyPolicy
+
     p = sub.add_parser("capacity", help="the largest load (or fewest resources) meeting a target")
     add_config_args(p)
     p.add_argument("--target-attainment", type=float, metavar="A",
@@ -102,6 +104,11 @@ def _register_capacity(sub) -> None:
     p.add_argument("--rtol", type=float, default=0.02,
                    help="stop bisecting a continuous key when the bracket is this narrow (relative)")
     p.add_argument("--max-evals", type=int, default=40)
+    p.add_argument("--max-requests", type=int, default=SteadyPolicy.max_requests,
+                   help="lengthen runs too short for steady state up to this many requests "
+                        f"(default {SteadyPolicy.max_requests})")
+    p.add_argument("--no-steady-check", action="store_true",
+                   help="judge each run as it is, however short (see docs/studies.md)")
     p.add_argument("--out", help="folder for capacity.json and the config at the found value")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_capacity)
@@ -111,6 +118,7 @@ def cmd_capacity(args) -> int:
     from servesim.config import load_config
     from servesim.simulation import dump_config
     from servesim.studies.capacity import attainment_target, find_capacity, parse_target
+    from servesim.studies.steady import SteadyPolicy
 
     targets = [parse_target(t) for t in args.target]
     if args.target_attainment is not None:
@@ -121,22 +129,28 @@ def cmd_capacity(args) -> int:
         raise ConfigError("--low" if args.low is None else "--high", "give --low and --high together")
     if args.seeds < 1 or args.max_evals < 2 or not 0 < args.rtol < 1:
         raise ConfigError("--seeds", "--seeds >= 1, --max-evals >= 2 and 0 < --rtol < 1 expected")
+    if args.max_requests < 1:
+        raise ConfigError("--max-requests", f"must be >= 1, got {args.max_requests}")
     config = load_config(args.config, overrides_from_args(args))
+    steady = None if args.no_steady_check else SteadyPolicy(max_requests=args.max_requests)
 
     def show(e):
         verdict = "met" if e.met else "missed"
-        att = e.metrics.get("slo.attainment", float("nan"))
-        print(f"  {args.vary}={e.value:g}: attainment {att:.4f} -> {verdict}", file=sys.stderr)
+        shown = ", ".join(f"{t.metric} {e.metrics.get(t.metric, float('nan')):.4g}" for t in targets)
+        length = f" ({e.num_requests} requests)" if e.num_requests else ""
+        note = f"; {e.steady}" if e.steady.startswith("unsustainable") else ""
+        print(f"  {args.vary}={e.value:g}{length}: {shown} -> {verdict}{note}", file=sys.stderr)
 
     result = find_capacity(config, targets, args.vary, args.direction, args.low, args.high,
-                           args.seeds, args.rtol, args.max_evals, on_eval=show)
+                           args.seeds, args.rtol, args.max_evals, on_eval=show, steady=steady)
     report = result.to_dict()
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "capacity.json").write_text(json.dumps(report, indent=2) + "\n")
         if result.met:
-            (out / "config.yaml").write_text(dump_config(load_config(config, {args.vary: result.value})))
+            found = {args.vary: result.value, **result.length_override()}
+            (out / "config.yaml").write_text(dump_config(load_config(config, found)))
     if args.json:
         print_json(report)
     else:
@@ -154,8 +168,11 @@ def _capacity_text(result, report) -> str:
     word = "largest" if result.direction == "max" else "smallest"
     att = report["attainment_at_value"]
     note = "" if result.bracketed else " (search limit reached with the target still met)"
-    return (f"{result.key}: {word} value meeting {goal} is {result.value:g}{note}; "
-            f"attainment there {att:.4f}; {n} evaluations")
+    best = result.at_value()
+    runs = f" (runs of {best.num_requests} requests)" if best.num_requests else ""
+    att_text = f"attainment there {att:.4f}; " if att is not None else ""
+    return (f"{result.key}: {word} value meeting {goal} is {result.value:g}{note}{runs}; "
+            f"{att_text}{n} evaluations")
 
 
 # -- compare --------------------------------------------------------------------------------------
