@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pydantic import ValidationError
@@ -11,7 +11,7 @@ from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
 from servesim.config.schema import EngineConfig, SimConfig
 from servesim.core.cohort import DecodeCohort
 from servesim.core.errors import ConfigError
-from servesim.core.request import Request
+from servesim.core.request import Request, RequestStatus
 from servesim.core.rng import stream
 from servesim.cost import COST_MODELS
 from servesim.cost.parallel import check_layout
@@ -22,6 +22,7 @@ from servesim.predictors import PREDICTORS
 from servesim.routers import ROUTERS
 from servesim.schedulers import SCHEDULERS, EngineLimits
 from servesim.workload import RequestTable, build_requests
+from servesim.workload.filters import REJECT_REASON, FilterResult, LengthLimit, apply_length_filter
 
 ACTIVATION_WORKSPACE_BYTES = 1.0 * 2**30
 """CUDA graphs, allocator slack and library workspaces, beyond per-token activations."""
@@ -64,6 +65,8 @@ class Built:
     """Per instance of the first pool (see `pools` for each pool's)."""
     pools: list[Pool] | None = None
     disaggregation: DisaggregationParts | None = None
+    workload_counts: dict | None = None
+    """Requests the length filter dropped, clipped or rejected (None: no filter)."""
 
     def pool_table(self) -> list[dict]:
         out, first = [], 0
@@ -81,9 +84,16 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
         pool.config = config if engine is config.engine else config.model_copy(update={"engine": engine})
         check_parallelism(pool.config, model, pool.hardware, pool.tp, pool.pp, pool.tp_key)
         pool.kv_capacity_tokens = kv_capacity_tokens(pool.config, model, pool.hardware, pool.tp, pool.pp)
+    limit = length_limit(config, model)
     if table is None:
-        table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
+        drawn = limit if limit is not None and config.workload.filter.action == "drop" else None
+        table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path,
+                               drawn)
+    table, filtered = filter_lengths(table, config, limit)
     requests = make_requests(table, config)
+    if filtered.rejected is not None:
+        for i in np.flatnonzero(filtered.rejected):
+            requests[i].status, requests[i].rejected_reason = RequestStatus.REJECTED, REJECT_REASON
     for pool in pools:
         check_policy_blocks(pool.config)
     predictor = make_predictor(config)  # one model of lengths, shared by the instances
@@ -101,8 +111,26 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     first = pools[0]
     return Built(
         config, model, first.hardware, table, requests, parts, router, first.kv_capacity_tokens,
-        pools, disaggregation,
+        pools, disaggregation, filtered.counts(),
     )
+
+
+def length_limit(config: SimConfig, model: ModelSpec) -> LengthLimit | None:
+    """The caps of `workload.filter` (`max_total_tokens: model` is the model's context)."""
+    f = config.workload.filter
+    if f is None:
+        return None
+    total = model.max_context if f.max_total_tokens == "model" else f.max_total_tokens
+    return LengthLimit(total, f.max_prompt_tokens)
+
+
+def filter_lengths(table: RequestTable, config: SimConfig, limit: LengthLimit | None):
+    """The table after `workload.filter` (trace rows dropped, clipped, marked for rejection)."""
+    if limit is None:
+        return table, FilterResult(table, active=False)
+    action = config.workload.filter.action
+    result = apply_length_filter(table, limit.max_total, limit.max_prompt, action)
+    return result.table, replace(result, dropped=result.dropped + limit.redrawn)
 
 
 def resolve_pools(config: SimConfig) -> list[Pool]:

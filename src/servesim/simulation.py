@@ -65,8 +65,10 @@ def run(built: Built, after_step=None) -> SimulationResult:
     cfg = built.config
     step_log = StepLog()
     gaps = TokenGaps()
+    # requests a length filter rejected never reach the cluster; they stay in requests.csv
+    arriving = [r for r in built.requests if not r.rejected_reason]
     stats = run_cluster(
-        built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
+        arriving, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
         after_step=after_step, disaggregation=built.disaggregation, token_gaps=gaps,
     )
     # With a time limit, requests due after it never arrived: they are not part of this run.
@@ -93,6 +95,8 @@ def run(built: Built, after_step=None) -> SimulationResult:
     }
     if stats.kv_link is not None:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
+    if built.workload_counts is not None:
+        kv_extra["workload"] = built.workload_counts
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra, gaps,
                         objectives)
     return SimulationResult(cfg, summary, frame, step_log.to_frame())

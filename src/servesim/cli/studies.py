@@ -20,6 +20,7 @@ def register(sub) -> None:
 
     _register_sweep(sub)
     _register_capacity(sub)
+    _register_placement(sub)
     _register_compare(sub)
     _register_timeline(sub)
     plot.register(sub)
@@ -173,6 +174,95 @@ def _capacity_text(result, report) -> str:
     att_text = f"attainment there {att:.4f}; " if att is not None else ""
     return (f"{result.key}: {word} value meeting {goal} is {result.value:g}{note}{runs}; "
             f"{att_text}{n} evaluations")
+
+
+# -- placement ------------------------------------------------------------------------------------
+def _register_placement(sub) -> None:
+    from servesim.studies.steady import SteadyPolicy
+
+    p = sub.add_parser("placement", help="capacity of each placement (grid of pools, TP, limits) "
+                                         "and capacity per GPU (or another objective)")
+    add_config_args(p)
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="an axis of placements, e.g. cluster.disaggregation.prefill_tp=1,2 (repeatable)")
+    p.add_argument("--points", metavar="FILE.yaml", help="a YAML list of placements")
+    p.add_argument("--target-attainment", type=float, metavar="A", help="SLO attainment >= A")
+    p.add_argument("--target", action="append", default=[], metavar="METRIC<=V",
+                   help="a metric target (repeatable; all must hold)")
+    p.add_argument("--vary", default="workload.arrival.rate", metavar="KEY",
+                   help="the load key each placement's capacity search varies")
+    p.add_argument("--objective", default="gpus",
+                   help="cost of a placement: gpus (default) or module:Class")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--rtol", type=float, default=0.02)
+    p.add_argument("--max-requests", type=int, default=SteadyPolicy.max_requests)
+    p.add_argument("--no-steady-check", action="store_true")
+    _add_parallel_args(p)
+    p.add_argument("--address", help="Ray cluster address (with --backend ray)")
+    p.add_argument("--out", help="folder for placement.json and placement.csv")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_placement)
+
+
+def cmd_placement(args) -> int:
+    from servesim.studies.capacity import attainment_target, parse_target
+    from servesim.studies.placement import plan_placements, run_placements
+    from servesim.studies.points import load_points, parse_grid
+    from servesim.studies.steady import SteadyPolicy
+
+    targets = [parse_target(t) for t in args.target]
+    if args.target_attainment is not None:
+        targets.insert(0, attainment_target(args.target_attainment))
+    if not targets:
+        raise ConfigError("--target-attainment", "give --target-attainment A or --target METRIC<=V")
+    if args.seeds < 1 or not 0 < args.rtol < 1 or args.max_requests < 1:
+        raise ConfigError("--seeds", "--seeds >= 1, 0 < --rtol < 1 and --max-requests >= 1 expected")
+    steady = None if args.no_steady_check else SteadyPolicy(max_requests=args.max_requests)
+    points = load_points(args.points) if args.points else None
+    keys, tasks = plan_placements(args.config, parse_grid(args.grid), points, targets, args.vary,
+                                  args.seeds, args.rtol, steady, args.objective,
+                                  overrides_from_args(args))
+    rows = run_placements(tasks, args.workers, args.backend, args.address)
+    report = {"key": args.vary, "targets": [str(t) for t in targets], "objective": args.objective,
+              "placements": rows}
+    if args.out:
+        _write_placements(Path(args.out), report, keys)
+    if args.json:
+        print_json(report)
+    else:
+        print(_placement_table(rows, keys, args.vary))
+    return EXIT_OK if any(r.get("capacity") is not None for r in rows) else EXIT_CHECK_FAILED
+
+
+def _placement_table(rows, keys, vary) -> str:
+    unit = next((r["unit"] for r in rows if r["status"] == "ok"), "unit")
+    header = [*keys, f"{unit}s", f"capacity ({vary})", f"per {unit}"]
+    lines = [header]
+    for r in rows:
+        cells = [str(r["point"].get(k, "")) for k in keys]
+        if r["status"] != "ok":
+            lines.append([*cells, "", "failed", r["error"]])
+            continue
+        cap = "none met" if r["capacity"] is None else f"{r['capacity']:.4g}"
+        per = "" if r["capacity"] is None else f"{r['per_unit']:.4g}"
+        lines.append([*cells, f"{r['cost']:g}", cap, per])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _write_placements(out: Path, report: dict, keys) -> None:
+    import csv
+
+    from servesim.cli.common import _clean
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "placement.json").write_text(json.dumps(_clean(report), indent=2) + "\n")
+    with open(out / "placement.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*keys, "status", "cost", "unit", "capacity", "per_unit", "error"])
+        for r in report["placements"]:
+            w.writerow([*(r["point"].get(k, "") for k in keys), r["status"], r.get("cost", ""),
+                        r.get("unit", ""), r.get("capacity", ""), r.get("per_unit", ""), r["error"]])
 
 
 # -- compare --------------------------------------------------------------------------------------
