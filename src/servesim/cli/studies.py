@@ -41,6 +41,9 @@ def _register_sweep(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted sweep in --out: rerun only points without an ok row")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--keep-runs", action="store_true",
+                   help="also write each point's run files (requests.csv, summary.json, ...) "
+                        "into OUT/runs/NNNN")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_sweep)
 
@@ -59,7 +62,7 @@ def cmd_sweep(args) -> int:
     points = load_points(args.points) if args.points else None
     plan = plan_sweep(args.config, grid, points, args.seeds, overrides_from_args(args))
     frame = run_sweep(plan, args.out, args.workers, args.backend, args.address, args.resume,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, keep_runs=args.keep_runs)
     failed = int((frame["status"] != "ok").sum())
     if args.json:
         rows = json.loads(frame.to_json(orient="records"))
