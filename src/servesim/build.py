@@ -96,6 +96,7 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
             requests[i].status, requests[i].rejected_reason = RequestStatus.REJECTED, REJECT_REASON
     for pool in pools:
         check_policy_blocks(pool.config)
+    check_objective_classes(config)
     predictor = make_predictor(config)  # one model of lengths, shared by the instances
     parts = []
     for pool in pools:
@@ -254,6 +255,16 @@ def check_policy_blocks(config: SimConfig) -> None:
         block = getattr(config.engine, name)
         if block is not None:
             validate_params(SCHEDULERS.get(name), block, f"engine.{name}")
+
+
+def check_objective_classes(config: SimConfig) -> None:
+    """`slo.objectives.*.per_class` may only name classes of the workload."""
+    names = {c.name for c in config.workload.classes} or {"default"}
+    for name, objective in config.slo.objectives.items():
+        for cls in objective.per_class:
+            if cls not in names:
+                raise ConfigError(f"slo.objectives.{name}.per_class.{cls}",
+                                  f"unknown class; the workload's: {', '.join(sorted(names))}")
 
 
 def make_predictor(config: SimConfig):
