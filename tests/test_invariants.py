@@ -147,8 +147,8 @@ def test_time_limit_leaves_requests_unfinished_but_counted(limit):
 @SETTINGS
 @given(configs)
 def test_token_gap_conservation(changes):
-    """Every token after a request's first is one pooled inter-token gap, no more, no fewer; per-class
-    the longest pooled gap is the longest of any request."""
+    """Every token after a request's first is one pooled inter-token gap, no more, no fewer; the
+    longest pooled gap is the longest of any request."""
     result = simulate_checked(changes)
     r = result.requests
     emitted = r["generated_tokens"].to_numpy()
