@@ -113,9 +113,15 @@ def _register_capacity(sub) -> None:
                         f"(default {SteadyPolicy.max_requests})")
     p.add_argument("--no-steady-check", action="store_true",
                    help="judge each run as it is, however short (see docs/studies.md)")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="search each point of this grid (repeatable): a table of capacities, as "
+                        "`servesim placement` prints")
+    p.add_argument("--points", metavar="FILE.yaml", help="search each listed point")
+    p.add_argument("--objective", default="gpus", help="with --grid/--points: cost per point")
+    _add_parallel_args(p)
     p.add_argument("--out", help="folder for capacity.json and the config at the found value")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_capacity)
+    p.set_defaults(handler=cmd_capacity, address=None)
 
 
 def cmd_capacity(args) -> int:
@@ -135,8 +141,12 @@ def cmd_capacity(args) -> int:
         raise ConfigError("--seeds", "--seeds >= 1, --max-evals >= 2 and 0 < --rtol < 1 expected")
     if args.max_requests < 1:
         raise ConfigError("--max-requests", f"must be >= 1, got {args.max_requests}")
-    config = load_config(args.config, overrides_from_args(args))
     steady = None if args.no_steady_check else SteadyPolicy(max_requests=args.max_requests)
+    if args.grid or args.points:
+        if args.low is not None:
+            raise ConfigError("--low", "not with --grid/--points (each point starts at its own value)")
+        return _grid_capacity(args, targets, steady)
+    config = load_config(args.config, overrides_from_args(args))
 
     def show(e):
         verdict = "met" if e.met else "missed"
@@ -209,8 +219,6 @@ def _register_placement(sub) -> None:
 
 def cmd_placement(args) -> int:
     from servesim.studies.capacity import attainment_target, parse_target
-    from servesim.studies.placement import plan_placements, run_placements
-    from servesim.studies.points import load_points, parse_grid
     from servesim.studies.steady import SteadyPolicy
 
     targets = [parse_target(t) for t in args.target]
@@ -220,7 +228,18 @@ def cmd_placement(args) -> int:
         raise ConfigError("--target-attainment", "give --target-attainment A or --target METRIC<=V")
     if args.seeds < 1 or not 0 < args.rtol < 1 or args.max_requests < 1:
         raise ConfigError("--seeds", "--seeds >= 1, 0 < --rtol < 1 and --max-requests >= 1 expected")
+    if not args.grid and not args.points:
+        raise ConfigError("--grid", "give the placements with --grid KEY=V1,V2 or --points FILE")
     steady = None if args.no_steady_check else SteadyPolicy(max_requests=args.max_requests)
+    return _grid_capacity(args, targets, steady)
+
+
+def _grid_capacity(args, targets, steady) -> int:
+    """A capacity search per point of the grid (or list), with each point's cost and capacity per
+    unit of cost; table or JSON, and `--out` files."""
+    from servesim.studies.placement import plan_placements, run_placements
+    from servesim.studies.points import load_points, parse_grid
+
     points = load_points(args.points) if args.points else None
     keys, tasks = plan_placements(args.config, parse_grid(args.grid), points, targets, args.vary,
                                   args.seeds, args.rtol, steady, args.objective,
@@ -239,18 +258,25 @@ def cmd_placement(args) -> int:
 
 def _placement_table(rows, keys, vary) -> str:
     unit = next((r["unit"] for r in rows if r["status"] == "ok"), "unit")
-    header = [*keys, f"{unit}s", f"capacity ({vary})", f"per {unit}"]
+    metrics = list(next((r["metrics"] for r in rows if r.get("metrics")), {}))
+    header = [*keys, f"{unit}s", f"capacity ({vary})", f"per {unit}", *(f"{m} there" for m in metrics),
+              "requests"]
     lines = [header]
     for r in rows:
         cells = [str(r["point"].get(k, "")) for k in keys]
         if r["status"] != "ok":
-            lines.append([*cells, "", "failed", r["error"]])
+            lines.append([*cells, "", "failed", r["error"], *[""] * (len(metrics) + 1)])
             continue
         cap = "none met" if r["capacity"] is None else f"{r['capacity']:.4g}"
         per = "" if r["capacity"] is None else f"{r['per_unit']:.4g}"
-        lines.append([*cells, f"{r['cost']:g}", cap, per])
+        there = [_fmt(r["metrics"].get(m)) for m in metrics]
+        lines.append([*cells, f"{r['cost']:g}", cap, per, *there, str(r.get("num_requests") or "")])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _fmt(value) -> str:
+    return "" if value is None or value != value else f"{value:.4g}"
 
 
 def _write_placements(out: Path, report: dict, keys) -> None:
