@@ -73,7 +73,8 @@ class Evaluation:
     num_requests: int | None = None
     """The workload's length at this evaluation (after any lengthening)."""
     steady: str = "not checked"
-    """`steady`, or why the run could not stand for the steady state (then `met` is False)."""
+    """`steady` (a met run that passed the checks), `not checked` (no check, or the targets were
+    missed: a longer run would not help), or `unsustainable: ...` (then `met` is False)."""
 
 
 @dataclass
@@ -199,7 +200,7 @@ class _Search:
             why = self._unsteady(metrics, frames) if ok and self.steady is not None else None
             if why is None or not self._lengthen():
                 break
-        state = "not checked" if self.steady is None else "steady"
+        state = "not checked" if self.steady is None or not ok else "steady"
         if why is not None:
             if why.kind != GROWING:
                 raise ConfigError(
