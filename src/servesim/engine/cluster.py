@@ -38,6 +38,8 @@ class InstanceParts:
     role: str = "mixed"
     """`mixed` (colocated), `prefill` or `decode`."""
     pool: str = "default"
+    power: object = None
+    """The instance's `PowerModel` (cost/power.py), or None: no energy accounting."""
 
 
 @dataclass
@@ -78,7 +80,7 @@ def run_cluster(
     instances = [
         Instance(
             env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
-            swap_s_per_token=p.swap_s_per_token, role=p.role,
+            swap_s_per_token=p.swap_s_per_token, role=p.role, power=p.power,
         )
         for i, p in enumerate(parts)
     ]
