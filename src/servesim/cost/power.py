@@ -36,7 +36,9 @@ from servesim.cost.base import CostModel, StepCost, StepShape
 from servesim.cost.work import WorkModel
 
 POWER_PROFILE_DIR = Path(__file__).parent / "power_profiles"
-_BISECT_STEPS = 30
+_SOLVE_STEPS = 30
+_CONTEXT_GRID = np.concatenate(([0.0], np.geomspace(8.0, 2.0**18, 64)))
+"""Mean contexts per decode at which a capped decode step's clock is solved (then interpolated)."""
 MIN_CLOCK_FRAC = 0.1
 """Lowest SM clock a cap may force, relative to the maximum (~200 MHz of ~2 GHz on Hopper)."""
 
@@ -163,6 +165,9 @@ class PowerModel:
         self._j_per_byte = tp * self.tdp * pr.memory_frac / hardware.hbm_bytes_per_s
         self._max_w = self.num_gpus * self.tdp
         self._split_cache: dict[int, tuple] = {}
+        self._clock_cache: dict[tuple, tuple] = {}
+        self._memo: tuple = (None, None)
+        """The last capped step or run (the engine asks for its time, then for its energy)."""
 
     # -- default state: energy of a step whose duration the time model gave -----------------------------
     def step_energy(self, shape: StepShape, seconds: float) -> float:
@@ -203,19 +208,44 @@ class PowerModel:
         return float(self._solve(*self._parts(c), w.flops, w.hbm_bytes + w.link_bytes)[0])
 
     def _capped(self, shape: StepShape) -> tuple[float, float]:
+        key = (tuple(shape.prefill_chunks), shape.num_decodes, shape.decode_ctx_sum,
+               shape.num_logit_tokens, self.limit.cap_w, self.limit.clock_frac)
+        if self._memo[0] == key:
+            return self._memo[1]
         c = self.cost_model.breakdown(shape)
         w = self.work_model.work(shape)
-        phi, seconds, joules = self._solve(*self._parts(c), w.flops, w.hbm_bytes + w.link_bytes)
-        return float(seconds), float(joules)
+        _, seconds, joules = self._solve(*self._parts(c), w.flops, w.hbm_bytes + w.link_bytes)
+        self._memo = (key, (float(seconds), float(joules)))
+        return self._memo[1]
 
     def _capped_decode(self, n: int, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-bound seconds are linear in the context sum: two breakdowns give them exactly."""
+        """Per-bound seconds and work are linear in the context sum, so the clock is a smooth
+        function of it: solved once per batch size on a grid of contexts, interpolated per step."""
+        key = (n, float(ctx[0]) if len(ctx) else 0.0, self.limit.cap_w, self.limit.clock_frac)
+        memo_key, memo = self._memo
+        if memo_key == key and len(memo[2]) >= len(ctx) and np.array_equal(memo[2][: len(ctx)], ctx):
+            return memo[0][: len(ctx)], memo[1][: len(ctx)]
+        grid, phi_grid = self._decode_clocks(n)
+        args = self._decode_args(n, ctx)
+        seconds, joules = self._at_clock(*args, np.interp(ctx, grid, phi_grid))
+        result = (np.asarray(seconds, dtype=float), np.asarray(joules, dtype=float), np.array(ctx))
+        self._memo = (key, result)
+        return result[0], result[1]
+
+    def _decode_args(self, n: int, ctx: np.ndarray):
+        """(compute s, memory s, other s, FLOPs, bytes) of pure-decode steps with context sums ctx."""
         lo, hi = self._decode_split(n)
-        scale = ctx / 1e6
-        parts = [a + (b - a) * scale for a, b in zip(lo, hi)]
         f0, f1, b0, b1, link = self.work_model.decode_coeffs(n)
-        _, seconds, joules = self._solve(*parts, f0 + f1 * ctx, b0 + b1 * ctx + link)
-        return np.asarray(seconds, dtype=float), np.asarray(joules, dtype=float)
+        parts = [a + (b - a) * (ctx / 1e6) for a, b in zip(lo, hi)]
+        return (*parts, f0 + f1 * ctx, b0 + b1 * ctx + link)
+
+    def _decode_clocks(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        key = (n, self.limit.cap_w, self.limit.clock_frac)
+        hit = self._clock_cache.get(key)
+        if hit is None:
+            grid = n * _CONTEXT_GRID
+            hit = self._clock_cache[key] = (grid, self._solve(*self._decode_args(n, grid))[0])
+        return hit
 
     def _decode_split(self, n: int):
         hit = self._split_cache.get(n)
@@ -232,42 +262,105 @@ class PowerModel:
 
     def _solve(self, compute_s, memory_s, other_s, flops, nbytes):
         """Highest clock within the board limit, the cap and the clock limit: (φ, seconds, joules)."""
-        pr = self.profile
-        compute_s, memory_s, other_s = (np.asarray(x, dtype=float) for x in (compute_s, memory_s, other_s))
-        flops, nbytes = np.asarray(flops, dtype=float), np.asarray(nbytes, dtype=float)
-        byte_j = self._j_per_byte * nbytes
-        idle_w = self.idle_w
-        active_w = self.num_gpus * self.tdp * pr.active_frac
-
-        def at(phi, base):
-            """Seconds and watts at clock phi, the calibrated step taking its time at `base`."""
-            seconds = compute_s * base / phi + memory_s * np.maximum(1.0, pr.memory_clock_knee / phi) + other_s
-            seconds = np.maximum(seconds, 1e-12)
-            watts = idle_w + active_w * pr.g(phi) + (self._j_per_flop * pr.v(phi) ** 2 * flops + byte_j) / seconds
-            return seconds, watts
-
+        at = self._evaluator(compute_s, memory_s, other_s, flops, nbytes)
+        ones = np.ones(np.broadcast(compute_s, flops).shape)
         # The default clock: the time model's seconds hold there; above the board limit, lower.
-        ones = np.ones_like(compute_s + flops)
-        base = self._bisect(lambda p: at(p, p)[1] <= self._max_w, ones)
-        limit = self._max_w / self.num_gpus if self.limit.cap_w is None else min(self.limit.cap_w, self.tdp)
+        base = self._highest(lambda p: at(p, p)[1] - self._max_w, ones)
+        per_gpu = self.tdp if self.limit.cap_w is None else min(self.limit.cap_w, self.tdp)
         top = base if self.limit.clock_frac is None else np.minimum(base, self.limit.clock_frac)
-        phi = self._bisect(lambda p: at(p, base)[1] <= limit * self.num_gpus, top)
+        phi = self._highest(lambda p: at(p, base)[1] - per_gpu * self.num_gpus, top)
         seconds, watts = at(phi, base)
         return phi, seconds, watts * seconds
 
+    def _at_clock(self, compute_s, memory_s, other_s, flops, nbytes, phi):
+        """(seconds, joules) at a given clock (the default clock taken as the board limit's)."""
+        at = self._evaluator(compute_s, memory_s, other_s, flops, nbytes)
+        base = self._highest(lambda p: at(p, p)[1] - self._max_w, np.ones_like(phi))
+        seconds, watts = at(np.minimum(phi, base), base)
+        return seconds, watts * seconds
+
+    def _evaluator(self, compute_s, memory_s, other_s, flops, nbytes):
+        """at(φ, base): seconds and watts at clock φ, the calibrated step taking its time at `base`."""
+        pr = self.profile
+        values = (compute_s, memory_s, other_s, flops, nbytes)
+        scalar = all(np.ndim(x) == 0 for x in values)
+        # One step: plain floats, as numpy's per-call overhead dominates such small sums.
+        convert = float if scalar else (lambda x: np.asarray(x, dtype=float))
+        compute_s, memory_s, other_s, flops, nbytes = (convert(x) for x in values)
+        larger = max if scalar else np.maximum
+        byte_j = self._j_per_byte * nbytes
+        flop_j = self._j_per_flop * flops
+        active_w = self.num_gpus * self.tdp * pr.active_frac
+        knee, floor = pr.memory_clock_knee, pr.voltage_floor
+
+        def at(phi, base):
+            seconds = compute_s * base / phi + memory_s * larger(1.0, knee / phi) + other_s
+            seconds = larger(seconds, 1e-12)
+            v = floor + (1.0 - floor) * phi
+            watts = self.idle_w + active_w * phi * v * v + (flop_j * v * v + byte_j) / seconds
+            return seconds, watts
+
+        return at
+
     @staticmethod
-    def _bisect(ok, top: np.ndarray) -> np.ndarray:
-        """Largest phi in [MIN_CLOCK_FRAC, top] with ok(phi) (power rises with the clock)."""
-        top = np.maximum(top, MIN_CLOCK_FRAC)
-        good = ok(top)
-        if np.all(good):
+    def _highest(excess, top: np.ndarray) -> np.ndarray:
+        """Largest φ in [MIN_CLOCK_FRAC, top] with excess(φ) <= 0; excess rises with φ.
+
+        Regula falsi with the Illinois modification on [MIN_CLOCK_FRAC, top]; the lower end of the
+        bracket is always feasible and is what is returned, so the result never exceeds the limit."""
+        if np.ndim(top) == 0:
+            return PowerModel._highest_scalar(excess, float(top))
+        top = np.maximum(np.asarray(top, dtype=float), MIN_CLOCK_FRAC)
+        f_top = excess(top)
+        if np.all(f_top <= 0):
             return top
         lo, hi = np.full_like(top, MIN_CLOCK_FRAC), top.copy()
-        for _ in range(_BISECT_STEPS):
-            mid = 0.5 * (lo + hi)
-            fits = ok(mid)
-            lo, hi = np.where(fits, mid, lo), np.where(fits, hi, mid)
-        return np.where(good, top, lo)
+        f_lo, f_hi = excess(lo), f_top.copy()
+        active = (f_top > 0) & (f_lo <= 0)
+        last = np.zeros(top.shape, dtype=bool)
+        for i in range(_SOLVE_STEPS):
+            if not np.any(active & (hi - lo > 1e-6)):
+                break
+            mid = np.where(active, hi - f_hi * (hi - lo) / np.where(active, f_hi - f_lo, 1.0), lo)
+            mid = np.clip(mid, lo, hi)
+            f_mid = excess(mid)
+            up = f_mid > 0  # infeasible: mid becomes the upper end
+            again = (up == last) & (i > 0)
+            lo, f_lo = np.where(up, lo, mid), np.where(up, f_lo, f_mid)
+            hi, f_hi = np.where(up, mid, hi), np.where(up, f_mid, f_hi)
+            f_lo = np.where(up & again, 0.5 * f_lo, f_lo)  # Illinois: the end kept twice is halved
+            f_hi = np.where(~up & again, 0.5 * f_hi, f_hi)
+            last = up
+        return np.where(f_top <= 0, top, lo)
+
+    @staticmethod
+    def _highest_scalar(excess, top: float) -> float:
+        """`_highest` for one step, in plain floats (numpy's per-call overhead dominates there)."""
+        hi = max(top, MIN_CLOCK_FRAC)
+        f_hi = float(excess(hi))
+        if f_hi <= 0:
+            return hi
+        lo = MIN_CLOCK_FRAC
+        f_lo = float(excess(lo))
+        if f_lo > 0:
+            return lo
+        last = None
+        for _ in range(_SOLVE_STEPS):
+            if hi - lo <= 1e-6:
+                break
+            mid = min(max(hi - f_hi * (hi - lo) / (f_hi - f_lo), lo), hi)
+            f_mid = float(excess(mid))
+            up = f_mid > 0
+            if up:
+                hi, f_hi = mid, f_mid
+                if last is True:
+                    f_lo *= 0.5
+            else:
+                lo, f_lo = mid, f_mid
+                if last is False:
+                    f_hi *= 0.5
+            last = up
+        return lo
 
 
 class ClockedCostModel:

@@ -37,6 +37,11 @@ class PowerMeter:
         self._settled_t = now
         self._step = None
 
+    @property
+    def last_time(self) -> float:
+        """When the last step ended (or started, while one runs)."""
+        return self._settled_t
+
     def joules(self, now: float) -> float:
         if self._step is None:
             return self._settled_j + self.idle_w * max(0.0, now - self._settled_t)
@@ -67,39 +72,43 @@ class BudgetStats:
 
 
 class PowerBudget:
-    """Caps `managed` instances while the cluster's power exceeds the budget (see the module doc)."""
+    """Caps the instances of some pools while the cluster's power exceeds the budget (module doc)."""
 
     def __init__(
         self, budget_w: float, interval_s: float, engage_frac: float, release_frac: float,
-        cap_w: float | None, clock_frac: float | None,
+        cap_w: float | None, clock_by_pool: dict[str, float | None],
     ):
         self.budget_w, self.interval_s = budget_w, interval_s
         self.engage_frac, self.release_frac = engage_frac, release_frac
-        self.cap_w, self.clock_frac = cap_w, clock_frac
+        self.cap_w = cap_w
+        self.clock_by_pool = clock_by_pool
+        """Pools the budget may cap, with the clock limit (fraction of maximum) it applies to each."""
         self.stats = BudgetStats(budget_w)
         self.engaged = False
 
-    def start(self, env: simpy.Environment, instances: list, managed: list) -> None:
+    def start(self, env: simpy.Environment, instances: list, pool_of: list[str]) -> None:
+        managed = [(i, self.clock_by_pool[p]) for i, p in zip(instances, pool_of) if p in self.clock_by_pool]
         env.process(self._process(env, instances, managed))
 
     def _process(self, env, instances, managed):
-        saved = [(i.power.limit.cap_w, i.power.limit.clock_frac) for i in managed]
+        saved = [(i.power.limit.cap_w, i.power.limit.clock_frac) for i, _ in managed]
+        capped = [(_tighter(self.cap_w, c), _tighter(clock, f)) for (_, clock), (c, f) in zip(managed, saved)]
+        targets = [i for i, _ in managed]
         last = sum(i.meter.joules(env.now) for i in instances)
         while True:
             yield env.timeout(self.interval_s)
-            now = env.now
-            total = sum(i.meter.joules(now) for i in instances)
-            watts = (total - last) / self.interval_s
-            last = total
+            if env.peek() == float("inf"):
+                return  # nothing else will ever happen: the run is over
+            total = sum(i.meter.joules(env.now) for i in instances)
+            watts, last = (total - last) / self.interval_s, total
             self._account(watts)
             if not self.engaged and watts > self.engage_frac * self.budget_w:
                 self.engaged = True
                 self.stats.cap_events += 1
-                capped = [(_tighter(self.cap_w, c), _tighter(self.clock_frac, f)) for c, f in saved]
-                _apply(managed, capped)
+                _apply(targets, capped)
             elif self.engaged and watts < self.release_frac * self.budget_w:
                 self.engaged = False
-                _apply(managed, saved)
+                _apply(targets, saved)
 
     def _account(self, watts: float) -> None:
         self.stats.samples_w.append(watts)
