@@ -166,6 +166,7 @@ class PowerModel:
         self._max_w = self.num_gpus * self.tdp
         self._split_cache: dict[int, tuple] = {}
         self._clock_cache: dict[tuple, tuple] = {}
+        self._energy_cache: dict[int, tuple[float, float]] = {}
         self._memo: tuple = (None, None)
         """The last capped step or run (the engine asks for its time, then for its energy)."""
 
@@ -175,7 +176,9 @@ class PowerModel:
         if self.limit.active:
             return self._capped(shape)[1]
         w = self.work_model.work(shape)
-        return self._default_energy(seconds, w.flops, w.hbm_bytes + w.link_bytes)
+        joules = (self._floor_w * seconds + self._j_per_flop * w.flops
+                  + self._j_per_byte * (w.hbm_bytes + w.link_bytes))
+        return min(joules, self._max_w * seconds)  # the board limit: the firmware throttles
 
     def decode_energies(self, num_decodes: int, ctx_sums: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         """Joules of consecutive pure-decode steps (as `CostModel.decode_step_times`)."""
@@ -184,6 +187,38 @@ class PowerModel:
             return self._capped_decode(num_decodes, ctx)[1]
         f0, f1, b0, b1, link = self.work_model.decode_coeffs(num_decodes)
         return self._default_energy(np.asarray(seconds), f0 + f1 * ctx, b0 + b1 * ctx + link)
+
+    def decode_run_energy(self, num_decodes: int, ctx_sums: np.ndarray, seconds: np.ndarray, steps: int) -> float:
+        """Joules of the first `steps` steps of a decode run (as `decode_energies(...)[:steps].sum()`).
+
+        Uncapped, power is monotone along a run (work and time are both linear in the context), so
+        its two ends tell whether every step, none or some run at the board limit; in the first two
+        cases the sum has a closed form: O(1) however long the run."""
+        if steps <= 0:
+            return 0.0
+        if self.limit.active:
+            return float(self.decode_energies(num_decodes, ctx_sums[:steps], seconds[:steps]).sum())
+        e0, e1 = self._run_coeffs(num_decodes)
+        floor, top = self._floor_w, self._max_w
+        c0, c1 = ctx_sums.item(0), ctx_sums.item(steps - 1)
+        t0, t1 = seconds.item(0), seconds.item(steps - 1)
+        over0 = floor * t0 + e0 + e1 * c0 > top * t0
+        over1 = floor * t1 + e0 + e1 * c1 > top * t1
+        busy = t0 if steps == 1 else float(seconds[:steps].sum())
+        if over0 and over1:
+            return top * busy
+        if over0 or over1:
+            return float(self.decode_energies(num_decodes, ctx_sums[:steps], seconds[:steps]).sum())
+        return floor * busy + e0 * steps + e1 * (c0 + c1) * steps / 2  # contexts grow linearly
+
+    def _run_coeffs(self, n: int) -> tuple[float, float]:
+        """Dynamic joules of a pure-decode step of n requests: e0 + e1 x context sum."""
+        hit = self._energy_cache.get(n)
+        if hit is None:
+            f0, f1, b0, b1, link = self.work_model.decode_coeffs(n)
+            jf, jb = self._j_per_flop, self._j_per_byte
+            hit = self._energy_cache[n] = (jf * f0 + jb * (b0 + link), jf * f1 + jb * b1)
+        return hit
 
     def _default_energy(self, seconds, flops, nbytes):
         dynamic = self._j_per_flop * flops + self._j_per_byte * nbytes

@@ -18,6 +18,8 @@ from servesim.cost.base import StepShape
 from servesim.cost.layout import CONTEXT, LOGITS, Layout
 from servesim.cost.profile import CostProfile
 
+_CACHE_LIMIT = 1 << 16
+
 
 @dataclass(frozen=True, slots=True)
 class StepWork:
@@ -46,6 +48,7 @@ class WorkModel:
         self._route_bytes = profile.moe_route_passes * layout.model.hidden_size * ab
         self._link_per_token, self._link_per_logit = self._link_terms()
         self._decode_cache: dict[int, tuple[float, float, float, float, float]] = {}
+        self._linear_cache: dict[tuple[int, int, int], tuple[float, float]] = {}
 
     def work(self, shape: StepShape) -> StepWork:
         tokens, logits = shape.num_tokens, shape.num_logit_tokens
@@ -83,6 +86,10 @@ class WorkModel:
         return shape.num_decodes + sum(c + p for c, p in shape.prefill_chunks)
 
     def _linear(self, tokens: int, logits: int, ctx_rows: int) -> tuple[float, float]:
+        key = (tokens, logits, ctx_rows)
+        hit = self._linear_cache.get(key)
+        if hit is not None:
+            return hit
         rows = {"tokens": tokens, LOGITS: logits, CONTEXT: ctx_rows}
         ab = self.layout.act_bytes
         flops = hbm = 0.0
@@ -91,6 +98,9 @@ class WorkModel:
             if m:
                 flops += g.count * 2.0 * g.k * g.n * m
                 hbm += g.count * (g.weight_bytes + (g.k + g.n) * ab * m)
+        if len(self._linear_cache) > _CACHE_LIMIT:
+            self._linear_cache.clear()
+        self._linear_cache[key] = (flops, hbm)
         return flops, hbm
 
     def _moe(self, tokens: int) -> tuple[float, float]:

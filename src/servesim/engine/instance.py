@@ -166,8 +166,7 @@ class Instance:
         if plan.replan_time < ends[-1]:
             k = int(np.searchsorted(ends, plan.replan_time, side="left")) + 1
             ends = ends[:k]
-        joules = self._run_energy(n, ctx[:k], seconds[:k])
-        self.meter.begin(start, ends[-1] - start, float(joules[-1]))
+        self.meter.begin(start, ends[-1] - start, self._run_energy(n, ctx, seconds, k))
         done = k
         self._interruptible = k > 1
         try:
@@ -184,13 +183,13 @@ class Instance:
         ends[-1] = env.now
         assert kv.reserve_cohort(cohort, done)
         self._finish(cohort.advance(ends), env.now)
-        self._log(start, env.now, done, 0, n, float(joules[done - 1]))
+        self._log(start, env.now, done, 0, n, self._run_energy(n, ctx, seconds, done))
 
-    def _run_energy(self, n: int, ctx: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-        """Cumulative joules after each step of a decode run."""
+    def _run_energy(self, n: int, ctx: np.ndarray, seconds: np.ndarray, steps: int) -> float:
+        """Joules of the first `steps` steps of a decode run."""
         if self.power is None:
-            return np.zeros(len(ctx))
-        return np.cumsum(self.power.decode_energies(n, ctx, seconds))
+            return 0.0
+        return self.power.decode_run_energy(n, ctx, seconds, steps)
 
     def _shape(self, plan: StepPlan) -> StepShape:
         chunks, num_decodes, ctx_sum, logits = [], 0, 0, 0
