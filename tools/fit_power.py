@@ -83,24 +83,27 @@ def table_fit(points, prof, hw):
 
 def table_chain(points, prof, hw):
     """What the simulator predicts: cost-model seconds, the board limit, the implied clock."""
-    print("\n| loop | measured W | simulated W | error | measured ms | simulated ms | measured clock | "
-          "simulated clock |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
-    errs, clock_errs = [], []
+    print("\n| loop | measured W | simulated W | error | measured J/step | simulated J/step | error | "
+          "measured clock MHz | simulated clock MHz |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    errs, joule_errs, clock_errs = [], [], []
     for p in points:
         if not (p.is_step or p.kind == "decode_duty"):
             continue
         cm = RooflineCostModel(get_model(p.model), hw)
         t = cm.step_time(p.shape)
         w, phi = default_state(prof, hw, replace(p, sleep_s=0.0), t)
+        joules, measured_j = w * t, p.watts * (p.seconds + p.sleep_s)
         if p.sleep_s:  # the duty loop: the step, then the host's sleep at idle power
-            w = (w * t + prof.idle_frac * hw.tdp_w * p.sleep_s) / (t + p.sleep_s)
-        err = pct(w, p.watts)
-        errs.append(err)
+            joules += prof.idle_frac * hw.tdp_w * p.sleep_s
+            w = joules / (t + p.sleep_s)
+        errs.append(pct(w, p.watts))
+        joule_errs.append(pct(joules, measured_j))
         if p.is_step:
             clock_errs.append(pct(phi, p.clock_frac))
-        print(f"| {p.point} | {p.watts:.0f} | {w:.0f} | {err:+.1f}% | {p.seconds * 1e3:.2f} | {t * 1e3:.2f} | "
-              f"{p.clock_frac * hw.max_clock_mhz:.0f} | {phi * hw.max_clock_mhz:.0f} |")
-    print(f"\nSimulated power: {summary_line(errs)}; simulated clock: {summary_line(clock_errs)}")
+        print(f"| {p.point} | {p.watts:.0f} | {w:.0f} | {errs[-1]:+.1f}% | {measured_j:.2f} | {joules:.2f} | "
+              f"{joule_errs[-1]:+.1f}% | {p.clock_frac * hw.max_clock_mhz:.0f} | {phi * hw.max_clock_mhz:.0f} |")
+    print(f"\nSimulated power: {summary_line(errs)}; energy per step: {summary_line(joule_errs)}; "
+          f"clock: {summary_line(clock_errs)}")
 
 
 def table_micro(points, prof, hw):
