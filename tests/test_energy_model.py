@@ -16,13 +16,21 @@ from servesim.cost import RooflineCostModel
 from servesim.cost.base import StepShape
 from servesim.cost.layout import Layout
 from servesim.cost.power import (
-    ClockedCostModel, PowerLimit, PowerModel, board_watts, power_profile,
+    ClockedCostModel,
+    PowerLimit,
+    PowerModel,
+    board_watts,
+    power_profile,
 )
 from servesim.cost.power_calibrate import (
-    default_state, fit_power_profile, predicted_watts, read_power_points,
+    default_state,
+    fit_power_profile,
+    predicted_watts,
+    read_power_points,
 )
 from servesim.cost.profile import family_profile
 from servesim.cost.work import WorkModel
+
 ROOT = Path(__file__).resolve().parents[1]
 POWER_CSV = ROOT / "data" / "measurements" / "h200-power" / "power.csv"
 
@@ -57,7 +65,8 @@ def test_step_energy_is_the_floor_plus_work_and_stops_at_the_board_limit():
     decode = StepShape([], 16, 16_000, 16)
     t = cost.step_time(decode)
     w = power.work_model.work(decode)
-    expected = power._floor_w * t + power._j_per_flop * w.flops + power._j_per_byte * (w.hbm_bytes + w.link_bytes)
+    dynamic = power._j_per_flop * w.flops + power._j_per_byte * (w.hbm_bytes + w.link_bytes)
+    expected = power._floor_w * t + dynamic
     assert power.step_energy(decode, t) == pytest.approx(expected)
     prefill = StepShape([(8000, 0)], 0, 0, 1)
     t = cost.step_time(prefill)

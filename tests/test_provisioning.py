@@ -9,15 +9,23 @@ import pytest
 
 import servesim
 from servesim.studies.provisioning import (
-    DollarsPerHour, PowerDraw, compare_fleets, fleet_economics, fleet_gpus, fleet_usd_per_hour,
-    pareto_front, plot_pareto,
+    DollarsPerHour,
+    PowerDraw,
+    compare_fleets,
+    fleet_economics,
+    fleet_gpus,
+    fleet_usd_per_hour,
+    pareto_front,
+    plot_pareto,
 )
 from tests.conftest import small_config
 
 
 def test_fleet_price_sums_every_gpu_of_every_pool():
     cfg = small_config(**{
-        "cluster.disaggregation": {"prefill_instances": 2, "decode_instances": 1, "decode_hardware": "a100-80gb"},
+        "cluster.disaggregation": {
+            "prefill_instances": 2, "decode_instances": 1, "decode_hardware": "a100-80gb",
+        },
         "cluster.tp": 2,
     })
     assert fleet_gpus(cfg) == 6

@@ -23,7 +23,10 @@ from servesim.cost.base import StepShape
 from servesim.cost.layout import Layout
 from servesim.cost.power import POWER_PROFILE_DIR, PowerLimit, PowerModel, dump_power_profile
 from servesim.cost.power_calibrate import (
-    default_state, fit_power_profile, predicted_watts, read_power_points,
+    default_state,
+    fit_power_profile,
+    predicted_watts,
+    read_power_points,
 )
 from servesim.cost.profile import family_profile
 from servesim.cost.work import WorkModel
@@ -74,7 +77,7 @@ def table_fit(points, prof, hw):
     print(f"\nIn-sample: {summary_line(errs)}")
     loo = []
     steps = [p for p in points if p.is_step]
-    for i, p in enumerate(steps):
+    for p in steps:
         rest = [q for q in points if q is not p]
         fitted = fit_power_profile(rest, hw, voltage_floor=prof.voltage_floor)
         loo.append(pct(predicted_watts(fitted, hw, p), p.watts))
@@ -84,7 +87,8 @@ def table_fit(points, prof, hw):
 def table_chain(points, prof, hw):
     """What the simulator predicts: cost-model seconds, the board limit, the implied clock."""
     print("\n| loop | measured W | simulated W | error | measured J/step | simulated J/step | error | "
-          "measured clock MHz | simulated clock MHz |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "measured clock MHz | simulated clock MHz |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     errs, joule_errs, clock_errs = [], [], []
     for p in points:
         if not (p.is_step or p.kind == "decode_duty"):
@@ -100,14 +104,16 @@ def table_chain(points, prof, hw):
         joule_errs.append(pct(joules, measured_j))
         if p.is_step:
             clock_errs.append(pct(phi, p.clock_frac))
+        clocks = f"{p.clock_frac * hw.max_clock_mhz:.0f} | {phi * hw.max_clock_mhz:.0f}"
         print(f"| {p.point} | {p.watts:.0f} | {w:.0f} | {errs[-1]:+.1f}% | {measured_j:.2f} | {joules:.2f} | "
-              f"{joule_errs[-1]:+.1f}% | {p.clock_frac * hw.max_clock_mhz:.0f} | {phi * hw.max_clock_mhz:.0f} |")
+              f"{joule_errs[-1]:+.1f}% | {clocks} |")
     print(f"\nSimulated power: {summary_line(errs)}; energy per step: {summary_line(joule_errs)}; "
           f"clock: {summary_line(clock_errs)}")
 
 
 def table_micro(points, prof, hw):
-    print("\n| loop | measured W | predicted W (measured clock and time) | error |\n| --- | --- | --- | --- |")
+    print("\n| loop | measured W | predicted W (measured clock and time) | error |")
+    print("| --- | --- | --- | --- |")
     for p in points:
         if p.kind in ("idle", "micro"):
             w = predicted_watts(prof, hw, p)

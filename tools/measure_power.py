@@ -213,7 +213,8 @@ def main() -> None:
     t_start = time.time()
     torch.zeros(1, device="cuda")
     nvml = Nvml()
-    info = nvml.info() | {"torch": torch.__version__, "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    info = nvml.info() | {"torch": torch.__version__, "date_utc": stamp}
     (out / "device.json").write_text(json.dumps(info, indent=1))
     print(json.dumps(info), flush=True)
     f = open(out / "power.csv", "w", newline="")
@@ -225,8 +226,9 @@ def main() -> None:
         row = dict(point=point, kind=kind, model=shape.pop("model", ""), power_limit_w=limit, **shape, **res)
         writer.writerow(row)
         f.flush()
-        print(f"{time.time() - t_start:6.1f}s {point:28s} {res.get('power_w')} W  step {res.get('step_ms')} ms"
-              f"  sm {res.get('sm_clock_mhz')} MHz  {res.get('throttle_reasons')}", flush=True)
+        print(f"{time.time() - t_start:6.1f}s {point:28s} {res.get('power_w')} W  "
+              f"step {res.get('step_ms')} ms  sm {res.get('sm_clock_mhz')} MHz  "
+              f"{res.get('throttle_reasons')}", flush=True)
 
     # Idle: context alive, nothing queued (the state of an instance waiting for requests).
     time.sleep(1.0)

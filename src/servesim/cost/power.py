@@ -188,7 +188,9 @@ class PowerModel:
         f0, f1, b0, b1, link = self.work_model.decode_coeffs(num_decodes)
         return self._default_energy(np.asarray(seconds), f0 + f1 * ctx, b0 + b1 * ctx + link)
 
-    def decode_run_energy(self, num_decodes: int, ctx_sums: np.ndarray, seconds: np.ndarray, steps: int) -> float:
+    def decode_run_energy(
+        self, num_decodes: int, ctx_sums: np.ndarray, seconds: np.ndarray, steps: int
+    ) -> float:
         """Joules of the first `steps` steps of a decode run (as `decode_energies(...)[:steps].sum()`).
 
         Uncapped, power is monotone along a run (work and time are both linear in the context), so

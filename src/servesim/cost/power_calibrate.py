@@ -58,7 +58,9 @@ class PowerPoint:
     def is_step(self) -> bool:
         return self.kind in STEP_KINDS
 
-def read_power_points(path: str | Path, hardware: HardwareSpec, cost_profile: CostProfile) -> list[PowerPoint]:
+def read_power_points(
+    path: str | Path, hardware: HardwareSpec, cost_profile: CostProfile
+) -> list[PowerPoint]:
     """Rows of a power measurement CSV with their work; a malformed row exits naming file and line."""
     p = Path(path)
     try:
@@ -105,7 +107,8 @@ def _point(row: dict, max_clock: float, hardware: HardwareSpec, cost_profile: Co
         flops, nbytes = MICRO_WORK[name]
         return PowerPoint(**base, seconds=seconds, flops=flops, hbm_bytes=nbytes)
     if kind not in (*STEP_KINDS, "decode_duty"):
-        raise ValueError(f"kind: expected idle, micro, decode_duty or one of {', '.join(STEP_KINDS)}, got {kind!r}")
+        kinds = ", ".join(("idle", "micro", "decode_duty", *STEP_KINDS))
+        raise ValueError(f"kind: expected one of {kinds}, got {kind!r}")
     model = get_model(row["model"].strip(), "model")
     lens = [int(c) for c in (row.get("prefill_lens") or "").split("+") if c.strip()]
     prior = int(_number(row, "prior_ctx", 0))
@@ -132,7 +135,7 @@ def fit_power_profile(
     active = max(0.0, (launch[0].watts - idle) / tdp / start.g(launch[0].clock_frac)) if launch else 0.0
     steps = [p for p in points if p.is_step]
     if len(steps) < 2:
-        raise ConfigError("measurements", "need at least two model-step loops to fit compute and memory power")
+        raise ConfigError("measurements", "need two or more model-step loops to fit compute and memory power")
     phi = np.array([p.clock_frac for p in steps])
     fu = np.array([p.flops / p.seconds for p in steps]) / hardware.peak_flops("bf16")
     bu = np.array([p.hbm_bytes / p.seconds for p in steps]) / hardware.hbm_bytes_per_s

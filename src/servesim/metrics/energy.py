@@ -124,7 +124,8 @@ def energy_in_intervals(steps: pd.DataFrame, idle_w: list[float | None], edges: 
         s = rows["start_s"].to_numpy(float)
         d = rows["end_s"].to_numpy(float) - s
         busy = np.diff(spread_cumulative(s, d, d, edges))
-        total += np.diff(spread_cumulative(s, d, rows["energy_j"].to_numpy(float), edges)) + w * (np.diff(edges) - busy)
+        steps_j = np.diff(spread_cumulative(s, d, rows["energy_j"].to_numpy(float), edges))
+        total += steps_j + w * (np.diff(edges) - busy)
     return total
 
 

@@ -56,8 +56,8 @@ def cost_summary(
     usd = per_hour * hours if per_hour is not None else None
     done = requests["status"].to_numpy() == "completed"
     completed = int(done.sum())
-    tokens = float(requests["prompt_tokens"].to_numpy()[done].sum() + requests["output_tokens"].to_numpy()[done].sum())
     out_tokens = float(requests["output_tokens"].to_numpy()[done].sum())
+    tokens = float(requests["prompt_tokens"].to_numpy()[done].sum()) + out_tokens
     out = {
         "usd": usd,
         "usd_per_1k_requests": _per(usd, completed, 1e3),
