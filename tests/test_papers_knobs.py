@@ -209,3 +209,21 @@ def test_unknown_objective_fails_before_running(tmp_path):
     with pytest.raises(ConfigError, match="unknown objective"):
         plan_placements(write_config(tmp_path), {"cluster.tp": [1]}, None,
                         [parse_target("latency.ttft.p90<=1")], objective="dollars")
+
+
+def test_dollar_and_power_objectives_price_a_placement(tmp_path):
+    from servesim.studies.capacity import parse_target
+    from servesim.studies.placement import plan_placements, run_placements
+
+    cfg = write_config(tmp_path)
+    rows = {}
+    for objective in ("gpus", "usd_per_hour", "kw"):
+        _, tasks = plan_placements(cfg, {"hardware": ["h100-sxm", "a100-80gb"]}, None,
+                                   [parse_target("latency.ttft.p90<=1")], steady=None, rel_tol=0.2,
+                                   objective=objective)
+        rows[objective] = {r["point"]["hardware"]: r for r in run_placements(tasks, workers=1)}
+    h100, a100 = rows["usd_per_hour"]["h100-sxm"], rows["usd_per_hour"]["a100-80gb"]
+    assert h100["unit"] == "$/h" and h100["cost"] > a100["cost"] > 0
+    assert rows["kw"]["h100-sxm"]["unit"] == "kW" and 0 < rows["kw"]["h100-sxm"]["cost"] < 1.0
+    assert rows["gpus"]["h100-sxm"]["cost"] == 1
+    assert h100["capacity"] == rows["gpus"]["h100-sxm"]["capacity"]

@@ -2,7 +2,8 @@
 
 An objective is a class with a `unit` (for tables: "GPU") and `cost(config, summary)`: the cost of
 serving with `config`, given the run's summary at the found capacity (so that objectives priced by
-the run, such as energy, fit the same protocol). Built-in: `gpus`. Others register here or are named
+the run, such as energy, fit the same protocol). Built-in: `gpus`, `usd_per_hour` (the fleet's rental,
+studies/provisioning.py) and `kw` (its mean power at the capacity). Others register here or are named
 as `module:Class`.
 """
 
@@ -13,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from servesim.config import SimConfig
 from servesim.registry import Registry
+from servesim.studies.provisioning import DollarsPerHour, PowerDraw
 
 
 @runtime_checkable
@@ -37,6 +39,10 @@ class GPUs:
         from servesim.build import resolve_pools
 
         return float(sum(p.instances * p.tp * p.pp for p in resolve_pools(config)))
+
+
+OBJECTIVES.register("usd_per_hour")(DollarsPerHour)
+OBJECTIVES.register("kw")(PowerDraw)
 
 
 def get_objective(name: str) -> Objective:
