@@ -76,7 +76,8 @@ def test_isolated_pricing_matches_step_by_step_sums():
     prefill = isolated_prefill(cost, prompt, 4096)
     from servesim.cost.base import StepShape
 
-    want = (cost.step_time(StepShape([(4096, 0)], 0, 0, 0)) + cost.step_time(StepShape([(4096, 4096)], 0, 0, 0))
+    want = (cost.step_time(StepShape([(4096, 0)], 0, 0, 0))
+            + cost.step_time(StepShape([(4096, 4096)], 0, 0, 0))
             + cost.step_time(StepShape([(808, 8192)], 0, 0, 1)))
     assert prefill[1] == pytest.approx(want)
     decode = isolated_decode(cost, prompt, output)

@@ -30,12 +30,14 @@ DISAGG = {"prefill_instances": 1, "decode_instances": 2,
 # -- per-pool engines ----------------------------------------------------------------------------
 def test_disaggregated_pools_get_their_own_limits_and_scheduler():
     built = build(load_config(SMALL, {"cluster.disaggregation": DISAGG}))
-    (pre,), dec = [p for p in built.parts if p.role == "prefill"], [p for p in built.parts if p.role == "decode"]
+    (pre,) = [p for p in built.parts if p.role == "prefill"]
+    dec = [p for p in built.parts if p.role == "decode"]
     assert pre.scheduler.limits.max_num_seqs == 128 and pre.scheduler.limits.max_num_batched_tokens == 4096
     assert all(d.scheduler.limits.max_num_seqs == 1024 for d in dec)
     assert {type(d.scheduler).__name__ for d in dec} == {"SRTFScheduler"}
     assert type(pre.scheduler).__name__ == "FCFSScheduler"
-    assert simulate(load_config(SMALL, {"cluster.disaggregation": DISAGG})).summary["requests"]["completed"] == 40
+    summary = simulate(load_config(SMALL, {"cluster.disaggregation": DISAGG})).summary
+    assert summary["requests"]["completed"] == 40
 
 
 def test_pool_engines_in_cluster_pools():
@@ -49,7 +51,8 @@ def test_pool_engines_in_cluster_pools():
      "cluster.disaggregation.decode_engine.max_num_seqz"),
     ({"cluster.disaggregation": {**DISAGG, "prefill_engine": {"max_num_seqs": 0}}},
      "cluster.disaggregation.prefill_engine.max_num_seqs"),
-    ({"cluster.pools": [{"name": "a", "engine": {"preemption": "drop"}}]}, "cluster.pools.0.engine.preemption"),
+    ({"cluster.pools": [{"name": "a", "engine": {"preemption": "drop"}}]},
+     "cluster.pools.0.engine.preemption"),
 ])
 def test_bad_pool_engine_keys_are_named(override, key):
     with pytest.raises(ConfigError) as err:
@@ -100,7 +103,8 @@ def test_filter_to_the_model_context_and_on_a_trace(tmp_path):
 
 
 def test_filter_that_no_draw_can_meet_is_refused():
-    fixed = {"workload.lengths": {"prompt": {"dist": "fixed", "value": 500}, "output": {"dist": "fixed", "value": 5}},
+    lengths = {"prompt": {"dist": "fixed", "value": 500}, "output": {"dist": "fixed", "value": 5}}
+    fixed = {"workload.lengths": lengths,
              "workload.filter": {"max_prompt_tokens": 100}}
     with pytest.raises(ConfigError, match="cannot draw lengths within workload.filter"):
         simulate(load_config(SMALL, fixed))
@@ -115,13 +119,11 @@ def test_set_replaces_a_name_with_a_mapping_and_indexes_lists():
     assert cfg.hardware == {"base": "h100-sxm", "hbm_gib": 100}
     cfg = load_config(SMALL, {"engine.predictor.name": "noisy_oracle", "engine.predictor.sigma": 0.2})
     assert cfg.engine.predictor == {"name": "noisy_oracle", "sigma": 0.2}
-    pools = {"cluster.pools": [{"name": "a"}, {"name": "b"}]}
     cfg = load_config({**SMALL, "cluster": {"pools": [{"name": "a"}, {"name": "b"}]}},
                       {"cluster.pools.1.tp": 2, "cluster.pools.0.engine.max_num_seqs": 16})
     assert cfg.cluster.pools[1].tp == 2 and cfg.cluster.pools[0].engine == {"max_num_seqs": 16}
     with pytest.raises(ConfigError, match="cluster.pools.5"):
         load_config({**SMALL, "cluster": {"pools": [{"name": "a"}]}}, {"cluster.pools.5.tp": 2})
-    del pools
 
 
 def test_cli_run_with_a_quantised_variant(tmp_path):
@@ -180,8 +182,8 @@ def test_placement_ranks_capacity_per_gpu(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     rows = doc["placements"]
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
-    gpus = {(r["point"]["cluster.disaggregation.prefill_tp"], r["point"]["cluster.disaggregation.decode_instances"]):
-            r["cost"] for r in rows}
+    key = "cluster.disaggregation."
+    gpus = {(r["point"][key + "prefill_tp"], r["point"][key + "decode_instances"]): r["cost"] for r in rows}
     assert gpus == {(1, 1): 2, (1, 2): 3, (2, 1): 3, (2, 2): 4}
     per = [r["per_unit"] for r in rows]
     assert per == sorted(per, reverse=True)

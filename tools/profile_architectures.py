@@ -16,14 +16,18 @@ CUDA-graph replay, median of the replays), extended with what these two architec
   window + chunk - 1 keys with a band mask.
 Writes iterations.csv (INTERFACE.md "Measurement CSV") into --out.
 """
-import argparse, csv, json, sys, time
+import argparse
+import csv
+import json
+import sys
+import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from profile_gpu import FIELDS, median_ms, device_ceilings  # noqa: E402
+from profile_gpu import FIELDS, device_ceilings, median_ms  # noqa: E402
 
 DT = torch.bfloat16
 SHAPES = {
@@ -48,8 +52,12 @@ class Model:
         torch.manual_seed(0)
         h, d = s["h"], s["h"] // s["heads"]
         self.d = d
-        w = lambda *shape: torch.randn(*shape, device="cuda", dtype=DT) * 0.02
-        b = lambda n: torch.zeros(n, device="cuda", dtype=DT) if s["bias"] else None
+        def w(*shape):
+            return torch.randn(*shape, device="cuda", dtype=DT) * 0.02
+
+        def b(n):
+            return torch.zeros(n, device="cuda", dtype=DT) if s["bias"] else None
+
         width = 2 * s["inter"] if s["gated"] else s["inter"]
         self.layers = [dict(qkv=w(h, (s["heads"] + 2 * s["kv"]) * d), qkv_b=b((s["heads"] + 2 * s["kv"]) * d),
                             o=w(s["heads"] * d, h), o_b=b(h), up=w(h, width), up_b=b(width),
@@ -174,7 +182,8 @@ def main():
                                  prior_ctx=prior, decode_batch=batch, decode_ctx=ctx, ms=round(ms, 4),
                                  includes_comm=1))
                 f.flush()
-                print(name, kind, pre[:1], prior, batch, ctx, round(ms, 3), f"{time.time() - t0:.0f}s", flush=True)
+                elapsed = f"{time.time() - t0:.0f}s"
+                print(name, kind, pre[:1], prior, batch, ctx, round(ms, 3), elapsed, flush=True)
                 torch.cuda.empty_cache()
             del m
             torch.cuda.empty_cache()

@@ -1,9 +1,10 @@
 """Which requests attain a named objective (`slo.objectives`), from the requests frame.
 
 An objective is a mapping of limits (`ttft_s`, `tbt_s`, `e2e_slowdown`, ...; see config/slo.py) and
-optional `per_class` limits that replace the objective's, key by key, for a class. A request attains it when it completed and each limit that applies
-to its class holds. Slowdowns need the `ttft_isolated_s` / `e2e_isolated_s` columns (the cost model's
-price of the request served alone, added by the simulation when an objective asks for them).
+optional `per_class` limits that replace the objective's, key by key, for a class. A request attains
+it when it completed and each limit that applies to its class holds. Slowdowns need the
+`ttft_isolated_s` / `e2e_isolated_s` columns (the cost model's price of the request served alone,
+added by the simulation when an objective asks for them).
 """
 
 from __future__ import annotations

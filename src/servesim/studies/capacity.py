@@ -21,7 +21,7 @@ from typing import Any
 from servesim.config import SimConfig, load_config
 from servesim.core.errors import ConfigError
 from servesim.simulation import simulate
-from servesim.studies.steady import GROWING, SteadyPolicy, verdict
+from servesim.studies.steady import DEFAULT_POLICY, GROWING, SteadyPolicy, verdict
 from servesim.studies.summaries import flatten, is_metric
 
 MAX_EXPANSIONS = 12
@@ -142,7 +142,7 @@ def find_capacity(
     rel_tol: float = 0.02,
     max_evals: int = 40,
     on_eval: Callable[[Evaluation], None] | None = None,
-    steady: SteadyPolicy | None = SteadyPolicy(),
+    steady: SteadyPolicy | None = DEFAULT_POLICY,
 ) -> CapacityResult:
     """The best value of `key` meeting every target. With `steady` (the default), a run too short
     to stand for the steady state (studies/steady.py) is lengthened, doubling the workload's

@@ -20,7 +20,7 @@ from servesim.studies.capacity import Target, find_capacity
 from servesim.studies.executor import run_tasks
 from servesim.studies.objectives import get_objective
 from servesim.studies.points import expand, format_point
-from servesim.studies.steady import SteadyPolicy
+from servesim.studies.steady import DEFAULT_POLICY, SteadyPolicy
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def plan_placements(
     key: str = "workload.arrival.rate",
     seeds: int = 1,
     rel_tol: float = 0.02,
-    steady: SteadyPolicy | None = SteadyPolicy(),
+    steady: SteadyPolicy | None = DEFAULT_POLICY,
     objective: str = "gpus",
     overrides: Mapping[str, Any] | None = None,
 ) -> tuple[list[str], list[PlacementTask]]:

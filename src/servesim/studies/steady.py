@@ -37,6 +37,9 @@ class SteadyPolicy:
     """Lengthening stops here (the run is then judged as it is)."""
 
 
+DEFAULT_POLICY = SteadyPolicy()
+
+
 @dataclass(frozen=True)
 class Verdict:
     kind: str
