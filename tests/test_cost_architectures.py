@@ -10,8 +10,7 @@ from servesim.catalog import get_hardware, get_model
 from servesim.core.cohort import DecodeCohort
 from servesim.core.errors import ConfigError
 from servesim.cost import RooflineCostModel, StepShape
-from servesim.cost.layout import Layout
-from servesim.cost.roofline import window_pairs
+from servesim.cost.layout import Layout, window_pairs
 from tests.helpers import make_request
 
 H100 = get_hardware("h100-sxm")

@@ -209,3 +209,12 @@ class Layout:
             decode_blocks_per_seq=blocks,
             dtype=attn_dtype,
         )
+
+
+def window_pairs(prior: int, chunk: int, window: int) -> float:
+    """(query, key) pairs of a chunk after `prior` cached tokens when each query sees at most
+    `window` keys: the sum over positions x = prior+1 .. prior+chunk of min(x, window)."""
+    a, b = prior + 1, prior + chunk
+    top = min(b, window)
+    ramp = (top * (top + 1) - (a - 1) * a) / 2 if top >= a else 0.0
+    return ramp + max(0, b - max(a - 1, window)) * window

@@ -17,20 +17,11 @@ import numpy as np
 
 from servesim.catalog.specs import HardwareSpec, ModelSpec
 from servesim.cost.base import StepCost, StepShape
-from servesim.cost.layout import CONTEXT, LOGITS, Layout
+from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile, family_profile
 
 _CACHE_LIMIT = 1 << 16
 GROUPS = ("qkv", "attention", "o_proj", "mlp", "moe", "elementwise", "lm_head", "comm", "overhead")
-
-
-def window_pairs(prior: int, chunk: int, window: int) -> float:
-    """(query, key) pairs of a chunk after `prior` cached tokens when each query sees at most
-    `window` keys: the sum over positions x = prior+1 .. prior+chunk of min(x, window)."""
-    a, b = prior + 1, prior + chunk
-    top = min(b, window)
-    ramp = (top * (top + 1) - (a - 1) * a) / 2 if top >= a else 0.0
-    return ramp + max(0, b - max(a - 1, window)) * window
 
 
 class RooflineCostModel:
