@@ -195,12 +195,12 @@ def fit(
     Profile parameters whose start value is 0 (a disabled feature) are not fitted; every dataset's
     nuisance parameters are.
     """
-    names = [p for p in (parameters or DEFAULT_FIT) if getattr(start, p) > 0]
+    names = [p for p in (parameters or DEFAULT_FIT) if start.value(p) > 0]
     extras0 = {k: v for d in datasets for k, v in d.extras.items()}
     all_names = names + list(extras0)
     bounds = [BOUNDS.get(p, (1e-9, 1.0)) for p in all_names]
     lo, hi = np.log([b[0] for b in bounds]), np.log([b[1] for b in bounds])
-    start_values = [getattr(start, p) for p in names] + list(extras0.values())
+    start_values = [start.value(p) for p in names] + list(extras0.values())
     x0 = np.clip(np.log(start_values), lo, hi)
     w = math.sqrt(prior_weight)
     n_profile = len(names)
