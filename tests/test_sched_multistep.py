@@ -4,6 +4,8 @@ decode runs (per-request first token and finish times, preemptions)."""
 import numpy as np
 import pytest
 
+from pathlib import Path
+
 from servesim.build import build
 from servesim.config import load_config
 from servesim.engine import instance, run_cluster
@@ -29,6 +31,12 @@ CASES = {
     "fcfs-swap": {"engine.preemption": "swap"},
     "chunked_prefill": {"engine.scheduler": "chunked_prefill"},
     "chunked_prefill-swap": {"engine.scheduler": "chunked_prefill", "engine.preemption": "swap"},
+    # engine profiles: the longest context of each step in a run, graph padding, host time
+    "fcfs-split_kv": {"cost.profile": str(Path(__file__).parent / "data" / "profile_split_kv.yaml")},
+    "chunked_prefill-batch_kv": {
+        "engine.scheduler": "chunked_prefill",
+        "cost.profile": str(Path(__file__).parent / "data" / "profile_batch_kv.yaml"),
+    },
     "srtf": {"engine.scheduler": "srtf"},
     "srtf-evict-swap": {
         "engine.scheduler": "srtf",

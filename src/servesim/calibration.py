@@ -77,8 +77,9 @@ def calibrate(
     datasets = [d for d in (iterations, *micro) if d is not None]
     screening: dict[str, float] = {}
     host_names: list[str] = []
+    solved: list[str] = []  # host terms solved from the timing columns, kept as they are
     if engine is not None:
-        start, data, host_names, screening = _engine_setup(start, engine)
+        start, data, host_names, solved, screening = _engine_setup(start, engine)
         datasets.append(data)
     names = list(params) if params is not None else _default_params(iterations, micro, engine)
     if comm:
@@ -87,8 +88,9 @@ def calibrate(
     extras: dict[str, float] = {}
     profile = start
     if datasets:
-        core = fit(datasets, start, names + host_names, prior_weight=prior_weight)
-        profile, fitted, extras = core.profile, core.fitted, core.extras
+        tolerance = 1e-6 if engine is not None else 1e-10
+        core = fit(datasets, start, names + host_names, prior_weight=prior_weight, tolerance=tolerance)
+        profile, fitted, extras = core.profile, core.fitted + solved, core.extras
     if comm:
         stage = fit(list(comm), profile, COMM_PARAMS)
         profile, fitted = stage.profile, fitted + stage.fitted
@@ -122,19 +124,18 @@ def _engine_setup(start: CostProfile, engine: EngineRunInput):
         sizes = graph_sizes_from_log(steps.decode_bucket, max_seqs)
     profile = replace(start, engine=EngineProfile(tuple(sizes)))
     features = StepFeatures(steps, sample(steps), profile.engine)
-    host = host_start(features)
+    host, refine = host_start(features)
     profile = profile.with_values(**{f"host.{k}": v for k, v in host.items()})
     data = EngineStepData(features, engine.model, engine.hardware, engine.tp)
     screening = {}
     if engine.decode_attention is None:
-        steps_only = EngineStepData(features, engine.model, engine.hardware, engine.tp, host=False)
         for mode in DECODE_ATTENTION:
             trial = profile.with_values(decode_attention=mode)
-            trial = fit([steps_only], trial, SCREEN_PARAMS, max_iterations=15)
-            screening[mode] = trial.rms_log_error
+            screening[mode] = fit([data], trial, SCREEN_PARAMS, max_iterations=15).rms_log_error
         mode = min(screening, key=screening.get)
     else:
         mode = engine.decode_attention
     profile = profile.with_values(decode_attention=mode)
-    return profile, data, [f"host.{k}" for k in host], screening
+    solved = [f"host.{k}" for k in host if k not in refine]
+    return profile, data, [f"host.{k}" for k in refine], solved, screening
 

@@ -252,9 +252,11 @@ def _split_holdout(rows, rule: str):
 
 def _source_note(args, num_rows: int) -> str:
     files = [Path(p).name for p in args.measurements + args.gemm + args.allreduce]
+    if num_rows:
+        files[0] += f" ({num_rows} iterations)" if len(args.measurements) == 1 else ""
     if args.engine_run:
-        files.append(f"engine run {Path(args.engine_run).name}")
-    return f"servesim costmodel calibrate on {args.hardware}: {', '.join(files)} ({num_rows} iterations)"
+        files.append(f"engine run {Path(args.engine_run).resolve().name}")
+    return f"servesim costmodel calibrate on {args.hardware}: {', '.join(files)}"
 
 
 def _micro_error(dataset, profile, extras) -> dict:

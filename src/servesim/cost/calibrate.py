@@ -189,11 +189,13 @@ def fit(
     parameters: Sequence[str] | None = None,
     prior_weight: float = 1e-3,
     max_iterations: int = 200,
+    tolerance: float = 1e-10,
 ) -> FitResult:
     """Levenberg-Marquardt on log-parameters over the weighted residuals of all datasets.
 
     Profile parameters whose start value is 0 (a disabled feature) are not fitted; every dataset's
-    nuisance parameters are.
+    nuisance parameters are. The fit stops when an iteration improves the cost by less than
+    `tolerance` (relative).
     """
     names = [p for p in (parameters or DEFAULT_FIT) if start.value(p) > 0]
     extras0 = {k: v for d in datasets for k, v in d.extras.items()}
@@ -235,7 +237,7 @@ def fit(
             r_new = full(x_new)
             c_new = float(r_new @ r_new)
             if c_new < cost:
-                improved = cost - c_new > 1e-10 * cost
+                improved = cost - c_new > tolerance * cost
                 x, r, cost, lam = x_new, r_new, c_new, max(lam / 3, 1e-9)
                 break
             lam *= 4

@@ -7,8 +7,9 @@ what each step is compared with:
   `serial`;
 - `host_enqueue_ms`: the host's launch time against `enqueue`;
 - neither: the step's wall time plus the gap against the whole.
-The host coefficients start from non-negative least squares on the timing columns (a coefficient it
-leaves at zero stays out of the model) and are refined with the GPU parameters in one fit.
+Host terms with a timing column are solved by non-negative least squares on it (a coefficient it leaves
+at zero stays out of the model); the GPU parameters, each mode's tail and any host term without a column
+are then fitted together on the step times.
 """
 
 from __future__ import annotations
@@ -91,29 +92,44 @@ class StepFeatures:
                 yield mode, mask
 
 
-def host_start(features: StepFeatures) -> dict[str, float]:
-    """Host coefficients from the timing columns by non-negative least squares, per mode."""
+DEFAULT_HOST_S = {"graph": (1e-4, 1e-4), "eager": (2e-4, 1e-3)}
+"""(serial, enqueue) seconds a host term starts from when the log has no column to measure it."""
+
+
+def host_start(features: StepFeatures) -> tuple[dict[str, float], list[str]]:
+    """Host coefficients to start from, and those the fit refines.
+
+    A part with a timing column (serial: `gpu_ms` against the wall time; enqueue:
+    `host_enqueue_ms`) is solved by non-negative least squares on it, per mode, and kept. A part
+    without one starts as a constant and is fitted with the GPU terms, as is each mode's tail."""
     host: dict[str, float] = {}
-    serial = features.serial_target()
+    refine: list[str] = []
+    targets = {"serial": features.serial_target(), "enqueue": features.enqueue}
     for mode, mask in features.modes():
         x = features.matrix(mask)
-        targets = {"serial": serial, "enqueue": features.enqueue}
-        for part, y in targets.items():
-            if y is None:
-                continue
-            ok = np.isfinite(y[mask])
-            if ok.sum() < len(FEATURES):
-                continue
-            cols = identifiable(x[ok])
-            coef = nonnegative_lstsq(x[ok][:, cols], y[mask][ok])
-            host.update({f"{mode}.{part}.{FEATURES[j]}": float(c) for j, c in zip(cols, coef) if c > 0})
-        if features.enqueue is not None and features.gpu is not None:
-            host_bound = mask & (features.gpu < features.enqueue * 1.05)
-            if host_bound.sum() >= 3:
-                tail = np.median(features.gpu[host_bound] - features.enqueue[host_bound])
-                if tail > 0:
-                    host[f"{mode}.tail"] = float(tail)
-    return host
+        for i, (part, y) in enumerate(targets.items()):
+            ok = np.isfinite(y[mask]) if y is not None else np.zeros(mask.sum(), bool)
+            if ok.sum() >= len(FEATURES):
+                cols = identifiable(x[ok])
+                coef = nonnegative_lstsq(x[ok][:, cols], y[mask][ok])
+                host.update({f"{mode}.{part}.{FEATURES[j]}": float(c) for j, c in zip(cols, coef) if c > 0})
+            else:
+                host[f"{mode}.{part}.const"] = DEFAULT_HOST_S[mode][i]
+                refine.append(f"{mode}.{part}.const")
+        host[f"{mode}.tail"] = _tail(features, mask)
+        refine.append(f"{mode}.tail")
+    return host, refine
+
+
+def _tail(features: StepFeatures, mask: np.ndarray) -> float:
+    """GPU time left after the last launch of host-bound steps: device span minus enqueue time."""
+    if features.enqueue is not None and features.gpu is not None:
+        bound = mask & (features.gpu < features.enqueue * 1.25)
+        if bound.sum() >= 3:
+            tail = float(np.median(features.gpu[bound] - features.enqueue[bound]))
+            if tail > 0:
+                return tail
+    return 1e-4
 
 
 PREFERENCE = ("const", "chunks", "seqs", "tokens", "kv_tokens")
@@ -152,25 +168,20 @@ def nonnegative_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 class EngineStepData(Dataset):
-    """Residuals of a profile (GPU and host layers) against an engine's sampled steps."""
+    """Residuals of a profile (GPU and host layers) against an engine's sampled steps: the device
+    span if the log has `gpu_ms`, else the wall time plus the loop gap."""
 
-    def __init__(
-        self, features: StepFeatures, model: ModelSpec, hardware: HardwareSpec, tp: int = 1, host: bool = True
-    ):
+    def __init__(self, features: StepFeatures, model: ModelSpec, hardware: HardwareSpec, tp: int = 1):
         self.f, self.model, self.hardware, self.tp = features, model, hardware, tp
         self.extras = {}
         self._gpu_key, self._gpu = None, None
-        serial = features.serial_target()
-        self.scales = {}
-        """Host parts compared with the timing columns (none: step times alone)."""
-        for mode, mask in features.modes() if host else ():
-            for part, y in (("serial", serial), ("enqueue", features.enqueue)):
-                if y is not None and np.isfinite(y[mask]).any():
-                    self.scales[(mode, part)] = float(np.nanmedian(y[mask]))
+        gap = features.gap
+        loop = np.nanmedian(gap) if np.isfinite(gap).any() else 0.0
+        self.loop = np.nan_to_num(gap, nan=loop)
 
     def gpu_times(self, profile: CostProfile) -> np.ndarray:
         """GPU seconds of the sampled steps; cached on the GPU layer, so that varying a host
-        coefficient (most of a fit's Jacobian) does not price the steps again."""
+        coefficient does not price the steps again."""
         key = tuple(profile.value(p) for p in FIT_PARAMETERS) + (profile.decode_attention,)
         key += (profile.engine.graph_batch_sizes,)
         if key != self._gpu_key:
@@ -193,14 +204,5 @@ class EngineStepData(Dataset):
     def residuals(self, profile, extras):
         p, f = self.predict(profile), self.f
         if f.gpu is not None:
-            out = [np.log(p["device"] / f.gpu)]
-        else:
-            loop = np.nan_to_num(f.gap, nan=np.nanmedian(f.gap) if np.isfinite(f.gap).any() else 0.0)
-            out = [np.log(p["wall"] / (f.wall + loop))]
-        serial = f.serial_target()
-        for (mode, part), scale in self.scales.items():
-            mask = f.graph if mode == "graph" else ~f.graph
-            y = serial if part == "serial" else f.enqueue
-            ok = mask & np.isfinite(y)
-            out.append((p[part][ok] - y[ok]) / scale)
-        return np.concatenate(out)
+            return np.log(p["device"] / f.gpu)
+        return np.log(p["wall"] / (f.wall + self.loop))
