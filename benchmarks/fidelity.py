@@ -75,7 +75,8 @@ def request_table(rows: list[tuple[str, dict]], fit_run: str | None) -> list[str
         if name != fit_run and name not in PENDING:
             (held_kv if "kv48k" in name else held).extend(abs(err[k]) for k in HEADLINE)
     lines.append("")
-    for label, values in (("without KV pressure", held), ("with the modelled KV-pressure run", held + held_kv)):
+    sets = (("without KV pressure", held), ("with the modelled KV-pressure run", held + held_kv))
+    for label, values in sets:
         if values and (label.startswith("without") or held_kv):
             lines.append(
                 f"Runs not fitted, {label}: median |error| {np.median(values):.1f}%, "
@@ -123,7 +124,8 @@ def main() -> None:
     print("## Hugging Face continuous batching on an H200, calibrated on itself\n")
     rep = replay(DATA / "h200-hf-cb-run", hf_prof, out / "hf")
     print("\n".join(request_table([("h200-hf-cb-run", rep)], None)))
-    print("\nStep times: " + ", ".join(f"{k} MAPE {v['mape']:.1f}% ({v['steps']} steps)" for k, v in rep["steps"].items()))
+    steps = [f"{k} MAPE {v['mape']:.1f}% ({v['steps']} steps)" for k, v in rep["steps"].items()]
+    print("\nStep times: " + ", ".join(steps))
     print("\n## Shipped profile, no engine data\n")
     rows = [("h100-engine-run", replay(DATA / "h100-engine-run", None, out / "shipped-h100"))]
     rows += [(r, replay(H200 / r, None, out / f"shipped-{r}")) for r in H200_RUNS]

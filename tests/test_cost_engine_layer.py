@@ -28,7 +28,8 @@ HOST = {
 }
 
 
-def cost(mode="mean", engine=EngineProfile(), hw="h200-sxm", **values):
+def cost(mode="mean", engine=None, hw="h200-sxm", **values):
+    engine = engine if engine is not None else EngineProfile()
     profile = family_profile("hopper").with_values(decode_attention=mode, engine=engine, **values)
     return RooflineCostModel(get_model("llama3-8b"), get_hardware(hw), profile=profile)
 
@@ -93,7 +94,8 @@ def test_bad_decode_attention_names_the_key():
 
 # -- decode attention ------------------------------------------------------------------------------
 def test_without_kv_splitting_the_longest_sequence_bounds_the_step():
-    even, skewed = StepShape([], 4, 4 * 2000, max_decode_ctx=2000), StepShape([], 4, 8000, max_decode_ctx=7000)
+    even = StepShape([], 4, 4 * 2000, max_decode_ctx=2000)
+    skewed = StepShape([], 4, 8000, max_decode_ctx=7000)
     mean, longest = cost("mean"), cost("max_context")
     assert mean.step_time(even) == mean.step_time(skewed)  # only the sum matters
     assert longest.step_time(skewed) > 2 * longest.step_time(even) - mean.step_time(even)
@@ -159,7 +161,8 @@ def synthetic_log(n: int = 400, seed: int = 0) -> EngineSteps:
         graph = not s.prefill_chunks
         mode = "graph" if graph else "eager"
         chunks = len(s.prefill_chunks)
-        serial, enqueue, tail = engine.host_times(mode, chunks + s.num_decodes, chunks, s.num_tokens, s.kv_tokens)
+        content = (chunks + s.num_decodes, chunks, s.num_tokens, s.kv_tokens)
+        serial, enqueue, tail = engine.host_times(mode, *content)
         device = max(cm.gpu_time(s), enqueue + tail)
         start.append(t)
         gpu.append(device)

@@ -77,7 +77,8 @@ def test_plain_steps_csv_and_minimal_columns(tmp_path):
     run = copy_run(tmp_path)
     lines = steps_lines(run)
     header = lines[0].split(",")
-    keep = [header.index(c) for c in ("start_s", "end_s", "prefill_lens", "num_decode_seqs", "sum_decode_ctx")]
+    minimal = ("start_s", "end_s", "prefill_lens", "num_decode_seqs", "sum_decode_ctx")
+    keep = [header.index(c) for c in minimal]
     write_steps(run, [",".join(line.split(",")[i] for i in keep) for line in lines], plain=True)
     (run / "requests.csv").unlink()
     loaded = read_engine_run(run)
@@ -151,7 +152,7 @@ def test_engine_yaml_keys_are_config_keys(tmp_path, capsys):
     text = (run / "engine.yaml").read_text().replace("block_size: 16", "block_sise: 16")
     (run / "engine.yaml").write_text(text)
     code, _, err = run_cli(capsys, ["replay", str(run), "--out", str(tmp_path / "o")])
-    assert code == 2 and "engine.block_sise: unknown key" in err
+    assert code == 2 and "engine.yaml: engine.block_sise: unknown key" in err
 
 
 # -- replay ----------------------------------------------------------------------------------------

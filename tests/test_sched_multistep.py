@@ -1,10 +1,10 @@
 """The repeatable promise: every policy gives the same results one step at a time as in multi-step
 decode runs (per-request first token and finish times, preemptions)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-
-from pathlib import Path
 
 from servesim.build import build
 from servesim.config import load_config

@@ -38,7 +38,13 @@ ENGINE_RUN_PARAMS = (
 )
 """GPU parameters one engine run identifies: its steps are whole iterations of one model at a few
 shapes, so tile padding, latencies and elementwise passes stay as isolated kernels measured them."""
-SCREEN_PARAMS = ("gemm_memory_eff", "attn_prefill_eff", "attn_decode_memory_eff", "attn_decode_blocks_per_core")
+SCREEN_PARAMS = (
+    "gemm_memory_eff",
+    "attn_prefill_eff",
+    "attn_decode_memory_eff",
+    "attn_decode_blocks_per_core",
+)
+"""Fitted for each decode-attention behaviour before choosing one: the terms the behaviours trade."""
 
 
 @dataclass
@@ -51,6 +57,8 @@ class EngineRunInput:
     """The engine's decode-attention behaviour; None: the one that fits the steps best."""
     graph_batch_sizes: tuple[int, ...] | None = None
     """Captured CUDA-graph batch sizes; None: from the log's `decode_bucket` column."""
+    max_num_seqs: int = 256
+    """The engine's largest batch: graph sizes seen in the log extend up to it."""
 
 
 @dataclass
@@ -94,8 +102,9 @@ def calibrate(
     if comm:
         stage = fit(list(comm), profile, COMM_PARAMS)
         profile, fitted = stage.profile, fitted + stage.fitted
-    if engine is not None and not _has_prefix_chunks(engine):
-        # No chunk after cached context in the run: keep the start's prefix/fresh attention ratio.
+    measured_prefix = iterations is not None and any(r.prior_ctx for r in iterations.rows)
+    if engine is not None and not _has_prefix_chunks(engine) and not measured_prefix:
+        # No chunk after cached context in the data: keep the start's prefix/fresh attention ratio.
         ratio = start.attn_prefix_eff / start.attn_prefill_eff
         profile = profile.with_values(attn_prefix_eff=profile.attn_prefill_eff * ratio)
     return Calibration(profile, fitted, extras, screening)
@@ -120,8 +129,7 @@ def _engine_setup(start: CostProfile, engine: EngineRunInput):
     steps = engine.run.steps
     sizes = engine.graph_batch_sizes
     if sizes is None:
-        max_seqs = int((engine.run.config.get("engine") or {}).get("max_num_seqs", 256))
-        sizes = graph_sizes_from_log(steps.decode_bucket, max_seqs)
+        sizes = graph_sizes_from_log(steps.decode_bucket, engine.max_num_seqs)
     profile = replace(start, engine=EngineProfile(tuple(sizes)))
     features = StepFeatures(steps, sample(steps), profile.engine)
     host, refine = host_start(features)

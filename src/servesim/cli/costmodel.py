@@ -162,10 +162,16 @@ def _engine_input(args, hw):
     if args.decode_attention is not None and args.decode_attention not in DECODE_ATTENTION:
         raise ConfigError("--decode-attention", f"expected one of {', '.join(DECODE_ATTENTION)}")
     run = read_engine_run(args.engine_run, need_steps=True)
-    tp = (run.config.get("cluster") or {}).get("tp", 1)
-    if not isinstance(tp, int) or tp < 1:
-        raise ConfigError("cluster.tp", f"{run.path / 'engine.yaml'}: expected an integer >= 1, got {tp!r}")
-    return EngineRunInput(run, model, hw, tp, args.decode_attention, _graph_sizes(args.graph_batch_sizes))
+    settings = run.settings()
+    return EngineRunInput(
+        run,
+        model,
+        hw,
+        settings.cluster.tp,
+        args.decode_attention,
+        _graph_sizes(args.graph_batch_sizes),
+        settings.engine.max_num_seqs,
+    )
 
 
 def _graph_sizes(text: str | None):

@@ -196,7 +196,8 @@ class EngineStepData(Dataset):
         gpu = self.gpu_times(profile)
         serial, enqueue, tail = np.zeros(len(gpu)), np.zeros(len(gpu)), np.zeros(len(gpu))
         for mode, mask in f.modes():
-            s, e, t = profile.engine.host_times(mode, f.seqs[mask], f.chunks[mask], f.tokens[mask], f.kv[mask])
+            content = (f.seqs[mask], f.chunks[mask], f.tokens[mask], f.kv[mask])
+            s, e, t = profile.engine.host_times(mode, *content)
             serial[mask], enqueue[mask], tail[mask] = s, e, t
         device = np.maximum(gpu, enqueue + tail)
         return {"gpu": gpu, "serial": serial, "enqueue": enqueue, "device": device, "wall": serial + device}

@@ -55,6 +55,16 @@ class EngineRun:
     def workload_path(self) -> Path:
         return self.path / "workload.csv"
 
+    def settings(self):
+        """engine.yaml validated as a config on its own (errors name the file and the key)."""
+        from servesim.config import load_config
+        from servesim.core.errors import ConfigError
+
+        try:
+            return load_config(self.config)
+        except ConfigError as exc:
+            raise InputFileError(self.path / "engine.yaml", str(exc)) from None
+
 
 def read_engine_run(path: str | Path, need_steps: bool = False) -> EngineRun:
     root = Path(path)

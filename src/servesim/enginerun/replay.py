@@ -42,6 +42,7 @@ def replay_engine_run(
     path: str | Path, profile: str | Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Replay:
     run_ = read_engine_run(path)
+    run_.settings()  # a bad key of engine.yaml is named as the file's, before the overrides
     data = dict(run_.config)
     data["workload"] = {"trace": {"path": str(run_.workload_path.resolve()), "format": "csv"}}
     settings = dict(overrides or {})

@@ -128,7 +128,8 @@ def _check_times(path: Path, lines: np.ndarray, start: np.ndarray, end: np.ndarr
         raise InputFileError(path, "end_s: must be after start_s", int(lines[bad[0]]))
     back = np.flatnonzero(start[1:] < end[:-1] - 1e-6)
     if len(back):
-        raise InputFileError(path, "start_s: steps overlap (before the previous end_s)", int(lines[back[0] + 1]))
+        line = int(lines[back[0] + 1])
+        raise InputFileError(path, "start_s: steps overlap (before the previous end_s)", line)
 
 
 def _seconds(values) -> np.ndarray | None:
