@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -44,9 +45,21 @@ class EngineProfile:
     def coefficient(self, name: str) -> float:
         return float(self.host.get(name, 0.0))
 
-    @property
+    @cached_property
     def has_host(self) -> bool:
         return any(v for v in self.host.values())
+
+    @cached_property
+    def _terms(self) -> dict[str, tuple[tuple[float, ...], tuple[float, ...], float]]:
+        """Per mode: serial and enqueue coefficients in `FEATURES` order, and the tail."""
+        return {
+            mode: (
+                tuple(self.coefficient(f"{mode}.serial.{f}") for f in FEATURES),
+                tuple(self.coefficient(f"{mode}.enqueue.{f}") for f in FEATURES),
+                self.coefficient(f"{mode}.tail"),
+            )
+            for mode in MODES
+        }
 
     def graph_batch(self, num_decodes: int) -> int:
         """Rows a pure-decode step of this batch computes: its captured size, or 0 if eager."""
@@ -57,21 +70,20 @@ class EngineProfile:
 
     def host_times(self, mode: str, seqs, chunks, tokens, kv_tokens):
         """(serial, enqueue, tail) seconds for steps of that content (floats or arrays)."""
-        x = (1.0, seqs, chunks, tokens, kv_tokens)
-        out = []
-        for part in PARTS:
-            coef = [self.coefficient(f"{mode}.{part}.{f}") for f in FEATURES]
-            out.append(sum(c * v for c, v in zip(coef, x) if c))
-        return out[0], out[1], self.coefficient(f"{mode}.tail")
+        s, e, tail = self._terms[mode]
+        serial = s[0] + s[1] * seqs + s[2] * chunks + s[3] * tokens + s[4] * kv_tokens
+        enqueue = e[0] + e[1] * seqs + e[2] * chunks + e[3] * tokens + e[4] * kv_tokens
+        return serial, enqueue, tail
 
     def step_time(self, gpu, mode: str, seqs, chunks, tokens, kv_tokens):
         """Wall time of a step whose kernels take `gpu` seconds (float or array)."""
         if not self.has_host:
             return gpu
         serial, enqueue, tail = self.host_times(mode, seqs, chunks, tokens, kv_tokens)
-        return serial + np.maximum(gpu, enqueue + tail) if isinstance(gpu, np.ndarray) else (
-            serial + max(gpu, enqueue + tail)
-        )
+        if isinstance(gpu, np.ndarray):
+            return serial + np.maximum(gpu, enqueue + tail)
+        launched = enqueue + tail
+        return serial + (gpu if gpu > launched else launched)
 
     def to_dict(self) -> dict:
         out: dict = {"graph_batch_sizes": list(self.graph_batch_sizes)}

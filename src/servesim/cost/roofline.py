@@ -49,7 +49,7 @@ class RooflineCostModel:
         self.include_comm = include_comm and (tp > 1 or pp > 1)
         self._precompute()
         self._linear_cache: dict[tuple[int, int, int], float] = {}
-        self._decode_cache: dict[tuple[int, int, int], tuple[float, float, float]] = {}
+        self._decode_cache: dict[tuple[int, int], tuple[float, float, float, str]] = {}
 
     # -- constants ---------------------------------------------------------------------------------
     def _precompute(self) -> None:
@@ -99,6 +99,7 @@ class RooflineCostModel:
         self._dec_block_token = self._dec_bytes * saturation / self._dec_blocks if limited else 0.0
         self._decode_mode = pr.decode_attention
         self._engine = pr.engine
+        self._engine_terms = pr.engine.has_host or pr.decode_attention == "batch_kv"
         # batch_kv: seconds per (query, key) pair; per KV token gathered, then expanded to all heads
         self._batch_pair = L * self._attn_prefill_flops / pr.attn_prefill_eff
         expand = self._attn_heads / max(self._dec_blocks, 1)
@@ -149,7 +150,12 @@ class RooflineCostModel:
             n = shape.num_decodes
             if n == 0:
                 return self.profile.step_overhead_s
-            t = self._decode_time(n, shape.num_logit_tokens, shape.decode_ctx_sum, shape.max_decode_ctx)
+            logits, ctx = shape.num_logit_tokens, shape.decode_ctx_sum
+            const, per_ctx, per_longest, _ = self._decode_coeffs(n, logits)
+            if per_longest or self._engine_terms:
+                t = self._decode_time(n, logits, ctx, shape.max_decode_ctx, max)
+            else:  # the common case, kept to one lookup: mean context, no host model
+                t = const + ctx * per_ctx
             return t if t > self.host_overhead_s else self.host_overhead_s
         t = self._engine.step_time(
             self._mixed_time(shape),
@@ -171,7 +177,7 @@ class RooflineCostModel:
             longest = np.ceil(ctx / num_decodes)
         else:
             longest = np.asarray(max_ctxs, dtype=np.float64)
-        t = self._decode_time(num_decodes, num_decodes, ctx, longest)
+        t = self._decode_time(num_decodes, num_decodes, ctx, longest, np.maximum)
         return np.maximum(t, self.host_overhead_s) if self.host_overhead_s > 0 else t
 
     def gpu_time(self, shape: StepShape) -> float:
@@ -179,9 +185,8 @@ class RooflineCostModel:
         if not shape.prefill_chunks:
             if shape.num_decodes == 0:
                 return self.profile.step_overhead_s
-            return self._decode_gpu(
-                shape.num_decodes, shape.num_logit_tokens, shape.decode_ctx_sum, shape.max_decode_ctx
-            )
+            n, ctx, longest = shape.num_decodes, shape.decode_ctx_sum, shape.max_decode_ctx
+            return self._decode_gpu(self._decode_coeffs(n, shape.num_logit_tokens), n, ctx, longest, max)
         return self._mixed_time(shape)
 
     def breakdown(self, shape: StepShape) -> StepCost:
@@ -237,16 +242,17 @@ class RooflineCostModel:
         return m.kv_bytes_per_token(self.tp) * shards
 
     # -- pieces --------------------------------------------------------------------------------------
-    def _decode_time(self, n: int, logits: int, ctx_sum, longest):
-        """A pure-decode step (or a vector of them): GPU time, then the engine's host time."""
-        gpu = self._decode_gpu(n, logits, ctx_sum, longest)
-        mode = "graph" if self._engine.graph_batch(n) else "eager"
-        return self._engine.step_time(gpu, mode, n, 0, n, ctx_sum + n)
+    def _decode_time(self, n: int, logits: int, ctx_sum, longest, maximum):
+        """A pure-decode step (`maximum` = max) or a vector of them (np.maximum): GPU time, then the
+        engine's host time."""
+        coeffs = self._decode_coeffs(n, logits)
+        gpu = self._decode_gpu(coeffs, n, ctx_sum, longest, maximum)
+        if not self._engine.has_host:
+            return gpu
+        return self._engine.step_time(gpu, coeffs[3], n, 0, n, ctx_sum + n)
 
-    def _decode_gpu(self, n: int, logits: int, ctx_sum, longest):
-        rows = self._engine.graph_batch(n)
-        const, per_ctx, per_longest = self._decode_coeffs(n, logits, rows)
-        maximum = np.maximum if isinstance(ctx_sum, np.ndarray) else max
+    def _decode_gpu(self, coeffs, n: int, ctx_sum, longest, maximum):
+        const, per_ctx, per_longest, _ = coeffs
         if self._decode_mode == "batch_kv":
             kv = ctx_sum + n
             return const + maximum(kv * (n * self._batch_pair), kv * self._batch_kv_token)
@@ -254,14 +260,15 @@ class RooflineCostModel:
             return const + maximum(ctx_sum * per_ctx, longest * per_longest)
         return const + ctx_sum * per_ctx
 
-    def _decode_coeffs(self, n: int, logits: int, rows: int) -> tuple[float, float, float]:
-        """C, A, B of a pure-decode step of n requests computed on `rows` rows (a captured graph's
-        padded batch, or 0: n rows): it costs C + max(A x context sum, B x longest context), where
-        B x longest is what the slowest block of a block-limited kernel needs (B = 0 if none)."""
-        key = (n, logits, rows)
+    def _decode_coeffs(self, n: int, logits: int) -> tuple[float, float, float, str]:
+        """C, A, B and the host mode of a pure-decode step of n requests: it costs
+        C + max(A x context sum, B x longest context), where B x longest is what the slowest block
+        of a block-limited kernel needs (B = 0 if none). A captured graph computes its padded batch."""
+        key = (n, logits)
         hit = self._decode_cache.get(key)
         if hit is not None:
             return hit
+        rows = self._engine.graph_batch(n)
         m, lg = rows or n, rows or logits
         const = (
             self._linear_time(m, lg, m)
@@ -272,7 +279,7 @@ class RooflineCostModel:
             + self.profile.step_overhead_s
         )
         per_ctx, per_longest, launches = self._decode_attention_terms(n, m)
-        coeffs = (const + launches, per_ctx, per_longest)
+        coeffs = (const + launches, per_ctx, per_longest, "graph" if rows else "eager")
         if len(self._decode_cache) > _CACHE_LIMIT:
             self._decode_cache.clear()
         self._decode_cache[key] = coeffs
