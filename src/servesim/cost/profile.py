@@ -110,8 +110,10 @@ class CostProfile:
         return out
 
 
-DECODE_ATTENTION = ("mean", "max_context", "split_kv", "batch_kv")
-TEXT_FIELDS = ("source", "decode_attention")
+CHOICES = {"decode_attention": ("mean", "max_context", "split_kv", "batch_kv")}
+"""Profile keys that name a behaviour rather than a number, with their valid values."""
+DECODE_ATTENTION = CHOICES["decode_attention"]
+TEXT_FIELDS = ("source", *CHOICES)
 FIT_PARAMETERS = tuple(f.name for f in fields(CostProfile) if f.name not in TEXT_FIELDS + ("engine",))
 PINNED_PARAMETERS = (
     "elementwise_memory_eff",
@@ -160,10 +162,8 @@ def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
     for key, value in data.items():
         if key not in known:
             raise InputFileError(where, f"unknown profile parameter {key!r}")
-        if key == "decode_attention" and value not in DECODE_ATTENTION:
-            raise InputFileError(
-                where, f"decode_attention: expected one of {', '.join(DECODE_ATTENTION)}, got {value!r}"
-            )
+        if key in CHOICES and value not in CHOICES[key]:
+            raise InputFileError(where, f"{key}: expected one of {', '.join(CHOICES[key])}, got {value!r}")
         if key in TEXT_FIELDS:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
