@@ -295,7 +295,8 @@ def _fleet_text(report: dict, rows) -> str:
     best = report["cheapest"]
     head = (f"cheapest plan carrying {report['key']}={report['demand']:g}: " + plan(best)) if best \
         else f"no plan carries {report['key']}={report['demand']} under the targets"
-    return "\n".join([head, f"Pareto front ({unit} vs capacity):", *("  " + plan(p) for p in report["pareto"])])
+    lines = [head, f"Pareto front ({unit} vs capacity):"]
+    return "\n".join([*lines, *("  " + plan(p) for p in report["pareto"])])
 
 
 def _placement_table(rows, keys, vary) -> str:

@@ -3,8 +3,8 @@
 An objective is a class with a `unit` (for tables: "GPU") and `cost(config, summary)`: the cost of
 serving with `config`, given the run's summary at the found capacity (so that objectives priced by
 the run, such as energy, fit the same protocol). Built-in: `gpus`, `usd_per_hour` (the fleet's rental,
-studies/provisioning.py) `kw` (its mean power at the capacity) and `kwh` (its kWh per 1k requests there). Others register here or are named
-as `module:Class`.
+studies/provisioning.py), `kw` (its mean power at the capacity) and `kwh` (its kWh per 1k requests
+there). Others register here or are named as `module:Class`.
 """
 
 from __future__ import annotations
