@@ -267,13 +267,13 @@ def _fleet_choice(args, rows) -> dict:
     from servesim.config import load_config
     from servesim.studies.fleet import cheapest_plan, front, plan_frame, plot_front
 
-    demand = args.demand
+    demand, plot = getattr(args, "demand", None), getattr(args, "plot", None)
     if demand is None:
         demand = _dotted(load_config(args.config, overrides_from_args(args)).model_dump(), args.vary)
     frame = plan_frame(rows)
     unit = next((r["unit"] for r in rows if r["status"] == "ok"), "unit")
-    if args.plot and not frame.empty:
-        plot_front(frame, args.plot, unit, args.vary)
+    if plot and not frame.empty:
+        plot_front(frame, plot, unit, args.vary)
     return {"demand": demand, "cheapest": cheapest_plan(frame, demand) if demand is not None else None,
             "pareto": front(frame).to_dict("records")}
 
