@@ -75,8 +75,10 @@ def run(built: Built, after_step=None) -> SimulationResult:
         after_step=after_step, disaggregation=built.disaggregation, power_budget=built.power_budget,
         token_gaps=gaps,
     )
-    # With a time limit, requests due after it never arrived: they are not part of this run.
-    arrived = [r for r in built.requests if r.arrival_time <= stats.simulated_s]
+    # With a time limit, requests due after it never arrived: they are not part of this run. The
+    # limit, not the last event, bounds them: a filter-rejected request may arrive after the rest ended.
+    horizon = cfg.max_sim_time_s if cfg.max_sim_time_s is not None else math.inf
+    arrived = [r for r in built.requests if r.arrival_time <= horizon]
     frame = request_frame(arrived)
     objectives = {name: o.model_dump() for name, o in cfg.slo.objectives.items()}
     if any(o.uses_slowdown for o in cfg.slo.objectives.values()):
