@@ -35,6 +35,7 @@ class SimulationResult:
             interval_s or self.config.output.timeseries_interval_s,
             self.summary["sim"]["simulated_s"],
             pools,
+            requests=self.requests,
         )
 
     def save(self, out_dir: str | Path) -> Path:

@@ -1,6 +1,7 @@
 """Command line: parse, call, print, exit code. Each command group lives in its own module.
 
-Exit codes: 0 ok, 1 a check failed, 2 bad input (one line on stderr), others internal errors.
+Exit codes (docs/interface.md): 0 ok, 1 a check failed, 2 bad input (one line on stderr), 3 an internal
+error (a short traceback and a line saying it is a bug), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 
 from servesim.core.errors import ServesimError
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+CONTRACT = "docs/interface.md in the servesim repository lists the commands, exit codes and outputs"
 
 
 class UsageError(ServesimError):
@@ -26,7 +29,11 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     from servesim.cli import run as run_cmd
 
-    parser = Parser(prog="servesim", description="Discrete-event simulator for LLM serving clusters")
+    parser = Parser(
+        prog="servesim",
+        description="Discrete-event simulator for LLM serving clusters",
+        epilog=f"Exit codes: 0 ok, 1 check failed, 2 bad input, 3 internal error, 130 interrupted. {CONTRACT}.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in (run_cmd,) + _optional_modules():
         module.register(sub)
@@ -81,7 +88,24 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_BAD_INPUT
     except BrokenPipeError:
         code = EXIT_OK
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - anything else is servesim's fault, not the user's
+        report_bug(exc)
+        code = EXIT_INTERNAL
     return int(code or 0)
+
+
+def report_bug(exc: BaseException) -> None:
+    """The last frames of the traceback, and a line that says this is a bug (exit code 3)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-4))
+    print(text.rstrip(), file=sys.stderr)
+    print(
+        "internal error: this is a bug in servesim, not a problem with your input; please report it "
+        "with the command line and the config",
+        file=sys.stderr,
+    )
 
 
 def entry() -> None:

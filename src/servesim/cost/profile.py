@@ -145,8 +145,8 @@ def family_profile(family: str) -> CostProfile:
     path = PROFILE_DIR / f"{family}.yaml"
     if not path.exists():
         path = PROFILE_DIR / f"{DEFAULT_FAMILY}.yaml"
-    if not path.exists():
-        return CostProfile(source="built-in defaults")
+    if not path.exists():  # a broken install: never price silently with uncalibrated defaults
+        raise RuntimeError(f"the shipped cost profiles are missing from {PROFILE_DIR}; reinstall servesim")
     return load_profile(path)
 
 
