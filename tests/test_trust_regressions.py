@@ -4,10 +4,8 @@ outputs. Each test failed before its fix."""
 from __future__ import annotations
 
 import fnmatch
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 

@@ -67,7 +67,7 @@ def layer_rows(catalog: dict, gpu: str, deadline: float):
                     return
                 if impl == "fused" and pg.GROUPED["fn"] is None:
                     continue
-                ms = timed(lambda i=impl: pg.moe_forward(x, layer, rt, i), 60.0)
+                ms = timed(lambda a=(x, layer, rt, impl): pg.moe_forward(*a), 60.0)
                 yield dict(gpu=gpu, model=name, tp=tp, impl=impl, tokens=tokens,
                            touched_experts=rt.touched, ms=round(ms, 5))
         del layer

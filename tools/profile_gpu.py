@@ -17,11 +17,11 @@ flash attention, a chunk after cached context with an explicit lower-right causa
 per query group (`--prefix-attention masked`, the method of the shared H100 data the shipped profile was
 fitted on; `gqa` keeps K/V grouped), decodes as grouped queries against their KV; logits for the last
 token of each sequence only. Mixture-of-experts layers route tokens with a fixed random top-k (uniform
-router); `--moe fused` (default) runs the experts as serving engines do, with a handful of kernels per
-layer (gather, two grouped GEMMs over all experts, activation, weighted scatter-add), `--moe looped` as a
-Python loop over touched experts (one GEMM pair and a gather/scatter per expert). The K/V buffers are shared by all layers (timing only:
-every layer still reads them from memory). Each iteration is captured in a CUDA graph and replayed; the
-row's `ms` is the median replay time.
+router); `--moe fused` (default) runs the experts as serving engines do, with a handful of kernels
+per layer (gather, two grouped GEMMs over all experts, activation, weighted scatter-add); `--moe looped`
+as a Python loop over touched experts (one GEMM pair and a gather/scatter per expert). The K/V
+buffers are shared by all layers (timing only: every layer still reads them from memory). Each
+iteration is captured in a CUDA graph and replayed; the row's `ms` is the median replay time.
 
 Writes into --out: iterations.csv (INTERFACE.md "Measurement CSV"), gemm.csv (gpu, op, M, K, N, ms:
 the first model's linear layers alone) and device.json (measured copy bandwidth and GEMM rate). Rows

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
+from servesim.config.loader import config_error
 from servesim.config.schema import EngineConfig, SimConfig
 from servesim.core.cohort import DecodeCohort
 from servesim.core.errors import ConfigError
@@ -155,6 +156,12 @@ def kv_capacity_tokens(
     engine = config.engine
     tp, pp = tp or config.cluster.tp, pp or config.cluster.pp
     if engine.kv_capacity_tokens is not None:
+        if engine.kv_capacity_tokens < engine.block_size:
+            raise ConfigError(
+                "engine.kv_capacity_tokens",
+                f"must hold at least one KV block ({engine.block_size} tokens), "
+                f"got {engine.kv_capacity_tokens}",
+            )
         return engine.kv_capacity_tokens
     per_token_act = (4 * model.hidden_size + 2 * model.intermediate_size / tp) * 2
     reserve = ACTIVATION_WORKSPACE_BYTES + engine.max_num_batched_tokens * per_token_act
@@ -287,13 +294,7 @@ def validate_params(cls, data: dict, key: str):
     try:
         return params_cls.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join([key, *map(str, err["loc"])])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        msg = msg.removeprefix("Value error, ")
-        if err["type"] != "extra_forbidden" and isinstance(err.get("input"), (int, float, str)):
-            msg = f"{msg}, got {err['input']!r}"
-        raise ConfigError(loc, msg) from None
+        raise config_error(exc, key) from None
 
 
 def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:

@@ -32,7 +32,8 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="servesim",
         description="Discrete-event simulator for LLM serving clusters",
-        epilog=f"Exit codes: 0 ok, 1 check failed, 2 bad input, 3 internal error, 130 interrupted. {CONTRACT}.",
+        epilog=f"Exit codes: 0 ok, 1 check failed, 2 bad input, 3 internal error, 130 interrupted. "
+        f"{CONTRACT}.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in (run_cmd,) + _optional_modules():

@@ -19,7 +19,7 @@ def register(sub) -> None:
         action="append",
         default=[],
         metavar="CSV",
-        help="measured iterations (INTERFACE.md 'Measurement CSV'); repeatable",
+        help="measured iterations (docs/interface.md, 'Measurement CSV'); repeatable",
     )
     cal.add_argument("--hardware", required=True, help="catalog hardware the rows ran on")
     cal.add_argument("--out", required=True, help="profile YAML to write")
@@ -78,12 +78,14 @@ def register(sub) -> None:
 def cmd_calibrate(args) -> int:
     from servesim.catalog.specs import get_hardware
     from servesim.cli import UsageError
+    from servesim.core.files import check_output_file
     from servesim.cost.calibrate import IterationData, error_report, fit, predict, resolve_hardware
     from servesim.cost.microbench import AllReduceData, GemmData
     from servesim.cost.profile import FIT_PARAMETERS, CostProfile, resolve_profile, save_profile
 
     if not (args.measurements or args.gemm or args.allreduce):
         raise UsageError("costmodel calibrate: give --measurements, --gemm or --allreduce data")
+    check_output_file(args.out)
     hw = get_hardware(args.hardware, key="--hardware")
     if args.start == "builtin":
         start = CostProfile(source="built-in defaults")

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.files import read_yaml, write_file
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 DEFAULT_FAMILY = "generic"
@@ -105,13 +106,7 @@ def load_profile(path: str | Path) -> CostProfile:
 @lru_cache(maxsize=64)
 def _load_profile(path: str, _stamp: int) -> CostProfile:
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise InputFileError(p, f"cannot read profile ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise InputFileError(p, f"invalid YAML: {exc}") from None
-    return profile_from_dict(data or {}, str(p))
+    return profile_from_dict(read_yaml(p, "profile") or {}, str(p))
 
 
 def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
@@ -131,12 +126,9 @@ def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
 
 def save_profile(profile: CostProfile, path: str | Path, header: str = "") -> None:
     """Write atomically: a failed write leaves no half profile behind."""
-    p = Path(path)
     body = yaml.safe_dump({"parameters": profile.to_dict()}, sort_keys=False)
     text = "".join(f"# {line}\n" for line in header.splitlines()) + body
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(p)
+    write_file(path, lambda p: p.write_text(text))
 
 
 @lru_cache(maxsize=None)

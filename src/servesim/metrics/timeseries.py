@@ -21,6 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from servesim.core.errors import ConfigError
+
+MAX_ROWS = 5_000_000
+"""Most rows a time series may have (instances x bins): a tiny bin width must fail, not exhaust memory."""
 STATE_COLUMNS = ("num_waiting", "num_running", "kv_usage")
 TIMESERIES_COLUMNS = ["time_s", "instance", "pool", *STATE_COLUMNS, "busy_frac"]
 
@@ -32,6 +36,16 @@ def auto_interval(span_s: float, target_bins: int = 200) -> float:
     raw = span_s / target_bins
     exp = 10 ** math.floor(math.log10(raw))
     return next(m * exp for m in (1, 2, 5, 10) if m * exp >= raw)
+
+
+def check_size(span_s: float, interval_s: float | None, instances: int) -> None:
+    """ConfigError when `interval_s` would cut `span_s` into more rows than `MAX_ROWS`."""
+    if interval_s and instances * span_s / interval_s > MAX_ROWS:
+        raise ConfigError(
+            "output.timeseries_interval_s",
+            f"{interval_s:g} s over {span_s:.4g} simulated s and {instances} instance(s) makes more than "
+            f"{MAX_ROWS:,} rows; use a wider bin (or leave it out for about 200 bins)",
+        )
 
 
 def instance_timeseries(
@@ -51,6 +65,7 @@ def instance_timeseries(
     last = float(steps["end_s"].max()) if len(steps) else 0.0
     end = max(end_s or 0.0, last)
     dt = interval_s or auto_interval(end)
+    check_size(end, dt, max(1, num_instances or len(_pool_names(pools)) or 1))
     edges = np.arange(0.0, end + dt, dt)
     if len(edges) < 2:
         edges = np.array([0.0, dt])

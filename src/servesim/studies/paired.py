@@ -19,6 +19,7 @@ import pandas as pd
 
 from servesim.config import SimConfig, load_config
 from servesim.core.errors import ConfigError
+from servesim.progress import progress_bar
 from servesim.studies.executor import run_tasks
 from servesim.studies.summaries import direction
 from servesim.studies.sweep import evaluate
@@ -72,6 +73,7 @@ def paired_compare(
     confidence: float = 0.95,
     workers: int | None = 1,
     backend: str = "local",
+    progress: bool = False,
 ) -> PairedResult:
     """Run A and B on the same seeds; the t-interval of the mean per-seed difference B - A."""
     if not 0 < confidence < 1:
@@ -87,11 +89,13 @@ def paired_compare(
             tasks.append(load_config(base, {**overrides, "seed": seed}))  # validates before running
             labels.append((seed, name))
     results: list[dict] = [{}] * len(tasks)
-    for i, result in run_tasks(evaluate, tasks, workers, backend):
-        if result["status"] != "ok":
-            seed, name = labels[i]
-            raise ConfigError(f"variant {name}", f"seed {seed} failed: {result['error']}")
-        results[i] = result
+    with progress_bar(len(tasks), "paired runs", "runs", enabled=progress) as bar:
+        for i, result in run_tasks(evaluate, tasks, workers, backend):
+            if result["status"] != "ok":
+                seed, name = labels[i]
+                raise ConfigError(f"variant {name}", f"seed {seed} failed: {result['error']}")
+            results[i] = result
+            bar.update()
     unknown = [m for m in metrics if m not in results[0]]
     if unknown:
         raise ConfigError("--metrics", f"unknown metric {unknown[0]!r}")

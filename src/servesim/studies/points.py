@@ -12,10 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from servesim.config.loader import parse_value
 from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.files import read_yaml
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list]:
@@ -41,13 +40,7 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list]:
 def load_points(path: str | Path) -> list[dict]:
     """A YAML list of mappings; nested mappings are flattened to dotted keys."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputFileError(path, "invalid YAML", mark.line + 1 if mark else None) from None
+    data = read_yaml(path, "points file")
     if isinstance(data, Mapping) and "points" in data:
         data = data["points"]
     if not isinstance(data, list) or not data:

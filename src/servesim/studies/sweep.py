@@ -24,10 +24,10 @@ import pandas as pd
 
 from servesim.config import SimConfig, load_config
 from servesim.core.errors import ConfigError, InputFileError
+from servesim.progress import progress_bar
 from servesim.simulation import dump_config, simulate
 from servesim.studies.executor import check_backend, run_tasks
 from servesim.studies.points import expand, format_value, point_id
-from servesim.studies.progress import Progress
 from servesim.studies.summaries import flatten
 
 SWEEP_CSV = "sweep.csv"
@@ -98,7 +98,8 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     writer = SweepWriter(path, plan.keys, kept)
-    bar = Progress(len(todo), enabled=progress)
+    bar = progress_bar(len(todo), "sweep", "points", enabled=progress)
+    failed = 0
     try:
         results = run_tasks(evaluate, [plan.configs[i] for i in todo], workers, backend, address)
         for j, result in results:
@@ -106,7 +107,10 @@ def run_sweep(
             cells = dict(zip(plan.keys, ids[i]))
             # the point's own cells win over a metric of the same name (`slo.ttft_s`)
             writer.add(ids[i], {**{k: _cell(v) for k, v in result.items()}, **cells})
-            bar.update(failed=result["status"] != "ok")
+            if result["status"] != "ok":
+                failed += 1
+                bar.set_postfix(failed=failed, refresh=False)
+            bar.update()
     finally:
         bar.close()
     writer.rewrite(order=ids)
