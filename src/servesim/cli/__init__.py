@@ -11,10 +11,11 @@ import logging
 import sys
 import traceback
 
-from servesim.core.errors import ServesimError
+from servesim.core.errors import ArgumentError, ServesimError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-CONTRACT = "docs/interface.md in the servesim repository lists the commands, exit codes and outputs"
+EXIT_CODES = "Exit codes: 0 ok, 1 check failed, 2 bad input, 3 internal error, 130 interrupted."
+CONTRACT = "docs/interface.md in the servesim repository describes every command, config key and output"
 
 
 class UsageError(ServesimError):
@@ -22,6 +23,10 @@ class UsageError(ServesimError):
 
 
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("epilog", f"{EXIT_CODES} {CONTRACT}.")
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, exit 2, no usage dump
         raise UsageError(f"{self.prog}: {message}")
 
@@ -29,12 +34,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     from servesim.cli import run as run_cmd
 
-    parser = Parser(
-        prog="servesim",
-        description="Discrete-event simulator for LLM serving clusters",
-        epilog=f"Exit codes: 0 ok, 1 check failed, 2 bad input, 3 internal error, 130 interrupted. "
-        f"{CONTRACT}.",
-    )
+    parser = Parser(prog="servesim", description="Discrete-event simulator for LLM serving clusters")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in (run_cmd,) + _optional_modules():
         module.register(sub)
@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         code = args.handler(args)
+    except ArgumentError as exc:  # a library argument: name the command-line flag
+        print(f"error: {exc.flag}: {exc.message}", file=sys.stderr)
+        code = EXIT_BAD_INPUT
     except ServesimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = EXIT_BAD_INPUT

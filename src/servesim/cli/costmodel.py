@@ -265,8 +265,11 @@ def cmd_price(args) -> int:
         chunks = [(int(c), args.prior) for c in args.prefill.split("+")] if args.prefill else []
     except ValueError:
         raise ConfigError("--prefill", f"expected '+'-joined integers, got {args.prefill!r}") from None
-    if any(c < 1 for c, _ in chunks) or min(args.prior, args.decodes, args.ctx) < 0:
-        raise ConfigError("--prefill", "lengths and counts must be positive")
+    if any(c < 1 for c, _ in chunks):
+        raise ConfigError("--prefill", f"chunk lengths must be >= 1, got {args.prefill!r}")
+    for flag, value in (("--prior", args.prior), ("--decodes", args.decodes), ("--ctx", args.ctx)):
+        if value < 0:
+            raise ConfigError(flag, f"must be >= 0, got {value}")
     cm = RooflineCostModel(
         model,
         hw,

@@ -45,6 +45,18 @@ def open_text(path: str | Path, what: str = "file") -> io.StringIO:
     return io.StringIO(read_text(path, what), newline="")
 
 
+def read_table(path: str | Path, what: str = "CSV file", **kwargs):
+    """A CSV file servesim wrote (requests.csv, sweep.csv) as a pandas frame."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(open_text(path, what), **kwargs)
+    except pd.errors.EmptyDataError:
+        raise InputFileError(path, f"empty {what}") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise InputFileError(path, f"not a readable {what} ({' '.join(str(exc).split())[:160]})") from None
+
+
 class _Loader(yaml.SafeLoader):
     """YAML as people write it: `1e-5` and `3E6` are numbers (YAML 1.1 wants a dot in them)."""
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from servesim.catalog.specs import get_model, hardware_by_alias, model_names
 from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.files import open_text
 from servesim.cost.base import StepShape
 
 REQUIRED = ("gpu", "model", "tp", "kind", "prefill_lens", "prior_ctx", "decode_batch", "decode_ctx", "ms")
@@ -53,10 +54,7 @@ class Measurement:
 
 def read_measurements(path: str | Path) -> list[Measurement]:
     p = Path(path)
-    try:
-        handle = p.open(newline="")
-    except OSError as exc:
-        raise InputFileError(p, f"cannot read measurements ({exc.strerror or exc})") from None
+    handle = open_text(p, "measurements")
     with handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []

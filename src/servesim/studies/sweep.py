@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 
 from servesim.config import SimConfig, load_config
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import ArgumentError, InputFileError
+from servesim.core.files import read_json, read_table, read_text
 from servesim.progress import progress_bar
 from servesim.simulation import dump_config, simulate
 from servesim.studies.executor import check_backend, run_tasks
@@ -56,7 +57,7 @@ def plan_sweep(
     base = load_config(config, overrides)
     if isinstance(seeds, int):
         if seeds < 1:
-            raise ConfigError("--seeds", f"must be >= 1, got {seeds}")
+            raise ArgumentError("seeds", f"must be >= 1, got {seeds}")
         seeds = [base.seed + i for i in range(seeds)]
     keys, pts = expand(grid, points, seeds)
     configs = [load_config(base, p) for p in pts]
@@ -92,7 +93,7 @@ def run_sweep(
         _check_manifest(out / MANIFEST, manifest)
         kept = {pid: row for pid, row in read_rows(path, plan.keys).items() if row["status"] == "ok"}
     elif path.exists() and not resume:
-        raise ConfigError("--out", f"{path} exists; pass --resume to continue it, or choose another --out")
+        raise ArgumentError("out", f"{path} exists; resume that sweep or choose another output folder")
     ids = [point_id(p, plan.keys) for p in plan.points]
     todo = [i for i, pid in enumerate(ids) if pid not in kept]
     out.mkdir(parents=True, exist_ok=True)
@@ -171,7 +172,7 @@ class SweepWriter:
 
 def read_rows(path: Path, keys: Sequence[str]) -> dict[tuple, dict]:
     """Rows of a sweep.csv by point id. A last line cut short by a kill is dropped."""
-    text = path.read_text()
+    text = read_text(path, "sweep.csv")
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     reader = csv.DictReader(io.StringIO(text))
@@ -187,7 +188,7 @@ def read_rows(path: Path, keys: Sequence[str]) -> dict[tuple, dict]:
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=True)
+    return read_table(path, "sweep.csv", keep_default_na=True)
 
 
 def _cell(value: Any) -> str:
@@ -203,10 +204,12 @@ def _manifest(plan: SweepPlan) -> dict:
 
 def _check_manifest(path: Path, expected: dict) -> None:
     try:
-        found = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        found = read_json(path, "sweep manifest")
+    except InputFileError:
         raise InputFileError(path, "missing or unreadable: cannot tell which sweep wrote it") from None
+    if not isinstance(found, dict):
+        raise InputFileError(path, "not a sweep manifest: cannot tell which sweep wrote it")
     if found.get("keys") != expected["keys"]:
-        raise ConfigError("--resume", f"{path} has keys {found.get('keys')}, this sweep {expected['keys']}")
+        raise ArgumentError("resume", f"{path} has keys {found.get('keys')}, this sweep {expected['keys']}")
     if found.get("config_sha256") != expected["config_sha256"]:
-        raise ConfigError("--resume", f"{path} was written for a different base config")
+        raise ArgumentError("resume", f"{path} was written for a different base config")
