@@ -1,7 +1,9 @@
 """Measured iterations (INTERFACE.md "Measurement CSV") read into priced-ready rows.
 
-`gpu, model, tp, kind, prefill_lens, prior_ctx, decode_batch, decode_ctx, ms[, includes_comm]`: one
-measured engine iteration a row. Any malformed row is an `InputFileError` naming its line.
+`gpu, model, tp, kind, prefill_lens, prior_ctx, decode_batch, decode_ctx, ms[, includes_comm]
+[, moe_kernels]`: one measured engine iteration a row (`moe_kernels`: `fused` or `looped`, how the
+row's MoE layers ran; empty or absent: as the profile says). Any malformed row is an
+`InputFileError` naming its line.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Measurement:
     decode_ctx: int
     seconds: float
     includes_comm: bool
+    moe_kernels: str | None = None
+    """How the row's MoE layers ran (`fused`, `looped`); None: as the profile says."""
 
     def shape(self) -> StepShape:
         chunks = [(c, self.prior_ctx) for c in self.prefill_lens]
@@ -107,6 +111,9 @@ def _parse(path: Path, line: int, raw: dict) -> Measurement:
     comm_text = (raw.get("includes_comm") or "1").strip()
     if comm_text not in ("0", "1"):
         fail(f"includes_comm: expected 0 or 1, got {comm_text!r}")
+    moe_text = (raw.get("moe_kernels") or "").strip()
+    if moe_text not in ("", "fused", "looped"):
+        fail(f"moe_kernels: expected fused, looped or empty, got {moe_text!r}")
     tp = integer("tp", 1)
     batch, dctx = integer("decode_batch"), integer("decode_ctx")
     if kind in ("prefill", "prefill_batch") and (not lens or batch):
@@ -137,4 +144,5 @@ def _parse(path: Path, line: int, raw: dict) -> Measurement:
         decode_ctx=dctx,
         seconds=ms / 1e3,
         includes_comm=comm_text == "1",
+        moe_kernels=moe_text or None,
     )

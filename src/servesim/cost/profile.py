@@ -7,6 +7,7 @@ Shipped profiles live in `profiles/<family>.yaml`; `servesim costmodel calibrate
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -58,9 +59,13 @@ class CostProfile:
     moe_route_passes: float = 5.0
     """Hidden-size vectors moved per token per routed expert per layer (gather to the expert, scatter-add
     back): elementwise traffic at `elementwise_memory_eff`."""
+    moe_kernels: str = "fused"
+    """How the routed experts run: `fused` (grouped-GEMM kernels over all experts, a handful of launches
+    per layer whatever the expert count, as serving engines run MoE) or `looped` (a loop over the
+    touched experts, `moe_kernels_per_expert` launches each, as a plain PyTorch harness runs them)."""
     moe_kernels_per_expert: float = 6.0
-    """Kernel launches per touched expert per layer: ~6 for a loop over experts (gather, two GEMMs,
-    activation, multiply, scatter-add; the measuring harness), ~0 for fused-MoE kernels."""
+    """`looped` only: kernel launches per touched expert per layer (gather, two GEMMs, activation,
+    multiply, scatter-add)."""
     # -- overheads ------------------------------------------------------------------------------------
     kernel_overhead_s: float = 3.0e-6
     """Per kernel: launch gap plus ramp-up and tail inside a CUDA graph."""
@@ -81,7 +86,9 @@ class CostProfile:
         return asdict(self)
 
 
-FIT_PARAMETERS = tuple(f.name for f in fields(CostProfile) if f.name != "source")
+TEXT_PARAMETERS = {"source": None, "moe_kernels": ("fused", "looped")}
+"""Profile entries that are not numbers, with their allowed values (None: any text)."""
+FIT_PARAMETERS = tuple(f.name for f in fields(CostProfile) if f.name not in TEXT_PARAMETERS)
 PINNED_PARAMETERS = (
     "elementwise_memory_eff",
     "elementwise_kernels_per_layer",
@@ -117,11 +124,16 @@ def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
     for key, value in data.items():
         if key not in known:
             raise InputFileError(where, f"unknown profile parameter {key!r}")
-        if key != "source" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if key in TEXT_PARAMETERS:
+            allowed = TEXT_PARAMETERS[key]
+            if allowed and value not in allowed:
+                raise InputFileError(where, f"{key}: expected one of {', '.join(allowed)}, got {value!r}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InputFileError(where, f"{key}: expected a number, got {value!r}")
-        if key != "source" and value < 0:
+        if value < 0:
             raise InputFileError(where, f"{key}: must be >= 0, got {value}")
-    return CostProfile(**{k: (v if k == "source" else float(v)) for k, v in data.items()})
+    return CostProfile(**{k: (v if k in TEXT_PARAMETERS else float(v)) for k, v in data.items()})
 
 
 def save_profile(profile: CostProfile, path: str | Path, header: str = "") -> None:

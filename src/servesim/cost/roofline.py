@@ -78,7 +78,8 @@ class RooflineCostModel:
             self._moe_act = (3 * moe.hidden + 3 * moe.width) * ab / gemm_bw
             el_bw = hw.hbm_bytes_per_s * pr.elementwise_memory_eff
             self._moe_route = pr.moe_route_passes * moe.hidden * ab / el_bw
-            self._moe_expert_launch = pr.moe_kernels_per_expert * pr.kernel_overhead_s
+            looped = pr.moe_kernels == "looped"  # fused kernels launch per layer, not per expert
+            self._moe_expert_launch = pr.moe_kernels_per_expert * pr.kernel_overhead_s if looped else 0.0
         a = lay.attention
         attn_peak = hw.peak_flops(a.dtype)
         self._attn_prefill_flops = a.prefill_flops_per_pair / attn_peak
@@ -284,7 +285,7 @@ class RooflineCostModel:
         compute = moe.count * self._moe_row * (rows + self._pad * touched)
         memory = moe.count * (touched * self._moe_weight + rows * self._moe_act)
         dispatch = moe.count * rows * self._moe_route
-        # top-k and combine kernels, two (grouped) GEMM ramps, and per-expert launches
+        # top-k and combine kernels, two (grouped) GEMM ramps, and per-expert launches (looped only)
         launches = moe.count * (2 * self._t_kernel + 2 * self._t_gemm + touched * self._moe_expert_launch)
         return compute, memory, dispatch, launches
 
