@@ -141,8 +141,9 @@ def check_parallelism(
     per_gpu = model.weight_bytes(tp) / pp
     usable = hardware.hbm_bytes * config.engine.gpu_memory_utilization
     if per_gpu >= usable:
-        # fits the whole memory: the utilization is what is too small, not the parallelism
-        key = "engine.gpu_memory_utilization" if per_gpu < hardware.hbm_bytes else tp_key
+        # fits at the default utilization: the lowered utilization is the problem, not the parallelism
+        default = EngineConfig.model_fields["gpu_memory_utilization"].default
+        key = "engine.gpu_memory_utilization" if per_gpu < hardware.hbm_bytes * default else tp_key
         raise ConfigError(
             key,
             f"{model.name} weights need {per_gpu / 2**30:.1f} GiB per GPU at tp={tp}, pp={pp}, "

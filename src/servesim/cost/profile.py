@@ -66,6 +66,13 @@ class CostProfile:
     moe_kernels_per_expert: float = 6.0
     """`looped` only: kernel launches per touched expert per layer (gather, two GEMMs, activation,
     multiply, scatter-add)."""
+    moe_fused_kernels_per_layer: float = 15.3
+    """`fused` only: kernel launches' worth of fixed time in one MoE layer besides the router GEMM
+    (gather, two grouped GEMMs, activation, multiply, routing-weight scale, zero-fill, scatter-add;
+    index kernels cost more than a plain launch). Fitted on H200 fused-MoE layers (tools/fit_moe.py)."""
+    moe_grouped_eff: float = 0.574
+    """`fused` only: speed of grouped GEMMs relative to plain GEMMs of the same rows (compute and
+    weight streaming). Fitted with the above: torch's grouped GEMM on an H200."""
     # -- overheads ------------------------------------------------------------------------------------
     kernel_overhead_s: float = 3.0e-6
     """Per kernel: launch gap plus ramp-up and tail inside a CUDA graph."""
@@ -94,6 +101,8 @@ PINNED_PARAMETERS = (
     "elementwise_kernels_per_layer",
     "moe_route_passes",
     "moe_kernels_per_expert",
+    "moe_fused_kernels_per_layer",
+    "moe_grouped_eff",
 )
 """Not fitted unless asked for: iteration times only see passes / bandwidth and kernels x overhead,
 so these are set from a copy-bandwidth measurement and from counting the engine's kernels and bytes."""
