@@ -23,7 +23,7 @@ as a Python loop over touched experts (one GEMM pair and a gather/scatter per ex
 buffers are shared by all layers (timing only: every layer still reads them from memory). Each
 iteration is captured in a CUDA graph and replayed; the row's `ms` is the median replay time.
 
-Writes into --out: iterations.csv (INTERFACE.md "Measurement CSV"), gemm.csv (gpu, op, M, K, N, ms:
+Writes into --out: iterations.csv (docs/interface.md "Measurement CSV"), gemm.csv (gpu, op, M, K, N, ms:
 the first model's linear layers alone) and device.json (measured copy bandwidth and GEMM rate). Rows
 are appended as they are measured, so a run stopped by --budget-s or a timeout keeps what it measured.
 """

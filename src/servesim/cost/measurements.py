@@ -1,4 +1,4 @@
-"""Measured iterations (INTERFACE.md "Measurement CSV") read into priced-ready rows.
+"""Measured iterations (docs/interface.md "Measurement CSV") read into priced-ready rows.
 
 `gpu, model, tp, kind, prefill_lens, prior_ctx, decode_batch, decode_ctx, ms[, includes_comm]
 [, moe_kernels]`: one measured engine iteration a row (`moe_kernels`: `fused` or `looped`, how the
