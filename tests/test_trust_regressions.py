@@ -263,7 +263,8 @@ def test_non_utf8_files_name_the_file(command, tmp_path, capsys):
 # -- 10. messages name what the user wrote ---------------------------------------------------------------
 def test_messages_name_the_right_key(tmp_path, capsys):
     cfg = _write_cfg(tmp_path)
-    assert main(["costmodel", "price", "--model", "llama3-8b", "--hardware", "h100-sxm", "--decodes", "-5"]) == 2
+    price = ["costmodel", "price", "--model", "llama3-8b", "--hardware", "h100-sxm"]
+    assert main([*price, "--decodes", "-5"]) == 2
     assert main(["validate", str(cfg), "--set", "engine.gpu_memory_utilization=0.1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("error: --decodes:")

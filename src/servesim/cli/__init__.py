@@ -85,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         code = args.handler(args)
     except ArgumentError as exc:  # a library argument: name the command-line flag
-        print(f"error: {exc.flag}: {exc.message}", file=sys.stderr)
+        print(one_line(f"error: {exc.flag}: {exc.message}"), file=sys.stderr)
         code = EXIT_BAD_INPUT
     except ServesimError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(one_line(f"error: {exc}"), file=sys.stderr)
         code = EXIT_BAD_INPUT
     except BrokenPipeError:
         code = EXIT_OK
@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         report_bug(exc)
         code = EXIT_INTERNAL
     return int(code or 0)
+
+
+def one_line(text: str) -> str:
+    """The message as one printable line: user input echoed in it may hold line breaks or
+    control characters, shown escaped (`\\x1c`)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def report_bug(exc: BaseException) -> None:

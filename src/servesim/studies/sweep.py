@@ -23,12 +23,12 @@ from typing import Any
 import pandas as pd
 
 from servesim.config import SimConfig, load_config
-from servesim.core.errors import ArgumentError, InputFileError
+from servesim.core.errors import ArgumentError, ConfigError, InputFileError
 from servesim.core.files import read_json, read_table, read_text
 from servesim.progress import progress_bar
 from servesim.simulation import dump_config, simulate
 from servesim.studies.executor import check_backend, run_tasks
-from servesim.studies.points import expand, format_value, point_id
+from servesim.studies.points import expand, format_point, format_value, point_id
 from servesim.studies.summaries import flatten
 
 SWEEP_CSV = "sweep.csv"
@@ -60,8 +60,16 @@ def plan_sweep(
             raise ArgumentError("seeds", f"must be >= 1, got {seeds}")
         seeds = [base.seed + i for i in range(seeds)]
     keys, pts = expand(grid, points, seeds)
-    configs = [load_config(base, p) for p in pts]
+    configs = [_point_config(base, p) for p in pts]
     return SweepPlan(base, keys, pts, configs)
+
+
+def _point_config(base: SimConfig, point: dict) -> SimConfig:
+    """The config of one point; an error says which point (and keeps the key it names)."""
+    try:
+        return load_config(base, point)
+    except ConfigError as exc:
+        raise ConfigError(exc.key, f"{exc.message} (point {format_point(point)})") from None
 
 
 def evaluate(config: SimConfig) -> dict:
