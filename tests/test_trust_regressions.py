@@ -286,3 +286,31 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(tmp_path, capsys
         assert stop.value.code == 0
         out = capsys.readouterr().out
         assert "docs/interface.md" in out and "INTERFACE.md" not in out
+
+
+# -- progress: drawn on a terminal by a library (tqdm), silent when piped --------------------------
+def test_progress_is_silent_when_piped(tmp_path, capsys):
+    cfg = _write_cfg(tmp_path)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o")]) == 0
+    assert main(["capacity", str(cfg), "--target-attainment", "0.5", "--max-evals", "3"]) in (0, 1)
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_is_drawn_on_a_terminal(monkeypatch):
+    import io
+    import sys
+    from types import SimpleNamespace
+
+    from servesim.progress import SimulationProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    bar = SimulationProgress(10.0, delay=0.0)
+    assert bar.active
+    bar(SimpleNamespace(env=SimpleNamespace(now=5.0)))
+    bar.close()
+    assert "simulating" in term.getvalue() and "5" in term.getvalue()

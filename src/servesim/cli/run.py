@@ -39,9 +39,12 @@ def cmd_run(args) -> int:
 
 def cmd_validate(args) -> int:
     from servesim.build import build
+    from servesim.metrics.timeseries import check_size
 
     config = load_from_args(args)
     built = build(config)
+    if config.output.timeseries_csv and len(built.table):  # what `run` checks before simulating
+        check_size(float(built.table.arrival_s.max()), config.output.timeseries_interval_s, len(built.parts))
     info = {
         "valid": True,
         "requests": len(built.requests),
