@@ -105,7 +105,7 @@ WORKLOADS = st.one_of(
         {
             "workload.num_requests": st.integers(1, 20),
             "workload.arrival": ARRIVALS,
-            "workload.lengths": st.fixed_dictionaries({"prompt": lengths(1500), "output": lengths(80)}),
+            "workload.lengths": st.fixed_dictionaries({"prompt": lengths(1500), "output": lengths(300)}),
         }
     ),
     st.fixed_dictionaries(
@@ -197,7 +197,12 @@ ENGINE = st.fixed_dictionaries(
         "engine.prefix_caching": st.booleans(),
         "engine.predictor": st.sampled_from(PREDICTORS),
         # tiny KV (a few blocks: rejections and preemption storms), moderate, or derived from memory (huge)
-        "engine.kv_capacity_tokens": st.one_of(st.integers(32, 600), st.integers(600, 20_000), st.none()),
+        "engine.kv_capacity_tokens": st.one_of(
+            st.integers(32, 600),  # tiny: prompts that never fit, rejections
+            st.integers(600, 3000),  # tight: preemption storms
+            st.integers(3000, 20_000),
+            st.none(),  # derived from memory: huge
+        ),
     }
 )
 MISC = st.fixed_dictionaries(
@@ -205,18 +210,58 @@ MISC = st.fixed_dictionaries(
         "seed": st.integers(0, 2**31),
         "slo.ttft_s": st.floats(0.01, 5),
         "slo.tpot_s": st.floats(0.001, 0.5),
-        "max_sim_time_s": st.one_of(st.none(), st.floats(0.05, 30)),
+        "max_sim_time_s": st.one_of(st.none(), st.none(), st.floats(0.01, 1.0)),  # cut runs short
         "output.requests_csv": st.booleans(),
     }
 )
-FEATURES = {"workload": WORKLOADS, "cluster": CLUSTERS, "policy": POLICIES, "engine": ENGINE, "misc": MISC}
+STRESS = st.one_of(  # half the runs push on preemption or on prefix reuse
+    st.just({}),
+    st.just({}),
+    st.fixed_dictionaries(  # multi-turn conversations sharing a system prompt, caching on
+        {
+            "engine.prefix_caching": st.just(True),
+            "workload.sessions": st.builds(
+                lambda turns, think: {
+                    "turns": {"dist": "uniform", "min": 2, "max": turns},
+                    "think_time": {"dist": "fixed", "mean": think},
+                    "system_prompt_tokens": 64,
+                },
+                st.integers(2, 5),
+                st.floats(0.05, 0.5),
+            ),
+            "workload.classes": st.just([]),
+            "workload.duration_s": st.none(),
+            "workload.num_requests": st.integers(6, 20),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "engine.kv_capacity_tokens": st.integers(800, 4000),
+            "workload.arrival": st.just({"process": "poisson", "rate": 300.0}),
+            "workload.lengths.prompt": st.builds(
+                lambda a: {"dist": "uniform", "min": a, "max": 2 * a}, st.integers(100, 400)
+            ),
+            "workload.lengths.output": st.builds(
+                lambda a: {"dist": "uniform", "min": a, "max": 2 * a}, st.integers(50, 200)
+            ),
+        }
+    ),
+)
+FEATURES = {
+    "workload": WORKLOADS,
+    "cluster": CLUSTERS,
+    "policy": POLICIES,
+    "engine": ENGINE,
+    "misc": MISC,
+    "stress": STRESS,
+}
 """One strategy per independent part of a config; each draws dotted key -> value overrides."""
 
 
 def build_config(overrides: dict[str, Any]) -> dict:
     config = copy.deepcopy(BASE)
     for key, value in overrides.items():
-        set_dotted(config, key, value)
+        set_dotted(config, key, copy.deepcopy(value))  # never share a strategy's constant
     return config
 
 

@@ -56,6 +56,9 @@ def cmd_sweep(args) -> int:
     from servesim.studies.sweep import SWEEP_CSV, plan_sweep, run_sweep
 
     check_output_dir(args.out)
+    if not args.resume and (Path(args.out) / SWEEP_CSV).exists():
+        raise ConfigError("--out", f"{Path(args.out) / SWEEP_CSV} exists; pass --resume to continue it, "
+                                   "or choose another --out")
     grid = parse_grid(args.grid)
     points = load_points(args.points) if args.points else None
     plan = plan_sweep(args.config, grid, points, args.seeds, overrides_from_args(args))

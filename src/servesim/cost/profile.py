@@ -128,7 +128,10 @@ def _load_profile(path: str, _stamp: int) -> CostProfile:
 def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
     if not isinstance(data, dict):
         raise InputFileError(where, "expected a mapping of profile parameters")
-    data = dict(data.get("parameters", data))
+    data = data.get("parameters", data)
+    if not isinstance(data, dict):
+        raise InputFileError(where, "expected a mapping of profile parameters")
+    data = dict(data)
     known = {f.name for f in fields(CostProfile)}
     for key, value in data.items():
         if key not in known:
