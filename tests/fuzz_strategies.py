@@ -247,6 +247,15 @@ STRESS = st.one_of(  # half the runs push on preemption or on prefix reuse
         }
     ),
 )
+POWER = st.one_of(  # power caps and a cluster budget (energy accounting runs in every config)
+    st.just({}),
+    st.builds(lambda cap: {"power.cap_w": cap}, st.floats(200, 700)),
+    st.builds(
+        lambda budget, cap: {"power.budget": {"budget_w": budget, "cap_w": cap, "interval_s": 0.05}},
+        st.floats(300, 3000),
+        st.floats(200, 700),
+    ),
+)
 FEATURES = {
     "workload": WORKLOADS,
     "cluster": CLUSTERS,
@@ -254,6 +263,7 @@ FEATURES = {
     "engine": ENGINE,
     "misc": MISC,
     "stress": STRESS,
+    "power": POWER,
 }
 """One strategy per independent part of a config; each draws dotted key -> value overrides."""
 

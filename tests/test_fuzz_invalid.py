@@ -22,22 +22,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from servesim.cli import main
+from servesim.config import SimConfig
 from tests.fuzz_strategies import valid_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 MUTATED_CONFIGS, MUTATED_FILES, RANDOM_FILES = 900, 800, 400
-TOP_KEYS = {
-    "seed",
-    "model",
-    "hardware",
-    "cluster",
-    "engine",
-    "workload",
-    "cost",
-    "slo",
-    "output",
-    "max_sim_time_s",
-}
+TOP_KEYS = set(SimConfig.model_fields)
 
 
 def fuzz_settings(n: int):

@@ -16,6 +16,8 @@ from servesim.config import SimConfig, load_config
 from servesim.core.files import jsonable, write_folder
 from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame, summarize
+from servesim.metrics.energy import energy_in_intervals, energy_summary, instance_energy, request_energy
+from servesim.metrics.pricing import cost_summary
 from servesim.metrics.timeseries import check_size, instance_timeseries
 
 RUN_FILES = ("summary.json", "requests.csv", "timeseries.csv", "config.yaml")
@@ -41,6 +43,7 @@ class SimulationResult:
             self.summary["sim"]["simulated_s"],
             pools,
             requests=self.requests,
+            idle_w=self.summary.get("cluster", {}).get("idle_w"),
         )
 
     def save(self, out_dir: str | Path) -> Path:
@@ -77,7 +80,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
     step_log = StepLog()
     stats = run_cluster(
         built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
-        after_step=after_step, disaggregation=built.disaggregation,
+        after_step=after_step, disaggregation=built.disaggregation, power_budget=built.power_budget,
     )
     # With a time limit, requests due after it never arrived: they are not part of this run.
     frame = request_frame(r for r in built.requests if r.arrival_time <= stats.simulated_s)
@@ -99,8 +102,35 @@ def run(built: Built, after_step=None) -> SimulationResult:
     }
     if stats.kv_link is not None:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
+    steps = step_log.to_frame()
+    kv_extra.update(_energy_and_cost(built, stats, frame, steps))
+    kv_extra["cluster"]["idle_w"] = [p.power.idle_w if p.power is not None else None for p in built.parts]
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra)
-    return SimulationResult(cfg, summary, frame, step_log.to_frame())
+    return SimulationResult(cfg, summary, frame, steps)
+
+
+def _energy_and_cost(built: Built, stats, frame: pd.DataFrame, steps: pd.DataFrame) -> dict:
+    """The summary's `energy` and `cost` blocks (and `power` when caps or a budget were used); adds
+    each request's joules to `frame` as `energy_j`."""
+    idle_w = [p.power.idle_w if p.power is not None else None for p in built.parts]
+    metered = any(w is not None for w in idle_w)
+    horizon = stats.simulated_s
+    frame["energy_j"] = request_energy(steps, frame) if metered else float("nan")
+    per_instance = instance_energy(steps, idle_w, horizon)
+    out = {"energy": energy_summary(per_instance, frame, horizon, [p.pool for p in built.parts])}
+    edges = built.carbon.breakpoints(horizon)
+    interval_j = energy_in_intervals(steps, idle_w, edges) if metered else None
+    cfg = built.config
+    out["cost"] = cost_summary(built.pool_table(), built.prices, horizon, frame, interval_j, edges,
+                               built.carbon, cfg.pricing.pue)
+    if cfg.power.limited:
+        p = cfg.power
+        out["power"] = {
+            "cap_w": p.cap_w, "clock_mhz": p.clock_mhz,
+            "pools": {name: v.model_dump() for name, v in p.pools.items()},
+            "budget": stats.power_budget,
+        }
+    return out
 
 
 def _prefix_hit_rate(frame: pd.DataFrame) -> float:

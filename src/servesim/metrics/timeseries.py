@@ -4,7 +4,8 @@ A step-log row records an instance's state when a step (or a run of identical de
 that state holds until the instance's next row. Each series is that step function averaged over
 fixed time bins (time-weighted), so a bin's value does not depend on how many steps fell in it
 and multi-step runs give the same series as single steps. `busy_frac` is the share of the bin
-the instance spent computing.
+the instance spent computing; `power_w` its mean power over the bin (each step's joules spread over
+the step, idle power in between; NaN without a power model).
 
 `num_waiting` comes from the requests when they are given: each request counts from its arrival to
 its first scheduled step on its instance, so the series' time average obeys Little's law (arrival
@@ -22,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from servesim.core.errors import ConfigError
+from servesim.metrics.energy import spread_cumulative
 
 MAX_ROWS = 5_000_000
 """Most rows a time series may have (instances x bins): a tiny bin width must fail, not exhaust memory."""
 STATE_COLUMNS = ("num_waiting", "num_running", "kv_usage")
-TIMESERIES_COLUMNS = ["time_s", "instance", "pool", *STATE_COLUMNS, "busy_frac"]
+TIMESERIES_COLUMNS = ["time_s", "instance", "pool", *STATE_COLUMNS, "busy_frac", "power_w"]
 
 
 def auto_interval(span_s: float, target_bins: int = 200) -> float:
@@ -55,12 +57,14 @@ def instance_timeseries(
     pools: list[dict] | None = None,
     num_instances: int | None = None,
     requests: pd.DataFrame | None = None,
+    idle_w: list[float | None] | None = None,
 ) -> pd.DataFrame:
     """One row per instance and bin `[time_s, time_s + interval_s)`, bins from 0 to `end_s`.
 
     `pools` (`summary["cluster"]["pools"]`) names each instance's pool; instances that never
-    stepped still get rows (all zero) when `num_instances` or `pools` says they exist.
-    `requests` (requests.csv's rows) gives the waiting queue exactly (see the module's doc).
+    stepped still get rows (all zero) when `num_instances` or `pools` says they exist. `idle_w` is
+    each instance's idle power (None: no power model). `requests` (requests.csv's rows) gives the
+    waiting queue exactly (see the module's doc).
     """
     last = float(steps["end_s"].max()) if len(steps) else 0.0
     end = max(end_s or 0.0, last)
@@ -82,6 +86,8 @@ def instance_timeseries(
         if waits is not None:
             cols["num_waiting"] = _binned_intervals(*waits.get(i, ((), ())), edges)
         cols["busy_frac"] = _binned_busy(rows, edges)
+        idle = idle_w[i] if idle_w is not None and i < len(idle_w) else None
+        cols["power_w"] = _binned_power(rows, edges, idle, cols["busy_frac"])
         frames.append(pd.DataFrame(cols))
     if not frames:
         return pd.DataFrame(columns=TIMESERIES_COLUMNS)
@@ -153,6 +159,20 @@ def _binned_busy(rows: pd.DataFrame | None, edges: np.ndarray) -> np.ndarray:
     return np.diff(busy) / np.diff(edges)
 
 
+def _binned_power(rows: pd.DataFrame | None, edges: np.ndarray, idle_w: float | None,
+                  busy: np.ndarray) -> np.ndarray:
+    """Mean watts per bin: step joules spread evenly over each step, idle power for the rest."""
+    if idle_w is None:
+        return np.full(len(edges) - 1, np.nan)
+    idle = idle_w * (1.0 - busy)
+    if rows is None or rows.empty or "energy_j" not in rows:
+        return idle
+    s = rows["start_s"].to_numpy(float)
+    d = rows["end_s"].to_numpy(float) - s
+    energy = spread_cumulative(s, d, rows["energy_j"].to_numpy(float), edges)
+    return np.diff(energy) / np.diff(edges) + idle
+
+
 def plot_timeseries(result, path: str | Path, interval_s: float | None = None) -> Path:
     """Plot queue length, running batch, KV usage and busy share per instance over time.
 
@@ -173,7 +193,9 @@ def plot_timeseries(result, path: str | Path, interval_s: float | None = None) -
         "kv_usage": "KV usage (fraction)",
         "busy_frac": "busy (fraction of time)",
     }
-    fig, axes = plt.subplots(len(titles), 1, figsize=(9, 9), sharex=True)
+    if "power_w" in frame and frame["power_w"].notna().any():
+        titles["power_w"] = "power (W)"
+    fig, axes = plt.subplots(len(titles), 1, figsize=(9, 2.25 * len(titles)), sharex=True)
     for ax, (column, title) in zip(axes, titles.items()):
         for name, g in frame.groupby(group, sort=True):
             series = g.groupby("time_s")[column].mean()
