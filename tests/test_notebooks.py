@@ -10,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.slow  # executes notebooks: `pytest -m "not slow"` skips them
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ["compare_schedulers.ipynb", "capacity_whatif.ipynb"]
+NOTEBOOKS = ["compare_schedulers.ipynb", "capacity_whatif.ipynb", "provisioning.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
