@@ -257,6 +257,10 @@ def _grid_capacity(args, targets, steady) -> int:
     from servesim.studies.placement import plan_placements, run_placements
     from servesim.studies.points import load_points, parse_grid
 
+    if args.out:
+        check_output_dir(args.out)
+    if getattr(args, "plot", None):
+        check_output_file(args.plot, "--plot")
     points = load_points(args.points) if args.points else None
     keys, tasks = plan_placements(args.config, parse_grid(args.grid), points, targets, args.vary,
                                   args.seeds, args.rtol, steady, args.objective,
