@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from servesim import simulate  # noqa: E402
-from servesim.schedulers import SCHEDULERS  # noqa: E402
+from servesim.schedulers import POLICIES  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 
@@ -118,7 +118,7 @@ def topologies() -> dict[str, dict]:
         "colocated 4 fcfs": {"cluster.disaggregation": None, "cluster.instances": 4},
         "2P+2D": {},
     }
-    if "chunked_prefill" in SCHEDULERS.names():
+    if "chunked_prefill" in POLICIES.names():
         out["colocated 4 chunked"] = {
             "cluster.disaggregation": None, "cluster.instances": 4,
             "engine.scheduler": "chunked_prefill",
@@ -174,7 +174,7 @@ def study_crossover(args) -> pd.DataFrame:
         "colocated": {"cluster.disaggregation": None, "cluster.instances": 4},
         **({"colocated chunked": {"cluster.disaggregation": None, "cluster.instances": 4,
                                   "engine.scheduler": "chunked_prefill"}}
-           if "chunked_prefill" in SCHEDULERS.names() else {}),
+           if "chunked_prefill" in POLICIES.names() else {}),
         "1P+3D": {"cluster.disaggregation.prefill_instances": 1,
                   "cluster.disaggregation.decode_instances": 3},
         "2P+2D": {},

@@ -74,13 +74,19 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def set_dotted(data: dict, key: str, value: Any) -> None:
-    """Set `a.b.c` in nested dicts, creating missing blocks (optional sections appear as needed)."""
+    """Set `a.b.c` in nested dicts, creating missing blocks (optional sections appear as needed).
+
+    A component given by name becomes a block when a parameter is set under it:
+    `engine.predictor: noisy_oracle` + `engine.predictor.sigma=1` -> `{name: noisy_oracle, sigma: 1}`.
+    """
     parts = key.split(".")
     node = data
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         if child is None:
             child = node[part] = {}
+        elif isinstance(child, str):
+            child = node[part] = {"name": child}
         elif not isinstance(child, dict):
             raise ConfigError(".".join(parts[: i + 1]), f"is a value, cannot set {key}")
         node = child
