@@ -106,3 +106,21 @@ def test_online_traffic_is_served_ahead_of_offline_end_to_end():
     assert (frame["status"] != "unfinished").all()
     ttft = frame.groupby("class")["ttft_s"].mean()
     assert ttft["online"] < 0.2 * ttft["offline"]
+
+
+def test_workload_priority_is_served_first_end_to_end():
+    """Issue 11.4 end to end: a class with `priority: 1` in the workload gets the shorter queue
+    under `priority` with no `class_priority` given (it used to be served last)."""
+    from servesim import simulate
+
+    lengths = {"prompt": {"dist": "fixed", "value": 600}, "output": {"dist": "fixed", "value": 100}}
+    cls = {"arrival": {"process": "poisson", "rate": 12.0}, "lengths": lengths}
+    config = {
+        "seed": 1,
+        "engine": {"scheduler": "priority", "max_num_seqs": 8, "kv_capacity_tokens": 20000},
+        "workload": {"num_requests": 240, "classes": [{"name": "urgent", "priority": 1, **cls},
+                                                     {"name": "bulk", "priority": 0, **cls}]},
+    }
+    frame = simulate(config).requests
+    ttft = frame.groupby("class")["ttft_s"].mean()
+    assert ttft["urgent"] < 0.5 * ttft["bulk"]
