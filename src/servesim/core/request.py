@@ -121,11 +121,6 @@ class Request:
         return self._cohort is not None
 
     @property
-    def is_prefilling(self) -> bool:
-        """True until the prompt (and any recomputed output) is in the KV cache."""
-        return self.num_pending_tokens > 1
-
-    @property
     def max_kv_tokens(self) -> int:
         """KV tokens held at the end: every token except the last output, which is never fed back."""
         return self.num_prompt_tokens + self.num_output_tokens - 1

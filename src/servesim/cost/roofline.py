@@ -188,22 +188,6 @@ class RooflineCostModel:
             total = host
         return StepCost(total, by_op, compute, memory, comm, overhead)
 
-    def kv_transfer_time(
-        self, num_tokens: int, bandwidth_bytes_per_s: float, latency_s: float = 0.0
-    ) -> float:
-        """Seconds to move `num_tokens` tokens of KV cache (every layer, every shard) between
-        instances over a link of the given bandwidth and latency (prefill -> decode handoff)."""
-        if num_tokens <= 0:
-            return 0.0
-        return latency_s + num_tokens * self.kv_bytes_per_token_instance / bandwidth_bytes_per_s
-
-    @property
-    def kv_bytes_per_token_instance(self) -> float:
-        """KV bytes of one token across the whole instance (all TP shards, all pipeline stages)."""
-        m = self.model
-        shards = 1 if m.is_mla else min(self.tp, m.num_kv_heads)
-        return m.kv_bytes_per_token(self.tp) * shards
-
     # -- pieces --------------------------------------------------------------------------------------
     def _decode_coeffs(self, n: int, logits: int) -> tuple[float, float]:
         """C(n) and S(n): a pure-decode step of n requests costs C + S x context sum."""
