@@ -1,13 +1,19 @@
-"""Hand-built requests and schedulers, and a SimPy-free step driver, for unit tests."""
+"""Test factories: small configs, hand-built requests, tables and schedulers, a SimPy-free step
+driver, and checked runs."""
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import numpy as np
+import yaml
 
 from servesim.core.request import Request
 from servesim.kv.manager import KVCacheManager
 from servesim.predictors.oracle import OraclePredictor
 from servesim.schedulers import BATCHINGS, POLICIES, EngineLimits, Scheduler
+from servesim.workload import RequestTable
 
 BLOCK = 4
 """Default block size of `make_scheduler`: small, so block boundaries come often."""
@@ -20,10 +26,6 @@ def make_request(rid: int, prompt: int, output: int, arrival: float = 0.0, **kw)
 def req(i: int, prompt: int, output: int, arrival: float | None = None, **kw) -> Request:
     """A request arriving at `i` seconds unless told otherwise (arrival order = id order)."""
     return Request(i, float(i) if arrival is None else arrival, prompt, output, **kw)
-
-
-def make_kv(num_blocks: int = 100, block_size: int = 16, **kw) -> KVCacheManager:
-    return KVCacheManager(num_blocks, block_size, watermark=kw.pop("watermark", 0.0), **kw)
 
 
 def make_scheduler(
@@ -96,21 +98,97 @@ def drain(scheduler: Scheduler, now: float = 0.0, limit: int = 10_000) -> float:
     raise AssertionError("did not drain")
 
 
-def finish_order(requests) -> list[int]:
-    return [r.request_id for r in sorted(requests, key=lambda r: (r.finish_time, r.request_id))]
+# -- configs ----------------------------------------------------------------------------------------
+SMALL = {
+    "seed": 7,
+    "model": "llama3-8b",
+    "hardware": "h100-sxm",
+    "engine": {"scheduler": "fcfs", "max_num_seqs": 32, "max_num_batched_tokens": 4096},
+    "workload": {
+        "num_requests": 60,
+        "arrival": {"process": "poisson", "rate": 20.0},
+        "lengths": {
+            "prompt": {"dist": "lognormal", "mean": 400, "sigma": 0.8, "max": 3000},
+            "output": {"dist": "lognormal", "mean": 60, "sigma": 0.8, "max": 400},
+        },
+    },
+}
 
 
-def simulate_checked(config, table=None, **overrides):
-    """Simulate a config (dict, path or SimConfig) with KV conservation checked after every step
-    of every instance, and no block left held at the end; returns (result, built)."""
+def small_config(**changes) -> dict:
+    """A deep copy of SMALL with dotted-key changes applied."""
+    from servesim.config.loader import set_dotted
+
+    cfg = copy.deepcopy(SMALL)
+    for key, value in changes.items():
+        set_dotted(cfg, key, value)
+    return cfg
+
+
+STUDY_SMALL = {
+    "seed": 3,
+    "model": "llama3-8b",
+    "hardware": "h100-sxm",
+    "workload": {
+        "num_requests": 60,
+        "arrival": {"process": "poisson", "rate": 20.0},
+        "lengths": {
+            "prompt": {"dist": "lognormal", "mean": 500, "sigma": 0.8, "max": 3000},
+            "output": {"dist": "lognormal", "mean": 80, "sigma": 0.8, "max": 600},
+        },
+    },
+    "slo": {"ttft_s": 0.5, "tpot_s": 0.05},
+}
+
+
+def write_config(folder: Path, name: str = "small.yaml", **top) -> Path:
+    path = Path(folder) / name
+    path.write_text(yaml.safe_dump({**STUDY_SMALL, **top}, sort_keys=False))
+    return path
+
+
+# -- request tables and runs on them -----------------------------------------------------------------
+def table_from_rows(rows, hash_block_size: int = 512) -> RequestTable:
+    """`rows`: (arrival_s, prompt_tokens, output_tokens, hashes) tuples."""
+    arrival, prompt, output, hashes = zip(*rows)
+    return RequestTable(
+        np.array(arrival), np.array(prompt), np.array(output),
+        prefix_hashes=[tuple(h) for h in hashes], hash_block_size=hash_block_size,
+    )
+
+
+def session_table(n: int, seed: int = 0, rate: float = 20.0, block: int = 512,
+                  max_blocks: int = 8, output_mean: float = 40.0) -> RequestTable:
+    """Multi-turn sessions: a shared system block, then each turn extends its session's prefix."""
+    rng = np.random.default_rng(seed)
+    arrival = np.cumsum(rng.exponential(1 / rate, n))
+    sessions: list[list[int]] = []
+    next_id = 1
+    rows = []
+    for t in arrival:
+        if not sessions or rng.random() < 0.35 or all(len(s) >= max_blocks for s in sessions):
+            sessions.append([0])  # block 0: a system prompt every session shares
+        s = sessions[int(rng.integers(len(sessions)))]
+        if len(s) >= max_blocks:
+            s = sessions[-1] = [0]
+        grow = int(rng.integers(1, 3))
+        s.extend(range(next_id, next_id + grow))
+        next_id += grow
+        prompt = (len(s) - 1) * block + int(rng.integers(1, block + 1))
+        output = max(2, int(rng.exponential(output_mean)))
+        rows.append((float(t), prompt, output, list(s)))
+    return table_from_rows(rows, block)
+
+
+def run_table(config: dict, table: RequestTable, after_step=None):
     from servesim.build import build
     from servesim.config import load_config
     from servesim.simulation import run
 
-    built = build(load_config(config, overrides), table=table)
-    result = run(built, after_step=lambda instance: instance.kv.check_conservation())
-    for part in built.parts:
-        part.kv.check_conservation()
-        assert part.kv.num_free_blocks == part.kv.num_blocks, "blocks leaked at the end"
-        assert part.kv.num_detached_blocks == 0
-    return result, built
+    built = build(load_config(config), table=table)
+    return run(built, after_step=after_step), built
+
+
+def check_kv(instance) -> None:
+    """An `after_step` hook: KV block conservation after every step."""
+    instance.kv.check_conservation()

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from servesim.cost.base import StepShape
 from servesim.engine.transfer import KVLink
 from servesim.simulation import simulate
-from tests.cluster_helpers import check_kv_blocks, run_table, session_table, table_from_rows
-from tests.conftest import small_config
+from tests.factories import check_kv, run_table, session_table, small_config, table_from_rows
 
 
 def disagg(prefill=1, decode=1, bandwidth=50.0, latency=2e-5, channels=1, **changes):
@@ -118,7 +117,7 @@ def test_conservation_across_pools(c):
     if limit != float("inf"):
         cfg["max_sim_time_s"] = limit
     table = session_table(60, seed=c["seed"], rate=c["workload.arrival.rate"])
-    result, built = run_table(cfg, table, after_step=check_kv_blocks)
+    result, built = run_table(cfg, table, after_step=check_kv)
     req = result.summary["requests"]
     assert req["arrived"] == req["completed"] + req["rejected"] + req["unfinished"]
     f = result.requests
@@ -161,7 +160,7 @@ def test_other_policies_on_both_pools(scheduler):
         "engine.scheduler": scheduler, "engine.prefix_caching": True, "engine.chunk_size": 256,
         "engine.kv_capacity_tokens": 16_000, "cluster.router": "prefix_affinity",
     })
-    multi, built = run_table(cfg, session_table(100, seed=4, rate=40), after_step=check_kv_blocks)
+    multi, built = run_table(cfg, session_table(100, seed=4, rate=40), after_step=check_kv)
     req = multi.summary["requests"]
     assert req["arrived"] == req["completed"] + req["rejected"] == 100
     for part in built.parts:

@@ -16,7 +16,7 @@ from servesim.config import load_config
 from servesim.metrics import instance_timeseries
 from servesim.simulation import simulate
 from servesim.studies.plots import instance_timeline
-from tests.conftest import small_config
+from tests.factories import small_config
 
 
 def test_heterogeneous_pools_get_their_own_hardware_tp_and_capacity():

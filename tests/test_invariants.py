@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import servesim
-from tests.conftest import small_config
-from tests.factories import simulate_checked as checked
+from servesim.testing import checked_run
+from tests.factories import small_config
 
 configs = st.fixed_dictionaries(
     {
@@ -39,7 +39,7 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 def simulate_checked(changes: dict):
     """Run a config, checking KV block conservation after every step of every instance."""
-    return checked(small_config(**changes))[0]
+    return checked_run(small_config(**changes))
 
 
 @SETTINGS

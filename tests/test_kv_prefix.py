@@ -9,9 +9,7 @@ import pytest
 from servesim.cost.base import StepShape
 from servesim.kv.block_pool import PrefixBlockPool, PromptSegments, chain_hashes
 from servesim.kv.manager import KVCacheManager
-from tests.cluster_helpers import check_kv_blocks, run_table, session_table, table_from_rows
-from tests.conftest import small_config
-from tests.factories import make_request
+from tests.factories import check_kv, make_request, run_table, session_table, small_config, table_from_rows
 
 
 def test_chain_keys_depend_on_every_earlier_block():
@@ -188,7 +186,7 @@ def test_block_conservation_and_request_conservation_with_caching(seed):
     # A tight KV cache forces evictions and preemptions.
     cfg = caching_config(**{"engine.kv_capacity_tokens": 8_000, "cluster.instances": 2, "seed": seed})
     table = session_table(120, seed=seed, rate=40, output_mean=150)
-    result, built = run_table(cfg, table, after_step=check_kv_blocks)
+    result, built = run_table(cfg, table, after_step=check_kv)
     req = result.summary["requests"]
     assert req["arrived"] == req["completed"] + req["rejected"] + req["unfinished"] == 120
     assert result.summary["kv"]["prefix_hit_rate"] > 0.2

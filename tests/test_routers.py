@@ -14,8 +14,7 @@ from servesim.core.rng import stream
 from servesim.routers import ROUTERS
 from servesim.schedulers import SchedulerLoad
 from servesim.simulation import simulate
-from tests.conftest import small_config
-from tests.factories import make_request
+from tests.factories import make_request, small_config
 
 
 @dataclass

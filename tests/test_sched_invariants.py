@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import servesim
-from tests.conftest import small_config
-from tests.factories import simulate_checked
+from servesim.testing import checked_run
+from tests.factories import small_config
 
 POLICIES = st.sampled_from(
     [
@@ -51,7 +51,7 @@ SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[Healt
 
 def simulate(changes: dict, check: bool = True):
     if check:
-        return simulate_checked(small_config(**changes))[0]
+        return checked_run(small_config(**changes))
     return servesim.simulate(small_config(**changes))
 
 

@@ -8,7 +8,7 @@ from servesim import simulate
 from servesim.cli import main
 from servesim.core.errors import ConfigError
 from servesim.studies.capacity import attainment_target, find_capacity, parse_target
-from tests.studies_helpers import write_config
+from tests.factories import write_config
 
 
 def test_rate_capacity_brackets_the_target(tmp_path):

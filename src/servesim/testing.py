@@ -110,9 +110,10 @@ def check_router(router, params: dict | None = None, seed: int = 0) -> CheckRepo
     return _check(spec, overrides, seed)
 
 
-def checked_run(config, overrides: dict | None = None) -> SimulationResult:
-    """Simulate with KV conservation checked after every step; then the end-of-run checks."""
-    built = build(load_config(config, overrides))
+def checked_run(config, overrides: dict | None = None, table=None) -> SimulationResult:
+    """Simulate with KV conservation checked after every step; then the end-of-run checks.
+    `table` replaces the workload's requests (a `RequestTable`)."""
+    built = build(load_config(config, overrides), table=table)
     result = run(built, after_step=lambda instance: instance.kv.check_conservation())
     for part in built.parts:
         part.kv.check_conservation()
