@@ -2,7 +2,7 @@
 prefill/decode disaggregation against colocated instances on arXiv lengths, the KV link's cost,
 and the crossover where disaggregation stops paying.
 
-Usage: python benchmarks/cluster_studies.py [--study prefix|disagg|link|crossover|all]
+Usage: python examples/studies/cluster_studies.py [--study prefix|disagg|link|crossover|all]
                                             [--requests N] [--seeds 1 2 3] [--out DIR]
 Each study prints a markdown table and writes a CSV into --out (default out/cluster_studies).
 Metrics are simulated (deterministic per seed); where several seeds run, the table shows the
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from servesim import simulate  # noqa: E402
