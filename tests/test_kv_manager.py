@@ -82,3 +82,19 @@ def test_conservation_check_catches_a_lost_block():
     kv.num_free_blocks += 1  # a block appears from nowhere
     with pytest.raises(KVConservationError):
         kv.check_conservation()
+
+
+def test_debug_mode_checks_conservation_after_every_step(monkeypatch):
+    import servesim
+    from tests.factories import small_config
+
+    calls = []
+    original = KVCacheManager.check_conservation
+    monkeypatch.setattr(
+        KVCacheManager, "check_conservation", lambda self: calls.append(1) or original(self)
+    )
+    result = servesim.simulate(small_config(**{"engine.check_kv_conservation": True}))
+    assert len(calls) == len(result.steps) > 0
+    calls.clear()
+    servesim.simulate(small_config())
+    assert not calls  # off by default

@@ -61,6 +61,8 @@ def run(built: Built, after_step=None) -> SimulationResult:
     """Simulate what `build` made; `after_step(instance)` runs after every step (for checks)."""
     cfg = built.config
     step_log = StepLog()
+    if cfg.engine.check_kv_conservation:
+        after_step = _checking_kv(after_step)
     stats = run_cluster(
         built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
         after_step=after_step, disaggregation=built.disaggregation,
@@ -87,6 +89,17 @@ def run(built: Built, after_step=None) -> SimulationResult:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra)
     return SimulationResult(cfg, summary, frame, step_log.to_frame())
+
+
+def _checking_kv(after_step):
+    """`after_step` preceded by the KV manager's conservation check (the debug mode)."""
+
+    def check(instance):
+        instance.kv.check_conservation()
+        if after_step is not None:
+            after_step(instance)
+
+    return check
 
 
 def _prefix_hit_rate(frame: pd.DataFrame) -> float:

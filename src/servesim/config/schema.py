@@ -47,6 +47,9 @@ class EngineConfig(Section):
     predictor: Component = "oracle"
     """Output-length predictor: a name (`oracle`, `noisy_oracle`, `bucket`, `mean`, `module:Class`)
     or a block `{name: noisy_oracle, sigma: 0.5}` with the predictor's parameters."""
+    check_kv_conservation: bool = False
+    """Debug mode: check KV block conservation after every step of every instance (slower); a
+    violation stops the run with `KVConservationError` naming the counts."""
     max_run_steps: int = Field(4096, ge=1, le=1 << 20)
     """Most identical decode steps simulated as one event. Results do not depend on it (1 steps one
     iteration at a time, for checking that); only speed does."""
