@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from servesim.config.schema import SimConfig
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import ArgumentError, ConfigError, InputFileError
 
 
 def load_config(
@@ -69,7 +69,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     """`KEY=VALUE` from the command line."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError("--set", f"expected KEY=VALUE, got {text!r}")
+        raise ArgumentError("set", f"expected KEY=VALUE, got {text!r}")
     return key.strip(), parse_value(value)
 
 

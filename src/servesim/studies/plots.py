@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import ArgumentError, ConfigError, InputFileError
 
 LATENCY_COLUMNS = {"ttft": "ttft_s", "tpot": "tpot_s", "e2e": "e2e_s", "tbt_max": "tbt_max_s"}
 LATENCY_TITLES = {"ttft": "time to first token", "tpot": "time per output token",
@@ -58,7 +58,7 @@ def latency_cdfs(
     bad = [m for m in metrics if m not in LATENCY_COLUMNS]
     if bad:
         choices = ", ".join(LATENCY_COLUMNS)
-        raise ConfigError("--metrics", f"unknown latency {bad[0]!r}; choose from {choices}")
+        raise ArgumentError("metrics", f"unknown latency {bad[0]!r}; choose from {choices}")
     frames = {label: requests_frame(run) for label, run in runs.items()}
     fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
