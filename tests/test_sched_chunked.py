@@ -74,7 +74,7 @@ def test_full_cache_of_partial_prompts_frees_the_worst_ranked():
     a, b = req(0, 24, 2), req(1, 24, 2)
     for r in (a, b):
         s.add_request(r, 0.0)
-        s.plan, s._ranked = StepPlan(), s._rank_running(0.0)
+        s.plan, s._ranked = StepPlan(), None
         assert s.admit(s.policy.rank_key(r, 0.0), r, 16) == 16
         s.plan = s._ranked = None
         r.advance(16, 0.0)

@@ -124,7 +124,6 @@ def test_recompute_longer_than_the_budget_still_restarts():
         step(s, 0.01 * i)
     assert r.num_generated_tokens == 6
     s.plan = StepPlan()
-    s._ranked = s._rank_running(0.06)
     s.preempt(r)
     s.plan = s._ranked = None
     assert step(s, 0.1).tokens == {r: 18}

@@ -101,15 +101,14 @@ class DecodeCohort:
 
         Between steps only, with no step of the cohort's KV reserved ahead (the KV manager's
         `join_cohort` checks that)."""
-        assert not request.in_cohort and request.num_pending_tokens == 1
-        assert request.num_generated_tokens
-        base = request.num_computed_tokens - self.epoch
-        request.attach(self)
+        computed, generated = request.attach(self)
+        assert generated and computed == request.num_prompt_tokens + generated - 1
+        base = computed - self.epoch
         self._serial += 1
         self._members[request] = self._serial
         self._ctx_base_sum += base
         self._phase[base % self.block_size] += 1
-        finish_epoch = self.epoch + request.num_remaining_output_tokens
+        finish_epoch = self.epoch + request.num_output_tokens - generated
         heapq.heappush(self._heap, (finish_epoch, request.request_id, self._serial, request))
 
     def leave(self, request: Request) -> None:

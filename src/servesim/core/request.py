@@ -168,11 +168,13 @@ class Request:
         self._computed = 0
 
     # -- cohort membership (called by DecodeCohort only) ---------------------------------------
-    def attach(self, clock: CohortClock) -> None:
-        """Start gaining one token per cohort step: progress is read from `clock` from now on."""
+    def attach(self, clock: CohortClock) -> tuple[int, int]:
+        """Start gaining one token per cohort step: progress is read from `clock` from now on.
+        Returns (computed, generated) tokens at joining."""
         assert self._cohort is None
         self._cohort = clock
         self._epoch0 = clock.epoch
+        return self._computed, self._generated
 
     def detach(self) -> int:
         """Leave the cohort, writing the lazily tracked progress back; return the steps taken."""

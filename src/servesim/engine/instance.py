@@ -165,7 +165,7 @@ class Instance:
         for request in prefilled:
             self.scheduler.release(request)
             self.hand_off(self, request, kv.detach(request))
-        self._record_step(start, end, 1, shape)
+        self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes)
 
     def _decode_run(self, plan: StepPlan):
         env, cohort, kv = self.env, self.cohort, self.kv
@@ -197,7 +197,7 @@ class Instance:
         if not kv.reserve_cohort(done):
             raise RuntimeError("a decode run outgrew the KV blocks it was planned with")
         self._finish(kv.advance_cohort(ends), env.now)
-        self._record_step(start, env.now, done, StepShape([], n, int(ctx[0]), n))
+        self._record_step(start, env.now, done, 0, n)
 
     def _shape(self, plan: StepPlan) -> StepShape:
         chunks, num_decodes, ctx_sum, logits = [], 0, 0, 0
@@ -221,9 +221,11 @@ class Instance:
                 for request in finished:
                     self.on_finish(request)
 
-    def _record_step(self, start: float, end: float, num_steps: int, shape: StepShape) -> None:
-        """The one place a finished step (or run of `num_steps` identical decode steps, priced as
-        `shape` with decode context of the first) is recorded; hooks go here."""
+    def _record_step(
+        self, start: float, end: float, num_steps: int, prefill_tokens: int, num_decodes: int
+    ) -> None:
+        """The one place a finished step (or run of `num_steps` identical decode steps) is
+        recorded; hooks on finished steps go here."""
         if self.after_step is not None:
             self.after_step(self)
         load = self.scheduler.load() if self.step_log.enabled else None
@@ -232,8 +234,8 @@ class Instance:
             start,
             end,
             num_steps,
-            shape.num_tokens - shape.num_decodes,
-            shape.num_decodes,
+            prefill_tokens,
+            num_decodes,
             load.num_running if load else 0,
             load.num_waiting if load else 0,
             self.kv.usage,

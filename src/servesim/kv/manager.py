@@ -216,6 +216,10 @@ class KVCacheManager:
         self._blocks[request] = held + hit_blocks + need
         return True
 
+    def holders_outside_cohort(self):
+        """Requests holding KV here outside the decode cohort (paused, mid-prompt, admitted)."""
+        return self._blocks.keys()
+
     def has_holders(self) -> bool:
         """Does any request hold KV here (the watermark only protects running requests)?"""
         return bool(self._blocks) or self.cohort.size > 0
@@ -248,11 +252,13 @@ class KVCacheManager:
     @property
     def cohort_reserved_steps(self) -> int:
         """Cohort steps ahead whose blocks are already held."""
-        return max(0, self._reserved_until - self.cohort.epoch)
+        ahead = self._reserved_until - self.cohort.epoch
+        return ahead if ahead > 0 else 0
 
     def join_cohort(self, request: Request) -> None:
         """A running request decodes from now on as a cohort member (between steps)."""
-        assert self.cohort_reserved_steps == 0, "join the cohort between steps"
+        if self._reserved_until > self.cohort.epoch:
+            raise KVConservationError("join the cohort between steps, with nothing reserved ahead")
         self._blocks.pop(request, None)  # derived from its progress while a member
         self.cohort.join(request)
 
@@ -269,15 +275,18 @@ class KVCacheManager:
 
     def advance_cohort(self, end_times: np.ndarray) -> list[Request]:
         """Run the cohort's next len(end_times) steps (reserved before); return who finished."""
-        assert self.cohort_reserved_steps >= len(end_times), "reserve cohort steps before running"
+        if self._reserved_until - self.cohort.epoch < len(end_times):
+            raise KVConservationError("a cohort step ran without its blocks reserved")
         finished = self.cohort.advance(end_times)
+        bs = self.block_size
         for request in finished:
-            self._blocks[request] = self.blocks_for(request.num_computed_tokens)
+            self._blocks[request] = -(-request.num_computed_tokens // bs)
         return finished
 
     def reserve_cohort(self, steps: int) -> bool:
         """Hold blocks for the cohort's next `steps` steps (those already held count)."""
-        held = self.cohort_reserved_steps
+        held = self._reserved_until - self.cohort.epoch
+        held = held if held > 0 else 0
         need = self.cohort.blocks_needed(held, steps)
         if need > self.num_free_blocks:
             return False
@@ -292,7 +301,8 @@ class KVCacheManager:
 
     def max_cohort_steps(self, limit: int) -> int:
         """Most cohort steps (<= limit) whose blocks fit in what is free plus what is reserved."""
-        first = self.cohort_reserved_steps
+        first = self._reserved_until - self.cohort.epoch
+        first = first if first > 0 else 0
         if limit <= first:
             return limit
         return first + self.cohort.max_steps_for_blocks(first, self.num_free_blocks, limit - first)

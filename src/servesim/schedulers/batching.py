@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from servesim.core.request import Request
 from servesim.registry import Registry
+from servesim.schedulers.core import is_paused_decode
 
 
 @runtime_checkable
@@ -105,12 +106,11 @@ class ChunkedBatching:
     def continue_prompts(scheduler, budget: int, slots: int) -> tuple[int, int]:
         """Chunks for running requests mid-prompt (or recomputing), in rank order."""
         plan = scheduler.plan
-        cut = scheduler.limits.max_num_seqs
-        for key, request in list(scheduler.ranked_running()[:cut]):
-            if request.in_cohort or request in plan.tokens or request not in scheduler.running:
+        for key, request in scheduler.ranked_outside_cohort():
+            if request in plan.tokens or request not in scheduler.running:
                 continue
-            if request.num_pending_tokens <= 1:
-                continue  # a paused decode: `decode` resumes it or it waits
+            if is_paused_decode(request):
+                continue  # `decode` resumes it, or it waits
             if budget <= 0 or slots <= 0:
                 break
             n = scheduler.grow(key, request, budget)

@@ -55,6 +55,11 @@ class SchedulerLoad:
     """Prompt tokens of the running requests: the context they hold, counted at admission."""
 
 
+def is_paused_decode(request: Request) -> bool:
+    """A running request outside the cohort whose next token is a decode (not a prompt's)."""
+    return request.num_generated_tokens > 0 and request.num_pending_tokens == 1
+
+
 class RankedList:
     """(key, request) pairs kept sorted by key; keys end with the request id, so they are unique."""
 
@@ -64,10 +69,10 @@ class RankedList:
         self.items: Ranked = items if items is not None else []
 
     def add(self, key: tuple, request: Request) -> None:
-        bisect.insort(self.items, (key, request), key=_key)
+        bisect.insort(self.items, (key, request))  # keys are unique: requests never compared
 
     def remove(self, key: tuple, request: Request) -> None:
-        i = bisect.bisect_left(self.items, key, key=_key)
+        i = bisect.bisect_left(self.items, (key,))  # (key,) sorts just before (key, request)
         if i == len(self.items) or self.items[i][1] is not request:
             raise LookupError(f"request {request.request_id} is not ranked under {key}")
         del self.items[i]
@@ -77,10 +82,6 @@ class RankedList:
 
     def __len__(self) -> int:
         return len(self.items)
-
-
-def _key(pair: tuple[tuple, Request]) -> tuple:
-    return pair[0]
 
 
 class Scheduler:
@@ -106,10 +107,10 @@ class Scheduler:
         self._changes = changes
         self._preemptive = bool(getattr(policy, "preemptive", False))
         self.waiting: dict[Request, tuple | None] = {}  # request -> its key in `_queue`
-        self.running: dict[Request, tuple | None] = {}  # request -> its key in `_holders`
+        self.running: dict[Request, None] = {}
         self._queue = RankedList() if changes != "with_time" else None  # kept sorted
-        self._holders = RankedList() if changes == "never" else None  # kept sorted
-        self._ranked: RankedList | None = None  # the running requests, during a plan
+        self._ranked: RankedList | None = None  # the running requests ranked, built on demand
+        self._outside: Ranked | None = None  # those outside the cohort within the batch, ranked
         self.plan: StepPlan | None = None
         self.num_preemptions = 0
         self.num_admitted = 0
@@ -134,12 +135,11 @@ class Scheduler:
         """The next step's plan; every request in it holds the blocks for its tokens."""
         self._now = now
         self.plan = plan = StepPlan()
-        self._ranked = self._rank_running(now)
         self.batching.fill(self)
         if plan.decode_cohort and not plan.tokens and not plan.preempted:
             plan.repeatable = True
             plan.max_repeats, plan.replan_time = self._repeat_limits(now)
-        self._ranked = self.plan = None
+        self._ranked = self._outside = self.plan = None
         return plan
 
     def finish(self, requests: list[Request], now: float) -> None:
@@ -180,23 +180,44 @@ class Scheduler:
         if self._queue is not None:
             return self._queue.items
         key = self.policy.rank_key
-        return sorted(((key(r, now), r) for r in self.waiting), key=_key)
+        return sorted((key(r, now), r) for r in self.waiting)  # keys are unique
 
     def ranked_running(self) -> Ranked:
         """The running requests (cohort members, paused ones, partial prompts), best first,
-        as ranked for the plan being built."""
+        as ranked for the plan being built (sorted once per plan, when first asked)."""
+        if self._ranked is None:
+            key, now = self.policy.rank_key, self._now
+            self._ranked = RankedList(sorted((key(r, now), r) for r in self.running))
         return self._ranked.items
+
+    def ranked_outside_cohort(self) -> Ranked:
+        """Running requests outside the decode cohort (paused, mid-prompt, just admitted) that
+        rank within the best `max_num_seqs`, best first. Cheap when few are outside."""
+        running = self.running
+        if len(running) == len(self.cohort):
+            return []
+        if self._outside is None:
+            if self._preemptive:
+                cut = self.ranked_running()[: self.limits.max_num_seqs]
+                self._outside = [(k, r) for k, r in cut if not r.in_cohort]
+            else:
+                key, now = self.policy.rank_key, self._now
+                outside = self.kv.holders_outside_cohort()
+                self._outside = sorted((key(r, now), r) for r in outside if r in running)
+        return [(k, r) for k, r in self._outside if r in running and not r.in_cohort]
 
     def candidates(self) -> Ranked:
         """Waiting requests that would get a batch slot, best first: with a preemptive policy,
         those within the best `max_num_seqs` of everyone; otherwise those that fit in the slots
         the running requests leave."""
-        queue = self.ranked_waiting(self._now)
         slots = self.limits.max_num_seqs
+        if not self.waiting or (not self._preemptive and len(self.running) >= slots):
+            return []
+        queue = self.ranked_waiting(self._now)
         if not self._preemptive:
-            return queue[: max(0, slots - len(self.running))]
+            return queue[: slots - len(self.running)]
         out, i, j = [], 0, 0
-        holders = self._ranked.items
+        holders = self.ranked_running()
         while slots > 0 and j < len(queue):
             if i < len(holders) and holders[i][0] < queue[j][0]:
                 i += 1
@@ -248,7 +269,8 @@ class Scheduler:
         """Give a running request outside the cohort its next tokens (a prompt chunk, or one
         token to resume a paused decode); a preemptive policy may evict lower-ranked requests.
         Returns the tokens scheduled, 0 if its blocks do not fit."""
-        chunk = int(min(request.num_pending_tokens, max_tokens))
+        pending = request.num_pending_tokens
+        chunk = pending if pending <= max_tokens else int(max_tokens)
         if chunk <= 0:
             return 0
         kv = self.kv
@@ -267,26 +289,27 @@ class Scheduler:
         Returns the decode tokens of the step."""
         plan, kv, cohort = self.plan, self.kv, self.cohort
         cut = self.limits.max_num_seqs
-        ranked = self._ranked.items
-        if len(ranked) > cut:
-            for _, request in ranked[cut:]:
+        self._outside = None
+        if len(self.running) > cut:
+            for _, request in self.ranked_running()[cut:]:
                 if request.in_cohort:
                     kv.leave_cohort(request)  # paused: keeps its KV
         resumed = []
-        if len(self.running) > cohort.size:  # someone is paused or mid-prompt
-            for key, request in list(ranked[:cut]):
-                if request.in_cohort or request in plan.tokens or request.num_pending_tokens != 1:
+        if self._preemptive:  # only a preemptive policy pauses decodes
+            for key, request in self.ranked_outside_cohort():
+                if request in plan.tokens or not is_paused_decode(request):
                     continue
                 if request in self.running and self.grow(key, request, 1):
                     resumed.append(request)
-        while cohort.size and not kv.reserve_cohort(1):
+        while len(cohort) and not kv.reserve_cohort(1):
             self.preempt(self.worst_running())
-        plan.decode_cohort = cohort.size > 0
-        return cohort.size + sum(1 for r in resumed if r in plan.tokens)
+        size = len(cohort)
+        plan.decode_cohort = size > 0
+        return size + sum(1 for r in resumed if r in plan.tokens) if resumed else size
 
     def worst_running(self) -> Request:
         """The preemption victim: the running request with the largest key."""
-        return self._ranked.items[-1][1]
+        return self.ranked_running()[-1][1]
 
     def preempt(self, victim: Request) -> None:
         """Evict a running request to the waiting queue. `recompute` drops its KV (prompt and
@@ -315,7 +338,7 @@ class Scheduler:
         pending = request.num_pending_tokens - cached
         if whole and pending > max_tokens:
             return None
-        chunk = int(min(pending, max_tokens))
+        chunk = pending if pending <= max_tokens else int(max_tokens)
         if chunk <= 0:
             return None
         held = pending if self.limits.kv_allocation == "prompt" else chunk
@@ -329,7 +352,7 @@ class Scheduler:
         if keep:
             short += kv.watermark_blocks
         victims, freed = [], 0
-        for victim_key, victim in reversed(self._ranked.items):
+        for victim_key, victim in reversed(self.ranked_running()):
             if freed >= short or victim_key <= key:
                 break
             if victim is not request:
@@ -351,13 +374,7 @@ class Scheduler:
             return UNBOUNDED  # the same request heads the queue, and nobody takes a slot
         if not hasattr(policy, "repeat_limits"):
             return 1, float("inf")
-        return policy.repeat_limits(self._ranked.items, self.ranked_waiting(now), now)
-
-    def _rank_running(self, now: float) -> RankedList:
-        if self._holders is not None:
-            return self._holders
-        key = self.policy.rank_key
-        return RankedList(sorted(((key(r, now), r) for r in self.running), key=_key))
+        return policy.repeat_limits(self.ranked_running(), self.ranked_waiting(now), now)
 
     def _enqueue(self, request: Request) -> None:
         key = None
@@ -374,19 +391,14 @@ class Scheduler:
         self._waiting_tokens -= request.num_pending_tokens
 
     def _add_running(self, request: Request) -> None:
-        key = self.policy.rank_key(request, self._now)
-        self.running[request] = key
-        if self._ranked is not None and self._ranked is not self._holders:
-            self._ranked.add(key, request)
-        if self._holders is not None:
-            self._holders.add(key, request)
+        self.running[request] = None
+        if self._ranked is not None:
+            self._ranked.add(self.policy.rank_key(request, self._now), request)
 
     def _drop_running(self, request: Request) -> None:
         if request.in_cohort:
             self.kv.leave_cohort(request)
-        key = self.running.pop(request)
+        del self.running[request]
         self._running_tokens -= request.num_prompt_tokens
-        if self._ranked is not None and self._ranked is not self._holders:
+        if self._ranked is not None:  # within a plan: keys as ranked at its time
             self._ranked.remove(self.policy.rank_key(request, self._now), request)
-        if self._holders is not None:
-            self._holders.remove(key, request)
