@@ -249,3 +249,21 @@ def test_generated_sessions_hit_their_shared_prefixes():
     cached = simulate(cfg)
     assert cached.summary["kv"]["prefix_hit_rate"] > 0.3
     assert simulate(cfg, **{"engine.prefix_caching": False}).summary["kv"]["prefix_hit_rate"] == 0
+
+
+def test_every_policy_gets_the_same_hits_on_the_mooncake_trace(monkeypatch):
+    """Issue 12's check on a 400-request window of configs/cluster_mooncake_prefix.yaml (the full
+    run gives 0.1062 fcfs, 0.1060 srtf, 0.1062 edf, 0.1062 priority; srtf, edf and priority had 0)."""
+    from pathlib import Path
+
+    from servesim.simulation import simulate
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    rates = {
+        policy: simulate("configs/cluster_mooncake_prefix.yaml", **{
+            "engine.scheduler": policy, "workload.trace.max_requests": 400,
+        }).summary["kv"]["prefix_hit_rate"]
+        for policy in ("fcfs", "srtf", "edf", "priority")
+    }
+    assert rates["fcfs"] > 0.05
+    assert max(rates.values()) - min(rates.values()) < 0.01 * rates["fcfs"] + 1e-9, rates
