@@ -125,20 +125,12 @@ def small_config(**changes) -> dict:
     return cfg
 
 
-STUDY_SMALL = {
-    "seed": 3,
-    "model": "llama3-8b",
-    "hardware": "h100-sxm",
-    "workload": {
-        "num_requests": 60,
-        "arrival": {"process": "poisson", "rate": 20.0},
-        "lengths": {
-            "prompt": {"dist": "lognormal", "mean": 500, "sigma": 0.8, "max": 3000},
-            "output": {"dist": "lognormal", "mean": 80, "sigma": 0.8, "max": 600},
-        },
-    },
-    "slo": {"ttft_s": 0.5, "tpot_s": 0.05},
-}
+STUDY_SMALL = small_config(**{
+    "seed": 3, "engine": {}, "slo": {"ttft_s": 0.5, "tpot_s": 0.05},
+    "workload.lengths.prompt.mean": 500, "workload.lengths.output.mean": 80,
+    "workload.lengths.output.max": 600,
+})
+"""The studies tests' config (engine defaults)."""
 
 
 def write_config(folder: Path, name: str = "small.yaml", **top) -> Path:

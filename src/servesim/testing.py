@@ -29,22 +29,15 @@ from servesim.routers import ROUTERS
 from servesim.schedulers import POLICIES
 from servesim.simulation import SimulationResult, run
 
+_LENGTHS = {"prompt": {"dist": "lognormal", "mean": 300, "sigma": 0.8, "max": 2000},
+            "output": {"dist": "lognormal", "mean": 60, "sigma": 0.8, "max": 300}}
+_SESSIONS = {"turns": {"dist": "uniform", "min": 1, "max": 4},
+             "think_time": {"dist": "exponential", "mean": 0.5}, "system_prompt_tokens": 256}
 BASE: dict[str, Any] = {
-    "model": "llama3-8b",
-    "hardware": "h100-sxm",
+    "model": "llama3-8b", "hardware": "h100-sxm", "slo": {"ttft_s": 0.5, "tpot_s": 0.05},
     "engine": {"max_num_seqs": 12, "max_num_batched_tokens": 4096, "chunk_size": 256},
-    "workload": {
-        "num_requests": 48,
-        "arrival": {"process": "poisson", "rate": 30.0},
-        "lengths": {
-            "prompt": {"dist": "lognormal", "mean": 300, "sigma": 0.8, "max": 2000},
-            "output": {"dist": "lognormal", "mean": 60, "sigma": 0.8, "max": 300},
-        },
-        "sessions": {"turns": {"dist": "uniform", "min": 1, "max": 4},
-                     "think_time": {"dist": "exponential", "mean": 0.5},
-                     "system_prompt_tokens": 256},
-    },
-    "slo": {"ttft_s": 0.5, "tpot_s": 0.05},
+    "workload": {"num_requests": 48, "arrival": {"process": "poisson", "rate": 30.0},
+                 "lengths": _LENGTHS, "sessions": _SESSIONS},
 }
 """A small, contended workload with shared prefixes (multi-turn sessions)."""
 

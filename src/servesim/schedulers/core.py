@@ -96,13 +96,9 @@ class Scheduler:
         predictor=None,
         cost_model=None,
     ):
-        self.kv = kv
-        self.cohort = kv.cohort
-        self.limits = limits
-        self.policy = policy
-        self.batching = batching
-        self.predictor = predictor
-        self.cost_model = cost_model
+        self.kv, self.cohort, self.limits = kv, kv.cohort, limits
+        self.policy, self.batching = policy, batching
+        self.predictor, self.cost_model = predictor, cost_model
         changes = getattr(policy, "rank_changes", "with_time")
         self._changes = changes
         self._preemptive = bool(getattr(policy, "preemptive", False))

@@ -24,26 +24,24 @@ LATENCY_TITLES = {"ttft": "time to first token", "tpot": "time per output token"
 
 # -- inputs ------------------------------------------------------------------------------------
 def requests_frame(run) -> pd.DataFrame:
-    if isinstance(run, pd.DataFrame):
-        return run
     if hasattr(run, "requests"):
         return run.requests
-    path = Path(run)
-    if path.is_dir():
-        path = path / "requests.csv"
-    if not path.exists():
-        raise InputFileError(path, "no such requests.csv (run `servesim run` with output.requests_csv)")
-    return pd.read_csv(path)
+    return _frame(run, "requests.csv", " (run `servesim run` with output.requests_csv)")
 
 
 def sweep_frame(sweep) -> pd.DataFrame:
-    if isinstance(sweep, pd.DataFrame):
-        return sweep
-    path = Path(sweep)
+    return _frame(sweep, "sweep.csv")
+
+
+def _frame(source, name: str, hint: str = "") -> pd.DataFrame:
+    """A DataFrame as given, or read from `name` (a file, or the file of that name in a folder)."""
+    if isinstance(source, pd.DataFrame):
+        return source
+    path = Path(source)
     if path.is_dir():
-        path = path / "sweep.csv"
+        path = path / name
     if not path.exists():
-        raise InputFileError(path, "no such sweep.csv")
+        raise InputFileError(path, f"no such {name}{hint}")
     return pd.read_csv(path)
 
 
@@ -120,11 +118,8 @@ def attainment_vs_rate(
 
 
 def latency_vs_throughput(
-    sweep,
-    latency: str = "latency.ttft.p99",
-    throughput: str = "throughput.output_tokens_per_s",
-    hue: str | None = None,
-    order_by: str | None = "workload.arrival.rate",
+    sweep, latency: str = "latency.ttft.p99", throughput: str = "throughput.output_tokens_per_s",
+    hue: str | None = None, order_by: str | None = "workload.arrival.rate",
 ) -> Figure:
     """The latency-throughput trade-off: one point per sweep point (mean over seeds), joined in
     order of `order_by` (the offered load) within each `hue` value."""
