@@ -154,9 +154,9 @@ TIMELINE_PANELS = {
 def instance_timeline(
     run, interval_s: float | None = None, instances: Sequence[int] | None = None
 ) -> Figure:
-    """Per instance over time: waiting queue, running batch, KV usage and busy share, averaged
-    over time bins (`SimulationResult.timeseries`, what timeseries.csv holds). With more than 16
-    instances, each pool's mean is drawn instead.
+    """Per instance over time: waiting queue, running batch, KV usage, busy share (and power, when
+    energy is modelled), averaged over time bins (`SimulationResult.timeseries`, what
+    timeseries.csv holds). With more than 16 instances, each pool's mean is drawn instead.
 
     `run` is a SimulationResult, or a time-series DataFrame with those columns.
     """
@@ -167,9 +167,12 @@ def instance_timeline(
         frame = frame[frame["instance"].isin(list(instances))]
     many = frame["instance"].nunique() > 16
     group = "pool" if many else "instance"
-    fig = Figure(figsize=(8, 7), layout="constrained")
-    axes = fig.subplots(len(TIMELINE_PANELS), 1, sharex=True)
-    for ax, (column, title) in zip(axes, TIMELINE_PANELS.items()):
+    panels = dict(TIMELINE_PANELS)
+    if "power_w" in frame and frame["power_w"].notna().any():
+        panels["power_w"] = "power (W)"
+    fig = Figure(figsize=(8, 1.75 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True)
+    for ax, (column, title) in zip(axes, panels.items()):
         for name, g in frame.groupby(group, sort=True):
             series = g.groupby("time_s")[column].mean()
             label = f"pool {name}" if many else f"instance {name} ({g['pool'].iloc[0]})"
