@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {
     "compare_schedulers.ipynb": {"tables": True},
     "capacity_whatif.ipynb": {"tables": True},
+    "provisioning.ipynb": {"tables": True},
     "traces.ipynb": {"figure_file": "traces_overview.png"},
 }
 
