@@ -70,6 +70,8 @@ class Instance:
         self._caching = kv.prefix is not None
         self.after_step = None
         """Optional callback(instance) after every applied step: invariant checks in tests."""
+        self.load_listeners: list = []
+        """Callbacks(instance) after anything that may change `load()` (routers' load indexes)."""
         self._idle: simpy.Event | None = None
         self._interruptible = False
         self.process = env.process(self.run_process())
@@ -91,6 +93,7 @@ class Instance:
         """Hand a routed request to the scheduler, waking the instance if it sleeps."""
         request.instance = self.index
         reason = self.scheduler.add_request(request, self.env.now)
+        self.load_changed()
         if reason is not None:
             request.status = RequestStatus.REJECTED
             request.rejected_reason = reason
@@ -98,6 +101,10 @@ class Instance:
                 self.on_reject(request)
             return
         self.wake()
+
+    def load_changed(self) -> None:
+        for listener in self.load_listeners:
+            listener(self)
 
     def wake(self) -> None:
         """Something the scheduler sees changed (an arrival, KV freed): plan again now."""
@@ -112,6 +119,8 @@ class Instance:
         scheduler, cohort = self.scheduler, self.cohort
         while True:
             plan = scheduler.schedule(self.env.now)
+            if self.load_listeners:  # a policy may drop or reject requests while planning
+                self.load_changed()
             if plan.is_empty(cohort.size):
                 self._idle = self.env.event()
                 yield self._idle
@@ -215,6 +224,8 @@ class Instance:
 
     def _log(self, start, end, num_steps, prefill_tokens, decodes, joules):
         self.meter.end(end, joules)
+        if self.load_listeners:
+            self.load_changed()
         if self.after_step is not None:
             self.after_step(self)
         load = self.scheduler.load() if self.step_log.enabled else None
