@@ -84,4 +84,4 @@ class StepLog:
 
         if not self.num_records or not self.enabled:
             return pd.DataFrame({c: [] for c in COLUMNS}, columns=list(COLUMNS))
-        return pd.DataFrame(self.columns(), columns=list(COLUMNS))
+        return pd.DataFrame(self.columns(), columns=list(COLUMNS), copy=False)
