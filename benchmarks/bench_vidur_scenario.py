@@ -3,7 +3,7 @@
 Cases (each repetition a fresh process, so peak RSS is that run's own):
 - `vidur20k`: Llama-2-7B on one H100, arXiv-summarization lengths, Poisson 3 req/s, chunked prefill
   with a 512-token budget, at most 128 running, 20,000 requests (the scenario Vidur was timed on);
-- `one1m`: the same with 1,000,000 requests on one instance;
+- `one100k`, `one1m`: the same with 100,000 and 1,000,000 requests on one instance;
 - `fleet64`: 64 instances, 320,000 requests, least_loaded routing, 192 req/s;
 - `cli10`: `servesim run` of a 10-request config, the whole command (start-up included).
 
@@ -48,6 +48,7 @@ def scenario(num_requests: int, rate: float = 3.0, instances: int = 1, router: s
 
 CASES = {
     "vidur20k": scenario(20_000),
+    "one100k": scenario(100_000),
     "one1m": scenario(1_000_000),
     "fleet64": scenario(320_000, rate=192.0, instances=64, router="least_loaded"),
     "cli10": None,  # the command line, see cli_config()
