@@ -46,7 +46,9 @@ def digests(name: str, folder: Path) -> dict[str, str]:
     for csv in ("requests.csv", "timeseries.csv"):
         if (out / csv).exists():
             hashes[csv] = (out / csv).read_bytes()
-    return {k: hashlib.sha256(v if isinstance(v, bytes) else v.encode()).hexdigest() for k, v in hashes.items()}
+    return {
+        k: hashlib.sha256(v if isinstance(v, bytes) else v.encode()).hexdigest() for k, v in hashes.items()
+    }
 
 
 def main() -> int:

@@ -54,7 +54,9 @@ class StepLog:
         if not self.enabled:
             return
         pending = self._pending
-        pending.append((instance, start, end, num_steps, prefill_tokens, decodes, running, waiting, kv, joules))
+        pending.append(
+            (instance, start, end, num_steps, prefill_tokens, decodes, running, waiting, kv, joules)
+        )
         if len(pending) >= BLOCK_ROWS:
             self._blocks.append(np.array(pending, dtype=ROW))
             pending.clear()
