@@ -70,11 +70,9 @@ class StepLog:
         return self._blocks[0] if self._blocks else np.empty(0, dtype=ROW)
 
     def columns(self) -> dict[str, np.ndarray]:
-        """Each column as an array: integers as int64, the rest as float64."""
+        """Each column as an array: integers as int64 copies, floats as views into the log."""
         table = self._table()
-        return {
-            c: table[c].astype(np.int64 if table.dtype[c].kind == "i" else np.float64) for c in COLUMNS
-        }
+        return {c: table[c].astype(np.int64) if table.dtype[c].kind == "i" else table[c] for c in COLUMNS}
 
     @property
     def rows(self) -> dict[str, list]:
