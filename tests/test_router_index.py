@@ -10,7 +10,7 @@ from servesim.build import build
 from servesim.config import load_config
 from servesim.routers import base, load_index
 from servesim.simulation import run
-from tests.conftest import small_config
+from tests.factories import small_config
 
 
 def checked_least(monkeypatch) -> list[int]:

@@ -1,8 +1,9 @@
 """The least-loaded instance in O(log n) per change instead of a scan per arrival.
 
 Instances report after anything that may change their load (a submit, a plan, a step, a transfer
-announced), through `Instance.load_listeners`; the index re-measures that one instance and pushes
-its new load onto a heap of `(load, position)`. Entries whose load is no longer current are dropped
+announced or arrived) to callbacks registered with `InstanceView.watch_load` (an optional part of
+the view: without it the router scans); the index re-measures that one instance and pushes its
+new load onto a heap of `(load, position)`. Entries whose load is no longer current are dropped
 when they reach the top, so the top is always the least load, ties to the lowest position: the
 same answer as `routers.base.least_loaded`'s scan (tests/test_router_index.py checks it).
 """
@@ -13,7 +14,7 @@ import heapq
 from typing import Callable, Sequence
 
 from servesim.routers.base import InstanceView, least_loaded
-from servesim.schedulers.base import SchedulerLoad
+from servesim.schedulers.core import SchedulerLoad
 
 
 class LoadIndex:
@@ -25,7 +26,7 @@ class LoadIndex:
         self._heap = [(load, pos) for pos, load in enumerate(self._loads)]
         heapq.heapify(self._heap)
         for instance in instances:
-            instance.load_listeners.append(self.changed)
+            instance.watch_load(self.changed)
 
     def changed(self, instance: InstanceView) -> None:
         pos = self._position[id(instance)]
@@ -49,7 +50,7 @@ def indexed_least_loaded(router, instances: Sequence[InstanceView], measure) -> 
     a plain scan for instances that cannot report load changes."""
     index = getattr(router, "_load_index", None)
     if index is None or index.instances is not instances or index.measure is not measure:
-        if not all(hasattr(instance, "load_listeners") for instance in instances):
+        if not all(hasattr(instance, "watch_load") for instance in instances):
             return least_loaded(instances, measure)
         index = router._load_index = LoadIndex(instances, measure)
     return index.least()
