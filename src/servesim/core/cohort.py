@@ -106,6 +106,8 @@ class DecodeCohort:
         if span <= 0 or not self._members:
             return 0
         bs = self.block_size
+        if span == 1 and bs > 1:  # one step, the common case: those at a block's last slot
+            return int(self._phase[-(self.epoch + first_step) % bs])
         cycles, rest = divmod(span, bs)
         need = cycles * len(self._members)
         if rest:

@@ -45,6 +45,7 @@ class KVHandoff:
         dest = self.decode[self.router.route(request, self.views, now)]
         dest.num_incoming += 1
         dest.num_incoming_tokens += request.num_prompt_tokens
+        dest.load_changed()
         _, end = self.link.schedule(now, self.kv_bytes_per_token * request.num_computed_tokens)
         arrival = self.env.timeout(end - now)
         arrival.callbacks.append(lambda _: self._arrive(source, dest, request, detached))
@@ -54,5 +55,6 @@ class KVHandoff:
         source.wake()  # the freed blocks may admit a waiting prompt
         dest.num_incoming -= 1
         dest.num_incoming_tokens -= request.num_prompt_tokens
+        dest.load_changed()
         request.deliver_first_token(self.env.now)
         dest.submit(request)

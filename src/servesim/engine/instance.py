@@ -47,6 +47,10 @@ class InstanceView:
         """Prompt tokens of `request` this instance's prefix cache holds now (0 without caching)."""
         return self._instance.kv.match_prefix(request, memo=False)
 
+    def watch_load(self, callback) -> None:
+        """Call `callback(view)` after anything that may change `load()` (a router's load index)."""
+        self._instance.load_listeners.append(callback)
+
 
 class Instance:
     def __init__(
@@ -91,6 +95,8 @@ class Instance:
         self._caching = kv.prefix is not None
         self.after_step = None
         """Optional callback(instance) after every applied step: invariant checks in tests."""
+        self.load_listeners: list = []
+        """Callbacks(view) after anything that may change `load()` (routers' load indexes)."""
         self.gaps = None
         """Optional `metrics.gaps.TokenGaps` for tokens computed outside the cohort (the cohort
         records its own steps)."""
@@ -116,6 +122,7 @@ class Instance:
         """Hand a routed request to the scheduler, waking the instance if it sleeps."""
         request.instance = self.index
         reason = self.scheduler.add_request(request, self.env.now)
+        self.load_changed()
         if reason is not None:
             request.status = RequestStatus.REJECTED
             request.rejected_reason = reason
@@ -123,6 +130,10 @@ class Instance:
                 self.on_reject(request)
             return
         self.wake()
+
+    def load_changed(self) -> None:
+        for listener in self.load_listeners:
+            listener(self.view)
 
     def wake(self) -> None:
         """Something the scheduler sees changed (an arrival, KV freed): plan again now."""
@@ -137,6 +148,8 @@ class Instance:
         scheduler, cohort = self.scheduler, self.cohort
         while True:
             plan = scheduler.schedule(self.env.now)
+            if self.load_listeners:  # a policy may drop or reject requests while planning
+                self.load_changed()
             if plan.is_empty(cohort.size):
                 self._idle = self.env.event()
                 yield self._idle
@@ -261,6 +274,8 @@ class Instance:
         """The one place a finished step (or run of `num_steps` identical decode steps, using
         `joules`) is recorded; hooks on finished steps go here."""
         self.meter.end(end, joules)
+        if self.load_listeners:
+            self.load_changed()
         if self.after_step is not None:
             self.after_step(self)
         load = self.scheduler.load() if self.step_log.enabled else None
