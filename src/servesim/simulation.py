@@ -15,7 +15,8 @@ from servesim.build import Built, build
 from servesim.config import SimConfig, load_config
 from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame, summarize
-from servesim.metrics.timeseries import instance_timeseries
+from servesim.metrics.lifecycle import LifecycleLog, fleet_summary
+from servesim.metrics.timeseries import instance_timeseries, with_elastic_columns
 
 
 @dataclass
@@ -24,18 +25,22 @@ class SimulationResult:
     summary: dict
     requests: pd.DataFrame
     steps: pd.DataFrame
+    lifecycle: LifecycleLog | None = None
+    """Elastic runs: instance states, slowdowns and migrations over time (metrics.lifecycle)."""
 
     def timeseries(self, interval_s: float | None = None) -> pd.DataFrame:
         """Per-instance queue length, running batch, KV usage and busy share over time bins
         (`servesim.metrics.timeseries`); `interval_s` defaults to `output.timeseries_interval_s`,
         else about 200 bins."""
         pools = self.summary.get("cluster", {}).get("pools")
-        return instance_timeseries(
-            self.steps,
-            interval_s or self.config.output.timeseries_interval_s,
-            self.summary["sim"]["simulated_s"],
-            pools,
+        end = self.summary["sim"]["simulated_s"]
+        frame = instance_timeseries(
+            self.steps, interval_s or self.config.output.timeseries_interval_s, end, pools,
+            num_instances=self.summary["cluster"].get("slots"),
         )
+        if self.lifecycle is not None:
+            frame = with_elastic_columns(frame, self.lifecycle, end)
+        return frame
 
     def save(self, out_dir: str | Path) -> Path:
         """Write summary.json, requests.csv, timeseries.csv and the resolved config.yaml."""
@@ -46,6 +51,9 @@ class SimulationResult:
             self.requests.to_csv(out / "requests.csv", index=False)
         if self.config.output.timeseries_csv:
             self.timeseries().to_csv(out / "timeseries.csv", index=False)
+        if self.lifecycle is not None:
+            self.lifecycle.frame().to_csv(out / "lifecycle.csv", index=False)
+            self.lifecycle.migration_frame().to_csv(out / "migrations.csv", index=False)
         (out / "config.yaml").write_text(dump_config(self.config))
         return out
 
@@ -63,7 +71,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
     step_log = StepLog()
     stats = run_cluster(
         built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
-        after_step=after_step, disaggregation=built.disaggregation,
+        after_step=after_step, disaggregation=built.disaggregation, elastic=built.elastic,
     )
     # With a time limit, requests due after it never arrived: they are not part of this run.
     frame = request_frame(r for r in built.requests if r.arrival_time <= stats.simulated_s)
@@ -85,8 +93,29 @@ def run(built: Built, after_step=None) -> SimulationResult:
     }
     if stats.kv_link is not None:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
+    lifecycle = built.elastic.log if built.elastic is not None else None
+    if lifecycle is not None:
+        kv_extra["cluster"].update(elastic_summary(lifecycle, stats, frame))
+        kv_extra["requests"] = {
+            "failed": int((frame["status"] == "failed").sum()),
+            "retried": int((frame["retries"] > 0).sum()),
+        }
+    else:
+        kv_extra["cluster"]["instance_seconds"] = len(built.parts) * stats.simulated_s
+        kv_extra["cluster"]["cold_starts"] = 0
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra)
-    return SimulationResult(cfg, summary, frame, step_log.to_frame())
+    return SimulationResult(cfg, summary, frame, step_log.to_frame(), lifecycle)
+
+
+def elastic_summary(lifecycle: LifecycleLog, stats, frame: pd.DataFrame) -> dict:
+    """`cluster` entries of an elastic run: the fleet's instance-seconds, cold starts, failures,
+    migrations (and the migration link's statistics), and the instance slots used."""
+    out = fleet_summary(lifecycle, stats.simulated_s)
+    events = lifecycle.frame()
+    out["slots"] = int(events.loc[events["instance"] >= 0, "instance"].max()) + 1
+    if stats.migration_link is not None:
+        out["migration_link"] = stats.migration_link
+    return out
 
 
 def _prefix_hit_rate(frame: pd.DataFrame) -> float:

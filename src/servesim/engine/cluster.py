@@ -60,6 +60,8 @@ class RunStats:
     preemptions: int
     kv_link: dict | None = None
     """Transfer statistics of a disaggregated run (KVLink.stats)."""
+    migration_link: dict | None = None
+    """Transfer statistics of the migration link (elastic runs that migrated)."""
 
 
 def run_cluster(
@@ -71,8 +73,14 @@ def run_cluster(
     on_finish: Callable[[Request], None] | None = None,
     after_step: Callable[[Instance], None] | None = None,
     disaggregation: DisaggregationParts | None = None,
+    elastic=None,
 ) -> RunStats:
-    """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
+    """Simulate until every request is finished or rejected (or `max_time`); requests are mutated.
+    With `elastic` (`engine.elastic.ElasticParts`) the fleet changes during the run."""
+    if elastic is not None:
+        from servesim.engine.elastic import run_elastic
+
+        return run_elastic(requests, elastic, router, step_log, max_time, on_finish, after_step)
     wall0 = time.perf_counter()
     env = simpy.Environment()
     instances = [

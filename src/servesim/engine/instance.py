@@ -26,6 +26,8 @@ from servesim.metrics.steps import StepLog
 from servesim.schedulers.base import Scheduler, SchedulerLoad
 
 MAX_RUN_STEPS = 4096
+FAILURE = "instance failure"
+"""Interrupt cause that ends an instance's process (elastic clusters)."""
 
 
 class Instance:
@@ -65,6 +67,15 @@ class Instance:
         self._caching = kv.prefix is not None
         self.after_step = None
         """Optional callback(instance) after every applied step: invariant checks in tests."""
+        self.slowdown = 1.0
+        """Straggler factor: every step takes this many times its price."""
+        self.busy_s = 0.0
+        """Seconds spent computing so far (autoscaling policies read it)."""
+        self.between_steps = None
+        """Optional callback(instance) before each scheduling pass (migrations leave then)."""
+        self.leaving: dict[Request, object] = {}
+        """Decoding requests picked to migrate, to their destination; they leave between steps."""
+        self.failed = False
         self._idle: simpy.Event | None = None
         self._interruptible = False
         self.process = env.process(self.run_process())
@@ -102,10 +113,34 @@ class Instance:
             self._interruptible = False
             self.process.interrupt()
 
+    def decoding(self) -> list[Request]:
+        """Requests decoding here that could migrate (read-only for policies)."""
+        return [r for r in self.cohort if r not in self.leaving]
+
+    def fail(self) -> list[Request]:
+        """Die now: the step in flight is lost; return the requests it held, their KV gone."""
+        if self.process.is_alive:
+            self.process.interrupt(FAILURE)
+        scheduler = self.scheduler
+        held = [*scheduler.waiting, *scheduler.running]
+        self.cohort.reserved_steps = 0  # the cohort dies with the instance
+        for request in held:
+            request.restart_elsewhere()
+        return held
+
     # -- the engine loop --------------------------------------------------------------------------
     def run_process(self):
+        try:
+            yield from self._loop()
+        except simpy.Interrupt as exc:
+            if exc.cause != FAILURE:
+                raise
+
+    def _loop(self):
         scheduler, cohort = self.scheduler, self.cohort
         while True:
+            if self.between_steps is not None:
+                self.between_steps(self)
             plan = scheduler.schedule(self.env.now)
             if plan.is_empty(cohort.size):
                 self._idle = self.env.event()
@@ -121,7 +156,8 @@ class Instance:
         shape = self._shape(plan)
         start = env.now
         swapped = plan.num_swap_in_tokens + plan.num_swap_out_tokens
-        yield env.timeout(self.cost_model.step_time(shape) + swapped * self.swap_s_per_token)
+        compute = self.cost_model.step_time(shape) * self.slowdown
+        yield env.timeout(compute + swapped * self.swap_s_per_token)
         end = env.now
         finished = cohort.advance(np.array([end])) if plan.decode_cohort else []
         prefilled = []
@@ -153,7 +189,8 @@ class Instance:
         n = cohort.size
         start = env.now
         ctx = cohort.context_sum(0) + n * np.arange(k, dtype=np.float64)
-        ends = start + np.cumsum(self.cost_model.decode_step_times(n, ctx))
+        times = self.cost_model.decode_step_times(n, ctx)
+        ends = start + np.cumsum(times if self.slowdown == 1.0 else times * self.slowdown)
         if plan.replan_time < ends[-1]:
             k = int(np.searchsorted(ends, plan.replan_time, side="left")) + 1
             ends = ends[:k]
@@ -161,7 +198,9 @@ class Instance:
         self._interruptible = k > 1
         try:
             yield env.timeout(ends[-1] - start)
-        except simpy.Interrupt:
+        except simpy.Interrupt as exc:
+            if exc.cause == FAILURE:
+                raise
             # An arrival: finish the step in flight, then plan again.
             done = int(np.searchsorted(ends, env.now, side="left")) + 1
             done = min(done, k)
@@ -198,6 +237,7 @@ class Instance:
                     self.on_finish(request)
 
     def _log(self, start, end, num_steps, prefill_tokens, decodes):
+        self.busy_s += end - start
         if self.after_step is not None:
             self.after_step(self)
         load = self.scheduler.load() if self.step_log.enabled else None

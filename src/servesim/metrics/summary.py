@@ -33,11 +33,14 @@ REQUEST_COLUMNS = [
     "prefill_instance",
     "handoff_s",
     "first_scheduled_s",
+    "retries",
+    "migrations",
 ]
 
 _STATUS = {
     RequestStatus.FINISHED: "completed",
     RequestStatus.REJECTED: "rejected",
+    RequestStatus.FAILED: "failed",
 }
 
 
@@ -80,6 +83,8 @@ def request_frame(requests: Iterable[Request]) -> pd.DataFrame:
                 r.prefill_instance,
                 r.handoff_time,
                 r.first_scheduled_time,
+                r.num_retries,
+                r.num_migrations,
             )
         )
     frame = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
@@ -118,6 +123,7 @@ def summarize(
     arrived = len(frame)
     completed = int(done.sum())
     rejected = int((status == "rejected").sum())
+    failed = int((status == "failed").sum())
     ttft = frame["ttft_s"].to_numpy(dtype=float)
     tpot = frame["tpot_s"].to_numpy(dtype=float)
     ttft_lim = _limits(frame, "ttft_slo_s", ttft_slo)
@@ -131,7 +137,8 @@ def summarize(
             "arrived": arrived,
             "completed": completed,
             "rejected": rejected,
-            "unfinished": arrived - completed - rejected,
+            "unfinished": arrived - completed - rejected - failed,
+            **({"failed": failed} if failed else {}),
         },
         "latency": {
             "ttft": _stats(ttft[done]),
