@@ -19,7 +19,7 @@ from typing import Sequence
 
 from pydantic import Field
 
-from servesim.elastic.base import BasePolicy, MigrationView, Move, PolicyParams, REBALANCERS
+from servesim.elastic.base import REBALANCERS, BasePolicy, MigrationView, Move, PolicyParams
 
 
 def kv_blocks(view: MigrationView, num_tokens: int) -> int:

@@ -18,7 +18,7 @@ import simpy
 from servesim.core.request import Request
 from servesim.elastic.base import FleetState
 from servesim.engine.faults import fault_processes
-from servesim.engine.fleet import DRAINING, STARTING, Fleet
+from servesim.engine.fleet import DRAINING, SERVING, STARTING, Fleet
 from servesim.engine.instance import Instance
 from servesim.engine.migration import Migrator
 from servesim.engine.transfer import KVLink
