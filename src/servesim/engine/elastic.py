@@ -45,6 +45,8 @@ class ElasticParts:
     log: LifecycleLog = field(default_factory=LifecycleLog)
     parts: list = field(default_factory=list)
     """Every InstanceParts created during the run (for KV and preemption statistics)."""
+    instances: list = field(default_factory=list)
+    """Every Instance started during the run, in order (checks read their final state)."""
 
 
 def run_elastic(
@@ -66,6 +68,8 @@ def run_elastic(
         m = elastic.migration
         migrator = Migrator(fleet, elastic.rebalancer, elastic.migration_link,
                             elastic.kv_bytes_per_token, m.interval_s)
+    if elastic.autoscaling is not None:
+        fleet.max_up = elastic.autoscaling.max_instances
     fleet.spawn = _spawner(env, elastic, fleet, migrator, step_log, on_finish, after_step)
     for _ in range(elastic.initial_instances):
         fleet.launch(cold=False)
@@ -110,6 +114,7 @@ def _spawner(env, elastic: ElasticParts, fleet: Fleet, migrator, step_log, on_fi
             on_reject=fleet.terminal, swap_s_per_token=p.swap_s_per_token, role=p.role,
         )
         instance.after_step = after_step
+        elastic.instances.append(instance)
         if migrator is not None:
             instance.between_steps = migrator.take_out
         return instance

@@ -49,6 +49,8 @@ class Fleet:
         self.pending: deque[Request] = deque()
         self.num_repairs = 0
         """Failed instances that will start again."""
+        self.max_up = math.inf
+        """Autoscaling's max_instances: a repaired instance beyond it stays off."""
         self.total = total_requests
         self.num_terminal = 0
         self.done = env.event()
@@ -150,19 +152,23 @@ class Fleet:
         instance.failed = True
         held = instance.fail()
         self._set(slot, FAILED)
+        if repair_s is not None and math.isfinite(repair_s):
+            self.num_repairs += 1  # before the retries: they may wait for it
+            self.env.timeout(repair_s).callbacks.append(lambda _: self._repaired(slot))
         for request in sorted(held, key=lambda r: r.request_id):
             self.retry(request)
-        if repair_s is not None and math.isfinite(repair_s):
-            self.num_repairs += 1
-            self.env.timeout(repair_s).callbacks.append(lambda _: self._repaired(slot))
-        elif not self.serving and not self.num_repairs and STARTING not in self.state:
+        if not self.serving and not self.num_repairs and STARTING not in self.state:
             while self.pending:
                 self.fail_request(self.pending.popleft(), "no_instance")
         return True
 
     def _repaired(self, slot: int) -> None:
         self.num_repairs -= 1
-        if self.state[slot] == FAILED and not self.done.triggered:
+        if self.state[slot] != FAILED or self.done.triggered:
+            return
+        if self.count(STARTING, SERVING, DRAINING) >= self.max_up:
+            self._set(slot, OFF)  # the autoscaler replaced it meanwhile
+        else:
             self.launch(cold=True, slot=slot)
 
     def _set(self, slot: int, state: str, cold: bool = False) -> None:
