@@ -102,6 +102,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
         }
     else:
         kv_extra["cluster"]["instance_seconds"] = len(built.parts) * stats.simulated_s
+        kv_extra["cluster"]["instance_hours"] = len(built.parts) * stats.simulated_s / 3600
         kv_extra["cluster"]["cold_starts"] = 0
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra)
     return SimulationResult(cfg, summary, frame, step_log.to_frame(), lifecycle)

@@ -70,10 +70,12 @@ def fleet_summary(log: LifecycleLog, end_s: float) -> dict:
     intervals = up_intervals(events, end_s)
     up = sum(b - a for _, a, b in intervals)
     starting = events[events["event"] == "starting"]
+    cold = sum(b - a for _, a, b in _state_intervals(events, {"starting"}, end_s, by_instance=True))
     return {
         "instance_seconds": float(up),
         "instance_hours": float(up / 3600),
         "cold_starts": int((starting["value"] > 0).sum()),
+        "cold_start_seconds": float(cold),
         "failures": int((events["event"] == "failed").sum()),
         "peak_instances": _peak_up(intervals),
         "migrations": int(len(moves)),
@@ -110,18 +112,22 @@ def elastic_columns(log: LifecycleLog, edges: np.ndarray, instance: int, end_s: 
     }
 
 
-def _state_intervals(events: pd.DataFrame, states: set, end_s: float):
+def _state_intervals(events: pd.DataFrame, states: set, end_s: float, by_instance=False):
+    """(instance, start, end) periods in `states`; one instance's events unless `by_instance`."""
+    if by_instance:
+        return [iv for i, rows in events.groupby("instance", sort=True)
+                for iv in _state_intervals(rows, states, end_s)]
     rows = events[events["event"].isin(STATES)]
     out, since = [], None
     for t, state in zip(rows["time_s"], rows["event"]):
         if state in states and since is None:
             since = t
         elif state not in states and since is not None:
-            out.append((0, since, t))
+            out.append((0, since, min(t, end_s)))
             since = None
     if since is not None:
         out.append((0, since, end_s))
-    return out
+    return [iv for iv in out if iv[2] > iv[1]]
 
 
 def _share(intervals, edges: np.ndarray) -> np.ndarray:
