@@ -210,3 +210,24 @@ def test_run_writes_lifecycle_and_elastic_timeseries(tmp_path):
     assert {"up_frac", "serving_frac", "cold_starts", "failures", "slowdown"} <= set(header)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["cluster"]["failures"] == 1
+
+
+def test_link_degradation_and_straggler_on_a_disaggregated_cluster():
+    base = {
+        "cluster.instances": 3,
+        "cluster.disaggregation.prefill_instances": 1,
+        "cluster.disaggregation.decode_instances": 2,
+        "cluster.disaggregation.kv_link.bandwidth_gb_s": 5.0,
+        "workload.num_requests": 200,
+        "workload.arrival.rate": 20.0,
+    }
+    slow = {"cluster.faults.link_degradations": [{"at_s": 2.0, "factor": 10.0, "duration_s": 4.0,
+                                                  "link": "kv"}],
+            "cluster.faults.stragglers": [{"at_s": 2.0, "instance": 1, "duration_s": 4.0}]}
+    fast = servesim.simulate(small_config(**base))
+    degraded = servesim.simulate(small_config(**base, **slow))
+    window = fast.requests.arrival_s.between(2.0, 5.0)
+    assert degraded.requests[window].ttft_s.mean() > 2 * fast.requests[window].ttft_s.mean()
+    assert degraded.summary["cluster"]["instance_seconds"] == pytest.approx(
+        3 * degraded.summary["sim"]["simulated_s"])
+    assert degraded.summary["requests"]["completed"] == fast.summary["requests"]["completed"]

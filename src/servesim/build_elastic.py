@@ -14,13 +14,19 @@ def elastic_parts(config, model, pool, make_part) -> ElasticParts | None:
     c = config.cluster
     if c.autoscaling is None and c.faults is None and c.migration is None:
         return None
-    if c.disaggregation is not None or (c.pools is not None and len(c.pools) > 1):
-        raise ConfigError(
-            "cluster", "autoscaling, faults and migration need one colocated pool of instances"
-        )
     auto = c.autoscaling
     initial = c.instances
     parts = ElasticParts(make_part, initial)
+    if c.disaggregation is not None or (c.pools is not None and len(c.pools) > 1):
+        f = c.faults
+        if auto is not None or c.migration is not None or f.failures or f.mtbf_s is not None:
+            raise ConfigError(
+                "cluster", "autoscaling, failures and migration need one colocated pool of "
+                "instances (stragglers and link degradation work on any cluster)",
+            )
+        parts.static = True  # a fixed fleet: only the slowdowns apply
+    else:
+        parts.static = False
     if auto is not None:
         if not auto.min_instances <= initial <= auto.max_instances:
             raise ConfigError(
@@ -38,7 +44,7 @@ def elastic_parts(config, model, pool, make_part) -> ElasticParts | None:
             # repaired instances cold-start too
             parts.cold_start_s = cold_start_s(_default_cold_start(), model, pool.tp, pool.pp)
         for i, s in enumerate(c.faults.stragglers):
-            if s.instance >= initial and (auto is None or s.instance >= auto.max_instances):
+            if s.instance >= (initial if auto is None else max(initial, auto.max_instances)):
                 raise ConfigError(f"cluster.faults.stragglers.{i}.instance", "no such instance")
     if c.migration is not None:
         m = c.migration

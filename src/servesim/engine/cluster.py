@@ -77,7 +77,7 @@ def run_cluster(
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated.
     With `elastic` (`engine.elastic.ElasticParts`) the fleet changes during the run."""
-    if elastic is not None:
+    if elastic is not None and not elastic.static:
         from servesim.engine.elastic import run_elastic
 
         return run_elastic(requests, elastic, router, step_log, max_time, on_finish, after_step)
@@ -103,6 +103,12 @@ def run_cluster(
                 instance.hand_off = hand_off
     entry = [i for i in instances if i.role != "decode"]
     env.process(arrival_process(env, requests, router, entry))
+    if elastic is not None:  # slowdowns on a fixed fleet
+        from servesim.engine.faults import static_fault_processes
+
+        links = {"kv": disaggregation.link} if decode else {}
+        for proc in static_fault_processes(env, instances, elastic, links):
+            env.process(proc)
     events = _count_events(env)
     if math.isfinite(max_time):
         env.run(until=max_time)

@@ -42,6 +42,8 @@ class ElasticParts:
     migration: object | None = None
     migration_link: KVLink | None = None
     kv_bytes_per_token: float = 0.0
+    static: bool = False
+    """A fixed fleet (any cluster shape) with only stragglers and link degradation."""
     log: LifecycleLog = field(default_factory=LifecycleLog)
     parts: list = field(default_factory=list)
     """Every InstanceParts created during the run (for KV and preemption statistics)."""
@@ -51,7 +53,7 @@ class ElasticParts:
 
 def run_elastic(
     requests: Sequence[Request], elastic: ElasticParts, router, step_log, max_time: float,
-    on_finish=None, after_step=None, disaggregation=None,
+    on_finish=None, after_step=None,
 ):
     from servesim.engine.cluster import RunStats, _count_events
 
@@ -80,8 +82,6 @@ def run_elastic(
         env.process(migrator.process())
     if faults is not None:
         links = {"migration": elastic.migration_link} if elastic.migration_link else {}
-        if disaggregation is not None:
-            links["kv"] = disaggregation.link
         for proc in fault_processes(fleet, faults, elastic.fault_rng, links):
             env.process(proc)
     events = _count_events(env)

@@ -26,6 +26,23 @@ def fault_processes(fleet: Fleet, faults, rng: np.random.Generator, links: dict[
     return procs
 
 
+class FixedFleet:
+    """What the slowdown processes need of a fleet that never changes (any cluster shape)."""
+
+    def __init__(self, env, instances, log):
+        self.env, self.instances, self.log = env, instances, log
+        self.done = env.event()  # never: the slowdowns just run out
+        for instance in instances:
+            log.state(0.0, instance.index, "starting")
+            log.state(0.0, instance.index, "serving")
+
+
+def static_fault_processes(env, instances, elastic, links: dict[str, KVLink]):
+    """Stragglers and link degradation on a fixed fleet (`ElasticParts.static`)."""
+    fleet = FixedFleet(env, instances, elastic.log)
+    return fault_processes(fleet, elastic.faults, elastic.fault_rng, links)
+
+
 def _up_slot(fleet: Fleet, preferred: int) -> int | None:
     """`preferred` if it is up (serving or draining), else the lowest serving slot."""
     if preferred < len(fleet.state) and fleet.state[preferred] in (SERVING, DRAINING):
