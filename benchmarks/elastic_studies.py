@@ -56,11 +56,11 @@ def fleet_row(result) -> dict:
     }
 
 
-def policy(cold_s: float, lookahead_s: float) -> dict:
+def policy(cold_s: float, lookahead_s: float, window_s: float = 30) -> dict:
     return {
         "cluster.autoscaling.cold_start.fixed_s": cold_s,
         "cluster.autoscaling.policy": {"name": "predicted_load", "requests_per_instance": 18,
-                                       "window_s": 30, "lookahead_s": lookahead_s},
+                                       "window_s": window_s, "lookahead_s": lookahead_s},
     }
 
 
@@ -70,7 +70,10 @@ def study_diurnal(out: Path) -> pd.DataFrame:
         ("autoscaled, cold start 28 s", "diurnal_autoscaled.yaml", {}),
         ("autoscaled, cold start 128 s", "diurnal_autoscaled.yaml", policy(120, 60)),
         ("autoscaled, cold start 308 s", "diurnal_autoscaled.yaml", policy(300, 60)),
-        ("autoscaled, cold start 308 s, lookahead 330 s", "diurnal_autoscaled.yaml", policy(300, 330)),
+        ("autoscaled, cold start 128 s, window 60 s, lookahead 150 s", "diurnal_autoscaled.yaml",
+         policy(120, 150, 60)),
+        ("autoscaled, cold start 308 s, window 120 s, lookahead 330 s", "diurnal_autoscaled.yaml",
+         policy(300, 330, 120)),
     ]
     rows = []
     for label, config, overrides in variants:

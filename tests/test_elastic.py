@@ -231,3 +231,46 @@ def test_link_degradation_and_straggler_on_a_disaggregated_cluster():
     assert degraded.summary["cluster"]["instance_seconds"] == pytest.approx(
         3 * degraded.summary["sim"]["simulated_s"])
     assert degraded.summary["requests"]["completed"] == fast.summary["requests"]["completed"]
+
+
+@pytest.mark.parametrize(
+    "name, changes",
+    [
+        ("diurnal_fixed_peak", {"workload.duration_s": 40.0}),
+        ("diurnal_autoscaled", {"workload.duration_s": 40.0, "cluster.autoscaling.interval_s": 2.0,
+                                "cluster.autoscaling.cold_start.fixed_s": 1.0}),
+        ("instance_failure", {"workload.duration_s": 20.0,
+                              "cluster.faults.failures": [{"at_s": 10.0, "instance": 1}]}),
+        ("migration_bursty", {"workload.num_requests": 300}),
+    ],
+)
+def test_example_configs_run_and_conserve_requests(name, changes):
+    result = servesim.simulate(f"configs/elastic/{name}.yaml", **changes)
+    req = result.summary["requests"]
+    assert req["arrived"] > 0 and req["unfinished"] == 0
+    assert req["arrived"] == req["completed"] + req["rejected"] + req.get("failed", 0)
+    assert result.summary["cluster"]["instance_seconds"] > 0
+    if name == "instance_failure":
+        assert req["retried"] > 0 and req["failed"] == 0
+
+
+def test_plot_fleet_and_timeline_commands(tmp_path):
+    from servesim.cli import main
+
+    runs = []
+    for name, extra in [("fixed", {}), ("auto", {"cluster.autoscaling.interval_s": 2.0})]:
+        cfg = "diurnal_fixed_peak" if name == "fixed" else "diurnal_autoscaled"
+        result = servesim.simulate(f"configs/elastic/{cfg}.yaml", **{"workload.duration_s": 30.0},
+                                   **extra)
+        runs.append(str(result.save(tmp_path / name)))
+    png = tmp_path / "fleet.png"
+    assert main(["plot", "fleet", *runs, "--out", str(png)]) == 0
+    assert png.stat().st_size > 10_000
+    assert main(["plot", "fleet", str(tmp_path / "nope"), "--out", str(png)]) == 2
+    trace = tmp_path / "trace.json"
+    assert main(["timeline", "configs/elastic/instance_failure.yaml",
+                 "--set", "workload.duration_s=20",
+                 "--set", "cluster.faults.failures=[{at_s: 10, instance: 1}]",
+                 "--set", "cluster.faults.repair_s=2", "--out", str(trace)]) == 0
+    names = {e["name"] for e in json.loads(trace.read_text())["traceEvents"]}
+    assert {"instance failed", "cold start", "serving"} <= names

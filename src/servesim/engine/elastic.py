@@ -135,7 +135,7 @@ def autoscale(fleet: Fleet, policy, config):
     instances first), scale down (least-loaded serving instances drain) after the cooldown."""
     env = fleet.env
     last_action = -math.inf
-    busy_seen: dict[int, float] = {}
+    busy_seen: dict[Instance, float] = {}
     while not fleet.done.triggered:
         yield env.timeout(config.interval_s)
         state = snapshot(fleet, policy, busy_seen, config.interval_s)
@@ -153,9 +153,9 @@ def snapshot(fleet: Fleet, policy, busy_seen: dict, interval_s: float) -> FleetS
     serving = list(fleet.serving)
     busy = 0.0
     for instance in serving:
-        seen = busy_seen.get(id(instance), instance.busy_s)
+        seen = busy_seen.get(instance, instance.busy_s)
         busy += min(instance.busy_s - seen, interval_s)
-        busy_seen[id(instance)] = instance.busy_s
+        busy_seen[instance] = instance.busy_s
     rate, previous = fleet.arrival_rate(getattr(policy, "rate_window_s", 60.0))
     kv = sum(i.kv.usage for i in serving) / len(serving) if serving else 0.0
     return FleetState(
