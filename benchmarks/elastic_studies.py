@@ -70,8 +70,8 @@ def study_diurnal(out: Path) -> pd.DataFrame:
         ("autoscaled, cold start 28 s", "diurnal_autoscaled.yaml", {}),
         ("autoscaled, cold start 128 s", "diurnal_autoscaled.yaml", policy(120, 60)),
         ("autoscaled, cold start 308 s", "diurnal_autoscaled.yaml", policy(300, 60)),
-        ("autoscaled, cold start 128 s, window 60 s, lookahead 150 s", "diurnal_autoscaled.yaml",
-         policy(120, 150, 60)),
+        ("autoscaled, cold start 128 s, window 120 s, lookahead 160 s", "diurnal_autoscaled.yaml",
+         policy(120, 160, 120)),
         ("autoscaled, cold start 308 s, window 120 s, lookahead 330 s", "diurnal_autoscaled.yaml",
          policy(300, 330, 120)),
     ]
@@ -148,7 +148,7 @@ def study_migration(out: Path, seeds: list[int]) -> pd.DataFrame:
 
 def markdown(table: pd.DataFrame) -> str:
     def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
+        return f"{v:.5g}" if isinstance(v, float) else str(v)
 
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
