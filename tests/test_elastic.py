@@ -100,6 +100,9 @@ def test_migration_moves_requests_with_their_kv_and_reports_bytes():
     assert (moves.bytes > 0).all() and np.allclose(moves.bytes % per_token, 0)
     moved = frame[frame.migrations > 0]
     assert len(moved) and (moved.generated_tokens == moved.output_tokens).all()
+    # stop-and-copy: each move shows as a gap between two tokens at least as long as the copy
+    gaps = frame.set_index("request_id").loc[moves.request_id, "tbt_max_s"].to_numpy()
+    assert (gaps >= (moves.end_s - moves.start_s).to_numpy() - 1e-9).all()
     assert summary["requests"]["completed"] + summary["requests"]["rejected"] == 300
     assert summary["cluster"]["migration_link"]["transfers"] == len(moves)
 
@@ -117,6 +120,7 @@ def test_schedule_autoscaler_bills_the_instance_seconds_it_runs():
     c = result.summary["cluster"]
     end = result.summary["sim"]["simulated_s"]
     assert c["cold_starts"] == 2 and c["peak_instances"] == 3
+    assert c["cold_start_s"] == pytest.approx(2.0 + 16.06e9 / 1e14, rel=1e-3)
     # one from 0, two more from the 5 s decision (their cold start is billed)
     assert c["instance_seconds"] == pytest.approx(end + 2 * (end - 5.0), rel=1e-6)
     events = result.lifecycle.frame()

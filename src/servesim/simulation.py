@@ -96,6 +96,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
     lifecycle = built.elastic.log if built.elastic is not None else None
     if lifecycle is not None:
         kv_extra["cluster"].update(elastic_summary(lifecycle, stats, frame))
+        kv_extra["cluster"]["cold_start_s"] = built.elastic.cold_start_s
         kv_extra["requests"] = {
             "failed": int((frame["status"] == "failed").sum()),
             "retried": int((frame["retries"] > 0).sum()),
