@@ -1,6 +1,8 @@
 """Named invariants over small random configs (hypothesis):
 
 - request conservation: arrived == completed + rejected + unfinished, every request accounted once;
+- request conservation with failures: arrived == completed + rejected + failed + unfinished on
+  elastic fleets (random failures, retries, migrations, autoscaling), KV conserved every step;
 - KV block conservation: free blocks + blocks held by running requests == pool size, after every step;
 - causality: arrival <= first token <= finish, and e2e >= ttft;
 - determinism: the same seed gives identical summaries and request tables;
