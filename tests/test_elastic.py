@@ -278,3 +278,27 @@ def test_plot_fleet_and_timeline_commands(tmp_path):
                  "--set", "cluster.faults.repair_s=2", "--out", str(trace)]) == 0
     names = {e["name"] for e in json.loads(trace.read_text())["traceEvents"]}
     assert {"instance failed", "cold start", "serving"} <= names
+
+
+def test_migration_empties_draining_instances_sooner():
+    scale_down = {
+        "cluster.instances": 3,
+        "cluster.autoscaling.policy": {"name": "schedule", "points": [[0, 3], [3, 1]]},
+        "cluster.autoscaling.interval_s": 1.0,
+        "cluster.autoscaling.cooldown_s": 0.0,
+    }
+    waited, _ = simulate_checked(**scale_down)
+    moved, _ = simulate_checked(**scale_down, **{
+        "cluster.migration.policy": {"name": "load", "min_pressure": 10.0},  # only the drain moves
+        "cluster.migration.interval_s": 0.1,
+    })
+
+    def off_times(result):
+        events = result.lifecycle.frame()
+        return events[events.event == "off"].time_s.to_numpy()
+
+    assert len(off_times(waited)) == len(off_times(moved)) == 2
+    assert (off_times(moved) < off_times(waited)).all()
+    assert moved.summary["cluster"]["migrations"] > 0
+    assert moved.summary["cluster"]["instance_seconds"] < waited.summary["cluster"]["instance_seconds"]
+    assert moved.summary["requests"]["completed"] == waited.summary["requests"]["completed"]

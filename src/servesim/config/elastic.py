@@ -106,5 +106,6 @@ class MigrationConfig(Section):
     """Fixed time of each migration (handshake, final stop-and-copy), seconds."""
     channels: int = Field(1, ge=1, le=4096)
     """Migrations in flight at once; more wait in a FIFO queue."""
-    max_per_decision: int = Field(4, ge=1, le=4096)
-    """Most migrations one decision may start."""
+    drain: bool = True
+    """Also move the decoding requests of draining instances to serving ones (scale-down
+    finishes sooner: Llumnix's migration for autoscaling)."""

@@ -69,7 +69,7 @@ def run_elastic(
     if elastic.rebalancer is not None:
         m = elastic.migration
         migrator = Migrator(fleet, elastic.rebalancer, elastic.migration_link,
-                            elastic.kv_bytes_per_token, m.interval_s)
+                            elastic.kv_bytes_per_token, m.interval_s, m.drain)
     if elastic.autoscaling is not None:
         fleet.max_up = elastic.autoscaling.max_instances
     fleet.spawn = _spawner(env, elastic, fleet, migrator, step_log, on_finish, after_step)

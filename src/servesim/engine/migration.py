@@ -20,23 +20,41 @@ from servesim.engine.transfer import KVLink
 
 class Migrator:
     def __init__(self, fleet: Fleet, policy, link: KVLink, kv_bytes_per_token: float,
-                 interval_s: float):
+                 interval_s: float, drain: bool = True):
         self.fleet = fleet
         self.env = fleet.env
         self.policy = policy
         self.link = link
         self.kv_bytes_per_token = kv_bytes_per_token
         self.interval_s = interval_s
+        self.drain = drain
 
     def process(self):
         fleet = self.fleet
         while not fleet.done.triggered:
             yield self.env.timeout(self.interval_s)
             serving = list(fleet.serving)
+            if self.drain and serving:
+                for slot, state in enumerate(fleet.state):
+                    if state == DRAINING:
+                        self.evacuate(fleet.instances[slot], serving)
             if len(serving) < 2:
                 continue
             for move in self.policy.plan(serving, self.env.now):
                 self.start(serving[move.source], serving[move.dest], move.request)
+
+    def evacuate(self, source: Instance, serving: list[Instance]) -> None:
+        """Move a draining instance's decodes, least KV first, to the serving instances with the
+        most free blocks (each keeps room for the request's KV and its next block)."""
+        free = {d: d.kv.num_free_blocks for d in serving}
+        block = source.kv.block_size
+        for request in sorted(source.decoding(), key=lambda r: (r.num_computed_tokens, r.request_id)):
+            need = -(-request.num_computed_tokens // block) + 1
+            dest = max(serving, key=lambda d: (free[d], -d.index))
+            if free[dest] < need:
+                return
+            free[dest] -= need
+            self.start(source, dest, request)
 
     def start(self, source: Instance, dest: Instance, request: Request) -> bool:
         """Mark a decoding request to leave `source` for `dest` at its next step boundary."""
