@@ -302,3 +302,22 @@ def test_migration_empties_draining_instances_sooner():
     assert moved.summary["cluster"]["migrations"] > 0
     assert moved.summary["cluster"]["instance_seconds"] < waited.summary["cluster"]["instance_seconds"]
     assert moved.summary["requests"]["completed"] == waited.summary["requests"]["completed"]
+
+
+def test_cooldown_delays_scale_down_but_not_scale_up():
+    result, _ = simulate_checked(**{
+        "cluster.instances": 2,
+        "workload.num_requests": 600,
+        "cluster.autoscaling.policy": {"name": "schedule",
+                                       "points": [[0, 2], [2, 1], [4, 2], [5, 1]]},
+        "cluster.autoscaling.interval_s": 1.0,
+        "cluster.autoscaling.cooldown_s": 8.0,
+        "cluster.autoscaling.cold_start.fixed_s": 0.5,
+    })
+    events = result.lifecycle.frame()
+    drains = events[events.event == "draining"].time_s.tolist()
+    ups = events[(events.event == "serving") & (events.time_s > 0)].time_s.tolist()
+    assert drains[0] == pytest.approx(2.0)
+    # scale-up right after a scale-down: the draining instance serves again (still warm)
+    assert ups[0] == pytest.approx(4.0)
+    assert drains[1] == pytest.approx(12.0)  # 8 s after the 4 s scale-up
