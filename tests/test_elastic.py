@@ -169,6 +169,13 @@ def test_timeline_shows_states_failures_and_migration_flows():
     starts = [e for e in events if e["ph"] == "s"]
     ends = [e for e in events if e["ph"] == "f"]
     assert len(starts) == len(ends) == result.summary["cluster"]["migrations"] > 0
+    # slices on one thread never overlap (concurrent transfers get lanes)
+    lanes: dict = {}
+    for e in sorted((e for e in events if e.get("cat") == "migration" and e["ph"] == "X"),
+                    key=lambda e: e["ts"]):
+        key = (e["pid"], e["tid"])
+        assert e["ts"] >= lanes.get(key, -1.0) - 1e-3
+        lanes[key] = e["ts"] + e["dur"]
 
 
 @pytest.mark.parametrize(

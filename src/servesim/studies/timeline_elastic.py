@@ -28,9 +28,28 @@ def elastic_events(events: pd.DataFrame, migrations: pd.DataFrame, end_s: float,
         mine = events[events["instance"] == i]
         out += _state_slices(mine, end_s, pid_of(i))
         out += _slowdown_slices(mine, end_s, pid_of(i))
-    for k, m in enumerate(migrations.itertuples(index=False)):
-        out += _migration(k, m, pid_of)
+    lanes: dict[int, list[float]] = {}  # per pid, when each migrations lane is free again
+    for k, m in enumerate(migrations.sort_values(["start_s", "end_s"]).itertuples(index=False)):
+        src, dst = pid_of(int(m.source)), pid_of(int(m.dest))
+        out += _migration(k, m, src, _lane(lanes, src, m.start_s, m.end_s),
+                          dst, _lane(lanes, dst, m.end_s, m.end_s + 1e-6))
+    for pid, ends in lanes.items():
+        out += [{"ph": "M", "name": "thread_name", "pid": pid, "tid": MIGRATION_TID + k,
+                 "args": {"name": f"migrations {k}" if k else "migrations"}}
+                for k in range(1, len(ends))]
     return out
+
+
+def _lane(lanes: dict[int, list[float]], pid: int, start: float, end: float) -> int:
+    """The thread of a migration slice: the first of the pid's lanes free at `start` (slices on
+    one thread must nest, and concurrent transfers overlap)."""
+    ends = lanes.setdefault(pid, [])
+    for k, free_at in enumerate(ends):
+        if free_at <= start:
+            ends[k] = end
+            return MIGRATION_TID + k
+    ends.append(end)
+    return MIGRATION_TID + len(ends) - 1
 
 
 def _state_slices(events: pd.DataFrame, end_s: float, pid: int) -> list[dict]:
@@ -60,19 +79,18 @@ def _slowdown_slices(events: pd.DataFrame, end_s: float, pid: int) -> list[dict]
     return out
 
 
-def _migration(k: int, m, pid_of) -> list[dict]:
+def _migration(k: int, m, src: int, src_tid: int, dst: int, dst_tid: int) -> list[dict]:
     rid = int(m.request_id)
-    src, dst = pid_of(int(m.source)), pid_of(int(m.dest))
     t0, t1 = _ts(m.start_s), _ts(m.end_s)
     args = {"request": rid, "bytes": float(m.bytes)}
     flow = f"migration-{k}"
     return [
         {"ph": "X", "name": f"migrate out #{rid}", "cat": "migration", "pid": src,
-         "tid": MIGRATION_TID, "ts": t0, "dur": round(t1 - t0, 3), "args": args},
+         "tid": src_tid, "ts": t0, "dur": round(t1 - t0, 3), "args": args},
         {"ph": "s", "name": "migration", "cat": "migration", "id": flow, "pid": src,
-         "tid": MIGRATION_TID, "ts": t0},
+         "tid": src_tid, "ts": t0},
         {"ph": "X", "name": f"migrate in #{rid}", "cat": "migration", "pid": dst,
-         "tid": MIGRATION_TID, "ts": t1, "dur": 1.0, "args": args},
+         "tid": dst_tid, "ts": t1, "dur": 1.0, "args": args},
         {"ph": "f", "bp": "e", "name": "migration", "cat": "migration", "id": flow, "pid": dst,
-         "tid": MIGRATION_TID, "ts": t1},
+         "tid": dst_tid, "ts": t1},
     ]
