@@ -107,3 +107,27 @@ def test_priority_rebalancer_moves_background_work_off_urgent_instances():
     other = FakeInstance(1, FakeKV(100, 60), decodes=[decoding(3, 64, priority=0)])
     moves = policy(REBALANCERS, "priority", min_priority=1).plan([mixed, other], 0.0)
     assert [(m.source, m.dest, m.request.request_id) for m in moves] == [(0, 1, 2)]
+
+
+class AlwaysTwo:
+    """A plugin autoscaler: no Params, just `desired`."""
+
+    def __init__(self, params=None):
+        pass
+
+    def desired(self, state):
+        return 2
+
+
+def test_a_plugin_autoscaler_runs_by_module_path():
+    import servesim
+    from tests.conftest import small_config
+
+    result = servesim.simulate(small_config(**{
+        "cluster.instances": 1,
+        "cluster.autoscaling.policy": "tests.test_elastic_policies:AlwaysTwo",
+        "cluster.autoscaling.interval_s": 0.5,
+        "cluster.autoscaling.cold_start.fixed_s": 0.1,
+    }))
+    assert result.summary["cluster"]["peak_instances"] == 2
+    assert result.summary["cluster"]["cold_starts"] == 1
