@@ -159,7 +159,7 @@ def snapshot(fleet: Fleet, policy, busy_seen: dict, interval_s: float) -> FleetS
     rate, previous = fleet.arrival_rate(getattr(policy, "rate_window_s", 60.0))
     kv = sum(i.kv.usage for i in serving) / len(serving) if serving else 0.0
     return FleetState(
-        now=fleet.env.now, serving=serving, starting=fleet.count(STARTING),
+        now=fleet.env.now, serving=list(fleet.views), starting=fleet.count(STARTING),
         draining=fleet.count(DRAINING), pending=len(fleet.pending), arrivals=fleet.num_arrivals,
         arrival_rate=rate, previous_arrival_rate=previous,
         utilization=busy / (interval_s * len(serving)) if serving else 0.0, kv_usage=kv,

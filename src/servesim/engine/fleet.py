@@ -23,6 +23,52 @@ from servesim.metrics.lifecycle import LifecycleLog
 STARTING, SERVING, DRAINING, OFF, FAILED = "starting", "serving", "draining", "off", "failed"
 
 
+class KVView:
+    """Read-only KV counters of an instance, for elastic policies."""
+
+    __slots__ = ("_kv",)
+
+    def __init__(self, kv):
+        self._kv = kv
+
+    @property
+    def num_blocks(self) -> int:
+        return self._kv.num_blocks
+
+    @property
+    def num_free_blocks(self) -> int:
+        return self._kv.num_free_blocks
+
+    @property
+    def block_size(self) -> int:
+        return self._kv.block_size
+
+    @property
+    def usage(self) -> float:
+        return self._kv.usage
+
+
+class FleetView:
+    """What the router and the elastic policies see of a fleet instance: `index`, `load()`,
+    `kv` (read-only counters) and `decoding()` (the requests that could migrate)."""
+
+    __slots__ = ("instance", "kv")
+
+    def __init__(self, instance: Instance):
+        self.instance = instance
+        self.kv = KVView(instance.kv)
+
+    @property
+    def index(self) -> int:
+        return self.instance.index
+
+    def load(self):
+        return self.instance.load()
+
+    def decoding(self) -> list[Request]:
+        return self.instance.decoding()
+
+
 class Fleet:
     def __init__(
         self,
@@ -46,6 +92,8 @@ class Fleet:
         self.instances: list[Instance] = []
         self.state: list[str] = []
         self.serving: list[Instance] = []
+        self.views: list[FleetView] = []
+        """The serving instances as policies and the router see them (same order)."""
         self.pending: deque[Request] = deque()
         self.num_repairs = 0
         """Failed instances that will start again."""
@@ -68,7 +116,7 @@ class Fleet:
     def dispatch(self, request: Request) -> None:
         """Route to a serving instance, hold until one serves, or fail if none ever will."""
         if self.serving:
-            self.serving[self.router.route(request, self.serving, self.env.now)].submit(request)
+            self.serving[self.router.route(request, self.views, self.env.now)].submit(request)
         elif self.num_repairs or STARTING in self.state:
             self.pending.append(request)
         else:
@@ -175,6 +223,7 @@ class Fleet:
         self.state[slot] = state
         self.log.state(self.env.now, slot, state, cold=cold)
         self.serving = [i for i, s in zip(self.instances, self.state) if s == SERVING]
+        self.views = [FleetView(i) for i in self.serving]
 
     # -- what policies see ----------------------------------------------------------------------
     def arrival_rate(self, window_s: float) -> tuple[float, float]:

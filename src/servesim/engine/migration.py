@@ -33,14 +33,14 @@ class Migrator:
         fleet = self.fleet
         while not fleet.done.triggered:
             yield self.env.timeout(self.interval_s)
-            serving = list(fleet.serving)
+            serving, views = list(fleet.serving), list(fleet.views)
             if self.drain and serving:
                 for slot, state in enumerate(fleet.state):
                     if state == DRAINING:
                         self.evacuate(fleet.instances[slot], serving)
             if len(serving) < 2:
                 continue
-            for move in self.policy.plan(serving, self.env.now):
+            for move in self.policy.plan(views, self.env.now):
                 self.start(serving[move.source], serving[move.dest], move.request)
 
     def evacuate(self, source: Instance, serving: list[Instance]) -> None:
