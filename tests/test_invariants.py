@@ -169,6 +169,9 @@ elastic_configs = st.fixed_dictionaries(
 
 def simulate_elastic_checked(changes: dict):
     """An elastic run with KV block conservation checked after every step of every instance."""
+    from servesim.build import build
+    from servesim.config import load_config
+    from servesim.simulation import run
     from tests.cluster_helpers import check_kv_blocks
 
     changes = {"cluster.autoscaling.interval_s": 0.5, "cluster.autoscaling.cooldown_s": 1.0,
