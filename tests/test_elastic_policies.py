@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from servesim.elastic import AUTOSCALERS, REBALANCERS, FleetState
-from servesim.schedulers.base import SchedulerLoad
+from servesim.schedulers import SchedulerLoad
 from tests.helpers import make_request
 
 
