@@ -83,13 +83,7 @@ def run_cluster(
         return run_elastic(requests, elastic, router, step_log, max_time, on_finish, after_step)
     wall0 = time.perf_counter()
     env = simpy.Environment()
-    instances = [
-        Instance(
-            env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
-            swap_s_per_token=p.swap_s_per_token, role=p.role,
-        )
-        for i, p in enumerate(parts)
-    ]
+    instances = [start_instance(env, i, p, step_log, on_finish) for i, p in enumerate(parts)]
     for instance in instances:
         instance.after_step = after_step
     decode = [i for i in instances if i.role == "decode"]
@@ -124,6 +118,17 @@ def run_cluster(
         peak_kv_usage=max(p.kv.peak_used_blocks / p.kv.num_blocks for p in parts),
         preemptions=sum(p.scheduler.num_preemptions for p in parts),
         kv_link=disaggregation.link.stats(simulated) if decode else None,
+    )
+
+
+def start_instance(
+    env: simpy.Environment, index: int, p: InstanceParts, step_log: StepLog, on_finish=None,
+    on_reject=None,
+) -> Instance:
+    """The Instance for one InstanceParts (the one place the engine builds instances)."""
+    return Instance(
+        env, index, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
+        on_reject=on_reject, swap_s_per_token=p.swap_s_per_token, role=p.role,
     )
 
 

@@ -101,6 +101,7 @@ def run_elastic(
 
 
 def _spawner(env, elastic: ElasticParts, fleet: Fleet, migrator, step_log, on_finish, after_step):
+    from servesim.engine.cluster import start_instance
     def on_terminal(request):
         if on_finish is not None:
             on_finish(request)
@@ -109,10 +110,7 @@ def _spawner(env, elastic: ElasticParts, fleet: Fleet, migrator, step_log, on_fi
     def spawn(slot: int) -> Instance:
         p = elastic.make_part(slot)
         elastic.parts.append(p)
-        instance = Instance(
-            env, slot, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_terminal,
-            on_reject=fleet.terminal, swap_s_per_token=p.swap_s_per_token, role=p.role,
-        )
+        instance = start_instance(env, slot, p, step_log, on_terminal, on_reject=fleet.terminal)
         instance.after_step = after_step
         elastic.instances.append(instance)
         if migrator is not None:
