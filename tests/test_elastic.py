@@ -121,6 +121,10 @@ def test_schedule_autoscaler_bills_the_instance_seconds_it_runs():
     end = result.summary["sim"]["simulated_s"]
     assert c["cold_starts"] == 2 and c["peak_instances"] == 3
     assert c["cold_start_s"] == pytest.approx(2.0 + 16.06e9 / 1e14, rel=1e-3)
+    # rent and idle power follow the instance-hours, not slots x run time
+    assert result.summary["cost"]["gpu_hours"] == pytest.approx(c["instance_hours"])
+    energy = result.summary["energy"]
+    assert energy["idle_j"] <= 75.0 * c["instance_seconds"] + 1e-6
     # one from 0, two more from the 5 s decision (their cold start is billed)
     assert c["instance_seconds"] == pytest.approx(end + 2 * (end - 5.0), rel=1e-6)
     events = result.lifecycle.frame()

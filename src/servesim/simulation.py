@@ -15,7 +15,9 @@ from servesim.build import Built, build
 from servesim.config import SimConfig, load_config
 from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame, summarize
-from servesim.metrics.lifecycle import LifecycleLog, fleet_summary
+from servesim.metrics.energy import energy_in_intervals, energy_summary, instance_energy, request_energy
+from servesim.metrics.lifecycle import LifecycleLog, elastic_energy_and_rent, fleet_summary
+from servesim.metrics.pricing import cost_summary
 from servesim.metrics.timeseries import instance_timeseries, with_elastic_columns
 
 
@@ -37,6 +39,7 @@ class SimulationResult:
         frame = instance_timeseries(
             self.steps, interval_s or self.config.output.timeseries_interval_s, end, pools,
             num_instances=self.summary["cluster"].get("slots"),
+            idle_w=self.summary["cluster"].get("idle_w"),
         )
         if self.lifecycle is not None:
             frame = with_elastic_columns(frame, self.lifecycle, end)
@@ -72,6 +75,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
     stats = run_cluster(
         built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
         after_step=after_step, disaggregation=built.disaggregation, elastic=built.elastic,
+        power_budget=built.power_budget,
     )
     # With a time limit, requests due after it never arrived: they are not part of this run.
     frame = request_frame(r for r in built.requests if r.arrival_time <= stats.simulated_s)
@@ -105,8 +109,11 @@ def run(built: Built, after_step=None) -> SimulationResult:
         kv_extra["cluster"]["instance_seconds"] = len(built.parts) * stats.simulated_s
         kv_extra["cluster"]["instance_hours"] = len(built.parts) * stats.simulated_s / 3600
         kv_extra["cluster"]["cold_starts"] = 0
+    steps = step_log.to_frame()
+    kv_extra.update(_energy_and_cost(built, stats, frame, steps))
+    kv_extra["cluster"]["idle_w"] = _idle_w(built, stats)
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra)
-    return SimulationResult(cfg, summary, frame, step_log.to_frame(), lifecycle)
+    return SimulationResult(cfg, summary, frame, steps, lifecycle)
 
 
 def elastic_summary(lifecycle: LifecycleLog, stats, frame: pd.DataFrame) -> dict:
@@ -118,6 +125,43 @@ def elastic_summary(lifecycle: LifecycleLog, stats, frame: pd.DataFrame) -> dict
     if stats.migration_link is not None:
         out["migration_link"] = stats.migration_link
     return out
+
+
+def _energy_and_cost(built: Built, stats, frame: pd.DataFrame, steps: pd.DataFrame) -> dict:
+    """The summary's `energy` and `cost` blocks (and `power` when caps or a budget were used); adds
+    each request's joules to `frame` as `energy_j`."""
+    idle_w = _idle_w(built, stats)
+    metered = any(w is not None for w in idle_w)
+    horizon = stats.simulated_s
+    frame["energy_j"] = request_energy(steps, frame) if metered else float("nan")
+    per_instance = instance_energy(steps, idle_w, horizon)
+    pools, pool_of = built.pool_table(), [p.pool for p in built.parts]
+    if built.elastic is not None and not built.elastic.static:  # idle and rent only while up
+        per_instance, pools = elastic_energy_and_rent(built.elastic.log, per_instance, pools, horizon)
+        pool_of = [pool_of[0]] * len(idle_w)
+    out = {"energy": energy_summary(per_instance, frame, horizon, pool_of)}
+    edges = built.carbon.breakpoints(horizon)
+    interval_j = energy_in_intervals(steps, idle_w, edges) if metered else None
+    cfg = built.config
+    out["cost"] = cost_summary(pools, built.prices, horizon, frame, interval_j, edges,
+                               built.carbon, cfg.pricing.pue)
+    if cfg.power.limited:
+        p = cfg.power
+        out["power"] = {
+            "cap_w": p.cap_w, "clock_mhz": p.clock_mhz,
+            "pools": {name: v.model_dump() for name, v in p.pools.items()},
+            "budget": stats.power_budget,
+        }
+    return out
+
+
+def _idle_w(built: Built, stats) -> list[float | None]:
+    """Idle power of each instance (each slot of an elastic fleet: all of its one pool)."""
+    idle_w = [p.power.idle_w if p.power is not None else None for p in built.parts]
+    if built.elastic is not None and built.elastic.instances:
+        slots = max(i.index for i in built.elastic.instances) + 1
+        idle_w += idle_w[:1] * (slots - len(idle_w))
+    return idle_w
 
 
 def _prefix_hit_rate(frame: pd.DataFrame) -> float:

@@ -10,6 +10,7 @@ from pydantic import Field, PrivateAttr
 from servesim.config.base import Section
 from servesim.config.cluster import ClusterConfig
 from servesim.config.cost import CostConfig
+from servesim.config.power import PowerConfig, PricingConfig
 from servesim.config.workload import WorkloadConfig
 
 
@@ -78,6 +79,10 @@ class SimConfig(Section):
     workload: WorkloadConfig = WorkloadConfig()
     cost: CostConfig = CostConfig()
     slo: SLOConfig = SLOConfig()
+    power: PowerConfig = PowerConfig()
+    """Power model, caps and clock limits, a cluster power budget (docs/energy.md)."""
+    pricing: PricingConfig = PricingConfig()
+    """Dollars per GPU-hour and grid carbon intensity (docs/energy.md)."""
     output: OutputConfig = OutputConfig()
     max_sim_time_s: float | None = Field(None, gt=0)
     """Stop the simulation at this simulated time (none: run until every request is done);

@@ -38,6 +38,8 @@ class InstanceParts:
     role: str = "mixed"
     """`mixed` (colocated), `prefill` or `decode`."""
     pool: str = "default"
+    power: object = None
+    """The instance's `PowerModel` (cost/power.py), or None: no energy accounting."""
 
 
 @dataclass
@@ -62,6 +64,8 @@ class RunStats:
     """Transfer statistics of a disaggregated run (KVLink.stats)."""
     migration_link: dict | None = None
     """Transfer statistics of the migration link (elastic runs that migrated)."""
+    power_budget: dict | None = None
+    """What the cluster power budget did (BudgetStats.summary)."""
 
 
 def run_cluster(
@@ -74,6 +78,7 @@ def run_cluster(
     after_step: Callable[[Instance], None] | None = None,
     disaggregation: DisaggregationParts | None = None,
     elastic=None,
+    power_budget=None,
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated.
     With `elastic` (`engine.elastic.ElasticParts`) the fleet changes during the run."""
@@ -103,6 +108,8 @@ def run_cluster(
         links = {"kv": disaggregation.link} if decode else {}
         for proc in static_fault_processes(env, instances, elastic, links):
             env.process(proc)
+    if power_budget is not None:
+        power_budget.start(env, instances, [p.pool for p in parts])
     events = _count_events(env)
     if math.isfinite(max_time):
         env.run(until=max_time)
@@ -110,6 +117,10 @@ def run_cluster(
         env.run()
     last = max((r.finish_time for r in requests if r.status == RequestStatus.FINISHED), default=0.0)
     simulated = env.now if math.isfinite(max_time) else max(env.now, last)
+    if power_budget is not None and not math.isfinite(max_time):
+        # The budget's last tick came after the last event of the run itself.
+        arrivals = max((r.arrival_time for r in requests), default=0.0)
+        simulated = max(last, arrivals, max(i.meter.last_time for i in instances))
     return RunStats(
         simulated_s=simulated,
         wall_s=time.perf_counter() - wall0,
@@ -118,6 +129,7 @@ def run_cluster(
         peak_kv_usage=max(p.kv.peak_used_blocks / p.kv.num_blocks for p in parts),
         preemptions=sum(p.scheduler.num_preemptions for p in parts),
         kv_link=disaggregation.link.stats(simulated) if decode else None,
+        power_budget=power_budget.stats.summary(power_budget.interval_s) if power_budget else None,
     )
 
 
@@ -128,7 +140,7 @@ def start_instance(
     """The Instance for one InstanceParts (the one place the engine builds instances)."""
     return Instance(
         env, index, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
-        on_reject=on_reject, swap_s_per_token=p.swap_s_per_token, role=p.role,
+        on_reject=on_reject, swap_s_per_token=p.swap_s_per_token, role=p.role, power=p.power,
     )
 
 

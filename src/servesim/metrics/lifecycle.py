@@ -153,3 +153,20 @@ def _slowdown_share(events: pd.DataFrame, edges: np.ndarray, end_s: float) -> np
 def _count(times: pd.Series, edges: np.ndarray) -> np.ndarray:
     counts, _ = np.histogram(times.to_numpy(float), bins=edges)
     return counts
+
+
+def elastic_energy_and_rent(log: LifecycleLog, per_instance: pd.DataFrame, pools: list[dict],
+                            end_s: float) -> tuple[pd.DataFrame, list[dict]]:
+    """An elastic fleet draws idle power only while an instance is up (`metrics.energy` assumes
+    every instance all run long), and is rented by the instance-hour: the pool table's
+    `instances` becomes the mean fleet size (instance-seconds / run time), so rent = price x
+    instance-hours. (Carbon still spreads every slot's idle power over the run.)"""
+    up = np.zeros(len(per_instance))
+    for i, a, b in up_intervals(log.frame(), end_s):
+        if i < len(up):
+            up[i] += b - a
+    frame = per_instance.copy()
+    frame["idle_j"] = frame["idle_w"] * np.maximum(0.0, up - frame["busy_s"])
+    frame["total_j"] = frame["busy_j"] + frame["idle_j"]
+    mean_fleet = up.sum() / end_s if end_s > 0 else 0.0
+    return frame, [{**pools[0], "instances": mean_fleet}]
