@@ -332,3 +332,14 @@ def test_cooldown_delays_scale_down_but_not_scale_up():
     # scale-up right after a scale-down: the draining instance serves again (still warm)
     assert ups[0] == pytest.approx(4.0)
     assert drains[1] == pytest.approx(12.0)  # 8 s after the 4 s scale-up
+
+
+def test_time_limit_on_an_elastic_run_counts_requests_in_flight_as_unfinished():
+    result, _ = simulate_checked(**{
+        "max_sim_time_s": 5.0,
+        "cluster.faults.failures": [{"at_s": 2.0, "instance": 0}],
+    })
+    req = result.summary["requests"]
+    assert result.summary["sim"]["simulated_s"] == pytest.approx(5.0)
+    assert req["unfinished"] > 0
+    assert req["arrived"] == req["completed"] + req["rejected"] + req["failed"] + req["unfinished"]
