@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +95,7 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
         table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
     requests = make_requests(table, config)
     check_policy_blocks(config)
+    warn_unmodelled_kv_allocation(config)
     predictor = make_predictor(config)  # one model of lengths, shared by the instances
     parts = []
     for pool in pools:
@@ -200,7 +202,7 @@ def make_instance(
     if power is not None and config.power.limited:
         cost = ClockedCostModel(power)  # the engine and the scheduler see capped step times
     kv = KVCacheManager(
-        capacity_tokens // engine.block_size, engine.block_size,
+        capacity_tokens // engine.block_size, engine.block_size, watermark=engine.kv_watermark,
         prefix_caching=engine.prefix_caching, hash_block_size=hash_block_size,
     )
     cohort = DecodeCohort(engine.block_size)
@@ -311,6 +313,20 @@ def make_scheduler(config, kv, cohort, limits, cost, predictor):
         return cls(kv, cohort, limits, params, predictor=predictor, cost_model=cost)
     except TypeError as exc:  # a plugin whose constructor does not take the protocol's arguments
         raise ConfigError("engine.scheduler", f"cannot construct {name}: {exc}") from None
+
+
+OWN_KV_ALLOCATION = {"fcfs": "prompt", "chunked_prefill": "chunk"}
+
+
+def warn_unmodelled_kv_allocation(config: SimConfig) -> None:
+    """`engine.kv_allocation` other than the policy's own rule is not modelled yet: say so."""
+    wanted, name = config.engine.kv_allocation, config.engine.scheduler
+    own = OWN_KV_ALLOCATION.get(name)
+    if wanted is not None and wanted != own:
+        logging.getLogger("servesim").warning(
+            "engine.kv_allocation: %s is not modelled for %s yet; it allocates %s",
+            wanted, name, f"per {own}" if own else "by its own rule",
+        )
 
 
 def policy_blocks() -> list[str]:
