@@ -79,18 +79,21 @@ def run_cluster(
     disaggregation: DisaggregationParts | None = None,
     elastic=None,
     power_budget=None,
+    token_gaps=None,
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated.
     With `elastic` (`engine.elastic.ElasticParts`) the fleet changes during the run."""
     if elastic is not None and not elastic.static:
         from servesim.engine.elastic import run_elastic
 
-        return run_elastic(requests, elastic, router, step_log, max_time, on_finish, after_step)
+        return run_elastic(requests, elastic, router, step_log, max_time, on_finish, after_step,
+                           token_gaps)
     wall0 = time.perf_counter()
     env = simpy.Environment()
     instances = [start_instance(env, i, p, step_log, on_finish) for i, p in enumerate(parts)]
     for instance in instances:
         instance.after_step = after_step
+        instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps (metrics/gaps.py)
     decode = [i for i in instances if i.role == "decode"]
     if decode:
         if disaggregation is None:

@@ -53,7 +53,7 @@ class ElasticParts:
 
 def run_elastic(
     requests: Sequence[Request], elastic: ElasticParts, router, step_log, max_time: float,
-    on_finish=None, after_step=None,
+    on_finish=None, after_step=None, token_gaps=None,
 ):
     from servesim.engine.cluster import RunStats, _count_events
 
@@ -72,7 +72,8 @@ def run_elastic(
                             elastic.kv_bytes_per_token, m.interval_s, m.drain)
     if elastic.autoscaling is not None:
         fleet.max_up = elastic.autoscaling.max_instances
-    fleet.spawn = _spawner(env, elastic, fleet, migrator, step_log, on_finish, after_step)
+    fleet.spawn = _spawner(env, elastic, fleet, migrator, step_log, on_finish, after_step,
+                           token_gaps)
     for _ in range(elastic.initial_instances):
         fleet.launch(cold=False)
     env.process(_arrivals(env, requests, fleet))
@@ -100,7 +101,8 @@ def run_elastic(
     )
 
 
-def _spawner(env, elastic: ElasticParts, fleet: Fleet, migrator, step_log, on_finish, after_step):
+def _spawner(env, elastic: ElasticParts, fleet: Fleet, migrator, step_log, on_finish, after_step,
+             token_gaps=None):
     from servesim.engine.cluster import start_instance
     def on_terminal(request):
         if on_finish is not None:
@@ -112,6 +114,7 @@ def _spawner(env, elastic: ElasticParts, fleet: Fleet, migrator, step_log, on_fi
         elastic.parts.append(p)
         instance = start_instance(env, slot, p, step_log, on_terminal, on_reject=fleet.terminal)
         instance.after_step = after_step
+        instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps
         elastic.instances.append(instance)
         if migrator is not None:
             instance.between_steps = migrator.take_out
