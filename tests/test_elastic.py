@@ -15,8 +15,7 @@ from servesim.config import load_config
 from servesim.core.errors import ConfigError
 from servesim.simulation import run
 from servesim.studies.timeline import chrome_trace
-from tests.cluster_helpers import check_kv_blocks
-from tests.conftest import small_config
+from tests.factories import check_kv, small_config
 
 BUSY = {
     "cluster.instances": 3,
@@ -28,7 +27,7 @@ BUSY = {
 
 def simulate_checked(**changes):
     built = build(load_config(small_config(**{**BUSY, **changes})))
-    return run(built, after_step=check_kv_blocks), built
+    return run(built, after_step=check_kv), built
 
 
 def test_failing_one_of_three_mid_run_loses_no_request():

@@ -8,7 +8,7 @@ import pytest
 
 from servesim.elastic import AUTOSCALERS, REBALANCERS, FleetState
 from servesim.schedulers import SchedulerLoad
-from tests.helpers import make_request
+from tests.factories import make_request
 
 
 @dataclass
@@ -121,7 +121,7 @@ class AlwaysTwo:
 
 def test_a_plugin_autoscaler_runs_by_module_path():
     import servesim
-    from tests.conftest import small_config
+    from tests.factories import small_config
 
     result = servesim.simulate(small_config(**{
         "cluster.instances": 1,

@@ -13,7 +13,7 @@ from servesim.cli import main
 from servesim.core.errors import ConfigError
 from servesim.studies.fleet import cheapest_plan, front, plan_frame
 from servesim.studies.provisioning import DollarsPerHour, EnergyPerRequest, PowerDraw
-from tests.conftest import small_config
+from tests.factories import small_config
 
 
 def _row(label, cost, capacity, status="ok"):

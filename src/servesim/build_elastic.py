@@ -35,7 +35,7 @@ def elastic_parts(config, model, pool, make_part) -> ElasticParts | None:
                 f"[{auto.min_instances}, {auto.max_instances}], got {initial}",
             )
         parts.autoscaling = auto
-        parts.autoscaler = component(AUTOSCALERS, auto.policy, "cluster.autoscaling.policy")
+        parts.autoscaler = AUTOSCALERS.create(auto.policy, "cluster.autoscaling.policy")
         parts.cold_start_s = cold_start_s(auto.cold_start, model, pool.tp, pool.pp)
     if c.faults is not None:
         parts.faults = c.faults
@@ -49,7 +49,7 @@ def elastic_parts(config, model, pool, make_part) -> ElasticParts | None:
     if c.migration is not None:
         m = c.migration
         parts.migration = m
-        parts.rebalancer = component(REBALANCERS, m.policy, "cluster.migration.policy")
+        parts.rebalancer = REBALANCERS.create(m.policy, "cluster.migration.policy")
         parts.migration_link = KVLink(m.bandwidth_gb_s * 1e9, m.latency_s, m.channels)
         parts.kv_bytes_per_token = model.kv_bytes_per_token(1)
     return parts
@@ -64,19 +64,3 @@ def _default_cold_start():
     from servesim.config.elastic import ColdStartConfig
 
     return ColdStartConfig()
-
-
-def component(registry, spec, key: str):
-    """A policy from `name` or `{name: ..., <params>}`, its params validated under `key`."""
-    from servesim.build import validate_params
-
-    data = {} if isinstance(spec, str) else dict(spec)
-    name = spec if isinstance(spec, str) else data.pop("name", None)
-    if not isinstance(name, str):
-        raise ConfigError(f"{key}.name", "expected the policy's name")
-    cls = registry.get(name, key=key)
-    params = validate_params(cls, data, key)
-    try:
-        return cls(params)
-    except TypeError as exc:
-        raise ConfigError(key, f"cannot construct {name}: {exc}") from None

@@ -6,11 +6,11 @@ policy's own Params (as `engine.predictor`). See docs/elastic.md.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
-from servesim.config.base import Section
+from servesim.config.base import Component, Section
 
 
 class ColdStartConfig(Section):
@@ -21,7 +21,7 @@ class ColdStartConfig(Section):
 
 
 class AutoscalingConfig(Section):
-    policy: str | dict[str, Any] = "target_utilization"
+    policy: Component = "target_utilization"
     """Scaling policy: `target_utilization`, `queue_length`, `predicted_load`, `schedule`,
     `module:Class`, or a block `{name: ..., <params>}`."""
     min_instances: int = Field(1, ge=1, le=4096)
@@ -95,7 +95,7 @@ class FaultsConfig(Section):
 
 
 class MigrationConfig(Section):
-    policy: str | dict[str, Any] = "load"
+    policy: Component = "load"
     """Rebalancing policy: `load`, `fragmentation`, `priority`, `module:Class`, or
     `{name: ..., <params>}`."""
     interval_s: float = Field(0.5, gt=0, le=3600)

@@ -14,30 +14,31 @@ from typing import Callable, Sequence
 
 import simpy
 
-from servesim.core.cohort import DecodeCohort
 from servesim.core.request import Request, RequestStatus
 from servesim.cost.base import CostModel
 from servesim.engine.disaggregation import KVHandoff
-from servesim.engine.instance import Instance
+from servesim.engine.instance import DEFAULT_MAX_RUN_STEPS, Instance
 from servesim.engine.transfer import KVLink
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
 from servesim.routers.base import Router
+from servesim.schedulers.core import Scheduler
 
 
 @dataclass
 class InstanceParts:
     """Everything one instance needs, built by build.py."""
 
-    scheduler: object
+    scheduler: Scheduler
     cost_model: CostModel
     kv: KVCacheManager
-    cohort: DecodeCohort
     swap_s_per_token: float = 0.0
     """PCIe seconds per token of KV copied to or from host memory (swap preemption)."""
     role: str = "mixed"
     """`mixed` (colocated), `prefill` or `decode`."""
     pool: str = "default"
+    max_run_steps: int = DEFAULT_MAX_RUN_STEPS
+    """Most identical decode steps simulated as one event (`engine.max_run_steps`)."""
     power: object = None
     """The instance's `PowerModel` (cost/power.py), or None: no energy accounting."""
 
@@ -142,17 +143,19 @@ def start_instance(
 ) -> Instance:
     """The Instance for one InstanceParts (the one place the engine builds instances)."""
     return Instance(
-        env, index, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
-        on_reject=on_reject, swap_s_per_token=p.swap_s_per_token, role=p.role, power=p.power,
+        env, index, p.scheduler, p.cost_model, p.kv, step_log, on_finish,
+        on_reject=on_reject, swap_s_per_token=p.swap_s_per_token, role=p.role,
+        max_run_steps=p.max_run_steps, power=p.power,
     )
 
 
 def arrival_process(env: simpy.Environment, requests: Sequence[Request], router, instances):
+    views = [instance.view for instance in instances]
     for request in requests:
         delay = request.arrival_time - env.now
         if delay > 0:
             yield env.timeout(delay)
-        choice = router.route(request, instances, env.now)
+        choice = router.route(request, views, env.now)
         instances[choice].submit(request)
 
 

@@ -49,8 +49,9 @@ class KVView:
 
 
 class FleetView:
-    """What the router and the elastic policies see of a fleet instance: `index`, `load()`,
-    `kv` (read-only counters) and `decoding()` (the requests that could migrate)."""
+    """What the router and the elastic policies see of a fleet instance: the router's
+    `InstanceView` (`index`, `load()`, `prefix_match_tokens()`), `kv` (read-only counters) and
+    `decoding()` (the requests that could migrate)."""
 
     __slots__ = ("instance", "kv")
 
@@ -64,6 +65,9 @@ class FleetView:
 
     def load(self):
         return self.instance.load()
+
+    def prefix_match_tokens(self, request: Request) -> int:
+        return self.instance.view.prefix_match_tokens(request)
 
     def decoding(self) -> list[Request]:
         return self.instance.decoding()

@@ -72,7 +72,6 @@ class Migrator:
         for request, dest in list(source.leaving.items()):
             if request.status != RequestStatus.RUNNING or request not in source.cohort:
                 continue  # it finished meanwhile
-            source.cohort.leave(request)
             source.scheduler.release(request)
             detached = source.kv.detach(request)
             dest.num_incoming += 1

@@ -2,7 +2,7 @@
 peak (and the cold-start trade-off), one instance failing mid-run, a straggler, and
 migration-based rebalancing on a bursty workload.
 
-Usage: python benchmarks/elastic_studies.py [--study diurnal|failure|straggler|migration|all]
+Usage: python examples/studies/elastic_studies.py [--study diurnal|failure|straggler|migration|all]
                                             [--seeds 1 2 3] [--out DIR]
 Each study prints a markdown table and writes a CSV into --out (default out/elastic_studies);
 the diurnal study also writes fleet.png (instances and load over time). Metrics are simulated
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from servesim import simulate  # noqa: E402
