@@ -77,6 +77,9 @@ class Built:
     carbon: CarbonIntensity | None = None
     workload_counts: dict | None = None
     """Requests the length filter dropped, clipped or rejected (None: no filter)."""
+    elastic: object | None = None
+    """`engine.elastic.ElasticParts` when the fleet changes during the run (autoscaling, faults,
+    migration); `parts` then only describes the initial instances."""
 
     def pool_table(self) -> list[dict]:
         out, first = [], 0
@@ -120,10 +123,18 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     router = make_router(config)
     disaggregation = make_disaggregation(config, model)
     first = pools[0]
+
+    def make_part(index: int) -> InstanceParts:
+        return make_instance(
+            config, model, first.hardware, first.kv_capacity_tokens, index, predictor,
+            tp=first.tp, pp=first.pp, hash_block_size=table.hash_block_size,
+        )
+
+    elastic = make_elastic(config, model, first, make_part)
     return Built(
         config, model, first.hardware, table, requests, parts, router, first.kv_capacity_tokens,
         pools, disaggregation, make_power_budget(config, pools), pool_prices(config, pools),
-        carbon_intensity(config), filtered.counts(),
+        carbon_intensity(config), filtered.counts(), elastic,
     )
 
 
@@ -447,6 +458,13 @@ def make_disaggregation(config: SimConfig, model: ModelSpec) -> DisaggregationPa
     link = KVLink(d.kv_link.bandwidth_gb_s * 1e9, d.kv_link.latency_s, d.kv_link.channels)
     # The whole KV of a token (every layer and head), whatever the TP of either side.
     return DisaggregationParts(router, link, model.kv_bytes_per_token(1))
+
+
+def make_elastic(config: SimConfig, model: ModelSpec, pool: Pool, make_part):
+    """`engine.elastic.ElasticParts` for `cluster.autoscaling` / `faults` / `migration`, or None."""
+    from servesim.build_elastic import elastic_parts  # its own module: build.py stays small
+
+    return elastic_parts(config, model, pool, make_part)
 
 
 def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:

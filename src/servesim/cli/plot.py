@@ -1,4 +1,5 @@
-"""`servesim plot cdf | attainment | latency-throughput | timeline | cost`: one figure to a file."""
+"""`servesim plot cdf | attainment | latency-throughput | timeline | cost | fleet`: one figure to a
+file."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ def register(sub) -> None:
         ("cost", "the config's cost model: where step time goes", cmd_cost),
     ):
         add_config_args(_kind(kinds, name, help_, handler))
+
+    fleet = _kind(kinds, "fleet", "instances and load over time of runs (elastic or fixed)", cmd_fleet)
+    fleet.add_argument("runs", nargs="+", metavar="RUN", help="`servesim run` output folders")
+    fleet.add_argument("--labels", help="comma-separated labels (default: folder names)")
 
 
 def _kind(kinds, name: str, help_: str, handler):
@@ -101,6 +106,16 @@ def cmd_timeline(args) -> int:
     from servesim.studies.plots import instance_timeline
 
     return _save(instance_timeline(simulate(load_from_args(args))), args.out)
+
+
+def cmd_fleet(args) -> int:
+    _check_out(args.out)
+    from servesim.studies.fleet_plot import fleet_figure
+
+    labels = args.labels.split(",") if args.labels else [Path(r).name for r in args.runs]
+    if len(labels) != len(args.runs):
+        raise ConfigError("--labels", f"{len(labels)} labels for {len(args.runs)} runs")
+    return _save(fleet_figure(dict(zip(labels, args.runs))), args.out)
 
 
 def cmd_cost(args) -> int:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, model_serializer, model_validator
 
 from servesim.config.base import Component, Section
+from servesim.config.elastic import AutoscalingConfig, FaultsConfig, MigrationConfig
 from servesim.core.errors import ConfigError
 
 
@@ -95,6 +96,12 @@ class ClusterConfig(Section):
     """Heterogeneous cluster: pools of different hardware, TP or role (replaces `instances`)."""
     disaggregation: DisaggregationConfig | None = None
     """Prefill/decode disaggregation; absent: every instance serves requests end to end."""
+    autoscaling: AutoscalingConfig | None = None
+    """Instances join and leave during the run (colocated clusters; docs/elastic.md)."""
+    faults: FaultsConfig | None = None
+    """Instance failures, stragglers and KV-link degradation (docs/elastic.md)."""
+    migration: MigrationConfig | None = None
+    """Move running requests with their KV between instances to rebalance (docs/elastic.md)."""
 
     _derived_instances: bool = PrivateAttr(default=False)
 

@@ -29,13 +29,16 @@ class CohortClock(Protocol):
 
 class RequestStatus(IntEnum):
     """Lifecycle, ordered: a request only moves forward, except that preemption sends RUNNING back
-    to WAITING (recompute) or SWAPPED (swap), from where it is admitted to RUNNING again."""
+    to WAITING (recompute) or SWAPPED (swap), from where it is admitted to RUNNING again, and an
+    instance failure sends a request back to WAITING on another instance (a retry)."""
 
     WAITING = 0
     RUNNING = 1
     SWAPPED = 2
     FINISHED = 3
     REJECTED = 4
+    FAILED = 5
+    """Lost to an instance failure (elastic clusters), with a reason."""
 
 
 @dataclass(eq=False, slots=True)
@@ -70,6 +73,10 @@ class Request:
     """Disaggregation: when the KV left the prefill instance."""
     prefill_instance: int = -1
     """Disaggregation: the instance that computed the prompt (`instance` is then the decode one)."""
+    num_retries: int = 0
+    """Times an instance failure sent it to another instance (its KV lost)."""
+    num_migrations: int = 0
+    """Times it moved to another instance with its KV (rebalancing)."""
 
     _computed: int = 0
     _generated: int = 0
@@ -161,6 +168,14 @@ class Request:
         assert self._generated == 1 and self._cohort is None
         self.first_token_time = time
         self._last_token_time = time
+
+    def restart_elsewhere(self) -> None:
+        """Its instance failed: the KV is gone; the tokens already delivered stay delivered."""
+        if self._cohort is not None:
+            self._cohort.leave(self)
+        self.reset_for_recompute()
+        self.status = RequestStatus.WAITING
+        self.num_retries += 1
 
     def reset_for_recompute(self) -> None:
         """Preempted by recomputation: the KV is gone; prompt and generated tokens run again."""

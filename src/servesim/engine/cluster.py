@@ -63,6 +63,8 @@ class RunStats:
     preemptions: int
     kv_link: dict | None = None
     """Transfer statistics of a disaggregated run (KVLink.stats)."""
+    migration_link: dict | None = None
+    """Transfer statistics of the migration link (elastic runs that migrated)."""
     power_budget: dict | None = None
     """What the cluster power budget did (BudgetStats.summary)."""
 
@@ -76,20 +78,20 @@ def run_cluster(
     on_finish: Callable[[Request], None] | None = None,
     after_step: Callable[[Instance], None] | None = None,
     disaggregation: DisaggregationParts | None = None,
+    elastic=None,
     power_budget=None,
     token_gaps=None,
 ) -> RunStats:
-    """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
+    """Simulate until every request is finished or rejected (or `max_time`); requests are mutated.
+    With `elastic` (`engine.elastic.ElasticParts`) the fleet changes during the run."""
+    if elastic is not None and not elastic.static:
+        from servesim.engine.elastic import run_elastic
+
+        return run_elastic(requests, elastic, router, step_log, max_time, on_finish, after_step,
+                           token_gaps)
     wall0 = time.perf_counter()
     env = simpy.Environment()
-    instances = [
-        Instance(
-            env, i, p.scheduler, p.cost_model, p.kv, step_log, on_finish,
-            swap_s_per_token=p.swap_s_per_token, role=p.role, max_run_steps=p.max_run_steps,
-            power=p.power,
-        )
-        for i, p in enumerate(parts)
-    ]
+    instances = [start_instance(env, i, p, step_log, on_finish) for i, p in enumerate(parts)]
     for instance in instances:
         instance.after_step = after_step
         instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps (metrics/gaps.py)
@@ -104,6 +106,12 @@ def run_cluster(
                 instance.hand_off = hand_off
     entry = [i for i in instances if i.role != "decode"]
     env.process(arrival_process(env, requests, router, entry))
+    if elastic is not None:  # slowdowns on a fixed fleet
+        from servesim.engine.faults import static_fault_processes
+
+        links = {"kv": disaggregation.link} if decode else {}
+        for proc in static_fault_processes(env, instances, elastic, links):
+            env.process(proc)
     if power_budget is not None:
         power_budget.start(env, instances, [p.pool for p in parts])
     events = _count_events(env)
@@ -126,6 +134,18 @@ def run_cluster(
         preemptions=sum(p.scheduler.num_preemptions for p in parts),
         kv_link=disaggregation.link.stats(simulated) if decode else None,
         power_budget=power_budget.stats.summary(power_budget.interval_s) if power_budget else None,
+    )
+
+
+def start_instance(
+    env: simpy.Environment, index: int, p: InstanceParts, step_log: StepLog, on_finish=None,
+    on_reject=None,
+) -> Instance:
+    """The Instance for one InstanceParts (the one place the engine builds instances)."""
+    return Instance(
+        env, index, p.scheduler, p.cost_model, p.kv, step_log, on_finish,
+        on_reject=on_reject, swap_s_per_token=p.swap_s_per_token, role=p.role,
+        max_run_steps=p.max_run_steps, power=p.power,
     )
 
 

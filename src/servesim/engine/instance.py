@@ -26,6 +26,8 @@ from servesim.metrics.steps import StepLog
 from servesim.schedulers.core import Scheduler, SchedulerLoad
 
 DEFAULT_MAX_RUN_STEPS = 4096
+FAILURE = "instance failure"
+"""Interrupt cause that ends an instance's process (elastic clusters)."""
 
 
 class InstanceView:
@@ -97,6 +99,15 @@ class Instance:
         """Optional callback(instance) after every applied step: invariant checks in tests."""
         self.load_listeners: list = []
         """Callbacks(view) after anything that may change `load()` (routers' load indexes)."""
+        self.slowdown = 1.0
+        """Straggler factor: every step takes this many times its price."""
+        self.busy_s = 0.0
+        """Seconds spent computing so far (autoscaling policies read it)."""
+        self.between_steps = None
+        """Optional callback(instance) before each scheduling pass (migrations leave then)."""
+        self.leaving: dict[Request, object] = {}
+        """Decoding requests picked to migrate, to their destination; they leave between steps."""
+        self.failed = False
         self.gaps = None
         """Optional `metrics.gaps.TokenGaps` for tokens computed outside the cohort (the cohort
         records its own steps)."""
@@ -143,10 +154,34 @@ class Instance:
             self._interruptible = False
             self.process.interrupt()
 
+    def decoding(self) -> list[Request]:
+        """Requests decoding here that could migrate (read-only for policies)."""
+        return [r for r in self.cohort if r not in self.leaving]
+
+    def fail(self) -> list[Request]:
+        """Die now: the step in flight is lost; return the requests it held, their KV gone."""
+        if self.process.is_alive:
+            self.process.interrupt(FAILURE)
+        scheduler = self.scheduler
+        held = [*scheduler.waiting, *scheduler.running]
+        self.kv.unreserve_cohort()  # the cohort dies with the instance
+        for request in held:
+            request.restart_elsewhere()
+        return held
+
     # -- the engine loop --------------------------------------------------------------------------
     def run_process(self):
+        try:
+            yield from self._loop()
+        except simpy.Interrupt as exc:
+            if exc.cause != FAILURE:
+                raise
+
+    def _loop(self):
         scheduler, cohort = self.scheduler, self.cohort
         while True:
+            if self.between_steps is not None:
+                self.between_steps(self)
             plan = scheduler.schedule(self.env.now)
             if self.load_listeners:  # a policy may drop or reject requests while planning
                 self.load_changed()
@@ -164,7 +199,8 @@ class Instance:
         shape = self._shape(plan)
         start = env.now
         swapped = plan.num_swap_in_tokens + plan.num_swap_out_tokens
-        seconds = self.cost_model.step_time(shape) + swapped * self.swap_s_per_token
+        compute = self.cost_model.step_time(shape) * self.slowdown
+        seconds = compute + swapped * self.swap_s_per_token
         joules = self.power.step_energy(shape, seconds) if self.power is not None else 0.0
         self.meter.begin(start, seconds, joules)
         yield env.timeout(seconds)
@@ -206,6 +242,8 @@ class Instance:
         if cohort.window:  # attention reads at most the window
             longest = np.minimum(longest, cohort.window)
         seconds = self.cost_model.decode_step_times(n, ctx, longest)
+        if self.slowdown != 1.0:
+            seconds = seconds * self.slowdown
         ends = start + np.cumsum(seconds)
         if plan.replan_time < ends[-1]:
             k = int(np.searchsorted(ends, plan.replan_time, side="left")) + 1
@@ -215,7 +253,9 @@ class Instance:
         self._interruptible = k > 1
         try:
             yield env.timeout(ends[-1] - start)
-        except simpy.Interrupt:
+        except simpy.Interrupt as exc:
+            if exc.cause == FAILURE:
+                raise
             # An arrival: finish the step in flight, then plan again.
             done = int(np.searchsorted(ends, env.now, side="left")) + 1
             done = min(done, k)
@@ -274,6 +314,7 @@ class Instance:
         """The one place a finished step (or run of `num_steps` identical decode steps, using
         `joules`) is recorded; hooks on finished steps go here."""
         self.meter.end(end, joules)
+        self.busy_s += end - start
         if self.load_listeners:
             self.load_changed()
         if self.after_step is not None:

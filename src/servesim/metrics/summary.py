@@ -35,11 +35,14 @@ REQUEST_COLUMNS = [
     "prefill_instance",
     "handoff_s",
     "first_scheduled_s",
+    "retries",
+    "migrations",
 ]
 
 _STATUS = {
     RequestStatus.FINISHED: "completed",
     RequestStatus.REJECTED: "rejected",
+    RequestStatus.FAILED: "failed",
 }
 
 
@@ -61,6 +64,8 @@ _FIELDS = (  # request attribute per plain column, in REQUEST_COLUMNS order
     ("prefill_instance", "prefill_instance", np.int64),
     ("handoff_s", "handoff_time", np.float64),
     ("first_scheduled_s", "first_scheduled_time", np.float64),
+    ("retries", "num_retries", np.int64),
+    ("migrations", "num_migrations", np.int64),
 )
 
 
@@ -157,6 +162,7 @@ def _block(frame, ttft_slo, tpot_slo, span, itl, objectives, echo: bool = True) 
     arrived = len(frame)
     completed = int(done.sum())
     rejected = int((status == "rejected").sum())
+    failed = int((status == "failed").sum())
     col = lambda name: frame[name].to_numpy(dtype=float)  # noqa: E731
     ttft, tpot, e2e = col("ttft_s"), col("tpot_s"), col("e2e_s")
     ttft_lim = _limits(frame, "ttft_slo_s", ttft_slo)
@@ -186,7 +192,8 @@ def _block(frame, ttft_slo, tpot_slo, span, itl, objectives, echo: bool = True) 
             "arrived": arrived,
             "completed": completed,
             "rejected": rejected,
-            "unfinished": arrived - completed - rejected,
+            "unfinished": arrived - completed - rejected - failed,
+            **({"failed": failed} if failed else {}),
         },
         "latency": latency,
         "throughput": {

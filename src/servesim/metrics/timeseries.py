@@ -170,3 +170,22 @@ def _binned_power(rows: pd.DataFrame | None, edges: np.ndarray, idle_w: float | 
     d = rows["end_s"].to_numpy(float) - s
     energy = spread_cumulative(s, d, rows["energy_j"].to_numpy(float), edges)
     return np.diff(energy) / np.diff(edges) + idle
+
+
+def with_elastic_columns(frame: pd.DataFrame, log, end_s: float) -> pd.DataFrame:
+    """Add the elastic fleet's columns (`metrics.lifecycle.ELASTIC_COLUMNS`) to a time series."""
+    from servesim.metrics.lifecycle import ELASTIC_COLUMNS, elastic_columns
+
+    if frame.empty:
+        return frame.reindex(columns=[*frame.columns, *ELASTIC_COLUMNS])
+    times = np.sort(frame["time_s"].unique())
+    dt = times[1] - times[0] if len(times) > 1 else max(end_s, 1.0)
+    edges = np.append(times, times[-1] + dt)
+    parts = []
+    for instance, rows in frame.groupby("instance", sort=True):
+        cols = elastic_columns(log, edges, int(instance), end_s)
+        rows = rows.sort_values("time_s").copy()
+        for name in ELASTIC_COLUMNS:
+            rows[name] = cols[name][: len(rows)]
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True)

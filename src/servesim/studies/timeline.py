@@ -31,8 +31,21 @@ _US = 1e6
 
 
 def chrome_trace(result, max_steps: int = MAX_STEPS, max_requests: int = MAX_REQUESTS) -> dict:
-    """The trace of a `SimulationResult` as a Chrome trace-event dict."""
-    return trace_from_frames(result.requests, result.steps, max_steps, max_requests)
+    """The trace of a `SimulationResult` as a Chrome trace-event dict (with the fleet's states,
+    faults and migrations when the run was elastic)."""
+    trace = trace_from_frames(result.requests, result.steps, max_steps, max_requests)
+    log = getattr(result, "lifecycle", None)
+    if log is not None:
+        from servesim.studies.timeline_elastic import elastic_events
+
+        events = log.frame()
+        known = {e["pid"] for e in trace["traceEvents"] if e.get("name") == "process_name"}
+        for i in sorted(int(i) for i in events["instance"].unique() if i >= 0):
+            if _pid(i) not in known:
+                trace["traceEvents"] += _process_meta(i)
+        end = float(result.summary["sim"]["simulated_s"])
+        trace["traceEvents"] += elastic_events(events, log.migration_frame(), end, _pid)
+    return trace
 
 
 def write_chrome_trace(
@@ -55,11 +68,7 @@ def trace_from_frames(
     instances = sorted(set(steps_kept["instance"].tolist()) | set(reqs_kept["instance"].tolist()))
     events = []
     for i in instances:
-        pid = _pid(i)
-        name = f"instance {i}" if i >= 0 else "unrouted"
-        events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}})
-        events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}})
-        events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": 0, "args": {"name": "steps"}})
+        events += _process_meta(i)
     events += _step_events(steps_kept)
     events += _request_events(reqs_kept, end_of_time)
     return {
@@ -71,6 +80,16 @@ def trace_from_frames(
             "requests": f"{len(reqs_kept)} of {len(requests)} requests",
         },
     }
+
+
+def _process_meta(i: int) -> list[dict]:
+    pid = _pid(i)
+    name = f"instance {i}" if i >= 0 else "unrouted"
+    return [
+        {"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}},
+        {"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}},
+        {"ph": "M", "name": "thread_name", "pid": pid, "tid": 0, "args": {"name": "steps"}},
+    ]
 
 
 def _step_events(steps: pd.DataFrame) -> list[dict]:
