@@ -149,7 +149,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
     kv_extra["cluster"]["idle_w"] = _idle_w(built, stats)
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra, gaps,
                         objectives)
-    return SimulationResult(cfg, summary, frame, steps, lifecycle)
+    return SimulationResult(cfg, summary, frame, steps, lifecycle=lifecycle)
 
 
 def elastic_summary(lifecycle: LifecycleLog, stats, frame: pd.DataFrame) -> dict:
