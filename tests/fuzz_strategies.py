@@ -188,7 +188,7 @@ POLICIES = st.one_of(  # the policy and the batching: one component each (`name`
     ),
     st.builds(lambda a: {"engine.scheduler": {"name": "edf", "admission_control": a}}, st.booleans()),
     st.builds(
-        lambda w: {"engine.scheduler": {"name": "priority", "classes": {"chat": w, "batch": 1}}},
+        lambda w: {"engine.scheduler": {"name": "priority", "class_priority": {"chat": w, "batch": 1}}},
         st.integers(0, 5),
     ),
     st.builds(  # the older spellings, still accepted
