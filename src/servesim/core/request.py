@@ -46,6 +46,10 @@ class Request:
     priority: int = 0
     ttft_slo: float = math.inf
     tpot_slo: float = math.inf
+    program_id: int = -1
+    """The agentic program this call belongs to (-1: a plain request)."""
+    program_tool_s: float = math.nan
+    """Agentic call: the tool time before the program's next call (NaN: the program ends here)."""
     predicted_output_tokens: float = math.nan
     """Set by a length predictor; policies read this, never `num_output_tokens`."""
 

@@ -106,6 +106,7 @@ class Instance:
     def run_process(self):
         scheduler, cohort = self.scheduler, self.cohort
         while True:
+            self.kv.tick(self.env.now)
             plan = scheduler.schedule(self.env.now)
             if plan.is_empty(cohort.size):
                 self._idle = self.env.event()
@@ -121,7 +122,8 @@ class Instance:
         shape = self._shape(plan)
         start = env.now
         swapped = plan.num_swap_in_tokens + plan.num_swap_out_tokens
-        yield env.timeout(self.cost_model.step_time(shape) + swapped * self.swap_s_per_token)
+        compute = self.kv.step_time(self.cost_model.step_time(shape))  # with KV tier transfers
+        yield env.timeout(compute + swapped * self.swap_s_per_token)
         end = env.now
         finished = cohort.advance(np.array([end])) if plan.decode_cohort else []
         prefilled = []

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from servesim.core.cohort import DecodeCohort
 from servesim.core.request import Request
 from servesim.kv.block_pool import PrefixBlockPool, PromptSegments
+from servesim.kv.retention import Retention
+from servesim.kv.tiers import TierChain, TierHits
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class KVCacheManager:
         watermark: float = 0.01,
         prefix_caching: bool = False,
         hash_block_size: int = 0,
+        policy=None,
+        tiers: TierChain | None = None,
+        retention: Retention | None = None,
     ):
         if num_blocks < 1:
             raise ValueError("KV cache needs at least one block")
@@ -54,8 +59,19 @@ class KVCacheManager:
         self.num_free_blocks = num_blocks
         self.watermark_blocks = int(watermark * num_blocks)
         self.peak_used_blocks = 0
-        self.prefix: PrefixBlockPool | None = PrefixBlockPool() if prefix_caching else None
+        self.prefix: PrefixBlockPool | None = PrefixBlockPool(policy) if prefix_caching else None
         """The cached blocks; None without prefix caching."""
+        self.tiers = tiers if self.prefix is not None else None
+        """DRAM/SSD tiers and the cluster pool below the GPU cache (`kv.tiers`); None: GPU only."""
+        if self.tiers is not None:
+            self.prefix.on_evict = self.tiers.offload
+        self.retention = retention
+        """What a finished agentic call leaves cached for the program's next call (`kv.retention`)."""
+        self.now = 0.0
+        """The engine's clock at the last `tick`."""
+        self.hit_tokens = {"gpu": 0, "dram": 0, "ssd": 0, "pool": 0}
+        """Prompt tokens served from each tier (first admissions only, as `num_cached_tokens`)."""
+        self._swapped: dict[Request, int] = {}  # swapped-out request -> host blocks it holds
         self.hash_block_size = hash_block_size
         self.held: dict[Request, SharedBlocks] = {}
         """Per request holding cached blocks, the segments it references."""
@@ -126,8 +142,20 @@ class KVCacheManager:
         segs = self.segments(request)
         if segs is None:
             return 0
-        n = self.prefix.match(segs, (request.num_known_tokens - 1) // self.block_size)
+        n = self.tier_hits(segs, (request.num_known_tokens - 1) // self.block_size).num_segments
         return segs.ends[n - 1] * self.block_size if n else 0
+
+    def tier_hits(self, segs: PromptSegments, max_blocks: int) -> TierHits:
+        """The leading segments (ending within `max_blocks`) found in the GPU cache, then, for the
+        rest of the prefix, in the lower tiers or the pool. Pure."""
+        hits = TierHits(self.prefix.match(segs, max_blocks))
+        if self.tiers is not None:
+            for i in range(hits.gpu, len(segs.keys)):
+                where = self.tiers.locate(segs.keys[i]) if segs.ends[i] <= max_blocks else None
+                if where is None:
+                    break
+                hits.lower.append((where, segs.keys[i]))
+        return hits
 
     def cache_computed(self, request: Request) -> None:
         """Name the request's prompt segments that are now fully computed, so others reuse them.
@@ -154,6 +182,8 @@ class KVCacheManager:
                 self.num_free_blocks += key[1] - pool.acquire(key)
             else:
                 pool.insert(key)
+                if self.tiers is not None:
+                    self.tiers.publish(key, request.program_id)
             held.keys.append(key)
             held.num_blocks += key[1]
 
@@ -171,33 +201,59 @@ class KVCacheManager:
         prompt's head; `num_tokens` then counts from after them. The caller advances the request
         past the cached tokens (`Request.skip_cached_prefix`) once it is admitted.
         """
-        hit_blocks, keys, revived = num_cached_tokens // self.block_size, (), 0
+        hit_blocks, keys, revived, hits = num_cached_tokens // self.block_size, (), 0, TierHits()
         if hit_blocks:
             segs = self.segments(request)
-            keys = segs.keys[: segs.ends.index(hit_blocks) + 1]
+            n = segs.ends.index(hit_blocks) + 1
+            hits = self.tier_hits(segs, hit_blocks)
+            hits.gpu, hits.lower = min(hits.gpu, n), hits.lower[: n - min(hits.gpu, n)]
+            keys = segs.keys[: hits.gpu]
             revived = self.prefix.evictable_blocks(keys)  # cached but free: referencing takes them
+        gpu_blocks = sum(key[1] for key in keys)
         need = (
             self.blocks_for(request.num_computed_tokens + num_cached_tokens + num_tokens)
             - request.num_blocks
-            - hit_blocks
-        )
+            - gpu_blocks
+        )  # reloaded segments need fresh blocks: they are part of `need`
         need = max(0, need)
         reserve = self.watermark_blocks if keep_watermark else 0
         if need + revived > self.num_free_blocks - reserve:
             return False
         if hit_blocks:
-            for key in keys:
-                self.prefix.acquire(key)
-            self.num_free_blocks -= revived
-            self.held[request] = SharedBlocks(list(keys), hit_blocks)
-            request.num_blocks += hit_blocks
+            self._reference_hits(request, keys, hits, revived, hit_blocks)
         self._take(need)
-        request.num_blocks += need
+        for _, key in hits.lower:  # reloaded: named on the GPU again, referenced by the request
+            self.prefix.insert(key)
+        request.num_blocks += need + gpu_blocks
+        if self.retention is not None and request.program_id >= 0:
+            self.retention.call_admitted(self, request)
         return True
 
+    def _reference_hits(self, request, keys, hits: TierHits, revived: int, hit_blocks: int):
+        for key in keys:
+            self.prefix.acquire(key)
+        self.num_free_blocks -= revived
+        self.held[request] = SharedBlocks([*keys, *(key for _, key in hits.lower)], hit_blocks)
+        if hits.lower:
+            self.tiers.reload(hits)  # before `_take`, whose evictions may push these further down
+        if not request.num_preemptions:
+            bs = self.block_size
+            self.hit_tokens["gpu"] += sum(key[1] for key in keys) * bs
+            for name, key in hits.lower:
+                self.hit_tokens[name] += key[1] * bs
+
     def free(self, request: Request) -> None:
-        """Release all blocks of a request outside the cohort."""
-        self.free_detached(self.detach(request))
+        """Release all blocks of a request outside the cohort. A finished agentic call's KV is
+        then kept, pinned or dropped as `retention` says."""
+        done = request.num_generated_tokens >= request.num_output_tokens
+        keep = self.retention is not None and request.program_id >= 0 and done
+        held = self.held.get(request)
+        keys = tuple(held.keys) if held is not None and keep else ()
+        if keep:
+            self.retention.before_release(self, request, keys)
+        self.free_detached(self.detach(request), request.program_id)
+        if keep:
+            self.retention.after_release(self, request, keys)
 
     def detach(self, request: Request) -> DetachedKV:
         """Take a request's blocks off it without freeing them (free later with `free_detached`)."""
@@ -212,12 +268,60 @@ class KVCacheManager:
         request.num_blocks = 0
         return detached
 
-    def free_detached(self, detached: DetachedKV) -> None:
+    def free_detached(self, detached: DetachedKV, program: int = -1) -> None:
         freed = detached.num_private_blocks
         self.num_detached_blocks -= freed
         if detached.cached_keys:
-            freed += self.prefix.release(detached.cached_keys)
+            freed += self.prefix.release(detached.cached_keys, program)
         self.num_free_blocks += freed
+
+    # -- tiers, swap space, time -----------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        """The engine's clock moved: expire retention pins and time-based evictions."""
+        self.now = now
+        if self.retention is not None:
+            self.retention.expire(self, now)
+        if self.prefix is not None:
+            expired = self.prefix.expired(now)
+            if expired:
+                self.prefix.forget(expired, offload=True)
+        if self.tiers is not None:
+            self.tiers.expire(now)
+
+    def step_time(self, compute_s: float) -> float:
+        """A step's duration with its tier transfers (overlapping compute, or stalling it)."""
+        return compute_s if self.tiers is None else self.tiers.step_time(compute_s)
+
+    def swap_out(self, request: Request) -> bool:
+        """Room in host memory for a preempted request's KV (the first tier below the GPU, when
+        configured; unlimited otherwise). False: no room, the caller recomputes instead."""
+        host = self.tiers.tiers[0] if self.tiers is not None and self.tiers.tiers else None
+        if host is None:
+            return True
+        num_blocks = self.blocks_for(request.num_computed_tokens)
+        evicted = host.reserve(num_blocks)
+        if evicted is None:
+            return False
+        for key in evicted:
+            self.tiers.offload(key, level=1)
+        self._swapped[request] = num_blocks
+        return True
+
+    def swap_in(self, request: Request) -> None:
+        """A swapped request is admitted again: its host copy is released."""
+        num_blocks = self._swapped.pop(request, 0)
+        if num_blocks:
+            self.tiers.tiers[0].unreserve(num_blocks)
+
+    def check_conservation(self) -> None:
+        """Tier capacities and transfer traffic (the GPU's blocks are checked by the caller)."""
+        if self.tiers is not None:
+            self.tiers.check_conservation()
+            host = self.tiers.tiers[0] if self.tiers.tiers else None
+            if host is not None:
+                assert host.reserved_blocks == sum(self._swapped.values())
+        if self.retention is not None:
+            self.retention.check(self)
 
     def reserve_cohort(self, cohort: DecodeCohort, steps: int) -> bool:
         """Hold blocks for the cohort's next `steps` steps (those already held count)."""

@@ -172,6 +172,7 @@ class BaseScheduler:
         self._running_tokens += request.num_prompt_tokens
         if request.status == RequestStatus.SWAPPED:
             plan.num_swap_in_tokens += request.num_computed_tokens
+            self.kv.swap_in(request)
         if num_cached_tokens:
             request.skip_cached_prefix(num_cached_tokens)
         request.status = RequestStatus.RUNNING
@@ -179,13 +180,16 @@ class BaseScheduler:
 
     def preempt(self, victim: Request, plan: StepPlan) -> None:
         """Evict a running request to the head of the queue. `recompute` drops its KV (prompt and
-        output run again); `swap` copies the KV to host memory during `plan`'s step."""
+        output run again); `swap` copies the KV to host memory during `plan`'s step (recompute
+        when the host tier has no room for it)."""
         if victim.in_cohort:
             self.cohort.leave(victim)
         del self.running[victim]
         self._running_tokens -= victim.num_prompt_tokens
+        # swap needs room in host memory (finite when a host tier is configured), else recompute
+        swap = self.limits.preemption == "swap" and self.kv.swap_out(victim)
         self.kv.free(victim)
-        if self.limits.preemption == "swap":
+        if swap:
             plan.num_swap_out_tokens += victim.num_computed_tokens
             victim.status = RequestStatus.SWAPPED
         else:
