@@ -16,8 +16,8 @@ from servesim.core.rng import stream
 from servesim.cost import COST_MODELS
 from servesim.cost.parallel import check_layout
 from servesim.cost.profile import resolve_profile
+from servesim.build_kv import KVSetup
 from servesim.engine import DisaggregationParts, InstanceParts, KVLink
-from servesim.kv.manager import KVCacheManager
 from servesim.predictors import PREDICTORS
 from servesim.routers import ROUTERS
 from servesim.schedulers import SCHEDULERS, EngineLimits
@@ -62,6 +62,7 @@ class Built:
     """Per instance of the first pool (see `pools` for each pool's)."""
     pools: list[Pool] | None = None
     disaggregation: DisaggregationParts | None = None
+    kv_setup: KVSetup | None = None
 
     def pool_table(self) -> list[dict]:
         out, first = [], 0
@@ -83,12 +84,14 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     requests = make_requests(table, config)
     check_policy_blocks(config)
     predictor = make_predictor(config)  # one model of lengths, shared by the instances
+    kv_setup = KVSetup(config, model)  # the tiers of each instance, the shared pool
     parts = []
     for pool in pools:
         for _ in range(pool.instances):
             part = make_instance(
                 config, model, pool.hardware, pool.kv_capacity_tokens, len(parts), predictor,
                 tp=pool.tp, pp=pool.pp, hash_block_size=table.hash_block_size,
+                kv_setup=kv_setup,
             )
             part.role, part.pool = pool.role, pool.name
             parts.append(part)
@@ -97,7 +100,7 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     first = pools[0]
     return Built(
         config, model, first.hardware, table, requests, parts, router, first.kv_capacity_tokens,
-        pools, disaggregation,
+        pools, disaggregation, kv_setup,
     )
 
 
@@ -171,14 +174,13 @@ def kv_capacity_tokens(
 def make_instance(
     config, model, hardware, capacity_tokens: int, index: int, predictor=None,
     tp: int | None = None, pp: int | None = None, hash_block_size: int = 0,
+    kv_setup: KVSetup | None = None,
 ) -> InstanceParts:
     engine = config.engine
     tp, pp = tp or config.cluster.tp, pp or config.cluster.pp
     cost = make_cost_model(config, model, hardware, tp, pp)
-    kv = KVCacheManager(
-        capacity_tokens // engine.block_size, engine.block_size,
-        prefix_caching=engine.prefix_caching, hash_block_size=hash_block_size,
-    )
+    kv_setup = kv_setup or KVSetup(config, model)
+    kv = kv_setup.manager(capacity_tokens // engine.block_size, hash_block_size, hardware, tp)
     cohort = DecodeCohort(engine.block_size)
     limits = EngineLimits(
         engine.max_num_seqs,

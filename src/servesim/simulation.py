@@ -83,6 +83,8 @@ def run(built: Built, after_step=None) -> SimulationResult:
         },
         "cluster": {"instances": len(built.parts), "pools": built.pool_table()},
     }
+    if built.kv_setup is not None:
+        kv_extra["kv"].update(built.kv_setup.stats(int(frame["prompt_tokens"].sum())))
     if stats.kv_link is not None:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra)

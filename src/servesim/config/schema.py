@@ -10,6 +10,7 @@ from pydantic import Field, PrivateAttr
 from servesim.config.base import Section
 from servesim.config.cluster import ClusterConfig
 from servesim.config.cost import CostConfig
+from servesim.config.kv import KVConfig
 from servesim.config.workload import WorkloadConfig
 
 
@@ -77,6 +78,8 @@ class SimConfig(Section):
     engine: EngineConfig = EngineConfig()
     workload: WorkloadConfig = WorkloadConfig()
     cost: CostConfig = CostConfig()
+    kv: KVConfig = KVConfig()
+    """KV tiers (DRAM, SSD), the cluster-wide pool, eviction policies, agentic retention."""
     slo: SLOConfig = SLOConfig()
     output: OutputConfig = OutputConfig()
     max_sim_time_s: float | None = Field(None, gt=0)

@@ -63,6 +63,7 @@ class Instance:
         self.num_incoming_tokens = 0
         """Requests (and their prompt tokens) whose KV is on its way here."""
         self._caching = kv.prefix is not None
+        self._prefill_rate: float | None = None
         self.after_step = None
         """Optional callback(instance) after every applied step: invariant checks in tests."""
         self._idle: simpy.Event | None = None
@@ -81,6 +82,23 @@ class Instance:
             load.num_queued_tokens,
             load.num_running_tokens + self.num_incoming_tokens,
         )
+
+    def prefix_hits(self, request: Request) -> dict[str, int]:
+        """Router view: prompt tokens of `request` each KV tier here would serve (`gpu`, `dram`,
+        `ssd`, `pool`), and nothing changes."""
+        return self.kv.peek_hits(request)
+
+    def reload_time_s(self, hits: dict[str, int]) -> float:
+        """Router view: seconds to load a `prefix_hits` result's lower-tier tokens."""
+        return self.kv.reload_time_s(hits)
+
+    @property
+    def prefill_s_per_token(self) -> float:
+        """Router view: seconds per prompt token of a large prefill step here (cost model)."""
+        if self._prefill_rate is None:
+            n = 8192
+            self._prefill_rate = self.cost_model.step_time(StepShape([(n, 0)], 0, 0, 1)) / n
+        return self._prefill_rate
 
     def submit(self, request: Request) -> None:
         """Hand a routed request to the scheduler, waking the instance if it sleeps."""

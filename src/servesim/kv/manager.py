@@ -145,6 +145,39 @@ class KVCacheManager:
         n = self.tier_hits(segs, (request.num_known_tokens - 1) // self.block_size).num_segments
         return segs.ends[n - 1] * self.block_size if n else 0
 
+    def peek_hits(self, request: Request) -> dict[str, int]:
+        """Router view: prompt tokens each tier here would serve the request now (read-only; a
+        request already holding KV here gets nothing)."""
+        out = {"gpu": 0}
+        if self.prefix is None or not request.prefix_hashes or self.hash_block_size <= 0:
+            return out
+        segs = self._segments.get(request) or PromptSegments(
+            request.prefix_hashes, request.num_prompt_tokens, self.hash_block_size, self.block_size
+        )
+        hits = self.tier_hits(segs, (request.num_known_tokens - 1) // self.block_size)
+        out["gpu"] = (segs.ends[hits.gpu - 1] if hits.gpu else 0) * self.block_size
+        for name, key in hits.lower:
+            out[name] = out.get(name, 0) + key[1] * self.block_size
+        return out
+
+    def reload_time_s(self, hits: dict[str, int]) -> float:
+        """Seconds to bring a `peek_hits` result's lower-tier tokens to the GPU (links in parallel)."""
+        if self.tiers is None:
+            return 0.0
+        block_bytes = self.tiers.block_bytes / self.block_size
+        per_link: dict[str, float] = {}
+        names = [t.name for t in self.tiers.tiers]
+        for name, tokens in hits.items():
+            if name == "gpu" or not tokens:
+                continue
+            path = ["pool"] if name == "pool" else names[: names.index(name) + 1]
+            for link in path:
+                per_link[link] = per_link.get(link, 0.0) + tokens * block_bytes
+        links = self.tiers.links
+        return max(
+            (links[n].latency_s + b / links[n].bandwidth for n, b in per_link.items()), default=0.0
+        )
+
     def tier_hits(self, segs: PromptSegments, max_blocks: int) -> TierHits:
         """The leading segments (ending within `max_blocks`) found in the GPU cache, then, for the
         rest of the prefix, in the lower tiers or the pool. Pure."""

@@ -6,13 +6,14 @@ has a capacity in blocks and an eviction policy (`kv.eviction`); the GPU's evict
 chain (GPU -> DRAM -> SSD -> gone), each move a transfer on the link between the two tiers. A hit
 in a lower tier is a *copy* back into GPU blocks (the lower copy stays), a transfer on every link
 on the way up; the cluster pool (Mooncake store) is reached over the instance's network link and
-filled by every instance publishing the segments it computes.
+filled by every instance with what its local tiers evict (or, `publish: compute`, with every
+segment it computes).
 
 Pricing: each link (PCIe for DRAM, NVMe for SSD, the NIC for the pool) gathers the bytes a step
 moves and takes `latency + bytes / bandwidth`; links work in parallel, so a step's transfer time
 is the slowest link's. `overlap` (default: layer-wise loading, as LMCache and Mooncake do) makes
-the step take `max(compute, transfer)`, `stall` makes it `compute + transfer`. Publishing to the
-pool is asynchronous (counted, not priced): the writer does not wait for the store.
+the step take `max(compute, transfer)`, `stall` makes it `compute + transfer`. Publishing
+computed segments to the pool is asynchronous (counted, not priced): the writer does not wait.
 
 Conservation (checked after every step in the tests): per tier, blocks written - blocks dropped
 == blocks stored <= capacity - swap reserve; per link, bytes moved == blocks moved x block bytes.
@@ -142,10 +143,16 @@ class Link:
 
 
 class KVPool(BlockStore):
-    """The cluster-wide store (Mooncake): one capacity and policy shared by every instance."""
+    """The cluster-wide store (Mooncake): one capacity and policy shared by every instance.
 
-    def __init__(self, capacity_blocks: int, policy: EvictionPolicy | None = None):
+    `publish`: `evict` (default) fills it with what the instances' local tiers give up, so it adds
+    to their capacity; `compute` with every segment as soon as it is computed (an inclusive copy,
+    Mooncake's write-after-prefill), which also shares prefixes still in some GPU."""
+
+    def __init__(self, capacity_blocks: int, policy: EvictionPolicy | None = None,
+                 publish: str = "evict"):
         super().__init__("pool", capacity_blocks, policy)
+        self.publish = publish
         self.published_blocks = 0
 
 
@@ -177,7 +184,7 @@ class TierChain:
         self.block_bytes = block_bytes
         self.pool = pool
         self.overlap = overlap
-        self.offloaded_blocks = {t.name: 0 for t in tiers}
+        self.offloaded_blocks = {t.name: 0 for t in [*tiers, *([pool] if pool else [])]}
         self.reloaded_blocks = {t.name: 0 for t in [*tiers, *([pool] if pool else [])]}
 
     def by_name(self, name: str) -> BlockStore:
@@ -193,8 +200,15 @@ class TierChain:
         return None
 
     def offload(self, key: SegmentKey, program: int = -1, level: int = 0) -> None:
-        """A segment leaves tier `level - 1` (the GPU for 0): store it at `level`, cascading."""
+        """A segment leaves tier `level - 1` (the GPU for 0): store it at `level`, cascading; the
+        last local tier's evictions go to the pool when it takes evictions."""
         if level >= len(self.tiers):
+            pool = self.pool
+            if pool is not None and pool.publish == "evict" and key not in pool:
+                if pool.put(key, program) is not None:
+                    pool.published_blocks += key[1]
+                    self.links["pool"].move(key[1], self.block_bytes)
+                    self.offloaded_blocks["pool"] += key[1]
             return
         tier = self.tiers[level]
         if key in tier:
@@ -225,7 +239,7 @@ class TierChain:
 
     def publish(self, key: SegmentKey, program: int = -1) -> None:
         """A freshly computed segment goes to the pool too (asynchronously: not priced)."""
-        if self.pool is not None and key not in self.pool:
+        if self.pool is not None and self.pool.publish == "compute" and key not in self.pool:
             if self.pool.put(key, program) is not None:
                 self.pool.published_blocks += key[1]
 
@@ -258,4 +272,5 @@ class TierChain:
             through = sum(self.reloaded_blocks[t.name] for t in self.tiers[level:])
             assert self.links[tier.name].total_blocks == self.offloaded_blocks[tier.name] + through
         if self.pool is not None:
-            assert self.links["pool"].total_blocks == self.reloaded_blocks["pool"]
+            moved = self.reloaded_blocks["pool"] + self.offloaded_blocks["pool"]
+            assert self.links["pool"].total_blocks == moved
