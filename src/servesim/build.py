@@ -319,7 +319,23 @@ def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:
         if priorities is not None:
             r.priority = int(priorities[i])
         out.append(r)
+    if table.program_id is not None:
+        link_program_calls(out, table)
     return out
+
+
+def link_program_calls(requests: list[Request], table: RequestTable) -> None:
+    """Agentic calls: program ids, parents as request ids, and each call's tool time before the
+    program's next call (what KV retention and program-aware eviction read)."""
+    by_call = {(int(p), int(c)): i for i, (p, c) in enumerate(zip(table.program_id, table.call_index))}
+    for i, r in enumerate(requests):
+        r.program_id = int(table.program_id[i])
+        r.program_parents = tuple(by_call[(r.program_id, c)] for c in table.call_parents[i])
+        r.program_wait_s = float(table.tool_s[i])
+        for parent in r.program_parents:
+            tool = r.program_wait_s
+            before = requests[parent].program_tool_s
+            requests[parent].program_tool_s = tool if not before <= tool else before
 
 
 def _per_request(values, default: float, n: int) -> np.ndarray:

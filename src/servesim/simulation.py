@@ -15,6 +15,7 @@ from servesim.build import Built, build
 from servesim.config import SimConfig, load_config
 from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame, summarize
+from servesim.metrics.programs import program_summary
 from servesim.metrics.timeseries import instance_timeseries
 
 
@@ -88,6 +89,9 @@ def run(built: Built, after_step=None) -> SimulationResult:
     if stats.kv_link is not None:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra)
+    programs = program_summary(built.requests)
+    if programs is not None:
+        summary["programs"] = programs
     return SimulationResult(cfg, summary, frame, step_log.to_frame())
 
 

@@ -19,6 +19,7 @@ from servesim.core.request import Request, RequestStatus
 from servesim.cost.base import CostModel
 from servesim.engine.disaggregation import KVHandoff
 from servesim.engine.instance import Instance
+from servesim.engine.programs import ProgramDriver
 from servesim.engine.transfer import KVLink
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
@@ -75,10 +76,18 @@ def run_cluster(
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
     wall0 = time.perf_counter()
     env = simpy.Environment()
+    entry: list[Instance] = []
+    programs = None
+    if any(r.program_parents for r in requests):  # agentic calls wait for their parents
+        programs = ProgramDriver(
+            env, requests, lambda r: entry[router.route(r, entry, env.now)].submit(r)
+        )
+        on_finish = _both(on_finish, programs.on_finish)
     instances = [
         Instance(
             env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
             swap_s_per_token=p.swap_s_per_token, role=p.role,
+            on_reject=programs.on_reject if programs is not None else None,
         )
         for i, p in enumerate(parts)
     ]
@@ -93,8 +102,12 @@ def run_cluster(
         for instance in instances:
             if instance.role == "prefill":
                 instance.hand_off = hand_off
-    entry = [i for i in instances if i.role != "decode"]
-    env.process(arrival_process(env, requests, router, entry))
+    entry.extend(i for i in instances if i.role != "decode")
+    if programs is not None:
+        requests_now = [r for r in requests if not programs.held(r)]
+    else:
+        requests_now = requests
+    env.process(arrival_process(env, requests_now, router, entry))
     events = _count_events(env)
     if math.isfinite(max_time):
         env.run(until=max_time)
@@ -120,6 +133,17 @@ def arrival_process(env: simpy.Environment, requests: Sequence[Request], router,
             yield env.timeout(delay)
         choice = router.route(request, instances, env.now)
         instances[choice].submit(request)
+
+
+def _both(first, second):
+    if first is None:
+        return second
+
+    def call(request):
+        first(request)
+        second(request)
+
+    return call
 
 
 def _count_events(env: simpy.Environment):

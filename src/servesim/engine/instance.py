@@ -128,7 +128,11 @@ class Instance:
             plan = scheduler.schedule(self.env.now)
             if plan.is_empty(cohort.size):
                 self._idle = self.env.event()
-                yield self._idle
+                wake = self.kv.next_expiry()  # pinned KV frees itself then: plan again
+                if math.isfinite(wake):
+                    yield self._idle | self.env.timeout(max(0.0, wake - self.env.now))
+                else:
+                    yield self._idle
                 self._idle = None
             elif plan.repeatable and plan.decode_cohort and not plan.tokens and not plan.preempted:
                 yield from self._decode_run(plan)

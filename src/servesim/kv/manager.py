@@ -15,6 +15,7 @@ shared blocks) + detached blocks == pool size.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from servesim.core.cohort import DecodeCohort
@@ -320,6 +321,10 @@ class KVCacheManager:
                 self.prefix.forget(expired, offload=True)
         if self.tiers is not None:
             self.tiers.expire(now)
+
+    def next_expiry(self) -> float:
+        """When the next retention pin runs out (inf: none): an idle instance wakes then."""
+        return self.retention.next_expiry() if self.retention is not None else math.inf
 
     def step_time(self, compute_s: float) -> float:
         """A step's duration with its tier transfers (overlapping compute, or stalling it)."""

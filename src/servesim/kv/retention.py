@@ -67,6 +67,9 @@ class Retention:
             self.num_expired += 1
             self._unpin(kv, program)
 
+    def next_expiry(self) -> float:
+        return min((until for _, until in self.pins.values()), default=math.inf)
+
     def check(self, kv) -> None:
         assert self.pinned_blocks == sum(k[1] for keys, _ in self.pins.values() for k in keys)
         for keys, _ in self.pins.values():
