@@ -10,8 +10,8 @@ in one place. `expired(now)` lists segments a time-based policy wants gone even 
 - `lfu`: fewest uses since the segment entered the tier first, ties by age.
 - `ttl`: LRU order, and a segment unused for `ttl_s` expires.
 - `program`: program-aware (KVFlow-like): the segments of the program whose next call is due
-  furthest in the future go first (a finished program's at once); plain requests' by LRU before
-  any program that will call again.
+  furthest in the future go first (a finished program's at once); a plain request's segments
+  count as due now (kept over programs in a tool call, given up before a running program's).
 """
 
 from __future__ import annotations
