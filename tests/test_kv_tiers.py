@@ -278,3 +278,22 @@ def test_dualmap_leaves_affinity_when_the_slo_is_at_risk():
     assert router.route(r, views, 0.0) == a  # cache affinity
     views[a].queued = 20000  # 2 s of queued prefill: SLO at risk
     assert router.route(r, views, 0.0) != a and router.num_deflected == 1
+
+
+# -- time series and timeline --------------------------------------------------------------------
+def test_timeseries_and_timeline_show_tiers():
+    from servesim.studies.timeline import chrome_trace
+
+    table = session_table(80, seed=5, rate=30, max_blocks=6)
+    cfg = tiered_config(6000, 4.0, 0, 4.0, "overlap", "recompute", "round_robin")
+    result, _ = run_table(cfg, table)
+    ts = result.timeseries()
+    for column in ("dram_tokens", "pool_tokens", "hit_dram_tok_s", "dram_gb_s"):
+        assert column in ts
+    assert ts["dram_tokens"].max() > 0 and ts["dram_gb_s"].max() > 0
+    # the integral of the hit rate is the hits (all of the run's bins)
+    width = ts["time_s"].iloc[1] - ts["time_s"].iloc[0]
+    hits = result.summary["kv"]["tiers"]["dram"]["hit_tokens"]
+    assert (ts["hit_dram_tok_s"] * width).sum() == pytest.approx(hits, rel=1e-6)
+    names = {e["name"] for e in chrome_trace(result)["traceEvents"] if e["ph"] == "C"}
+    assert {"kv tiers (tokens)", "kv hits (tokens)", "kv transfers (GB)"} <= names

@@ -10,6 +10,7 @@ from servesim.kv.eviction import ProgramHints, make_policy
 from servesim.kv.manager import KVCacheManager
 from servesim.kv.retention import Retention
 from servesim.kv.tiers import BlockStore, KVPool, Link, TierChain
+from servesim.metrics.kv_tiers import TierLog, tier_summary
 
 SSD_DEFAULT_GB_S = 6.0
 """One PCIe 4 NVMe drive, sequential read."""
@@ -28,6 +29,8 @@ class KVSetup:
                                       "engine.prefix_caching: true")
         self.block_bytes = engine.block_size * model.kv_bytes_per_token(1)
         self.hints = ProgramHints()
+        self.log = TierLog() if engine.prefix_caching else None
+        """Tier occupancy, hits and traffic after every step (with prefix caching)."""
         self.managers: list[KVCacheManager] = []
         self.pool = None
         if kv.pool is not None:
@@ -49,6 +52,7 @@ class KVSetup:
             hash_block_size=hash_block_size, policy=self._policy(gpu, clock),
             tiers=self._chain(hardware, tp, clock), retention=retention,
         )
+        manager.tier_log = self.log
         holder.append(manager)
         self.managers.append(manager)
         return manager
@@ -86,6 +90,4 @@ class KVSetup:
 
     def stats(self, prompt_tokens: int) -> dict:
         """summary.json `kv.tiers` and friends."""
-        from servesim.metrics.kv_tiers import tier_summary
-
         return tier_summary(self, prompt_tokens)

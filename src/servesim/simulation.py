@@ -15,6 +15,7 @@ from servesim.build import Built, build
 from servesim.config import SimConfig, load_config
 from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame, summarize
+from servesim.metrics.kv_tiers import add_tier_columns
 from servesim.metrics.programs import program_summary
 from servesim.metrics.timeseries import instance_timeseries
 
@@ -25,18 +26,23 @@ class SimulationResult:
     summary: dict
     requests: pd.DataFrame
     steps: pd.DataFrame
+    tiers: pd.DataFrame | None = None
+    """With prefix caching: per step, what each KV tier holds and cumulative hits and traffic."""
 
     def timeseries(self, interval_s: float | None = None) -> pd.DataFrame:
         """Per-instance queue length, running batch, KV usage and busy share over time bins
         (`servesim.metrics.timeseries`); `interval_s` defaults to `output.timeseries_interval_s`,
         else about 200 bins."""
         pools = self.summary.get("cluster", {}).get("pools")
-        return instance_timeseries(
+        frame = instance_timeseries(
             self.steps,
             interval_s or self.config.output.timeseries_interval_s,
             self.summary["sim"]["simulated_s"],
             pools,
         )
+        if self.tiers is not None and len(self.tiers):
+            frame = add_tier_columns(frame, self.tiers)  # tier occupancy, hit and transfer rates
+        return frame
 
     def save(self, out_dir: str | Path) -> Path:
         """Write summary.json, requests.csv, timeseries.csv and the resolved config.yaml."""
@@ -92,7 +98,9 @@ def run(built: Built, after_step=None) -> SimulationResult:
     programs = program_summary(built.requests)
     if programs is not None:
         summary["programs"] = programs
-    return SimulationResult(cfg, summary, frame, step_log.to_frame())
+    log = built.kv_setup.log if built.kv_setup is not None else None
+    tiers = log.to_frame() if log is not None else None
+    return SimulationResult(cfg, summary, frame, step_log.to_frame(), tiers)
 
 
 def _prefix_hit_rate(frame: pd.DataFrame) -> float:

@@ -224,6 +224,8 @@ class Instance:
     def _log(self, start, end, num_steps, prefill_tokens, decodes):
         if self.after_step is not None:
             self.after_step(self)
+        if self.kv.tier_log is not None:  # tier occupancy, hits and traffic over time
+            self.kv.tier_log.record(self.index, end, self.kv)
         load = self.scheduler.load() if self.step_log.enabled else None
         self.step_log.record(
             self.index,

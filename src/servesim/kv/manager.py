@@ -73,6 +73,8 @@ class KVCacheManager:
         self.hit_tokens = {"gpu": 0, "dram": 0, "ssd": 0, "pool": 0}
         """Prompt tokens served from each tier (first admissions only, as `num_cached_tokens`)."""
         self._swapped: dict[Request, int] = {}  # swapped-out request -> host blocks it holds
+        self.tier_log = None
+        """Optional `record(instance, time, kv)` sink after every step (metrics.kv_tiers.TierLog)."""
         self.hash_block_size = hash_block_size
         self.held: dict[Request, SharedBlocks] = {}
         """Per request holding cached blocks, the segments it references."""

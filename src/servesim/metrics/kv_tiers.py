@@ -48,3 +48,90 @@ def tier_summary(setup, prompt_tokens: int) -> dict:
             "peak_pinned_tokens": sum(r.peak_pinned_blocks for r in retention) * bs,
         }
     return out
+
+
+TIER_LOG_COLUMNS = (
+    "instance", "time_s", "gpu_cached_tokens", "dram_tokens", "ssd_tokens", "pool_tokens",
+    "hit_gpu_tokens", "hit_dram_tokens", "hit_ssd_tokens", "hit_pool_tokens",
+    "dram_bytes", "ssd_bytes", "pool_bytes",
+)
+"""Per step of an instance: what each tier holds then, and cumulative hits and link traffic."""
+
+
+class TierLog:
+    """One row per step of an instance with prefix caching (columns as lists, like StepLog)."""
+
+    def __init__(self):
+        self.rows: dict[str, list] = {c: [] for c in TIER_LOG_COLUMNS}
+
+    def record(self, instance: int, time_s: float, kv) -> None:
+        r, bs = self.rows, kv.block_size
+        chain = kv.tiers
+        stores = {t.name: t for t in chain.tiers} if chain is not None else {}
+        links = chain.links if chain is not None else {}
+        pool = chain.pool if chain is not None else None
+        r["instance"].append(instance)
+        r["time_s"].append(time_s)
+        r["gpu_cached_tokens"].append(kv.num_cached_blocks * bs)
+        for name in ("dram", "ssd"):
+            store = stores.get(name)
+            r[f"{name}_tokens"].append(store.stored_blocks * bs if store is not None else 0)
+        r["pool_tokens"].append(pool.stored_blocks * bs if pool is not None else 0)
+        for name in TIERS:
+            r[f"hit_{name}_tokens"].append(kv.hit_tokens[name])
+        for name in ("dram", "ssd", "pool"):
+            link = links.get(name)
+            r[f"{name}_bytes"].append(link.total_bytes if link is not None else 0.0)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(TIER_LOG_COLUMNS))
+
+
+def tier_timeseries(log, edges) -> dict:
+    """Per-instance columns for timeseries.csv from a TierLog frame and the bins' edges: the mean
+    tokens each tier holds over the bin (time-weighted), hit tokens per second and link GB/s."""
+    import numpy as np
+
+    from servesim.metrics.timeseries import _binned_state
+
+    out = {}
+    for i, rows in log.groupby("instance", sort=True):
+        cols = {}
+        rows = rows.rename(columns={"time_s": "end_s"})
+        for name in ("gpu_cached_tokens", "dram_tokens", "ssd_tokens", "pool_tokens"):
+            cols[name] = _binned_state(rows, name, edges)
+        t = rows["end_s"].to_numpy(float)
+        width = np.diff(edges)
+        for column, scale, label in (
+            *((f"hit_{n}_tokens", 1.0, f"hit_{n}_tok_s") for n in TIERS),
+            *((f"{n}_bytes", 1e-9, f"{n}_gb_s") for n in ("dram", "ssd", "pool")),
+        ):
+            total = rows[column].to_numpy(float)
+            at = np.interp(edges, t, total, left=0.0) if len(t) else np.zeros(len(edges))
+            cols[label] = np.diff(at) * scale / width
+        out[int(i)] = cols
+    return out
+
+
+def add_tier_columns(frame, log):
+    """timeseries.csv plus the tier columns (`tier_timeseries`) on the same bins."""
+    import numpy as np
+
+    starts = np.unique(frame["time_s"].to_numpy(float))
+    if len(starts) == 0 or len(log) == 0:
+        return frame
+    dt = starts[1] - starts[0] if len(starts) > 1 else max(float(log["time_s"].max()), 1.0)
+    edges = np.append(starts, starts[-1] + dt)
+    per_instance = tier_timeseries(log, edges)
+    frame = frame.copy()
+    names = next(iter(per_instance.values())).keys()
+    for name in names:
+        frame[name] = 0.0
+    for i, cols in per_instance.items():
+        rows = frame.index[frame["instance"] == i]
+        order = np.searchsorted(starts, frame.loc[rows, "time_s"].to_numpy(float))
+        for name, values in cols.items():
+            frame.loc[rows, name] = values[order]
+    return frame
