@@ -185,8 +185,9 @@ class ProgramsConfig(Section):
     """Parallel calls at a fan-out step (they extend the same parent; the next call joins them)."""
     fan_out_prob: float = Field(0.0, ge=0, le=1)
     """Probability that a step fans out."""
-    hash_block_size: int = Field(16, ge=1, le=65536)
-    """Tokens per prefix-hash block generated for the calls."""
+    hash_block_size: int = Field(128, ge=1, le=65536)
+    """Tokens per prefix-hash block generated for the calls (the unit of cache sharing; long
+    conversations hash fast with coarser blocks)."""
 
 
 class ClassSLO(Section):

@@ -30,9 +30,12 @@ class ProgramHints:
 
     def __init__(self):
         self.next_call: dict[int, float] = {}
+        self.version = 0
+        """Bumped on every change, so policies may cache a choice between changes."""
 
     def expect(self, program: int, time: float) -> None:
         self.next_call[program] = time
+        self.version += 1
 
     def due(self, program: int, now: float) -> float:
         return self.next_call.get(program, now) if program >= 0 else now
@@ -143,12 +146,15 @@ class ProgramAwarePolicy:
         self.clock = clock or (lambda: 0.0)
         self._groups: dict[int, OrderedDict] = {}
         self._program_of: dict = {}
+        self._choice: tuple | None = None  # (state, program): a batch of evictions reuses it
 
     def add(self, key, program: int = -1) -> None:
         old = self._program_of.get(key)
         if old is not None and old != program:
             self.remove(key)
         self._program_of[key] = program
+        if program not in self._groups:
+            self._choice = None
         group = self._groups.setdefault(program, OrderedDict())
         group[key] = None
         group.move_to_end(key)
@@ -166,8 +172,13 @@ class ProgramAwarePolicy:
 
     def pop_victim(self):
         now = self.clock()
-        # furthest next call first; ties (e.g. several finished programs) to the lowest id
-        program = max(self._groups, key=lambda p: (self.hints.due(p, now), -p))
+        state = (now, self.hints.version)
+        if self._choice is not None and self._choice[0] == state and self._choice[1] in self._groups:
+            program = self._choice[1]
+        else:
+            # furthest next call first; ties (e.g. several finished programs) to the lowest id
+            program = max(self._groups, key=lambda p: (self.hints.due(p, now), -p))
+            self._choice = (state, program)
         key = next(iter(self._groups[program]))
         self.remove(key)
         return key

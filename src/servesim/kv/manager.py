@@ -41,6 +41,20 @@ class SharedBlocks:
     num_blocks: int = 0
 
 
+_PEEK: list = [None, None]  # (key, segments) of the request routers asked about last
+
+
+def _peek_segments(request: Request, hash_block_size: int, block_size: int) -> PromptSegments:
+    """A request's segments for a router's look at every instance: computed once per request
+    (instances share block sizes), not memoised per manager (the request may never come)."""
+    key = (request, request.num_prompt_tokens, hash_block_size, block_size)
+    if _PEEK[0] != key:
+        segs = PromptSegments(request.prefix_hashes, request.num_prompt_tokens, hash_block_size,
+                              block_size)
+        _PEEK[0], _PEEK[1] = key, segs
+    return _PEEK[1]
+
+
 class KVCacheManager:
     def __init__(
         self,
@@ -154,8 +168,8 @@ class KVCacheManager:
         out = {"gpu": 0}
         if self.prefix is None or not request.prefix_hashes or self.hash_block_size <= 0:
             return out
-        segs = self._segments.get(request) or PromptSegments(
-            request.prefix_hashes, request.num_prompt_tokens, self.hash_block_size, self.block_size
+        segs = self._segments.get(request) or _peek_segments(
+            request, self.hash_block_size, self.block_size
         )
         hits = self.tier_hits(segs, (request.num_known_tokens - 1) // self.block_size)
         out["gpu"] = (segs.ends[hits.gpu - 1] if hits.gpu else 0) * self.block_size
@@ -254,7 +268,9 @@ class KVCacheManager:
         need = max(0, need)
         reserve = self.watermark_blocks if keep_watermark else 0
         if need + revived > self.num_free_blocks - reserve:
-            return False
+            running = request.num_computed_tokens > 0  # pins yield to running requests only
+            if not (running and self._unpin_for(need + revived + reserve)):
+                return False
         if hit_blocks:
             self._reference_hits(request, keys, hits, revived, hit_blocks)
         self._take(need)
@@ -366,7 +382,7 @@ class KVCacheManager:
     def reserve_cohort(self, cohort: DecodeCohort, steps: int) -> bool:
         """Hold blocks for the cohort's next `steps` steps (those already held count)."""
         need = cohort.blocks_needed(cohort.reserved_steps, steps)
-        if need > self.num_free_blocks:
+        if need > self.num_free_blocks and not self._unpin_for(need):
             return False
         self._take(need)
         cohort.reserved_steps = max(cohort.reserved_steps, steps)
@@ -378,6 +394,15 @@ class KVCacheManager:
         if limit <= first:
             return limit
         return first + cohort.max_steps_for_blocks(first, self.num_free_blocks, limit - first)
+
+    def _unpin_for(self, num_blocks: int) -> bool:
+        """Retention pins yield to requests already running (never to new admissions): release
+        the pins that expire soonest until `num_blocks` are free. True if they are."""
+        if self.retention is None:
+            return False
+        while num_blocks > self.num_free_blocks and self.retention.pins:
+            self.retention.release_soonest(self)
+        return num_blocks <= self.num_free_blocks
 
     def _take(self, n: int) -> None:
         if self.prefix is not None:

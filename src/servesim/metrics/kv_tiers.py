@@ -45,6 +45,7 @@ def tier_summary(setup, prompt_tokens: int) -> dict:
             "mode": retention[0].mode,
             "pins": sum(r.num_pins for r in retention),
             "expired_pins": sum(r.num_expired for r in retention),
+            "yielded_pins": sum(r.num_yielded for r in retention),
             "peak_pinned_tokens": sum(r.peak_pinned_blocks for r in retention) * bs,
         }
     return out
