@@ -96,10 +96,11 @@ def plot_kv_studies(sweep: pd.DataFrame, ceiling: float, routing: pd.DataFrame,
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     ax = axes[0]
-    ax.plot(sweep["pool_gb"], sweep["hit_rate"], "o-", label="simulated")
+    x = range(len(sweep))
+    ax.plot(x, sweep["hit_rate"], "o-", label="simulated")
     ax.axhline(ceiling, ls="--", color="gray", label=f"infinite cache ({ceiling:.1%})")
-    ax.set_xscale("symlog", linthresh=64)
-    ax.set_xlabel("KV pool (GB) on top of the GPU caches")
+    ax.set_xticks(list(x), [f"{gb:g}" for gb in sweep["pool_gb"]], fontsize=8)
+    ax.set_xlabel("KV pool (GB) on top of the GPUs' prefix caches")
     ax.set_ylabel("prefix hit rate")
     ax.set_ylim(0, max(ceiling, sweep["hit_rate"].max()) * 1.15)
     ax.legend(fontsize=8)
