@@ -18,7 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from servesim.studies.kv import (  # noqa: E402
-    cache_sweep, plot_kv_studies, prefix_ceiling, retention_comparison, routing_comparison,
+    cache_sweep,
+    plot_kv_studies,
+    prefix_ceiling,
+    retention_comparison,
+    routing_comparison,
 )
 
 KV = ROOT / "configs" / "kv"

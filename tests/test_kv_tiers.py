@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 from servesim.core.errors import ConfigError
 from servesim.core.request import Request
 from servesim.kv.eviction import (
-    LFUPolicy, LRUPolicy, ProgramAwarePolicy, ProgramHints, TTLPolicy, make_policy,
+    LFUPolicy,
+    LRUPolicy,
+    ProgramAwarePolicy,
+    ProgramHints,
+    TTLPolicy,
+    make_policy,
 )
 from servesim.kv.manager import KVCacheManager
 from servesim.kv.tiers import BlockStore, KVPool, Link, TierChain

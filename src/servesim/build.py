@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from pydantic import ValidationError
 
+from servesim.build_kv import KVSetup
 from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
 from servesim.config.schema import EngineConfig, SimConfig
 from servesim.core.cohort import DecodeCohort
@@ -16,7 +18,6 @@ from servesim.core.rng import stream
 from servesim.cost import COST_MODELS
 from servesim.cost.parallel import check_layout
 from servesim.cost.profile import resolve_profile
-from servesim.build_kv import KVSetup
 from servesim.engine import DisaggregationParts, InstanceParts, KVLink
 from servesim.predictors import PREDICTORS
 from servesim.routers import ROUTERS
@@ -332,10 +333,11 @@ def link_program_calls(requests: list[Request], table: RequestTable) -> None:
         r.program_id = int(table.program_id[i])
         r.program_parents = tuple(by_call[(r.program_id, c)] for c in table.call_parents[i])
         r.program_wait_s = float(table.tool_s[i])
-        for parent in r.program_parents:
-            tool = r.program_wait_s
+        for parent in r.program_parents:  # the parent's soonest next call
             before = requests[parent].program_tool_s
-            requests[parent].program_tool_s = tool if not before <= tool else before
+            requests[parent].program_tool_s = (
+                r.program_wait_s if math.isnan(before) else min(before, r.program_wait_s)
+            )
 
 
 def _per_request(values, default: float, n: int) -> np.ndarray:

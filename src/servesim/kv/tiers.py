@@ -77,9 +77,6 @@ class BlockStore:
         self.policy.touch(key)
         self.read_blocks += key[1]
 
-    def program_of(self, key: SegmentKey) -> int:
-        return self._programs.get(key, -1)
-
     def expire(self, now: float) -> list:
         """Drop what a time-based policy says has expired; the dropped keys."""
         keys = self.policy.expired(now)

@@ -37,15 +37,20 @@ def estimate_ttft(instance, request) -> tuple[float, int]:
     return ttft, cached
 
 
+def lowest_ttft(request, instances) -> int:
+    """Index of the instance with the lowest estimated TTFT; ties go to the lowest index."""
+    best, best_ttft = 0, math.inf
+    for i, instance in enumerate(instances):
+        ttft, _ = estimate_ttft(instance, request)
+        if ttft < best_ttft:
+            best, best_ttft = i, ttft
+    return best
+
+
 @ROUTERS.register("conductor")
 class ConductorRouter(BaseRouter):
     def route(self, request, instances, now) -> int:
-        best, best_ttft = 0, math.inf
-        for i, instance in enumerate(instances):
-            ttft, _ = estimate_ttft(instance, request)
-            if ttft < best_ttft:
-                best, best_ttft = i, ttft
-        return best
+        return lowest_ttft(request, instances)
 
 
 @ROUTERS.register("dualmap")
@@ -77,7 +82,7 @@ class DualMapRouter(BaseRouter):
             return 0
         key = self._ring.affinity_key(request)
         if key is None:
-            return ConductorRouter.route(self, request, instances, now)
+            return lowest_ttft(request, instances)
         a, b = self._ring.candidates(key, n)
         (ta, ca), (tb, cb) = estimate_ttft(instances[a], request), estimate_ttft(instances[b], request)
         preferred, other = ((a, ta), (b, tb)) if ca >= cb else ((b, tb), (a, ta))
@@ -88,4 +93,4 @@ class DualMapRouter(BaseRouter):
         self.num_deflected += 1
         if other[1] <= limit:
             return other[0]
-        return ConductorRouter.route(self, request, instances, now)
+        return lowest_ttft(request, instances)

@@ -2,10 +2,10 @@
 
 One process per instance. Its `steps` thread shows every engine step (a run of identical decode
 steps is one slice, `decode x k`); counter tracks show the waiting queue, the running batch and KV
-usage after each step, and, with prefix caching, the tokens each KV tier holds, cumulative hits per
-tier and cumulative GB moved on the tier links; each request is an async slice from arrival to finish, split into
-`queued` (arrival -> first step that computes it), `prefill` (-> first token) and `decode`
-(-> last token). Rejected requests are instant events. Disaggregated, a request has two slices:
+usage after each step, and, with prefix caching, the tokens each KV tier holds, cumulative hits
+per tier and cumulative GB moved on the tier links; each request is an async slice from arrival
+to finish, split into `queued` (arrival -> first step that computes it), `prefill` (-> first
+token) and `decode` (-> last token). Rejected requests are instant events. Disaggregated, a request has two slices:
 queued and prefill on its prefill instance (until the handoff), then `kv transfer` (handoff -> first
 token) and decode on its decode instance.
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from servesim.config.workload import ArrivalConfig, LengthsConfig, SessionsConfig, TraceConfig, WorkloadConfig
 from servesim.core.errors import ConfigError
-from servesim.workload.readers import ReadOptions, read_trace
 from servesim.workload.programs import generate_programs, programs_table, read_programs
+from servesim.workload.readers import ReadOptions, read_trace
 from servesim.workload.replay import observed_rate, replay
 from servesim.workload.sessions import LengthSampler, expand_sessions
 from servesim.workload.streams import substream

@@ -61,7 +61,7 @@ def generate_programs(cfg: ProgramsConfig, starts: np.ndarray, rng: np.random.Ge
         while i < counts[p]:
             width = min(cfg.fan_out if fan[k + i] else 1, int(counts[p]) - i)
             first = i
-            for j in range(width):
+            for _ in range(width):
                 prog.parents.append(frontier)
                 prog.tool_s.append(float(tool[k + i]) if frontier else 0.0)
                 prog.new_tokens.append(int(new[k + i]))
@@ -128,7 +128,8 @@ def programs_table(programs: list[Program], block: int) -> RequestTable:
                 inherited = hashes[first][: prompts[first] // block]
                 arrival = max(arrivals[q] for q in parents) + prog.tool_s[i]
             else:
-                base, inherited, arrival = prog.system_prompt_tokens, tuple(range(system_blocks)), prog.start_s
+                base, arrival = prog.system_prompt_tokens, prog.start_s
+                inherited = tuple(range(system_blocks))
             prompt = base + prog.new_tokens[i]
             own = (prompt + block - 1) // block - len(inherited)
             ids = inherited + tuple(range(next_id, next_id + own))
