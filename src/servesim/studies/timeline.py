@@ -5,9 +5,9 @@ steps is one slice, `decode x k`); counter tracks show the waiting queue, the ru
 usage after each step, and, with prefix caching, the tokens each KV tier holds, cumulative hits
 per tier and cumulative GB moved on the tier links; each request is an async slice from arrival
 to finish, split into `queued` (arrival -> first step that computes it), `prefill` (-> first
-token) and `decode` (-> last token). Rejected requests are instant events. Disaggregated, a request has two slices:
-queued and prefill on its prefill instance (until the handoff), then `kv transfer` (handoff -> first
-token) and decode on its decode instance.
+token) and `decode` (-> last token). Rejected requests are instant events. Disaggregated, a
+request has two slices: queued and prefill on its prefill instance (until the handoff), then
+`kv transfer` (handoff -> first token) and decode on its decode instance.
 
 Size is bounded: at most `max_steps` step rows and `max_requests` requests (the earliest ones) are
 exported (about 100 bytes per trace event), so the defaults stay near 10 MB at most.
