@@ -14,8 +14,8 @@ from servesim.metrics.summary import _stats
 def program_summary(requests: list[Request]) -> dict | None:
     """Per program: task time = last call's finish - first call's arrival (every call completed).
 
-    `completed`: programs whose every call completed; `task_time`, `ttft` (the mean TTFT of each
-    program's calls) and `calls_per_program` over completed programs; `fairness`: Jain's index of
+    `completed`: programs whose every call completed; `task_time`, `ttft` and `tpot` (each
+    program's mean over its calls) and `calls_per_program` over completed programs; `fairness`: Jain's index of
     the completed programs' time per call (1 = every program progressed at the same pace)."""
     calls: dict[int, list[Request]] = defaultdict(list)
     for r in requests:
@@ -23,7 +23,7 @@ def program_summary(requests: list[Request]) -> dict | None:
             calls[r.program_id].append(r)
     if not calls:
         return None
-    task, ttft, per_call, sizes = [], [], [], []
+    task, ttft, tpot, per_call, sizes = [], [], [], [], []
     for group in calls.values():
         if any(r.status != RequestStatus.FINISHED for r in group):
             continue
@@ -31,6 +31,9 @@ def program_summary(requests: list[Request]) -> dict | None:
         span = max(r.finish_time for r in group) - start
         task.append(span)
         ttft.append(float(np.mean([r.first_token_time - r.arrival_time for r in group])))
+        gaps = [(r.finish_time - r.first_token_time) / (r.num_output_tokens - 1)
+                for r in group if r.num_output_tokens > 1]
+        tpot.append(float(np.mean(gaps)) if gaps else 0.0)
         per_call.append(span / len(group))
         sizes.append(len(group))
     x = np.asarray(per_call)
@@ -40,6 +43,7 @@ def program_summary(requests: list[Request]) -> dict | None:
         "completed": len(task),
         "task_time": _stats(np.asarray(task, dtype=float)),
         "ttft": _stats(np.asarray(ttft, dtype=float)),
+        "tpot": _stats(np.asarray(tpot, dtype=float)),
         "calls_per_program": float(np.mean(sizes)) if sizes else math.nan,
         "fairness": fairness,
     }
