@@ -4,7 +4,8 @@
 - KV block conservation: free blocks + blocks held by running requests == pool size, after every step;
 - causality: arrival <= first token <= finish, and e2e >= ttft;
 - determinism: the same seed gives identical summaries and request tables;
-- multi-step runs equal step-by-step simulation;
+- multi-step runs equal step-by-step simulation (latencies and energy, with and without a power cap);
+- energy conservation: an instance's meter equals its steps' joules plus idle power between them;
 - arrivals do not depend on the engine's settings (common random numbers).
 """
 
@@ -115,6 +116,39 @@ def test_multi_step_runs_equal_step_by_step(changes):
         np.testing.assert_allclose(fast[col], slow[col], rtol=0, atol=1e-9)
     assert (fast.preemptions == slow.preemptions).all()
     assert (fast.status == slow.status).all()
+    np.testing.assert_allclose(fast.energy_j.sum(), slow.energy_j.sum(), rtol=1e-9)
+
+
+@settings(max_examples=4, deadline=None)
+@given(configs, st.floats(200.0, 650.0))
+def test_multi_step_runs_equal_step_by_step_under_a_power_cap(changes, cap):
+    capped = {**changes, "power.cap_w": cap}
+    fast = servesim.simulate(small_config(**capped))
+    saved = instance_module.MAX_RUN_STEPS
+    instance_module.MAX_RUN_STEPS = 1
+    try:
+        slow = servesim.simulate(small_config(**capped))
+    finally:
+        instance_module.MAX_RUN_STEPS = saved
+    np.testing.assert_allclose(fast.requests.finish_s, slow.requests.finish_s, rtol=0, atol=1e-9)
+    assert fast.summary["energy"]["total_j"] == pytest.approx(slow.summary["energy"]["total_j"], rel=1e-9)
+
+
+@settings(max_examples=10, deadline=None)
+@given(configs)
+def test_energy_conservation(changes):
+    built = build(load_config(small_config(**changes)))
+    instances = {}
+    result = run(built, after_step=lambda inst: instances.setdefault(inst.index, inst))
+    horizon = result.summary["sim"]["simulated_s"]
+    steps = result.steps
+    for i, inst in instances.items():
+        mine = steps[steps.instance == i]
+        busy_s = (mine.end_s - mine.start_s).sum()
+        expected = mine.energy_j.sum() + inst.power.idle_w * (horizon - busy_s)
+        assert inst.meter.joules(horizon) == pytest.approx(expected, rel=1e-9)
+    e = result.summary["energy"]
+    assert e["total_j"] == pytest.approx(e["busy_j"] + e["idle_j"], rel=1e-12)
 
 
 def test_engine_settings_never_change_the_arrivals():

@@ -16,9 +16,14 @@ from servesim.core.errors import ConfigError
 from servesim.core.request import Request
 from servesim.core.rng import stream
 from servesim.cost import COST_MODELS
+from servesim.cost.layout import Layout
 from servesim.cost.parallel import check_layout
+from servesim.cost.power import ClockedCostModel, PowerLimit, PowerModel, power_profile
 from servesim.cost.profile import resolve_profile
+from servesim.cost.work import WorkModel
 from servesim.engine import DisaggregationParts, InstanceParts, KVLink
+from servesim.engine.power import PowerBudget
+from servesim.metrics.pricing import CarbonIntensity, read_carbon_trace
 from servesim.predictors import PREDICTORS
 from servesim.routers import ROUTERS
 from servesim.schedulers import SCHEDULERS, EngineLimits
@@ -63,6 +68,10 @@ class Built:
     """Per instance of the first pool (see `pools` for each pool's)."""
     pools: list[Pool] | None = None
     disaggregation: DisaggregationParts | None = None
+    power_budget: PowerBudget | None = None
+    prices: dict[str, float | None] | None = None
+    """$/GPU-hour of each pool (None: unknown)."""
+    carbon: CarbonIntensity | None = None
     kv_setup: KVSetup | None = None
 
     def pool_table(self) -> list[dict]:
@@ -91,7 +100,7 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
         for _ in range(pool.instances):
             part = make_instance(
                 config, model, pool.hardware, pool.kv_capacity_tokens, len(parts), predictor,
-                tp=pool.tp, pp=pool.pp, hash_block_size=table.hash_block_size,
+                tp=pool.tp, pp=pool.pp, hash_block_size=table.hash_block_size, pool_name=pool.name,
                 kv_setup=kv_setup,
             )
             part.role, part.pool = pool.role, pool.name
@@ -101,7 +110,8 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     first = pools[0]
     return Built(
         config, model, first.hardware, table, requests, parts, router, first.kv_capacity_tokens,
-        pools, disaggregation, kv_setup,
+        pools, disaggregation, make_power_budget(config, pools), pool_prices(config, pools),
+        carbon_intensity(config), kv_setup,
     )
 
 
@@ -174,12 +184,15 @@ def kv_capacity_tokens(
 
 def make_instance(
     config, model, hardware, capacity_tokens: int, index: int, predictor=None,
-    tp: int | None = None, pp: int | None = None, hash_block_size: int = 0,
+    tp: int | None = None, pp: int | None = None, hash_block_size: int = 0, pool_name: str = "default",
     kv_setup: KVSetup | None = None,
 ) -> InstanceParts:
     engine = config.engine
     tp, pp = tp or config.cluster.tp, pp or config.cluster.pp
     cost = make_cost_model(config, model, hardware, tp, pp)
+    power = make_power_model(config, model, hardware, cost, tp, pp, pool_name)
+    if power is not None and config.power.limited:
+        cost = ClockedCostModel(power)  # the engine and the scheduler see capped step times
     kv_setup = kv_setup or KVSetup(config, model)
     kv = kv_setup.manager(capacity_tokens // engine.block_size, hash_block_size, hardware, tp)
     cohort = DecodeCohort(engine.block_size)
@@ -193,7 +206,85 @@ def make_instance(
     scheduler = make_scheduler(config, kv, cohort, limits, cost, predictor)
     # Each GPU copies its own KV shard over its own PCIe link.
     swap_s_per_token = model.kv_bytes_per_token(tp) / pp / (hardware.pcie_gb_s * 1e9)
-    return InstanceParts(scheduler, cost, kv, cohort, swap_s_per_token)
+    return InstanceParts(scheduler, cost, kv, cohort, swap_s_per_token, power=power)
+
+
+def make_power_model(config, model, hardware, cost, tp: int, pp: int, pool_name: str = "default"):
+    """The instance's power model with its pool's cap and clock limit; None for hardware without a
+    TDP (no energy accounting), which may then not be capped."""
+    p = config.power
+    pool = p.pools.get(pool_name)
+    cap_w = pool.cap_w if pool is not None and pool.cap_w is not None else p.cap_w
+    clock_mhz = pool.clock_mhz if pool is not None and pool.clock_mhz is not None else p.clock_mhz
+    key = f"power.pools.{pool_name}" if pool is not None else "power"
+    if not hardware.tdp_w:
+        if cap_w or clock_mhz or p.budget is not None:
+            raise ConfigError(f"{key}.cap_w", f"{hardware.name} has no tdp_w: it cannot be power-capped")
+        return None
+    path = config.resolve_path(p.profile) if p.profile is not None else None
+    profile = power_profile(hardware.family, path)
+    cost_profile = resolve_profile(hardware.family, config.resolve_path(config.cost.profile)
+                                   if config.cost.profile is not None else None)
+    work = WorkModel(Layout(model, tp, pp, config.cost.expert_parallel), cost_profile)
+    limit = PowerLimit(cap_w, clock_fraction(hardware, clock_mhz, f"{key}.clock_mhz"))
+    return PowerModel(cost, work, hardware, profile, tp=tp, pp=pp, limit=limit)
+
+
+def clock_fraction(hardware, clock_mhz: float | None, key: str) -> float | None:
+    """An SM clock limit in MHz as a fraction of the device's maximum clock."""
+    if clock_mhz is None:
+        return None
+    if not hardware.max_clock_mhz:
+        raise ConfigError(key, f"{hardware.name} has no max_clock_mhz in the catalog: a clock limit needs it")
+    if clock_mhz > hardware.max_clock_mhz:
+        raise ConfigError(key, f"{clock_mhz:g} MHz is above {hardware.name}'s {hardware.max_clock_mhz:g} MHz")
+    return clock_mhz / hardware.max_clock_mhz
+
+
+def pool_prices(config: SimConfig, pools: list[Pool]) -> dict[str, float | None]:
+    """$/GPU-hour per pool: `pricing.usd_per_gpu_hour` (one number, or per hardware), else the catalog."""
+    given = config.pricing.usd_per_gpu_hour
+    if isinstance(given, dict):
+        names = {pool.hardware.name for pool in pools}
+        for name in given:
+            if name not in names:
+                raise ConfigError(f"pricing.usd_per_gpu_hour.{name}",
+                                  f"no pool runs on {name!r}; hardware: {', '.join(sorted(names))}")
+    out = {}
+    for pool in pools:
+        if isinstance(given, (int, float)):
+            out[pool.name] = float(given)
+        elif isinstance(given, dict) and pool.hardware.name in given:
+            out[pool.name] = float(given[pool.hardware.name])
+        else:
+            out[pool.name] = pool.hardware.usd_per_hour
+    return out
+
+
+def carbon_intensity(config: SimConfig) -> CarbonIntensity:
+    p = config.pricing
+    if p.carbon_trace is not None:
+        return read_carbon_trace(config.resolve_path(p.carbon_trace))
+    return CarbonIntensity.constant(p.carbon_g_per_kwh)
+
+
+def make_power_budget(config: SimConfig, pools: list[Pool]) -> PowerBudget | None:
+    """The cluster power budget, if configured; pools it names must exist."""
+    b, names = config.power.budget, [pool.name for pool in pools]
+    for name in config.power.pools:
+        if name not in names:
+            raise ConfigError(f"power.pools.{name}", f"no such pool; pools: {', '.join(names)}")
+    if b is None:
+        return None
+    managed = b.pools if b.pools is not None else names
+    for name in managed:
+        if name not in names:
+            raise ConfigError("power.budget.pools", f"no pool {name!r}; pools: {', '.join(names)}")
+    clocks = {}
+    for pool in pools:
+        if pool.name in managed:
+            clocks[pool.name] = clock_fraction(pool.hardware, b.clock_mhz, "power.budget.clock_mhz")
+    return PowerBudget(b.budget_w, b.interval_s, b.engage_frac, b.release_frac, b.cap_w, clocks)
 
 
 def make_scheduler(config, kv, cohort, limits, cost, predictor):

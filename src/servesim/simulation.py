@@ -15,7 +15,9 @@ from servesim.build import Built, build
 from servesim.config import SimConfig, load_config
 from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame, summarize
+from servesim.metrics.energy import energy_in_intervals, energy_summary, instance_energy, request_energy
 from servesim.metrics.kv_tiers import add_tier_columns
+from servesim.metrics.pricing import cost_summary
 from servesim.metrics.programs import program_summary
 from servesim.metrics.timeseries import instance_timeseries
 
@@ -39,6 +41,7 @@ class SimulationResult:
             interval_s or self.config.output.timeseries_interval_s,
             self.summary["sim"]["simulated_s"],
             pools,
+            idle_w=self.summary.get("cluster", {}).get("idle_w"),
         )
         if self.tiers is not None and len(self.tiers):
             frame = add_tier_columns(frame, self.tiers)  # tier occupancy, hit and transfer rates
@@ -70,7 +73,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
     step_log = StepLog()
     stats = run_cluster(
         built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
-        after_step=after_step, disaggregation=built.disaggregation,
+        after_step=after_step, disaggregation=built.disaggregation, power_budget=built.power_budget,
     )
     # With a time limit, requests due after it never arrived: they are not part of this run.
     frame = request_frame(r for r in built.requests if r.arrival_time <= stats.simulated_s)
@@ -94,13 +97,40 @@ def run(built: Built, after_step=None) -> SimulationResult:
         kv_extra["kv"].update(built.kv_setup.stats(int(frame["prompt_tokens"].sum())))
     if stats.kv_link is not None:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
+    steps = step_log.to_frame()
+    kv_extra.update(_energy_and_cost(built, stats, frame, steps))
+    kv_extra["cluster"]["idle_w"] = [p.power.idle_w if p.power is not None else None for p in built.parts]
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra)
     programs = program_summary(built.requests)
     if programs is not None:
         summary["programs"] = programs
     log = built.kv_setup.log if built.kv_setup is not None else None
     tiers = log.to_frame() if log is not None else None
-    return SimulationResult(cfg, summary, frame, step_log.to_frame(), tiers)
+    return SimulationResult(cfg, summary, frame, steps, tiers)
+
+
+def _energy_and_cost(built: Built, stats, frame: pd.DataFrame, steps: pd.DataFrame) -> dict:
+    """The summary's `energy` and `cost` blocks (and `power` when caps or a budget were used); adds
+    each request's joules to `frame` as `energy_j`."""
+    idle_w = [p.power.idle_w if p.power is not None else None for p in built.parts]
+    metered = any(w is not None for w in idle_w)
+    horizon = stats.simulated_s
+    frame["energy_j"] = request_energy(steps, frame) if metered else float("nan")
+    per_instance = instance_energy(steps, idle_w, horizon)
+    out = {"energy": energy_summary(per_instance, frame, horizon, [p.pool for p in built.parts])}
+    edges = built.carbon.breakpoints(horizon)
+    interval_j = energy_in_intervals(steps, idle_w, edges) if metered else None
+    cfg = built.config
+    out["cost"] = cost_summary(built.pool_table(), built.prices, horizon, frame, interval_j, edges,
+                               built.carbon, cfg.pricing.pue)
+    if cfg.power.limited:
+        p = cfg.power
+        out["power"] = {
+            "cap_w": p.cap_w, "clock_mhz": p.clock_mhz,
+            "pools": {name: v.model_dump() for name, v in p.pools.items()},
+            "budget": stats.power_budget,
+        }
+    return out
 
 
 def _prefix_hit_rate(frame: pd.DataFrame) -> float:

@@ -215,6 +215,14 @@ class HardwareSpec:
     """Calibration family: devices of one family share a cost profile (relative to spec sheets)."""
     num_cores: int = 0
     """Streaming multiprocessors / compute units / AI cores; 0 if the notion does not apply."""
+    idle_w: float | None = None
+    """Board power with nothing running (W, measured or published); None: the power profile's
+    fraction of TDP."""
+    max_clock_mhz: float = 0.0
+    """Maximum (boost) SM clock, MHz: the reference of `power.clock_mhz`; 0 if unknown."""
+    usd_per_hour: float | None = None
+    """Default rental price of one device, $/hour (source and date beside the entry); None: unknown,
+    set `pricing.usd_per_gpu_hour`."""
     aliases: tuple[str, ...] = ()
     """Device names as drivers report them (the `gpu` column of measurement files)."""
     extra: dict[str, Any] = field(default_factory=dict)

@@ -11,6 +11,7 @@ from servesim.config.base import Section
 from servesim.config.cluster import ClusterConfig
 from servesim.config.cost import CostConfig
 from servesim.config.kv import KVConfig
+from servesim.config.power import PowerConfig, PricingConfig
 from servesim.config.workload import WorkloadConfig
 
 
@@ -81,6 +82,10 @@ class SimConfig(Section):
     kv: KVConfig = KVConfig()
     """KV tiers (DRAM, SSD), the cluster-wide pool, eviction policies, agentic retention."""
     slo: SLOConfig = SLOConfig()
+    power: PowerConfig = PowerConfig()
+    """Power model, caps and clock limits, a cluster power budget (docs/energy.md)."""
+    pricing: PricingConfig = PricingConfig()
+    """Dollars per GPU-hour and grid carbon intensity (docs/energy.md)."""
     output: OutputConfig = OutputConfig()
     max_sim_time_s: float | None = Field(None, gt=0)
     """Stop the simulation at this simulated time (none: run until every request is done);

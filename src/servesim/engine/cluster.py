@@ -39,6 +39,8 @@ class InstanceParts:
     role: str = "mixed"
     """`mixed` (colocated), `prefill` or `decode`."""
     pool: str = "default"
+    power: object = None
+    """The instance's `PowerModel` (cost/power.py), or None: no energy accounting."""
 
 
 @dataclass
@@ -61,6 +63,8 @@ class RunStats:
     preemptions: int
     kv_link: dict | None = None
     """Transfer statistics of a disaggregated run (KVLink.stats)."""
+    power_budget: dict | None = None
+    """What the cluster power budget did (BudgetStats.summary)."""
 
 
 def run_cluster(
@@ -72,6 +76,7 @@ def run_cluster(
     on_finish: Callable[[Request], None] | None = None,
     after_step: Callable[[Instance], None] | None = None,
     disaggregation: DisaggregationParts | None = None,
+    power_budget=None,
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
     wall0 = time.perf_counter()
@@ -86,7 +91,7 @@ def run_cluster(
     instances = [
         Instance(
             env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
-            swap_s_per_token=p.swap_s_per_token, role=p.role,
+            swap_s_per_token=p.swap_s_per_token, role=p.role, power=p.power,
             on_reject=programs.on_reject if programs is not None else None,
         )
         for i, p in enumerate(parts)
@@ -108,6 +113,8 @@ def run_cluster(
     else:
         requests_now = requests
     env.process(arrival_process(env, requests_now, router, entry))
+    if power_budget is not None:
+        power_budget.start(env, instances, [p.pool for p in parts])
     events = _count_events(env)
     if math.isfinite(max_time):
         env.run(until=max_time)
@@ -115,6 +122,10 @@ def run_cluster(
         env.run()
     last = max((r.finish_time for r in requests if r.status == RequestStatus.FINISHED), default=0.0)
     simulated = env.now if math.isfinite(max_time) else max(env.now, last)
+    if power_budget is not None and not math.isfinite(max_time):
+        # The budget's last tick came after the last event of the run itself.
+        arrivals = max((r.arrival_time for r in requests), default=0.0)
+        simulated = max(last, arrivals, max(i.meter.last_time for i in instances))
     return RunStats(
         simulated_s=simulated,
         wall_s=time.perf_counter() - wall0,
@@ -123,6 +134,7 @@ def run_cluster(
         peak_kv_usage=max(p.kv.peak_used_blocks / p.kv.num_blocks for p in parts),
         preemptions=sum(p.scheduler.num_preemptions for p in parts),
         kv_link=disaggregation.link.stats(simulated) if decode else None,
+        power_budget=power_budget.stats.summary(power_budget.interval_s) if power_budget else None,
     )
 
 

@@ -21,6 +21,7 @@ from servesim.core.cohort import DecodeCohort
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
+from servesim.engine.power import PowerMeter
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
 from servesim.schedulers.base import Scheduler, SchedulerLoad
@@ -43,6 +44,7 @@ class Instance:
         swap_s_per_token: float = 0.0,
         role: str = "mixed",
         hand_off=None,
+        power=None,
     ):
         self.env = env
         self.index = index
@@ -62,6 +64,9 @@ class Instance:
         self.num_incoming = 0
         self.num_incoming_tokens = 0
         """Requests (and their prompt tokens) whose KV is on its way here."""
+        self.power = power
+        """The instance's `PowerModel` (energy per step, the clock under a cap), or None."""
+        self.meter = PowerMeter(power.idle_w if power is not None else 0.0)
         self._caching = kv.prefix is not None
         self._prefill_rate: float | None = None
         self.after_step = None
@@ -145,7 +150,10 @@ class Instance:
         start = env.now
         swapped = plan.num_swap_in_tokens + plan.num_swap_out_tokens
         compute = self.kv.step_time(self.cost_model.step_time(shape))  # with KV tier transfers
-        yield env.timeout(compute + swapped * self.swap_s_per_token)
+        seconds = compute + swapped * self.swap_s_per_token
+        joules = self.power.step_energy(shape, seconds) if self.power is not None else 0.0
+        self.meter.begin(start, seconds, joules)
+        yield env.timeout(seconds)
         end = env.now
         finished = cohort.advance(np.array([end])) if plan.decode_cohort else []
         prefilled = []
@@ -168,7 +176,7 @@ class Instance:
             self.scheduler.release(request)
             self.hand_off(self, request, self.kv.detach(request))
         prefill_tokens = shape.num_tokens - shape.num_decodes
-        self._log(start, end, 1, prefill_tokens, shape.num_decodes)
+        self._log(start, end, 1, prefill_tokens, shape.num_decodes, joules)
 
     def _decode_run(self, plan: StepPlan):
         env, cohort, kv = self.env, self.cohort, self.kv
@@ -177,10 +185,12 @@ class Instance:
         n = cohort.size
         start = env.now
         ctx = cohort.context_sum(0) + n * np.arange(k, dtype=np.float64)
-        ends = start + np.cumsum(self.cost_model.decode_step_times(n, ctx))
+        seconds = self.cost_model.decode_step_times(n, ctx)
+        ends = start + np.cumsum(seconds)
         if plan.replan_time < ends[-1]:
             k = int(np.searchsorted(ends, plan.replan_time, side="left")) + 1
             ends = ends[:k]
+        self.meter.begin(start, ends[-1] - start, self._run_energy(n, ctx, seconds, k))
         done = k
         self._interruptible = k > 1
         try:
@@ -197,7 +207,13 @@ class Instance:
         ends[-1] = env.now
         assert kv.reserve_cohort(cohort, done)
         self._finish(cohort.advance(ends), env.now)
-        self._log(start, env.now, done, 0, n)
+        self._log(start, env.now, done, 0, n, self._run_energy(n, ctx, seconds, done))
+
+    def _run_energy(self, n: int, ctx: np.ndarray, seconds: np.ndarray, steps: int) -> float:
+        """Joules of the first `steps` steps of a decode run."""
+        if self.power is None:
+            return 0.0
+        return self.power.decode_run_energy(n, ctx, seconds, steps)
 
     def _shape(self, plan: StepPlan) -> StepShape:
         chunks, num_decodes, ctx_sum, logits = [], 0, 0, 0
@@ -221,7 +237,8 @@ class Instance:
                 for request in finished:
                     self.on_finish(request)
 
-    def _log(self, start, end, num_steps, prefill_tokens, decodes):
+    def _log(self, start, end, num_steps, prefill_tokens, decodes, joules):
+        self.meter.end(end, joules)
         if self.after_step is not None:
             self.after_step(self)
         if self.kv.tier_log is not None:  # tier occupancy, hits and traffic over time
@@ -237,4 +254,5 @@ class Instance:
             load.num_running if load else 0,
             load.num_waiting if load else 0,
             self.kv.usage,
+            joules,
         )

@@ -11,13 +11,16 @@ from typing import Any
 
 from servesim.core.errors import InputFileError
 
-SECTIONS = ("requests", "latency", "throughput", "slo", "kv", "sim", "cluster")
+SECTIONS = ("requests", "latency", "throughput", "slo", "kv", "sim", "cluster", "energy", "cost", "power")
 """Top-level blocks of summary.json; a flattened metric starts with one of them."""
 
 REQUIRED_SECTIONS = ("requests", "latency", "throughput", "slo")
 """What a file must have to count as a servesim summary."""
 
-CONFIG_ECHOES = frozenset({"slo.ttft_s", "slo.tpot_s", "sim.seed", "kv.capacity_tokens"})
+CONFIG_ECHOES = frozenset({"slo.ttft_s", "slo.tpot_s", "sim.seed", "kv.capacity_tokens", "cost.pue"})
+ECHO_PREFIXES = ("cost.usd_per_gpu_hour.", "power.cap_w", "power.clock_mhz", "power.pools.",
+                 "power.budget.budget_w", "power.budget.interval_s")
+"""Prices and power settings repeated from the config."""
 """Summary entries that repeat the config rather than measure an outcome: never compared."""
 
 MACHINE_DEPENDENT = frozenset({"sim.wall_s"})
@@ -25,7 +28,8 @@ MACHINE_DEPENDENT = frozenset({"sim.wall_s"})
 
 HIGHER_IS_BETTER = ("slo.attainment", "slo.goodput_rps", "throughput.", "requests.completed",
                     "kv.prefix_hit_rate")
-LOWER_IS_BETTER = ("latency.", "requests.rejected", "requests.unfinished", "kv.preemptions")
+LOWER_IS_BETTER = ("latency.", "requests.rejected", "requests.unfinished", "kv.preemptions", "energy.",
+                   "cost.")
 
 
 def flatten(summary: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -57,7 +61,10 @@ def direction(metric: str) -> int:
 
 def is_metric(column: str) -> bool:
     """A flattened summary outcome (not a config echo)."""
-    return column.split(".", 1)[0] in SECTIONS and "." in column and column not in CONFIG_ECHOES
+    return (
+        column.split(".", 1)[0] in SECTIONS and "." in column and column not in CONFIG_ECHOES
+        and not column.startswith(ECHO_PREFIXES)
+    )
 
 
 def default_metrics(names) -> list[str]:
