@@ -15,8 +15,9 @@ def program_summary(requests: list[Request]) -> dict | None:
     """Per program: task time = last call's finish - first call's arrival (every call completed).
 
     `completed`: programs whose every call completed; `task_time`, `ttft` and `tpot` (each
-    program's mean over its calls) and `calls_per_program` over completed programs; `fairness`: Jain's index of
-    the completed programs' time per call (1 = every program progressed at the same pace)."""
+    program's mean over its calls) and `calls_per_program` over completed programs; `fairness`:
+    Jain's index of the completed programs' time per call (1 = every program progressed at the
+    same pace)."""
     calls: dict[int, list[Request]] = defaultdict(list)
     for r in requests:
         if r.program_id >= 0:
