@@ -60,29 +60,32 @@ TIER_LOG_COLUMNS = (
 
 
 class TierLog:
-    """One row per step of an instance with prefix caching (columns as lists, like StepLog)."""
+    """Tier state after the steps of each instance (columns as lists, like StepLog). A row is kept
+    only when something changed since the instance's previous one: the state is a step function,
+    so dropping repeats loses nothing, and decode-only stretches cost no rows."""
 
     def __init__(self):
         self.rows: dict[str, list] = {c: [] for c in TIER_LOG_COLUMNS}
+        self._last: dict[int, tuple] = {}
 
     def record(self, instance: int, time_s: float, kv) -> None:
-        r, bs = self.rows, kv.block_size
-        chain = kv.tiers
-        stores = {t.name: t for t in chain.tiers} if chain is not None else {}
+        bs, chain = kv.block_size, kv.tiers
+        stores = {t.name: t.stored_blocks * bs for t in chain.tiers} if chain is not None else {}
         links = chain.links if chain is not None else {}
-        pool = chain.pool if chain is not None else None
+        pool = chain.pool.stored_blocks * bs if chain is not None and chain.pool is not None else 0
+        state = (
+            kv.num_cached_blocks * bs, stores.get("dram", 0), stores.get("ssd", 0), pool,
+            *(kv.hit_tokens[name] for name in TIERS),
+            *(links[name].total_bytes if name in links else 0.0 for name in ("dram", "ssd", "pool")),
+        )
+        if self._last.get(instance) == state:
+            return
+        self._last[instance] = state
+        r = self.rows
         r["instance"].append(instance)
         r["time_s"].append(time_s)
-        r["gpu_cached_tokens"].append(kv.num_cached_blocks * bs)
-        for name in ("dram", "ssd"):
-            store = stores.get(name)
-            r[f"{name}_tokens"].append(store.stored_blocks * bs if store is not None else 0)
-        r["pool_tokens"].append(pool.stored_blocks * bs if pool is not None else 0)
-        for name in TIERS:
-            r[f"hit_{name}_tokens"].append(kv.hit_tokens[name])
-        for name in ("dram", "ssd", "pool"):
-            link = links.get(name)
-            r[f"{name}_bytes"].append(link.total_bytes if link is not None else 0.0)
+        for column, value in zip(TIER_LOG_COLUMNS[2:], state):
+            r[column].append(value)
 
     def to_frame(self):
         import pandas as pd
@@ -92,7 +95,8 @@ class TierLog:
 
 def tier_timeseries(log, edges) -> dict:
     """Per-instance columns for timeseries.csv from a TierLog frame and the bins' edges: the mean
-    tokens each tier holds over the bin (time-weighted), hit tokens per second and link GB/s."""
+    tokens each tier holds over the bin (time-weighted), hit tokens per second and link GB/s
+    (counted in the bin where the step that made them ended)."""
     import numpy as np
 
     from servesim.metrics.timeseries import _binned_state
@@ -104,13 +108,14 @@ def tier_timeseries(log, edges) -> dict:
         for name in ("gpu_cached_tokens", "dram_tokens", "ssd_tokens", "pool_tokens"):
             cols[name] = _binned_state(rows, name, edges)
         t = rows["end_s"].to_numpy(float)
+        last = np.searchsorted(t, edges, side="right") - 1  # the row in force at each edge
         width = np.diff(edges)
         for column, scale, label in (
             *((f"hit_{n}_tokens", 1.0, f"hit_{n}_tok_s") for n in TIERS),
             *((f"{n}_bytes", 1e-9, f"{n}_gb_s") for n in ("dram", "ssd", "pool")),
         ):
             total = rows[column].to_numpy(float)
-            at = np.interp(edges, t, total, left=0.0) if len(t) else np.zeros(len(edges))
+            at = np.where(last >= 0, total[np.maximum(last, 0)], 0.0)
             cols[label] = np.diff(at) * scale / width
         out[int(i)] = cols
     return out
