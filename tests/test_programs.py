@@ -126,3 +126,18 @@ def test_ttl_pinning_keeps_the_conversation_for_the_next_call():
         cfg["kv"] = {"retention": {"mode": mode, "ttl_s": 20.0}}
         rates[mode] = simulate(cfg).summary["kv"]["prefix_hit_rate"]
     assert rates["ttl"] > rates["none"] + 0.3
+
+
+def test_programs_are_deterministic_and_their_draws_do_not_depend_on_the_policy():
+    first, again = simulate(agentic()), simulate(agentic())
+    assert first.summary["programs"] == again.summary["programs"]
+    assert first.requests.equals(again.requests)
+    other = agentic()
+    other["kv"] = {"retention": {"mode": "ttl"}}
+    other["engine"]["scheduler"] = "fcfs"
+    other["engine"]["max_num_batched_tokens"] = 16384
+    changed = simulate(other).requests
+    for column in ("prompt_tokens", "output_tokens"):  # lengths are drawn, never served
+        assert (changed[column] == first.requests[column]).all()
+    roots = [r.request_id for r in build(load_config(agentic())).requests if not r.program_parents]
+    assert (changed.loc[roots, "arrival_s"] == first.requests.loc[roots, "arrival_s"]).all()
