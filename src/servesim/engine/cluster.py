@@ -82,12 +82,7 @@ def run_cluster(
     wall0 = time.perf_counter()
     env = simpy.Environment()
     entry: list[Instance] = []
-    programs = None
-    if any(r.program_parents for r in requests):  # agentic calls wait for their parents
-        programs = ProgramDriver(
-            env, requests, lambda r: entry[router.route(r, entry, env.now)].submit(r)
-        )
-        on_finish = _both(on_finish, programs.on_finish)
+    programs, on_finish, arriving = _programs(env, requests, router, entry, on_finish)
     instances = [
         Instance(
             env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
@@ -108,11 +103,7 @@ def run_cluster(
             if instance.role == "prefill":
                 instance.hand_off = hand_off
     entry.extend(i for i in instances if i.role != "decode")
-    if programs is not None:
-        requests_now = [r for r in requests if not programs.held(r)]
-    else:
-        requests_now = requests
-    env.process(arrival_process(env, requests_now, router, entry))
+    env.process(arrival_process(env, arriving, router, entry))
     if power_budget is not None:
         power_budget.start(env, instances, [p.pool for p in parts])
     events = _count_events(env)
@@ -145,6 +136,16 @@ def arrival_process(env: simpy.Environment, requests: Sequence[Request], router,
             yield env.timeout(delay)
         choice = router.route(request, instances, env.now)
         instances[choice].submit(request)
+
+
+def _programs(env, requests, router, entry: list, on_finish):
+    """Agentic calls wait for their parents (engine/programs.py): the driver (None without
+    programs), the finish callback that feeds it, and the requests that arrive on their own."""
+    if not any(r.program_parents for r in requests):
+        return None, on_finish, requests
+    driver = ProgramDriver(env, requests, lambda r: entry[router.route(r, entry, env.now)].submit(r))
+    arriving = [r for r in requests if not driver.held(r)]
+    return driver, _both(on_finish, driver.on_finish), arriving
 
 
 def _both(first, second):
