@@ -302,3 +302,23 @@ def test_timeseries_and_timeline_show_tiers():
     assert (ts["hit_dram_tok_s"] * width).sum() == pytest.approx(hits, rel=1e-6)
     names = {e["name"] for e in chrome_trace(result)["traceEvents"] if e["ph"] == "C"}
     assert {"kv tiers (tokens)", "kv hits (tokens)", "kv transfers (GB)"} <= names
+
+
+class MRUPolicy(LRUPolicy):
+    """A plugin for the test below: most recently used first."""
+
+    def pop_victim(self):
+        return self._order.popitem(last=True)[0]
+
+
+def test_eviction_policy_plugins_and_unknown_names():
+    cfg = tiered_config(6000, 4.0, 0, 0, "overlap", "recompute", "round_robin")
+    cfg["kv"]["dram"]["eviction"] = {"policy": "tests.test_kv_tiers:MRUPolicy"}
+    cfg["kv"]["gpu_eviction"] = {"policy": "lfu"}
+    check = lambda instance: instance.kv.check_conservation()  # noqa: E731
+    result, built = run_table(cfg, session_table(60, seed=2, rate=30, max_blocks=6), after_step=check)
+    assert isinstance(built.parts[0].kv.tiers.tiers[0].policy, MRUPolicy)
+    assert isinstance(built.parts[0].kv.prefix._evictable, LFUPolicy)
+    cfg["kv"]["dram"]["eviction"] = {"policy": "fifo"}
+    with pytest.raises(ConfigError, match=r"kv.dram.eviction.policy: unknown eviction policy 'fifo'"):
+        run_table(cfg, session_table(5))

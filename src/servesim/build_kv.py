@@ -34,8 +34,9 @@ class KVSetup:
         self.managers: list[KVCacheManager] = []
         self.pool = None
         if kv.pool is not None:
-            self.pool = KVPool(self._blocks(kv.pool.capacity_gb, "kv.pool.capacity_gb"),
-                               self._policy(kv.pool.eviction, lambda: self._clock()), kv.pool.publish)
+            policy = self._policy(kv.pool.eviction, lambda: self._clock(), "kv.pool.eviction.policy")
+            self.pool = KVPool(self._blocks(kv.pool.capacity_gb, "kv.pool.capacity_gb"), policy,
+                               kv.pool.publish)
 
     def manager(
         self, num_blocks: int, hash_block_size: int, hardware: HardwareSpec, tp: int
@@ -49,7 +50,7 @@ class KVSetup:
         retention = Retention(kv.retention.mode, kv.retention.ttl_s, self.hints)
         manager = KVCacheManager(
             num_blocks, engine.block_size, prefix_caching=engine.prefix_caching,
-            hash_block_size=hash_block_size, policy=self._policy(gpu, clock),
+            hash_block_size=hash_block_size, policy=self._policy(gpu, clock, "kv.gpu_eviction.policy"),
             tiers=self._chain(hardware, tp, clock), retention=retention,
         )
         manager.tier_log = self.log
@@ -68,15 +69,16 @@ class KVSetup:
             if cfg is None:
                 continue
             blocks = self._blocks(cfg.capacity_gb, f"kv.{name}.capacity_gb")
-            tiers.append(BlockStore(name, blocks, self._policy(cfg.eviction, clock)))
+            policy = self._policy(cfg.eviction, clock, f"kv.{name}.eviction.policy")
+            tiers.append(BlockStore(name, blocks, policy))
             bandwidth = cfg.bandwidth_gb_s or defaults[name]
             links[name] = Link(name, bandwidth * 1e9, cfg.latency_s)
         if self.pool is not None:
             links["pool"] = Link("pool", kv.pool.bandwidth_gb_s * 1e9, kv.pool.latency_s)
         return TierChain(tiers, links, self.block_bytes, self.pool, kv.transfers == "overlap")
 
-    def _policy(self, cfg, clock):
-        return make_policy(cfg.policy, cfg.ttl_s, clock, self.hints)
+    def _policy(self, cfg, clock, key: str):
+        return make_policy(cfg.policy, cfg.ttl_s, clock, self.hints, key)
 
     def _blocks(self, capacity_gb: float, key: str) -> int:
         blocks = int(capacity_gb * 1e9 // self.block_bytes)

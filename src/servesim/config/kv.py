@@ -14,10 +14,10 @@ from servesim.config.base import Section
 
 
 class EvictionConfig(Section):
-    policy: Literal["lru", "lfu", "ttl", "program"] = "lru"
+    policy: str = Field("lru", min_length=1)
     """Which segment the tier gives up first: `lru`, `lfu`, `ttl` (LRU, and a segment unused for
-    `ttl_s` expires to the next tier down) or `program` (the agentic program due to call again
-    furthest ahead first)."""
+    `ttl_s` expires to the next tier down), `program` (the agentic program due to call again
+    furthest ahead first) or a plugin `module:Class` (docs/kv.md)."""
     ttl_s: float = Field(60.0, gt=0, le=1e9)
     """`ttl`: seconds a segment may stay unused before it expires."""
 

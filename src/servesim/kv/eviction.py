@@ -21,6 +21,8 @@ import itertools
 from collections import OrderedDict
 from typing import Callable, Hashable, Protocol
 
+from servesim.registry import Registry
+
 Key = Hashable
 
 
@@ -57,7 +59,21 @@ class EvictionPolicy(Protocol):
     def __len__(self) -> int: ...
 
 
+EVICTION_POLICIES: Registry = Registry(
+    "eviction policy", "kv.gpu_eviction.policy",
+    required=("add", "touch", "remove", "pop_victim", "expired", "create"),
+)
+"""Built-in names and `module:Class` plugins: the protocol's methods plus a classmethod
+`create(ttl_s, clock, hints)` (the tier's `ttl_s`, a callable giving the simulated time, the
+program hints)."""
+
+
+@EVICTION_POLICIES.register("lru")
 class LRUPolicy:
+    @classmethod
+    def create(cls, ttl_s: float, clock, hints):
+        return cls(clock)
+
     def __init__(self, clock: Callable[[], float] | None = None):
         self._order: OrderedDict = OrderedDict()  # oldest first
         self.clock = clock or (lambda: 0.0)
@@ -86,8 +102,13 @@ class LRUPolicy:
         return len(self._order)
 
 
+@EVICTION_POLICIES.register("ttl")
 class TTLPolicy(LRUPolicy):
     """LRU, plus expiry: a segment not used for `ttl_s` leaves the tier."""
+
+    @classmethod
+    def create(cls, ttl_s: float, clock, hints):
+        return cls(ttl_s, clock)
 
     def __init__(self, ttl_s: float, clock: Callable[[], float] | None = None):
         super().__init__(clock)
@@ -102,8 +123,13 @@ class TTLPolicy(LRUPolicy):
         return out
 
 
+@EVICTION_POLICIES.register("lfu")
 class LFUPolicy:
     """Fewest uses first; ties go to the earlier insertion. Lazy heap: stale entries are skipped."""
+
+    @classmethod
+    def create(cls, ttl_s: float, clock, hints):
+        return cls(clock)
 
     def __init__(self, clock: Callable[[], float] | None = None):
         self._uses: dict = {}
@@ -138,8 +164,13 @@ class LFUPolicy:
         return len(self._uses)
 
 
+@EVICTION_POLICIES.register("program")
 class ProgramAwarePolicy:
     """Evict the program due furthest ahead first; within a program, its least recent segment."""
+
+    @classmethod
+    def create(cls, ttl_s: float, clock, hints):
+        return cls(hints or ProgramHints(), clock)
 
     def __init__(self, hints: ProgramHints, clock: Callable[[], float] | None = None):
         self.hints = hints
@@ -193,24 +224,16 @@ class ProgramAwarePolicy:
         return len(self._program_of)
 
 
-POLICIES = ("lru", "lfu", "ttl", "program")
-
-
 def make_policy(
     name: str = "lru", ttl_s: float = 60.0, clock: Callable[[], float] | None = None,
-    hints: ProgramHints | None = None,
+    hints: ProgramHints | None = None, key: str | None = None,
 ) -> EvictionPolicy:
-    """A policy by name (one of POLICIES)."""
-    if name == "lfu":
-        return LFUPolicy(clock)
-    if name == "ttl":
-        return TTLPolicy(ttl_s, clock)
-    if name == "program":
-        return ProgramAwarePolicy(hints or ProgramHints(), clock)
-    return LRUPolicy(clock)
+    """A policy by registered name or `module:Class` (ConfigError naming `key` if unknown)."""
+    cls = EVICTION_POLICIES.get(name, key)
+    return cls.create(ttl_s, clock or (lambda: 0.0), hints)
 
 
 __all__ = [
-    "POLICIES", "EvictionPolicy", "LFUPolicy", "LRUPolicy", "ProgramAwarePolicy",
+    "EVICTION_POLICIES", "EvictionPolicy", "LFUPolicy", "LRUPolicy", "ProgramAwarePolicy",
     "ProgramHints", "TTLPolicy", "make_policy",
 ]
