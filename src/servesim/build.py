@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -93,6 +94,7 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
         table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
     requests = make_requests(table, config)
     check_policy_blocks(config)
+    warn_unmodelled_kv_allocation(config)
     predictor = make_predictor(config)  # one model of lengths, shared by the instances
     kv_setup = KVSetup(config, model)  # the tiers of each instance, the shared pool
     parts = []
@@ -303,6 +305,20 @@ def make_scheduler(config, kv, cohort, limits, cost, predictor):
         return cls(kv, cohort, limits, params, predictor=predictor, cost_model=cost)
     except TypeError as exc:  # a plugin whose constructor does not take the protocol's arguments
         raise ConfigError("engine.scheduler", f"cannot construct {name}: {exc}") from None
+
+
+OWN_KV_ALLOCATION = {"fcfs": "prompt", "chunked_prefill": "chunk"}
+
+
+def warn_unmodelled_kv_allocation(config: SimConfig) -> None:
+    """`engine.kv_allocation` other than the policy's own rule is not modelled yet: say so."""
+    wanted, name = config.engine.kv_allocation, config.engine.scheduler
+    own = OWN_KV_ALLOCATION.get(name)
+    if wanted is not None and wanted != own:
+        logging.getLogger("servesim").warning(
+            "engine.kv_allocation: %s is not modelled for %s yet; it allocates %s",
+            wanted, name, f"per {own}" if own else "by its own rule",
+        )
 
 
 def policy_blocks() -> list[str]:

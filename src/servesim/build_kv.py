@@ -49,7 +49,8 @@ class KVSetup:
         clock = lambda: holder[0].now if holder else 0.0  # noqa: E731 (bound once built)
         retention = Retention(kv.retention.mode, kv.retention.ttl_s, self.hints)
         manager = KVCacheManager(
-            num_blocks, engine.block_size, prefix_caching=engine.prefix_caching,
+            num_blocks, engine.block_size, watermark=engine.kv_watermark,
+            prefix_caching=engine.prefix_caching,
             hash_block_size=hash_block_size, policy=self._policy(gpu, clock, "kv.gpu_eviction.policy"),
             tiers=self._chain(hardware, tp, clock), retention=retention,
         )

@@ -32,6 +32,12 @@ class EngineConfig(Section):
     """Override the KV capacity derived from memory (what-if studies)."""
     prefix_caching: bool = False
     """Reuse KV blocks of shared prompt prefixes."""
+    kv_allocation: Literal["prompt", "chunk"] | None = None
+    """When a request takes its KV blocks: `prompt` all of its prompt's blocks at admission (vLLM
+    v0), `chunk` the blocks of each scheduled chunk and decode, on demand; none: the policy's own
+    rule (fcfs: prompt, chunked_prefill: chunk; other combinations are not modelled yet)."""
+    kv_watermark: float = Field(0.01, ge=0, lt=1)
+    """Fraction of the KV blocks that admission keeps free while requests run (vLLM: 0.01)."""
     preemption: Literal["recompute", "swap"] = "recompute"
     """What happens to a preempted request's KV: dropped and recomputed, or copied to host memory
     and back over PCIe."""

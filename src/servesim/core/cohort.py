@@ -26,6 +26,9 @@ class DecodeCohort:
         self._ends = np.empty(4096)
         self._members: dict[Request, int] = {}
         self._heap: list[tuple[int, int, int, Request]] = []
+        self._longest: list[tuple[int, int, Request]] = []
+        """Max-heap (negated) of members' (computed at join - epoch at join), invalid entries left
+        in place until they surface: the longest context is its top + epoch."""
         self._serial = 0
         self._phase = np.zeros(block_size, dtype=np.int64)
         self._ctx_base_sum = 0  # sum over members of (computed at join - epoch at join)
@@ -47,6 +50,13 @@ class DecodeCohort:
     def context_sum(self, steps_ahead: int = 0) -> int:
         """Sum of members' KV tokens (computed) at `epoch + steps_ahead`."""
         return self._ctx_base_sum + len(self._members) * (self.epoch + steps_ahead)
+
+    def max_context(self, steps_ahead: int = 0) -> int:
+        """Longest member's KV tokens (computed) at `epoch + steps_ahead`; 0 if empty."""
+        heap = self._longest
+        while heap and self._members.get(heap[0][2]) != heap[0][1]:
+            heapq.heappop(heap)
+        return -heap[0][0] + self.epoch + steps_ahead if heap else 0
 
     def end_time(self, epoch_index: int) -> float:
         return float(self._ends[epoch_index])
@@ -109,6 +119,7 @@ class DecodeCohort:
         base = request._computed - self.epoch
         self._ctx_base_sum += base
         self._phase[base % self.block_size] += 1
+        heapq.heappush(self._longest, (-base, self._serial, request))
         finish_epoch = self.epoch + request.num_output_tokens - request._generated
         heapq.heappush(self._heap, (finish_epoch, request.request_id, self._serial, request))
 

@@ -233,9 +233,13 @@ class PowerModel:
             return self.cost_model.step_time(shape)
         return self._capped(shape)[0]
 
-    def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
+    def decode_step_times(
+        self, num_decodes: int, ctx_sums: np.ndarray, max_ctxs: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Uncapped: the cost model's. Capped: solved on the context sum (the longest context of a
+        step, which some decode kernels wait for, is not part of the clock solution)."""
         if not self.limit.active:
-            return self.cost_model.decode_step_times(num_decodes, ctx_sums)
+            return self.cost_model.decode_step_times(num_decodes, ctx_sums, max_ctxs)
         return self._capped_decode(num_decodes, np.asarray(ctx_sums, dtype=np.float64))[0]
 
     def clock_of(self, shape: StepShape) -> float:
@@ -410,8 +414,10 @@ class ClockedCostModel:
     def step_time(self, shape: StepShape) -> float:
         return self.power.step_time(shape)
 
-    def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
-        return self.power.decode_step_times(num_decodes, ctx_sums)
+    def decode_step_times(
+        self, num_decodes: int, ctx_sums: np.ndarray, max_ctxs: np.ndarray | None = None
+    ) -> np.ndarray:
+        return self.power.decode_step_times(num_decodes, ctx_sums, max_ctxs)
 
     def breakdown(self, shape: StepShape) -> StepCost:
         c = self.inner.breakdown(shape)

@@ -184,8 +184,10 @@ class Instance:
         k = max(1, kv.max_cohort_steps(cohort, limit))
         n = cohort.size
         start = env.now
-        ctx = cohort.context_sum(0) + n * np.arange(k, dtype=np.float64)
-        seconds = self.cost_model.decode_step_times(n, ctx)
+        steps = np.arange(k, dtype=np.float64)
+        ctx = cohort.context_sum(0) + n * steps
+        longest = cohort.max_context(0) + steps
+        seconds = self.cost_model.decode_step_times(n, ctx, longest)
         ends = start + np.cumsum(seconds)
         if plan.replan_time < ends[-1]:
             k = int(np.searchsorted(ends, plan.replan_time, side="left")) + 1
@@ -216,19 +218,21 @@ class Instance:
         return self.power.decode_run_energy(n, ctx, seconds, steps)
 
     def _shape(self, plan: StepPlan) -> StepShape:
-        chunks, num_decodes, ctx_sum, logits = [], 0, 0, 0
+        chunks, num_decodes, ctx_sum, logits, longest = [], 0, 0, 0, 0
         for request, n in plan.tokens.items():
             computed = request.num_computed_tokens
             if n == 1 and request.num_pending_tokens == 1 and request.num_generated_tokens:
                 num_decodes += 1
                 ctx_sum += computed
+                longest = max(longest, computed)
             else:
                 chunks.append((n, computed))
                 logits += computed + n == request.num_known_tokens
-        if plan.decode_cohort:
+        if plan.decode_cohort and self.cohort.size:
             num_decodes += self.cohort.size
             ctx_sum += self.cohort.context_sum(0)
-        return StepShape(chunks, num_decodes, ctx_sum, logits + num_decodes)
+            longest = max(longest, self.cohort.max_context(0))
+        return StepShape(chunks, num_decodes, ctx_sum, logits + num_decodes, longest)
 
     def _finish(self, finished: list[Request], now: float) -> None:
         if finished:
