@@ -6,7 +6,9 @@
 - determinism: the same seed gives identical summaries and request tables;
 - multi-step runs equal step-by-step simulation (latencies and energy, with and without a power cap);
 - energy conservation: an instance's meter equals its steps' joules plus idle power between them;
-- arrivals do not depend on the engine's settings (common random numbers).
+- arrivals do not depend on the engine's settings (common random numbers);
+- token gaps: one pooled inter-token gap per token after the first;
+- length filters: nothing longer than the cap is served, and arrivals keep their times.
 """
 
 from __future__ import annotations
@@ -174,3 +176,32 @@ def test_time_limit_leaves_requests_unfinished_but_counted(limit):
     req = result.summary["requests"]
     assert req["unfinished"] > 0
     assert req["arrived"] == req["completed"] + req["rejected"] + req["unfinished"]
+
+
+@SETTINGS
+@given(configs)
+def test_token_gap_conservation(changes):
+    """Every token after a request's first is one pooled inter-token gap, no more, no fewer; the
+    longest pooled gap is the longest of any request."""
+    result = simulate_checked(changes)
+    r = result.requests
+    emitted = r["generated_tokens"].to_numpy()
+    itl = result.summary.get("itl", {"gaps": 0, "max": float("nan")})
+    assert itl["gaps"] == int(np.maximum(emitted - 1, 0).sum())
+    if itl["gaps"]:
+        assert itl["max"] == pytest.approx(np.nanmax(r["tbt_max_s"].to_numpy()), rel=1e-12)
+        assert result.summary["latency"]["itl"]["p50"] <= itl["max"] * (1 + 1e-3)
+
+
+@SETTINGS
+@given(configs, st.integers(300, 3000), st.sampled_from(["drop", "clip", "reject"]))
+def test_length_filter_lets_nothing_over_long_through(changes, limit, action):
+    """With a length filter, no request longer than the cap is served; arrivals keep their times."""
+    changes = {**changes, "workload.filter": {"max_total_tokens": limit, "action": action}}
+    result = simulate_checked(changes)
+    r = result.requests
+    served = r[r["status"] != "rejected"]
+    assert ((served["prompt_tokens"] + served["output_tokens"]) <= limit).all()
+    plain = servesim.simulate(load_config(small_config(**{k: v for k, v in changes.items()
+                                                          if k != "workload.filter"})))
+    assert np.allclose(r["arrival_s"].to_numpy(), plain.requests["arrival_s"].to_numpy())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pydantic import ValidationError
@@ -14,7 +14,7 @@ from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
 from servesim.config.schema import EngineConfig, SimConfig
 from servesim.core.cohort import DecodeCohort
 from servesim.core.errors import ConfigError
-from servesim.core.request import Request
+from servesim.core.request import Request, RequestStatus
 from servesim.core.rng import stream
 from servesim.cost import COST_MODELS
 from servesim.cost.layout import Layout
@@ -29,6 +29,7 @@ from servesim.predictors import PREDICTORS
 from servesim.routers import ROUTERS
 from servesim.schedulers import SCHEDULERS, EngineLimits
 from servesim.workload import RequestTable, build_requests
+from servesim.workload.filters import REJECT_REASON, FilterResult, LengthLimit, apply_length_filter
 
 ACTIVATION_WORKSPACE_BYTES = 1.0 * 2**30
 """CUDA graphs, allocator slack and library workspaces, beyond per-token activations."""
@@ -47,6 +48,8 @@ class Pool:
     tp_key: str
     """Config key of the pool's TP, for error messages."""
     kv_capacity_tokens: int = 0
+    config: SimConfig | None = None
+    """The config as this pool sees it: its own engine keys in `engine`."""
 
     def describe(self, first_index: int) -> dict:
         return {
@@ -73,6 +76,8 @@ class Built:
     prices: dict[str, float | None] | None = None
     """$/GPU-hour of each pool (None: unknown)."""
     carbon: CarbonIntensity | None = None
+    workload_counts: dict | None = None
+    """Requests the length filter dropped, clipped or rejected (None: no filter)."""
     kv_setup: KVSetup | None = None
 
     def pool_table(self) -> list[dict]:
@@ -87,13 +92,23 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     """Objects for a config; `table` replaces the workload's requests (tests, custom traces)."""
     model = get_model(config.model)
     pools = resolve_pools(config)
-    for pool in pools:
-        check_parallelism(config, model, pool.hardware, pool.tp, pool.pp, pool.tp_key)
-        pool.kv_capacity_tokens = kv_capacity_tokens(config, model, pool.hardware, pool.tp, pool.pp)
+    for pool, engine in zip(pools, config.pool_engines()):
+        pool.config = config if engine is config.engine else config.model_copy(update={"engine": engine})
+        check_parallelism(pool.config, model, pool.hardware, pool.tp, pool.pp, pool.tp_key)
+        pool.kv_capacity_tokens = kv_capacity_tokens(pool.config, model, pool.hardware, pool.tp, pool.pp)
+    limit = length_limit(config, model)
     if table is None:
-        table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
+        drawn = limit if limit is not None and config.workload.filter.action == "drop" else None
+        table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path,
+                               drawn)
+    table, filtered = filter_lengths(table, config, limit)
     requests = make_requests(table, config)
-    check_policy_blocks(config)
+    if filtered.rejected is not None:
+        for i in np.flatnonzero(filtered.rejected):
+            requests[i].status, requests[i].rejected_reason = RequestStatus.REJECTED, REJECT_REASON
+    for pool in pools:
+        check_policy_blocks(pool.config)
+    check_objective_classes(config)
     warn_unmodelled_kv_allocation(config)
     predictor = make_predictor(config)  # one model of lengths, shared by the instances
     kv_setup = KVSetup(config, model)  # the tiers of each instance, the shared pool
@@ -101,7 +116,7 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     for pool in pools:
         for _ in range(pool.instances):
             part = make_instance(
-                config, model, pool.hardware, pool.kv_capacity_tokens, len(parts), predictor,
+                pool.config, model, pool.hardware, pool.kv_capacity_tokens, len(parts), predictor,
                 tp=pool.tp, pp=pool.pp, hash_block_size=table.hash_block_size, pool_name=pool.name,
                 kv_setup=kv_setup,
             )
@@ -113,8 +128,26 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     return Built(
         config, model, first.hardware, table, requests, parts, router, first.kv_capacity_tokens,
         pools, disaggregation, make_power_budget(config, pools), pool_prices(config, pools),
-        carbon_intensity(config), kv_setup,
+        carbon_intensity(config), filtered.counts(), kv_setup,
     )
+
+
+def length_limit(config: SimConfig, model: ModelSpec) -> LengthLimit | None:
+    """The caps of `workload.filter` (`max_total_tokens: model` is the model's context)."""
+    f = config.workload.filter
+    if f is None:
+        return None
+    total = model.max_context if f.max_total_tokens == "model" else f.max_total_tokens
+    return LengthLimit(total, f.max_prompt_tokens)
+
+
+def filter_lengths(table: RequestTable, config: SimConfig, limit: LengthLimit | None):
+    """The table after `workload.filter` (trace rows dropped, clipped, marked for rejection)."""
+    if limit is None:
+        return table, FilterResult(table, active=False)
+    action = config.workload.filter.action
+    result = apply_length_filter(table, limit.max_total, limit.max_prompt, action)
+    return result.table, replace(result, dropped=result.dropped + limit.redrawn)
 
 
 def resolve_pools(config: SimConfig) -> list[Pool]:
@@ -196,8 +229,8 @@ def make_instance(
     if power is not None and config.power.limited:
         cost = ClockedCostModel(power)  # the engine and the scheduler see capped step times
     kv_setup = kv_setup or KVSetup(config, model)
-    kv = kv_setup.manager(capacity_tokens // engine.block_size, hash_block_size, hardware, tp)
-    cohort = DecodeCohort(engine.block_size)
+    kv = kv_setup.manager(capacity_tokens // engine.block_size, hash_block_size, hardware, tp, engine)
+    cohort = DecodeCohort(engine.block_size, model.sliding_window)
     limits = EngineLimits(
         engine.max_num_seqs,
         engine.max_num_batched_tokens,
@@ -332,6 +365,16 @@ def check_policy_blocks(config: SimConfig) -> None:
         block = getattr(config.engine, name)
         if block is not None:
             validate_params(SCHEDULERS.get(name), block, f"engine.{name}")
+
+
+def check_objective_classes(config: SimConfig) -> None:
+    """`slo.objectives.*.per_class` may only name classes of the workload."""
+    names = {c.name for c in config.workload.classes} or {"default"}
+    for name, objective in config.slo.objectives.items():
+        for cls in objective.per_class:
+            if cls not in names:
+                raise ConfigError(f"slo.objectives.{name}.per_class.{cls}",
+                                  f"unknown class; the workload's: {', '.join(sorted(names))}")
 
 
 def make_predictor(config: SimConfig):

@@ -39,9 +39,11 @@ class KVSetup:
                                kv.pool.publish)
 
     def manager(
-        self, num_blocks: int, hash_block_size: int, hardware: HardwareSpec, tp: int
+        self, num_blocks: int, hash_block_size: int, hardware: HardwareSpec, tp: int, engine=None
     ) -> KVCacheManager:
-        kv, engine = self.config.kv, self.config.engine
+        """The KV manager of one instance (`engine`: its pool's engine config; default the
+        config's)."""
+        kv, engine = self.config.kv, engine or self.config.engine
         gpu = kv.gpu_eviction
         if kv.retention.mode == "program" and "gpu_eviction" not in kv.model_fields_set:
             gpu = gpu.model_copy(update={"policy": "program"})

@@ -76,8 +76,11 @@ def register(sub) -> None:
     val.set_defaults(handler=cmd_validate)
 
     pr = cmds.add_parser("price", help="price one step and show where the time goes")
-    pr.add_argument("--model", required=True)
-    pr.add_argument("--hardware", required=True)
+    pr.add_argument("--model", required=True,
+                    help="catalog name or an inline spec, e.g. '{base: llama3-70b, weight_dtype: fp8}'")
+    pr.add_argument("--hardware", required=True, help="catalog name or an inline spec")
+    pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a spec field: model.weight_dtype=int4, hardware.hbm_tb_s=4 (repeatable)")
     pr.add_argument("--tp", type=int, default=1)
     pr.add_argument("--pp", type=int, default=1)
     pr.add_argument("--expert-parallel", action="store_true")
@@ -365,15 +368,31 @@ def format_report(r: dict, path: str) -> str:
 
 
 # -- price --------------------------------------------------------------------------------------------
-def cmd_price(args) -> int:
+def _price_specs(args):
+    """The model and hardware specs of `price`: names or inline YAML mappings, plus `--set`."""
     from servesim.catalog.specs import get_hardware, get_model
+    from servesim.config.loader import parse_assignment, parse_value, set_dotted
+    from servesim.core.errors import ConfigError
+
+    specs = {"model": parse_value(args.model), "hardware": parse_value(args.hardware)}
+    for name, spec in specs.items():
+        if not isinstance(spec, (str, dict)):
+            raise ConfigError(f"--{name}", f"expected a catalog name or a mapping, got {spec!r}")
+    for text in args.set:
+        key, value = parse_assignment(text)
+        if key.split(".", 1)[0] not in specs or "." not in key:
+            raise ConfigError("--set", f"expected model.FIELD=VALUE or hardware.FIELD=VALUE, got {text!r}")
+        set_dotted(specs, key, value)
+    return get_model(specs["model"], key="--model"), get_hardware(specs["hardware"], key="--hardware")
+
+
+def cmd_price(args) -> int:
     from servesim.core.errors import ConfigError
     from servesim.cost import RooflineCostModel, StepShape
     from servesim.cost.parallel import check_layout
     from servesim.cost.profile import resolve_profile
 
-    model = get_model(args.model, key="--model")
-    hw = get_hardware(args.hardware, key="--hardware")
+    model, hw = _price_specs(args)
     for key, v in (("--tp", args.tp), ("--pp", args.pp)):
         if v < 1:
             raise ConfigError(key, f"must be >= 1, got {v}")

@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from servesim.config.base import Section
 from servesim.config.cluster import ClusterConfig
 from servesim.config.cost import CostConfig
 from servesim.config.kv import KVConfig
 from servesim.config.power import PowerConfig, PricingConfig
+from servesim.config.slo import SLOObjective, check_names
 from servesim.config.workload import WorkloadConfig
+from servesim.core.errors import ConfigError
 
 
 class EngineConfig(Section):
@@ -61,6 +63,14 @@ class SLOConfig(Section):
     """Time-to-first-token objective, seconds."""
     tpot_s: float = Field(0.1, gt=0)
     """Time-per-output-token objective, seconds."""
+    objectives: dict[str, SLOObjective] = {}
+    """More objectives by name (absolute, per-token, slowdown, per-class limits), each reported with
+    its attainment and goodput (`slo.objectives.NAME`); see docs/metrics.md."""
+
+    @field_validator("objectives")
+    @classmethod
+    def _objective_names(cls, value):
+        return check_names(value)
 
 
 class OutputConfig(Section):
@@ -98,6 +108,27 @@ class SimConfig(Section):
     requests still in flight then are counted as unfinished."""
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _pool_engines: list[EngineConfig] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _resolve_pool_engines(self):
+        """Each pool's engine: the top-level one with the pool's keys replaced, validated now."""
+        base = self.engine.model_dump(mode="python", exclude_unset=True)
+        engines = []
+        for key, override in self.cluster.engine_overrides():
+            try:
+                engines.append(EngineConfig.model_validate({**base, **override}) if override else self.engine)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+                raise ConfigError(f"{key}.{loc}", msg) from None
+        self._pool_engines = engines
+        return self
+
+    def pool_engines(self) -> list[EngineConfig]:
+        """The engine of each pool, in the order of `build.resolve_pools`."""
+        return list(self._pool_engines)
 
     @property
     def base_dir(self) -> Path:

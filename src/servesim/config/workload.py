@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -214,6 +214,24 @@ class ClassConfig(Section):
     """Replay a trace as this class instead of generating arrivals."""
 
 
+class LengthFilter(Section):
+    """Caps on request lengths and what happens to requests beyond them (workload/filters.py)."""
+
+    max_total_tokens: Annotated[int, Field(ge=2)] | Literal["model"] | None = None
+    """Largest prompt + output, tokens; `model`: the model's context length."""
+    max_prompt_tokens: int | None = Field(None, ge=1)
+    """Largest prompt, tokens."""
+    action: Literal["drop", "clip", "reject"] = "drop"
+    """`drop`: the request never arrives; `clip`: its prompt (then output) is cut to fit; `reject`:
+    it arrives and is rejected (`exceeds_length_filter`)."""
+
+    @model_validator(mode="after")
+    def _some_limit(self):
+        if self.max_total_tokens is None and self.max_prompt_tokens is None:
+            raise ValueError("give max_total_tokens and/or max_prompt_tokens")
+        return self
+
+
 class WorkloadConfig(Section):
     num_requests: int | None = Field(None, ge=1, le=50_000_000)
     """Number of requests (the first ones in time; with a trace, a cap)."""
@@ -235,6 +253,8 @@ class WorkloadConfig(Section):
     programs: ProgramsConfig | None = None
     """Agentic programs instead of independent requests (with `arrival`; no trace, sessions or
     classes)."""
+    filter: LengthFilter | None = None
+    """Drop, clip or reject requests longer than a limit (counted in summary.json `workload`)."""
 
     @field_validator("classes")
     @classmethod
@@ -247,8 +267,10 @@ class WorkloadConfig(Section):
 
     @model_validator(mode="after")
     def _count_or_duration(self):
-        if self.programs is not None and (self.classes or self.trace or self.sessions):
-            raise ValueError("`programs` cannot be combined with `trace`, `sessions` or `classes`")
+        if self.programs is not None and (self.classes or self.trace or self.sessions or self.filter):
+            raise ValueError(
+                "`programs` cannot be combined with `trace`, `sessions`, `classes` or `filter`"
+            )
         if self.classes and self.trace is not None:
             raise ValueError("with `classes`, give each class its own `trace`")
         if self.trace is not None and self.sessions is not None:

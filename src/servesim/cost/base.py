@@ -14,7 +14,8 @@ class StepShape:
 
     `prefill_chunks` lists (chunk tokens, tokens already cached before the chunk) per prompt chunk;
     decodes are summarised by their count, the sum of their cached context lengths and the longest
-    one (kernels without KV splitting wait for the longest sequence).
+    one (kernels without KV splitting wait for the longest sequence); with a sliding-window model,
+    the contexts attention reads (each at most the window).
     `num_logit_tokens` is how many tokens need the LM head (decodes plus chunks that end a prompt).
     """
 

@@ -81,7 +81,7 @@ def predict(
                 include_comm=r.includes_comm,
             )
             models[key] = cm
-        out[i] = cm.step_time(r.shape())
+        out[i] = cm.step_time(r.shape(cm.model.sliding_window))
     return out
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from servesim.catalog.specs import HardwareSpec, ModelSpec
 from servesim.cost.base import StepCost, StepShape
-from servesim.cost.layout import CONTEXT, LOGITS, Layout
+from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile, family_profile
 
 _CACHE_LIMIT = 1 << 16
@@ -75,9 +75,9 @@ class RooflineCostModel:
         self._t_gemm = pr.kernel_overhead_s + pr.gemm_latency_s
         moe = lay.moe
         if moe is not None:
-            self._moe_row = 2.0 * 3 * moe.hidden * moe.width / gemm_peak
+            self._moe_row = 2.0 * moe.matrices * moe.hidden * moe.width / gemm_peak
             self._moe_weight = moe.weight_bytes_per_expert / gemm_bw
-            self._moe_act = (3 * moe.hidden + 3 * moe.width) * ab / gemm_bw
+            self._moe_act = (3 * moe.hidden + moe.matrices * moe.width) * ab / gemm_bw
             el_bw = hw.hbm_bytes_per_s * pr.elementwise_memory_eff
             self._moe_route = pr.moe_route_passes * moe.hidden * ab / el_bw
             self._moe_expert_launch = pr.moe_kernels_per_expert * pr.kernel_overhead_s
@@ -108,6 +108,7 @@ class RooflineCostModel:
         per_token = (
             pr.elementwise_hidden_passes * lay.model.hidden_size * L
             + pr.elementwise_mlp_passes * lay.mlp_width_sum()
+            + lay.model_hidden_passes * lay.model.hidden_size
         ) * ab
         self._elem_per_token = per_token / el_bw
         self._elem_fixed = pr.elementwise_kernels_per_layer * L * self._t_kernel
@@ -118,10 +119,7 @@ class RooflineCostModel:
         link = hw.link_bytes_per_s * pr.comm_bw_eff
         alpha = pr.comm_latency_s
         h_bytes = lay.hidden_bytes
-        n_allreduce = 0
-        if tp > 1:
-            moe_layers = lay.moe.count if lay.expert_parallel else 0
-            n_allreduce = 2 * lay.num_layers - moe_layers
+        n_allreduce = lay.num_allreduces
         ring = 2.0 * (tp - 1) / tp if tp > 1 else 0.0
         self._comm_fixed = n_allreduce * alpha
         self._comm_per_token = n_allreduce * ring * h_bytes / link
@@ -380,10 +378,15 @@ class RooflineCostModel:
         if self._decode_mode == "batch_kv":
             self._batch_attention(shape, acc)
             return
+        window = self.model.sliding_window
         for c, p in shape.prefill_chunks:
             if c <= 0:
                 continue
-            pairs = c * p + c * (c + 1) / 2
+            if window and p + c > window:
+                pairs = window_pairs(p, c, window)
+                p = min(p, window - 1)  # keys read: the window before the chunk's first query
+            else:
+                pairs = c * p + c * (c + 1) / 2
             # Work blocks scale with query rows x heads: short chunks on few heads leave cores idle.
             rows = c * self._attn_heads
             eff = (pr.attn_prefix_eff if p else pr.attn_prefill_eff) * rows / (rows + self._attn_pad)

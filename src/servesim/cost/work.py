@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servesim.cost.base import StepShape
-from servesim.cost.layout import CONTEXT, LOGITS, Layout
+from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile
 
 _CACHE_LIMIT = 1 << 16
@@ -43,6 +43,7 @@ class WorkModel:
         per_token = (
             profile.elementwise_hidden_passes * layout.model.hidden_size * L
             + profile.elementwise_mlp_passes * layout.mlp_width_sum()
+            + layout.model_hidden_passes * layout.model.hidden_size
         ) * ab
         self._elem_bytes_per_token = per_token
         self._route_bytes = profile.moe_route_passes * layout.model.hidden_size * ab
@@ -110,10 +111,10 @@ class WorkModel:
         touched = moe.local_experts * (1.0 - (1.0 - moe.top_k / moe.num_experts) ** tokens)
         rows = tokens * moe.top_k / moe.ep
         ab = self.layout.act_bytes
-        flops = moe.count * 2.0 * 3 * moe.hidden * moe.width * rows
+        flops = moe.count * 2.0 * moe.matrices * moe.hidden * moe.width * rows
         hbm = moe.count * (
             touched * moe.weight_bytes_per_expert
-            + rows * (3 * moe.hidden + 3 * moe.width) * ab
+            + rows * (3 * moe.hidden + moe.matrices * moe.width) * ab
             + rows * self._route_bytes
         )
         return flops, hbm
@@ -121,9 +122,14 @@ class WorkModel:
     def _attention(self, shape: StepShape) -> tuple[float, float]:
         a, L = self.layout.attention, self.layout.num_layers
         flops = hbm = 0.0
+        window = self.model.sliding_window
         for c, p in shape.prefill_chunks:
             if c > 0:
-                flops += L * (c * p + c * (c + 1) / 2) * a.prefill_flops_per_pair
+                if window and p + c > window:  # as the roofline: the window caps pairs and keys
+                    pairs, p = window_pairs(p, c, window), min(p, window - 1)
+                else:
+                    pairs = c * p + c * (c + 1) / 2
+                flops += L * pairs * a.prefill_flops_per_pair
                 hbm += L * ((p + c) * a.prefill_bytes_per_ctx_token + c * a.prefill_bytes_per_query)
         if shape.num_decodes:
             flops += L * shape.decode_ctx_sum * a.decode_flops_per_ctx_token
@@ -136,8 +142,7 @@ class WorkModel:
         h_bytes = lay.hidden_bytes
         per_token = per_logit = 0.0
         if tp > 1:
-            moe_layers = lay.moe.count if lay.expert_parallel else 0
-            per_token += (2 * lay.num_layers - moe_layers) * 2.0 * (tp - 1) / tp * h_bytes
+            per_token += lay.num_allreduces * 2.0 * (tp - 1) / tp * h_bytes
             per_logit += (tp - 1) / tp * lay.model.vocab_size * lay.act_bytes
         if pp > 1:
             per_token += (pp - 1) * h_bytes  # one send per stage boundary

@@ -77,6 +77,7 @@ def run_cluster(
     after_step: Callable[[Instance], None] | None = None,
     disaggregation: DisaggregationParts | None = None,
     power_budget=None,
+    token_gaps=None,
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
     wall0 = time.perf_counter()
@@ -93,6 +94,7 @@ def run_cluster(
     ]
     for instance in instances:
         instance.after_step = after_step
+        instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps (metrics/gaps.py)
     decode = [i for i in instances if i.role == "decode"]
     if decode:
         if disaggregation is None:

@@ -71,6 +71,9 @@ class Instance:
         self._prefill_rate: float | None = None
         self.after_step = None
         """Optional callback(instance) after every applied step: invariant checks in tests."""
+        self.gaps = None
+        """Optional `metrics.gaps.TokenGaps` for tokens computed outside the cohort (the cohort
+        records its own steps)."""
         self._idle: simpy.Event | None = None
         self._interruptible = False
         self.process = env.process(self.run_process())
@@ -160,7 +163,10 @@ class Instance:
         for request, n in plan.tokens.items():
             if math.isnan(request.first_scheduled_time):  # its first step
                 request.first_scheduled_time = start
+            last = request.last_token_time
             done = request.advance(n, end)
+            if self.gaps is not None and last == last and request.last_token_time == end:
+                self.gaps.add(end - last, request.class_name)  # a token after an earlier one
             if self._caching:
                 self.kv.cache_computed(request)
             if done:
@@ -185,8 +191,10 @@ class Instance:
         n = cohort.size
         start = env.now
         steps = np.arange(k, dtype=np.float64)
-        ctx = cohort.context_sum(0) + n * steps
+        ctx = cohort.attended_context_sums(k)
         longest = cohort.max_context(0) + steps
+        if cohort.window:  # attention reads at most the window
+            longest = np.minimum(longest, cohort.window)
         seconds = self.cost_model.decode_step_times(n, ctx, longest)
         ends = start + np.cumsum(seconds)
         if plan.replan_time < ends[-1]:
@@ -219,19 +227,24 @@ class Instance:
 
     def _shape(self, plan: StepPlan) -> StepShape:
         chunks, num_decodes, ctx_sum, logits, longest = [], 0, 0, 0, 0
+        window = self.cohort.window  # decodes read at most the attention window
         for request, n in plan.tokens.items():
             computed = request.num_computed_tokens
             if n == 1 and request.num_pending_tokens == 1 and request.num_generated_tokens:
                 num_decodes += 1
-                ctx_sum += computed
-                longest = max(longest, computed)
+                attended = min(computed, window) if window else computed
+                ctx_sum += attended
+                longest = max(longest, attended)
             else:
                 chunks.append((n, computed))
                 logits += computed + n == request.num_known_tokens
         if plan.decode_cohort and self.cohort.size:
             num_decodes += self.cohort.size
-            ctx_sum += self.cohort.context_sum(0)
-            longest = max(longest, self.cohort.max_context(0))
+            cohort = self.cohort
+            ctx_sum += int(cohort.attended_context_sums(1)[0]) if window else cohort.context_sum(0)
+            longest = max(longest, cohort.max_context(0))
+            if window:
+                longest = min(longest, window)
         return StepShape(chunks, num_decodes, ctx_sum, logits + num_decodes, longest)
 
     def _finish(self, finished: list[Request], now: float) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from servesim.core.errors import InputFileError
 
-SECTIONS = ("requests", "latency", "throughput", "slo", "kv", "sim", "cluster", "energy", "cost", "power")
+SECTIONS = ("requests", "latency", "throughput", "slo", "kv", "sim", "cluster", "energy", "cost", "power",
+            "itl", "classes", "workload")
 """Top-level blocks of summary.json; a flattened metric starts with one of them."""
 
 REQUIRED_SECTIONS = ("requests", "latency", "throughput", "slo")
@@ -27,9 +28,9 @@ MACHINE_DEPENDENT = frozenset({"sim.wall_s"})
 """Entries that differ between machines for the same run: never compared by default."""
 
 HIGHER_IS_BETTER = ("slo.attainment", "slo.goodput_rps", "throughput.", "requests.completed",
-                    "kv.prefix_hit_rate")
+                    "kv.prefix_hit_rate", "slo.objectives.")
 LOWER_IS_BETTER = ("latency.", "requests.rejected", "requests.unfinished", "kv.preemptions", "energy.",
-                   "cost.")
+                   "cost.", "itl.worst10_mean", "itl.max", "workload.dropped", "workload.clipped")
 
 
 def flatten(summary: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -51,7 +52,10 @@ def flatten(summary: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def direction(metric: str) -> int:
-    """+1 when a higher value is better, -1 when lower is better, 0 when neither (e.g. KV usage)."""
+    """+1 when a higher value is better, -1 when lower is better, 0 when neither (e.g. KV usage).
+    A class's metric (`classes.chat.latency.ttft.p99`) goes the way of the same metric overall."""
+    if metric.startswith("classes.") and metric.count(".") >= 3:
+        return direction(metric.split(".", 2)[2])
     if any(metric == p or (p.endswith(".") and metric.startswith(p)) for p in HIGHER_IS_BETTER):
         return 1
     if any(metric == p or (p.endswith(".") and metric.startswith(p)) for p in LOWER_IS_BETTER):
