@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from servesim.cli import main
-from tests.conftest import small_config
+from tests.factories import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"

@@ -14,7 +14,7 @@ from servesim.cli import main
 from servesim.config import load_config
 from servesim.core.rng import stream
 from servesim.workload import build_requests, read_trace
-from tests.conftest import small_config
+from tests.factories import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "traces"

@@ -8,12 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import servesim.engine.instance as instance_module
 from servesim.cost.base import StepShape
 from servesim.engine.transfer import KVLink
 from servesim.simulation import simulate
-from tests.cluster_helpers import check_kv_blocks, run_table, session_table, table_from_rows
-from tests.conftest import small_config
+from tests.factories import check_kv, run_table, session_table, small_config, table_from_rows
 
 
 def disagg(prefill=1, decode=1, bandwidth=50.0, latency=2e-5, channels=1, **changes):
@@ -119,7 +117,7 @@ def test_conservation_across_pools(c):
     if limit != float("inf"):
         cfg["max_sim_time_s"] = limit
     table = session_table(60, seed=c["seed"], rate=c["workload.arrival.rate"])
-    result, built = run_table(cfg, table, after_step=check_kv_blocks)
+    result, built = run_table(cfg, table, after_step=check_kv)
     req = result.summary["requests"]
     assert req["arrived"] == req["completed"] + req["rejected"] + req["unfinished"]
     f = result.requests
@@ -133,13 +131,14 @@ def test_conservation_across_pools(c):
             assert part.kv.num_free_blocks == part.kv.num_blocks and part.kv.num_detached_blocks == 0
 
 
-def test_multi_step_runs_equal_single_steps_disaggregated_with_caching(monkeypatch):
-    cfg = disagg(prefill=2, decode=2, bandwidth=5.0, **{
+def test_multi_step_runs_equal_single_steps_disaggregated_with_caching():
+    changes = {
         "engine.prefix_caching": True, "engine.kv_capacity_tokens": 16_000,
         "cluster.router": "prefix_affinity",
-    })
+    }
+    cfg = disagg(prefill=2, decode=2, bandwidth=5.0, **changes)
     multi, _ = run_table(cfg, session_table(120, seed=11, rate=40))
-    monkeypatch.setattr(instance_module, "MAX_RUN_STEPS", 1)
+    cfg = disagg(prefill=2, decode=2, bandwidth=5.0, **changes, **{"engine.max_run_steps": 1})
     single, _ = run_table(cfg, session_table(120, seed=11, rate=40))
     pd.testing.assert_frame_equal(multi.requests, single.requests)
     assert multi.summary["kv"]["prefix_hit_rate"] > 0
@@ -155,35 +154,17 @@ def test_decode_router_counts_kv_still_in_flight():
     assert sorted(result.requests["instance"]) == [1, 2, 3]
 
 
-def test_fcfs_batches_arriving_kv_with_the_running_decodes():
-    from servesim.schedulers.fcfs import FCFSScheduler
-    from tests.helpers import apply_plan, make_parts, make_request
-
-    kv, cohort, limits = make_parts()
-    sched = FCFSScheduler(kv, cohort, limits)
-    local = make_request(0, 40, 10)
-    sched.add_request(local, 0.0)
-    apply_plan(sched.schedule(0.0), cohort, 1.0)  # prefilled here: now a cohort member
-    imported = make_request(1, 64, 10)
-    imported.advance(64, 1.5)  # prompt computed elsewhere; first token emitted
-    imported.deliver_first_token(2.0)
-    sched.add_request(imported, 2.0)
-    plan = sched.schedule(2.0)
-    assert plan.tokens == {imported: 1} and plan.decode_cohort and not plan.repeatable
-    assert imported.num_blocks == kv.blocks_for(65)  # its KV is now held here
-
-
-@pytest.mark.parametrize("scheduler", ["chunked_prefill", "srtf"])
-def test_other_policies_on_both_pools(scheduler, monkeypatch):
+@pytest.mark.parametrize("scheduler", ["chunked_prefill", "srtf", "edf", "priority"])
+def test_other_policies_on_both_pools(scheduler):
     cfg = disagg(prefill=2, decode=2, bandwidth=5.0, **{
         "engine.scheduler": scheduler, "engine.prefix_caching": True, "engine.chunk_size": 256,
         "engine.kv_capacity_tokens": 16_000, "cluster.router": "prefix_affinity",
     })
-    multi, built = run_table(cfg, session_table(100, seed=4, rate=40), after_step=check_kv_blocks)
+    multi, built = run_table(cfg, session_table(100, seed=4, rate=40), after_step=check_kv)
     req = multi.summary["requests"]
     assert req["arrived"] == req["completed"] + req["rejected"] == 100
     for part in built.parts:
         assert part.kv.num_free_blocks == part.kv.num_blocks and part.kv.num_detached_blocks == 0
-    monkeypatch.setattr(instance_module, "MAX_RUN_STEPS", 1)
-    single, _ = run_table(cfg, session_table(100, seed=4, rate=40))
+    single, _ = run_table({**cfg, "engine": {**cfg["engine"], "max_run_steps": 1}},
+                          session_table(100, seed=4, rate=40))
     pd.testing.assert_frame_equal(multi.requests, single.requests)

@@ -13,9 +13,10 @@ import yaml
 from servesim.build import build
 from servesim.cli import main
 from servesim.config import load_config
-from servesim.metrics import instance_timeseries, plot_timeseries
+from servesim.metrics import instance_timeseries
 from servesim.simulation import simulate
-from tests.conftest import small_config
+from servesim.studies.plots import instance_timeline
+from tests.factories import small_config
 
 
 def test_heterogeneous_pools_get_their_own_hardware_tp_and_capacity():
@@ -134,5 +135,5 @@ def test_run_writes_timeseries_per_instance_and_plots(tmp_path):
     decode = ts[ts["pool"] == "decode"]
     assert decode["num_running"].max() > 0 and ts["kv_usage"].between(0, 1).all()
     assert ts[ts["pool"] == "prefill"]["busy_frac"].max() > 0
-    png = plot_timeseries(result, tmp_path / "ts.png")
-    assert png.stat().st_size > 10_000
+    instance_timeline(result).savefig(tmp_path / "ts.png")
+    assert (tmp_path / "ts.png").stat().st_size > 10_000

@@ -11,7 +11,7 @@ from servesim.core.cohort import DecodeCohort
 from servesim.core.errors import ConfigError
 from servesim.cost import RooflineCostModel, StepShape
 from servesim.cost.layout import Layout, window_pairs
-from tests.helpers import make_request
+from tests.factories import make_request
 
 H100 = get_hardware("h100-sxm")
 

@@ -143,14 +143,6 @@ def test_host_overhead_floors_steps():
     assert cm.breakdown(StepShape([(16, 0)])).by_op["host_wait"] > 0
 
 
-def test_kv_transfer_time():
-    cm = model("llama3-70b", tp=4)
-    per_token = get_model("llama3-70b").kv_bytes_per_token(1)
-    t = cm.kv_transfer_time(1000, 50e9, 2e-5)
-    assert t == pytest.approx(2e-5 + 1000 * per_token / 50e9)
-    assert cm.kv_transfer_time(0, 50e9, 1.0) == 0.0
-
-
 def test_empty_step_costs_the_overhead_only():
     cm = model()
     assert cm.step_time(StepShape()) == cm.profile.step_overhead_s

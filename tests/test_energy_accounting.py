@@ -16,7 +16,7 @@ from servesim.build import build
 from servesim.config import load_config
 from servesim.core.errors import ConfigError
 from servesim.simulation import run
-from tests.conftest import small_config
+from tests.factories import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

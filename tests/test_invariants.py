@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import servesim
-import servesim.engine.instance as instance_module
 from servesim.build import build
 from servesim.config import load_config
 from servesim.simulation import run
-from tests.conftest import small_config
+from servesim.testing import checked_run
+from tests.factories import small_config
 
 configs = st.fixed_dictionaries(
     {
@@ -45,22 +45,7 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 def simulate_checked(changes: dict):
     """Run a config, checking KV block conservation after every step of every instance."""
-    built = build(load_config(small_config(**changes)))
-
-    def check_blocks(instance):
-        kv, bs = instance.kv, instance.kv.block_size
-        held = sum(
-            -(-r.num_computed_tokens // bs) if r.in_cohort else r.num_blocks
-            for r in instance.scheduler.running
-        )
-        held += instance.cohort.blocks_needed(0, instance.cohort.reserved_steps)
-        assert kv.num_free_blocks + held == kv.num_blocks
-        assert 0 <= kv.num_free_blocks <= kv.num_blocks
-
-    result = run(built, after_step=check_blocks)
-    for part in built.parts:
-        assert part.kv.num_free_blocks == part.kv.num_blocks, "blocks leaked at the end"
-    return result
+    return checked_run(small_config(**changes))
 
 
 @SETTINGS
@@ -108,12 +93,7 @@ def test_determinism(changes):
 @given(configs)
 def test_multi_step_runs_equal_step_by_step(changes):
     fast = servesim.simulate(small_config(**changes)).requests
-    saved = instance_module.MAX_RUN_STEPS
-    instance_module.MAX_RUN_STEPS = 1
-    try:
-        slow = servesim.simulate(small_config(**changes)).requests
-    finally:
-        instance_module.MAX_RUN_STEPS = saved
+    slow = servesim.simulate(small_config(**changes, **{"engine.max_run_steps": 1})).requests
     for col in ("first_token_s", "finish_s", "tbt_max_s"):
         np.testing.assert_allclose(fast[col], slow[col], rtol=0, atol=1e-9)
     assert (fast.preemptions == slow.preemptions).all()
@@ -126,12 +106,7 @@ def test_multi_step_runs_equal_step_by_step(changes):
 def test_multi_step_runs_equal_step_by_step_under_a_power_cap(changes, cap):
     capped = {**changes, "power.cap_w": cap}
     fast = servesim.simulate(small_config(**capped))
-    saved = instance_module.MAX_RUN_STEPS
-    instance_module.MAX_RUN_STEPS = 1
-    try:
-        slow = servesim.simulate(small_config(**capped))
-    finally:
-        instance_module.MAX_RUN_STEPS = saved
+    slow = servesim.simulate(small_config(**capped, **{"engine.max_run_steps": 1}))
     np.testing.assert_allclose(fast.requests.finish_s, slow.requests.finish_s, rtol=0, atol=1e-9)
     assert fast.summary["energy"]["total_j"] == pytest.approx(slow.summary["energy"]["total_j"], rel=1e-9)
 

@@ -1,5 +1,5 @@
 """The contract's example configs for the KV and agentic studies load, and run end to end (on a
-short window here; the full runs are benchmarks/kv_studies.py)."""
+short window here; the full runs are examples/studies/kv_studies.py)."""
 
 from __future__ import annotations
 

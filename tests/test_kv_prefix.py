@@ -6,13 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-import servesim.engine.instance as instance_module
 from servesim.cost.base import StepShape
 from servesim.kv.block_pool import PrefixBlockPool, PromptSegments, chain_hashes
 from servesim.kv.manager import KVCacheManager
-from tests.cluster_helpers import check_kv_blocks, run_table, session_table, table_from_rows
-from tests.conftest import small_config
-from tests.helpers import make_request
+from tests.factories import check_kv, make_request, run_table, session_table, small_config, table_from_rows
 
 
 def test_chain_keys_depend_on_every_earlier_block():
@@ -124,9 +121,9 @@ def test_refused_allocation_changes_nothing():
     b = make_request(1, 3000, 5, prefix_hashes=(1, 2, 3, 4, 5, 6))
     cached = kv.match_prefix(b)
     assert cached == 1024
-    before = (kv.num_free_blocks, dict(kv.prefix.ref_counts), b.num_blocks)
+    before = (kv.num_free_blocks, dict(kv.prefix.ref_counts), kv.blocks_of(b))
     assert not kv.allocate(b, b.num_pending_tokens - cached, num_cached_tokens=cached)
-    assert (kv.num_free_blocks, dict(kv.prefix.ref_counts), b.num_blocks) == before
+    assert (kv.num_free_blocks, dict(kv.prefix.ref_counts), kv.blocks_of(b)) == before
     assert b not in kv.held
 
 
@@ -141,7 +138,7 @@ def test_concurrent_computation_of_one_prefix_is_deduplicated():
         r.advance(r.num_pending_tokens, 1.0)
         kv.cache_computed(r)
     assert kv.num_cached_blocks == 64 and kv.num_free_blocks == 200 - 64  # b uses a's copy
-    assert kv.num_shared_blocks(b) == 64 and b.num_blocks == 64
+    assert kv.num_shared_blocks(b) == 64 and kv.blocks_of(b) == 64
     kv.free(a)
     kv.free(b)
     assert kv.num_free_blocks == 200 and kv.prefix.num_evictable_blocks == 64
@@ -189,7 +186,7 @@ def test_block_conservation_and_request_conservation_with_caching(seed):
     # A tight KV cache forces evictions and preemptions.
     cfg = caching_config(**{"engine.kv_capacity_tokens": 8_000, "cluster.instances": 2, "seed": seed})
     table = session_table(120, seed=seed, rate=40, output_mean=150)
-    result, built = run_table(cfg, table, after_step=check_kv_blocks)
+    result, built = run_table(cfg, table, after_step=check_kv)
     req = result.summary["requests"]
     assert req["arrived"] == req["completed"] + req["rejected"] + req["unfinished"] == 120
     assert result.summary["kv"]["prefix_hit_rate"] > 0.2
@@ -201,14 +198,29 @@ def test_block_conservation_and_request_conservation_with_caching(seed):
         assert part.kv.prefix.num_evictable_blocks == part.kv.num_cached_blocks
 
 
-def test_multi_step_runs_equal_single_steps_with_caching(monkeypatch):
+def test_multi_step_runs_equal_single_steps_with_caching():
     cfg = caching_config(**{"engine.kv_capacity_tokens": 20_000, "cluster.instances": 2})
     table = session_table(100, seed=5, rate=30)
     multi, _ = run_table(cfg, table)
-    monkeypatch.setattr(instance_module, "MAX_RUN_STEPS", 1)
-    single, _ = run_table(cfg, session_table(100, seed=5, rate=30))
+    single, _ = run_table({**cfg, "engine": {**cfg["engine"], "max_run_steps": 1}},
+                          session_table(100, seed=5, rate=30))
     pd.testing.assert_frame_equal(multi.requests, single.requests)
     assert multi.summary["kv"]["prefix_hit_rate"] > 0
+
+
+@pytest.mark.parametrize("policy", ["fcfs", "srtf", "edf", "priority"])
+def test_every_policy_and_batching_reuses_the_cache(policy):
+    """Issue 12: caching lives in the one admission path, so no policy can forget it (srtf, edf
+    and priority used to get no hits at all)."""
+    rows = [
+        (0.0, 2048, 4, [10, 11, 12, 13]),
+        (10.0, 2048, 4, [10, 11, 20, 21]),
+        (20.0, 2048, 4, [10, 11, 12, 13]),
+    ]
+    for batching in ("whole", "chunked"):
+        cfg = caching_config(**{"engine.scheduler": policy, "engine.batching": batching})
+        result, _ = run_table(cfg, table_from_rows(rows))
+        assert result.requests["cached_tokens"].tolist() == [0, 1024, 1536], batching
 
 
 def test_chunked_prefill_reuses_the_cache_too():
@@ -237,3 +249,21 @@ def test_generated_sessions_hit_their_shared_prefixes():
     cached = simulate(cfg)
     assert cached.summary["kv"]["prefix_hit_rate"] > 0.3
     assert simulate(cfg, **{"engine.prefix_caching": False}).summary["kv"]["prefix_hit_rate"] == 0
+
+
+def test_every_policy_gets_the_same_hits_on_the_mooncake_trace(monkeypatch):
+    """Issue 12's check on a 400-request window of configs/cluster_mooncake_prefix.yaml (the full
+    run gives 0.1062 fcfs, 0.1060 srtf, 0.1062 edf, 0.1062 priority; srtf, edf and priority had 0)."""
+    from pathlib import Path
+
+    from servesim.simulation import simulate
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    rates = {
+        policy: simulate("configs/cluster_mooncake_prefix.yaml", **{
+            "engine.scheduler": policy, "workload.trace.max_requests": 400,
+        }).summary["kv"]["prefix_hit_rate"]
+        for policy in ("fcfs", "srtf", "edf", "priority")
+    }
+    assert rates["fcfs"] > 0.05
+    assert max(rates.values()) - min(rates.values()) < 0.01 * rates["fcfs"] + 1e-9, rates

@@ -21,7 +21,7 @@ from servesim.kv.eviction import (
 )
 from servesim.kv.manager import KVCacheManager
 from servesim.kv.tiers import BlockStore, KVPool, Link, TierChain
-from tests.cluster_helpers import check_kv_blocks, run_table, session_table, table_from_rows
+from tests.factories import check_kv, run_table, session_table, table_from_rows
 
 K = [(i, 4) for i in range(10)]  # segment keys of 4 blocks each
 
@@ -48,7 +48,7 @@ def test_lfu_evicts_least_used_then_oldest():
 
 def test_ttl_expires_unused_segments():
     now = [0.0]
-    p = TTLPolicy(5.0, clock=lambda: now[0])
+    p = TTLPolicy(TTLPolicy.Params(ttl_s=5.0), clock=lambda: now[0])
     p.add(K[0])
     now[0] = 3.0
     p.add(K[1])
@@ -72,7 +72,7 @@ def test_program_aware_keeps_the_program_due_soonest():
 
 def test_make_policy_names():
     assert isinstance(make_policy("lfu"), LFUPolicy)
-    assert isinstance(make_policy("ttl", 3.0), TTLPolicy)
+    assert isinstance(make_policy({"name": "ttl", "ttl_s": 3.0}), TTLPolicy)
     assert isinstance(make_policy("program"), ProgramAwarePolicy)
     assert isinstance(make_policy("lru"), LRUPolicy)
 
@@ -169,7 +169,7 @@ def test_swap_needs_room_in_the_host_tier():
 
 def test_tiers_need_prefix_caching():
     from servesim.simulation import simulate
-    from tests.conftest import small_config
+    from tests.factories import small_config
 
     with pytest.raises(ConfigError, match="kv.dram"):
         simulate(small_config(**{"kv": {"dram": {"capacity_gb": 1}}}))
@@ -181,9 +181,9 @@ def tiered_config(capacity, dram_gb, ssd_gb, pool_gb, transfers, preemption, rou
     if dram_gb:
         kv["dram"] = {"capacity_gb": dram_gb}
     if ssd_gb:
-        kv["ssd"] = {"capacity_gb": ssd_gb, "eviction": {"policy": "lfu"}}
+        kv["ssd"] = {"capacity_gb": ssd_gb, "eviction": "lfu"}
     if pool_gb:
-        kv["pool"] = {"capacity_gb": pool_gb, "eviction": {"policy": "ttl", "ttl_s": 2.0}}
+        kv["pool"] = {"capacity_gb": pool_gb, "eviction": {"name": "ttl", "ttl_s": 2.0}}
     return {
         "model": "llama3-8b", "hardware": "h100-sxm",
         "cluster": {"instances": 2, "router": router},
@@ -212,8 +212,7 @@ def test_tier_capacity_and_traffic_conservation(
     cfg = tiered_config(capacity, dram_gb, ssd_gb, pool_gb, transfers, preemption, router)
 
     def check(instance):
-        check_kv_blocks(instance)
-        instance.kv.check_conservation()
+        check_kv(instance)  # one check: GPU blocks, tiers, swap space, pins
 
     table = session_table(60, seed=seed, rate=30, max_blocks=6)
     result, built = run_table(cfg, table, after_step=check)
@@ -263,7 +262,7 @@ def test_dualmap_leaves_affinity_when_the_slo_is_at_risk():
             self.index, self.queued, self.hit = index, queued, hit
 
         def load(self):
-            from servesim.schedulers.base import SchedulerLoad
+            from servesim.schedulers.core import SchedulerLoad
 
             return SchedulerLoad(0, 0, self.queued)
 
@@ -313,12 +312,15 @@ class MRUPolicy(LRUPolicy):
 
 def test_eviction_policy_plugins_and_unknown_names():
     cfg = tiered_config(6000, 4.0, 0, 0, "overlap", "recompute", "round_robin")
-    cfg["kv"]["dram"]["eviction"] = {"policy": "tests.test_kv_tiers:MRUPolicy"}
-    cfg["kv"]["gpu_eviction"] = {"policy": "lfu"}
+    cfg["kv"]["dram"]["eviction"] = "tests.test_kv_tiers:MRUPolicy"
+    cfg["kv"]["gpu_eviction"] = "lfu"
     check = lambda instance: instance.kv.check_conservation()  # noqa: E731
     result, built = run_table(cfg, session_table(60, seed=2, rate=30, max_blocks=6), after_step=check)
     assert isinstance(built.parts[0].kv.tiers.tiers[0].policy, MRUPolicy)
     assert isinstance(built.parts[0].kv.prefix._evictable, LFUPolicy)
-    cfg["kv"]["dram"]["eviction"] = {"policy": "fifo"}
-    with pytest.raises(ConfigError, match=r"kv.dram.eviction.policy: unknown eviction policy 'fifo'"):
+    cfg["kv"]["dram"]["eviction"] = {"name": "fifo"}
+    with pytest.raises(ConfigError, match=r"kv.dram.eviction: unknown eviction policy 'fifo'"):
+        run_table(cfg, session_table(5))
+    cfg["kv"]["dram"]["eviction"] = {"name": "ttl", "ttl_s": -1}
+    with pytest.raises(ConfigError, match=r"kv.dram.eviction.ttl_s: Input should be greater than 0"):
         run_table(cfg, session_table(5))

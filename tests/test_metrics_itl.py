@@ -13,7 +13,6 @@ import pytest
 
 from servesim.build import build
 from servesim.config import load_config
-from servesim.engine import instance as instance_module
 from servesim.metrics.gaps import TokenGaps
 from servesim.simulation import run
 
@@ -43,10 +42,9 @@ CASES = {
 }
 
 
-def brute_force(overrides, monkeypatch):
+def brute_force(overrides, monkeypatch=None):
     """Run one step per iteration, recording every token's gap per class as it is emitted."""
-    monkeypatch.setattr(instance_module, "MAX_RUN_STEPS", 1)
-    built = build(load_config(BASE, overrides))
+    built = build(load_config(BASE, {**overrides, "engine.max_run_steps": 1}))
     seen = {r.request_id: (0, math.nan) for r in built.requests}
     gaps: dict[str, list[float]] = {}
 
@@ -96,7 +94,6 @@ def test_pooled_gaps_match_every_token(case, monkeypatch):
 
 def test_multi_step_runs_record_the_same_gaps(monkeypatch):
     single, _ = brute_force({}, monkeypatch)
-    monkeypatch.setattr(instance_module, "MAX_RUN_STEPS", 4096)
     multi = run(build(load_config(BASE)))
     assert multi.summary["sim"]["iterations"] == single.summary["sim"]["iterations"]
     for k, v in single.summary["latency"]["itl"].items():
@@ -147,7 +144,7 @@ def test_histogram_percentiles_and_tail_on_known_data():
 
 
 def test_a_cohort_step_weights_its_gap_by_the_settled_members():
-    from tests.helpers import make_request
+    from tests.factories import make_request
 
     gaps = TokenGaps()
     joiner = make_request(1, 10, 5)

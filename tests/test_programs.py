@@ -14,7 +14,7 @@ from servesim.config.workload import ProgramsConfig
 from servesim.core.errors import InputFileError
 from servesim.simulation import run, simulate
 from servesim.workload.programs import generate_programs, programs_table, read_programs
-from tests.cluster_helpers import check_kv_blocks
+from tests.factories import check_kv
 
 
 def agentic(**programs):
@@ -109,8 +109,7 @@ def test_retention_conserves_blocks_and_pins(mode):
     cfg["kv"] = {"retention": {"mode": mode, "ttl_s": 5.0}}
 
     def check(instance):
-        check_kv_blocks(instance)
-        instance.kv.check_conservation()
+        check_kv(instance)  # one check: GPU blocks, tiers, swap space, pins
 
     built = build(load_config(cfg))
     result = run(built, after_step=check)

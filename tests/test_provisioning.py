@@ -18,7 +18,7 @@ from servesim.studies.provisioning import (
     pareto_front,
     plot_pareto,
 )
-from tests.conftest import small_config
+from tests.factories import small_config
 
 
 def test_fleet_price_sums_every_gpu_of_every_pool():

@@ -12,10 +12,9 @@ from servesim.config import load_config
 from servesim.core.errors import ConfigError
 from servesim.core.rng import stream
 from servesim.routers import ROUTERS
-from servesim.schedulers.base import SchedulerLoad
+from servesim.schedulers import SchedulerLoad
 from servesim.simulation import simulate
-from tests.conftest import small_config
-from tests.helpers import make_request
+from tests.factories import make_request, small_config
 
 
 @dataclass

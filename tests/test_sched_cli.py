@@ -28,7 +28,10 @@ def run(tmp_path, *sets):
         ["engine.scheduler=srtf", "engine.predictor={name: bucket, accuracy: 0.6}"],
         ["engine.scheduler=srtf", "engine.predictor=mean"],
         ["engine.scheduler=edf", "engine.edf={admission_control: true, headroom: 0.5}"],
-        ["engine.scheduler=priority", "engine.priority={classes: {default: 1}}"],
+        ["engine.scheduler=priority", "engine.priority={class_priority: {default: 1}}"],
+        ["engine.scheduler=srtf", "engine.batching=chunked", "engine.kv_allocation=chunk"],
+        ["engine.scheduler=edf", "engine.batching={name: chunked, max_prefills: 1}"],
+        ["engine.predictor=noisy_oracle", "engine.predictor.sigma=1.5"],
         ["engine.scheduler=fcfs", "engine.preemption=swap", "engine.kv_capacity_tokens=20000"],
     ],
     ids=lambda s: s[0].split("=")[1] + ("+" + s[1].split("=")[0] if len(s) > 1 else ""),
@@ -46,7 +49,7 @@ def test_every_policy_runs(tmp_path, sets):
 def test_example_plugin_runs_from_the_repository_root(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     plugin = "engine.scheduler=examples.custom_scheduler:ShortestPromptFirst"
-    assert run(tmp_path, plugin, "engine.scheduler_params={max_prompts_per_step: 2}") == 0
+    assert run(tmp_path, plugin, "engine.scheduler.bucket_tokens=64", "engine.batching=chunked") == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["requests"]["completed"] == 40
 
@@ -62,27 +65,45 @@ def test_example_plugin_runs_from_the_repository_root(tmp_path, monkeypatch):
             ["engine.predictor=psychic"],
             "engine.predictor: unknown predictor 'psychic'; valid: bucket, mean, noisy_oracle, oracle",
         ),
-        (["engine.predictor={sigma: 1}"], "engine.predictor.name: expected the predictor's name"),
+        (["engine.predictor={sigma: 1}"], "engine.predictor.sigma: unknown key"),  # oracle's
         (["engine.predictor={name: noisy_oracle, sigma: -1}"], "engine.predictor.sigma: "),
         (["engine.predictor={name: bucket, boundaries: [5, 3]}"], "engine.predictor.boundaries: "),
         (["engine.scheduler=srtf", "engine.srtf.aging_s=-1"], "engine.srtf.aging_s: "),
+        (["engine.scheduler={name: srtf, aging_s: -1}"], "engine.scheduler.aging_s: "),
+        (["engine.scheduler=srtf", "engine.scheduler.agin_s=1"], "engine.scheduler.agin_s: unknown key"),
+        (["engine.scheduler={name: ''}"], "engine.scheduler: a component block needs `name:`"),
+        (
+            ["engine.batching=nope"],
+            "engine.batching: unknown batching 'nope'; valid: chunked, whole",
+        ),
+        (["engine.batching={name: chunked, max_prefills: 0}"], "engine.batching.max_prefills: "),
+        (
+            ["engine.scheduler=chunked_prefill", "engine.batching=mylab:Batching"],
+            "engine.batching: scheduler chunked_prefill means fcfs with chunked batching",
+        ),
+        (["engine.kv_allocation=block"], "engine.kv_allocation: "),
+        (["engine.kv_watermark=1"], "engine.kv_watermark: "),
+        (["engine.predictor.sigma=1"], "engine.predictor.sigma: unknown key"),  # oracle has none
+        (["cluster.router={name: power_of_two, load: work}"], "cluster.router.load: "),
         (["engine.srtf.aging_s=0"], "engine.srtf.aging_s: "),  # checked even when not selected
         (
             ["engine.scheduler=edf", "engine.edf={admision_control: true}"],
             "engine.edf.admision_control: unknown key",
         ),
         (["engine.chunked_prefill.max_prefills=0"], "engine.chunked_prefill.max_prefills: "),
-        (["engine.priority={classes: {online: high}}"], "engine.priority.classes.online: "),
+        (["engine.priority={class_priority: {online: high}}"],
+         "engine.priority.class_priority.online: "),
+        (["engine.priority={classes: {online: 0}}"], "replaced by `class_priority`"),
         (
-            ["engine.scheduler=srtf", "engine.scheduler_params={aging_s: 1}"],
-            "engine.scheduler_params: srtf takes its parameters from engine.srtf",
+            ["engine.scheduler={name: srtf, aging_s: 1}", "engine.srtf.aging_s=2"],
+            "engine.srtf: parameters of srtf are also given in engine.scheduler",
         ),
         (["engine.scheduler_params={x: 1}"], "engine.scheduler_params.x: unknown key"),
         (["engine.preemption=drop"], "engine.preemption: "),
         (["engine.scheduler=no_such_module_xyz:Policy"], "cannot import 'no_such_module_xyz'"),
         (
             ["engine.scheduler=collections:OrderedDict"],
-            "collections:OrderedDict is not a scheduler: missing method(s) add_request, schedule",
+            "collections:OrderedDict is not a scheduler: missing method(s) rank_key",
         ),
         (["engine.scheduler=examples.custom_scheduler:Nope"], "has no attribute 'Nope'"),
     ],
@@ -98,9 +119,8 @@ def test_bad_policy_input_exits_2_with_the_key(tmp_path, capsys, monkeypatch, se
 def test_plugin_whose_constructor_breaks_the_protocol(tmp_path, capsys, monkeypatch):
     (tmp_path / "badplugin.py").write_text(
         "class Policy:\n"
-        "    def __init__(self):\n        pass\n"
-        "    def add_request(self, r, now): pass\n    def schedule(self, now): pass\n"
-        "    def finish(self, rs, now): pass\n    def load(self): pass\n"
+        "    def __init__(self, needs_this):\n        pass\n"
+        "    def rank_key(self, request, now): return (request.request_id,)\n"
     )
     monkeypatch.chdir(tmp_path)
     assert run(tmp_path, "engine.scheduler=badplugin:Policy") == 2

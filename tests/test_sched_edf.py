@@ -8,8 +8,8 @@ from servesim.catalog import get_hardware, get_model
 from servesim.core.request import RequestStatus
 from servesim.cost import RooflineCostModel
 from servesim.schedulers.edf import REJECT_REASON
-from servesim.schedulers.edf import EDFScheduler as EDF
-from tests.sched_helpers import make, req, step
+from servesim.schedulers.edf import EDFPolicy as EDF
+from tests.factories import make_scheduler, req, step
 
 
 def test_deadlines_come_from_the_slos():
@@ -21,7 +21,7 @@ def test_deadlines_come_from_the_slos():
 
 
 def test_earliest_ttft_deadline_starts_first():
-    s = make(EDF, budget=16)
+    s = make_scheduler("edf", budget=16)
     lax = req(0, 10, 3, arrival=0.0, ttft_slo=5.0)
     urgent = req(1, 10, 3, arrival=1.0, ttft_slo=1.0)
     s.add_request(lax, 1.0)
@@ -30,7 +30,7 @@ def test_earliest_ttft_deadline_starts_first():
 
 
 def test_repeat_bound_is_exactly_when_a_member_falls_behind():
-    s = make(EDF, seqs=1)
+    s = make_scheduler("edf", seqs=1)
     m = req(0, 8, 100, arrival=0.0, ttft_slo=1.0, tpot_slo=0.1)
     s.add_request(m, 0.0)
     step(s, 0.0)  # first token at 0.01; the deadline of token g + 1 is 0.01 + g * 0.1
@@ -64,10 +64,10 @@ def cost_model():
 
 
 def test_admission_control_rejects_requests_that_would_miss_ttft():
-    s = make(
-        EDF, blocks=10_000, params={"admission_control": True}, cost_model=cost_model(), budget=8192
+    s = make_scheduler(
+        "edf", blocks=10_000, params={"admission_control": True}, cost_model=cost_model(), budget=8192
     )
-    per_prompt = 8000 * s.prefill_s_per_token()
+    per_prompt = 8000 * s.policy.prefill_s_per_token(s)
     assert 0.15 < per_prompt < 0.3  # an 8k prompt on an H100: about 0.2 s
     reasons = [s.add_request(req(i, 8000, 10, arrival=0.0, ttft_slo=0.5), 0.0) for i in range(4)]
     assert reasons == [None, None, REJECT_REASON, REJECT_REASON]
@@ -75,23 +75,23 @@ def test_admission_control_rejects_requests_that_would_miss_ttft():
 
 
 def test_admission_control_uses_the_measured_admission_rate():
-    s = make(EDF, params={"admission_control": True}, cost_model=cost_model())
-    s._admissions.extend([0.0, 1.0, 2.0, 3.0])  # four admissions in 3 s
-    assert s.admission_rate(3.0) == pytest.approx(4 / 3)
+    s = make_scheduler("edf", params={"admission_control": True}, cost_model=cost_model())
+    s.policy._samples.append((0.0, 0))  # an arrival saw no admission yet ...
+    s.num_admitted = 4  # ... and four admissions followed in the next 3 s
     for i in range(2):
-        s.enqueue(req(10 + i, 10, 5, arrival=0.0, ttft_slo=1.0))
+        s._enqueue(req(10 + i, 10, 5, arrival=0.0, ttft_slo=1.0))
     # two requests ahead at 4/3 per second: 1.5 s > the 1 s SLO
     assert s.add_request(req(20, 10, 5, arrival=3.0, ttft_slo=1.0), 3.0) == REJECT_REASON
 
 
 def test_without_admission_control_nothing_is_rejected():
-    s = make(EDF, blocks=10_000, budget=8192, cost_model=cost_model())
+    s = make_scheduler("edf", blocks=10_000, budget=8192, cost_model=cost_model())
     reasons = [s.add_request(req(i, 8000, 10, arrival=0.0, ttft_slo=0.5), 0.0) for i in range(4)]
     assert reasons == [None] * 4
 
 
 def test_member_ahead_of_schedule_lends_its_slot_and_keeps_its_kv():
-    s = make(EDF, seqs=1)
+    s = make_scheduler("edf", seqs=1)
     m = req(0, 8, 50, arrival=0.0, ttft_slo=1.0, tpot_slo=1.0)  # lots of slack per token
     s.add_request(m, 0.0)
     step(s, 0.0)

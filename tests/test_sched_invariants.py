@@ -8,23 +8,25 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servesim.build import build
-from servesim.config import load_config
-from servesim.engine import instance as instance_module
-from servesim.simulation import run
-from tests.conftest import small_config
+import servesim
+from servesim.testing import checked_run
+from tests.factories import small_config
 
 POLICIES = st.sampled_from(
     [
         {"engine.scheduler": "fcfs"},
         {"engine.scheduler": "chunked_prefill"},
         {"engine.scheduler": "chunked_prefill", "engine.chunked_prefill": {"max_prefills": 1}},
+        {"engine.scheduler": "fcfs", "engine.batching": "chunked", "engine.kv_allocation": "chunk"},
         {"engine.scheduler": "srtf"},
-        {"engine.scheduler": "srtf", "engine.srtf": {"preempt_to_admit": True}},
-        {"engine.scheduler": "srtf", "engine.srtf": {"aging_s": 0.5}},
+        {"engine.scheduler": "srtf", "engine.batching": "chunked"},
+        {"engine.scheduler": {"name": "srtf", "preempt_to_admit": True}},
+        {"engine.scheduler": {"name": "srtf", "aging_s": 0.5}, "engine.batching": "chunked"},
         {"engine.scheduler": "edf"},
         {"engine.scheduler": "edf", "engine.edf": {"admission_control": True}},
-        {"engine.scheduler": "priority", "engine.priority": {"classes": {"default": 1}}},
+        {"engine.scheduler": "edf", "engine.batching": "chunked", "engine.kv_allocation": "chunk"},
+        {"engine.scheduler": {"name": "priority", "class_priority": {"default": 1}}},
+        {"engine.scheduler": "priority", "engine.batching": "chunked"},
     ]
 )
 PREDICTORS = st.sampled_from(
@@ -47,21 +49,10 @@ configs = st.fixed_dictionaries(
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def check_blocks(instance):
-    kv, bs, cohort = instance.kv, instance.kv.block_size, instance.cohort
-    held = sum(
-        -(-r.num_computed_tokens // bs) if r.in_cohort else r.num_blocks for r in instance.scheduler.running
-    )
-    held += cohort.blocks_needed(0, cohort.reserved_steps)
-    assert kv.num_free_blocks + held == kv.num_blocks
-
-
 def simulate(changes: dict, check: bool = True):
-    built = build(load_config(small_config(**changes)))
-    result = run(built, after_step=check_blocks if check else None)
-    for part in built.parts:
-        assert part.kv.num_free_blocks == part.kv.num_blocks, "blocks leaked at the end"
-    return result
+    if check:
+        return checked_run(small_config(**changes))
+    return servesim.simulate(small_config(**changes))
 
 
 @SETTINGS
@@ -81,12 +72,7 @@ def test_conservation_and_causality(changes, policy):
 @given(configs, POLICIES)
 def test_multi_step_runs_equal_step_by_step(changes, policy):
     fast = simulate({**changes, **policy}, check=False).requests
-    saved = instance_module.MAX_RUN_STEPS
-    instance_module.MAX_RUN_STEPS = 1
-    try:
-        slow = simulate({**changes, **policy}, check=False).requests
-    finally:
-        instance_module.MAX_RUN_STEPS = saved
+    slow = simulate({**changes, **policy, "engine.max_run_steps": 1}, check=False).requests
     for col in ("first_token_s", "finish_s", "tbt_max_s"):
         np.testing.assert_allclose(fast[col], slow[col], rtol=0, atol=1e-9)
     assert (fast.preemptions == slow.preemptions).all()

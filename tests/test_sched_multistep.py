@@ -8,10 +8,10 @@ import pytest
 
 from servesim.build import build
 from servesim.config import load_config
-from servesim.engine import instance, run_cluster
+from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame
 
-DEFAULT_RUN_STEPS = instance.MAX_RUN_STEPS
+DEFAULT_RUN_STEPS = 4096
 BASE = {
     "seed": 11,
     "engine": {"kv_capacity_tokens": 6000, "max_num_seqs": 12, "chunk_size": 256},
@@ -31,6 +31,14 @@ CASES = {
     "fcfs-swap": {"engine.preemption": "swap"},
     "chunked_prefill": {"engine.scheduler": "chunked_prefill"},
     "chunked_prefill-swap": {"engine.scheduler": "chunked_prefill", "engine.preemption": "swap"},
+    "chunked-chunk-alloc": {"engine.batching": "chunked", "engine.kv_allocation": "chunk"},
+    "srtf-chunked": {"engine.scheduler": "srtf", "engine.batching": "chunked"},
+    "edf-chunked": {"engine.scheduler": "edf", "engine.batching": "chunked"},
+    "priority-chunked-swap": {
+        "engine.scheduler": {"name": "priority", "class_priority": {"online": 1}},
+        "engine.batching": "chunked",
+        "engine.preemption": "swap",
+    },
     # engine profiles: the longest context of each step in a run, graph padding, host time
     "fcfs-split_kv": {"cost.profile": str(Path(__file__).parent / "data" / "profile_split_kv.yaml")},
     "chunked_prefill-batch_kv": {
@@ -54,14 +62,13 @@ CASES = {
     "edf-admission": {"engine.scheduler": "edf", "engine.edf": {"admission_control": True}},
     "priority": {
         "engine.scheduler": "priority",
-        "engine.priority": {"classes": {"online": 0, "offline": 1}},
+        "engine.priority": {"class_priority": {"online": 1, "offline": 0}},
     },
 }
 
 
-def run(overrides, max_run_steps, monkeypatch):
-    monkeypatch.setattr(instance, "MAX_RUN_STEPS", max_run_steps)
-    built = build(load_config(BASE, overrides))
+def run(overrides, max_run_steps):
+    built = build(load_config(BASE, {**overrides, "engine.max_run_steps": max_run_steps}))
     for r in built.requests:  # a third online, the rest offline (used by `priority` only)
         r.class_name = "online" if r.request_id % 3 == 0 else "offline"
     log = StepLog()
@@ -70,9 +77,9 @@ def run(overrides, max_run_steps, monkeypatch):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_step_by_step_equals_multi_step(case, monkeypatch):
-    single, _, _ = run(CASES[case], 1, monkeypatch)
-    multi, _, log = run(CASES[case], DEFAULT_RUN_STEPS, monkeypatch)
+def test_step_by_step_equals_multi_step(case):
+    single, _, _ = run(CASES[case], 1)
+    multi, _, log = run(CASES[case], DEFAULT_RUN_STEPS)
     assert max(log.rows["num_steps"]) > 1  # runs of several steps did happen
     for col in ("first_token_s", "finish_s", "tbt_max_s"):
         a, b = single[col].to_numpy(), multi[col].to_numpy()
@@ -90,9 +97,9 @@ def test_step_by_step_equals_multi_step(case, monkeypatch):
     assert (multi.loc[~done, "rejected_reason"] != "").all()
 
 
-def test_the_cases_exercise_pausing_and_preemption(monkeypatch):
+def test_the_cases_exercise_pausing_and_preemption():
     """Guard the guard: the contention in BASE must make the ranked policies pause and preempt."""
-    _, stats, _ = run(CASES["srtf-evict-swap"], DEFAULT_RUN_STEPS, monkeypatch)
+    _, stats, _ = run(CASES["srtf-evict-swap"], DEFAULT_RUN_STEPS)
     assert stats.preemptions > 0
-    frame, _, _ = run(CASES["edf-admission"], DEFAULT_RUN_STEPS, monkeypatch)
+    frame, _, _ = run(CASES["edf-admission"], DEFAULT_RUN_STEPS)
     assert (frame["rejected_reason"] == "predicted_ttft_slo_miss").any()

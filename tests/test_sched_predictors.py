@@ -10,7 +10,7 @@ from servesim.predictors import PREDICTORS
 from servesim.predictors.bucket import BucketPredictor
 from servesim.predictors.mean import MeanPredictor
 from servesim.predictors.oracle import NoisyOraclePredictor, OraclePredictor
-from tests.sched_helpers import req
+from tests.factories import req
 
 
 def predict_all(predictor, outputs, cls="default"):

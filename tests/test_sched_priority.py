@@ -1,20 +1,39 @@
 """`priority` on hand-built request sets: class levels, pausing and evicting lower classes."""
 
 from servesim.core.request import RequestStatus
-from servesim.schedulers.priority import PriorityScheduler as Priority
-from tests.sched_helpers import make, req, step
+from tests.factories import make_scheduler, req, step
 
-CLASSES = {"classes": {"online": 0, "offline": 1}}
+CLASSES = {"class_priority": {"online": 1, "offline": 0}}
 
 
-def test_level_comes_from_the_class_else_the_request():
-    s = make(Priority, params=CLASSES)
-    assert s.level(req(0, 1, 1, class_name="offline")) == 1
-    assert s.level(req(1, 1, 1, class_name="batch", priority=7)) == 7
+def test_priority_comes_from_the_class_else_the_request():
+    s = make_scheduler("priority", params=CLASSES)
+    assert s.policy.priority(req(0, 1, 1, class_name="offline")) == 0
+    assert s.policy.priority(req(1, 1, 1, class_name="batch", priority=7)) == 7
+
+
+def test_higher_request_priority_runs_first_by_default():
+    """Issue 11.4: the workload says higher priority is more urgent; without `class_priority` the
+    policy must follow it (it used to run the lowest level first)."""
+    s = make_scheduler("priority", budget=16)
+    low, high = req(0, 10, 2, priority=0), req(1, 10, 2, priority=1)
+    s.add_request(low, 0.0)
+    s.add_request(high, 0.0)
+    assert step(s, 0.0).tokens == {high: 10}
+
+
+def test_the_old_lower_first_classes_key_is_refused_not_reinterpreted():
+    import pytest
+
+    from servesim.core.errors import ConfigError
+    from servesim.schedulers import POLICIES
+
+    with pytest.raises(ConfigError, match="class_priority"):
+        POLICIES.create({"name": "priority", "classes": {"online": 0}})
 
 
 def test_higher_class_starts_first_then_arrival_order():
-    s = make(Priority, budget=16, params=CLASSES)
+    s = make_scheduler("priority", budget=16, params=CLASSES)
     reqs = [
         req(0, 10, 2, class_name="offline"),
         req(1, 10, 2, class_name="online"),
@@ -27,7 +46,7 @@ def test_higher_class_starts_first_then_arrival_order():
 
 
 def test_online_arrival_pauses_offline_work():
-    s = make(Priority, seqs=1, params=CLASSES)
+    s = make_scheduler("priority", seqs=1, params=CLASSES)
     off = req(0, 8, 30, class_name="offline")
     s.add_request(off, 0.0)
     step(s, 0.0)
@@ -39,7 +58,7 @@ def test_online_arrival_pauses_offline_work():
 
 
 def test_online_arrival_evicts_offline_kv_when_memory_is_short():
-    s = make(Priority, blocks=6, params=CLASSES)
+    s = make_scheduler("priority", blocks=6, params=CLASSES)
     off = req(0, 12, 10, class_name="offline")  # holds 3 blocks, then 4
     s.add_request(off, 0.0)
     step(s, 0.0)
@@ -52,7 +71,7 @@ def test_online_arrival_evicts_offline_kv_when_memory_is_short():
 
 
 def test_same_class_never_evicts_an_earlier_arrival():
-    s = make(Priority, blocks=6, params=CLASSES)
+    s = make_scheduler("priority", blocks=6, params=CLASSES)
     first = req(0, 12, 10, class_name="online")
     s.add_request(first, 0.0)
     step(s, 0.0)
@@ -75,7 +94,7 @@ def test_online_traffic_is_served_ahead_of_offline_end_to_end():
             "scheduler": "priority",
             "max_num_seqs": 16,
             "kv_capacity_tokens": 20000,
-            "priority": {"classes": {"online": 0, "offline": 1}},
+            "priority": {"class_priority": {"online": 1, "offline": 0}},
         },
         "workload": {"num_requests": 200, "arrival": {"rate": 25.0}},
     }
@@ -87,3 +106,21 @@ def test_online_traffic_is_served_ahead_of_offline_end_to_end():
     assert (frame["status"] != "unfinished").all()
     ttft = frame.groupby("class")["ttft_s"].mean()
     assert ttft["online"] < 0.2 * ttft["offline"]
+
+
+def test_workload_priority_is_served_first_end_to_end():
+    """Issue 11.4 end to end: a class with `priority: 1` in the workload gets the shorter queue
+    under `priority` with no `class_priority` given (it used to be served last)."""
+    from servesim import simulate
+
+    lengths = {"prompt": {"dist": "fixed", "value": 600}, "output": {"dist": "fixed", "value": 100}}
+    cls = {"arrival": {"process": "poisson", "rate": 12.0}, "lengths": lengths}
+    config = {
+        "seed": 1,
+        "engine": {"scheduler": "priority", "max_num_seqs": 8, "kv_capacity_tokens": 20000},
+        "workload": {"num_requests": 240, "classes": [{"name": "urgent", "priority": 1, **cls},
+                                                     {"name": "bulk", "priority": 0, **cls}]},
+    }
+    frame = simulate(config).requests
+    ttft = frame.groupby("class")["ttft_s"].mean()
+    assert ttft["urgent"] < 0.5 * ttft["bulk"]

@@ -1,8 +1,7 @@
 """`srtf` on hand-built request sets: ranking by predicted remaining work, pausing, preemption, aging."""
 
 from servesim.core.request import RequestStatus
-from servesim.schedulers.srtf import SRTFScheduler as SRTF
-from tests.sched_helpers import check_blocks, drain, make, req, step
+from tests.factories import drain, make_scheduler, req, step
 
 
 def admit_all(s, reqs, now=0.0):
@@ -11,7 +10,7 @@ def admit_all(s, reqs, now=0.0):
 
 
 def test_admits_the_shortest_predicted_output_first():
-    s = make(SRTF, budget=16)  # one 10-token prompt per prefill step
+    s = make_scheduler("srtf", budget=16)  # one 10-token prompt per prefill step
     reqs = [req(0, 10, 50), req(1, 10, 10), req(2, 10, 30)]
     admit_all(s, reqs)
     drain(s)
@@ -30,7 +29,7 @@ class InversePredictor:
 
 
 def test_ranks_by_the_prediction_not_the_truth():
-    s = make(SRTF, budget=16, predictor=InversePredictor())
+    s = make_scheduler("srtf", budget=16, predictor=InversePredictor())
     reqs = [req(0, 10, 50), req(1, 10, 10), req(2, 10, 30)]
     admit_all(s, reqs)
     drain(s)
@@ -39,7 +38,7 @@ def test_ranks_by_the_prediction_not_the_truth():
 
 
 def test_shorter_arrival_pauses_the_longest_member_which_keeps_its_kv():
-    s = make(SRTF, seqs=2)
+    s = make_scheduler("srtf", seqs=2)
     a, b = req(0, 8, 40), req(1, 8, 50)
     admit_all(s, [a, b])
     step(s, 0.0)
@@ -49,7 +48,7 @@ def test_shorter_arrival_pauses_the_longest_member_which_keeps_its_kv():
     assert step(s, 0.05).tokens == {c: 8}  # c takes a slot
     plan = step(s, 0.1)
     assert plan.as_dict(s.cohort) == {0: 1, 2: 1}  # b is out of the batch ...
-    assert not b.in_cohort and b in s.running and b.num_blocks == 2  # ... paused with its KV
+    assert not b.in_cohort and b in s.running and s.kv.blocks_of(b) == 2  # ... paused with its KV
     assert b.status == RequestStatus.RUNNING and b.num_preemptions == 0
     while c.status != RequestStatus.FINISHED:
         step(s, 0.2)
@@ -58,7 +57,7 @@ def test_shorter_arrival_pauses_the_longest_member_which_keeps_its_kv():
 
 
 def test_memory_shortage_preempts_the_longest_remaining():
-    s = make(SRTF, blocks=3)
+    s = make_scheduler("srtf", blocks=3)
     a, b = req(0, 4, 5), req(1, 4, 6)
     admit_all(s, [a, b])
     step(s, 0.0)  # one block each; the next token of each needs a new block, one is free
@@ -68,7 +67,7 @@ def test_memory_shortage_preempts_the_longest_remaining():
 
 
 def test_memory_shortage_preempts_paused_requests_first():
-    s = make(SRTF, blocks=3, seqs=1)
+    s = make_scheduler("srtf", blocks=3, seqs=1)
     a, b = req(0, 4, 8), req(1, 4, 6)
     s.add_request(a, 0.0)
     step(s, 0.0)
@@ -83,7 +82,7 @@ def test_memory_shortage_preempts_paused_requests_first():
 
 def test_no_eviction_to_admit_by_default_but_optional():
     for evict in (False, True):
-        s = make(SRTF, blocks=6, params={"preempt_to_admit": evict})
+        s = make_scheduler("srtf", blocks=6, params={"preempt_to_admit": evict})
         long = req(0, 8, 10)
         s.add_request(long, 0.0)
         step(s, 0.0)
@@ -98,15 +97,15 @@ def test_no_eviction_to_admit_by_default_but_optional():
 
 
 def test_aging_promotes_old_requests_ahead_of_shorter_ones():
-    s = make(SRTF, params={"aging_s": 1.0})
+    s = make_scheduler("srtf", params={"aging_s": 1.0})
     old, young = req(0, 8, 100, arrival=0.0), req(1, 8, 5, arrival=0.5)
     s.predictor.predict(old), s.predictor.predict(young)
-    assert s.rank_key(young, 0.9) < s.rank_key(old, 0.9)
-    assert s.rank_key(old, 1.0) < s.rank_key(young, 1.0)
+    assert s.policy.rank_key(young, 0.9) < s.policy.rank_key(old, 0.9)
+    assert s.policy.rank_key(old, 1.0) < s.policy.rank_key(young, 1.0)
 
 
 def test_aging_bounds_a_decode_run_by_the_next_promotion():
-    s = make(SRTF, seqs=1, params={"aging_s": 10.0})
+    s = make_scheduler("srtf", seqs=1, params={"aging_s": 10.0})
     old, short = req(0, 8, 100, arrival=0.0), req(1, 8, 50, arrival=0.5)
     s.add_request(old, 0.0)
     s.add_request(short, 0.5)  # both wait; the short one starts
@@ -119,7 +118,7 @@ def test_aging_bounds_a_decode_run_by_the_next_promotion():
 
 
 def test_pure_decode_plan_is_repeatable_without_aging():
-    s = make(SRTF, seqs=1)
+    s = make_scheduler("srtf", seqs=1)
     a, b = req(0, 8, 20), req(1, 8, 30)
     admit_all(s, [a, b])
     step(s, 0.0)
@@ -128,16 +127,18 @@ def test_pure_decode_plan_is_repeatable_without_aging():
 
 
 def test_every_request_finishes_under_pressure():
-    s = make(SRTF, blocks=30, seqs=3, budget=40)
+    s = make_scheduler("srtf", blocks=30, seqs=3, budget=40)
     reqs = [req(i, 6 + 5 * (i % 4), 4 + 3 * ((i * 7) % 5)) for i in range(12)]
     admit_all(s, reqs)
     drain(s)
-    check_blocks(s)
+    s.kv.check_conservation()
     assert all(r.status == RequestStatus.FINISHED for r in reqs)
     assert s.kv.num_free_blocks == s.kv.num_blocks
 
 
-def test_rejects_prompts_longer_than_the_batch_like_fcfs():
-    s = make(SRTF, budget=16)
+def test_whole_prompts_longer_than_the_batch_are_rejected_chunks_are_not():
+    s = make_scheduler("srtf", budget=16)
     assert s.add_request(req(0, 17, 2), 0.0) == "prompt_exceeds_max_num_batched_tokens"
     assert not s.waiting
+    s = make_scheduler("srtf", budget=16, batching="chunked", chunk=16)
+    assert s.add_request(req(0, 17, 2), 0.0) is None

@@ -7,36 +7,34 @@ import simpy
 from servesim import simulate
 from servesim.build import build
 from servesim.config import load_config
-from servesim.core.cohort import DecodeCohort
 from servesim.core.request import RequestStatus
 from servesim.core.step import StepPlan
 from servesim.engine.instance import Instance
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics import StepLog
 from servesim.schedulers import SchedulerLoad
-from servesim.schedulers.fcfs import FCFSScheduler as FCFS
-from tests.sched_helpers import make, req, step
+from tests.factories import make_scheduler, req, step
 
 
 def test_swapped_victim_keeps_its_progress_and_comes_back_over_pcie():
-    s = make(FCFS, blocks=3, preemption="swap")
+    s = make_scheduler(blocks=3, preemption="swap")
     a, b = req(0, 4, 5), req(1, 4, 6)
     s.add_request(a, 0.0)
     s.add_request(b, 0.0)
     step(s, 0.0)  # both prompts, one block each
-    plan = step(s, 0.01)  # both need a new block, one is free: the latest admitted goes
+    plan = step(s, 0.01)  # both need a new block, one is free: the latest arrival goes
     assert plan.preempted == [b] and plan.num_swap_out_tokens == 4
-    assert b.status == RequestStatus.SWAPPED and b.num_computed_tokens == 4 and b.num_blocks == 0
+    assert b.status == RequestStatus.SWAPPED and b.num_computed_tokens == 4 and s.kv.blocks_of(b) == 0
     while a.status != RequestStatus.FINISHED:
         step(s, 0.02)
     plan = step(s, 0.1)
     assert plan.tokens == {b: 1} and plan.num_swap_in_tokens == 4  # its next token, no recompute
-    assert b.status == RequestStatus.RUNNING and b.num_blocks == 2 and b.in_cohort
+    assert b.status == RequestStatus.RUNNING and s.kv.blocks_of(b) == 2 and b.in_cohort
     assert b.num_preemptions == 1
 
 
 def test_recompute_victim_starts_over():
-    s = make(FCFS, blocks=3)
+    s = make_scheduler(blocks=3)
     a, b = req(0, 4, 5), req(1, 4, 6)
     s.add_request(a, 0.0)
     s.add_request(b, 0.0)
@@ -82,7 +80,6 @@ def test_instance_adds_pcie_time_to_the_step():
         OnePlan(plan),
         ConstantCost(),
         KVCacheManager(10, 4),
-        DecodeCohort(4),
         log,
         swap_s_per_token=0.001,
     )
@@ -120,11 +117,13 @@ def test_swap_runs_end_to_end(scheduler):
 def test_recompute_longer_than_the_budget_still_restarts():
     # A victim's prompt plus generated output may exceed max_num_batched_tokens; it must still
     # restart (alone in its step), or it would block the queue forever.
-    s = make(FCFS, budget=16)
+    s = make_scheduler(budget=16)
     r = req(0, 12, 10)
     s.add_request(r, 0.0)
     for i in range(6):
         step(s, 0.01 * i)
     assert r.num_generated_tokens == 6
-    s.preempt(r, StepPlan())
+    s.plan = StepPlan()
+    s.preempt(r)
+    s.plan = s._ranked = None
     assert step(s, 0.1).tokens == {r: 18}

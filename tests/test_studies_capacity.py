@@ -8,7 +8,7 @@ from servesim import simulate
 from servesim.cli import main
 from servesim.core.errors import ConfigError
 from servesim.studies.capacity import attainment_target, find_capacity, parse_target
-from tests.studies_helpers import write_config
+from tests.factories import write_config
 
 
 def test_rate_capacity_brackets_the_target(tmp_path):
@@ -94,3 +94,13 @@ def test_cli_bad_input_exits_2(tmp_path, capsys, extra, message):
     cfg = write_config(tmp_path)
     assert main(["capacity", str(cfg), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_library_errors_name_arguments_and_the_cli_names_flags(tmp_path, capsys):
+    """The CLI's vocabulary stays in the CLI: the library says `low`, the command says --low."""
+    cfg = write_config(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        find_capacity(cfg, [attainment_target(0.9)], low=5.0, high=1.0)
+    assert str(err.value) == "low: must be < `high` (5.0 >= 1.0)"
+    assert main(["capacity", str(cfg), "--target-attainment", "0.9", "--low", "5", "--high", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --low: must be < --high (5.0 >= 1.0)"

@@ -10,7 +10,7 @@ from scipy import stats
 from servesim.cli import main
 from servesim.studies.compare import compare_summaries, judge
 from servesim.studies.paired import paired_compare
-from tests.studies_helpers import write_config
+from tests.factories import write_config
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from servesim.cli import main
 from servesim.core.errors import ConfigError
 from servesim.studies.capacity import attainment_target, find_capacity, parse_target
 from servesim.studies.steady import FEW, GROWING, SHORT, SteadyPolicy, growth, required_samples, verdict
-from tests.studies_helpers import write_config
+from tests.factories import write_config
 
 
 def test_required_samples_per_target_kind():

@@ -17,7 +17,7 @@ from servesim.studies import sweep as sweep_mod
 from servesim.studies.executor import ray_available
 from servesim.studies.points import expand, format_value, parse_grid
 from servesim.studies.sweep import plan_sweep, read_rows, run_sweep
-from tests.studies_helpers import write_config
+from tests.factories import write_config
 
 VOLATILE = ["sim.wall_s"]  # machine-dependent: the only column two identical sweeps may differ in
 
@@ -194,9 +194,9 @@ def test_killed_sweep_resumes_to_the_same_csv(tmp_path):
 
 
 def _bigger_workload():
-    from tests.studies_helpers import SMALL
+    from tests.factories import STUDY_SMALL
 
-    return {**SMALL["workload"], "num_requests": 700}
+    return {**STUDY_SMALL["workload"], "num_requests": 700}
 
 
 def test_torn_last_line_is_dropped_on_resume(tmp_path):

@@ -10,7 +10,7 @@ from servesim import simulate
 from servesim.cli import main
 from servesim.studies import plots
 from servesim.studies.timeline import chrome_trace
-from tests.studies_helpers import write_config
+from tests.factories import write_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

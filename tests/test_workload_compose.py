@@ -17,7 +17,7 @@ from servesim.core.rng import stream
 from servesim.simulation import dump_config
 from servesim.workload import build_requests, read_trace
 from servesim.workload.stats import interarrival_cv
-from tests.conftest import small_config
+from tests.factories import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURE_CONV = "traces/azure2023/AzureLLMInferenceTrace_conv.csv"

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from pydantic import ValidationError
 
 from servesim.build_kv import KVSetup
 from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
-from servesim.config.schema import EngineConfig, SimConfig
+from servesim.config.base import split_component
+from servesim.config.schema import SimConfig
 from servesim.core.cohort import DecodeCohort
 from servesim.core.errors import ConfigError
 from servesim.core.request import Request, RequestStatus
@@ -26,8 +25,9 @@ from servesim.engine import DisaggregationParts, InstanceParts, KVLink
 from servesim.engine.power import PowerBudget
 from servesim.metrics.pricing import CarbonIntensity, read_carbon_trace
 from servesim.predictors import PREDICTORS
+from servesim.registry import validate_params
 from servesim.routers import ROUTERS
-from servesim.schedulers import SCHEDULERS, EngineLimits
+from servesim.schedulers import BATCHINGS, POLICIES, EngineLimits, Scheduler
 from servesim.workload import RequestTable, build_requests
 from servesim.workload.filters import REJECT_REASON, FilterResult, LengthLimit, apply_length_filter
 
@@ -109,7 +109,6 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     for pool in pools:
         check_policy_blocks(pool.config)
     check_objective_classes(config)
-    warn_unmodelled_kv_allocation(config)
     predictor = make_predictor(config)  # one model of lengths, shared by the instances
     kv_setup = KVSetup(config, model)  # the tiers of each instance, the shared pool
     parts = []
@@ -229,19 +228,25 @@ def make_instance(
     if power is not None and config.power.limited:
         cost = ClockedCostModel(power)  # the engine and the scheduler see capped step times
     kv_setup = kv_setup or KVSetup(config, model)
-    kv = kv_setup.manager(capacity_tokens // engine.block_size, hash_block_size, hardware, tp, engine)
-    cohort = DecodeCohort(engine.block_size, model.sliding_window)
+    kv = kv_setup.manager(
+        capacity_tokens // engine.block_size, hash_block_size, hardware, tp, engine,
+        cohort=DecodeCohort(engine.block_size, model.sliding_window),
+    )
     limits = EngineLimits(
         engine.max_num_seqs,
         engine.max_num_batched_tokens,
         engine.chunk_size,
         model.max_context,
         engine.preemption,
+        engine.kv_allocation,
     )
-    scheduler = make_scheduler(config, kv, cohort, limits, cost, predictor)
+    policy, batching = make_policy(config), make_batching(config)
+    scheduler = Scheduler(kv, limits, policy, batching, predictor=predictor, cost_model=cost)
     # Each GPU copies its own KV shard over its own PCIe link.
     swap_s_per_token = model.kv_bytes_per_token(tp) / pp / (hardware.pcie_gb_s * 1e9)
-    return InstanceParts(scheduler, cost, kv, cohort, swap_s_per_token, power=power)
+    return InstanceParts(
+        scheduler, cost, kv, swap_s_per_token, max_run_steps=engine.max_run_steps, power=power
+    )
 
 
 def make_power_model(config, model, hardware, cost, tp: int, pp: int, pool_name: str = "default"):
@@ -322,49 +327,66 @@ def make_power_budget(config: SimConfig, pools: list[Pool]) -> PowerBudget | Non
     return PowerBudget(b.budget_w, b.interval_s, b.engage_frac, b.release_frac, b.cap_w, clocks)
 
 
-def make_scheduler(config, kv, cohort, limits, cost, predictor):
-    """The policy named by `engine.scheduler`, with its parameters: a built-in policy's come from
-    its own block (`engine.srtf`), a plugin's from `engine.scheduler_params`."""
+LEGACY_POLICY_BLOCKS = ("srtf", "edf", "priority")
+"""Policies whose parameters an older spelling gave in `engine.<name>`."""
+
+
+def make_policy(config: SimConfig):
+    """`engine.scheduler`, with the older spellings folded in: the `chunked_prefill` alias (fcfs
+    with chunked batching), `engine.scheduler_params` and the `engine.<policy>` blocks."""
     engine = config.engine
-    name = engine.scheduler
-    cls = SCHEDULERS.get(name)
-    data, key = engine.scheduler_params, "engine.scheduler_params"
-    if name in policy_blocks():
-        if data:
-            raise ConfigError(key, f"{name} takes its parameters from engine.{name}")
-        data, key = getattr(engine, name) or {}, f"engine.{name}"
-    params = validate_params(cls, data, key)
-    try:
-        return cls(kv, cohort, limits, params, predictor=predictor, cost_model=cost)
-    except TypeError as exc:  # a plugin whose constructor does not take the protocol's arguments
-        raise ConfigError("engine.scheduler", f"cannot construct {name}: {exc}") from None
+    name, _ = split_component(engine.scheduler)
+    spec = name if name == "chunked_prefill" else engine.scheduler  # its params: batching's
+    spec = _fold_legacy(POLICIES, spec, "engine.scheduler", engine.scheduler_params,
+                        "engine.scheduler_params")
+    if name in LEGACY_POLICY_BLOCKS:
+        spec = _fold_legacy(POLICIES, spec, "engine.scheduler", getattr(engine, name),
+                            f"engine.{name}")
+    return POLICIES.create(spec, "engine.scheduler")
 
 
-OWN_KV_ALLOCATION = {"fcfs": "prompt", "chunked_prefill": "chunk"}
+def make_batching(config: SimConfig):
+    """`engine.batching`; `chunked` for the `chunked_prefill` alias (with its parameters, or the
+    older `engine.chunked_prefill` block)."""
+    engine = config.engine
+    name, params = split_component(engine.scheduler)
+    spec = engine.batching
+    if name == "chunked_prefill":  # the default `whole` gives way; another batching is a conflict
+        if split_component(spec)[0] not in ("whole", "chunked"):
+            raise ConfigError(
+                "engine.batching", "scheduler chunked_prefill means fcfs with chunked batching"
+            )
+        if split_component(spec)[0] == "chunked":
+            params = {**split_component(spec)[1], **params}
+        spec = {"name": "chunked", **params} if params else "chunked"
+    legacy = engine.chunked_prefill
+    if legacy and split_component(spec)[0] == "chunked":
+        spec = _fold_legacy(BATCHINGS, spec, "engine.batching", legacy, "engine.chunked_prefill")
+    elif legacy:
+        validate_params(BATCHINGS.get("chunked"), legacy, "engine.chunked_prefill")
+    return BATCHINGS.create(spec, "engine.batching")
 
 
-def warn_unmodelled_kv_allocation(config: SimConfig) -> None:
-    """`engine.kv_allocation` other than the policy's own rule is not modelled yet: say so."""
-    wanted, name = config.engine.kv_allocation, config.engine.scheduler
-    own = OWN_KV_ALLOCATION.get(name)
-    if wanted is not None and wanted != own:
-        logging.getLogger("servesim").warning(
-            "engine.kv_allocation: %s is not modelled for %s yet; it allocates %s",
-            wanted, name, f"per {own}" if own else "by its own rule",
-        )
-
-
-def policy_blocks() -> list[str]:
-    """Built-in policies with their own `engine.<name>` config block."""
-    return [n for n in SCHEDULERS.names() if n in EngineConfig.model_fields]
+def _fold_legacy(registry, spec, key: str, legacy: dict | None, legacy_key: str):
+    """A component value with an older parameter block folded in (validated under its key)."""
+    if not legacy:
+        return spec
+    name, params = split_component(spec)
+    if params:
+        raise ConfigError(legacy_key, f"parameters of {name} are also given in {key}")
+    validate_params(registry.get(name, key), legacy, legacy_key)
+    return {"name": name, **legacy}
 
 
 def check_policy_blocks(config: SimConfig) -> None:
-    """Validate every policy block given, selected or not: a typo must not wait for a sweep."""
-    for name in policy_blocks():
+    """Validate the scheduling choices, and every older-spelling policy block given, selected or
+    not: a typo must not wait for a sweep to select that policy."""
+    for name in LEGACY_POLICY_BLOCKS:
         block = getattr(config.engine, name)
         if block is not None:
-            validate_params(SCHEDULERS.get(name), block, f"engine.{name}")
+            validate_params(POLICIES.get(name), block, f"engine.{name}")
+    make_policy(config)
+    make_batching(config)
 
 
 def check_objective_classes(config: SimConfig) -> None:
@@ -379,17 +401,9 @@ def check_objective_classes(config: SimConfig) -> None:
 
 def make_predictor(config: SimConfig):
     """`engine.predictor`: a name, or `{name: ..., <params>}`; draws from the `predictor` stream."""
-    spec = config.engine.predictor
-    data = {} if isinstance(spec, str) else dict(spec)
-    name = spec if isinstance(spec, str) else data.pop("name", None)
-    if not isinstance(name, str):
-        raise ConfigError("engine.predictor.name", "expected the predictor's name")
-    cls = PREDICTORS.get(name)
-    params = validate_params(cls, data, "engine.predictor")
-    try:
-        return cls(params, stream(config.seed, "predictor"))
-    except TypeError as exc:
-        raise ConfigError("engine.predictor", f"cannot construct {name}: {exc}") from None
+    return PREDICTORS.create(
+        config.engine.predictor, "engine.predictor", rng=stream(config.seed, "predictor")
+    )
 
 
 def make_cost_model(
@@ -398,11 +412,12 @@ def make_cost_model(
 ):
     """The configured cost model with the hardware family's profile (or `cost.profile`)."""
     c = config.cost
-    cls = COST_MODELS.get(c.model)
     path = config.resolve_path(c.profile) if c.profile is not None else None
-    return cls(
-        model,
-        hardware,
+    return COST_MODELS.create(
+        c.model,
+        "cost.model",
+        model=model,
+        hardware=hardware,
         tp=tp or config.cluster.tp,
         pp=pp or config.cluster.pp,
         expert_parallel=c.expert_parallel,
@@ -413,40 +428,21 @@ def make_cost_model(
 
 
 def make_router(config: SimConfig):
-    cls = ROUTERS.get(config.cluster.router)
-    params = validate_params(cls, config.cluster.router_params, "cluster.router_params")
-    return cls(params, stream(config.seed, "router"))
+    c = config.cluster
+    spec = _fold_legacy(ROUTERS, c.router, "cluster.router", c.router_params, "cluster.router_params")
+    return ROUTERS.create(spec, "cluster.router", rng=stream(config.seed, "router"))
 
 
 def make_disaggregation(config: SimConfig, model: ModelSpec) -> DisaggregationParts | None:
     d = config.cluster.disaggregation
     if d is None:
         return None
-    key = "cluster.disaggregation"
-    cls = ROUTERS.get(d.decode_router, key=f"{key}.decode_router")
-    params = validate_params(cls, d.decode_router_params, f"{key}.decode_router_params")
-    router = cls(params, stream(config.seed, "decode_router"))
+    key = "cluster.disaggregation.decode_router"
+    spec = _fold_legacy(ROUTERS, d.decode_router, key, d.decode_router_params, f"{key}_params")
+    router = ROUTERS.create(spec, key, rng=stream(config.seed, "decode_router"))
     link = KVLink(d.kv_link.bandwidth_gb_s * 1e9, d.kv_link.latency_s, d.kv_link.channels)
     # The whole KV of a token (every layer and head), whatever the TP of either side.
     return DisaggregationParts(router, link, model.kv_bytes_per_token(1))
-
-
-def validate_params(cls, data: dict, key: str):
-    params_cls = getattr(cls, "Params", None)
-    if params_cls is None:
-        if data:
-            raise ConfigError(key, f"{cls.__name__} takes no parameters")
-        return None
-    try:
-        return params_cls.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join([key, *map(str, err["loc"])])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        msg = msg.removeprefix("Value error, ")
-        if err["type"] != "extra_forbidden" and isinstance(err.get("input"), (int, float, str)):
-            msg = f"{msg}, got {err['input']!r}"
-        raise ConfigError(loc, msg) from None
 
 
 def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from servesim.catalog import HardwareSpec, ModelSpec
 from servesim.config.schema import SimConfig
+from servesim.core.cohort import DecodeCohort
 from servesim.core.errors import ConfigError
 from servesim.kv.eviction import ProgramHints, make_policy
 from servesim.kv.manager import KVCacheManager
@@ -34,27 +35,28 @@ class KVSetup:
         self.managers: list[KVCacheManager] = []
         self.pool = None
         if kv.pool is not None:
-            policy = self._policy(kv.pool.eviction, lambda: self._clock(), "kv.pool.eviction.policy")
+            policy = self._policy(kv.pool.eviction, lambda: self._clock(), "kv.pool.eviction")
             self.pool = KVPool(self._blocks(kv.pool.capacity_gb, "kv.pool.capacity_gb"), policy,
                                kv.pool.publish)
 
     def manager(
-        self, num_blocks: int, hash_block_size: int, hardware: HardwareSpec, tp: int, engine=None
+        self, num_blocks: int, hash_block_size: int, hardware: HardwareSpec, tp: int, engine=None,
+        cohort: DecodeCohort | None = None,
     ) -> KVCacheManager:
         """The KV manager of one instance (`engine`: its pool's engine config; default the
-        config's)."""
+        config's) owning `cohort`'s accounting."""
         kv, engine = self.config.kv, engine or self.config.engine
         gpu = kv.gpu_eviction
         if kv.retention.mode == "program" and "gpu_eviction" not in kv.model_fields_set:
-            gpu = gpu.model_copy(update={"policy": "program"})
+            gpu = "program"
         holder: list[KVCacheManager] = []
         clock = lambda: holder[0].now if holder else 0.0  # noqa: E731 (bound once built)
         retention = Retention(kv.retention.mode, kv.retention.ttl_s, self.hints)
         manager = KVCacheManager(
             num_blocks, engine.block_size, watermark=engine.kv_watermark,
             prefix_caching=engine.prefix_caching,
-            hash_block_size=hash_block_size, policy=self._policy(gpu, clock, "kv.gpu_eviction.policy"),
-            tiers=self._chain(hardware, tp, clock), retention=retention,
+            hash_block_size=hash_block_size, policy=self._policy(gpu, clock, "kv.gpu_eviction"),
+            tiers=self._chain(hardware, tp, clock), retention=retention, cohort=cohort,
         )
         manager.tier_log = self.log
         holder.append(manager)
@@ -72,7 +74,7 @@ class KVSetup:
             if cfg is None:
                 continue
             blocks = self._blocks(cfg.capacity_gb, f"kv.{name}.capacity_gb")
-            policy = self._policy(cfg.eviction, clock, f"kv.{name}.eviction.policy")
+            policy = self._policy(cfg.eviction, clock, f"kv.{name}.eviction")
             tiers.append(BlockStore(name, blocks, policy))
             bandwidth = cfg.bandwidth_gb_s or defaults[name]
             links[name] = Link(name, bandwidth * 1e9, cfg.latency_s)
@@ -80,8 +82,8 @@ class KVSetup:
             links["pool"] = Link("pool", kv.pool.bandwidth_gb_s * 1e9, kv.pool.latency_s)
         return TierChain(tiers, links, self.block_bytes, self.pool, kv.transfers == "overlap")
 
-    def _policy(self, cfg, clock, key: str):
-        return make_policy(cfg.policy, cfg.ttl_s, clock, self.hints, key)
+    def _policy(self, spec, clock, key: str):
+        return make_policy(spec, clock, self.hints, key)
 
     def _blocks(self, capacity_gb: float, key: str) -> int:
         blocks = int(capacity_gb * 1e9 // self.block_bytes)

@@ -74,6 +74,8 @@ def run(built: Built, after_step=None) -> SimulationResult:
     """Simulate what `build` made; `after_step(instance)` runs after every step (for checks)."""
     cfg = built.config
     step_log = StepLog()
+    if cfg.engine.check_kv_conservation:
+        after_step = _checking_kv(after_step)
     gaps = TokenGaps()
     # requests a length filter rejected never reach the cluster; they stay in requests.csv
     arriving = [r for r in built.requests if not r.rejected_reason]
@@ -169,6 +171,17 @@ def isolated_columns(built: Built, requests: list) -> dict[str, np.ndarray]:
         decode[mine] = isolated_decode(part.cost_model, prompt[mine], output[mine],
                                        built.model.sliding_window)
     return {"ttft_isolated_s": ttft, "e2e_isolated_s": ttft + decode}
+
+
+def _checking_kv(after_step):
+    """`after_step` preceded by the KV manager's conservation check (the debug mode)."""
+
+    def check(instance):
+        instance.kv.check_conservation()
+        if after_step is not None:
+            after_step(instance)
+
+    return check
 
 
 def _prefix_hit_rate(frame: pd.DataFrame) -> float:

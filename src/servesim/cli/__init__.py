@@ -71,13 +71,16 @@ def _warnings_to_stderr() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from servesim.cli.common import in_cli_words
+
     _warnings_to_stderr()
+    args = None
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
         code = args.handler(args)
     except ServesimError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {in_cli_words(exc, args)}", file=sys.stderr)
         code = EXIT_BAD_INPUT
     except BrokenPipeError:
         code = EXIT_OK

@@ -205,7 +205,12 @@ def _register_placement(sub) -> None:
     p.add_argument("--vary", default="workload.arrival.rate", metavar="KEY",
                    help="the load key each placement's capacity search varies")
     p.add_argument("--objective", default="gpus",
-                   help="cost of a placement: gpus (default) or module:Class")
+                   help="cost of a placement: gpus (default), usd_per_hour, kwh (per 1k requests), "
+                        "kw or module:Class")
+    p.add_argument("--demand", type=float, metavar="V",
+                   help="the load the fleet must carry (default: the config's --vary value); the "
+                        "cheapest plan whose capacity reaches it is reported")
+    p.add_argument("--plot", metavar="FILE.png", help="plot every plan's cost and capacity, and the front")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--rtol", type=float, default=0.02)
     p.add_argument("--max-requests", type=int, default=SteadyPolicy.max_requests)
@@ -246,20 +251,58 @@ def _grid_capacity(args, targets, steady) -> int:
                                   overrides_from_args(args))
     rows = run_placements(tasks, args.workers, args.backend, args.address)
     report = {"key": args.vary, "targets": [str(t) for t in targets], "objective": args.objective,
-              "placements": rows}
+              "placements": rows, **_fleet_choice(args, rows)}
     if args.out:
         _write_placements(Path(args.out), report, keys)
     if args.json:
         print_json(report)
     else:
         print(_placement_table(rows, keys, args.vary))
+        print(_fleet_text(report, rows))
     return EXIT_OK if any(r.get("capacity") is not None for r in rows) else EXIT_CHECK_FAILED
+
+
+def _fleet_choice(args, rows) -> dict:
+    """The cheapest plan carrying the demand and the cost/capacity Pareto front (plot on request)."""
+    from servesim.config import load_config
+    from servesim.studies.fleet import cheapest_plan, front, plan_frame, plot_front
+
+    demand, plot = getattr(args, "demand", None), getattr(args, "plot", None)
+    if demand is None:
+        demand = _dotted(load_config(args.config, overrides_from_args(args)).model_dump(), args.vary)
+    frame = plan_frame(rows)
+    unit = next((r["unit"] for r in rows if r["status"] == "ok"), "unit")
+    if plot and not frame.empty:
+        plot_front(frame, plot, unit, args.vary)
+    return {"demand": demand, "cheapest": cheapest_plan(frame, demand) if demand is not None else None,
+            "pareto": front(frame).to_dict("records")}
+
+
+def _dotted(tree, key: str):
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return float(tree) if isinstance(tree, (int, float)) else None
+
+
+def _fleet_text(report: dict, rows) -> str:
+    unit = next((r["unit"] for r in rows if r["status"] == "ok"), "unit")
+    def plan(p):
+        return (f"{p['label']}: {p['cost']:.4g} {unit}, capacity {p['capacity']:.4g}, "
+                f"{p['gpus']:.0f} GPUs, ${_fmt(p['usd_per_hour'])}/h, "
+                f"{_fmt(p['kwh_per_1k_requests'])} kWh/1k req, goodput {_fmt(p['goodput_rps'])} req/s")
+    best = report["cheapest"]
+    head = (f"cheapest plan carrying {report['key']}={report['demand']:g}: " + plan(best)) if best \
+        else f"no plan carries {report['key']}={report['demand']} under the targets"
+    lines = [head, f"Pareto front ({unit} vs capacity):"]
+    return "\n".join([*lines, *("  " + plan(p) for p in report["pareto"])])
 
 
 def _placement_table(rows, keys, vary) -> str:
     unit = next((r["unit"] for r in rows if r["status"] == "ok"), "unit")
     metrics = list(next((r["metrics"] for r in rows if r.get("metrics")), {}))
-    header = [*keys, f"{unit}s", f"capacity ({vary})", f"per {unit}", *(f"{m} there" for m in metrics),
+    header = [*keys, f"cost ({unit})", f"capacity ({vary})", f"per {unit}", *(f"{m} there" for m in metrics),
               "requests"]
     lines = [header]
     for r in rows:

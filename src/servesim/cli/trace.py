@@ -92,7 +92,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from servesim.workload.plot import plot_table
+    from servesim.studies.plots import workload_figure
 
     if Path(args.source).suffix in CONFIG_SUFFIXES:
         args.config = args.source
@@ -101,7 +101,8 @@ def cmd_plot(args) -> int:
         data = read_from_args(args, path=args.source)
         table, title = data.table, f"{args.source} ({data.format})"
     out = Path(args.out)
-    write_atomically(out, lambda path: plot_table(table, path, title, args.bin), suffix=out.suffix or ".png")
+    figure = workload_figure(table, title, args.bin)
+    write_atomically(out, lambda path: figure.savefig(path, dpi=110), suffix=out.suffix or ".png")
     print(f"wrote {out}")
     return EXIT_OK
 

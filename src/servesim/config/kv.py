@@ -10,16 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from servesim.config.base import Section
-
-
-class EvictionConfig(Section):
-    policy: str = Field("lru", min_length=1)
-    """Which segment the tier gives up first: `lru`, `lfu`, `ttl` (LRU, and a segment unused for
-    `ttl_s` expires to the next tier down), `program` (the agentic program due to call again
-    furthest ahead first) or a plugin `module:Class` (docs/kv.md)."""
-    ttl_s: float = Field(60.0, gt=0, le=1e9)
-    """`ttl`: seconds a segment may stay unused before it expires."""
+from servesim.config.base import Component, Section
 
 
 class TierConfig(Section):
@@ -30,8 +21,9 @@ class TierConfig(Section):
     hardware's PCIe per GPU times the GPUs of the instance; SSD, 6 (one PCIe 4 NVMe drive)."""
     latency_s: float = Field(1.0e-5, ge=0, le=1)
     """Fixed cost of a step's transfers on this link, seconds."""
-    eviction: EvictionConfig = EvictionConfig()
-    """Eviction policy of this tier."""
+    eviction: Component = "lru"
+    """Eviction policy of this tier: `lru`, `lfu`, `{name: ttl, ttl_s: 60}`, `program` or a
+    plugin `module:Class` (docs/kv.md)."""
 
 
 class PoolConfig(Section):
@@ -41,8 +33,8 @@ class PoolConfig(Section):
     """Each instance's network bandwidth to the pool, 10^9 bytes/s (200 Gb/s RDMA: 25)."""
     latency_s: float = Field(5.0e-5, ge=0, le=1)
     """Fixed cost of a step's fetch from the pool, seconds."""
-    eviction: EvictionConfig = EvictionConfig()
-    """Eviction policy of the pool."""
+    eviction: Component = "lru"
+    """Eviction policy of the pool (as a tier's `eviction`)."""
     publish: Literal["evict", "compute"] = "evict"
     """What goes into the pool: what the instances' local tiers evict (it adds to them), or every
     segment as soon as it is computed (an inclusive copy, shared even while still in a GPU)."""
@@ -58,8 +50,9 @@ class RetentionConfig(Section):
 
 
 class KVConfig(Section):
-    gpu_eviction: EvictionConfig = EvictionConfig()
-    """Eviction policy of the GPU prefix cache (with `retention.mode: program`, default `program`)."""
+    gpu_eviction: Component = "lru"
+    """Eviction policy of the GPU prefix cache, as a tier's `eviction` (with `retention.mode:
+    program`, default `program`)."""
     dram: TierConfig | None = None
     """Host memory tier per instance: the GPU's evictions land here; swap preemption uses it."""
     ssd: TierConfig | None = None

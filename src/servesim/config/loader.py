@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from servesim.config.schema import SimConfig
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import ArgumentError, ConfigError, InputFileError
 
 
 def load_config(
@@ -79,14 +79,17 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     """`KEY=VALUE` from the command line."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError("--set", f"expected KEY=VALUE, got {text!r}")
+        raise ArgumentError("set", f"expected KEY=VALUE, got {text!r}")
     return key.strip(), parse_value(value)
 
 
 SCALAR_CARRY = {"model": "base", "hardware": "base", "prefill_hardware": "base",
-                "decode_hardware": "base", "predictor": "name"}
-"""Keys whose value may be a name or a mapping: a name becomes this key of the mapping that
-`--set KEY.sub=...` makes of it (`model: llama3-8b` -> `model: {base: llama3-8b, ...}`)."""
+                "decode_hardware": "base", "predictor": "name", "scheduler": "name",
+                "batching": "name", "router": "name", "decode_router": "name", "format": "name",
+                "cost.model": "name"}
+"""Keys (or dotted paths) whose value may be a name or a mapping: a name becomes this key of the
+mapping that `--set KEY.sub=...` makes of it (`model: llama3-8b` -> `model: {base: llama3-8b}`;
+a component, `engine.predictor: noisy_oracle` -> `{name: noisy_oracle, sigma: ...}`)."""
 
 
 def set_dotted(data: dict, key: str, value: Any) -> str | None:
@@ -94,7 +97,8 @@ def set_dotted(data: dict, key: str, value: Any) -> str | None:
 
     A number indexes a list (`cluster.pools.0.tp`). A scalar on the path becomes a mapping: a
     catalog name keeps its place as `base` (model, hardware) or `name` (predictor); any other
-    scalar is replaced. Returns the dotted path of a replaced scalar (None if none was)."""
+    scalar is replaced. Returns the dotted path of a replaced scalar (None if none was).
+    """
     parts = key.split(".")
     node: Any = data
     replaced = None
@@ -107,7 +111,7 @@ def set_dotted(data: dict, key: str, value: Any) -> str | None:
         if isinstance(child, (dict, list)):
             node = child
             continue
-        carry = SCALAR_CARRY.get(part)
+        carry = SCALAR_CARRY.get(where, SCALAR_CARRY.get(part))
         if child is not None:
             replaced = replaced or where
         child = node[part] = {carry: child} if isinstance(child, str) and carry else {}

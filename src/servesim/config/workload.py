@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from servesim.config.base import Section
+from servesim.config.base import Component, Section
 
 
 class RateSchedule(Section):
@@ -84,8 +84,8 @@ class LengthsConfig(Section):
     """Output length distribution, tokens."""
     empirical: str | None = None
     """Resample joint (prompt, output) pairs from this trace or length file instead."""
-    format: str | None = None
-    """Format of the `empirical` file; detected from its content when left out."""
+    format: Component | None = None
+    """Format of the `empirical` file (a reader name or `{name: ...}`); detected when left out."""
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -104,8 +104,9 @@ class LengthsConfig(Section):
 class TraceConfig(Section):
     path: str
     """Trace file (or ServeGen folder); relative to the working directory, then the config's folder."""
-    format: str | None = None
-    """Reader name (azure, mooncake, burstgpt, servegen, lengths, csv); detected when left out."""
+    format: Component | None = None
+    """Reader (azure, mooncake, burstgpt, servegen, lengths, csv, `module:Class`, or
+    `{name: ..., <params>}`); detected from the file when left out."""
     time_scale: float = Field(1.0, gt=0)
     """Multiplies the trace's clock: 0.5 replays twice as fast, 2 twice as slow."""
     rate: float | None = Field(None, gt=0)

@@ -21,3 +21,8 @@ class InputFileError(ServesimError):
         self.line = line
         where = f"{path}:{line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {message}")
+
+
+class ArgumentError(ConfigError):
+    """A bad argument to a library function, named as the function names it (`seeds`, `low`);
+    other arguments are quoted in backticks. The CLI names the flags that set them instead."""

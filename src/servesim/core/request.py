@@ -14,10 +14,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from servesim.core.cohort import DecodeCohort
+
+class CohortClock(Protocol):
+    """What a request reads of the decode cohort it belongs to (`core.cohort.DecodeCohort`)."""
+
+    epoch: int
+
+    def end_time(self, epoch_index: int) -> float: ...
+
+    def max_gap_since(self, epoch0: int, last_time_at_join: float) -> float: ...
 
 
 class RequestStatus(IntEnum):
@@ -66,8 +73,6 @@ class Request:
     num_preemptions: int = 0
     num_cached_tokens: int = 0
     """Prompt tokens served from the prefix cache when the request was first admitted."""
-    num_blocks: int = 0
-    """KV blocks held while outside a cohort (a cohort member's count is derived on leave)."""
     rejected_reason: str = ""
     handoff_time: float = math.nan
     """Disaggregation: when the KV left the prefill instance."""
@@ -78,7 +83,7 @@ class Request:
     _generated: int = 0
     _last_token_time: float = math.nan
     _max_token_gap: float = 0.0
-    _cohort: DecodeCohort | None = field(default=None, repr=False)
+    _cohort: CohortClock | None = field(default=None, repr=False)
     _epoch0: int = 0
 
     # -- progress, lazy while in a cohort --------------------------------------------------
@@ -122,11 +127,6 @@ class Request:
     @property
     def in_cohort(self) -> bool:
         return self._cohort is not None
-
-    @property
-    def is_prefilling(self) -> bool:
-        """True until the prompt (and any recomputed output) is in the KV cache."""
-        return self.num_pending_tokens > 1
 
     @property
     def max_kv_tokens(self) -> int:
@@ -174,4 +174,26 @@ class Request:
         """Preempted by recomputation: the KV is gone; prompt and generated tokens run again."""
         assert self._cohort is None
         self._computed = 0
-        self.num_blocks = 0
+
+    # -- cohort membership (called by DecodeCohort only) ---------------------------------------
+    def attach(self, clock: CohortClock) -> tuple[int, int]:
+        """Start gaining one token per cohort step: progress is read from `clock` from now on.
+        Returns (computed, generated) tokens at joining."""
+        assert self._cohort is None
+        self._cohort = clock
+        self._epoch0 = clock.epoch
+        return self._computed, self._generated
+
+    def detach(self) -> int:
+        """Leave the cohort, writing the lazily tracked progress back; return the steps taken."""
+        clock = self._cohort
+        steps = clock.epoch - self._epoch0
+        if steps:
+            self._max_token_gap = max(
+                self._max_token_gap, clock.max_gap_since(self._epoch0, self._last_token_time)
+            )
+            self._last_token_time = clock.end_time(clock.epoch - 1)
+        self._computed += steps
+        self._generated += steps
+        self._cohort = None
+        return steps

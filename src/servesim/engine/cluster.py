@@ -14,31 +14,32 @@ from typing import Callable, Sequence
 
 import simpy
 
-from servesim.core.cohort import DecodeCohort
 from servesim.core.request import Request, RequestStatus
 from servesim.cost.base import CostModel
 from servesim.engine.disaggregation import KVHandoff
-from servesim.engine.instance import Instance
+from servesim.engine.instance import DEFAULT_MAX_RUN_STEPS, Instance
 from servesim.engine.programs import ProgramDriver
 from servesim.engine.transfer import KVLink
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
 from servesim.routers.base import Router
+from servesim.schedulers.core import Scheduler
 
 
 @dataclass
 class InstanceParts:
     """Everything one instance needs, built by build.py."""
 
-    scheduler: object
+    scheduler: Scheduler
     cost_model: CostModel
     kv: KVCacheManager
-    cohort: DecodeCohort
     swap_s_per_token: float = 0.0
     """PCIe seconds per token of KV copied to or from host memory (swap preemption)."""
     role: str = "mixed"
     """`mixed` (colocated), `prefill` or `decode`."""
     pool: str = "default"
+    max_run_steps: int = DEFAULT_MAX_RUN_STEPS
+    """Most identical decode steps simulated as one event (`engine.max_run_steps`)."""
     power: object = None
     """The instance's `PowerModel` (cost/power.py), or None: no energy accounting."""
 
@@ -86,9 +87,9 @@ def run_cluster(
     programs, on_finish, arriving = _programs(env, requests, router, entry, on_finish)
     instances = [
         Instance(
-            env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
-            swap_s_per_token=p.swap_s_per_token, role=p.role, power=p.power,
-            on_reject=programs.on_reject if programs is not None else None,
+            env, i, p.scheduler, p.cost_model, p.kv, step_log, on_finish,
+            swap_s_per_token=p.swap_s_per_token, role=p.role, max_run_steps=p.max_run_steps,
+            power=p.power, on_reject=programs.on_reject if programs is not None else None,
         )
         for i, p in enumerate(parts)
     ]
@@ -132,11 +133,12 @@ def run_cluster(
 
 
 def arrival_process(env: simpy.Environment, requests: Sequence[Request], router, instances):
+    views = [instance.view for instance in instances]
     for request in requests:
         delay = request.arrival_time - env.now
         if delay > 0:
             yield env.timeout(delay)
-        choice = router.route(request, instances, env.now)
+        choice = router.route(request, views, env.now)
         instances[choice].submit(request)
 
 
@@ -145,7 +147,10 @@ def _programs(env, requests, router, entry: list, on_finish):
     programs), the finish callback that feeds it, and the requests that arrive on their own."""
     if not any(r.program_parents for r in requests):
         return None, on_finish, requests
-    driver = ProgramDriver(env, requests, lambda r: entry[router.route(r, entry, env.now)].submit(r))
+    def submit(request):  # routers see instances through their views, as at arrival
+        entry[router.route(request, [i.view for i in entry], env.now)].submit(request)
+
+    driver = ProgramDriver(env, requests, submit)
     arriving = [r for r in requests if not driver.held(r)]
     return driver, _both(on_finish, driver.on_finish), arriving
 

@@ -17,16 +17,48 @@ import math
 import numpy as np
 import simpy
 
-from servesim.core.cohort import DecodeCohort
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
 from servesim.engine.power import PowerMeter
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
-from servesim.schedulers.base import Scheduler, SchedulerLoad
+from servesim.schedulers.core import Scheduler, SchedulerLoad
 
-MAX_RUN_STEPS = 4096
+DEFAULT_MAX_RUN_STEPS = 4096
+
+
+class InstanceView:
+    """What a router sees of an instance, read-only (the `routers.base.InstanceView` protocol)."""
+
+    __slots__ = ("_instance",)
+
+    def __init__(self, instance: Instance):
+        self._instance = instance
+
+    @property
+    def index(self) -> int:
+        return self._instance.index
+
+    def load(self) -> SchedulerLoad:
+        return self._instance.load()
+
+    def prefix_match_tokens(self, request: Request) -> int:
+        """Prompt tokens of `request` this instance's prefix cache holds now (0 without caching)."""
+        return self._instance.kv.match_prefix(request, memo=False)
+
+    def prefix_hits(self, request: Request) -> dict[str, int]:
+        """Prompt tokens of `request` each KV tier here would serve (`gpu`, `dram`, `ssd`, `pool`)."""
+        return self._instance.kv.peek_hits(request)
+
+    def reload_time_s(self, hits: dict[str, int]) -> float:
+        """Seconds to load a `prefix_hits` result's lower-tier tokens."""
+        return self._instance.kv.reload_time_s(hits)
+
+    @property
+    def prefill_s_per_token(self) -> float:
+        """Seconds per prompt token of a large prefill step here (cost model)."""
+        return self._instance.prefill_s_per_token
 
 
 class Instance:
@@ -37,13 +69,13 @@ class Instance:
         scheduler: Scheduler,
         cost_model: CostModel,
         kv: KVCacheManager,
-        cohort: DecodeCohort,
         step_log: StepLog,
         on_finish=None,
         on_reject=None,
         swap_s_per_token: float = 0.0,
         role: str = "mixed",
         hand_off=None,
+        max_run_steps: int = DEFAULT_MAX_RUN_STEPS,
         power=None,
     ):
         self.env = env
@@ -51,7 +83,7 @@ class Instance:
         self.scheduler = scheduler
         self.cost_model = cost_model
         self.kv = kv
-        self.cohort = cohort
+        self.cohort = kv.cohort
         self.step_log = step_log
         self.on_finish = on_finish
         self.on_reject = on_reject
@@ -61,6 +93,8 @@ class Instance:
         """`mixed` (colocated), `prefill` or `decode` (disaggregated pools)."""
         self.hand_off = hand_off
         """Prefill role: `hand_off(instance, request, detached_kv)` sends a prefilled request on."""
+        self.max_run_steps = max_run_steps
+        """Most identical decode steps simulated as one event (1: step by step, same results)."""
         self.num_incoming = 0
         self.num_incoming_tokens = 0
         """Requests (and their prompt tokens) whose KV is on its way here."""
@@ -76,6 +110,7 @@ class Instance:
         records its own steps)."""
         self._idle: simpy.Event | None = None
         self._interruptible = False
+        self.view = InstanceView(self)
         self.process = env.process(self.run_process())
 
     # -- the outside world ------------------------------------------------------------------------
@@ -91,18 +126,9 @@ class Instance:
             load.num_running_tokens + self.num_incoming_tokens,
         )
 
-    def prefix_hits(self, request: Request) -> dict[str, int]:
-        """Router view: prompt tokens of `request` each KV tier here would serve (`gpu`, `dram`,
-        `ssd`, `pool`), and nothing changes."""
-        return self.kv.peek_hits(request)
-
-    def reload_time_s(self, hits: dict[str, int]) -> float:
-        """Router view: seconds to load a `prefix_hits` result's lower-tier tokens."""
-        return self.kv.reload_time_s(hits)
-
     @property
     def prefill_s_per_token(self) -> float:
-        """Router view: seconds per prompt token of a large prefill step here (cost model)."""
+        """Seconds per prompt token of a large prefill step here (cost model; the routers' view)."""
         if self._prefill_rate is None:
             n = 8192
             self._prefill_rate = self.cost_model.step_time(StepShape([(n, 0)], 0, 0, 1)) / n
@@ -148,7 +174,7 @@ class Instance:
                 yield from self._step(plan)
 
     def _step(self, plan: StepPlan):
-        env, cohort = self.env, self.cohort
+        env, kv = self.env, self.kv
         shape = self._shape(plan)
         start = env.now
         swapped = plan.num_swap_in_tokens + plan.num_swap_out_tokens
@@ -158,7 +184,7 @@ class Instance:
         self.meter.begin(start, seconds, joules)
         yield env.timeout(seconds)
         end = env.now
-        finished = cohort.advance(np.array([end])) if plan.decode_cohort else []
+        finished = kv.advance_cohort(np.array([end])) if plan.decode_cohort else []
         prefilled = []
         for request, n in plan.tokens.items():
             if math.isnan(request.first_scheduled_time):  # its first step
@@ -168,26 +194,25 @@ class Instance:
             if self.gaps is not None and last == last and request.last_token_time == end:
                 self.gaps.add(end - last, request.class_name)  # a token after an earlier one
             if self._caching:
-                self.kv.cache_computed(request)
+                kv.cache_computed(request)
             if done:
                 finished.append(request)
             elif request.num_pending_tokens == 1 and request.num_generated_tokens:
                 # (a prompt chunk may also stop one token short)
                 if self.hand_off is None:
-                    cohort.join(request)
+                    kv.join_cohort(request)
                 else:
                     prefilled.append(request)
         self._finish(finished, end)
         for request in prefilled:
             self.scheduler.release(request)
-            self.hand_off(self, request, self.kv.detach(request))
-        prefill_tokens = shape.num_tokens - shape.num_decodes
-        self._log(start, end, 1, prefill_tokens, shape.num_decodes, joules)
+            self.hand_off(self, request, kv.detach(request))
+        self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes, joules)
 
     def _decode_run(self, plan: StepPlan):
         env, cohort, kv = self.env, self.cohort, self.kv
-        limit = min(cohort.steps_to_next_finish(), plan.max_repeats, MAX_RUN_STEPS)
-        k = max(1, kv.max_cohort_steps(cohort, limit))
+        limit = min(cohort.steps_to_next_finish(), plan.max_repeats, self.max_run_steps)
+        k = max(1, kv.max_cohort_steps(limit))
         n = cohort.size
         start = env.now
         steps = np.arange(k, dtype=np.float64)
@@ -215,9 +240,12 @@ class Instance:
         self._interruptible = False
         ends = ends[:done]
         ends[-1] = env.now
-        assert kv.reserve_cohort(cohort, done)
-        self._finish(cohort.advance(ends), env.now)
-        self._log(start, env.now, done, 0, n, self._run_energy(n, ctx, seconds, done))
+        # Blocks for the steps run (k fit when the run was planned); never inside an assert,
+        # which `python -O` would skip.
+        if not kv.reserve_cohort(done):
+            raise RuntimeError("a decode run outgrew the KV blocks it was planned with")
+        self._finish(kv.advance_cohort(ends), env.now)
+        self._record_step(start, env.now, done, 0, n, self._run_energy(n, ctx, seconds, done))
 
     def _run_energy(self, n: int, ctx: np.ndarray, seconds: np.ndarray, steps: int) -> float:
         """Joules of the first `steps` steps of a decode run."""
@@ -254,7 +282,12 @@ class Instance:
                 for request in finished:
                     self.on_finish(request)
 
-    def _log(self, start, end, num_steps, prefill_tokens, decodes, joules):
+    def _record_step(
+        self, start: float, end: float, num_steps: int, prefill_tokens: int, num_decodes: int,
+        joules: float,
+    ) -> None:
+        """The one place a finished step (or run of `num_steps` identical decode steps, using
+        `joules`) is recorded; hooks on finished steps go here."""
         self.meter.end(end, joules)
         if self.after_step is not None:
             self.after_step(self)
@@ -267,7 +300,7 @@ class Instance:
             end,
             num_steps,
             prefill_tokens,
-            decodes,
+            num_decodes,
             load.num_running if load else 0,
             load.num_waiting if load else 0,
             self.kv.usage,

@@ -21,6 +21,8 @@ import itertools
 from collections import OrderedDict
 from typing import Callable, Hashable, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from servesim.registry import Registry
 
 Key = Hashable
@@ -60,21 +62,16 @@ class EvictionPolicy(Protocol):
 
 
 EVICTION_POLICIES: Registry = Registry(
-    "eviction policy", "kv.gpu_eviction.policy",
-    required=("add", "touch", "remove", "pop_victim", "expired", "create"),
+    "eviction policy", "kv.gpu_eviction", required=("add", "touch", "remove", "pop_victim", "expired"),
 )
-"""Built-in names and `module:Class` plugins: the protocol's methods plus a classmethod
-`create(ttl_s, clock, hints)` (the tier's `ttl_s`, a callable giving the simulated time, the
-program hints)."""
+"""Built-in names and `module:Class` plugins, configured as `name` or `{name: ..., <params>}`: the
+protocol's methods; constructed as `cls(params=..., clock=..., hints=...)` (`params` only with a
+`Params` model), `clock` giving the simulated time, `hints` the program hints."""
 
 
 @EVICTION_POLICIES.register("lru")
 class LRUPolicy:
-    @classmethod
-    def create(cls, ttl_s: float, clock, hints):
-        return cls(clock)
-
-    def __init__(self, clock: Callable[[], float] | None = None):
+    def __init__(self, clock: Callable[[], float] | None = None, hints: ProgramHints | None = None):
         self._order: OrderedDict = OrderedDict()  # oldest first
         self.clock = clock or (lambda: 0.0)
 
@@ -106,13 +103,15 @@ class LRUPolicy:
 class TTLPolicy(LRUPolicy):
     """LRU, plus expiry: a segment not used for `ttl_s` leaves the tier."""
 
-    @classmethod
-    def create(cls, ttl_s: float, clock, hints):
-        return cls(ttl_s, clock)
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        ttl_s: float = Field(60.0, gt=0, le=1e9)
+        """Seconds a segment may stay unused before it expires."""
 
-    def __init__(self, ttl_s: float, clock: Callable[[], float] | None = None):
+    def __init__(self, params: Params | None = None, clock: Callable[[], float] | None = None,
+                 hints: ProgramHints | None = None):
         super().__init__(clock)
-        self.ttl_s = ttl_s
+        self.ttl_s = (params or self.Params()).ttl_s
 
     def expired(self, now: float) -> list:
         out = []
@@ -127,11 +126,7 @@ class TTLPolicy(LRUPolicy):
 class LFUPolicy:
     """Fewest uses first; ties go to the earlier insertion. Lazy heap: stale entries are skipped."""
 
-    @classmethod
-    def create(cls, ttl_s: float, clock, hints):
-        return cls(clock)
-
-    def __init__(self, clock: Callable[[], float] | None = None):
+    def __init__(self, clock: Callable[[], float] | None = None, hints: ProgramHints | None = None):
         self._uses: dict = {}
         self._heap: list = []
         self._seq = itertools.count()
@@ -168,12 +163,8 @@ class LFUPolicy:
 class ProgramAwarePolicy:
     """Evict the program due furthest ahead first; within a program, its least recent segment."""
 
-    @classmethod
-    def create(cls, ttl_s: float, clock, hints):
-        return cls(hints or ProgramHints(), clock)
-
-    def __init__(self, hints: ProgramHints, clock: Callable[[], float] | None = None):
-        self.hints = hints
+    def __init__(self, hints: ProgramHints | None = None, clock: Callable[[], float] | None = None):
+        self.hints = hints if hints is not None else ProgramHints()
         self.clock = clock or (lambda: 0.0)
         self._groups: dict[int, OrderedDict] = {}
         self._program_of: dict = {}
@@ -225,12 +216,13 @@ class ProgramAwarePolicy:
 
 
 def make_policy(
-    name: str = "lru", ttl_s: float = 60.0, clock: Callable[[], float] | None = None,
+    spec: str | dict = "lru", clock: Callable[[], float] | None = None,
     hints: ProgramHints | None = None, key: str | None = None,
 ) -> EvictionPolicy:
-    """A policy by registered name or `module:Class` (ConfigError naming `key` if unknown)."""
-    cls = EVICTION_POLICIES.get(name, key)
-    return cls.create(ttl_s, clock or (lambda: 0.0), hints)
+    """A policy from its config value, `name` or `{name: ..., <params>}` (ConfigError naming `key`
+    if the name or a parameter is wrong)."""
+    hints = hints if hints is not None else ProgramHints()
+    return EVICTION_POLICIES.create(spec, key, clock=clock or (lambda: 0.0), hints=hints)
 
 
 __all__ = [

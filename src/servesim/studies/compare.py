@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import ArgumentError, ConfigError, InputFileError
 from servesim.studies.summaries import default_metrics, direction, flatten, is_metric, load_summary
 
 
@@ -109,7 +109,7 @@ def select_metrics(requested, *available) -> list[str]:
     unknown = [m for m in requested if m not in union]
     if unknown:
         known = ", ".join(default_metrics(union)[:6])
-        raise ConfigError("--metrics", f"unknown metric {unknown[0]!r}; e.g. {known}, ...")
+        raise ArgumentError("metrics", f"unknown metric {unknown[0]!r}; e.g. {known}, ...")
     return list(requested)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
-from servesim.core.errors import ConfigError
+from servesim.core.errors import ArgumentError, ConfigError
 
 BACKENDS = ("local", "ray")
 
@@ -41,13 +41,13 @@ def run_tasks(
 def check_backend(workers: int | None, backend: str, address: str | None) -> None:
     """ConfigError for arguments no backend can run with (before anything is written)."""
     if backend not in BACKENDS:
-        raise ConfigError("--backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise ArgumentError("backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if workers is not None and workers < 1:
-        raise ConfigError("--workers", f"must be >= 1, got {workers}")
+        raise ArgumentError("workers", f"must be >= 1, got {workers}")
     if backend == "ray":
         _require_ray()
     elif address is not None:
-        raise ConfigError("--address", "only meaningful with --backend ray")
+        raise ArgumentError("address", "only meaningful with `backend` ray")
 
 
 def _run_processes(fn, tasks, workers) -> Iterator[tuple[int, Any]]:
@@ -75,7 +75,7 @@ def ray_available() -> bool:
 def _require_ray() -> None:
     if not ray_available():
         raise ConfigError(
-            "--backend", "ray is not installed; pip install 'servesim[ray]' (or use --backend local)"
+            "backend", "ray is not installed; pip install 'servesim[ray]' (or use `backend` local)"
         )
 
 

@@ -3,8 +3,8 @@
 An objective is a class with a `unit` (for tables: "GPU") and `cost(config, summary)`: the cost of
 serving with `config`, given the run's summary at the found capacity (so that objectives priced by
 the run, such as energy, fit the same protocol). Built-in: `gpus`, `usd_per_hour` (the fleet's rental,
-studies/provisioning.py) and `kw` (its mean power at the capacity). Others register here or are named
-as `module:Class`.
+studies/provisioning.py), `kw` (its mean power at the capacity) and `kwh` (its kWh per 1k requests
+there). Others register here or are named as `module:Class`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from servesim.config import SimConfig
 from servesim.registry import Registry
-from servesim.studies.provisioning import DollarsPerHour, PowerDraw
+from servesim.studies.provisioning import DollarsPerHour, EnergyPerRequest, PowerDraw
 
 
 @runtime_checkable
@@ -43,6 +43,7 @@ class GPUs:
 
 OBJECTIVES.register("usd_per_hour")(DollarsPerHour)
 OBJECTIVES.register("kw")(PowerDraw)
+OBJECTIVES.register("kwh")(EnergyPerRequest)
 
 
 def get_objective(name: str) -> Objective:

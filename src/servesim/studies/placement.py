@@ -83,6 +83,7 @@ def evaluate_placement(task: PlacementTask) -> dict:
         "unit": objective.unit,
         "per_unit": value / cost if value is not None and cost > 0 else math.nan,
         "metrics": {t.metric: best.metrics.get(t.metric) for t in task.targets} if best else {},
+        "economics": _economics(task.config, best.metrics if best else {}),
         "bracketed": result.bracketed,
         "num_requests": best.num_requests if best else None,
     }
@@ -100,6 +101,16 @@ def run_placements(tasks: Sequence[PlacementTask], workers: int | None = None,
 def _rank(row: dict):
     per_unit = row.get("per_unit", math.nan)
     return (row["status"] != "ok", -(per_unit if per_unit == per_unit else -math.inf))
+
+
+def _economics(config: SimConfig, metrics: Mapping[str, float]) -> dict:
+    """What the plan costs and delivers at its capacity: GPUs, $/hour, kWh per 1k requests, goodput."""
+    from servesim.studies.provisioning import fleet_gpus
+
+    return {"gpus": fleet_gpus(config),
+            "usd_per_hour": metrics.get("cost.usd_per_hour"),
+            "kwh_per_1k_requests": metrics.get("energy.kwh_per_1k_requests"),
+            "goodput_rps": metrics.get("slo.goodput_rps")}
 
 
 def _nested(flat: Mapping[str, float]) -> dict:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from servesim.config.loader import parse_value
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import ArgumentError, InputFileError
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list]:
@@ -28,12 +28,12 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list]:
         key, sep, values = spec.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError("--grid", f"expected KEY=V1,V2,..., got {spec!r}")
+            raise ArgumentError("grid", f"expected KEY=V1,V2,..., got {spec!r}")
         items = [v.strip() for v in values.split(",")]
         if not values.strip() or any(not v for v in items):
-            raise ConfigError("--grid", f"{key}: empty value in {spec!r}")
+            raise ArgumentError("grid", f"{key}: empty value in {spec!r}")
         if key in grid:
-            raise ConfigError("--grid", f"{key} given twice")
+            raise ArgumentError("grid", f"{key} given twice")
         grid[key] = _unique([parse_value(v) for v in items], key)
     return grid
 
@@ -73,10 +73,10 @@ def expand(
     grid = dict(grid or {})
     if seeds is not None:
         if "seed" in grid:
-            raise ConfigError("--seeds", "give seeds either with --seeds or with --grid seed=..., not both")
+            raise ArgumentError("seeds", "give seeds either with `seeds` or with a `grid` key seed, not both")
         grid["seed"] = list(seeds)
     if not grid and not points:
-        raise ConfigError("--grid", "empty grid: give at least one --grid KEY=V1,V2 or --points FILE")
+        raise ArgumentError("grid", "empty grid: give at least one `grid` KEY=V1,V2 or `points`")
     base = [dict(p) for p in points] if points else [{}]
     keys: list[str] = []
     for p in base:
@@ -88,7 +88,7 @@ def expand(
     for point in out:
         pid = point_id(point, keys)
         if pid in seen:
-            raise ConfigError("--grid", f"point {format_point(point)} appears twice")
+            raise ArgumentError("grid", f"point {format_point(point)} appears twice")
         seen.add(pid)
     return keys, out
 
@@ -110,7 +110,7 @@ def format_point(point: Mapping[str, Any]) -> str:
 def _unique(values: list, key: str) -> list:
     formatted = [format_value(v) for v in values]
     if len(set(formatted)) != len(formatted):
-        raise ConfigError("--grid", f"{key}: a value is repeated")
+        raise ArgumentError("grid", f"{key}: a value is repeated")
     return values
 
 

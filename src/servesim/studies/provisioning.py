@@ -4,7 +4,7 @@
   catalog), known before running;
 - `fleet_economics(summary)`: dollars per hour, kWh and dollars per 1k requests, goodput per dollar,
   CO2e per 1k requests, read from a run's summary;
-- `DollarsPerHour`, `PowerDraw`: objectives in the shape a placement search takes (`unit`,
+- `DollarsPerHour`, `PowerDraw`, `EnergyPerRequest`: objectives in the shape a placement search takes (`unit`,
   `cost(config, summary)`), so goodput per dollar or per kW is capacity / cost;
 - `compare_fleets`: every candidate fleet under the same workload, one row each (for notebooks);
 - `pareto_front`, `plot_pareto`: the fleets no other beats on both of two criteria.
@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from servesim.config import SimConfig, load_config
+from servesim.core.errors import ConfigError
 
 ECONOMICS = ("gpus", "usd_per_hour", "goodput_rps", "goodput_per_usd", "kwh_per_1k_requests",
              "usd_per_1k_requests", "co2e_g_per_1k_requests", "avg_power_w", "slo_attainment")
@@ -72,7 +73,10 @@ class DollarsPerHour:
 
     def cost(self, config: SimConfig, summary: Mapping[str, Any]) -> float:
         value = fleet_usd_per_hour(config)
-        return math.nan if value is None else value
+        if value is None:
+            raise ConfigError("pricing.usd_per_gpu_hour", f"{_unpriced(config)} has no $/GPU-hour in "
+                              "the catalog: give one (a number, or {hardware: $})")
+        return value
 
 
 class PowerDraw:
@@ -82,7 +86,41 @@ class PowerDraw:
     unit = "kW"
 
     def cost(self, config: SimConfig, summary: Mapping[str, Any]) -> float:
-        return _num(summary.get("energy", {}).get("avg_power_w")) / 1000.0
+        return _energy(config, summary, "avg_power_w") / 1000.0
+
+
+class EnergyPerRequest:
+    """Objective: the energy the placement spends per 1k completed requests at its found capacity,
+    kWh (idle time included)."""
+
+    unit = "kWh/1k req"
+
+    def cost(self, config: SimConfig, summary: Mapping[str, Any]) -> float:
+        return _energy(config, summary, "kwh_per_1k_requests")
+
+
+def _energy(config: SimConfig, summary: Mapping[str, Any], key: str) -> float:
+    """An energy figure of the run; hardware without a TDP has none, which an energy objective
+    refuses rather than ranking on NaN."""
+    value = _num(summary.get("energy", {}).get(key))
+    if not value > 0:
+        raise ConfigError("--objective", f"no energy.{key} for this placement (hardware "
+                          f"{_hardware_names(config)} has no power model: tdp_w missing?)")
+    return value
+
+
+def _hardware_names(config: SimConfig) -> str:
+    from servesim.build import resolve_pools
+
+    return ", ".join(sorted({p.hardware.name for p in resolve_pools(config)}))
+
+
+def _unpriced(config: SimConfig) -> str:
+    from servesim.build import pool_prices, resolve_pools
+
+    pools = resolve_pools(config)
+    prices = pool_prices(config, pools)
+    return ", ".join(sorted({p.hardware.name for p in pools if prices[p.name] is None}))
 
 
 def compare_fleets(base: str | Path | Mapping | SimConfig, fleets: Mapping[str, Mapping[str, Any]],

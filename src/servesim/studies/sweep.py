@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from servesim.config import SimConfig, load_config
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import ArgumentError, InputFileError
 from servesim.simulation import dump_config, simulate
 from servesim.studies.executor import check_backend, run_tasks
 from servesim.studies.points import expand, format_value, point_id
@@ -59,7 +59,7 @@ def plan_sweep(
     base = load_config(config, overrides)
     if isinstance(seeds, int):
         if seeds < 1:
-            raise ConfigError("--seeds", f"must be >= 1, got {seeds}")
+            raise ArgumentError("seeds", f"must be >= 1, got {seeds}")
         seeds = [base.seed + i for i in range(seeds)]
     keys, pts = expand(grid, points, seeds)
     configs = [load_config(base, p) for p in pts]
@@ -108,7 +108,7 @@ def run_sweep(
         _check_manifest(out / MANIFEST, manifest)
         kept = {pid: row for pid, row in read_rows(path, plan.keys).items() if row["status"] == "ok"}
     elif path.exists() and not resume:
-        raise ConfigError("--out", f"{path} exists; pass --resume to continue it, or choose another --out")
+        raise ArgumentError("out", f"{path} exists; pass `resume` to continue it, or choose another `out`")
     ids = [point_id(p, plan.keys) for p in plan.points]
     todo = [i for i, pid in enumerate(ids) if pid not in kept]
     out.mkdir(parents=True, exist_ok=True)
@@ -223,6 +223,6 @@ def _check_manifest(path: Path, expected: dict) -> None:
     except (OSError, json.JSONDecodeError):
         raise InputFileError(path, "missing or unreadable: cannot tell which sweep wrote it") from None
     if found.get("keys") != expected["keys"]:
-        raise ConfigError("--resume", f"{path} has keys {found.get('keys')}, this sweep {expected['keys']}")
+        raise ArgumentError("resume", f"{path} has keys {found.get('keys')}, this sweep {expected['keys']}")
     if found.get("config_sha256") != expected["config_sha256"]:
-        raise ConfigError("--resume", f"{path} was written for a different base config")
+        raise ArgumentError("resume", f"{path} was written for a different base config")

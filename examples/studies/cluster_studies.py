@@ -2,7 +2,7 @@
 prefill/decode disaggregation against colocated instances on arXiv lengths, the KV link's cost,
 and the crossover where disaggregation stops paying.
 
-Usage: python benchmarks/cluster_studies.py [--study prefix|disagg|link|crossover|all]
+Usage: python examples/studies/cluster_studies.py [--study prefix|disagg|link|crossover|all]
                                             [--requests N] [--seeds 1 2 3] [--out DIR]
 Each study prints a markdown table and writes a CSV into --out (default out/cluster_studies).
 Metrics are simulated (deterministic per seed); where several seeds run, the table shows the
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from servesim import simulate  # noqa: E402
-from servesim.schedulers import SCHEDULERS  # noqa: E402
+from servesim.schedulers import POLICIES  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 
@@ -118,7 +118,7 @@ def topologies() -> dict[str, dict]:
         "colocated 4 fcfs": {"cluster.disaggregation": None, "cluster.instances": 4},
         "2P+2D": {},
     }
-    if "chunked_prefill" in SCHEDULERS.names():
+    if "chunked_prefill" in POLICIES.names():
         out["colocated 4 chunked"] = {
             "cluster.disaggregation": None, "cluster.instances": 4,
             "engine.scheduler": "chunked_prefill",
@@ -174,7 +174,7 @@ def study_crossover(args) -> pd.DataFrame:
         "colocated": {"cluster.disaggregation": None, "cluster.instances": 4},
         **({"colocated chunked": {"cluster.disaggregation": None, "cluster.instances": 4,
                                   "engine.scheduler": "chunked_prefill"}}
-           if "chunked_prefill" in SCHEDULERS.names() else {}),
+           if "chunked_prefill" in POLICIES.names() else {}),
         "1P+3D": {"cluster.disaggregation.prefill_instances": 1,
                   "cluster.disaggregation.decode_instances": 3},
         "2P+2D": {},

@@ -3,7 +3,7 @@ cache grows and TTFT under least-load / local cache-aware / global-pool routing;
 under each KV retention mode. Prints markdown tables, writes CSVs into --out and the figure
 docs/figures/kv_studies.png.
 
-Usage: python benchmarks/kv_studies.py [--out DIR] [--quick]
+Usage: python examples/studies/kv_studies.py [--out DIR] [--quick]
 Everything is simulated (deterministic); `--quick` runs a 20-minute window of the trace and 60
 programs instead of the whole trace and 200 programs.
 """
@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from servesim.studies.kv import (  # noqa: E402

@@ -1,6 +1,7 @@
-"""Scheduling policies compared on one H100 with Llama-3-8B and ShareGPT lengths (issue 5's targets).
+"""Scheduling policies compared on one H100 with Llama-3-8B and ShareGPT lengths.
 
-    PYTHONPATH=src python benchmarks/scheduler_comparison.py [--seeds 1,2,3] [--workers 2] [--json out.json]
+    PYTHONPATH=src python examples/studies/scheduler_comparison.py [--seeds 1,2,3] [--workers 2]
+        [--backend local|ray] [--json out.json]
 
 Prints, as means over the seeds (each seed: its own Poisson arrivals and its own (prompt, output)
 pairs resampled from the ShareGPT length file, shared by every policy at that seed, so comparisons
@@ -9,7 +10,8 @@ are paired):
 1. SRTF (oracle predictor) vs FCFS: mean end-to-end latency near and above saturation;
 2. the same gain as the predictor gets worse (noisy oracle sigma, bucket classifier, class mean);
 3. chunked prefill vs FCFS at the same load: p99 of each request's longest inter-token gap, mean TTFT;
-4. EDF with admission control vs FCFS (and EDF without it) under overload: SLO attainment.
+4. EDF with admission control vs FCFS (and EDF without it) under overload: SLO attainment;
+5. any order with any batching: SRTF with chunked batching against SRTF and FCFS.
 
 Every run is configs/sched_sharegpt.yaml with the overrides shown in the tables, so any row is one
 `servesim run configs/sched_sharegpt.yaml --seed N --set KEY=VALUE ...` (from the repository root).
@@ -22,7 +24,6 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,9 @@ import numpy as np
 from servesim.build import build
 from servesim.config import load_config
 from servesim.simulation import run
+from servesim.studies.executor import run_tasks
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "sched_sharegpt.yaml"
 
 SRTF_RATES = [6.0, 6.5, 7.0, 7.5, 8.0, 10.0]
@@ -54,6 +56,7 @@ PREDICTORS = [
 CHUNK_RATES = [6.0, 7.0]
 CHUNK_SIZES = [512, 1024, 2048]
 OVERLOAD_RATES = [8.0, 10.0, 12.0]
+MIX_RATES = [7.0, 7.5]
 
 
 # -- one simulation ---------------------------------------------------------------------------------
@@ -68,10 +71,11 @@ def simulate(overrides: dict) -> dict:
 
 
 class Runner:
-    """Runs each distinct (overrides, seed) once, in parallel, and averages over seeds."""
+    """Runs each distinct (overrides, seed) once, on the studies executor (local worker processes
+    or Ray), and averages over seeds."""
 
-    def __init__(self, seeds: list[int], workers: int):
-        self.seeds, self.workers = seeds, workers
+    def __init__(self, seeds: list[int], workers: int, backend: str = "local"):
+        self.seeds, self.workers, self.backend = seeds, workers, backend
         self.results: dict[str, dict] = {}
 
     def run_all(self, points: list[dict]) -> None:
@@ -81,13 +85,9 @@ class Runner:
                 key = _key(overrides, seed)
                 if key not in self.results:
                     todo[key] = {**overrides, "seed": seed}
-        tasks = list(todo.values())
-        if self.workers > 1:
-            with ProcessPoolExecutor(self.workers) as pool:
-                summaries = list(pool.map(simulate, tasks))
-        else:
-            summaries = [simulate(t) for t in tasks]
-        self.results.update(zip(todo, summaries))
+        keys, tasks = list(todo), list(todo.values())
+        for i, summary in run_tasks(simulate, tasks, self.workers, self.backend):
+            self.results[keys[i]] = summary
 
     def mean(self, overrides: dict, path: str) -> float:
         values = [_get(self.results[_key(overrides, s)], path) for s in self.seeds]
@@ -164,7 +164,7 @@ def srtf_table(r: Runner) -> list[str]:
     return lines
 
 
-AGING = srtf_run(NOISE_RATE, "srtf", **{"engine.srtf": {"aging_s": 30.0}})
+AGING = srtf_run(NOISE_RATE, "srtf", **{"engine.scheduler": {"name": "srtf", "aging_s": 30.0}})
 
 
 def noise_points() -> list[dict]:
@@ -198,7 +198,7 @@ def chunk_points() -> list[dict]:
     for rate in CHUNK_RATES:
         points.append(at(rate, **{"engine.scheduler": "fcfs"}))
         for size in CHUNK_SIZES:
-            points.append(at(rate, **{"engine.scheduler": "chunked_prefill", "engine.chunk_size": size}))
+            points.append(at(rate, **{"engine.batching": "chunked", "engine.chunk_size": size}))
     return points
 
 
@@ -212,7 +212,7 @@ def chunk_table(r: Runner) -> list[str]:
         ft, fg = r.mean(f, "latency.ttft.mean"), r.mean(f, "latency.tbt_max.p99")
         lines.append(f"| {rate:g} | fcfs | {fg:.3f} | | {ft:.3f} | | {r.mean(f, 'latency.tpot.mean'):.4f} |")
         for size in CHUNK_SIZES:
-            c = at(rate, **{"engine.scheduler": "chunked_prefill", "engine.chunk_size": size})
+            c = at(rate, **{"engine.batching": "chunked", "engine.chunk_size": size})
             ct, cg = r.mean(c, "latency.ttft.mean"), r.mean(c, "latency.tbt_max.p99")
             lines.append(
                 f"| {rate:g} | chunked_prefill, chunk {size} | {cg:.3f} | {_pct(cg, fg)} | "
@@ -225,7 +225,7 @@ def edf_variants(rate: float) -> list[tuple[str, dict]]:
     return [
         ("fcfs", at(rate, **{"engine.scheduler": "fcfs"})),
         ("edf", at(rate, **{"engine.scheduler": "edf", "engine.edf": {}})),
-        ("edf + admission control", at(rate, **{"engine.scheduler": "edf"})),
+        ("edf + admission control", at(rate, **{"engine.scheduler": "edf"})),  # the config's block
     ]
 
 
@@ -252,6 +252,35 @@ def edf_table(r: Runner) -> list[str]:
     return lines
 
 
+MIXES = [
+    ("fcfs, whole prompts", {"engine.scheduler": "fcfs"}),
+    ("srtf, whole prompts", {"engine.scheduler": "srtf"}),
+    ("srtf, chunked", {"engine.scheduler": "srtf", "engine.batching": "chunked"}),
+    ("fcfs, chunked", {"engine.scheduler": "fcfs", "engine.batching": "chunked"}),
+]
+
+
+def mix_points() -> list[dict]:
+    return [at(rate, **LONG, **over) for rate in MIX_RATES for _, over in MIXES]
+
+
+def mix_table(r: Runner) -> list[str]:
+    lines = [
+        "| rate (req/s) | order, batching | e2e mean (s) | vs fcfs | tbt_max p99 (s) | TTFT mean (s) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for rate in MIX_RATES:
+        base = r.mean(at(rate, **LONG, **MIXES[0][1]), "latency.e2e.mean")
+        for label, over in MIXES:
+            p = at(rate, **LONG, **over)
+            e2e = r.mean(p, "latency.e2e.mean")
+            lines.append(
+                f"| {rate:g} | {label} | {e2e:.2f} | {_pct(e2e, base)} | "
+                f"{r.mean(p, 'latency.tbt_max.p99'):.3f} | {r.mean(p, 'latency.ttft.mean'):.2f} |"
+            )
+    return lines
+
+
 def _pct(new: float, old: float) -> str:
     return f"{(new - old) / old:+.1%}"
 
@@ -261,13 +290,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--backend", default="local", choices=["local", "ray"])
     parser.add_argument("--json", help="also write every run's summary here")
     args = parser.parse_args()
     os.chdir(ROOT)  # the config names its length file relative to the repository root
     seeds = [int(s) for s in args.seeds.split(",")]
-    runner = Runner(seeds, args.workers)
+    runner = Runner(seeds, args.workers, args.backend)
     wall0 = time.perf_counter()
-    runner.run_all(srtf_points() + noise_points() + chunk_points() + edf_points())
+    runner.run_all(srtf_points() + noise_points() + chunk_points() + edf_points() + mix_points())
     wall = time.perf_counter() - wall0
 
     print(f"# Scheduler comparison: {CONFIG.relative_to(ROOT)}")
@@ -280,6 +310,7 @@ def main() -> None:
         ("2. SRTF gain vs predictor quality (max_num_seqs 128, 5000 requests)", noise_table),
         ("3. Chunked prefill vs FCFS: longest inter-token gap and TTFT", chunk_table),
         ("4. EDF with admission control vs FCFS under overload", edf_table),
+        ("5. Any order with any batching: SRTF + chunked (5000 requests per run)", mix_table),
     ]
     for title, table in sections:
         print(f"\n## {title}\n")
