@@ -18,7 +18,7 @@ from servesim.core.errors import ConfigError
 from servesim.simulation import run
 from tests.factories import small_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_summary_has_energy_and_cost():

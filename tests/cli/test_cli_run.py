@@ -14,7 +14,7 @@ import yaml
 from servesim.cli import main
 from tests.factories import small_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 SUMMARY_KEYS = {
     "requests": {"arrived", "completed", "rejected", "unfinished"},

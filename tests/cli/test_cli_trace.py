@@ -16,7 +16,7 @@ from servesim.core.rng import stream
 from servesim.workload import build_requests, read_trace
 from tests.factories import small_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRACES = ROOT / "traces"
 INFO_KEYS = {"rows", "span_s", "rate_per_s", "interarrival_cv", "prompt_tokens", "output_tokens"}
 

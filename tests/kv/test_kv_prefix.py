@@ -258,7 +258,7 @@ def test_every_policy_gets_the_same_hits_on_the_mooncake_trace(monkeypatch):
 
     from servesim.simulation import simulate
 
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
     rates = {
         policy: simulate("configs/cluster_mooncake_prefix.yaml", **{
             "engine.scheduler": policy, "workload.trace.max_requests": 400,

@@ -312,7 +312,7 @@ class MRUPolicy(LRUPolicy):
 
 def test_eviction_policy_plugins_and_unknown_names():
     cfg = tiered_config(6000, 4.0, 0, 0, "overlap", "recompute", "round_robin")
-    cfg["kv"]["dram"]["eviction"] = "tests.test_kv_tiers:MRUPolicy"
+    cfg["kv"]["dram"]["eviction"] = "tests.kv.test_kv_tiers:MRUPolicy"
     cfg["kv"]["gpu_eviction"] = "lfu"
     check = lambda instance: instance.kv.check_conservation()  # noqa: E731
     result, built = run_table(cfg, session_table(60, seed=2, rate=30, max_blocks=6), after_step=check)

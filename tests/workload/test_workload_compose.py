@@ -19,7 +19,7 @@ from servesim.workload import build_requests, read_trace
 from servesim.workload.stats import interarrival_cv
 from tests.factories import small_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AZURE_CONV = "traces/azure2023/AzureLLMInferenceTrace_conv.csv"
 SHAREGPT = "traces/sharegpt/sharegpt_8k_filtered_stats_llama2_tokenizer.csv"
 

@@ -40,10 +40,10 @@ CASES = {
         "engine.preemption": "swap",
     },
     # engine profiles: the longest context of each step in a run, graph padding, host time
-    "fcfs-split_kv": {"cost.profile": str(Path(__file__).parent / "data" / "profile_split_kv.yaml")},
+    "fcfs-split_kv": {"cost.profile": str(Path(__file__).parents[1] / "data" / "profile_split_kv.yaml")},
     "chunked_prefill-batch_kv": {
         "engine.scheduler": "chunked_prefill",
-        "cost.profile": str(Path(__file__).parent / "data" / "profile_batch_kv.yaml"),
+        "cost.profile": str(Path(__file__).parents[1] / "data" / "profile_batch_kv.yaml"),
     },
     "srtf": {"engine.scheduler": "srtf"},
     "srtf-evict-swap": {

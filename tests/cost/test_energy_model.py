@@ -31,7 +31,7 @@ from servesim.cost.power_calibrate import (
 from servesim.cost.profile import family_profile
 from servesim.cost.work import WorkModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POWER_CSV = ROOT / "data" / "measurements" / "h200-power" / "power.csv"
 
 

@@ -14,7 +14,7 @@ from servesim.cli import main
 from servesim.cost.profile import load_profile
 from servesim.enginerun import read_engine_run
 
-RUN = Path(__file__).parent / "data" / "enginerun"
+RUN = Path(__file__).parents[1] / "data" / "enginerun"
 
 
 def copy_run(tmp_path: Path) -> Path:
@@ -175,7 +175,7 @@ def test_replay_compares_real_and_simulated(tmp_path, capsys):
 
 
 def test_replay_with_a_profile_and_overrides(tmp_path, capsys):
-    profile = Path(__file__).parent / "data" / "profile_split_kv.yaml"
+    profile = Path(__file__).parents[1] / "data" / "profile_split_kv.yaml"
     base = ["replay", str(RUN), "--out", str(tmp_path / "o"), "--json"]
     _, shipped, _ = run_cli(capsys, base)
     _, engine, _ = run_cli(capsys, base + ["--profile", str(profile)])

@@ -16,7 +16,7 @@ from servesim.workload.readers import ReadOptions, detect_format, read_trace
 from servesim.workload.readers.base import ReadReport
 from servesim.workload.readers.servegen import find_clients, read_rate_windows
 
-TRACES = Path(__file__).resolve().parents[1] / "traces"
+TRACES = Path(__file__).resolve().parents[2] / "traces"
 AZURE_CODE = TRACES / "azure2023" / "AzureLLMInferenceTrace_code.csv"
 AZURE_CONV = TRACES / "azure2023" / "AzureLLMInferenceTrace_conv.csv"
 MOONCAKE_CONV = TRACES / "mooncake" / "conversation_trace.jsonl"

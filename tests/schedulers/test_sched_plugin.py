@@ -36,7 +36,7 @@ def test_the_plugin_chunks_and_caches_like_any_policy():
 
 
 def test_registry_loads_the_plugin_by_path(monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
     assert POLICIES.get("examples.custom_scheduler:ShortestPromptFirst") is ShortestPromptFirst
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from servesim.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = str(ROOT / "configs" / "quickstart.yaml")
 SMALL = ["--set", "workload.num_requests=40", "--set", "workload.arrival.rate=30"]
 
