@@ -147,7 +147,7 @@ class LastInstanceRouter:
 
 def test_plugin_router_by_import_path():
     result = simulate(small_config(**{"cluster.instances": 3,
-                                      "cluster.router": "tests.test_routers:LastInstanceRouter"}))
+                                      "cluster.router": "tests.routers.test_routers:LastInstanceRouter"}))
     assert set(result.requests["instance"]) == {2}
 
 
