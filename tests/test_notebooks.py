@@ -14,6 +14,7 @@ NOTEBOOKS = {
     "compare_schedulers.ipynb": {"tables": True},
     "capacity_whatif.ipynb": {"tables": True},
     "provisioning.ipynb": {"tables": True},
+    "kv_studies.ipynb": {"tables": True},
     "traces.ipynb": {"figure_file": "traces_overview.png"},
 }
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from servesim.build_kv import KVSetup
 from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
 from servesim.config.base import split_component
 from servesim.config.schema import EngineConfig, SimConfig
@@ -21,7 +23,6 @@ from servesim.cost.profile import resolve_profile
 from servesim.cost.work import WorkModel
 from servesim.engine import DisaggregationParts, InstanceParts, KVLink
 from servesim.engine.power import PowerBudget
-from servesim.kv.manager import KVCacheManager
 from servesim.metrics.pricing import CarbonIntensity, read_carbon_trace
 from servesim.predictors import PREDICTORS
 from servesim.registry import validate_params
@@ -80,6 +81,7 @@ class Built:
     elastic: object | None = None
     """`engine.elastic.ElasticParts` when the fleet changes during the run (autoscaling, faults,
     migration); `parts` then only describes the initial instances."""
+    kv_setup: KVSetup | None = None
 
     def pool_table(self) -> list[dict]:
         out, first = [], 0
@@ -111,12 +113,14 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
         check_policy_blocks(pool.config)
     check_objective_classes(config)
     predictor = make_predictor(config)  # one model of lengths, shared by the instances
+    kv_setup = KVSetup(config, model)  # the tiers of each instance, the shared pool
     parts = []
     for pool in pools:
         for _ in range(pool.instances):
             part = make_instance(
                 pool.config, model, pool.hardware, pool.kv_capacity_tokens, len(parts), predictor,
                 tp=pool.tp, pp=pool.pp, hash_block_size=table.hash_block_size, pool_name=pool.name,
+                kv_setup=kv_setup,
             )
             part.role, part.pool = pool.role, pool.name
             parts.append(part)
@@ -134,7 +138,7 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     return Built(
         config, model, first.hardware, table, requests, parts, router, first.kv_capacity_tokens,
         pools, disaggregation, make_power_budget(config, pools), pool_prices(config, pools),
-        carbon_intensity(config), filtered.counts(), elastic,
+        carbon_intensity(config), filtered.counts(), elastic, kv_setup,
     )
 
 
@@ -235,6 +239,7 @@ def kv_capacity_tokens(
 def make_instance(
     config, model, hardware, capacity_tokens: int, index: int, predictor=None,
     tp: int | None = None, pp: int | None = None, hash_block_size: int = 0, pool_name: str = "default",
+    kv_setup: KVSetup | None = None,
 ) -> InstanceParts:
     engine = config.engine
     tp, pp = tp or config.cluster.tp, pp or config.cluster.pp
@@ -242,9 +247,9 @@ def make_instance(
     power = make_power_model(config, model, hardware, cost, tp, pp, pool_name)
     if power is not None and config.power.limited:
         cost = ClockedCostModel(power)  # the engine and the scheduler see capped step times
-    kv = KVCacheManager(
-        capacity_tokens // engine.block_size, engine.block_size, watermark=engine.kv_watermark,
-        prefix_caching=engine.prefix_caching, hash_block_size=hash_block_size,
+    kv_setup = kv_setup or KVSetup(config, model)
+    kv = kv_setup.manager(
+        capacity_tokens // engine.block_size, hash_block_size, hardware, tp, engine,
         cohort=DecodeCohort(engine.block_size, model.sliding_window),
     )
     limits = EngineLimits(
@@ -488,7 +493,24 @@ def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:
         if priorities is not None:
             r.priority = int(priorities[i])
         out.append(r)
+    if table.program_id is not None:
+        link_program_calls(out, table)
     return out
+
+
+def link_program_calls(requests: list[Request], table: RequestTable) -> None:
+    """Agentic calls: program ids, parents as request ids, and each call's tool time before the
+    program's next call (what KV retention and program-aware eviction read)."""
+    by_call = {(int(p), int(c)): i for i, (p, c) in enumerate(zip(table.program_id, table.call_index))}
+    for i, r in enumerate(requests):
+        r.program_id = int(table.program_id[i])
+        r.program_parents = tuple(by_call[(r.program_id, c)] for c in table.call_parents[i])
+        r.program_wait_s = float(table.tool_s[i])
+        for parent in r.program_parents:  # the parent's soonest next call
+            before = requests[parent].program_tool_s
+            requests[parent].program_tool_s = (
+                r.program_wait_s if math.isnan(before) else min(before, r.program_wait_s)
+            )
 
 
 def _per_request(values, default: float, n: int) -> np.ndarray:

@@ -20,8 +20,10 @@ from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame, summarize
 from servesim.metrics.energy import energy_in_intervals, energy_summary, instance_energy, request_energy
 from servesim.metrics.gaps import TokenGaps
+from servesim.metrics.kv_tiers import add_tier_columns
 from servesim.metrics.lifecycle import LifecycleLog, elastic_energy_and_rent, fleet_summary
 from servesim.metrics.pricing import cost_summary
+from servesim.metrics.programs import program_summary
 from servesim.metrics.timeseries import check_size, instance_timeseries, with_elastic_columns
 
 RUN_FILES = ("summary.json", "requests.csv", "timeseries.csv", "config.yaml", "comparison.json",
@@ -40,6 +42,8 @@ class SimulationResult:
     """The files the last `save` wrote."""
     lifecycle: LifecycleLog | None = None
     """Elastic runs: instance states, slowdowns and migrations over time (metrics.lifecycle)."""
+    tiers: pd.DataFrame | None = None
+    """With prefix caching: per step, what each KV tier holds and cumulative hits and traffic."""
 
     def timeseries(self, interval_s: float | None = None) -> pd.DataFrame:
         """Per-instance queue length, running batch, KV usage and busy share over time bins
@@ -55,6 +59,8 @@ class SimulationResult:
         )
         if self.lifecycle is not None:
             frame = with_elastic_columns(frame, self.lifecycle, end)
+        if self.tiers is not None and len(self.tiers):
+            frame = add_tier_columns(frame, self.tiers)  # tier occupancy, hit and transfer rates
         return frame
 
     def save(self, out_dir: str | Path, extra: dict | None = None) -> Path:
@@ -128,6 +134,8 @@ def run(built: Built, after_step=None) -> SimulationResult:
         },
         "cluster": {"instances": len(built.parts), "pools": built.pool_table()},
     }
+    if built.kv_setup is not None:
+        kv_extra["kv"].update(built.kv_setup.stats(int(frame["prompt_tokens"].sum())))
     if stats.kv_link is not None:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
     lifecycle = built.elastic.log if built.elastic is not None else None
@@ -149,7 +157,12 @@ def run(built: Built, after_step=None) -> SimulationResult:
     kv_extra["cluster"]["idle_w"] = _idle_w(built, stats)
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra, gaps,
                         objectives)
-    return SimulationResult(cfg, summary, frame, steps, lifecycle=lifecycle)
+    programs = program_summary(built.requests)
+    if programs is not None:
+        summary["programs"] = programs
+    log = built.kv_setup.log if built.kv_setup is not None else None
+    tiers = log.to_frame() if log is not None else None
+    return SimulationResult(cfg, summary, frame, steps, lifecycle=lifecycle, tiers=tiers)
 
 
 def elastic_summary(lifecycle: LifecycleLog, stats, frame: pd.DataFrame) -> dict:

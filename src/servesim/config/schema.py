@@ -10,6 +10,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from servesim.config.base import Component, Section
 from servesim.config.cluster import ClusterConfig
 from servesim.config.cost import CostConfig
+from servesim.config.kv import KVConfig
 from servesim.config.power import PowerConfig, PricingConfig
 from servesim.config.slo import SLOObjective, check_names
 from servesim.config.workload import WorkloadConfig
@@ -105,6 +106,8 @@ class SimConfig(Section):
     engine: EngineConfig = EngineConfig()
     workload: WorkloadConfig = WorkloadConfig()
     cost: CostConfig = CostConfig()
+    kv: KVConfig = KVConfig()
+    """KV tiers (DRAM, SSD), the cluster-wide pool, eviction policies, agentic retention."""
     slo: SLOConfig = SLOConfig()
     power: PowerConfig = PowerConfig()
     """Power model, caps and clock limits, a cluster power budget (docs/energy.md)."""

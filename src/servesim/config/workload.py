@@ -187,6 +187,35 @@ class SessionsConfig(Section):
     """Tokens per prefix-hash block generated for the turns."""
 
 
+class ProgramsConfig(Section):
+    """Agentic programs: chains (or DAGs, with fan-out) of LLM calls separated by tool calls. Each
+    call's prompt is the conversation so far plus the new tokens (a tool result); the next call
+    arrives when its parents have finished plus a tool time, so arrivals depend on the serving
+    (the sampled lengths and tool times never do). `workload.arrival` gives the program starts."""
+
+    path: str | None = None
+    """Recorded programs, JSONL (docs/kv.md): replayed instead of generating them."""
+    num_programs: int = Field(200, ge=1, le=1_000_000)
+    """Programs to generate."""
+    calls: LengthDist = LengthDist(dist="uniform", min=10, max=50)
+    """LLM calls per program."""
+    tool_time: ThinkTime = ThinkTime(dist="uniform", min=0.5, max=10.0)
+    """Tool-call time between a call's end and the next call, seconds."""
+    system_prompt_tokens: int = Field(1000, ge=0)
+    """Tokens of the prompt every call of every program starts with."""
+    new_tokens: LengthDist = LengthDist(dist="lognormal", mean=300, sigma=0.8, max=8192)
+    """Tokens a call adds to the conversation (the task, then each tool's result)."""
+    output: LengthDist = LengthDist(dist="lognormal", mean=120, sigma=0.8, max=2048)
+    """Output tokens of a call."""
+    fan_out: int = Field(1, ge=1, le=64)
+    """Parallel calls at a fan-out step (they extend the same parent; the next call joins them)."""
+    fan_out_prob: float = Field(0.0, ge=0, le=1)
+    """Probability that a step fans out."""
+    hash_block_size: int = Field(128, ge=1, le=65536)
+    """Tokens per prefix-hash block generated for the calls (the unit of cache sharing; long
+    conversations hash fast with coarser blocks)."""
+
+
 class ClassSLO(Section):
     ttft_s: float | None = Field(None, gt=0)
     """Time-to-first-token objective of this class; the global `slo.ttft_s` when left out."""
@@ -247,6 +276,9 @@ class WorkloadConfig(Section):
     """Multi-turn conversations: each arrival starts one."""
     classes: list[ClassConfig] = []
     """Several request classes, each with its own arrivals, lengths, SLO and priority."""
+    programs: ProgramsConfig | None = None
+    """Agentic programs instead of independent requests (with `arrival`; no trace, sessions or
+    classes)."""
     filter: LengthFilter | None = None
     """Drop, clip or reject requests longer than a limit (counted in summary.json `workload`)."""
 
@@ -261,6 +293,10 @@ class WorkloadConfig(Section):
 
     @model_validator(mode="after")
     def _count_or_duration(self):
+        if self.programs is not None and (self.classes or self.trace or self.sessions or self.filter):
+            raise ValueError(
+                "`programs` cannot be combined with `trace`, `sessions`, `classes` or `filter`"
+            )
         if self.classes and self.trace is not None:
             raise ValueError("with `classes`, give each class its own `trace`")
         if self.trace is not None and self.sessions is not None:
@@ -300,4 +336,4 @@ class WorkloadConfig(Section):
         """True when some arrivals are generated (they need a count or a duration to stop)."""
         if self.classes:
             return any(c.trace is None for c in self.classes)
-        return self.trace is None
+        return self.trace is None and self.programs is None

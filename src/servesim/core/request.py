@@ -56,6 +56,14 @@ class Request:
     priority: int = 0
     ttft_slo: float = math.inf
     tpot_slo: float = math.inf
+    program_id: int = -1
+    """The agentic program this call belongs to (-1: a plain request)."""
+    program_parents: tuple = ()
+    """Agentic call: request ids of the calls it waits for (issued when they have finished)."""
+    program_wait_s: float = 0.0
+    """Agentic call: tool time between its parents' end and its arrival, seconds."""
+    program_tool_s: float = math.nan
+    """Agentic call: the tool time before the program's next call (NaN: the program ends here)."""
     predicted_output_tokens: float = math.nan
     """Set by a length predictor; policies read this, never `num_output_tokens`."""
 

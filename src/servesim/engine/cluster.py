@@ -18,6 +18,7 @@ from servesim.core.request import Request, RequestStatus
 from servesim.cost.base import CostModel
 from servesim.engine.disaggregation import KVHandoff
 from servesim.engine.instance import DEFAULT_MAX_RUN_STEPS, Instance
+from servesim.engine.programs import ProgramDriver
 from servesim.engine.transfer import KVLink
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
@@ -91,7 +92,10 @@ def run_cluster(
                            token_gaps)
     wall0 = time.perf_counter()
     env = simpy.Environment()
-    instances = [start_instance(env, i, p, step_log, on_finish) for i, p in enumerate(parts)]
+    entry: list[Instance] = []
+    programs, on_finish, arriving = _programs(env, requests, router, entry, on_finish)
+    on_reject = programs.on_reject if programs is not None else None
+    instances = [start_instance(env, i, p, step_log, on_finish, on_reject) for i, p in enumerate(parts)]
     for instance in instances:
         instance.after_step = after_step
         instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps (metrics/gaps.py)
@@ -104,8 +108,8 @@ def run_cluster(
         for instance in instances:
             if instance.role == "prefill":
                 instance.hand_off = hand_off
-    entry = [i for i in instances if i.role != "decode"]
-    env.process(arrival_process(env, requests, router, entry))
+    entry.extend(i for i in instances if i.role != "decode")
+    env.process(arrival_process(env, arriving, router, entry))
     if elastic is not None:  # slowdowns on a fixed fleet
         from servesim.engine.faults import static_fault_processes
 
@@ -157,6 +161,30 @@ def arrival_process(env: simpy.Environment, requests: Sequence[Request], router,
             yield env.timeout(delay)
         choice = router.route(request, views, env.now)
         instances[choice].submit(request)
+
+
+def _programs(env, requests, router, entry: list, on_finish):
+    """Agentic calls wait for their parents (engine/programs.py): the driver (None without
+    programs), the finish callback that feeds it, and the requests that arrive on their own."""
+    if not any(r.program_parents for r in requests):
+        return None, on_finish, requests
+    def submit(request):  # routers see instances through their views, as at arrival
+        entry[router.route(request, [i.view for i in entry], env.now)].submit(request)
+
+    driver = ProgramDriver(env, requests, submit)
+    arriving = [r for r in requests if not driver.held(r)]
+    return driver, _both(on_finish, driver.on_finish), arriving
+
+
+def _both(first, second):
+    if first is None:
+        return second
+
+    def call(request):
+        first(request)
+        second(request)
+
+    return call
 
 
 def _count_events(env: simpy.Environment):

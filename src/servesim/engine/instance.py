@@ -53,6 +53,19 @@ class InstanceView:
         """Call `callback(view)` after anything that may change `load()` (a router's load index)."""
         self._instance.load_listeners.append(callback)
 
+    def prefix_hits(self, request: Request) -> dict[str, int]:
+        """Prompt tokens of `request` each KV tier here would serve (`gpu`, `dram`, `ssd`, `pool`)."""
+        return self._instance.kv.peek_hits(request)
+
+    def reload_time_s(self, hits: dict[str, int]) -> float:
+        """Seconds to load a `prefix_hits` result's lower-tier tokens."""
+        return self._instance.kv.reload_time_s(hits)
+
+    @property
+    def prefill_s_per_token(self) -> float:
+        """Seconds per prompt token of a large prefill step here (cost model)."""
+        return self._instance.prefill_s_per_token
+
 
 class Instance:
     def __init__(
@@ -95,6 +108,7 @@ class Instance:
         """The instance's `PowerModel` (energy per step, the clock under a cap), or None."""
         self.meter = PowerMeter(power.idle_w if power is not None else 0.0)
         self._caching = kv.prefix is not None
+        self._prefill_rate: float | None = None
         self.after_step = None
         """Optional callback(instance) after every applied step: invariant checks in tests."""
         self.load_listeners: list = []
@@ -128,6 +142,14 @@ class Instance:
             load.num_queued_tokens,
             load.num_running_tokens + self.num_incoming_tokens,
         )
+
+    @property
+    def prefill_s_per_token(self) -> float:
+        """Seconds per prompt token of a large prefill step here (cost model; the routers' view)."""
+        if self._prefill_rate is None:
+            n = 8192
+            self._prefill_rate = self.cost_model.step_time(StepShape([(n, 0)], 0, 0, 1)) / n
+        return self._prefill_rate
 
     def submit(self, request: Request) -> None:
         """Hand a routed request to the scheduler, waking the instance if it sleeps."""
@@ -182,12 +204,17 @@ class Instance:
         while True:
             if self.between_steps is not None:
                 self.between_steps(self)
+            self.kv.tick(self.env.now)
             plan = scheduler.schedule(self.env.now)
             if self.load_listeners:  # a policy may drop or reject requests while planning
                 self.load_changed()
             if plan.is_empty(cohort.size):
                 self._idle = self.env.event()
-                yield self._idle
+                wake = self.kv.next_expiry()  # pinned KV frees itself then: plan again
+                if math.isfinite(wake):
+                    yield self._idle | self.env.timeout(max(0.0, wake - self.env.now))
+                else:
+                    yield self._idle
                 self._idle = None
             elif plan.repeatable and plan.decode_cohort and not plan.tokens and not plan.preempted:
                 yield from self._decode_run(plan)
@@ -199,7 +226,8 @@ class Instance:
         shape = self._shape(plan)
         start = env.now
         swapped = plan.num_swap_in_tokens + plan.num_swap_out_tokens
-        compute = self.cost_model.step_time(shape) * self.slowdown
+        # a straggler slows compute; KV tier transfers overlap or stall it (kv.step_time)
+        compute = self.kv.step_time(self.cost_model.step_time(shape) * self.slowdown)
         seconds = compute + swapped * self.swap_s_per_token
         joules = self.power.step_energy(shape, seconds) if self.power is not None else 0.0
         self.meter.begin(start, seconds, joules)
@@ -319,6 +347,8 @@ class Instance:
             self.load_changed()
         if self.after_step is not None:
             self.after_step(self)
+        if self.kv.tier_log is not None:  # tier occupancy, hits and traffic over time
+            self.kv.tier_log.record(self.index, end, self.kv)
         load = self.scheduler.load() if self.step_log.enabled else None
         self.step_log.record(
             self.index,

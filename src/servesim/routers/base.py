@@ -29,6 +29,9 @@ class InstanceView(Protocol):
       their next token), `num_running_tokens` the prompt context of the running requests.
     - `prefix_match_tokens(request)`: leading prompt tokens of `request` that this instance's
       prefix cache holds now (whole cached segments; 0 without prefix caching or hashes).
+
+    The engine's view also offers what tier-aware routers (`conductor`, `dualmap`) read:
+    `prefix_hits(request)`, `reload_time_s(hits)`, `prefill_s_per_token` (docs/kv.md).
     """
 
     index: int

@@ -253,6 +253,7 @@ class Scheduler:
         self._running_tokens += request.num_prompt_tokens
         if request.status == RequestStatus.SWAPPED:
             self.plan.num_swap_in_tokens += request.num_computed_tokens
+            kv.swap_in(request)
         if cached:
             request.skip_cached_prefix(cached)
         request.status = RequestStatus.RUNNING
@@ -309,13 +310,16 @@ class Scheduler:
 
     def preempt(self, victim: Request) -> None:
         """Evict a running request to the waiting queue. `recompute` drops its KV (prompt and
-        output run again); `swap` copies the KV to host memory during this step."""
+        output run again); `swap` copies the KV to host memory during this step (recompute when
+        the host tier has no room for it)."""
         plan = self.plan
         if victim.in_cohort:
             self.kv.leave_cohort(victim)
         self._drop_running(victim)
+        # swap needs room in host memory (finite when a host tier is configured), else recompute
+        swap = self.limits.preemption == "swap" and self.kv.swap_out(victim)
         self.kv.free(victim)
-        if self.limits.preemption == "swap":
+        if swap:
             plan.num_swap_out_tokens += victim.num_computed_tokens
             victim.status = RequestStatus.SWAPPED
         else:

@@ -2,11 +2,12 @@
 
 One process per instance. Its `steps` thread shows every engine step (a run of identical decode
 steps is one slice, `decode x k`); counter tracks show the waiting queue, the running batch and KV
-usage after each step; each request is an async slice from arrival to finish, split into
-`queued` (arrival -> first step that computes it), `prefill` (-> first token) and `decode`
-(-> last token). Rejected requests are instant events. Disaggregated, a request has two slices:
-queued and prefill on its prefill instance (until the handoff), then `kv transfer` (handoff -> first
-token) and decode on its decode instance.
+usage after each step, and, with prefix caching, the tokens each KV tier holds, cumulative hits
+per tier and cumulative GB moved on the tier links; each request is an async slice from arrival
+to finish, split into `queued` (arrival -> first step that computes it), `prefill` (-> first
+token) and `decode` (-> last token). Rejected requests are instant events. Disaggregated, a
+request has two slices: queued and prefill on its prefill instance (until the handoff), then
+`kv transfer` (handoff -> first token) and decode on its decode instance.
 
 Size is bounded: at most `max_steps` step rows and `max_requests` requests (the earliest ones) are
 exported (about 100 bytes per trace event), so the defaults stay near 10 MB at most.
@@ -33,7 +34,9 @@ _US = 1e6
 def chrome_trace(result, max_steps: int = MAX_STEPS, max_requests: int = MAX_REQUESTS) -> dict:
     """The trace of a `SimulationResult` as a Chrome trace-event dict (with the fleet's states,
     faults and migrations when the run was elastic)."""
-    trace = trace_from_frames(result.requests, result.steps, max_steps, max_requests)
+    trace = trace_from_frames(
+        result.requests, result.steps, max_steps, max_requests, getattr(result, "tiers", None)
+    )
     log = getattr(result, "lifecycle", None)
     if log is not None:
         from servesim.studies.timeline_elastic import elastic_events
@@ -57,7 +60,7 @@ def write_chrome_trace(
 
 def trace_from_frames(
     requests: pd.DataFrame, steps: pd.DataFrame, max_steps: int = MAX_STEPS,
-    max_requests: int = MAX_REQUESTS,
+    max_requests: int = MAX_REQUESTS, tiers: pd.DataFrame | None = None,
 ) -> dict:
     if max_steps < 0 or max_requests < 0:
         raise ValueError("max_steps and max_requests must be >= 0")
@@ -70,6 +73,9 @@ def trace_from_frames(
     for i in instances:
         events += _process_meta(i)
     events += _step_events(steps_kept)
+    if tiers is not None and len(tiers):
+        kept = tiers.sort_values(["time_s", "instance"], kind="stable").head(max_steps)
+        events += _tier_events(kept[kept["instance"].isin(instances)])
     events += _request_events(reqs_kept, end_of_time)
     return {
         "traceEvents": events,
@@ -114,6 +120,22 @@ def _step_events(steps: pd.DataFrame) -> list[dict]:
                     "args": {"waiting": int(waiting), "running": int(running)}})
         out.append({"ph": "C", "name": "kv_usage", "pid": pid, "ts": t_end,
                     "args": {"kv_usage": round(float(kv), 4)}})
+    return out
+
+
+def _tier_events(tiers: pd.DataFrame) -> list[dict]:
+    """Counter tracks per instance: tokens each KV tier holds, cumulative hits per tier and
+    cumulative GB moved on each tier link (see metrics.kv_tiers.TierLog)."""
+    out = []
+    for row in tiers.itertuples(index=False):
+        pid, ts = _pid(row.instance), _ts(row.time_s)
+        out.append({"ph": "C", "name": "kv tiers (tokens)", "pid": pid, "ts": ts, "args": {
+            "gpu": int(row.gpu_cached_tokens), "dram": int(row.dram_tokens),
+            "ssd": int(row.ssd_tokens), "pool": int(row.pool_tokens)}})
+        out.append({"ph": "C", "name": "kv hits (tokens)", "pid": pid, "ts": ts, "args": {
+            t: int(getattr(row, f"hit_{t}_tokens")) for t in ("gpu", "dram", "ssd", "pool")}})
+        out.append({"ph": "C", "name": "kv transfers (GB)", "pid": pid, "ts": ts, "args": {
+            t: round(float(getattr(row, f"{t}_bytes")) / 1e9, 6) for t in ("dram", "ssd", "pool")}})
     return out
 
 
