@@ -80,7 +80,8 @@ class KVSetup:
             links[name] = Link(name, bandwidth * 1e9, cfg.latency_s)
         if self.pool is not None:
             links["pool"] = Link("pool", kv.pool.bandwidth_gb_s * 1e9, kv.pool.latency_s)
-        return TierChain(tiers, links, self.block_bytes, self.pool, kv.transfers == "overlap")
+        return TierChain(tiers, links, self.block_bytes, self.pool, kv.transfers == "overlap",
+                         owner=len(self.managers))
 
     def _policy(self, spec, clock, key: str):
         return make_policy(spec, clock, self.hints, key)
@@ -95,6 +96,6 @@ class KVSetup:
         """The pool's clock: the latest any instance has seen."""
         return max((m.now for m in self.managers), default=0.0)
 
-    def stats(self, prompt_tokens: int) -> dict:
+    def stats(self, prompt_tokens: int, simulated_s: float = 0.0) -> dict:
         """summary.json `kv.tiers` and friends."""
-        return tier_summary(self, prompt_tokens)
+        return tier_summary(self, prompt_tokens, simulated_s)

@@ -135,7 +135,8 @@ def run(built: Built, after_step=None) -> SimulationResult:
         "cluster": {"instances": len(built.parts), "pools": built.pool_table()},
     }
     if built.kv_setup is not None:
-        kv_extra["kv"].update(built.kv_setup.stats(int(frame["prompt_tokens"].sum())))
+        prompt_tokens = int(frame["prompt_tokens"].sum())
+        kv_extra["kv"].update(built.kv_setup.stats(prompt_tokens, stats.simulated_s))
     if stats.kv_link is not None:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
     lifecycle = built.elastic.log if built.elastic is not None else None

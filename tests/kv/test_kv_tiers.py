@@ -125,6 +125,34 @@ def test_pool_takes_the_last_tier_evictions():
     c.check_conservation()
 
 
+def test_pool_remembers_its_publishers_and_forgets_evicted_ones():
+    pool = KVPool(8)
+    links = lambda: {"pool": Link("pool", 50.0, 0.0)}  # noqa: E731
+    first, second = TierChain([], links(), 10.0, pool, owner=0), TierChain([], links(), 10.0, pool, owner=1)
+    first.offload(K[0])
+    second.offload(K[0])  # already there: still the first's, and not written twice
+    second.offload(K[1])
+    assert pool.publishers == {K[0]: 0, K[1]: 1} and pool.published_blocks == 8
+    assert second.is_peer(K[0]) and not second.is_peer(K[1]) and first.is_peer(K[1])
+    assert second.links["pool"].total_blocks == 4
+    second.offload(K[2])  # full: the LRU segment (K[0]) goes, and its publisher with it
+    assert set(pool.publishers) == {K[1], K[2]}
+    for c in (first, second):
+        c.check_conservation()
+
+
+def test_publish_on_compute_is_a_priced_write():
+    pool = KVPool(100, publish="compute")
+    c = TierChain([], {"pool": Link("pool", 40.0, 0.5)}, 10.0, pool, owner=3)
+    c.publish(K[0])
+    c.publish(K[0])  # once
+    assert pool.publishers == {K[0]: 3} and c.links["pool"].total_bytes == 40
+    assert c.step_time(0.1) == pytest.approx(0.5 + 40 / 40)  # the write occupies the NIC
+    c.offload(K[1])  # with `compute`, evictions do not go to the pool
+    assert K[1] not in pool
+    c.check_conservation()
+
+
 # -- the manager: hits per tier, pricing, swap space ---------------------------------------------
 def manager(num_blocks=8, dram=64):
     c = chain(dram=dram, ssd=64)
@@ -200,16 +228,20 @@ def tiered_config(capacity, dram_gb, ssd_gb, pool_gb, transfers, preemption, rou
     dram_gb=st.sampled_from([0, 0.2, 1.0]),
     ssd_gb=st.sampled_from([0, 0.5]),
     pool_gb=st.sampled_from([0, 0.5, 4.0]),
+    publish=st.sampled_from(["evict", "compute"]),
     transfers=st.sampled_from(["overlap", "stall"]),
     preemption=st.sampled_from(["recompute", "swap"]),
     router=st.sampled_from(["conductor", "dualmap", "least_tokens"]),
 )
 def test_tier_capacity_and_traffic_conservation(
-    seed, capacity, dram_gb, ssd_gb, pool_gb, transfers, preemption, router
+    seed, capacity, dram_gb, ssd_gb, pool_gb, publish, transfers, preemption, router
 ):
     """After every step: GPU block conservation, and per tier written - dropped == stored <=
-    capacity, swap reserve == swapped requests' blocks, link bytes == offloads + reloads."""
+    capacity, swap reserve == swapped requests' blocks, link bytes == offloads (pool writes
+    included) + reloads, every pool segment has its publisher."""
     cfg = tiered_config(capacity, dram_gb, ssd_gb, pool_gb, transfers, preemption, router)
+    if pool_gb:
+        cfg["kv"]["pool"]["publish"] = publish
 
     def check(instance):
         check_kv(instance)  # one check: GPU blocks, tiers, swap space, pins
@@ -221,6 +253,9 @@ def test_tier_capacity_and_traffic_conservation(
     tiers = result.summary["kv"]["tiers"]
     total = sum(t["hit_tokens"] for t in tiers.values())
     assert total == result.requests["cached_tokens"].sum()
+    sources = result.summary["kv"]["sources"]
+    assert sum(t["hit_tokens"] for t in sources.values()) == total
+    assert all(t["hit_tokens"] >= 0 for t in sources.values())
 
 
 def test_lower_tiers_raise_the_hit_rate():
@@ -301,6 +336,21 @@ def test_timeseries_and_timeline_show_tiers():
     assert (ts["hit_dram_tok_s"] * width).sum() == pytest.approx(hits, rel=1e-6)
     names = {e["name"] for e in chrome_trace(result)["traceEvents"] if e["ph"] == "C"}
     assert {"kv tiers (tokens)", "kv hits (tokens)", "kv transfers (GB)"} <= names
+
+
+def test_pool_hits_are_reported_per_source():
+    """Round robin over two instances with a pool written on compute: the same prompt three
+    times comes back from the peer's publication, then from the GPU that fetched it."""
+    rows = [(t, 4096 + 10, 4, list(range(9))) for t in (0.0, 5.0, 10.0)]
+    cfg = tiered_config(40000, 0, 0, 4.0, "overlap", "recompute", "round_robin")
+    cfg["kv"]["pool"] = {"capacity_gb": 4.0, "publish": "compute"}
+    result, _ = run_table(cfg, table_from_rows(rows))
+    kv = result.summary["kv"]
+    sources = {name: entry["hit_tokens"] for name, entry in kv["sources"].items()}
+    assert sources == {"gpu": 4096, "pool": 0, "peer": 4096}  # call 2 on instance 1, call 3 on 0
+    assert kv["tiers"]["pool"]["hit_tokens"] == 4096
+    assert sum(e["hit_rate"] for e in kv["sources"].values()) == pytest.approx(kv["prefix_hit_rate"])
+    assert kv["transfers"]["pool"]["bytes"] > 0  # the compute-time writes are priced
 
 
 class MRUPolicy(LRUPolicy):

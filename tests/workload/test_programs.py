@@ -140,3 +140,38 @@ def test_programs_are_deterministic_and_their_draws_do_not_depend_on_the_policy(
         assert (changed[column] == first.requests[column]).all()
     roots = [r.request_id for r in build(load_config(agentic())).requests if not r.program_parents]
     assert (changed.loc[roots, "arrival_s"] == first.requests.loc[roots, "arrival_s"]).all()
+
+
+def test_summary_counts_the_recomputed_conversation():
+    """Every later call repeats its parents' conversation; without retention nearly all of it is
+    prefilled again, with LRU caching only the parents' outputs and partial blocks are."""
+    programs = {}
+    for mode in ("none", "lru"):
+        cfg = agentic()
+        cfg["kv"] = {"retention": {"mode": mode}}
+        built = build(load_config(cfg))
+        programs[mode] = run(built).summary["programs"]
+    later = [r for r in built.requests if r.program_parents]
+    by_id = {r.request_id: r for r in built.requests}
+    outputs = sum(by_id[p].num_output_tokens for r in later for p in r.program_parents)
+    context = sum(by_id[r.program_parents[0]].num_prompt_tokens for r in later) + outputs
+    for mode, p in programs.items():
+        assert p["context_tokens"] == context and p["recomputed_output_tokens"] == outputs
+        assert outputs <= p["recomputed_tokens"] <= context
+    assert programs["lru"]["recomputed_tokens"] < 0.5 * programs["none"]["recomputed_tokens"]
+    cached = sum(r.num_cached_tokens for r in later)  # the lru run's: what was not recomputed
+    assert programs["lru"]["recomputed_tokens"] == context - cached
+
+
+def test_summary_shows_the_memory_ttl_pins_take():
+    retention = {}
+    for ttl in (2.0, 60.0):
+        cfg = agentic()
+        cfg["kv"] = {"retention": {"mode": "ttl", "ttl_s": ttl}}
+        result = simulate(cfg)
+        retention[ttl] = r = result.summary["kv"]["retention"]
+        assert 0 < r["mean_pinned_tokens"] <= r["peak_pinned_tokens"] <= 60000
+        assert r["mean_pinned_frac"] == pytest.approx(r["mean_pinned_tokens"] / 60000, rel=0.01)
+        assert r["pinned_token_s"] == pytest.approx(
+            r["mean_pinned_tokens"] * result.summary["sim"]["simulated_s"])
+    assert retention[60.0]["pinned_token_s"] > retention[2.0]["pinned_token_s"]

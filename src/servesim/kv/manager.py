@@ -96,6 +96,8 @@ class KVCacheManager:
         """The engine's clock at the last `tick`."""
         self.hit_tokens = {"gpu": 0, "dram": 0, "ssd": 0, "pool": 0}
         """Prompt tokens served from each tier (first admissions only, as `num_cached_tokens`)."""
+        self.peer_hit_tokens = 0
+        """Of the pool's hit tokens, those another instance published (the rest were this one's)."""
         self._swapped: dict[Request, int] = {}  # swapped-out request -> host blocks it holds
         self.tier_log = None
         """Optional `record(instance, time, kv)` sink after every step (metrics.kv_tiers.TierLog)."""
@@ -313,6 +315,8 @@ class KVCacheManager:
             self.hit_tokens["gpu"] += sum(key[1] for key in keys) * bs
             for name, key in hits.lower:
                 self.hit_tokens[name] += key[1] * bs
+                if name == "pool" and self.tiers.is_peer(key):
+                    self.peer_hit_tokens += key[1] * bs
 
     def holders_outside_cohort(self):
         """Requests holding KV here outside the decode cohort (paused, mid-prompt, admitted)."""

@@ -38,6 +38,8 @@ class Retention:
         """Distinct blocks pinned now."""
         self._pin_counts: dict = {}  # segment -> pins holding it
         self.peak_pinned_blocks = 0
+        self._pinned_area = 0.0  # pinned blocks x seconds up to `_since`
+        self._since = 0.0
         self.num_pins = 0
         self.num_expired = 0
         self.num_yielded = 0
@@ -59,7 +61,7 @@ class Retention:
                 count = self._pin_counts.get(key, 0)
                 self._pin_counts[key] = count + 1
                 if not count:  # shared segments (a system prompt) cost their memory once
-                    self.pinned_blocks += key[1]
+                    self._pinned_change(kv.now, key[1])
             self.pins[request.program_id] = (keys, kv.now + self.ttl_s)
             self.peak_pinned_blocks = max(self.peak_pinned_blocks, self.pinned_blocks)
             self.num_pins += 1
@@ -84,6 +86,15 @@ class Retention:
     def next_expiry(self) -> float:
         return min((until for _, until in self.pins.values()), default=math.inf)
 
+    def pinned_block_seconds(self, until: float) -> float:
+        """Pinned blocks integrated over time (pins change at step boundaries) up to `until`."""
+        return self._pinned_area + self.pinned_blocks * max(0.0, until - self._since)
+
+    def _pinned_change(self, now: float, delta: int) -> None:
+        self._pinned_area = self.pinned_block_seconds(now)
+        self._since = max(self._since, now)
+        self.pinned_blocks += delta
+
     def check(self, kv) -> None:
         distinct = {k for keys, _ in self.pins.values() for k in keys}
         assert self.pinned_blocks == sum(k[1] for k in distinct)
@@ -102,5 +113,5 @@ class Retention:
                 self._pin_counts[key] = count
             else:
                 del self._pin_counts[key]
-                self.pinned_blocks -= key[1]
+                self._pinned_change(kv.now, -key[1])
         kv.num_free_blocks += kv.prefix.release(keys, program)

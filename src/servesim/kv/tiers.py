@@ -13,7 +13,12 @@ Pricing: each link (PCIe for DRAM, NVMe for SSD, the NIC for the pool) gathers t
 moves and takes `latency + bytes / bandwidth`; links work in parallel, so a step's transfer time
 is the slowest link's. `overlap` (default: layer-wise loading, as LMCache and Mooncake do) makes
 the step take `max(compute, transfer)`, `stall` makes it `compute + transfer`. Publishing
-computed segments to the pool is asynchronous (counted, not priced): the writer does not wait.
+computed segments to the pool (`publish: compute`) is a write on the NIC priced in the writer's
+next step (the segment is computed by the end of a step): with `overlap` it hides under that
+step's compute unless the NIC is the bottleneck.
+
+Every pool segment remembers the instance that published it, so a pool hit is either the reader's
+own KV coming back or a peer's (`TierChain.owner`).
 
 Conservation (checked after every step in the tests): per tier, blocks written - blocks dropped
 == blocks stored <= capacity - swap reserve; per link, bytes moved == blocks moved x block bytes.
@@ -151,6 +156,24 @@ class KVPool(BlockStore):
         super().__init__("pool", capacity_blocks, policy)
         self.publish = publish
         self.published_blocks = 0
+        self.publishers: dict = {}
+        """Per stored segment, the `TierChain.owner` that published it."""
+
+    def publish_from(self, key: SegmentKey, owner: int, program: int = -1) -> bool:
+        """Store a segment an instance gives the pool; False if it is there already or cannot fit."""
+        if key in self.policy or self.put(key, program) is None:
+            return False
+        self.publishers[key] = owner
+        self.published_blocks += key[1]
+        return True
+
+    def _drop(self, key: SegmentKey) -> SegmentKey:
+        del self.publishers[key]
+        return super()._drop(key)
+
+    def check_conservation(self) -> None:
+        super().check_conservation()
+        assert self.publishers.keys() == self._programs.keys(), "pool publishers"
 
 
 @dataclass
@@ -173,8 +196,10 @@ class TierChain:
 
     def __init__(
         self, tiers: list[BlockStore], links: dict[str, Link], block_bytes: float,
-        pool: KVPool | None = None, overlap: bool = True,
+        pool: KVPool | None = None, overlap: bool = True, owner: int = 0,
     ):
+        self.owner = owner
+        """Which instance's chain this is (its pool publications carry it)."""
         self.tiers = tiers
         self.links = links
         """Per tier name, the link that reaches it from the tier above (pool: the NIC)."""
@@ -200,12 +225,8 @@ class TierChain:
         """A segment leaves tier `level - 1` (the GPU for 0): store it at `level`, cascading; the
         last local tier's evictions go to the pool when it takes evictions."""
         if level >= len(self.tiers):
-            pool = self.pool
-            if pool is not None and pool.publish == "evict" and key not in pool:
-                if pool.put(key, program) is not None:
-                    pool.published_blocks += key[1]
-                    self.links["pool"].move(key[1], self.block_bytes)
-                    self.offloaded_blocks["pool"] += key[1]
+            if self.pool is not None and self.pool.publish == "evict":
+                self._write_pool(key, program)
             return
         tier = self.tiers[level]
         if key in tier:
@@ -235,10 +256,19 @@ class TierChain:
                     break
 
     def publish(self, key: SegmentKey, program: int = -1) -> None:
-        """A freshly computed segment goes to the pool too (asynchronously: not priced)."""
-        if self.pool is not None and self.pool.publish == "compute" and key not in self.pool:
-            if self.pool.put(key, program) is not None:
-                self.pool.published_blocks += key[1]
+        """A freshly computed segment goes to the pool too (`publish: compute`)."""
+        if self.pool is not None and self.pool.publish == "compute":
+            self._write_pool(key, program)
+
+    def _write_pool(self, key: SegmentKey, program: int) -> None:
+        """Publish a segment to the pool: a write on this instance's NIC."""
+        if self.pool.publish_from(key, self.owner, program):
+            self.links["pool"].move(key[1], self.block_bytes)
+            self.offloaded_blocks["pool"] += key[1]
+
+    def is_peer(self, key: SegmentKey) -> bool:
+        """Was this pool segment published by another instance?"""
+        return self.pool.publishers.get(key, self.owner) != self.owner
 
     def expire(self, now: float) -> None:
         """Time-based eviction: an expired segment moves one tier down (the pool's is gone)."""

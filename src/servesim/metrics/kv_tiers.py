@@ -5,9 +5,10 @@ from __future__ import annotations
 TIERS = ("gpu", "dram", "ssd", "pool")
 
 
-def tier_summary(setup, prompt_tokens: int) -> dict:
+def tier_summary(setup, prompt_tokens: int, simulated_s: float = 0.0) -> dict:
     """Hit tokens and rates per tier (rates over all arrived prompt tokens), what the lower tiers
-    and the pool hold at the end, the traffic on each link and what retention pinned."""
+    and the pool hold at the end, the traffic on each link and what retention pinned (over the
+    run's `simulated_s`)."""
     managers = setup.managers
     if not managers or managers[0].prefix is None:
         return {}
@@ -29,7 +30,7 @@ def tier_summary(setup, prompt_tokens: int) -> dict:
         tiers["pool"]["capacity_tokens"] = setup.pool.capacity_blocks * bs
         tiers["pool"]["stored_tokens"] = setup.pool.stored_blocks * bs
         tiers["pool"]["published_tokens"] = setup.pool.published_blocks * bs
-    out = {"tiers": tiers}
+    out = {"tiers": tiers, "sources": hit_sources(managers, tiers, prompt_tokens)}
     transfers = {}
     for m in managers:
         for link in (m.tiers.links.values() if m.tiers else []):
@@ -38,17 +39,46 @@ def tier_summary(setup, prompt_tokens: int) -> dict:
             t["busy_s"] += link.busy_s
     if transfers:
         out["transfers"] = transfers
-    retention = [m.retention for m in managers if m.retention is not None]
-    if retention and retention[0].mode != "lru":
-        bs = managers[0].block_size
-        out["retention"] = {
-            "mode": retention[0].mode,
-            "pins": sum(r.num_pins for r in retention),
-            "expired_pins": sum(r.num_expired for r in retention),
-            "yielded_pins": sum(r.num_yielded for r in retention),
-            "peak_pinned_tokens": sum(r.peak_pinned_blocks for r in retention) * bs,
-        }
+    retention = retention_summary(managers, simulated_s)
+    if retention is not None:
+        out["retention"] = retention
     return out
+
+
+def retention_summary(managers, simulated_s: float) -> dict | None:
+    """What agentic KV retention pinned (modes other than `lru`), summed over instances: the
+    pins, the peak and the time-averaged pinned memory, and that average as a fraction of the
+    GPU KV capacity (the memory the TTL takes from everyone else)."""
+    held = [(m, m.retention) for m in managers if m.retention is not None]
+    if not held or held[0][1].mode == "lru":
+        return None
+    bs = managers[0].block_size
+    area = float(sum(r.pinned_block_seconds(simulated_s) for _, r in held) * bs)
+    mean = area / simulated_s if simulated_s > 0 else 0.0
+    capacity = sum(m.num_blocks for m, _ in held) * bs
+    return {
+        "mode": held[0][1].mode,
+        "pins": sum(r.num_pins for _, r in held),
+        "expired_pins": sum(r.num_expired for _, r in held),
+        "yielded_pins": sum(r.num_yielded for _, r in held),
+        "peak_pinned_tokens": sum(r.peak_pinned_blocks for _, r in held) * bs,
+        "pinned_token_s": area,
+        "mean_pinned_tokens": mean,
+        "mean_pinned_frac": mean / capacity if capacity else 0.0,
+    }
+
+
+def hit_sources(managers, tiers: dict, prompt_tokens: int) -> dict:
+    """Hit tokens by where the KV came from: this instance's GPU, DRAM or SSD, the pool holding
+    what this instance published (`pool`), or the pool holding a peer's (`peer`). Like the tiers'
+    rates, the sources' rates add up to `kv.prefix_hit_rate`."""
+    peer = sum(m.peer_hit_tokens for m in managers)
+    counts = {name: entry["hit_tokens"] for name, entry in tiers.items()}
+    if "pool" in counts:
+        counts["pool"] -= peer
+        counts["peer"] = peer
+    rate = (lambda n: n / prompt_tokens) if prompt_tokens else (lambda n: 0.0)
+    return {name: {"hit_tokens": n, "hit_rate": rate(n)} for name, n in counts.items()}
 
 
 TIER_LOG_COLUMNS = (

@@ -38,6 +38,7 @@ def program_summary(requests: list[Request]) -> dict | None:
         per_call.append(span / len(group))
         sizes.append(len(group))
     x = np.asarray(per_call)
+    reuse = context_reuse(requests)
     fairness = float(x.sum() ** 2 / (len(x) * (x**2).sum())) if len(x) and (x**2).sum() else math.nan
     return {
         "programs": len(calls),
@@ -47,4 +48,31 @@ def program_summary(requests: list[Request]) -> dict | None:
         "tpot": _stats(np.asarray(tpot, dtype=float)),
         "calls_per_program": float(np.mean(sizes)) if sizes else math.nan,
         "fairness": fairness,
+        **reuse,
+    }
+
+
+def context_reuse(requests: list[Request]) -> dict:
+    """What the completed later calls' prompts repeat of the conversation so far, and how much of
+    that was prefilled again instead of served from a cache.
+
+    `context_tokens`: prompt tokens an earlier call of the program had computed (the first
+    parent's prompt and output, the other parents' outputs); `recomputed_tokens`: those not served
+    from any KV tier (first admission's hit); `recomputed_output_tokens`: the parents' output
+    tokens among them, recomputed always (only prompt segments are cached, docs/kv.md)."""
+    by_id = {r.request_id: r for r in requests}
+    context = recomputed = outputs = 0
+    for r in requests:
+        if not r.program_parents or r.status != RequestStatus.FINISHED:
+            continue
+        parents = [by_id[p] for p in r.program_parents]
+        out = sum(p.num_output_tokens for p in parents)
+        seen = parents[0].num_prompt_tokens + out
+        context += seen
+        recomputed += max(0, seen - r.num_cached_tokens)
+        outputs += out
+    return {
+        "context_tokens": context,
+        "recomputed_tokens": recomputed,
+        "recomputed_output_tokens": outputs,
     }
