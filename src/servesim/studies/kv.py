@@ -48,6 +48,8 @@ def _row(result) -> dict:
     }
     for tier, v in kv.get("tiers", {}).items():
         row[f"hit_{tier}"] = v["hit_rate"]
+    if "peer" in kv.get("sources", {}):  # pool hits another instance published
+        row["hit_peer"] = kv["sources"]["peer"]["hit_rate"]
     return row
 
 
@@ -82,6 +84,8 @@ def retention_comparison(config, variants: dict[str, dict], **overrides) -> pd.D
             "call_ttft_mean_s": s["latency"]["ttft"]["mean"],
             "hit_rate": s["kv"]["prefix_hit_rate"],
             "peak_pinned_tokens": retention.get("peak_pinned_tokens", 0),
+            "mean_pinned_frac": retention.get("mean_pinned_frac", 0.0),
+            "recomputed_frac": p["recomputed_tokens"] / p["context_tokens"] if p["context_tokens"] else 0.0,
             "fairness": p["fairness"],
         })
     return pd.DataFrame(rows)
@@ -111,7 +115,10 @@ def plot_kv_studies(sweep: pd.DataFrame, ceiling: float, routing: pd.DataFrame,
     ax.set_title("same GPUs: routing and KV pool", fontsize=9)
     ax.tick_params(axis="x", labelsize=7)
     ax = axes[2]
-    ax.bar(retention["retention"], retention["task_mean_s"], color="C1")
+    bars = ax.bar(retention["retention"], retention["task_mean_s"], color="C1")
+    pinned = retention.get("mean_pinned_frac", pd.Series(0.0, index=retention.index))
+    labels = [f"pins {f:.0%}\nof KV" if f > 0 else "" for f in pinned]
+    ax.bar_label(bars, labels, fontsize=6, padding=1)  # the memory a TTL takes from admissions
     ax.set_yscale("log")
     ax.set_ylabel("mean task completion (s)")
     ax.set_title("agentic programs: KV retention", fontsize=9)
