@@ -117,9 +117,10 @@ def plot_kv_studies(sweep: pd.DataFrame, ceiling: float, routing: pd.DataFrame,
     ax = axes[2]
     bars = ax.bar(retention["retention"], retention["task_mean_s"], color="C1")
     pinned = retention.get("mean_pinned_frac", pd.Series(0.0, index=retention.index))
-    labels = [f"pins {f:.0%}\nof KV" if f > 0 else "" for f in pinned]
-    ax.bar_label(bars, labels, fontsize=6, padding=1)  # the memory a TTL takes from admissions
+    labels = [f"{f:.0%} of KV\npinned" if f > 0 else "" for f in pinned]
+    ax.bar_label(bars, labels, fontsize=7, padding=1)  # the memory a TTL takes from admissions
     ax.set_yscale("log")
+    ax.set_ylim(top=retention["task_mean_s"].max() * 5)  # room for the labels
     ax.set_ylabel("mean task completion (s)")
     ax.set_title("agentic programs: KV retention", fontsize=9)
     ax.tick_params(axis="x", labelsize=7)
