@@ -26,7 +26,7 @@ def test_mooncake_configs_report_hits_per_tier(name, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["no_retention", "ttl"])
-def test_agentic_configs_run_from_the_cli(name, tmp_path, monkeypatch):
+def test_agentic_configs_run_from_the_cli(name, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "out"
     args = ["run", f"configs/agentic/{name}.yaml", "--out", str(out),
@@ -37,3 +37,15 @@ def test_agentic_configs_run_from_the_cli(name, tmp_path, monkeypatch):
     assert programs["completed"] == 4
     assert set(programs["task_time"]) == {"mean", "p50", "p90", "p99"}
     assert summary["kv"]["retention"]["mode"] == ("none" if name == "no_retention" else "ttl")
+    printed = capsys.readouterr().out  # the effect shows in the command's own output
+    assert "programs   4/4 completed, task time mean" in printed
+    assert f"retention  {summary['kv']['retention']['mode']}:" in printed
+
+
+def test_pool_run_prints_hits_by_source(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    args = ["run", "configs/kv/mooncake_global_pool.yaml", "--out", str(tmp_path / "out"),
+            "--set", "workload.trace.duration_s=60"]
+    assert main(args) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("kv hits"))
+    assert "gpu" in line and "pool" in line and "peer" in line

@@ -89,6 +89,7 @@ def format_summary(s: dict) -> str:
         f"{sim['iterations']} steps, seed {sim['seed']}",
     ]
     lines += format_cluster(s.get("cluster", {}))
+    lines += format_kv_and_programs(s)
     if "slots" in s.get("cluster", {}):
         c = s["cluster"]
         lines.append(
@@ -97,6 +98,30 @@ def format_summary(s: dict) -> str:
             f"{c['migrations']} migrations ({c['migrated_bytes'] / 1e9:.1f} GB)"
         )
     return "\n".join(lines)
+
+
+def format_kv_and_programs(s: dict) -> list[str]:
+    """Hits by source when KV tiers or a pool are in use, what retention pinned, agentic programs."""
+    lines, kv = [], s["kv"]
+    sources = kv.get("sources", {})
+    if len(sources) > 1:
+        hits = "  ".join(f"{name} {v['hit_rate']:.3f}" for name, v in sources.items())
+        lines.append(f"kv hits    by source: {hits}")
+    if "retention" in kv:
+        r = kv["retention"]
+        lines.append(
+            f"retention  {r['mode']}: {r['mean_pinned_frac']:.1%} of the KV pinned on average "
+            f"(peak {r['peak_pinned_tokens']} tokens), {r['pins']} pins"
+        )
+    p = s.get("programs")
+    if p:
+        task, context = p["task_time"], p["context_tokens"]
+        redone = f", {p['recomputed_tokens'] / context:.1%} of the conversation recomputed" if context else ""
+        lines.append(
+            f"programs   {p['completed']}/{p['programs']} completed, task time mean {task['mean']:.1f} s "
+            f"p90 {task['p90']:.1f} s{redone}"
+        )
+    return lines
 
 
 def format_cluster(c: dict) -> list[str]:
