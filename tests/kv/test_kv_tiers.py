@@ -351,6 +351,10 @@ def test_pool_hits_are_reported_per_source():
     assert kv["tiers"]["pool"]["hit_tokens"] == 4096
     assert sum(e["hit_rate"] for e in kv["sources"].values()) == pytest.approx(kv["prefix_hit_rate"])
     assert kv["transfers"]["pool"]["bytes"] > 0  # the compute-time writes are priced
+    ts = result.timeseries()  # the peer hit shows in the time series, on the instance that read it
+    width = ts["time_s"].iloc[1] - ts["time_s"].iloc[0]
+    per_instance = (ts["hit_peer_tok_s"] * width).groupby(ts["instance"]).sum()
+    assert per_instance.to_dict() == pytest.approx({0: 0.0, 1: 4096.0})
 
 
 class MRUPolicy(LRUPolicy):

@@ -83,10 +83,11 @@ def hit_sources(managers, tiers: dict, prompt_tokens: int) -> dict:
 
 TIER_LOG_COLUMNS = (
     "instance", "time_s", "gpu_cached_tokens", "dram_tokens", "ssd_tokens", "pool_tokens",
-    "hit_gpu_tokens", "hit_dram_tokens", "hit_ssd_tokens", "hit_pool_tokens",
+    "hit_gpu_tokens", "hit_dram_tokens", "hit_ssd_tokens", "hit_pool_tokens", "hit_peer_tokens",
     "dram_bytes", "ssd_bytes", "pool_bytes",
 )
-"""Per step of an instance: what each tier holds then, and cumulative hits and link traffic."""
+"""Per step of an instance: what each tier holds then, and cumulative hits (`hit_peer_tokens`: the
+pool hits another instance published, part of `hit_pool_tokens`) and link traffic."""
 
 
 class TierLog:
@@ -105,7 +106,7 @@ class TierLog:
         pool = chain.pool.stored_blocks * bs if chain is not None and chain.pool is not None else 0
         state = (
             kv.num_cached_blocks * bs, stores.get("dram", 0), stores.get("ssd", 0), pool,
-            *(kv.hit_tokens[name] for name in TIERS),
+            *(kv.hit_tokens[name] for name in TIERS), kv.peer_hit_tokens,
             *(links[name].total_bytes if name in links else 0.0 for name in ("dram", "ssd", "pool")),
         )
         if self._last.get(instance) == state:
@@ -141,7 +142,7 @@ def tier_timeseries(log, edges) -> dict:
         last = np.searchsorted(t, edges, side="right") - 1  # the row in force at each edge
         width = np.diff(edges)
         for column, scale, label in (
-            *((f"hit_{n}_tokens", 1.0, f"hit_{n}_tok_s") for n in TIERS),
+            *((f"hit_{n}_tokens", 1.0, f"hit_{n}_tok_s") for n in (*TIERS, "peer")),
             *((f"{n}_bytes", 1e-9, f"{n}_gb_s") for n in ("dram", "ssd", "pool")),
         ):
             total = rows[column].to_numpy(float)

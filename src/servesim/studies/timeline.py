@@ -124,16 +124,19 @@ def _step_events(steps: pd.DataFrame) -> list[dict]:
 
 
 def _tier_events(tiers: pd.DataFrame) -> list[dict]:
-    """Counter tracks per instance: tokens each KV tier holds, cumulative hits per tier and
-    cumulative GB moved on each tier link (see metrics.kv_tiers.TierLog)."""
+    """Counter tracks per instance: tokens each KV tier holds, cumulative hits per source (pool
+    hits split into this instance's own publications and a peer's) and cumulative GB moved on
+    each tier link (see metrics.kv_tiers.TierLog)."""
     out = []
     for row in tiers.itertuples(index=False):
         pid, ts = _pid(row.instance), _ts(row.time_s)
         out.append({"ph": "C", "name": "kv tiers (tokens)", "pid": pid, "ts": ts, "args": {
             "gpu": int(row.gpu_cached_tokens), "dram": int(row.dram_tokens),
             "ssd": int(row.ssd_tokens), "pool": int(row.pool_tokens)}})
-        out.append({"ph": "C", "name": "kv hits (tokens)", "pid": pid, "ts": ts, "args": {
-            t: int(getattr(row, f"hit_{t}_tokens")) for t in ("gpu", "dram", "ssd", "pool")}})
+        hits = {t: int(getattr(row, f"hit_{t}_tokens")) for t in ("gpu", "dram", "ssd", "pool")}
+        peer = int(getattr(row, "hit_peer_tokens", 0))  # stacked: pool = own publications + peer's
+        out.append({"ph": "C", "name": "kv hits (tokens)", "pid": pid, "ts": ts,
+                    "args": {**hits, "pool": hits["pool"] - peer, "peer": peer}})
         out.append({"ph": "C", "name": "kv transfers (GB)", "pid": pid, "ts": ts, "args": {
             t: round(float(getattr(row, f"{t}_bytes")) / 1e9, 6) for t in ("dram", "ssd", "pool")}})
     return out
