@@ -109,10 +109,9 @@ def format_kv_and_programs(s: dict) -> list[str]:
         lines.append(f"kv hits    by source: {hits}")
     if "retention" in kv:
         r = kv["retention"]
-        lines.append(
-            f"retention  {r['mode']}: {r['mean_pinned_frac']:.1%} of the KV pinned on average "
-            f"(peak {r['peak_pinned_tokens']} tokens), {r['pins']} pins"
-        )
+        pinned = (f": {r['mean_pinned_frac']:.1%} of the KV pinned on average (peak "
+                  f"{r['peak_pinned_tokens']} tokens), {r['pins']} pins" if r["mode"] == "ttl" else "")
+        lines.append(f"retention  {r['mode']}{pinned}")
     p = s.get("programs")
     if p:
         task, context = p["task_time"], p["context_tokens"]
