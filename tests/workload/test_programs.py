@@ -104,9 +104,14 @@ def test_a_rejected_call_rejects_its_descendants():
 
 
 @pytest.mark.parametrize("mode", ["none", "lru", "ttl", "program"])
-def test_retention_conserves_blocks_and_pins(mode):
+@pytest.mark.parametrize("tiers", [{}, {"dram": {"capacity_gb": 0.5, "eviction": "program"},
+                                        "pool": {"capacity_gb": 1.0, "publish": "compute"}}])
+def test_retention_conserves_blocks_and_pins(mode, tiers):
+    """Pins, GPU blocks and (with tiers: two instances sharing a pool) tier traffic conserved."""
     cfg = agentic()
-    cfg["kv"] = {"retention": {"mode": mode, "ttl_s": 5.0}}
+    cfg["kv"] = {"retention": {"mode": mode, "ttl_s": 5.0}, **tiers}
+    if tiers:
+        cfg["cluster"] = {"instances": 2, "router": "round_robin"}
 
     def check(instance):
         check_kv(instance)  # one check: GPU blocks, tiers, swap space, pins
@@ -114,6 +119,8 @@ def test_retention_conserves_blocks_and_pins(mode):
     built = build(load_config(cfg))
     result = run(built, after_step=check)
     assert result.summary["programs"]["completed"] == 8
+    if tiers:  # calls alternate instances: later calls fetch their conversation from the peer
+        assert result.summary["kv"]["sources"]["peer"]["hit_tokens"] > 0
     for part in built.parts:  # every pin ran out or was taken over: nothing stays referenced
         assert not part.kv.retention.pins and part.kv.num_free_blocks == part.kv.num_blocks
 
