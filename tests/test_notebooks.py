@@ -15,6 +15,7 @@ NOTEBOOKS = {
     "capacity_whatif.ipynb": {"tables": True},
     "provisioning.ipynb": {"tables": True},
     "kv_studies.ipynb": {"tables": True},
+    "elastic.ipynb": {"tables": True},
     "traces.ipynb": {"figure_file": "traces_overview.png"},
 }
 
