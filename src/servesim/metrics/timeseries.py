@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from servesim.core.errors import ConfigError
+from servesim.core.files import save_figure
 from servesim.metrics.energy import spread_cumulative
 
 MAX_ROWS = 5_000_000
@@ -208,8 +209,4 @@ def plot_timeseries(result, path: str | Path, interval_s: float | None = None) -
     if len(labels) <= 16:
         axes[0].legend(handles, labels, fontsize=7, ncol=4, loc="upper right")
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
