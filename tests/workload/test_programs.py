@@ -162,7 +162,7 @@ def test_summary_counts_the_recomputed_conversation():
     by_id = {r.request_id: r for r in built.requests}
     outputs = sum(by_id[p].num_output_tokens for r in later for p in r.program_parents)
     context = sum(by_id[r.program_parents[0]].num_prompt_tokens for r in later) + outputs
-    for mode, p in programs.items():
+    for p in programs.values():
         assert p["context_tokens"] == context and p["recomputed_output_tokens"] == outputs
         assert outputs <= p["recomputed_tokens"] <= context
     assert programs["lru"]["recomputed_tokens"] < 0.5 * programs["none"]["recomputed_tokens"]
