@@ -17,7 +17,11 @@ import yaml
 
 from servesim.core.errors import ConfigError
 
-DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
+DTYPE_BYTES = {
+    "fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5,
+    "nvfp4": 0.5 + 1 / 16,  # an fp8 scale per 16 elements
+    "mxfp4": 0.5 + 1 / 32,  # an 8-bit exponent scale per 32 elements (OCP microscaling)
+}
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,11 @@ class CostProfile:
     attn_decode_blocks_per_core: float = 0.5
     """(sequence x KV head) work blocks per core needed to reach full bandwidth; fewer blocks leave
     cores idle (kernels without split-KV). 0 disables the limit."""
+    decode_attention: str = "mean"
+    """What decode attention reads: `mean`, each sequence its own context; `padded_cache`, every
+    sequence `decode_padded_tokens` cache slots, as static-shape engines (JetStream) do."""
+    decode_padded_tokens: float = 0.0
+    """`padded_cache`: the engine's static cache length in tokens (0: the model's max context)."""
     # -- elementwise (norms, activations, residuals, RoPE, copies) ---------------------------------------
     elementwise_hidden_passes: float = 12.0
     """Hidden-size activation vectors read or written per token per layer."""
@@ -80,12 +85,15 @@ class CostProfile:
         return asdict(self)
 
 
-FIT_PARAMETERS = tuple(f.name for f in fields(CostProfile) if f.name != "source")
+CHOICES = {"decode_attention": ("mean", "padded_cache")}
+"""Profile keys that name a behaviour rather than a number, with their valid values."""
+FIT_PARAMETERS = tuple(f.name for f in fields(CostProfile) if f.name not in ("source", *CHOICES))
 PINNED_PARAMETERS = (
     "elementwise_memory_eff",
     "elementwise_kernels_per_layer",
     "moe_route_passes",
     "moe_kernels_per_expert",
+    "decode_padded_tokens",
 )
 """Not fitted unless asked for: iteration times only see passes / bandwidth and kernels x overhead,
 so these are set from a copy-bandwidth measurement and from counting the engine's kernels and bytes."""
@@ -122,11 +130,16 @@ def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
     for key, value in data.items():
         if key not in known:
             raise InputFileError(where, f"unknown profile parameter {key!r}")
+        if key in CHOICES:
+            if value not in CHOICES[key]:
+                raise InputFileError(where, f"{key}: expected one of {', '.join(CHOICES[key])}, got {value!r}")
+            continue
         if key != "source" and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise InputFileError(where, f"{key}: expected a number, got {value!r}")
         if key != "source" and value < 0:
             raise InputFileError(where, f"{key}: must be >= 0, got {value}")
-    return CostProfile(**{k: (v if k == "source" else float(v)) for k, v in data.items()})
+    keep = ("source", *CHOICES)
+    return CostProfile(**{k: (v if k in keep else float(v)) for k, v in data.items()})
 
 
 def save_profile(profile: CostProfile, path: str | Path, header: str = "") -> None:

@@ -17,6 +17,8 @@ import numpy as np
 
 from servesim.catalog.specs import HardwareSpec, ModelSpec
 from servesim.cost.base import StepCost, StepShape
+from servesim.cost.collectives import collective_latency
+from servesim.cost.datatypes import tensor_flops
 from servesim.cost.layout import CONTEXT, LOGITS, Layout
 from servesim.cost.profile import CostProfile, family_profile
 
@@ -53,7 +55,7 @@ class RooflineCostModel:
     def _precompute(self) -> None:
         pr, hw, lay = self.profile, self.hardware, self.layout
         self._t_kernel = pr.kernel_overhead_s
-        gemm_peak = hw.peak_flops(lay.gemm_dtype) * pr.gemm_compute_eff
+        gemm_peak = tensor_flops(hw, lay.gemm_dtype) * pr.gemm_compute_eff
         gemm_bw = hw.hbm_bytes_per_s * pr.gemm_memory_eff
         ab = lay.act_bytes
         # Per GEMM: seconds per row of compute (pad rows included later), seconds of weight streaming,
@@ -80,7 +82,7 @@ class RooflineCostModel:
             self._moe_route = pr.moe_route_passes * moe.hidden * ab / el_bw
             self._moe_expert_launch = pr.moe_kernels_per_expert * pr.kernel_overhead_s
         a = lay.attention
-        attn_peak = hw.peak_flops(a.dtype)
+        attn_peak = tensor_flops(hw, a.dtype)
         self._attn_prefill_flops = a.prefill_flops_per_pair / attn_peak
         self._attn_heads = lay.model.num_heads // self.tp
         self._attn_pad = pr.attn_prefill_pad_tokens * 32  # profile unit: tokens of a 32-head GPU
@@ -92,6 +94,8 @@ class RooflineCostModel:
         saturation = pr.attn_decode_blocks_per_core * hw.num_cores
         self._dec_saturation = saturation if a.decode_blocks_per_seq and saturation > 0 else 0.0
         self._dec_blocks = a.decode_blocks_per_seq
+        padded = pr.decode_attention == "padded_cache"
+        self._dec_padded = (pr.decode_padded_tokens or lay.model.max_context) if padded else 0.0
         L = lay.num_layers
         self._layers = L
         el_bw = hw.hbm_bytes_per_s * pr.elementwise_memory_eff
@@ -106,27 +110,26 @@ class RooflineCostModel:
     def _comm_setup(self) -> None:
         pr, hw, lay, tp = self.profile, self.hardware, self.layout, self.tp
         link = hw.link_bytes_per_s * pr.comm_bw_eff
-        alpha = pr.comm_latency_s
         h_bytes = lay.hidden_bytes
         n_allreduce = 0
         if tp > 1:
             moe_layers = lay.moe.count if lay.expert_parallel else 0
             n_allreduce = 2 * lay.num_layers - moe_layers
         ring = 2.0 * (tp - 1) / tp if tp > 1 else 0.0
-        self._comm_fixed = n_allreduce * alpha
+        self._comm_fixed = n_allreduce * collective_latency(pr, hw, "all_reduce", tp) if tp > 1 else 0.0
         self._comm_per_token = n_allreduce * ring * h_bytes / link
         # Logits gathered from the vocabulary shards.
-        self._comm_logit_fixed = alpha if tp > 1 else 0.0
+        self._comm_logit_fixed = collective_latency(pr, hw, "gather", tp) if tp > 1 else 0.0
         self._comm_per_logit = (tp - 1) / tp * lay.model.vocab_size * lay.act_bytes / link if tp > 1 else 0.0
         if self.pp > 1:
-            self._comm_fixed += (self.pp - 1) * alpha
+            self._comm_fixed += (self.pp - 1) * collective_latency(pr, hw, "send", 2)
             self._comm_per_token += (self.pp - 1) * h_bytes / link
         self._a2a_fixed = self._a2a_per_token = 0.0
         if lay.expert_parallel:
             moe, ep = lay.moe, lay.moe.ep
             # Dispatch and combine: each GPU sends its 1/ep share of tokens' top-k copies off-GPU.
             vol = moe.top_k * h_bytes * (ep - 1) / ep / ep
-            self._a2a_fixed = 2 * moe.count * alpha
+            self._a2a_fixed = 2 * moe.count * collective_latency(pr, hw, "all_to_all", ep)
             self._a2a_per_token = 2 * moe.count * vol / link
         if not self.include_comm:
             self._comm_fixed = self._comm_per_token = 0.0
@@ -221,6 +224,8 @@ class RooflineCostModel:
             + self.profile.step_overhead_s
         )
         slope = self._layers * max(self._dec_flops, self._dec_bytes / self._dec_parallel(n))
+        if self._dec_padded:  # static cache: every decode reads the whole padded cache
+            const, slope = const + slope * n * self._dec_padded, 0.0
         if len(self._decode_cache) > _CACHE_LIMIT:
             self._decode_cache.clear()
         self._decode_cache[key] = (const, slope)
@@ -312,7 +317,8 @@ class RooflineCostModel:
             n = shape.num_decodes
             mem_s = self._dec_bytes / self._dec_parallel(n)
             per_ctx = self._dec_flops if self._dec_flops > mem_s else mem_s
-            acc[0 if self._dec_flops > mem_s else 1] += L * per_ctx * shape.decode_ctx_sum
+            ctx = n * self._dec_padded if self._dec_padded else shape.decode_ctx_sum
+            acc[0 if self._dec_flops > mem_s else 1] += L * per_ctx * ctx
             acc[2] += L * self._t_kernel
 
     def _comm_time(self, tokens: int, logits: int) -> float:

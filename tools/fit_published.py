@@ -1,0 +1,88 @@
+"""Fit the accelerator-family profiles on published end-to-end results (MLPerf never among them).
+
+    PYTHONPATH=src python tools/fit_published.py                 # every family below
+    PYTHONPATH=src python tools/fit_published.py cdna3 gaudi     # some of them
+
+For each family, the `split=fit` rows of data/measurements/published/throughput.csv (none of them
+MLPerf) are replayed in the simulator and the profile's efficiencies fitted to their tokens per
+second, starting from the Hopper profile read through the family's spec sheet. The same as
+`servesim costmodel calibrate --throughput ... --family F --start <the start below>`; this script also
+writes the profile header that cites the sources. `servesim costmodel check --throughput ...` then
+reports the error on every row, the held-out (`check`) ones included.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from servesim.cli.throughput import ROBUST_SCALE, THROUGHPUT_FIT, THROUGHPUT_PRIOR
+from servesim.cost.calibrate import fit
+from servesim.cost.profile import PROFILE_DIR, family_profile, save_profile
+from servesim.cost.published import read_published
+from servesim.studies.throughput import ThroughputData, error_table, family_of, summarize_errors
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = ROOT / "data" / "measurements" / "published" / "throughput.csv"
+FAMILIES = {
+    "blackwell": "B200 and GB200 (TensorRT-LLM)",
+    "cdna3": "MI300X, MI325X (and MI355X through its spec sheet) (vLLM on ROCm)",
+    "gaudi": "Gaudi 3 and Gaudi 2 (optimum-habana, TGI-Gaudi)",
+    "tpu": "TPU v5e, v5p, v6e (JetStream)",
+    "ascend": "Ascend 910B, 910C (MindIE)",
+}
+START_NOTE = (
+    "start: the Hopper profile with fused MoE kernels (no launches per touched expert), as the serving "
+    "engines of these rows run them"
+)
+
+
+def fit_family(family: str, rows) -> None:
+    fit_rows = [r for r in rows if family_of(r) == family and r.split == "fit"]
+    check_rows = [r for r in rows if family_of(r) == family and r.split == "check"]
+    start = family_profile("generic").with_values(moe_kernels_per_expert=0.0)
+    data = ThroughputData(fit_rows)
+    data.robust_scale = ROBUST_SCALE
+    result = fit([data], start, THROUGHPUT_FIT, prior_weight=THROUGHPUT_PRIOR, max_iterations=40)
+    profile = result.profile.with_values(
+        attn_prefix_eff=result.profile.attn_prefill_eff,
+        source=f"{family}: tools/fit_published.py on {len(fit_rows)} published rows of "
+        f"data/measurements/published/throughput.csv (split=fit)",
+    )
+    summary = {"start": summarize_errors(error_table(fit_rows, data.predict(start)))["all"]}
+    summary["fit"] = summarize_errors(error_table(fit_rows, data.predict(profile)))["all"]
+    if check_rows:
+        check = ThroughputData(check_rows)
+        summary["held out"] = summarize_errors(error_table(check_rows, check.predict(profile)))["all"]
+    save_profile(profile, PROFILE_DIR / f"{family}.yaml", header(family, fit_rows, summary))
+    for name, s in summary.items():
+        print(f"{family:10} {name:9} {s['rows']:4} rows  median |err| {s['median_abs_pct']:5.1f}%  "
+              f"worst {s['max_abs_pct']:5.1f}%", flush=True)
+
+
+def header(family: str, fit_rows, summary: dict) -> str:
+    devices = sorted({r.device for r in fit_rows})
+    lines = [
+        f"{family} cost profile ({FAMILIES[family]}), written by tools/fit_published.py "
+        "(do not edit by hand)",
+        f"fitted: {', '.join(THROUGHPUT_FIT)} (attn_prefix_eff = attn_prefill_eff)",
+        f"on {len(fit_rows)} published end-to-end rows on {', '.join(devices)}: "
+        + ", ".join(sorted(r.id for r in fit_rows)),
+        START_NOTE,
+        "|error| of tokens/s, median / worst (MLPerf rows are never fitted; see docs/cost-model.md):",
+    ]
+    for name, s in summary.items():
+        lines.append(f"  {name}: {s['rows']} rows, {s['median_abs_pct']:.1f}% / {s['max_abs_pct']:.1f}%")
+    lines.append("sources of the fitted rows:")
+    lines += [f"  {s}" for s in sorted({r.source for r in fit_rows})]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    rows = read_published(ROWS)
+    for family in argv or list(FAMILIES):
+        fit_family(family, rows)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
