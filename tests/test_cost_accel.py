@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from servesim.catalog import get_hardware, get_model
+from servesim.core.errors import InputFileError
 from servesim.cost import RooflineCostModel, StepShape
 from servesim.cost.datatypes import rate_dtype, tensor_flops
 from servesim.cost.microbench import all_reduce_seconds
 from servesim.cost.profile import family_profile, load_profile, profile_from_dict
-from servesim.core.errors import InputFileError
 
 H100 = get_hardware("h100-sxm")
 

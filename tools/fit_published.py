@@ -20,32 +20,43 @@ from servesim.cli.throughput import ROBUST_SCALE, THROUGHPUT_FIT, THROUGHPUT_PRI
 from servesim.cost.calibrate import fit
 from servesim.cost.profile import PROFILE_DIR, family_profile, save_profile
 from servesim.cost.published import read_published
-from servesim.studies.throughput import ThroughputData, error_table, family_of, summarize_errors
+from servesim.studies.throughput import (
+    ThroughputData,
+    error_table,
+    family_of,
+    summarize_errors,
+    tie_efficiencies,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = ROOT / "data" / "measurements" / "published" / "throughput.csv"
 FAMILIES = {
     "blackwell": "B200 and GB200 (TensorRT-LLM)",
     "cdna3": "MI300X, MI325X (and MI355X through its spec sheet) (vLLM on ROCm)",
-    "gaudi": "Gaudi 3 and Gaudi 2 (optimum-habana, TGI-Gaudi)",
+    "gaudi": "Gaudi 3 (optimum-habana)",
+    "gaudi2": "Gaudi 2 (optimum-habana, TGI-Gaudi)",
     "tpu": "TPU v5e, v5p, v6e (JetStream)",
     "ascend": "Ascend 910B, 910C (MindIE)",
 }
 START_NOTE = (
-    "start: the Hopper profile with fused MoE kernels (no launches per touched expert), as the serving "
-    "engines of these rows run them"
+    "start: the Hopper profile with the kernels of serving engines: decode attention that splits the "
+    "context (no per-sequence parallelism limit) and fused MoE (launches per touched expert fitted where "
+    "MoE rows are fitted, else none)"
 )
 
 
 def fit_family(family: str, rows) -> None:
     fit_rows = [r for r in rows if family_of(r) == family and r.split == "fit"]
     check_rows = [r for r in rows if family_of(r) == family and r.split == "check"]
-    start = family_profile("generic").with_values(moe_kernels_per_expert=0.0)
+    moe = any(r.spec.is_moe for r in fit_rows)
+    start = family_profile("generic").with_values(
+        attn_decode_blocks_per_core=0.0, moe_kernels_per_expert=1.0 if moe else 0.0
+    )
+    params = THROUGHPUT_FIT + (("moe_kernels_per_expert",) if moe else ())
     data = ThroughputData(fit_rows)
     data.robust_scale = ROBUST_SCALE
-    result = fit([data], start, THROUGHPUT_FIT, prior_weight=THROUGHPUT_PRIOR, max_iterations=40)
-    profile = result.profile.with_values(
-        attn_prefix_eff=result.profile.attn_prefill_eff,
+    result = fit([data], start, params, prior_weight=THROUGHPUT_PRIOR, max_iterations=40)
+    profile = tie_efficiencies(result.profile).with_values(
         source=f"{family}: tools/fit_published.py on {len(fit_rows)} published rows of "
         f"data/measurements/published/throughput.csv (split=fit)",
     )
@@ -54,18 +65,19 @@ def fit_family(family: str, rows) -> None:
     if check_rows:
         check = ThroughputData(check_rows)
         summary["held out"] = summarize_errors(error_table(check_rows, check.predict(profile)))["all"]
-    save_profile(profile, PROFILE_DIR / f"{family}.yaml", header(family, fit_rows, summary))
+    save_profile(profile, PROFILE_DIR / f"{family}.yaml", header(family, fit_rows, summary, result.fitted))
     for name, s in summary.items():
         print(f"{family:10} {name:9} {s['rows']:4} rows  median |err| {s['median_abs_pct']:5.1f}%  "
               f"worst {s['max_abs_pct']:5.1f}%", flush=True)
 
 
-def header(family: str, fit_rows, summary: dict) -> str:
+def header(family: str, fit_rows, summary: dict, fitted) -> str:
     devices = sorted({r.device for r in fit_rows})
     lines = [
         f"{family} cost profile ({FAMILIES[family]}), written by tools/fit_published.py "
         "(do not edit by hand)",
-        f"fitted: {', '.join(THROUGHPUT_FIT)} (attn_prefix_eff = attn_prefill_eff)",
+        f"fitted: {', '.join(fitted)}",
+        "tied: attn_prefix_eff = attn_prefill_eff, gemm_memory_eff = attn_decode_memory_eff",
         f"on {len(fit_rows)} published end-to-end rows on {', '.join(devices)}: "
         + ", ".join(sorted(r.id for r in fit_rows)),
         START_NOTE,

@@ -90,9 +90,11 @@ def cmd_calibrate(args) -> int:
             raise UsageError("costmodel calibrate: --throughput rows name their devices; give them alone")
         return throughput.cmd_calibrate_throughput(args)
     if not (args.measurements or args.gemm or args.allreduce):
-        raise UsageError("costmodel calibrate: give --measurements, --gemm, --allreduce or --throughput data")
+        raise UsageError(
+            "costmodel calibrate: give --measurements, --gemm, --allreduce or --throughput data"
+        )
     if args.hardware is None:
-        raise UsageError("costmodel calibrate: --hardware is required with --measurements, --gemm, --allreduce")
+        raise UsageError("costmodel calibrate: --measurements, --gemm and --allreduce need --hardware")
     hw = get_hardware(args.hardware, key="--hardware")
     if args.start == "builtin":
         start = CostProfile(source="built-in defaults")

@@ -14,16 +14,15 @@ from servesim.cli.common import print_json
 EXIT_OK = 0
 THROUGHPUT_FIT = (
     "gemm_compute_eff",
-    "gemm_memory_eff",
     "attn_prefill_eff",
     "attn_decode_memory_eff",
     "comm_bw_eff",
     "comm_latency_s",
     "step_overhead_s",
 )
-"""What end-to-end rows can tell apart: large-GEMM rate, weight and KV streaming, prefill attention,
-collectives and a fixed cost per step. Shapes of the efficiency curves (pad rows, launch overheads)
-stay as the start profile has them."""
+"""What end-to-end rows can tell apart: large-GEMM rate, prefill attention, HBM streaming (weights and
+KV cache alike, `tie_efficiencies`), collectives and a fixed cost per step. Shapes of the efficiency
+curves (pad rows, launch overheads) stay as the start profile has them."""
 THROUGHPUT_PRIOR = 0.02
 """Pull towards the start profile, per log-parameter: a handful of rows must not move what they
 cannot see."""
@@ -39,7 +38,7 @@ def add_arguments(cal, check) -> None:
     )
     cal.add_argument("--family", help="fit the rows of this device family (default: the rows' only one)")
     check.add_argument("--throughput", required=True, metavar="CSV", help="published throughput rows")
-    check.add_argument("--profile", help="profile YAML or shipped name for every row (default: each family's)")
+    check.add_argument("--profile", help="profile YAML or shipped name for all rows (default: each family's)")
     check.add_argument("--family", help="only rows of this device family")
     check.add_argument("--split", choices=("check", "fit", "all"), default="all",
                        help="which rows to price (default: all, each labelled)")
@@ -52,8 +51,13 @@ def add_arguments(cal, check) -> None:
 def cmd_check(args) -> int:
     from servesim.cost.profile import resolve_profile
     from servesim.cost.published import read_published
-    from servesim.studies.throughput import error_table, family_of, predicted_throughput, record_trace
-    from servesim.studies.throughput import summarize_errors
+    from servesim.studies.throughput import (
+        error_table,
+        family_of,
+        predicted_throughput,
+        record_trace,
+        summarize_errors,
+    )
 
     rows = _select(read_published(args.throughput), args.family, args.split, "--family")
     predicted = []
@@ -109,7 +113,13 @@ def cmd_calibrate_throughput(args) -> int:
     from servesim.cost.calibrate import fit
     from servesim.cost.profile import FIT_PARAMETERS, CostProfile, resolve_profile, save_profile
     from servesim.cost.published import read_published
-    from servesim.studies.throughput import ThroughputData, error_table, family_of, summarize_errors
+    from servesim.studies.throughput import (
+        ThroughputData,
+        error_table,
+        family_of,
+        summarize_errors,
+        tie_efficiencies,
+    )
 
     all_rows = read_published(args.throughput)
     family = args.family or _only_family(all_rows)
@@ -123,9 +133,9 @@ def cmd_calibrate_throughput(args) -> int:
     data = ThroughputData(fit_rows)
     data.robust_scale = ROBUST_SCALE
     result = fit([data], start, params or THROUGHPUT_FIT, prior_weight=THROUGHPUT_PRIOR)
-    profile = result.profile.with_values(attn_prefix_eff=result.profile.attn_prefill_eff)
-    profile = profile.with_values(source=f"{family}: servesim costmodel calibrate --throughput on "
-                                  f"{len(fit_rows)} published rows")
+    profile = tie_efficiencies(result.profile).with_values(
+        source=f"{family}: servesim costmodel calibrate --throughput on {len(fit_rows)} published rows"
+    )
     reports = {"before": error_table(fit_rows, data.predict(start))}
     reports["fit"] = error_table(fit_rows, data.predict(profile))
     if check_rows:

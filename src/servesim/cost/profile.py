@@ -132,7 +132,8 @@ def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
             raise InputFileError(where, f"unknown profile parameter {key!r}")
         if key in CHOICES:
             if value not in CHOICES[key]:
-                raise InputFileError(where, f"{key}: expected one of {', '.join(CHOICES[key])}, got {value!r}")
+                valid = ", ".join(CHOICES[key])
+                raise InputFileError(where, f"{key}: expected one of {valid}, got {value!r}")
             continue
         if key != "source" and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise InputFileError(where, f"{key}: expected a number, got {value!r}")

@@ -16,7 +16,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from servesim.catalog.specs import DTYPE_BYTES, ModelSpec, get_hardware, get_model, hardware_names, model_names
+from servesim.catalog.specs import (
+    DTYPE_BYTES,
+    ModelSpec,
+    get_hardware,
+    get_model,
+    hardware_names,
+    model_names,
+)
 from servesim.core.errors import ConfigError, InputFileError
 
 REQUIRED = (
@@ -90,7 +97,8 @@ def read_published(path: str | Path) -> list[PublishedRow]:
         reader = csv.DictReader(handle)
         missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
         if missing:
-            raise InputFileError(p, f"missing column(s) {', '.join(missing)}; expected {', '.join(REQUIRED)}", 1)
+            expected = ", ".join(REQUIRED)
+            raise InputFileError(p, f"missing column(s) {', '.join(missing)}; expected {expected}", 1)
         unknown = [c for c in reader.fieldnames if c not in REQUIRED + OPTIONAL]
         if unknown:
             raise InputFileError(p, f"unknown column(s) {', '.join(unknown)}", 1)

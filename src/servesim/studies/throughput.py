@@ -165,6 +165,15 @@ def predicted_throughput(row: PublishedRow, trace: StepTrace, profile: CostProfi
     return trace.scale * trace.tokens / trace.seconds(cost)
 
 
+def tie_efficiencies(profile: CostProfile) -> CostProfile:
+    """What end-to-end rows cannot tell apart moves together: chunks after cached context run the same
+    kernels as fresh prompts in serving engines (as in the shipped Hopper profile), and weights and KV
+    cache stream from the same HBM (one streaming efficiency; the decode attention's is fitted)."""
+    return profile.with_values(
+        attn_prefix_eff=profile.attn_prefill_eff, gemm_memory_eff=profile.attn_decode_memory_eff
+    )
+
+
 def family_of(row: PublishedRow) -> str:
     return get_hardware(row.device).family
 
@@ -179,9 +188,7 @@ class ThroughputData(Dataset):
         self.weight = weight
 
     def predict(self, profile: CostProfile) -> np.ndarray:
-        # Chunks after cached context run the same kernels as fresh prompts in serving engines, so the
-        # two attention efficiencies move together here (as in the shipped Hopper profile).
-        profile = profile.with_values(attn_prefix_eff=profile.attn_prefill_eff)
+        profile = tie_efficiencies(profile)
         return np.array([predicted_throughput(r, t, profile) for r, t in zip(self.rows, self.traces)])
 
     def residuals(self, profile, extras):
