@@ -2,6 +2,7 @@
 padded-cache attention, and replaying published throughput rows (issue 18)."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,11 +111,17 @@ def test_profile_decode_attention_is_validated(tmp_path):
         load_profile(p)
 
 
-@pytest.mark.parametrize("family", ["blackwell", "cdna3", "gaudi", "tpu", "ascend"])
-def test_every_accelerator_family_has_a_cited_profile(family):
+@pytest.mark.parametrize("family", ["blackwell", "cdna3", "gaudi", "gaudi2", "tpu", "ascend"])
+def test_every_accelerator_family_has_a_cited_profile_fitted_without_mlperf(family):
     from servesim.cost.profile import PROFILE_DIR
+    from servesim.cost.published import read_published
 
     text = (PROFILE_DIR / f"{family}.yaml").read_text()
-    assert "https://" in text and "fitted" in text
-    assert "mlperf" not in text.split("sources of the fitted rows:")[0].lower().replace("mlperf never", "")
+    fitted_line = next(line for line in text.splitlines() if "published end-to-end rows on" in line)
+    ids = fitted_line.split(": ", 1)[1].split(", ")
+    published = Path(__file__).resolve().parents[1] / "data" / "measurements" / "published"
+    rows = {r.id: r for r in read_published(published / "throughput.csv")}
+    assert ids and all(rows[i].split == "fit" and not i.startswith("mlperf") for i in ids)
+    sources = text.split("sources of the fitted rows:")[1]
+    assert {rows[i].source for i in ids} <= {s.strip("# \n") for s in sources.splitlines() if s.strip("# ")}
     assert family_profile(family).source.startswith(family)

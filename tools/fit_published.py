@@ -77,7 +77,7 @@ def header(family: str, fit_rows, summary: dict, fitted) -> str:
         f"{family} cost profile ({FAMILIES[family]}), written by tools/fit_published.py "
         "(do not edit by hand)",
         f"fitted: {', '.join(fitted)}",
-        "tied: attn_prefix_eff = attn_prefill_eff, gemm_memory_eff = attn_decode_memory_eff",
+        "tied: attn_prefix_eff = attn_prefill_eff, gemm_memory_eff = attn_decode_memory_eff (one HBM)",
         f"on {len(fit_rows)} published end-to-end rows on {', '.join(devices)}: "
         + ", ".join(sorted(r.id for r in fit_rows)),
         START_NOTE,

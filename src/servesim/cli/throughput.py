@@ -21,8 +21,8 @@ THROUGHPUT_FIT = (
     "step_overhead_s",
 )
 """What end-to-end rows can tell apart: large-GEMM rate, prefill attention, HBM streaming (weights and
-KV cache alike, `tie_efficiencies`), collectives and a fixed cost per step. Shapes of the efficiency
-curves (pad rows, launch overheads) stay as the start profile has them."""
+KV cache alike, `tie_efficiencies`), collectives and a fixed cost per step. The shapes of the
+efficiency curves (pad rows, launch overheads) stay as the start profile has them."""
 THROUGHPUT_PRIOR = 0.02
 """Pull towards the start profile, per log-parameter: a handful of rows must not move what they
 cannot see."""

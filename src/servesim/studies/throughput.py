@@ -168,7 +168,7 @@ def predicted_throughput(row: PublishedRow, trace: StepTrace, profile: CostProfi
 def tie_efficiencies(profile: CostProfile) -> CostProfile:
     """What end-to-end rows cannot tell apart moves together: chunks after cached context run the same
     kernels as fresh prompts in serving engines (as in the shipped Hopper profile), and weights and KV
-    cache stream from the same HBM (one streaming efficiency; the decode attention's is fitted)."""
+    cache stream from the same HBM (one streaming efficiency, fitted as the decode attention's)."""
     return profile.with_values(
         attn_prefix_eff=profile.attn_prefill_eff, gemm_memory_eff=profile.attn_decode_memory_eff
     )
