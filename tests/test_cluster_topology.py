@@ -128,7 +128,7 @@ def test_run_writes_timeseries_per_instance_and_plots(tmp_path):
     out = result.save(tmp_path / "o")
     ts = pd.read_csv(out / "timeseries.csv")
     assert list(ts.columns) == ["time_s", "instance", "pool", "num_waiting", "num_running",
-                                "kv_usage", "busy_frac"]
+                                "kv_usage", "busy_frac", "power_w"]
     assert set(ts["instance"]) == {0, 1, 2} and set(ts["pool"]) == {"prefill", "decode"}
     assert np.allclose(np.diff(ts[ts["instance"] == 0]["time_s"]), 0.5)
     decode = ts[ts["pool"] == "decode"]

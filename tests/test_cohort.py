@@ -87,3 +87,35 @@ def test_max_steps_for_blocks_is_the_largest_that_fits(computed, free, limit):
     assert cohort.blocks_needed(0, k) <= free
     if k < limit:
         assert cohort.blocks_needed(0, k + 1) > free
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("join"), st.integers(1, 500)),
+            st.tuples(st.just("leave"), st.integers(0, 50)),
+            st.tuples(st.just("advance"), st.integers(1, 5)),
+        ),
+        max_size=40,
+    )
+)
+def test_max_context_is_the_longest_members_context(ops):
+    """The lazy max-heap gives the longest member's KV tokens after any joins, leaves and steps."""
+    cohort, rid, t = DecodeCohort(16), 0, 0.0
+    for op, arg in ops:
+        members = list(cohort)
+        if op == "join":
+            r = make_request(rid, arg, 100_000)
+            r.advance(arg, t)
+            cohort.join(r)
+            rid += 1
+        elif op == "leave" and members:
+            cohort.leave(members[arg % len(members)])
+        elif op == "advance":
+            t += arg
+            cohort.advance(t - 1 + np.arange(1, arg + 1) / arg)
+        members = list(cohort)
+        brute = max((r.num_computed_tokens for r in members), default=0)
+        assert cohort.max_context() == brute
+        assert cohort.max_context(3) == (brute + 3 if members else 0)

@@ -103,7 +103,7 @@ def test_padded_cache_reads_the_whole_cache_whatever_the_context():
 
 def test_profile_decode_attention_is_validated(tmp_path):
     assert profile_from_dict({"decode_attention": "padded_cache"}).decode_attention == "padded_cache"
-    with pytest.raises(InputFileError, match="decode_attention: expected one of mean, padded_cache"):
+    with pytest.raises(InputFileError, match="decode_attention: expected one of mean, .*padded_cache"):
         profile_from_dict({"decode_attention": "sometimes"})
     p = tmp_path / "p.yaml"
     p.write_text("parameters: {decode_attention: 3}\n")

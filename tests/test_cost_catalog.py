@@ -22,7 +22,7 @@ def test_interface_names_exist():
 @pytest.mark.parametrize("name", hardware_names())
 def test_hardware_specs_are_complete(name):
     hw = get_hardware(name)
-    assert hw.peak_flops("bf16") > 1e14 and hw.hbm_bytes > 1e10 and hw.hbm_bytes_per_s > 5e11
+    assert hw.peak_flops("bf16") > 1e14 and hw.hbm_bytes > 1e10 and hw.hbm_bytes_per_s > 2e11
     assert hw.link_bytes_per_s > 0 and hw.link_latency_s > 0
     assert hw.peak_flops("fp8") >= hw.peak_flops("bf16")
 
@@ -37,6 +37,13 @@ def test_hardware_specs_are_complete(name):
         ("mixtral-8x7b", 46.7, 12.9),
         ("deepseek-v3", 671.0, 37.0),
         ("qwen3-30b-a3b", 30.5, 3.1),
+        ("opt-13b", 12.85, None),
+        ("opt-66b", 65.7, None),
+        ("opt-175b", 175.0, None),
+        ("mistral-7b-v0.1", 7.24, None),
+        ("yi-34b", 34.4, None),
+        ("falcon-180b", 180.0, None),
+        ("llama2-70b-chat", 69.0, None),
     ],
 )
 def test_parameter_counts_match_published(name, billions, active):

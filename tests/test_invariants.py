@@ -4,8 +4,11 @@
 - KV block conservation: free blocks + blocks held by running requests == pool size, after every step;
 - causality: arrival <= first token <= finish, and e2e >= ttft;
 - determinism: the same seed gives identical summaries and request tables;
-- multi-step runs equal step-by-step simulation;
-- arrivals do not depend on the engine's settings (common random numbers).
+- multi-step runs equal step-by-step simulation (latencies and energy, with and without a power cap);
+- energy conservation: an instance's meter equals its steps' joules plus idle power between them;
+- arrivals do not depend on the engine's settings (common random numbers);
+- token gaps: one pooled inter-token gap per token after the first;
+- length filters: nothing longer than the cap is served, and arrivals keep their times.
 """
 
 from __future__ import annotations
@@ -115,6 +118,39 @@ def test_multi_step_runs_equal_step_by_step(changes):
         np.testing.assert_allclose(fast[col], slow[col], rtol=0, atol=1e-9)
     assert (fast.preemptions == slow.preemptions).all()
     assert (fast.status == slow.status).all()
+    np.testing.assert_allclose(fast.energy_j.sum(), slow.energy_j.sum(), rtol=1e-9)
+
+
+@settings(max_examples=4, deadline=None)
+@given(configs, st.floats(200.0, 650.0))
+def test_multi_step_runs_equal_step_by_step_under_a_power_cap(changes, cap):
+    capped = {**changes, "power.cap_w": cap}
+    fast = servesim.simulate(small_config(**capped))
+    saved = instance_module.MAX_RUN_STEPS
+    instance_module.MAX_RUN_STEPS = 1
+    try:
+        slow = servesim.simulate(small_config(**capped))
+    finally:
+        instance_module.MAX_RUN_STEPS = saved
+    np.testing.assert_allclose(fast.requests.finish_s, slow.requests.finish_s, rtol=0, atol=1e-9)
+    assert fast.summary["energy"]["total_j"] == pytest.approx(slow.summary["energy"]["total_j"], rel=1e-9)
+
+
+@settings(max_examples=10, deadline=None)
+@given(configs)
+def test_energy_conservation(changes):
+    built = build(load_config(small_config(**changes)))
+    instances = {}
+    result = run(built, after_step=lambda inst: instances.setdefault(inst.index, inst))
+    horizon = result.summary["sim"]["simulated_s"]
+    steps = result.steps
+    for i, inst in instances.items():
+        mine = steps[steps.instance == i]
+        busy_s = (mine.end_s - mine.start_s).sum()
+        expected = mine.energy_j.sum() + inst.power.idle_w * (horizon - busy_s)
+        assert inst.meter.joules(horizon) == pytest.approx(expected, rel=1e-9)
+    e = result.summary["energy"]
+    assert e["total_j"] == pytest.approx(e["busy_j"] + e["idle_j"], rel=1e-12)
 
 
 def test_engine_settings_never_change_the_arrivals():
@@ -140,3 +176,32 @@ def test_time_limit_leaves_requests_unfinished_but_counted(limit):
     req = result.summary["requests"]
     assert req["unfinished"] > 0
     assert req["arrived"] == req["completed"] + req["rejected"] + req["unfinished"]
+
+
+@SETTINGS
+@given(configs)
+def test_token_gap_conservation(changes):
+    """Every token after a request's first is one pooled inter-token gap, no more, no fewer; the
+    longest pooled gap is the longest of any request."""
+    result = simulate_checked(changes)
+    r = result.requests
+    emitted = r["generated_tokens"].to_numpy()
+    itl = result.summary.get("itl", {"gaps": 0, "max": float("nan")})
+    assert itl["gaps"] == int(np.maximum(emitted - 1, 0).sum())
+    if itl["gaps"]:
+        assert itl["max"] == pytest.approx(np.nanmax(r["tbt_max_s"].to_numpy()), rel=1e-12)
+        assert result.summary["latency"]["itl"]["p50"] <= itl["max"] * (1 + 1e-3)
+
+
+@SETTINGS
+@given(configs, st.integers(300, 3000), st.sampled_from(["drop", "clip", "reject"]))
+def test_length_filter_lets_nothing_over_long_through(changes, limit, action):
+    """With a length filter, no request longer than the cap is served; arrivals keep their times."""
+    changes = {**changes, "workload.filter": {"max_total_tokens": limit, "action": action}}
+    result = simulate_checked(changes)
+    r = result.requests
+    served = r[r["status"] != "rejected"]
+    assert ((served["prompt_tokens"] + served["output_tokens"]) <= limit).all()
+    plain = servesim.simulate(load_config(small_config(**{k: v for k, v in changes.items()
+                                                          if k != "workload.filter"})))
+    assert np.allclose(r["arrival_s"].to_numpy(), plain.requests["arrival_s"].to_numpy())

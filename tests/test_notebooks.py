@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ["compare_schedulers.ipynb", "capacity_whatif.ipynb"]
+NOTEBOOKS = ["compare_schedulers.ipynb", "capacity_whatif.ipynb", "provisioning.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

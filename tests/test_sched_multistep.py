@@ -1,6 +1,8 @@
 """The repeatable promise: every policy gives the same results one step at a time as in multi-step
 decode runs (per-request first token and finish times, preemptions)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,12 @@ CASES = {
     "fcfs-swap": {"engine.preemption": "swap"},
     "chunked_prefill": {"engine.scheduler": "chunked_prefill"},
     "chunked_prefill-swap": {"engine.scheduler": "chunked_prefill", "engine.preemption": "swap"},
+    # engine profiles: the longest context of each step in a run, graph padding, host time
+    "fcfs-split_kv": {"cost.profile": str(Path(__file__).parent / "data" / "profile_split_kv.yaml")},
+    "chunked_prefill-batch_kv": {
+        "engine.scheduler": "chunked_prefill",
+        "cost.profile": str(Path(__file__).parent / "data" / "profile_batch_kv.yaml"),
+    },
     "srtf": {"engine.scheduler": "srtf"},
     "srtf-evict-swap": {
         "engine.scheduler": "srtf",

@@ -14,7 +14,7 @@ from tests.studies_helpers import write_config
 def test_rate_capacity_brackets_the_target(tmp_path):
     cfg = write_config(tmp_path)
     target = attainment_target(0.9)
-    result = find_capacity(cfg, [target], rel_tol=0.05)
+    result = find_capacity(cfg, [target], rel_tol=0.05, steady=None)
     assert result.met and result.bracketed
     best = result.at_value()
     assert best.metrics["slo.attainment"] >= 0.9
@@ -29,7 +29,7 @@ def test_rate_capacity_brackets_the_target(tmp_path):
 
 def test_instances_capacity_finds_the_smallest_count(tmp_path):
     cfg = write_config(tmp_path, workload={"num_requests": 80, "arrival": {"rate": 150.0}})
-    result = find_capacity(cfg, [attainment_target(0.9)], key="cluster.instances")
+    result = find_capacity(cfg, [attainment_target(0.9)], key="cluster.instances", steady=None)
     assert result.direction == "min" and result.met
     n = result.value
     assert isinstance(n, int) and n >= 2
@@ -40,7 +40,7 @@ def test_instances_capacity_finds_the_smallest_count(tmp_path):
 def test_latency_target_and_several_seeds(tmp_path):
     cfg = write_config(tmp_path)
     target = parse_target("latency.ttft.p99<=0.3")
-    result = find_capacity(cfg, [target], seeds=2, rel_tol=0.1)
+    result = find_capacity(cfg, [target], seeds=2, rel_tol=0.1, steady=None)
     assert result.met
     assert result.at_value().metrics["latency.ttft.p99"] <= 0.3
 
@@ -62,7 +62,7 @@ def test_cli_json_shape_and_out(tmp_path, capsys):
     cfg = write_config(tmp_path)
     out = tmp_path / "cap"
     code = main(["capacity", str(cfg), "--target-attainment", "0.9", "--rtol", "0.1",
-                 "--out", str(out), "--json"])
+                 "--out", str(out), "--json", "--no-steady-check"])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["key"] == "workload.arrival.rate"

@@ -2,6 +2,9 @@
 
     PYTHONPATH=src python tools/fit_profiles.py            # rewrites src/servesim/cost/profiles/*.yaml
 
+The fits are `servesim.calibration.calibrate`, the workflow `servesim costmodel calibrate` runs; this
+script only chooses the data, their weights and the shipped variants.
+
 - hopper (H100, H200, H20): the shared H100 iterations and GEMM timings; elementwise bandwidth pinned to
   the measured copy bandwidth (device.json); collectives from Vidur's H100 all-reduce timings.
 - ampere (A100): the Hopper profile with its GEMM and collective terms refitted on Vidur's A100 linear-
@@ -15,16 +18,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from servesim.calibration import calibrate
 from servesim.catalog.specs import get_hardware
-from servesim.cost.calibrate import IterationData, error_report, fit, predict
+from servesim.cost.calibrate import IterationData, error_report, predict
 from servesim.cost.measurements import read_measurements
 from servesim.cost.microbench import AllReduceData, GemmData
-from servesim.cost.profile import DEFAULT_FIT, PROFILE_DIR, CostProfile, save_profile
+from servesim.cost.profile import PROFILE_DIR, CostProfile, save_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "measurements"
 GEMM_PARAMS = ("gemm_compute_eff", "gemm_pad_rows", "gemm_memory_eff")
-COMM_PARAMS = ("comm_bw_eff", "comm_latency_s")
 HARNESS_ELEMENTWISE_KERNELS = 9.0
 """Per layer in the measuring harness: 2 RMSNorm, 2 residual adds, SiLU, multiply, 2 KV-cache writes,
 one attention-output copy (see tools/profile_gpu.py)."""
@@ -42,9 +45,8 @@ def hopper() -> tuple[CostProfile, dict]:
     gemm = GemmData(DATA / "h100" / "gemm.csv", "h100-sxm", name="gemm", weight=0.5)
     allreduce = AllReduceData(DATA / "vidur" / "h100_all_reduce.csv", weight=0.2)
     allreduce.robust_scale = 0.2
-    core = fit([iters, gemm], start, [p for p in DEFAULT_FIT if p not in COMM_PARAMS])
-    comm = fit([allreduce], core.profile, COMM_PARAMS)
-    masked = comm.profile.with_values(
+    result = calibrate(start, iterations=iters, micro=[gemm], comm=[allreduce])
+    masked = result.profile.with_values(
         source="hopper-masked-prefix: shared H100 iterations.csv + gemm.csv + device.json, Vidur H100 "
         "all-reduce; prefix chunks priced as the harness's explicit-mask attention"
     )
@@ -65,7 +67,7 @@ def hopper() -> tuple[CostProfile, dict]:
         )
     notes.update(
         {
-            "gemm": _micro(gemm, flash, core.extras),
+            "gemm": _micro(gemm, flash, result.extras),
             "all-reduce": _micro(allreduce, flash, {}),
             "copy bandwidth": f"{copy_eff:.3f} of spec",
         }
@@ -79,15 +81,14 @@ def ampere(base: CostProfile) -> tuple[CostProfile, dict]:
     allreduce = AllReduceData(DATA / "vidur" / "a100_all_reduce.csv")
     allreduce.robust_scale = 0.2
     before = _micro(linear, base, {"vidur_standalone_s": 5e-6})
-    g = fit([linear], base, GEMM_PARAMS)
-    c = fit([allreduce], g.profile, COMM_PARAMS)
-    profile = c.profile.with_values(
+    result = calibrate(base, micro=[linear], comm=[allreduce], params=GEMM_PARAMS)
+    profile = result.profile.with_values(
         source="ampere: Hopper profile, GEMM and collective terms refitted on Vidur A100 linear-layer "
         "and all-reduce timings"
     )
     notes = {
         "vidur linear, Hopper profile": before,
-        "vidur linear, fitted": _micro(linear, profile, g.extras),
+        "vidur linear, fitted": _micro(linear, profile, result.extras),
         "all-reduce": _micro(allreduce, profile, {}),
     }
     return profile, notes

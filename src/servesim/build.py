@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pydantic import ValidationError
@@ -11,17 +12,23 @@ from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
 from servesim.config.schema import EngineConfig, SimConfig
 from servesim.core.cohort import DecodeCohort
 from servesim.core.errors import ConfigError
-from servesim.core.request import Request
+from servesim.core.request import Request, RequestStatus
 from servesim.core.rng import stream
 from servesim.cost import COST_MODELS
+from servesim.cost.layout import Layout
 from servesim.cost.parallel import check_layout
+from servesim.cost.power import ClockedCostModel, PowerLimit, PowerModel, power_profile
 from servesim.cost.profile import resolve_profile
+from servesim.cost.work import WorkModel
 from servesim.engine import DisaggregationParts, InstanceParts, KVLink
+from servesim.engine.power import PowerBudget
 from servesim.kv.manager import KVCacheManager
+from servesim.metrics.pricing import CarbonIntensity, read_carbon_trace
 from servesim.predictors import PREDICTORS
 from servesim.routers import ROUTERS
 from servesim.schedulers import SCHEDULERS, EngineLimits
 from servesim.workload import RequestTable, build_requests
+from servesim.workload.filters import REJECT_REASON, FilterResult, LengthLimit, apply_length_filter
 
 ACTIVATION_WORKSPACE_BYTES = 1.0 * 2**30
 """CUDA graphs, allocator slack and library workspaces, beyond per-token activations."""
@@ -40,6 +47,8 @@ class Pool:
     tp_key: str
     """Config key of the pool's TP, for error messages."""
     kv_capacity_tokens: int = 0
+    config: SimConfig | None = None
+    """The config as this pool sees it: its own engine keys in `engine`."""
 
     def describe(self, first_index: int) -> dict:
         return {
@@ -62,6 +71,12 @@ class Built:
     """Per instance of the first pool (see `pools` for each pool's)."""
     pools: list[Pool] | None = None
     disaggregation: DisaggregationParts | None = None
+    power_budget: PowerBudget | None = None
+    prices: dict[str, float | None] | None = None
+    """$/GPU-hour of each pool (None: unknown)."""
+    carbon: CarbonIntensity | None = None
+    workload_counts: dict | None = None
+    """Requests the length filter dropped, clipped or rejected (None: no filter)."""
 
     def pool_table(self) -> list[dict]:
         out, first = [], 0
@@ -75,20 +90,31 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     """Objects for a config; `table` replaces the workload's requests (tests, custom traces)."""
     model = get_model(config.model)
     pools = resolve_pools(config)
-    for pool in pools:
-        check_parallelism(config, model, pool.hardware, pool.tp, pool.pp, pool.tp_key)
-        pool.kv_capacity_tokens = kv_capacity_tokens(config, model, pool.hardware, pool.tp, pool.pp)
+    for pool, engine in zip(pools, config.pool_engines()):
+        pool.config = config if engine is config.engine else config.model_copy(update={"engine": engine})
+        check_parallelism(pool.config, model, pool.hardware, pool.tp, pool.pp, pool.tp_key)
+        pool.kv_capacity_tokens = kv_capacity_tokens(pool.config, model, pool.hardware, pool.tp, pool.pp)
+    limit = length_limit(config, model)
     if table is None:
-        table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
+        drawn = limit if limit is not None and config.workload.filter.action == "drop" else None
+        table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path,
+                               drawn)
+    table, filtered = filter_lengths(table, config, limit)
     requests = make_requests(table, config)
-    check_policy_blocks(config)
+    if filtered.rejected is not None:
+        for i in np.flatnonzero(filtered.rejected):
+            requests[i].status, requests[i].rejected_reason = RequestStatus.REJECTED, REJECT_REASON
+    for pool in pools:
+        check_policy_blocks(pool.config)
+    check_objective_classes(config)
+    warn_unmodelled_kv_allocation(config)
     predictor = make_predictor(config)  # one model of lengths, shared by the instances
     parts = []
     for pool in pools:
         for _ in range(pool.instances):
             part = make_instance(
-                config, model, pool.hardware, pool.kv_capacity_tokens, len(parts), predictor,
-                tp=pool.tp, pp=pool.pp, hash_block_size=table.hash_block_size,
+                pool.config, model, pool.hardware, pool.kv_capacity_tokens, len(parts), predictor,
+                tp=pool.tp, pp=pool.pp, hash_block_size=table.hash_block_size, pool_name=pool.name,
             )
             part.role, part.pool = pool.role, pool.name
             parts.append(part)
@@ -97,8 +123,27 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     first = pools[0]
     return Built(
         config, model, first.hardware, table, requests, parts, router, first.kv_capacity_tokens,
-        pools, disaggregation,
+        pools, disaggregation, make_power_budget(config, pools), pool_prices(config, pools),
+        carbon_intensity(config), filtered.counts(),
     )
+
+
+def length_limit(config: SimConfig, model: ModelSpec) -> LengthLimit | None:
+    """The caps of `workload.filter` (`max_total_tokens: model` is the model's context)."""
+    f = config.workload.filter
+    if f is None:
+        return None
+    total = model.max_context if f.max_total_tokens == "model" else f.max_total_tokens
+    return LengthLimit(total, f.max_prompt_tokens)
+
+
+def filter_lengths(table: RequestTable, config: SimConfig, limit: LengthLimit | None):
+    """The table after `workload.filter` (trace rows dropped, clipped, marked for rejection)."""
+    if limit is None:
+        return table, FilterResult(table, active=False)
+    action = config.workload.filter.action
+    result = apply_length_filter(table, limit.max_total, limit.max_prompt, action)
+    return result.table, replace(result, dropped=result.dropped + limit.redrawn)
 
 
 def resolve_pools(config: SimConfig) -> list[Pool]:
@@ -170,16 +215,19 @@ def kv_capacity_tokens(
 
 def make_instance(
     config, model, hardware, capacity_tokens: int, index: int, predictor=None,
-    tp: int | None = None, pp: int | None = None, hash_block_size: int = 0,
+    tp: int | None = None, pp: int | None = None, hash_block_size: int = 0, pool_name: str = "default",
 ) -> InstanceParts:
     engine = config.engine
     tp, pp = tp or config.cluster.tp, pp or config.cluster.pp
     cost = make_cost_model(config, model, hardware, tp, pp)
+    power = make_power_model(config, model, hardware, cost, tp, pp, pool_name)
+    if power is not None and config.power.limited:
+        cost = ClockedCostModel(power)  # the engine and the scheduler see capped step times
     kv = KVCacheManager(
-        capacity_tokens // engine.block_size, engine.block_size,
+        capacity_tokens // engine.block_size, engine.block_size, watermark=engine.kv_watermark,
         prefix_caching=engine.prefix_caching, hash_block_size=hash_block_size,
     )
-    cohort = DecodeCohort(engine.block_size)
+    cohort = DecodeCohort(engine.block_size, model.sliding_window)
     limits = EngineLimits(
         engine.max_num_seqs,
         engine.max_num_batched_tokens,
@@ -190,7 +238,85 @@ def make_instance(
     scheduler = make_scheduler(config, kv, cohort, limits, cost, predictor)
     # Each GPU copies its own KV shard over its own PCIe link.
     swap_s_per_token = model.kv_bytes_per_token(tp) / pp / (hardware.pcie_gb_s * 1e9)
-    return InstanceParts(scheduler, cost, kv, cohort, swap_s_per_token)
+    return InstanceParts(scheduler, cost, kv, cohort, swap_s_per_token, power=power)
+
+
+def make_power_model(config, model, hardware, cost, tp: int, pp: int, pool_name: str = "default"):
+    """The instance's power model with its pool's cap and clock limit; None for hardware without a
+    TDP (no energy accounting), which may then not be capped."""
+    p = config.power
+    pool = p.pools.get(pool_name)
+    cap_w = pool.cap_w if pool is not None and pool.cap_w is not None else p.cap_w
+    clock_mhz = pool.clock_mhz if pool is not None and pool.clock_mhz is not None else p.clock_mhz
+    key = f"power.pools.{pool_name}" if pool is not None else "power"
+    if not hardware.tdp_w:
+        if cap_w or clock_mhz or p.budget is not None:
+            raise ConfigError(f"{key}.cap_w", f"{hardware.name} has no tdp_w: it cannot be power-capped")
+        return None
+    path = config.resolve_path(p.profile) if p.profile is not None else None
+    profile = power_profile(hardware.family, path)
+    cost_profile = resolve_profile(hardware.family, config.resolve_path(config.cost.profile)
+                                   if config.cost.profile is not None else None)
+    work = WorkModel(Layout(model, tp, pp, config.cost.expert_parallel), cost_profile)
+    limit = PowerLimit(cap_w, clock_fraction(hardware, clock_mhz, f"{key}.clock_mhz"))
+    return PowerModel(cost, work, hardware, profile, tp=tp, pp=pp, limit=limit)
+
+
+def clock_fraction(hardware, clock_mhz: float | None, key: str) -> float | None:
+    """An SM clock limit in MHz as a fraction of the device's maximum clock."""
+    if clock_mhz is None:
+        return None
+    if not hardware.max_clock_mhz:
+        raise ConfigError(key, f"{hardware.name} has no max_clock_mhz in the catalog: a clock limit needs it")
+    if clock_mhz > hardware.max_clock_mhz:
+        raise ConfigError(key, f"{clock_mhz:g} MHz is above {hardware.name}'s {hardware.max_clock_mhz:g} MHz")
+    return clock_mhz / hardware.max_clock_mhz
+
+
+def pool_prices(config: SimConfig, pools: list[Pool]) -> dict[str, float | None]:
+    """$/GPU-hour per pool: `pricing.usd_per_gpu_hour` (one number, or per hardware), else the catalog."""
+    given = config.pricing.usd_per_gpu_hour
+    if isinstance(given, dict):
+        names = {pool.hardware.name for pool in pools}
+        for name in given:
+            if name not in names:
+                raise ConfigError(f"pricing.usd_per_gpu_hour.{name}",
+                                  f"no pool runs on {name!r}; hardware: {', '.join(sorted(names))}")
+    out = {}
+    for pool in pools:
+        if isinstance(given, (int, float)):
+            out[pool.name] = float(given)
+        elif isinstance(given, dict) and pool.hardware.name in given:
+            out[pool.name] = float(given[pool.hardware.name])
+        else:
+            out[pool.name] = pool.hardware.usd_per_hour
+    return out
+
+
+def carbon_intensity(config: SimConfig) -> CarbonIntensity:
+    p = config.pricing
+    if p.carbon_trace is not None:
+        return read_carbon_trace(config.resolve_path(p.carbon_trace))
+    return CarbonIntensity.constant(p.carbon_g_per_kwh)
+
+
+def make_power_budget(config: SimConfig, pools: list[Pool]) -> PowerBudget | None:
+    """The cluster power budget, if configured; pools it names must exist."""
+    b, names = config.power.budget, [pool.name for pool in pools]
+    for name in config.power.pools:
+        if name not in names:
+            raise ConfigError(f"power.pools.{name}", f"no such pool; pools: {', '.join(names)}")
+    if b is None:
+        return None
+    managed = b.pools if b.pools is not None else names
+    for name in managed:
+        if name not in names:
+            raise ConfigError("power.budget.pools", f"no pool {name!r}; pools: {', '.join(names)}")
+    clocks = {}
+    for pool in pools:
+        if pool.name in managed:
+            clocks[pool.name] = clock_fraction(pool.hardware, b.clock_mhz, "power.budget.clock_mhz")
+    return PowerBudget(b.budget_w, b.interval_s, b.engage_frac, b.release_frac, b.cap_w, clocks)
 
 
 def make_scheduler(config, kv, cohort, limits, cost, predictor):
@@ -211,6 +337,20 @@ def make_scheduler(config, kv, cohort, limits, cost, predictor):
         raise ConfigError("engine.scheduler", f"cannot construct {name}: {exc}") from None
 
 
+OWN_KV_ALLOCATION = {"fcfs": "prompt", "chunked_prefill": "chunk"}
+
+
+def warn_unmodelled_kv_allocation(config: SimConfig) -> None:
+    """`engine.kv_allocation` other than the policy's own rule is not modelled yet: say so."""
+    wanted, name = config.engine.kv_allocation, config.engine.scheduler
+    own = OWN_KV_ALLOCATION.get(name)
+    if wanted is not None and wanted != own:
+        logging.getLogger("servesim").warning(
+            "engine.kv_allocation: %s is not modelled for %s yet; it allocates %s",
+            wanted, name, f"per {own}" if own else "by its own rule",
+        )
+
+
 def policy_blocks() -> list[str]:
     """Built-in policies with their own `engine.<name>` config block."""
     return [n for n in SCHEDULERS.names() if n in EngineConfig.model_fields]
@@ -222,6 +362,16 @@ def check_policy_blocks(config: SimConfig) -> None:
         block = getattr(config.engine, name)
         if block is not None:
             validate_params(SCHEDULERS.get(name), block, f"engine.{name}")
+
+
+def check_objective_classes(config: SimConfig) -> None:
+    """`slo.objectives.*.per_class` may only name classes of the workload."""
+    names = {c.name for c in config.workload.classes} or {"default"}
+    for name, objective in config.slo.objectives.items():
+        for cls in objective.per_class:
+            if cls not in names:
+                raise ConfigError(f"slo.objectives.{name}.per_class.{cls}",
+                                  f"unknown class; the workload's: {', '.join(sorted(names))}")
 
 
 def make_predictor(config: SimConfig):

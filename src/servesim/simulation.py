@@ -8,13 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from servesim.build import Built, build
 from servesim.config import SimConfig, load_config
+from servesim.cost.isolated import isolated_decode, isolated_prefill
 from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame, summarize
+from servesim.metrics.energy import energy_in_intervals, energy_summary, instance_energy, request_energy
+from servesim.metrics.gaps import TokenGaps
+from servesim.metrics.pricing import cost_summary
 from servesim.metrics.timeseries import instance_timeseries
 
 
@@ -35,6 +40,7 @@ class SimulationResult:
             interval_s or self.config.output.timeseries_interval_s,
             self.summary["sim"]["simulated_s"],
             pools,
+            idle_w=self.summary.get("cluster", {}).get("idle_w"),
         )
 
     def save(self, out_dir: str | Path) -> Path:
@@ -61,12 +67,22 @@ def run(built: Built, after_step=None) -> SimulationResult:
     """Simulate what `build` made; `after_step(instance)` runs after every step (for checks)."""
     cfg = built.config
     step_log = StepLog()
+    gaps = TokenGaps()
+    # requests a length filter rejected never reach the cluster; they stay in requests.csv
+    arriving = [r for r in built.requests if not r.rejected_reason]
     stats = run_cluster(
-        built.requests, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
-        after_step=after_step, disaggregation=built.disaggregation,
+        arriving, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
+        after_step=after_step, disaggregation=built.disaggregation, power_budget=built.power_budget,
+        token_gaps=gaps,
     )
-    # With a time limit, requests due after it never arrived: they are not part of this run.
-    frame = request_frame(r for r in built.requests if r.arrival_time <= stats.simulated_s)
+    # With a time limit, requests due after it never arrived: they are not part of this run. The
+    # limit, not the last event, bounds them: a filter-rejected request may arrive after the rest ended.
+    horizon = cfg.max_sim_time_s if cfg.max_sim_time_s is not None else math.inf
+    arrived = [r for r in built.requests if r.arrival_time <= horizon]
+    frame = request_frame(arrived)
+    objectives = {name: o.model_dump() for name, o in cfg.slo.objectives.items()}
+    if any(o.uses_slowdown for o in cfg.slo.objectives.values()):
+        frame = frame.assign(**isolated_columns(built, arrived))
     kv_extra = {
         "kv": {
             "preemptions": stats.preemptions,
@@ -85,8 +101,62 @@ def run(built: Built, after_step=None) -> SimulationResult:
     }
     if stats.kv_link is not None:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
-    summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra)
-    return SimulationResult(cfg, summary, frame, step_log.to_frame())
+    if built.workload_counts is not None:
+        kv_extra["workload"] = built.workload_counts
+    steps = step_log.to_frame()
+    kv_extra.update(_energy_and_cost(built, stats, frame, steps))
+    kv_extra["cluster"]["idle_w"] = [p.power.idle_w if p.power is not None else None for p in built.parts]
+    summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra, gaps,
+                        objectives)
+    return SimulationResult(cfg, summary, frame, steps)
+
+
+def _energy_and_cost(built: Built, stats, frame: pd.DataFrame, steps: pd.DataFrame) -> dict:
+    """The summary's `energy` and `cost` blocks (and `power` when caps or a budget were used); adds
+    each request's joules to `frame` as `energy_j`."""
+    idle_w = [p.power.idle_w if p.power is not None else None for p in built.parts]
+    metered = any(w is not None for w in idle_w)
+    horizon = stats.simulated_s
+    frame["energy_j"] = request_energy(steps, frame) if metered else float("nan")
+    per_instance = instance_energy(steps, idle_w, horizon)
+    out = {"energy": energy_summary(per_instance, frame, horizon, [p.pool for p in built.parts])}
+    edges = built.carbon.breakpoints(horizon)
+    interval_j = energy_in_intervals(steps, idle_w, edges) if metered else None
+    cfg = built.config
+    out["cost"] = cost_summary(built.pool_table(), built.prices, horizon, frame, interval_j, edges,
+                               built.carbon, cfg.pricing.pue)
+    if cfg.power.limited:
+        p = cfg.power
+        out["power"] = {
+            "cap_w": p.cap_w, "clock_mhz": p.clock_mhz,
+            "pools": {name: v.model_dump() for name, v in p.pools.items()},
+            "budget": stats.power_budget,
+        }
+    return out
+
+
+def isolated_columns(built: Built, requests: list) -> dict[str, np.ndarray]:
+    """`ttft_isolated_s` and `e2e_isolated_s` of each request (in request-id order): its prompt
+    priced on the pool that computed it, its decodes on the pool that generated them."""
+    requests = sorted(requests, key=lambda r: r.request_id)
+    parts = built.parts
+    prompt = np.array([r.num_prompt_tokens for r in requests], dtype=np.int64)
+    output = np.array([r.num_output_tokens for r in requests], dtype=np.int64)
+    first = np.array([r.prefill_instance if r.prefill_instance >= 0 else max(r.instance, 0)
+                      for r in requests], dtype=np.int64)
+    last = np.array([max(r.instance, 0) for r in requests], dtype=np.int64)
+    ttft, decode = np.zeros(len(requests)), np.zeros(len(requests))
+    names = np.array([p.pool for p in parts], dtype=object)
+    for pool in dict.fromkeys(names.tolist()):
+        part = parts[names.tolist().index(pool)]  # the pool's instances price alike
+        in_pool = names == pool
+        mine = in_pool[first]
+        ttft[mine] = isolated_prefill(part.cost_model, prompt[mine],
+                                      part.scheduler.limits.max_num_batched_tokens)
+        mine = in_pool[last]
+        decode[mine] = isolated_decode(part.cost_model, prompt[mine], output[mine],
+                                       built.model.sliding_window)
+    return {"ttft_isolated_s": ttft, "e2e_isolated_s": ttft + decode}
 
 
 def _prefix_hit_rate(frame: pd.DataFrame) -> float:

@@ -17,6 +17,11 @@ import yaml
 
 from servesim.core.errors import ConfigError
 
+CHOICES = {
+    "activation": ("silu", "gelu", "gelu_tanh", "relu"),
+    "norm": ("rmsnorm", "layernorm"),
+    "position_embedding": ("rotary", "learned", "alibi", "none"),
+}
 DTYPE_BYTES = {
     "fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5,
     "nvfp4": 0.5 + 1 / 16,  # an fp8 scale per 16 elements
@@ -32,7 +37,7 @@ class ModelSpec:
     num_heads: int
     num_kv_heads: int
     intermediate_size: int
-    """Dense MLP width (SwiGLU); for MoE models, that of the leading dense layers, if any."""
+    """Dense MLP width; for MoE models, that of the leading dense layers, if any."""
     vocab_size: int
     max_context: int
     head_dim: int = 0
@@ -43,6 +48,24 @@ class ModelSpec:
     """GEMM input precision, which sets the tensor-core rate (fp8: W8A8). The residual stream,
     embeddings and LM head stay 16-bit unless this is fp32."""
     tie_word_embeddings: bool = False
+    """The LM head is the input embedding (one matrix in memory; still one GEMM per step)."""
+    # -- architecture variants (defaults: the Llama family) --
+    gated_mlp: bool = True
+    """MLP with a gate (SwiGLU/GeGLU: gate, up and down matrices) or plain (OPT, Falcon: up, down)."""
+    activation: str = "silu"
+    """MLP activation (silu, gelu, gelu_tanh, relu); memory-bound either way, priced alike."""
+    norm: str = "rmsnorm"
+    """rmsnorm or layernorm; priced alike (one read and one write of the hidden vector)."""
+    position_embedding: str = "rotary"
+    """rotary, learned (a table of max_context x hidden added to the input: OPT), alibi or none."""
+    bias: bool = False
+    """Linear layers carry biases (OPT): extra parameters, added in the GEMM epilogue."""
+    parallel_attention: bool = False
+    """Attention and MLP read the same normed input and are summed (Falcon, GPT-J): under tensor
+    parallelism one all-reduce per layer instead of two."""
+    sliding_window: int = 0
+    """Attention looks back at most this many tokens (Mistral-7B-v0.1: 4096); 0: the whole context.
+    Only attention time follows it: the KV cache still holds the whole context."""
     # -- mixture of experts (0 experts: dense) --
     num_experts: int = 0
     num_experts_per_tok: int = 0
@@ -71,6 +94,9 @@ class ModelSpec:
             if getattr(self, key) not in DTYPE_BYTES:
                 valid = ", ".join(DTYPE_BYTES)
                 raise ConfigError(key, f"unknown dtype {getattr(self, key)!r}; valid: {valid}")
+        for key, valid in CHOICES.items():
+            if getattr(self, key) not in valid:
+                raise ConfigError(key, f"unknown {key} {getattr(self, key)!r}; valid: {', '.join(valid)}")
 
     # -- architecture -------------------------------------------------------------------------
     @property
@@ -108,23 +134,31 @@ class ModelSpec:
             )
             return q + kv + nh * self.v_head_dim * h
         d = self.head_dim
-        return h * d * (nh + 2 * self.num_kv_heads) + nh * d * h
+        qkv = d * (nh + 2 * self.num_kv_heads)
+        return h * qkv + nh * d * h + (qkv + h if self.bias else 0)
+
+    @property
+    def mlp_matrices(self) -> int:
+        """Weight matrices of an MLP: gate, up and down, or up and down."""
+        return 3 if self.gated_mlp else 2
 
     @property
     def dense_mlp_params(self) -> int:
-        return 3 * self.hidden_size * self.intermediate_size
+        width = self.intermediate_size
+        biases = (self.mlp_matrices - 1) * width + self.hidden_size if self.bias else 0
+        return self.mlp_matrices * self.hidden_size * width + biases
 
     @property
     def expert_params(self) -> int:
-        """One routed expert (gate, up, down)."""
-        return 3 * self.hidden_size * self.moe_intermediate_size
+        """One routed expert (gate, up, down; or up, down)."""
+        return self.mlp_matrices * self.hidden_size * self.moe_intermediate_size
 
     @property
     def moe_layer_params(self) -> int:
         h = self.hidden_size
         return (
             self.num_experts * self.expert_params
-            + 3 * h * self.shared_expert_intermediate_size
+            + self.mlp_matrices * h * self.shared_expert_intermediate_size
             + h * self.num_experts  # router
         )
 
@@ -149,8 +183,16 @@ class ModelSpec:
 
     @property
     def embedding_params(self) -> int:
-        """Input embedding plus LM head (one matrix if tied)."""
-        return (1 if self.tie_word_embeddings else 2) * self.vocab_size * self.hidden_size
+        """Input embedding plus LM head (one matrix if tied), plus learned positions."""
+        tables = (1 if self.tie_word_embeddings else 2) * self.vocab_size
+        if self.position_embedding == "learned":
+            tables += self.max_context
+        return tables * self.hidden_size
+
+    def attended_context(self, context: int) -> int:
+        """Tokens one query attends to at a context of `context` tokens (the window caps it)."""
+        w = self.sliding_window
+        return context if not w or context < w else w
 
     @property
     def num_params(self) -> int:
@@ -165,7 +207,7 @@ class ModelSpec:
             h = self.hidden_size
             moe = (
                 self.num_experts_per_tok * self.expert_params
-                + 3 * h * self.shared_expert_intermediate_size
+                + self.mlp_matrices * h * self.shared_expert_intermediate_size
                 + h * self.num_experts
             )
             dense = (
@@ -219,6 +261,14 @@ class HardwareSpec:
     """Calibration family: devices of one family share a cost profile (relative to spec sheets)."""
     num_cores: int = 0
     """Streaming multiprocessors / compute units / AI cores; 0 if the notion does not apply."""
+    idle_w: float | None = None
+    """Board power with nothing running (W, measured or published); None: the power profile's
+    fraction of TDP."""
+    max_clock_mhz: float = 0.0
+    """Maximum (boost) SM clock, MHz: the reference of `power.clock_mhz`; 0 if unknown."""
+    usd_per_hour: float | None = None
+    """Default rental price of one device, $/hour (source and date beside the entry); None: unknown,
+    set `pricing.usd_per_gpu_hour`."""
     aliases: tuple[str, ...] = ()
     """Device names as drivers report them (the `gpu` column of measurement files)."""
     extra: dict[str, Any] = field(default_factory=dict)

@@ -37,7 +37,7 @@ def _optional_modules() -> tuple:
     import importlib
 
     mods = []
-    for name in ("trace", "costmodel", "studies"):
+    for name in ("trace", "costmodel", "studies", "replay"):
         try:
             mods.append(importlib.import_module(f"servesim.cli.{name}"))
         except ModuleNotFoundError as exc:

@@ -14,13 +14,29 @@ def register(sub) -> None:
     p = sub.add_parser("costmodel", help="calibrate and validate the step cost model")
     cmds = p.add_subparsers(dest="costmodel_command", required=True, parser_class=type(p))
 
-    cal = cmds.add_parser("calibrate", help="fit a profile's efficiency parameters to measurements")
+    cal = cmds.add_parser("calibrate", help="fit a profile to measurements and/or an engine run")
     cal.add_argument(
         "--measurements",
         action="append",
         default=[],
         metavar="CSV",
-        help="measured iterations (INTERFACE.md 'Measurement CSV'); repeatable",
+        help="measured iterations (docs/cost-model.md 'Measurement CSV'); repeatable",
+    )
+    cal.add_argument(
+        "--engine-run",
+        metavar="DIR",
+        help="a real engine's run folder (docs/fidelity.md): fit the host model and GPU terms to its steps",
+    )
+    cal.add_argument("--model", help="catalog model the engine run served (with --engine-run)")
+    cal.add_argument(
+        "--decode-attention",
+        help="the engine's decode-attention behaviour (default: the best fit of "
+        "mean, max_context, split_kv, batch_kv)",
+    )
+    cal.add_argument(
+        "--graph-batch-sizes",
+        help="comma-separated CUDA-graph batch sizes of the engine, or 'none' "
+        "(default: from the step log's decode_bucket column)",
     )
     cal.add_argument("--hardware", help="catalog hardware the rows ran on (not with --throughput)")
     cal.add_argument("--out", required=True, help="profile YAML to write")
@@ -63,8 +79,11 @@ def register(sub) -> None:
     val.set_defaults(handler=cmd_validate)
 
     pr = cmds.add_parser("price", help="price one step and show where the time goes")
-    pr.add_argument("--model", required=True)
-    pr.add_argument("--hardware", required=True)
+    pr.add_argument("--model", required=True,
+                    help="catalog name or an inline spec, e.g. '{base: llama3-70b, weight_dtype: fp8}'")
+    pr.add_argument("--hardware", required=True, help="catalog name or an inline spec")
+    pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a spec field: model.weight_dtype=int4, hardware.hbm_tb_s=4 (repeatable)")
     pr.add_argument("--tp", type=int, default=1)
     pr.add_argument("--pp", type=int, default=1)
     pr.add_argument("--expert-parallel", action="store_true")
@@ -79,62 +98,146 @@ def register(sub) -> None:
 
 # -- calibrate ----------------------------------------------------------------------------------------
 def cmd_calibrate(args) -> int:
+    from servesim.calibration import calibrate
     from servesim.catalog.specs import get_hardware
     from servesim.cli import UsageError
-    from servesim.cost.calibrate import IterationData, error_report, fit, predict, resolve_hardware
+    from servesim.cost.calibrate import IterationData, error_report, predict, resolve_hardware
     from servesim.cost.microbench import AllReduceData, GemmData
-    from servesim.cost.profile import FIT_PARAMETERS, CostProfile, resolve_profile, save_profile
+    from servesim.cost.profile import ALL_PARAMETERS, CostProfile, resolve_profile, save_profile
 
     if args.throughput:
-        if args.measurements or args.gemm or args.allreduce or args.hardware or args.holdout:
+        if args.measurements or args.gemm or args.allreduce or args.engine_run or args.hardware \
+                or args.holdout:
             raise UsageError("costmodel calibrate: --throughput rows name their devices; give them alone")
         return throughput.cmd_calibrate_throughput(args)
-    if not (args.measurements or args.gemm or args.allreduce):
+    if not (args.measurements or args.gemm or args.allreduce or args.engine_run):
         raise UsageError(
-            "costmodel calibrate: give --measurements, --gemm, --allreduce or --throughput data"
+            "costmodel calibrate: give --engine-run, --measurements, --gemm, --allreduce or --throughput"
         )
     if args.hardware is None:
-        raise UsageError("costmodel calibrate: --measurements, --gemm and --allreduce need --hardware")
+        raise UsageError("costmodel calibrate: measured data needs --hardware")
     hw = get_hardware(args.hardware, key="--hardware")
     if args.start == "builtin":
         start = CostProfile(source="built-in defaults")
     else:
         start = resolve_profile(hw.family, args.start, key="--start")
-    params = _parse_params(args.params, FIT_PARAMETERS)
+    params = _parse_params(args.params, ALL_PARAMETERS)
+    engine = _engine_input(args, hw)
     rows = [r for path in args.measurements for r in _read_rows(path)]
     held_out = []
     if args.holdout:
         rows, held_out = _split_holdout(rows, args.holdout)
-    datasets = []
+    iterations = None
     if rows:
-        datasets.append(IterationData(rows, resolve_hardware(rows, args.hardware, args.measurements[0])))
-    datasets += [GemmData(g, args.hardware, name=f"gemm{i}") for i, g in enumerate(args.gemm)]
-    datasets += [AllReduceData(a, args.hardware) for a in args.allreduce]
-    result = fit(datasets, start, params)
+        iterations = IterationData(rows, resolve_hardware(rows, args.hardware, args.measurements[0]))
+    micro = [GemmData(g, args.hardware, name=f"gemm{i}") for i, g in enumerate(args.gemm)]
+    comm = [AllReduceData(a, args.hardware) for a in args.allreduce]
+    result = calibrate(start, iterations=iterations, micro=micro, comm=comm, engine=engine, params=params)
     profile = result.profile.with_values(source=_source_note(args, len(rows)))
-    out: dict = {"profile": {k: v for k, v in profile.to_dict().items()}, "fitted": result.fitted}
+    out: dict = {"profile": profile.to_dict()["parameters"], "fitted": result.fitted}
+    if profile.engine.has_host or profile.engine.graph_batch_sizes:
+        out["engine"] = profile.engine.to_dict()
     if rows:
-        hws = datasets[0].hardware
+        hws = iterations.hardware
         out["before"] = error_report(rows, predict(rows, hws, start)).to_dict()
         out["after"] = error_report(rows, predict(rows, hws, profile)).to_dict()
     if held_out:
         hws = resolve_hardware(held_out, args.hardware, args.measurements[0])
         report = error_report(held_out, predict(held_out, hws, profile))
         out["holdout"] = {"rule": args.holdout, **report.to_dict()}
-    for d in datasets[1 if rows else 0 :]:
+    for d in [*micro, *comm]:
         out.setdefault("microbench", []).append(_micro_error(d, profile, result.extras))
-    header = "servesim cost profile (relative to the spec sheet; see docs/cost-model.md)\n" + (
-        f"fit: {out['after']['rows']} rows, MAPE {out['after']['mape']:.2f}%, "
-        f"max {out['after']['max_ape']:.2f}%"
-        if rows
-        else "fit on micro-benchmarks only"
-    )
-    save_profile(profile, args.out, header)
+    if engine is not None:
+        out["engine_run"] = _engine_report(engine, start, profile, result.screening)
+    save_profile(profile, args.out, _profile_header(out))
     if args.json:
         print_json(out)
     else:
         print(_format_calibration(out, args.out))
     return EXIT_OK
+
+
+def _engine_input(args, hw):
+    """The engine run to fit, with its model and layout (None without --engine-run)."""
+    from servesim.calibration import EngineRunInput
+    from servesim.catalog.specs import get_model
+    from servesim.cli import UsageError
+    from servesim.core.errors import ConfigError
+    from servesim.cost.profile import DECODE_ATTENTION
+    from servesim.enginerun import read_engine_run
+
+    if args.engine_run is None:
+        for flag in ("model", "decode_attention", "graph_batch_sizes"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"costmodel calibrate: --{flag.replace('_', '-')} needs --engine-run")
+        return None
+    if args.model is None:
+        raise UsageError("costmodel calibrate: --engine-run needs --model")
+    model = get_model(args.model, key="--model")
+    if args.decode_attention is not None and args.decode_attention not in DECODE_ATTENTION:
+        raise ConfigError("--decode-attention", f"expected one of {', '.join(DECODE_ATTENTION)}")
+    run = read_engine_run(args.engine_run, need_steps=True)
+    settings = run.settings()
+    return EngineRunInput(
+        run,
+        model,
+        hw,
+        settings.cluster.tp,
+        args.decode_attention,
+        _graph_sizes(args.graph_batch_sizes),
+        settings.engine.max_num_seqs,
+    )
+
+
+def _graph_sizes(text: str | None):
+    from servesim.core.errors import ConfigError
+
+    if text is None:
+        return None
+    if text.strip() == "none":
+        return ()
+    try:
+        sizes = tuple(sorted({int(x) for x in text.split(",")}))
+    except ValueError:
+        raise ConfigError("--graph-batch-sizes", f"expected comma-separated integers, got {text!r}") from None
+    if not sizes or sizes[0] < 1:
+        raise ConfigError("--graph-batch-sizes", "batch sizes must be >= 1")
+    return sizes
+
+
+def _engine_report(engine, start, profile, screening) -> dict:
+    """Step-time errors of the start and the fitted profile over every step of the run."""
+    from servesim.cost import RooflineCostModel
+    from servesim.enginerun.compare import step_errors
+
+    def errors(p):
+        cm = RooflineCostModel(engine.model, engine.hardware, tp=engine.tp, profile=p)
+        return step_errors(engine.run.steps, cm)
+
+    return {
+        "path": str(engine.run.path),
+        "decode_attention": profile.decode_attention,
+        "screening_rms": screening,
+        "before": errors(start),
+        "after": errors(profile),
+    }
+
+
+def _profile_header(out: dict) -> str:
+    lines = ["servesim cost profile (relative to the spec sheet; see docs/cost-model.md)"]
+    if "after" in out:
+        a = out["after"]
+        lines.append(f"fit: {a['rows']} rows, MAPE {a['mape']:.2f}%, max {a['max_ape']:.2f}%")
+    if "engine_run" in out:
+        e = out["engine_run"]
+        a = e["after"]["all"]
+        lines.append(
+            f"engine run {e['path']}: {a['steps']} steps, step-time MAPE {a['mape']:.2f}%, "
+            f"total {a['total_pct']:+.2f}%; decode attention {e['decode_attention']}"
+        )
+    if len(lines) == 1:
+        lines.append("fit on micro-benchmarks only")
+    return "\n".join(lines)
 
 
 def _read_rows(path: str):
@@ -170,7 +273,11 @@ def _split_holdout(rows, rule: str):
 
 def _source_note(args, num_rows: int) -> str:
     files = [Path(p).name for p in args.measurements + args.gemm + args.allreduce]
-    return f"servesim costmodel calibrate on {args.hardware}: {', '.join(files)} ({num_rows} iterations)"
+    if num_rows:
+        files[0] += f" ({num_rows} iterations)" if len(args.measurements) == 1 else ""
+    if args.engine_run:
+        files.append(f"engine run {Path(args.engine_run).resolve().name}")
+    return f"servesim costmodel calibrate on {args.hardware}: {', '.join(files)}"
 
 
 def _micro_error(dataset, profile, extras) -> dict:
@@ -203,10 +310,30 @@ def _format_calibration(out: dict, path: str) -> str:
     for m in out.get("microbench", []):
         errors = f"{m['mape']:7.2f}%{m['p90_ape']:7.2f}%{m['max_ape']:7.2f}%"
         lines.append(f"{m['kind']:10}{errors}   ({m['rows']} rows)")
+    if "engine_run" in out:
+        lines += _format_engine(out["engine_run"])
     lines.append("parameters:")
     for k in out["fitted"]:
-        lines.append(f"  {k:32} {out['profile'][k]:.6g}")
+        value = out["profile"][k] if k in out["profile"] else out["engine"]["host"].get(k[5:], 0.0)
+        lines.append(f"  {k:32} {value:.6g}")
     return "\n".join(lines)
+
+
+def _format_engine(e: dict) -> list[str]:
+    lines = [f"engine run {e['path']}: decode attention {e['decode_attention']}"]
+    if e["screening_rms"]:
+        lines.append(
+            "  screening (RMS log error): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in e["screening_rms"].items())
+        )
+    lines.append(f"  {'step kind':10}{'steps':>7}{'MAPE before':>13}{'after':>8}{'median':>9}{'total':>8}")
+    for kind, a in e["after"].items():
+        b = e["before"][kind]
+        lines.append(
+            f"  {kind:10}{a['steps']:>7}{b['mape']:12.2f}%{a['mape']:7.2f}%"
+            f"{a['median_pct']:+8.2f}%{a['total_pct']:+7.2f}%"
+        )
+    return lines
 
 
 # -- validate -----------------------------------------------------------------------------------------
@@ -253,15 +380,31 @@ def format_report(r: dict, path: str) -> str:
 
 
 # -- price --------------------------------------------------------------------------------------------
-def cmd_price(args) -> int:
+def _price_specs(args):
+    """The model and hardware specs of `price`: names or inline YAML mappings, plus `--set`."""
     from servesim.catalog.specs import get_hardware, get_model
+    from servesim.config.loader import parse_assignment, parse_value, set_dotted
+    from servesim.core.errors import ConfigError
+
+    specs = {"model": parse_value(args.model), "hardware": parse_value(args.hardware)}
+    for name, spec in specs.items():
+        if not isinstance(spec, (str, dict)):
+            raise ConfigError(f"--{name}", f"expected a catalog name or a mapping, got {spec!r}")
+    for text in args.set:
+        key, value = parse_assignment(text)
+        if key.split(".", 1)[0] not in specs or "." not in key:
+            raise ConfigError("--set", f"expected model.FIELD=VALUE or hardware.FIELD=VALUE, got {text!r}")
+        set_dotted(specs, key, value)
+    return get_model(specs["model"], key="--model"), get_hardware(specs["hardware"], key="--hardware")
+
+
+def cmd_price(args) -> int:
     from servesim.core.errors import ConfigError
     from servesim.cost import RooflineCostModel, StepShape
     from servesim.cost.parallel import check_layout
     from servesim.cost.profile import resolve_profile
 
-    model = get_model(args.model, key="--model")
-    hw = get_hardware(args.hardware, key="--hardware")
+    model, hw = _price_specs(args)
     for key, v in (("--tp", args.tp), ("--pp", args.pp)):
         if v < 1:
             raise ConfigError(key, f"must be >= 1, got {v}")

@@ -20,6 +20,7 @@ def register(sub) -> None:
 
     _register_sweep(sub)
     _register_capacity(sub)
+    _register_placement(sub)
     _register_compare(sub)
     _register_timeline(sub)
     plot.register(sub)
@@ -40,6 +41,9 @@ def _register_sweep(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted sweep in --out: rerun only points without an ok row")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--keep-runs", action="store_true",
+                   help="also write each point's run files (requests.csv, summary.json, ...) "
+                        "into OUT/runs/NNNN")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_sweep)
 
@@ -58,7 +62,7 @@ def cmd_sweep(args) -> int:
     points = load_points(args.points) if args.points else None
     plan = plan_sweep(args.config, grid, points, args.seeds, overrides_from_args(args))
     frame = run_sweep(plan, args.out, args.workers, args.backend, args.address, args.resume,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, keep_runs=args.keep_runs)
     failed = int((frame["status"] != "ok").sum())
     if args.json:
         rows = json.loads(frame.to_json(orient="records"))
@@ -85,6 +89,8 @@ def _sweep_table(frame, keys) -> str:
 
 # -- capacity -------------------------------------------------------------------------------------
 def _register_capacity(sub) -> None:
+    from servesim.studies.steady import SteadyPolicy
+
     p = sub.add_parser("capacity", help="the largest load (or fewest resources) meeting a target")
     add_config_args(p)
     p.add_argument("--target-attainment", type=float, metavar="A",
@@ -102,15 +108,27 @@ def _register_capacity(sub) -> None:
     p.add_argument("--rtol", type=float, default=0.02,
                    help="stop bisecting a continuous key when the bracket is this narrow (relative)")
     p.add_argument("--max-evals", type=int, default=40)
+    p.add_argument("--max-requests", type=int, default=SteadyPolicy.max_requests,
+                   help="lengthen runs too short for steady state up to this many requests "
+                        f"(default {SteadyPolicy.max_requests})")
+    p.add_argument("--no-steady-check", action="store_true",
+                   help="judge each run as it is, however short (see docs/studies.md)")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="search each point of this grid (repeatable): a table of capacities, as "
+                        "`servesim placement` prints")
+    p.add_argument("--points", metavar="FILE.yaml", help="search each listed point")
+    p.add_argument("--objective", default="gpus", help="with --grid/--points: cost per point")
+    _add_parallel_args(p)
     p.add_argument("--out", help="folder for capacity.json and the config at the found value")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_capacity)
+    p.set_defaults(handler=cmd_capacity, address=None)
 
 
 def cmd_capacity(args) -> int:
     from servesim.config import load_config
     from servesim.simulation import dump_config
     from servesim.studies.capacity import attainment_target, find_capacity, parse_target
+    from servesim.studies.steady import SteadyPolicy
 
     targets = [parse_target(t) for t in args.target]
     if args.target_attainment is not None:
@@ -121,22 +139,32 @@ def cmd_capacity(args) -> int:
         raise ConfigError("--low" if args.low is None else "--high", "give --low and --high together")
     if args.seeds < 1 or args.max_evals < 2 or not 0 < args.rtol < 1:
         raise ConfigError("--seeds", "--seeds >= 1, --max-evals >= 2 and 0 < --rtol < 1 expected")
+    if args.max_requests < 1:
+        raise ConfigError("--max-requests", f"must be >= 1, got {args.max_requests}")
+    steady = None if args.no_steady_check else SteadyPolicy(max_requests=args.max_requests)
+    if args.grid or args.points:
+        if args.low is not None:
+            raise ConfigError("--low", "not with --grid/--points (each point starts at its own value)")
+        return _grid_capacity(args, targets, steady)
     config = load_config(args.config, overrides_from_args(args))
 
     def show(e):
         verdict = "met" if e.met else "missed"
-        att = e.metrics.get("slo.attainment", float("nan"))
-        print(f"  {args.vary}={e.value:g}: attainment {att:.4f} -> {verdict}", file=sys.stderr)
+        shown = ", ".join(f"{t.metric} {e.metrics.get(t.metric, float('nan')):.4g}" for t in targets)
+        length = f" ({e.num_requests} requests)" if e.num_requests else ""
+        note = f"; {e.steady}" if e.steady.startswith("unsustainable") else ""
+        print(f"  {args.vary}={e.value:g}{length}: {shown} -> {verdict}{note}", file=sys.stderr)
 
     result = find_capacity(config, targets, args.vary, args.direction, args.low, args.high,
-                           args.seeds, args.rtol, args.max_evals, on_eval=show)
+                           args.seeds, args.rtol, args.max_evals, on_eval=show, steady=steady)
     report = result.to_dict()
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "capacity.json").write_text(json.dumps(report, indent=2) + "\n")
         if result.met:
-            (out / "config.yaml").write_text(dump_config(load_config(config, {args.vary: result.value})))
+            found = {args.vary: result.value, **result.length_override()}
+            (out / "config.yaml").write_text(dump_config(load_config(config, found)))
     if args.json:
         print_json(report)
     else:
@@ -154,8 +182,159 @@ def _capacity_text(result, report) -> str:
     word = "largest" if result.direction == "max" else "smallest"
     att = report["attainment_at_value"]
     note = "" if result.bracketed else " (search limit reached with the target still met)"
-    return (f"{result.key}: {word} value meeting {goal} is {result.value:g}{note}; "
-            f"attainment there {att:.4f}; {n} evaluations")
+    best = result.at_value()
+    runs = f" (runs of {best.num_requests} requests)" if best.num_requests else ""
+    att_text = f"attainment there {att:.4f}; " if att is not None else ""
+    return (f"{result.key}: {word} value meeting {goal} is {result.value:g}{note}{runs}; "
+            f"{att_text}{n} evaluations")
+
+
+# -- placement ------------------------------------------------------------------------------------
+def _register_placement(sub) -> None:
+    from servesim.studies.steady import SteadyPolicy
+
+    p = sub.add_parser("placement", help="capacity of each placement (grid of pools, TP, limits) "
+                                         "and capacity per GPU (or another objective)")
+    add_config_args(p)
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="an axis of placements, e.g. cluster.disaggregation.prefill_tp=1,2 (repeatable)")
+    p.add_argument("--points", metavar="FILE.yaml", help="a YAML list of placements")
+    p.add_argument("--target-attainment", type=float, metavar="A", help="SLO attainment >= A")
+    p.add_argument("--target", action="append", default=[], metavar="METRIC<=V",
+                   help="a metric target (repeatable; all must hold)")
+    p.add_argument("--vary", default="workload.arrival.rate", metavar="KEY",
+                   help="the load key each placement's capacity search varies")
+    p.add_argument("--objective", default="gpus",
+                   help="cost of a placement: gpus (default), usd_per_hour, kwh (per 1k requests), "
+                        "kw or module:Class")
+    p.add_argument("--demand", type=float, metavar="V",
+                   help="the load the fleet must carry (default: the config's --vary value); the "
+                        "cheapest plan whose capacity reaches it is reported")
+    p.add_argument("--plot", metavar="FILE.png", help="plot every plan's cost and capacity, and the front")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--rtol", type=float, default=0.02)
+    p.add_argument("--max-requests", type=int, default=SteadyPolicy.max_requests)
+    p.add_argument("--no-steady-check", action="store_true")
+    _add_parallel_args(p)
+    p.add_argument("--address", help="Ray cluster address (with --backend ray)")
+    p.add_argument("--out", help="folder for placement.json and placement.csv")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_placement)
+
+
+def cmd_placement(args) -> int:
+    from servesim.studies.capacity import attainment_target, parse_target
+    from servesim.studies.steady import SteadyPolicy
+
+    targets = [parse_target(t) for t in args.target]
+    if args.target_attainment is not None:
+        targets.insert(0, attainment_target(args.target_attainment))
+    if not targets:
+        raise ConfigError("--target-attainment", "give --target-attainment A or --target METRIC<=V")
+    if args.seeds < 1 or not 0 < args.rtol < 1 or args.max_requests < 1:
+        raise ConfigError("--seeds", "--seeds >= 1, 0 < --rtol < 1 and --max-requests >= 1 expected")
+    if not args.grid and not args.points:
+        raise ConfigError("--grid", "give the placements with --grid KEY=V1,V2 or --points FILE")
+    steady = None if args.no_steady_check else SteadyPolicy(max_requests=args.max_requests)
+    return _grid_capacity(args, targets, steady)
+
+
+def _grid_capacity(args, targets, steady) -> int:
+    """A capacity search per point of the grid (or list), with each point's cost and capacity per
+    unit of cost; table or JSON, and `--out` files."""
+    from servesim.studies.placement import plan_placements, run_placements
+    from servesim.studies.points import load_points, parse_grid
+
+    points = load_points(args.points) if args.points else None
+    keys, tasks = plan_placements(args.config, parse_grid(args.grid), points, targets, args.vary,
+                                  args.seeds, args.rtol, steady, args.objective,
+                                  overrides_from_args(args))
+    rows = run_placements(tasks, args.workers, args.backend, args.address)
+    report = {"key": args.vary, "targets": [str(t) for t in targets], "objective": args.objective,
+              "placements": rows, **_fleet_choice(args, rows)}
+    if args.out:
+        _write_placements(Path(args.out), report, keys)
+    if args.json:
+        print_json(report)
+    else:
+        print(_placement_table(rows, keys, args.vary))
+        print(_fleet_text(report, rows))
+    return EXIT_OK if any(r.get("capacity") is not None for r in rows) else EXIT_CHECK_FAILED
+
+
+def _fleet_choice(args, rows) -> dict:
+    """The cheapest plan carrying the demand and the cost/capacity Pareto front (plot on request)."""
+    from servesim.config import load_config
+    from servesim.studies.fleet import cheapest_plan, front, plan_frame, plot_front
+
+    demand, plot = getattr(args, "demand", None), getattr(args, "plot", None)
+    if demand is None:
+        demand = _dotted(load_config(args.config, overrides_from_args(args)).model_dump(), args.vary)
+    frame = plan_frame(rows)
+    unit = next((r["unit"] for r in rows if r["status"] == "ok"), "unit")
+    if plot and not frame.empty:
+        plot_front(frame, plot, unit, args.vary)
+    return {"demand": demand, "cheapest": cheapest_plan(frame, demand) if demand is not None else None,
+            "pareto": front(frame).to_dict("records")}
+
+
+def _dotted(tree, key: str):
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return float(tree) if isinstance(tree, (int, float)) else None
+
+
+def _fleet_text(report: dict, rows) -> str:
+    unit = next((r["unit"] for r in rows if r["status"] == "ok"), "unit")
+    def plan(p):
+        return (f"{p['label']}: {p['cost']:.4g} {unit}, capacity {p['capacity']:.4g}, "
+                f"{p['gpus']:.0f} GPUs, ${_fmt(p['usd_per_hour'])}/h, "
+                f"{_fmt(p['kwh_per_1k_requests'])} kWh/1k req, goodput {_fmt(p['goodput_rps'])} req/s")
+    best = report["cheapest"]
+    head = (f"cheapest plan carrying {report['key']}={report['demand']:g}: " + plan(best)) if best \
+        else f"no plan carries {report['key']}={report['demand']} under the targets"
+    lines = [head, f"Pareto front ({unit} vs capacity):"]
+    return "\n".join([*lines, *("  " + plan(p) for p in report["pareto"])])
+
+
+def _placement_table(rows, keys, vary) -> str:
+    unit = next((r["unit"] for r in rows if r["status"] == "ok"), "unit")
+    metrics = list(next((r["metrics"] for r in rows if r.get("metrics")), {}))
+    header = [*keys, f"cost ({unit})", f"capacity ({vary})", f"per {unit}", *(f"{m} there" for m in metrics),
+              "requests"]
+    lines = [header]
+    for r in rows:
+        cells = [str(r["point"].get(k, "")) for k in keys]
+        if r["status"] != "ok":
+            lines.append([*cells, "", "failed", r["error"], *[""] * (len(metrics) + 1)])
+            continue
+        cap = "none met" if r["capacity"] is None else f"{r['capacity']:.4g}"
+        per = "" if r["capacity"] is None else f"{r['per_unit']:.4g}"
+        there = [_fmt(r["metrics"].get(m)) for m in metrics]
+        lines.append([*cells, f"{r['cost']:g}", cap, per, *there, str(r.get("num_requests") or "")])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _fmt(value) -> str:
+    return "" if value is None or value != value else f"{value:.4g}"
+
+
+def _write_placements(out: Path, report: dict, keys) -> None:
+    import csv
+
+    from servesim.cli.common import _clean
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "placement.json").write_text(json.dumps(_clean(report), indent=2) + "\n")
+    with open(out / "placement.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*keys, "status", "cost", "unit", "capacity", "per_unit", "error"])
+        for r in report["placements"]:
+            w.writerow([*(r["point"].get(k, "") for k in keys), r["status"], r.get("cost", ""),
+                        r.get("unit", ""), r.get("capacity", ""), r.get("per_unit", ""), r["error"]])
 
 
 # -- compare --------------------------------------------------------------------------------------

@@ -143,7 +143,8 @@ def cmd_calibrate_throughput(args) -> int:
         reports["check"] = error_table(check_rows, checks.predict(profile))
     summary = {k: summarize_errors(v)["all"] for k, v in reports.items()}
     save_profile(profile, args.out, _header(family, fit_rows, summary))
-    out = {"family": family, "profile": profile.to_dict(), "fitted": result.fitted, "summary": summary,
+    out = {"family": family, "profile": profile.to_dict()["parameters"], "fitted": result.fitted,
+           "summary": summary,
            "rows": reports}
     if args.json:
         print_json(out)

@@ -47,11 +47,17 @@ class DisaggregationConfig(Section):
     """Parameters of the decode router."""
     kv_link: KVLinkConfig = KVLinkConfig()
     """The shared link the KV moves over."""
+    prefill_engine: dict[str, Any] | None = None
+    """Engine keys of the prefill pool (e.g. `{max_num_seqs: 128, max_num_batched_tokens: 8192}`),
+    each replacing the top-level `engine` key."""
+    decode_engine: dict[str, Any] | None = None
+    """Engine keys of the decode pool (e.g. `{max_num_seqs: 1024}`), each replacing the top-level
+    `engine` key."""
 
 
 POOL_SHAPE_KEYS = (
     "prefill_instances", "decode_instances", "prefill_tp", "decode_tp", "prefill_hardware",
-    "decode_hardware",
+    "decode_hardware", "prefill_engine", "decode_engine",
 )
 
 
@@ -68,6 +74,9 @@ class PoolConfig(Section):
     """Tensor parallelism (default: cluster.tp)."""
     pp: int | None = Field(None, ge=1, le=64)
     """Pipeline stages (default: cluster.pp)."""
+    engine: dict[str, Any] | None = None
+    """Engine keys of this pool (scheduler, max_num_seqs, ...), each replacing the top-level
+    `engine` key."""
 
 
 class ClusterConfig(Section):
@@ -108,6 +117,17 @@ class ClusterConfig(Section):
         if self._derived_instances:
             data.pop("instances", None)  # derived: reloading (with other pool sizes) derives it again
         return data
+
+    def engine_overrides(self) -> list[tuple[str, dict]]:
+        """(config key, engine keys) of each pool that has its own, in pool order."""
+        if self.pools is not None:
+            return [(f"cluster.pools.{i}.engine", p.engine or {}) for i, p in enumerate(self.pools)]
+        d = self.disaggregation
+        if d is not None:
+            key = "cluster.disaggregation"
+            return [(f"{key}.prefill_engine", d.prefill_engine or {}),
+                    (f"{key}.decode_engine", d.decode_engine or {})]
+        return [("engine", {})]
 
     def _total_instances(self) -> int | None:
         pools, dis = self.pools, self.disaggregation

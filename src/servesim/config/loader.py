@@ -31,9 +31,19 @@ def load_config(
         path = Path(source)
         data = read_yaml(path)
         base_dir = path.resolve().parent
+    replaced = {}
     for key, value in (overrides or {}).items():
-        set_dotted(data, key, parse_value(value))
-    config = validate(data)
+        where = set_dotted(data, key, parse_value(value))
+        if where is not None:
+            replaced[where] = key
+    try:
+        config = validate(data)
+    except ConfigError as exc:
+        # a scalar that `--set` turned into a mapping, where the schema takes no mapping
+        where = next((w for w in replaced if exc.key == w or exc.key.startswith(w + ".")), None)
+        if where is None:
+            raise
+        raise ConfigError(where, f"is a value, cannot set {replaced[where]}") from None
     config._base_dir = base_dir
     return config
 
@@ -73,18 +83,47 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key.strip(), parse_value(value)
 
 
-def set_dotted(data: dict, key: str, value: Any) -> None:
-    """Set `a.b.c` in nested dicts, creating missing blocks (optional sections appear as needed)."""
+SCALAR_CARRY = {"model": "base", "hardware": "base", "prefill_hardware": "base",
+                "decode_hardware": "base", "predictor": "name"}
+"""Keys whose value may be a name or a mapping: a name becomes this key of the mapping that
+`--set KEY.sub=...` makes of it (`model: llama3-8b` -> `model: {base: llama3-8b, ...}`)."""
+
+
+def set_dotted(data: dict, key: str, value: Any) -> str | None:
+    """Set `a.b.c` in nested dicts, creating missing blocks (optional sections appear as needed).
+
+    A number indexes a list (`cluster.pools.0.tp`). A scalar on the path becomes a mapping: a
+    catalog name keeps its place as `base` (model, hardware) or `name` (predictor); any other
+    scalar is replaced. Returns the dotted path of a replaced scalar (None if none was)."""
     parts = key.split(".")
-    node = data
+    node: Any = data
+    replaced = None
     for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            node = node[_index(node, part, where)]
+            continue
         child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise ConfigError(".".join(parts[: i + 1]), f"is a value, cannot set {key}")
+        if isinstance(child, (dict, list)):
+            node = child
+            continue
+        carry = SCALAR_CARRY.get(part)
+        if child is not None:
+            replaced = replaced or where
+        child = node[part] = {carry: child} if isinstance(child, str) and carry else {}
         node = child
-    node[parts[-1]] = value
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(node, last, key)] = value
+    else:
+        node[last] = value
+    return replaced
+
+
+def _index(items: list, part: str, where: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise ConfigError(where, f"expected an index below {len(items)} into the list")
+    return int(part)
 
 
 def validate(data: dict) -> SimConfig:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from servesim.config.base import Section
 from servesim.config.cluster import ClusterConfig
 from servesim.config.cost import CostConfig
+from servesim.config.power import PowerConfig, PricingConfig
+from servesim.config.slo import SLOObjective, check_names
 from servesim.config.workload import WorkloadConfig
+from servesim.core.errors import ConfigError
 
 
 class EngineConfig(Section):
@@ -30,6 +33,12 @@ class EngineConfig(Section):
     """Override the KV capacity derived from memory (what-if studies)."""
     prefix_caching: bool = False
     """Reuse KV blocks of shared prompt prefixes."""
+    kv_allocation: Literal["prompt", "chunk"] | None = None
+    """When a request takes its KV blocks: `prompt` all of its prompt's blocks at admission (vLLM
+    v0), `chunk` the blocks of each scheduled chunk and decode, on demand; none: the policy's own
+    rule (fcfs: prompt, chunked_prefill: chunk; other combinations are not modelled yet)."""
+    kv_watermark: float = Field(0.01, ge=0, lt=1)
+    """Fraction of the KV blocks that admission keeps free while requests run (vLLM: 0.01)."""
     preemption: Literal["recompute", "swap"] = "recompute"
     """What happens to a preempted request's KV: dropped and recomputed, or copied to host memory
     and back over PCIe."""
@@ -53,6 +62,14 @@ class SLOConfig(Section):
     """Time-to-first-token objective, seconds."""
     tpot_s: float = Field(0.1, gt=0)
     """Time-per-output-token objective, seconds."""
+    objectives: dict[str, SLOObjective] = {}
+    """More objectives by name (absolute, per-token, slowdown, per-class limits), each reported with
+    its attainment and goodput (`slo.objectives.NAME`); see docs/metrics.md."""
+
+    @field_validator("objectives")
+    @classmethod
+    def _objective_names(cls, value):
+        return check_names(value)
 
 
 class OutputConfig(Section):
@@ -78,12 +95,37 @@ class SimConfig(Section):
     workload: WorkloadConfig = WorkloadConfig()
     cost: CostConfig = CostConfig()
     slo: SLOConfig = SLOConfig()
+    power: PowerConfig = PowerConfig()
+    """Power model, caps and clock limits, a cluster power budget (docs/energy.md)."""
+    pricing: PricingConfig = PricingConfig()
+    """Dollars per GPU-hour and grid carbon intensity (docs/energy.md)."""
     output: OutputConfig = OutputConfig()
     max_sim_time_s: float | None = Field(None, gt=0)
     """Stop the simulation at this simulated time (none: run until every request is done);
     requests still in flight then are counted as unfinished."""
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _pool_engines: list[EngineConfig] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _resolve_pool_engines(self):
+        """Each pool's engine: the top-level one with the pool's keys replaced, validated now."""
+        base = self.engine.model_dump(mode="python", exclude_unset=True)
+        engines = []
+        for key, override in self.cluster.engine_overrides():
+            try:
+                engines.append(EngineConfig.model_validate({**base, **override}) if override else self.engine)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+                raise ConfigError(f"{key}.{loc}", msg) from None
+        self._pool_engines = engines
+        return self
+
+    def pool_engines(self) -> list[EngineConfig]:
+        """The engine of each pool, in the order of `build.resolve_pools`."""
+        return list(self._pool_engines)
 
     @property
     def base_dir(self) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -185,6 +185,24 @@ class ClassConfig(Section):
     """Replay a trace as this class instead of generating arrivals."""
 
 
+class LengthFilter(Section):
+    """Caps on request lengths and what happens to requests beyond them (workload/filters.py)."""
+
+    max_total_tokens: Annotated[int, Field(ge=2)] | Literal["model"] | None = None
+    """Largest prompt + output, tokens; `model`: the model's context length."""
+    max_prompt_tokens: int | None = Field(None, ge=1)
+    """Largest prompt, tokens."""
+    action: Literal["drop", "clip", "reject"] = "drop"
+    """`drop`: the request never arrives; `clip`: its prompt (then output) is cut to fit; `reject`:
+    it arrives and is rejected (`exceeds_length_filter`)."""
+
+    @model_validator(mode="after")
+    def _some_limit(self):
+        if self.max_total_tokens is None and self.max_prompt_tokens is None:
+            raise ValueError("give max_total_tokens and/or max_prompt_tokens")
+        return self
+
+
 class WorkloadConfig(Section):
     num_requests: int | None = Field(None, ge=1, le=50_000_000)
     """Number of requests (the first ones in time; with a trace, a cap)."""
@@ -203,6 +221,8 @@ class WorkloadConfig(Section):
     """Multi-turn conversations: each arrival starts one."""
     classes: list[ClassConfig] = []
     """Several request classes, each with its own arrivals, lengths, SLO and priority."""
+    filter: LengthFilter | None = None
+    """Drop, clip or reject requests longer than a limit (counted in summary.json `workload`)."""
 
     @field_validator("classes")
     @classmethod

@@ -9,6 +9,7 @@ histogram of members' positions within a block. A step, or k identical steps, co
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 
@@ -18,17 +19,28 @@ from servesim.core.request import Request
 
 
 class DecodeCohort:
-    def __init__(self, block_size: int):
+    def __init__(self, block_size: int, window: int = 0):
         self.block_size = block_size
+        self.window = window
+        """The model's attention window (0: none): attention reads at most this many tokens."""
+        self._bases: list[int] = []  # sorted (computed at join - epoch at join), with a window
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
         self.epoch = 0
         self.reserved_steps = 0
         """Steps ahead of `epoch` whose KV blocks are already allocated (see KVCacheManager)."""
         self._ends = np.empty(4096)
         self._members: dict[Request, int] = {}
         self._heap: list[tuple[int, int, int, Request]] = []
+        self._longest: list[tuple[int, int, Request]] = []
+        """Max-heap (negated) of members' (computed at join - epoch at join), invalid entries left
+        in place until they surface: the longest context is its top + epoch."""
         self._serial = 0
         self._phase = np.zeros(block_size, dtype=np.int64)
         self._ctx_base_sum = 0  # sum over members of (computed at join - epoch at join)
+        self.gaps = None
+        """Optional `metrics.gaps.TokenGaps`: each step's inter-token gaps, weighted by members."""
+        self._class_counts: dict[str, int] = {}
+        self._joiners: dict[Request, float] = {}
 
     # -- queries -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -47,6 +59,28 @@ class DecodeCohort:
     def context_sum(self, steps_ahead: int = 0) -> int:
         """Sum of members' KV tokens (computed) at `epoch + steps_ahead`."""
         return self._ctx_base_sum + len(self._members) * (self.epoch + steps_ahead)
+
+    def attended_context_sums(self, steps: int) -> np.ndarray:
+        """Sum over members of the tokens their attention reads, for the next `steps` steps
+        (their whole context, or at most the window)."""
+        n, epoch = len(self._members), self.epoch
+        ahead = np.arange(steps, dtype=np.float64)
+        if not self.window:
+            return self._ctx_base_sum + n * (epoch + ahead)
+        if self._sorted is None:
+            bases = np.array(self._bases, dtype=np.float64)
+            self._sorted = bases, np.concatenate(([0.0], np.cumsum(bases)))
+        bases, prefix = self._sorted
+        # members whose context reached the window read the window; the others their context
+        below = np.searchsorted(bases, self.window - epoch - ahead, side="left")
+        return prefix[below] + below * (epoch + ahead) + (n - below) * self.window
+
+    def max_context(self, steps_ahead: int = 0) -> int:
+        """Longest member's KV tokens (computed) at `epoch + steps_ahead`; 0 if empty."""
+        heap = self._longest
+        while heap and self._members.get(heap[0][2]) != heap[0][1]:
+            heapq.heappop(heap)
+        return -heap[0][0] + self.epoch + steps_ahead if heap else 0
 
     def end_time(self, epoch_index: int) -> float:
         return float(self._ends[epoch_index])
@@ -109,8 +143,16 @@ class DecodeCohort:
         base = request._computed - self.epoch
         self._ctx_base_sum += base
         self._phase[base % self.block_size] += 1
+        if self.window:
+            bisect.insort(self._bases, base)
+            self._sorted = None
+        heapq.heappush(self._longest, (-base, self._serial, request))
         finish_epoch = self.epoch + request.num_output_tokens - request._generated
         heapq.heappush(self._heap, (finish_epoch, request.request_id, self._serial, request))
+        if self.gaps is not None:
+            cls = request.class_name
+            self._class_counts[cls] = self._class_counts.get(cls, 0) + 1
+            self._joiners[request] = request._last_token_time
 
     def leave(self, request: Request) -> None:
         """Remove a member, writing its lazily tracked progress back onto the request.
@@ -124,6 +166,9 @@ class DecodeCohort:
         base = request._computed - request._epoch0
         self._ctx_base_sum -= base
         self._phase[base % self.block_size] -= 1
+        if self.window:
+            del self._bases[bisect.bisect_left(self._bases, base)]
+            self._sorted = None
         if steps:
             request._max_token_gap = max(
                 request._max_token_gap, self.max_gap_since(request._epoch0, request._last_token_time)
@@ -134,6 +179,10 @@ class DecodeCohort:
         bs = self.block_size
         request.num_blocks = -(-request._computed // bs)
         request._cohort = None
+        if self.gaps is not None:
+            self._class_counts[request.class_name] -= 1
+            if not steps:
+                self._joiners.pop(request, None)
 
     # -- time ----------------------------------------------------------------------------------
     def advance(self, end_times: np.ndarray) -> list[Request]:
@@ -143,6 +192,10 @@ class DecodeCohort:
             grown = np.empty(max(2 * len(self._ends), self.epoch + k))
             grown[: self.epoch] = self._ends[: self.epoch]
             self._ends = grown
+        if self.gaps is not None:
+            prev = float(self._ends[self.epoch - 1]) if self.epoch else math.nan
+            self.gaps.cohort_steps(prev, end_times, self._class_counts, self._joiners)
+            self._joiners.clear()
         self._ends[self.epoch : self.epoch + k] = end_times
         self.epoch += k
         self.reserved_steps = max(0, self.reserved_steps - k)

@@ -13,7 +13,9 @@ class StepShape:
     """What one iteration computes, in the aggregates a cost model needs.
 
     `prefill_chunks` lists (chunk tokens, tokens already cached before the chunk) per prompt chunk;
-    decodes are summarised by their count and the sum of their cached context lengths.
+    decodes are summarised by their count, the sum of their cached context lengths and the longest
+    one (kernels without KV splitting wait for the longest sequence); with a sliding-window model,
+    the contexts attention reads (each at most the window).
     `num_logit_tokens` is how many tokens need the LM head (decodes plus chunks that end a prompt).
     """
 
@@ -21,10 +23,19 @@ class StepShape:
     num_decodes: int = 0
     decode_ctx_sum: int = 0
     num_logit_tokens: int = -1
+    max_decode_ctx: int = -1
+    """Longest cached context among the decodes; -1: unknown, taken as the mean."""
 
     def __post_init__(self):
         if self.num_logit_tokens < 0:
             self.num_logit_tokens = self.num_decodes + len(self.prefill_chunks)
+        if self.max_decode_ctx < 0 and self.num_decodes:
+            self.max_decode_ctx = -(-self.decode_ctx_sum // self.num_decodes)
+
+    @property
+    def kv_tokens(self) -> int:
+        """KV tokens the step's attention reads: every sequence's cached context and new tokens."""
+        return self.decode_ctx_sum + self.num_decodes + sum(c + p for c, p in self.prefill_chunks)
 
     @property
     def num_tokens(self) -> int:
@@ -50,9 +61,12 @@ class CostModel(Protocol):
     def step_time(self, shape: StepShape) -> float:
         """Seconds for one step (> 0)."""
 
-    def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
+    def decode_step_times(
+        self, num_decodes: int, ctx_sums: np.ndarray, max_ctxs: np.ndarray | None = None
+    ) -> np.ndarray:
         """Seconds for consecutive pure-decode steps of `num_decodes` requests whose context sums
-        are `ctx_sums` (one entry per step); equal to `step_time` of each, vectorised."""
+        (and longest contexts, if given) are `ctx_sums` (`max_ctxs`), one entry per step; equal to
+        `step_time` of each, vectorised."""
 
     def breakdown(self, shape: StepShape) -> StepCost:
         """The same price with its decomposition, for notebooks and plots."""

@@ -81,7 +81,7 @@ def predict(
                 include_comm=r.includes_comm,
             )
             models[key] = cm
-        out[i] = cm.step_time(r.shape())
+        out[i] = cm.step_time(r.shape(cm.model.sliding_window))
     return out
 
 
@@ -189,18 +189,20 @@ def fit(
     parameters: Sequence[str] | None = None,
     prior_weight: float = 1e-3,
     max_iterations: int = 200,
+    tolerance: float = 1e-10,
 ) -> FitResult:
     """Levenberg-Marquardt on log-parameters over the weighted residuals of all datasets.
 
     Profile parameters whose start value is 0 (a disabled feature) are not fitted; every dataset's
-    nuisance parameters are.
+    nuisance parameters are. The fit stops when an iteration improves the cost by less than
+    `tolerance` (relative).
     """
-    names = [p for p in (parameters or DEFAULT_FIT) if getattr(start, p) > 0]
+    names = [p for p in (parameters or DEFAULT_FIT) if start.value(p) > 0]
     extras0 = {k: v for d in datasets for k, v in d.extras.items()}
     all_names = names + list(extras0)
     bounds = [BOUNDS.get(p, (1e-9, 1.0)) for p in all_names]
     lo, hi = np.log([b[0] for b in bounds]), np.log([b[1] for b in bounds])
-    start_values = [getattr(start, p) for p in names] + list(extras0.values())
+    start_values = [start.value(p) for p in names] + list(extras0.values())
     x0 = np.clip(np.log(start_values), lo, hi)
     w = math.sqrt(prior_weight)
     n_profile = len(names)
@@ -235,7 +237,7 @@ def fit(
             r_new = full(x_new)
             c_new = float(r_new @ r_new)
             if c_new < cost:
-                improved = cost - c_new > 1e-10 * cost
+                improved = cost - c_new > tolerance * cost
                 x, r, cost, lam = x_new, r_new, c_new, max(lam / 3, 1e-9)
                 break
             lam *= 4

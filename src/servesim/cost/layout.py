@@ -47,6 +47,8 @@ class MoeBlock:
     """Intermediate width of one expert on this GPU (sliced by tp unless expert parallel)."""
     weight_bytes_per_expert: float
     ep: int
+    matrices: int = 3
+    """Weight matrices per expert: gate, up, down (or up, down)."""
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,33 @@ class Layout:
         return self.model.hidden_size * self.act_bytes
 
     def mlp_width_sum(self) -> float:
-        """Per-token MLP activation width on this GPU summed over layers (elementwise traffic)."""
+        """Per-token MLP activation width on this GPU summed over layers (elementwise traffic).
+
+        Counted for a gated MLP (the activation reads gate and up, writes one vector); a plain MLP's
+        activation reads and writes one vector: 2/3 of that traffic.
+        """
         m, tp = self.model, self.tp
+        scale = m.mlp_matrices / 3
         if not m.is_moe:
-            return m.num_layers * m.intermediate_size / tp
+            return scale * m.num_layers * m.intermediate_size / tp
         per_moe = (m.num_experts_per_tok * m.moe_intermediate_size + m.shared_expert_intermediate_size) / tp
-        return m.num_dense_layers * m.intermediate_size / tp + m.num_moe_layers * per_moe
+        return scale * (m.num_dense_layers * m.intermediate_size / tp + m.num_moe_layers * per_moe)
+
+    @property
+    def model_hidden_passes(self) -> int:
+        """Hidden-size vectors moved per token once per step (not per layer): learned positions
+        gather a row and add it to the input (read both, write one)."""
+        return 3 if self.model.position_embedding == "learned" else 0
+
+    @property
+    def num_allreduces(self) -> int:
+        """All-reduces per step under tensor parallelism: after attention and after the MLP, or one
+        per layer when they run in parallel; MoE layers under expert parallelism use all-to-all."""
+        if self.tp == 1:
+            return 0
+        per_layer = 1 if self.model.parallel_attention else 2
+        moe_layers = self.moe.count if self.expert_parallel else 0
+        return per_layer * self.num_layers - moe_layers
 
     # -- construction ------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -107,8 +130,8 @@ class Layout:
             add("qkv", h, (nh + 2 * kvh) * d, L, wb)
             add("o_proj", nh * d, h, L, wb)
         dense_layers = m.num_dense_layers if m.is_moe else L
-        if dense_layers:
-            add("mlp", h, 2 * m.intermediate_size // tp, dense_layers, wb)
+        if dense_layers:  # gate and up fused (gated MLP), or up alone; then down
+            add("mlp", h, (m.mlp_matrices - 1) * m.intermediate_size // tp, dense_layers, wb)
             add("mlp", m.intermediate_size // tp, h, dense_layers, wb)
         if m.is_moe:
             self._moe()
@@ -140,7 +163,7 @@ class Layout:
         count = m.num_moe_layers
         self._add("moe", h, m.num_experts, count, self.act_bytes)  # router, replicated
         if m.shared_expert_intermediate_size:
-            self._add("moe", h, 2 * m.shared_expert_intermediate_size // tp, count, wb)
+            self._add("moe", h, (m.mlp_matrices - 1) * m.shared_expert_intermediate_size // tp, count, wb)
             self._add("moe", m.shared_expert_intermediate_size // tp, h, count, wb)
         ep = tp if self.expert_parallel else 1
         width = m.moe_intermediate_size // (1 if self.expert_parallel else tp)
@@ -151,8 +174,9 @@ class Layout:
             top_k=m.num_experts_per_tok,
             hidden=h,
             width=width,
-            weight_bytes_per_expert=3 * h * width * wb,
+            weight_bytes_per_expert=m.mlp_matrices * h * width * wb,
             ep=ep,
+            matrices=m.mlp_matrices,
         )
 
     def _attention(self) -> AttentionShape:
@@ -185,3 +209,12 @@ class Layout:
             decode_blocks_per_seq=blocks,
             dtype=attn_dtype,
         )
+
+
+def window_pairs(prior: int, chunk: int, window: int) -> float:
+    """(query, key) pairs of a chunk after `prior` cached tokens when each query sees at most
+    `window` keys: the sum over positions x = prior+1 .. prior+chunk of min(x, window)."""
+    a, b = prior + 1, prior + chunk
+    top = min(b, window)
+    ramp = (top * (top + 1) - (a - 1) * a) / 2 if top >= a else 0.0
+    return ramp + max(0, b - max(a - 1, window)) * window

@@ -34,9 +34,11 @@ class Measurement:
     seconds: float
     includes_comm: bool
 
-    def shape(self) -> StepShape:
+    def shape(self, window: int = 0) -> StepShape:
+        """The row's step; decodes read at most `window` tokens (the model's sliding window)."""
         chunks = [(c, self.prior_ctx) for c in self.prefill_lens]
-        return StepShape(chunks, self.decode_batch, self.decode_batch * self.decode_ctx)
+        ctx = min(self.decode_ctx, window) if window else self.decode_ctx
+        return StepShape(chunks, self.decode_batch, self.decode_batch * ctx)
 
     @property
     def label(self) -> str:

@@ -7,13 +7,14 @@ Shipped profiles live in `profiles/<family>.yaml`; `servesim costmodel calibrate
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
 from servesim.core.errors import ConfigError, InputFileError
+from servesim.cost.host import HOST_TERMS, EngineProfile, engine_from_dict
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 DEFAULT_FAMILY = "generic"
@@ -42,11 +43,22 @@ class CostProfile:
     attn_decode_memory_eff: float = 0.9
     """Fraction of HBM bandwidth when decode attention streams the KV cache."""
     attn_decode_blocks_per_core: float = 0.5
-    """(sequence x KV head) work blocks per core needed to reach full bandwidth; fewer blocks leave
-    cores idle (kernels without split-KV). 0 disables the limit."""
+    """(sequence x KV head) work blocks per core needed to reach full bandwidth: one block streams
+    at most bandwidth x efficiency / (this x cores). 0 disables the limit."""
     decode_attention: str = "mean"
-    """What decode attention reads: `mean`, each sequence its own context; `padded_cache`, every
-    sequence `decode_padded_tokens` cache slots, as static-shape engines (JetStream) do."""
+    """How the engine's decode-attention kernel spreads a batch over the GPU (`DECODE_ATTENTION`):
+    `mean`: one block per (sequence, KV head), every sequence at the batch's mean context;
+    `max_context`: the same blocks, bound by the longest sequence (no KV splitting);
+    `split_kv`: the longest sequence's context split into `split_kv_splits(n)` blocks;
+    `batch_kv`: one dense attention over the batch, every query row against every KV token of
+    every sequence (a gather of the whole batch's KV, as Hugging Face's paged|sdpa path does);
+    `padded_cache`: every sequence reads `decode_padded_tokens` cache slots whatever its context,
+    as static-shape engines (JetStream) do."""
+    split_kv_target_blocks: float = 256.0
+    """`split_kv`: the kernel splits each sequence's context until batch x KV heads x splits reaches
+    this many blocks (the split count is a power of two)."""
+    split_kv_max_splits: float = 16.0
+    """`split_kv`: most splits per sequence."""
     decode_padded_tokens: float = 0.0
     """`padded_cache`: the engine's static cache length in tokens (0: the model's max context)."""
     # -- elementwise (norms, activations, residuals, RoPE, copies) ---------------------------------------
@@ -77,27 +89,50 @@ class CostProfile:
     """Fixed time of one collective (all-reduce, all-to-all, send)."""
     source: str = ""
     """What the profile was fitted on."""
+    engine: EngineProfile = field(default_factory=EngineProfile)
+    """The engine layer: CUDA-graph capture and the host-time model (`cost/host.py`)."""
 
-    def with_values(self, **values: float) -> CostProfile:
-        return replace(self, **values)
+    def value(self, name: str) -> float:
+        """A parameter by name; `host.<mode>.<part>.<feature>` names the engine's host terms."""
+        if name.startswith("host."):
+            return self.engine.coefficient(name[len("host.") :])
+        return getattr(self, name)
+
+    def with_values(self, **values) -> CostProfile:
+        host = {k[len("host.") :]: float(v) for k, v in values.items() if k.startswith("host.")}
+        plain = {k: v for k, v in values.items() if not k.startswith("host.")}
+        if host:
+            plain["engine"] = replace(self.engine, host={**self.engine.host, **host})
+        return replace(self, **plain)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """`parameters` (the hardware layer and kernel behaviours) and, if any, `engine`."""
+        params = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "engine"}
+        out = {"parameters": params}
+        if self.engine != EngineProfile():
+            out["engine"] = self.engine.to_dict()
+        return out
 
 
-CHOICES = {"decode_attention": ("mean", "padded_cache")}
+CHOICES = {"decode_attention": ("mean", "max_context", "split_kv", "batch_kv", "padded_cache")}
 """Profile keys that name a behaviour rather than a number, with their valid values."""
-FIT_PARAMETERS = tuple(f.name for f in fields(CostProfile) if f.name not in ("source", *CHOICES))
+DECODE_ATTENTION = CHOICES["decode_attention"]
+TEXT_FIELDS = ("source", *CHOICES)
+FIT_PARAMETERS = tuple(f.name for f in fields(CostProfile) if f.name not in TEXT_FIELDS + ("engine",))
 PINNED_PARAMETERS = (
     "elementwise_memory_eff",
     "elementwise_kernels_per_layer",
     "moe_route_passes",
     "moe_kernels_per_expert",
+    "split_kv_target_blocks",
+    "split_kv_max_splits",
     "decode_padded_tokens",
 )
 """Not fitted unless asked for: iteration times only see passes / bandwidth and kernels x overhead,
-so these are set from a copy-bandwidth measurement and from counting the engine's kernels and bytes."""
+so these are set from a copy-bandwidth measurement and from counting the engine's kernels and bytes
+(the split-KV rule is read from the engine's kernel code)."""
 DEFAULT_FIT = tuple(p for p in FIT_PARAMETERS if p not in PINNED_PARAMETERS)
+ALL_PARAMETERS = FIT_PARAMETERS + HOST_TERMS
 
 
 def load_profile(path: str | Path) -> CostProfile:
@@ -123,30 +158,31 @@ def _load_profile(path: str, _stamp: int) -> CostProfile:
 
 
 def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
+    """`{parameters: {...}, engine: {...}}` (or the parameters alone) as a profile."""
     if not isinstance(data, dict):
         raise InputFileError(where, "expected a mapping of profile parameters")
-    data = dict(data.get("parameters", data))
-    known = {f.name for f in fields(CostProfile)}
+    engine = engine_from_dict(data.get("engine"), where)
+    data = dict(data.get("parameters", {k: v for k, v in data.items() if k != "engine"}) or {})
+    known = {f.name for f in fields(CostProfile)} - {"engine"}
     for key, value in data.items():
         if key not in known:
             raise InputFileError(where, f"unknown profile parameter {key!r}")
-        if key in CHOICES:
-            if value not in CHOICES[key]:
-                valid = ", ".join(CHOICES[key])
-                raise InputFileError(where, f"{key}: expected one of {valid}, got {value!r}")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise InputFileError(where, f"{key}: expected one of {', '.join(CHOICES[key])}, got {value!r}")
+        if key in TEXT_FIELDS:
             continue
-        if key != "source" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputFileError(where, f"{key}: expected a number, got {value!r}")
-        if key != "source" and value < 0:
+        if value < 0:
             raise InputFileError(where, f"{key}: must be >= 0, got {value}")
-    keep = ("source", *CHOICES)
-    return CostProfile(**{k: (v if k in keep else float(v)) for k, v in data.items()})
+    values = {k: (v if k in TEXT_FIELDS else float(v)) for k, v in data.items()}
+    return CostProfile(**values, engine=engine)
 
 
 def save_profile(profile: CostProfile, path: str | Path, header: str = "") -> None:
     """Write atomically: a failed write leaves no half profile behind."""
     p = Path(path)
-    body = yaml.safe_dump({"parameters": profile.to_dict()}, sort_keys=False)
+    body = yaml.safe_dump(profile.to_dict(), sort_keys=False)
     text = "".join(f"# {line}\n" for line in header.splitlines()) + body
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(text)

@@ -13,13 +13,15 @@ form for many steps at once and `step_time` uses the very same coefficients, so 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from servesim.catalog.specs import HardwareSpec, ModelSpec
 from servesim.cost.base import StepCost, StepShape
 from servesim.cost.collectives import collective_latency
 from servesim.cost.datatypes import tensor_flops
-from servesim.cost.layout import CONTEXT, LOGITS, Layout
+from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile, family_profile
 
 _CACHE_LIMIT = 1 << 16
@@ -49,7 +51,7 @@ class RooflineCostModel:
         self.include_comm = include_comm and (tp > 1 or pp > 1)
         self._precompute()
         self._linear_cache: dict[tuple[int, int, int], float] = {}
-        self._decode_cache: dict[int | tuple[int, int], tuple[float, float]] = {}
+        self._decode_cache: dict[tuple[int, int], tuple[float, float, float, str]] = {}
 
     # -- constants ---------------------------------------------------------------------------------
     def _precompute(self) -> None:
@@ -75,9 +77,9 @@ class RooflineCostModel:
         self._t_gemm = pr.kernel_overhead_s + pr.gemm_latency_s
         moe = lay.moe
         if moe is not None:
-            self._moe_row = 2.0 * 3 * moe.hidden * moe.width / gemm_peak
+            self._moe_row = 2.0 * moe.matrices * moe.hidden * moe.width / gemm_peak
             self._moe_weight = moe.weight_bytes_per_expert / gemm_bw
-            self._moe_act = (3 * moe.hidden + 3 * moe.width) * ab / gemm_bw
+            self._moe_act = (3 * moe.hidden + moe.matrices * moe.width) * ab / gemm_bw
             el_bw = hw.hbm_bytes_per_s * pr.elementwise_memory_eff
             self._moe_route = pr.moe_route_passes * moe.hidden * ab / el_bw
             self._moe_expert_launch = pr.moe_kernels_per_expert * pr.kernel_overhead_s
@@ -91,17 +93,26 @@ class RooflineCostModel:
         self._attn_q_bytes = a.prefill_bytes_per_query / attn_bw
         self._dec_flops = a.decode_flops_per_ctx_token / (attn_peak * pr.attn_prefill_eff)
         self._dec_bytes = a.decode_bytes_per_ctx_token / attn_bw
-        saturation = pr.attn_decode_blocks_per_core * hw.num_cores
-        self._dec_saturation = saturation if a.decode_blocks_per_seq and saturation > 0 else 0.0
+        L = self._layers = lay.num_layers
         self._dec_blocks = a.decode_blocks_per_seq
+        # One (sequence, KV head) block streams at most 1/saturation of the bandwidth.
+        saturation = pr.attn_decode_blocks_per_core * hw.num_cores
+        limited = a.decode_blocks_per_seq and saturation > 0
+        self._dec_block_token = self._dec_bytes * saturation / self._dec_blocks if limited else 0.0
+        self._decode_mode = pr.decode_attention
         padded = pr.decode_attention == "padded_cache"
         self._dec_padded = (pr.decode_padded_tokens or lay.model.max_context) if padded else 0.0
-        L = lay.num_layers
-        self._layers = L
+        self._engine = pr.engine
+        self._engine_terms = pr.engine.has_host or pr.decode_attention == "batch_kv"
+        # batch_kv: seconds per (query, key) pair; per KV token gathered, then expanded to all heads
+        self._batch_pair = L * self._attn_prefill_flops / pr.attn_prefill_eff
+        expand = self._attn_heads / max(self._dec_blocks, 1)
+        self._batch_kv_token = L * self._dec_bytes * 2 * (1 + expand)
         el_bw = hw.hbm_bytes_per_s * pr.elementwise_memory_eff
         per_token = (
             pr.elementwise_hidden_passes * lay.model.hidden_size * L
             + pr.elementwise_mlp_passes * lay.mlp_width_sum()
+            + lay.model_hidden_passes * lay.model.hidden_size
         ) * ab
         self._elem_per_token = per_token / el_bw
         self._elem_fixed = pr.elementwise_kernels_per_layer * L * self._t_kernel
@@ -111,10 +122,7 @@ class RooflineCostModel:
         pr, hw, lay, tp = self.profile, self.hardware, self.layout, self.tp
         link = hw.link_bytes_per_s * pr.comm_bw_eff
         h_bytes = lay.hidden_bytes
-        n_allreduce = 0
-        if tp > 1:
-            moe_layers = lay.moe.count if lay.expert_parallel else 0
-            n_allreduce = 2 * lay.num_layers - moe_layers
+        n_allreduce = lay.num_allreduces
         ring = 2.0 * (tp - 1) / tp if tp > 1 else 0.0
         self._comm_fixed = n_allreduce * collective_latency(pr, hw, "all_reduce", tp) if tp > 1 else 0.0
         self._comm_per_token = n_allreduce * ring * h_bytes / link
@@ -140,27 +148,55 @@ class RooflineCostModel:
     def step_time(self, shape: StepShape) -> float:
         chunks = shape.prefill_chunks
         if not chunks:
-            if shape.num_decodes == 0:
+            n = shape.num_decodes
+            if n == 0:
                 return self.profile.step_overhead_s
-            const, slope = self._decode_coeffs(shape.num_decodes, shape.num_logit_tokens)
-            t = const + slope * shape.decode_ctx_sum
+            logits, ctx = shape.num_logit_tokens, shape.decode_ctx_sum
+            const, per_ctx, per_longest, _ = self._decode_coeffs(n, logits)
+            if per_longest or self._engine_terms:
+                t = self._decode_time(n, logits, ctx, shape.max_decode_ctx, max)
+            else:  # the common case, kept to one lookup: mean context, no host model
+                t = const + ctx * per_ctx
             return t if t > self.host_overhead_s else self.host_overhead_s
-        t = self._mixed_time(shape)
+        t = self._engine.step_time(
+            self._mixed_time(shape),
+            "eager",
+            len(chunks) + shape.num_decodes,
+            len(chunks),
+            shape.num_tokens,
+            shape.kv_tokens,
+        )
         return t if t > self.prefill_host_overhead_s else self.prefill_host_overhead_s
 
-    def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
+    def decode_step_times(
+        self, num_decodes: int, ctx_sums: np.ndarray, max_ctxs: np.ndarray | None = None
+    ) -> np.ndarray:
         ctx = np.asarray(ctx_sums, dtype=np.float64)
         if num_decodes == 0:
             return np.full(ctx.shape, self.profile.step_overhead_s)
-        const, slope = self._decode_coeffs(num_decodes, num_decodes)
-        t = const + slope * ctx
+        if max_ctxs is None:
+            longest = np.ceil(ctx / num_decodes)
+        else:
+            longest = np.asarray(max_ctxs, dtype=np.float64)
+        t = self._decode_time(num_decodes, num_decodes, ctx, longest, np.maximum)
         return np.maximum(t, self.host_overhead_s) if self.host_overhead_s > 0 else t
+
+    def gpu_time(self, shape: StepShape) -> float:
+        """The step's GPU time alone: no host time, no floors."""
+        if not shape.prefill_chunks:
+            if shape.num_decodes == 0:
+                return self.profile.step_overhead_s
+            n, ctx, longest = shape.num_decodes, shape.decode_ctx_sum, shape.max_decode_ctx
+            return self._decode_gpu(self._decode_coeffs(n, shape.num_logit_tokens), n, ctx, longest, max)
+        return self._mixed_time(shape)
 
     def breakdown(self, shape: StepShape) -> StepCost:
         """Per-group seconds; `total_s` equals `step_time(shape)` up to float rounding."""
         parts = {g: [0.0, 0.0, 0.0] for g in GROUPS}  # compute-bound, memory-bound, overhead seconds
-        tokens, ctx_rows = shape.num_tokens, self._context_rows(shape)
-        rows = {"tokens": tokens, LOGITS: shape.num_logit_tokens, CONTEXT: ctx_rows}
+        graph_rows = 0 if shape.prefill_chunks else self._engine.graph_batch(shape.num_decodes)
+        tokens = graph_rows or shape.num_tokens
+        rows = {"tokens": tokens, LOGITS: graph_rows or shape.num_logit_tokens}
+        rows[CONTEXT] = self._context_rows(shape)
         for row_s, w_s, act_s, src, count, group in self._gemms:
             m = rows[src]
             if m:
@@ -172,23 +208,22 @@ class RooflineCostModel:
             parts["moe"][0 if c >= mem else 1] += max(c, mem)
             parts["moe"][1] += dispatch
             parts["moe"][2] += launches
-        self._attention_parts(shape, parts["attention"])
+        self._attention_parts(shape, parts["attention"], graph_rows)
         if tokens:
             parts["elementwise"][1] += tokens * self._elem_per_token
             parts["elementwise"][2] += self._elem_fixed
-        parts["comm"][0] += self._comm_time(tokens, shape.num_logit_tokens)
+        parts["comm"][0] += self._comm_time(tokens, rows[LOGITS])
         parts["overhead"][2] += self.profile.step_overhead_s
         by_op = {g: sum(v) for g, v in parts.items() if sum(v) > 0}
         compute = sum(v[0] for g, v in parts.items() if g != "comm")
         memory = sum(v[1] for v in parts.values())
         overhead = sum(v[2] for v in parts.values())
         comm = parts["comm"][0]
-        total = compute + memory + overhead + comm
-        host = self.prefill_host_overhead_s if shape.prefill_chunks else self.host_overhead_s
-        if tokens and host > total:
-            by_op["host_wait"] = host - total
-            overhead += host - total
-            total = host
+        gpu = compute + memory + overhead + comm
+        total = self.step_time(shape) if tokens else gpu
+        if total > gpu:
+            by_op["host_wait"] = total - gpu
+            overhead += total - gpu
         return StepCost(total, by_op, compute, memory, comm, overhead)
 
     def kv_transfer_time(
@@ -208,35 +243,78 @@ class RooflineCostModel:
         return m.kv_bytes_per_token(self.tp) * shards
 
     # -- pieces --------------------------------------------------------------------------------------
-    def _decode_coeffs(self, n: int, logits: int) -> tuple[float, float]:
-        """C(n) and S(n): a pure-decode step of n requests costs C + S x context sum."""
-        key = n if logits == n else (n, logits)
+    def _decode_time(self, n: int, logits: int, ctx_sum, longest, maximum):
+        """A pure-decode step (`maximum` = max) or a vector of them (np.maximum): GPU time, then the
+        engine's host time."""
+        coeffs = self._decode_coeffs(n, logits)
+        gpu = self._decode_gpu(coeffs, n, ctx_sum, longest, maximum)
+        if not self._engine.has_host:
+            return gpu
+        return self._engine.step_time(gpu, coeffs[3], n, 0, n, ctx_sum + n)
+
+    def _decode_gpu(self, coeffs, n: int, ctx_sum, longest, maximum):
+        const, per_ctx, per_longest, _ = coeffs
+        if self._decode_mode == "batch_kv":
+            kv = ctx_sum + n
+            return const + maximum(kv * (n * self._batch_pair), kv * self._batch_kv_token)
+        if per_longest:
+            return const + maximum(ctx_sum * per_ctx, longest * per_longest)
+        return const + ctx_sum * per_ctx
+
+    def _decode_coeffs(self, n: int, logits: int) -> tuple[float, float, float, str]:
+        """C, A, B and the host mode of a pure-decode step of n requests: it costs
+        C + max(A x context sum, B x longest context), where B x longest is what the slowest block
+        of a block-limited kernel needs (B = 0 if none). A captured graph computes its padded batch."""
+        key = (n, logits)
         hit = self._decode_cache.get(key)
         if hit is not None:
             return hit
+        rows = self._engine.graph_batch(n)
+        m, lg = rows or n, rows or logits
         const = (
-            self._linear_time(n, logits, n)
-            + self._moe_time(n)
-            + n * self._elem_per_token
+            self._linear_time(m, lg, m)
+            + self._moe_time(m)
+            + m * self._elem_per_token
             + self._elem_fixed
-            + self._comm_time(n, logits)
-            + self._layers * self._t_kernel  # the decode attention kernel
+            + self._comm_time(m, lg)
             + self.profile.step_overhead_s
         )
-        slope = self._layers * max(self._dec_flops, self._dec_bytes / self._dec_parallel(n))
-        if self._dec_padded:  # static cache: every decode reads the whole padded cache
-            const, slope = const + slope * n * self._dec_padded, 0.0
+        per_ctx, per_longest, launches = self._decode_attention_terms(n, m)
+        coeffs = (const + launches, per_ctx, per_longest, "graph" if rows else "eager")
         if len(self._decode_cache) > _CACHE_LIMIT:
             self._decode_cache.clear()
-        self._decode_cache[key] = (const, slope)
-        return const, slope
+        self._decode_cache[key] = coeffs
+        return coeffs
 
-    def _dec_parallel(self, n: int) -> float:
-        """Fraction of full bandwidth that n decoding sequences can draw (work blocks vs cores)."""
-        if not self._dec_saturation:
-            return 1.0
-        frac = n * self._dec_blocks / self._dec_saturation
-        return frac if frac < 1.0 else 1.0
+    def _decode_attention_terms(self, n: int, split_basis: int) -> tuple[float, float, float]:
+        """Decode attention of all layers: (seconds per context token at full bandwidth, seconds
+        per token of the longest context for the slowest block, launch seconds). `mean` puts the
+        slowest block at the mean context, so its share folds into the first term."""
+        L = self._layers
+        full = self._dec_flops if self._dec_flops > self._dec_bytes else self._dec_bytes
+        block = self._dec_block_token  # one block's seconds per context token; 0: not block-limited
+        mode, launches = self._decode_mode, L * self._t_kernel
+        if mode == "batch_kv":
+            return 0.0, 0.0, launches
+        if mode in ("mean", "padded_cache") or not block:
+            per = block / n if block / n > full else full
+            if mode == "padded_cache":  # a static cache: every decode reads all its slots
+                return 0.0, 0.0, launches + L * per * n * self._dec_padded
+            return L * per, 0.0, launches
+        if mode == "split_kv":
+            splits = self._splits(split_basis)
+            block /= splits
+            if splits > 1:
+                launches += L * self._t_kernel  # the reduction across splits
+        return L * full, L * block, launches
+
+    def _splits(self, batch: int) -> int:
+        """Splits per sequence of a split-KV kernel: a power of two filling the target blocks."""
+        pr = self.profile
+        per_seq = pr.split_kv_target_blocks / (batch * max(self._dec_blocks, 1))
+        if per_seq < 2:
+            return 1
+        return int(min(pr.split_kv_max_splits, 2 ** math.floor(math.log2(per_seq))))
 
     def _mixed_time(self, shape: StepShape) -> float:
         tokens, logits = shape.num_tokens, shape.num_logit_tokens
@@ -299,13 +377,21 @@ class RooflineCostModel:
         c, mem, dispatch, launches = self._moe_parts(tokens)
         return (c if c > mem else mem) + dispatch + launches
 
-    def _attention_parts(self, shape: StepShape, acc: list[float]) -> None:
+    def _attention_parts(self, shape: StepShape, acc: list[float], graph_rows: int = 0) -> None:
         """Prefill-chunk and decode attention of all layers into acc [compute, memory, overhead]."""
         pr, L = self.profile, self._layers
+        if self._decode_mode == "batch_kv":
+            self._batch_attention(shape, acc)
+            return
+        window = self.model.sliding_window
         for c, p in shape.prefill_chunks:
             if c <= 0:
                 continue
-            pairs = c * p + c * (c + 1) / 2
+            if window and p + c > window:
+                pairs = window_pairs(p, c, window)
+                p = min(p, window - 1)  # keys read: the window before the chunk's first query
+            else:
+                pairs = c * p + c * (c + 1) / 2
             # Work blocks scale with query rows x heads: short chunks on few heads leave cores idle.
             rows = c * self._attn_heads
             eff = (pr.attn_prefix_eff if p else pr.attn_prefill_eff) * rows / (rows + self._attn_pad)
@@ -313,13 +399,23 @@ class RooflineCostModel:
             mem = (p + c) * self._attn_ctx_bytes + c * self._attn_q_bytes
             acc[0 if comp >= mem else 1] += L * (comp if comp > mem else mem)
             acc[2] += L * self._t_kernel
-        if shape.num_decodes:
-            n = shape.num_decodes
-            mem_s = self._dec_bytes / self._dec_parallel(n)
-            per_ctx = self._dec_flops if self._dec_flops > mem_s else mem_s
-            ctx = n * self._dec_padded if self._dec_padded else shape.decode_ctx_sum
-            acc[0 if self._dec_flops > mem_s else 1] += L * per_ctx * ctx
-            acc[2] += L * self._t_kernel
+        n = shape.num_decodes
+        if n:
+            per_ctx, per_longest, launches = self._decode_attention_terms(n, graph_rows or n)
+            bandwidth = shape.decode_ctx_sum * per_ctx
+            slowest = shape.max_decode_ctx * per_longest
+            compute = self._dec_flops >= self._dec_bytes and bandwidth >= slowest
+            acc[0 if compute else 1] += bandwidth if bandwidth > slowest else slowest
+            acc[2] += launches
+
+    def _batch_attention(self, shape: StepShape, acc: list[float]) -> None:
+        """`batch_kv`: one dense attention over the batch, every query row against every KV token
+        of the batch, after gathering the batch's KV and expanding it to all heads."""
+        kv = shape.kv_tokens
+        comp = kv * (shape.num_tokens * self._batch_pair)
+        mem = kv * self._batch_kv_token
+        acc[0 if comp >= mem else 1] += comp if comp > mem else mem
+        acc[2] += self._layers * self._t_kernel
 
     def _comm_time(self, tokens: int, logits: int) -> float:
         t = 0.0

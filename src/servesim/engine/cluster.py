@@ -38,6 +38,8 @@ class InstanceParts:
     role: str = "mixed"
     """`mixed` (colocated), `prefill` or `decode`."""
     pool: str = "default"
+    power: object = None
+    """The instance's `PowerModel` (cost/power.py), or None: no energy accounting."""
 
 
 @dataclass
@@ -60,6 +62,8 @@ class RunStats:
     preemptions: int
     kv_link: dict | None = None
     """Transfer statistics of a disaggregated run (KVLink.stats)."""
+    power_budget: dict | None = None
+    """What the cluster power budget did (BudgetStats.summary)."""
 
 
 def run_cluster(
@@ -71,6 +75,8 @@ def run_cluster(
     on_finish: Callable[[Request], None] | None = None,
     after_step: Callable[[Instance], None] | None = None,
     disaggregation: DisaggregationParts | None = None,
+    power_budget=None,
+    token_gaps=None,
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
     wall0 = time.perf_counter()
@@ -78,12 +84,13 @@ def run_cluster(
     instances = [
         Instance(
             env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
-            swap_s_per_token=p.swap_s_per_token, role=p.role,
+            swap_s_per_token=p.swap_s_per_token, role=p.role, power=p.power,
         )
         for i, p in enumerate(parts)
     ]
     for instance in instances:
         instance.after_step = after_step
+        instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps (metrics/gaps.py)
     decode = [i for i in instances if i.role == "decode"]
     if decode:
         if disaggregation is None:
@@ -95,6 +102,8 @@ def run_cluster(
                 instance.hand_off = hand_off
     entry = [i for i in instances if i.role != "decode"]
     env.process(arrival_process(env, requests, router, entry))
+    if power_budget is not None:
+        power_budget.start(env, instances, [p.pool for p in parts])
     events = _count_events(env)
     if math.isfinite(max_time):
         env.run(until=max_time)
@@ -102,6 +111,10 @@ def run_cluster(
         env.run()
     last = max((r.finish_time for r in requests if r.status == RequestStatus.FINISHED), default=0.0)
     simulated = env.now if math.isfinite(max_time) else max(env.now, last)
+    if power_budget is not None and not math.isfinite(max_time):
+        # The budget's last tick came after the last event of the run itself.
+        arrivals = max((r.arrival_time for r in requests), default=0.0)
+        simulated = max(last, arrivals, max(i.meter.last_time for i in instances))
     return RunStats(
         simulated_s=simulated,
         wall_s=time.perf_counter() - wall0,
@@ -110,6 +123,7 @@ def run_cluster(
         peak_kv_usage=max(p.kv.peak_used_blocks / p.kv.num_blocks for p in parts),
         preemptions=sum(p.scheduler.num_preemptions for p in parts),
         kv_link=disaggregation.link.stats(simulated) if decode else None,
+        power_budget=power_budget.stats.summary(power_budget.interval_s) if power_budget else None,
     )
 
 

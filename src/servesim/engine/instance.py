@@ -21,6 +21,7 @@ from servesim.core.cohort import DecodeCohort
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
+from servesim.engine.power import PowerMeter
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
 from servesim.schedulers.base import Scheduler, SchedulerLoad
@@ -43,6 +44,7 @@ class Instance:
         swap_s_per_token: float = 0.0,
         role: str = "mixed",
         hand_off=None,
+        power=None,
     ):
         self.env = env
         self.index = index
@@ -62,9 +64,15 @@ class Instance:
         self.num_incoming = 0
         self.num_incoming_tokens = 0
         """Requests (and their prompt tokens) whose KV is on its way here."""
+        self.power = power
+        """The instance's `PowerModel` (energy per step, the clock under a cap), or None."""
+        self.meter = PowerMeter(power.idle_w if power is not None else 0.0)
         self._caching = kv.prefix is not None
         self.after_step = None
         """Optional callback(instance) after every applied step: invariant checks in tests."""
+        self.gaps = None
+        """Optional `metrics.gaps.TokenGaps` for tokens computed outside the cohort (the cohort
+        records its own steps)."""
         self._idle: simpy.Event | None = None
         self._interruptible = False
         self.process = env.process(self.run_process())
@@ -121,14 +129,20 @@ class Instance:
         shape = self._shape(plan)
         start = env.now
         swapped = plan.num_swap_in_tokens + plan.num_swap_out_tokens
-        yield env.timeout(self.cost_model.step_time(shape) + swapped * self.swap_s_per_token)
+        seconds = self.cost_model.step_time(shape) + swapped * self.swap_s_per_token
+        joules = self.power.step_energy(shape, seconds) if self.power is not None else 0.0
+        self.meter.begin(start, seconds, joules)
+        yield env.timeout(seconds)
         end = env.now
         finished = cohort.advance(np.array([end])) if plan.decode_cohort else []
         prefilled = []
         for request, n in plan.tokens.items():
             if math.isnan(request.first_scheduled_time):  # its first step
                 request.first_scheduled_time = start
+            last = request.last_token_time
             done = request.advance(n, end)
+            if self.gaps is not None and last == last and request.last_token_time == end:
+                self.gaps.add(end - last, request.class_name)  # a token after an earlier one
             if self._caching:
                 self.kv.cache_computed(request)
             if done:
@@ -144,7 +158,7 @@ class Instance:
             self.scheduler.release(request)
             self.hand_off(self, request, self.kv.detach(request))
         prefill_tokens = shape.num_tokens - shape.num_decodes
-        self._log(start, end, 1, prefill_tokens, shape.num_decodes)
+        self._log(start, end, 1, prefill_tokens, shape.num_decodes, joules)
 
     def _decode_run(self, plan: StepPlan):
         env, cohort, kv = self.env, self.cohort, self.kv
@@ -152,11 +166,17 @@ class Instance:
         k = max(1, kv.max_cohort_steps(cohort, limit))
         n = cohort.size
         start = env.now
-        ctx = cohort.context_sum(0) + n * np.arange(k, dtype=np.float64)
-        ends = start + np.cumsum(self.cost_model.decode_step_times(n, ctx))
+        steps = np.arange(k, dtype=np.float64)
+        ctx = cohort.attended_context_sums(k)
+        longest = cohort.max_context(0) + steps
+        if cohort.window:  # attention reads at most the window
+            longest = np.minimum(longest, cohort.window)
+        seconds = self.cost_model.decode_step_times(n, ctx, longest)
+        ends = start + np.cumsum(seconds)
         if plan.replan_time < ends[-1]:
             k = int(np.searchsorted(ends, plan.replan_time, side="left")) + 1
             ends = ends[:k]
+        self.meter.begin(start, ends[-1] - start, self._run_energy(n, ctx, seconds, k))
         done = k
         self._interruptible = k > 1
         try:
@@ -173,22 +193,35 @@ class Instance:
         ends[-1] = env.now
         assert kv.reserve_cohort(cohort, done)
         self._finish(cohort.advance(ends), env.now)
-        self._log(start, env.now, done, 0, n)
+        self._log(start, env.now, done, 0, n, self._run_energy(n, ctx, seconds, done))
+
+    def _run_energy(self, n: int, ctx: np.ndarray, seconds: np.ndarray, steps: int) -> float:
+        """Joules of the first `steps` steps of a decode run."""
+        if self.power is None:
+            return 0.0
+        return self.power.decode_run_energy(n, ctx, seconds, steps)
 
     def _shape(self, plan: StepPlan) -> StepShape:
-        chunks, num_decodes, ctx_sum, logits = [], 0, 0, 0
+        chunks, num_decodes, ctx_sum, logits, longest = [], 0, 0, 0, 0
+        window = self.cohort.window  # decodes read at most the attention window
         for request, n in plan.tokens.items():
             computed = request.num_computed_tokens
             if n == 1 and request.num_pending_tokens == 1 and request.num_generated_tokens:
                 num_decodes += 1
-                ctx_sum += computed
+                attended = min(computed, window) if window else computed
+                ctx_sum += attended
+                longest = max(longest, attended)
             else:
                 chunks.append((n, computed))
                 logits += computed + n == request.num_known_tokens
-        if plan.decode_cohort:
+        if plan.decode_cohort and self.cohort.size:
             num_decodes += self.cohort.size
-            ctx_sum += self.cohort.context_sum(0)
-        return StepShape(chunks, num_decodes, ctx_sum, logits + num_decodes)
+            cohort = self.cohort
+            ctx_sum += int(cohort.attended_context_sums(1)[0]) if window else cohort.context_sum(0)
+            longest = max(longest, cohort.max_context(0))
+            if window:
+                longest = min(longest, window)
+        return StepShape(chunks, num_decodes, ctx_sum, logits + num_decodes, longest)
 
     def _finish(self, finished: list[Request], now: float) -> None:
         if finished:
@@ -197,7 +230,8 @@ class Instance:
                 for request in finished:
                     self.on_finish(request)
 
-    def _log(self, start, end, num_steps, prefill_tokens, decodes):
+    def _log(self, start, end, num_steps, prefill_tokens, decodes, joules):
+        self.meter.end(end, joules)
         if self.after_step is not None:
             self.after_step(self)
         load = self.scheduler.load() if self.step_log.enabled else None
@@ -211,4 +245,5 @@ class Instance:
             load.num_running if load else 0,
             load.num_waiting if load else 0,
             self.kv.usage,
+            joules,
         )

@@ -16,6 +16,7 @@ COLUMNS = (
     "num_running",
     "num_waiting",
     "kv_usage",
+    "energy_j",
 )
 
 
@@ -28,7 +29,9 @@ class StepLog:
     num_steps: int = 0
     num_records: int = 0
 
-    def record(self, instance, start, end, num_steps, prefill_tokens, decodes, running, waiting, kv):
+    def record(
+        self, instance, start, end, num_steps, prefill_tokens, decodes, running, waiting, kv, joules=0.0
+    ):
         self.num_steps += num_steps
         self.num_records += 1
         if not self.enabled:
@@ -43,6 +46,7 @@ class StepLog:
         r["num_running"].append(running)
         r["num_waiting"].append(waiting)
         r["kv_usage"].append(kv)
+        r["energy_j"].append(joules)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=list(COLUMNS))

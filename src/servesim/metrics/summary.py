@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from servesim.core.request import Request, RequestStatus
+from servesim.metrics.gaps import TokenGaps
+from servesim.metrics.slo import objective_blocks
 
 REQUEST_COLUMNS = [
     "request_id",
@@ -108,50 +110,88 @@ def summarize(
     tpot_slo: float,
     simulated_s: float,
     extra: dict | None = None,
+    gaps: TokenGaps | None = None,
+    objectives: Mapping[str, Mapping] | None = None,
 ) -> dict:
     """The summary.json dict. Attainment counts every arrived request in the denominator.
 
-    Per-request SLOs (multi-class workloads) take precedence where the frame has them.
+    Per-request SLOs (multi-class workloads) take precedence where the frame has them. `gaps` adds
+    the pooled inter-token gaps (`latency.itl`); `objectives` the named objectives
+    (`slo.objectives`); a workload with classes gets a `classes.<name>` block of each.
     """
+    arrived = len(frame)
+    horizon = simulated_s if simulated_s > 0 else math.nan
+    first_arrival = float(frame["arrival_s"].min()) if arrived else 0.0
+    span = max(horizon - first_arrival, 1e-12) if arrived else math.nan
+    summary = _block(frame, ttft_slo, tpot_slo, span, gaps.stats() if gaps else None, objectives)
+    names = class_names(frame)
+    if names:
+        summary["classes"] = {
+            name: _block(frame[frame["class"] == name], ttft_slo, tpot_slo, span,
+                         gaps.stats(name) if gaps else None, objectives, echo=False)
+            for name in names
+        }
+    if extra:
+        for key, value in extra.items():
+            summary.setdefault(key, {}).update(value)
+    return summary
+
+
+def class_names(frame: pd.DataFrame) -> list[str]:
+    """The request classes of a multi-class workload (none for a single default class)."""
+    if "class" not in frame or not len(frame):
+        return []
+    names = sorted(map(str, frame["class"].unique()))
+    return [] if names == ["default"] else names
+
+
+def _block(frame, ttft_slo, tpot_slo, span, itl, objectives, echo: bool = True) -> dict:
+    """requests, latency, throughput and slo of a set of requests (`echo`: repeat the global
+    objectives, which a class with its own SLO does not follow)."""
     status = frame["status"].to_numpy()
     done = status == "completed"
     arrived = len(frame)
     completed = int(done.sum())
     rejected = int((status == "rejected").sum())
-    ttft = frame["ttft_s"].to_numpy(dtype=float)
-    tpot = frame["tpot_s"].to_numpy(dtype=float)
+    col = lambda name: frame[name].to_numpy(dtype=float)  # noqa: E731
+    ttft, tpot, e2e = col("ttft_s"), col("tpot_s"), col("e2e_s")
     ttft_lim = _limits(frame, "ttft_slo_s", ttft_slo)
     tpot_lim = _limits(frame, "tpot_slo_s", tpot_slo)
     met = done & (ttft <= ttft_lim) & (tpot <= tpot_lim)
-    horizon = simulated_s if simulated_s > 0 else math.nan
-    first_arrival = float(frame["arrival_s"].min()) if arrived else 0.0
-    span = max(horizon - first_arrival, 1e-12) if arrived else math.nan
-    summary = {
+    latency = {
+        "ttft": _stats(ttft[done]),
+        "tpot": _stats(tpot[done]),
+        "e2e": _stats(e2e[done]),
+        "tbt_max": _stats(col("tbt_max_s")[done]),
+        "queue": _stats((col("first_scheduled_s") - col("arrival_s"))[done]),
+        "norm_e2e": _stats((e2e / np.maximum(col("output_tokens"), 1))[done]),
+    }
+    tail = None
+    if itl is not None:
+        latency["itl"] = {k: itl[k] for k in ("mean", "p50", "p90", "p99")}
+        tail = {"gaps": itl["count"], "worst10_mean": itl["worst10_mean"], "max": itl["max"]}
+    slo = {"ttft_s": ttft_slo, "tpot_s": tpot_slo} if echo else {}
+    slo |= {
+        "attainment": float(met.sum() / arrived) if arrived else math.nan,
+        "goodput_rps": float(met.sum()) / span,
+    }
+    if objectives:
+        slo["objectives"] = objective_blocks(frame, objectives, span)
+    block = {
         "requests": {
             "arrived": arrived,
             "completed": completed,
             "rejected": rejected,
             "unfinished": arrived - completed - rejected,
         },
-        "latency": {
-            "ttft": _stats(ttft[done]),
-            "tpot": _stats(tpot[done]),
-            "e2e": _stats(frame["e2e_s"].to_numpy(dtype=float)[done]),
-            "tbt_max": _stats(frame["tbt_max_s"].to_numpy(dtype=float)[done]),
-        },
+        "latency": latency,
         "throughput": {
             "requests_per_s": completed / span,
             "input_tokens_per_s": float(frame["prompt_tokens"].to_numpy()[done].sum()) / span,
             "output_tokens_per_s": float(frame["output_tokens"].to_numpy()[done].sum()) / span,
         },
-        "slo": {
-            "ttft_s": ttft_slo,
-            "tpot_s": tpot_slo,
-            "attainment": float(met.sum() / arrived) if arrived else math.nan,
-            "goodput_rps": float(met.sum()) / span,
-        },
+        "slo": slo,
     }
-    if extra:
-        for key, value in extra.items():
-            summary.setdefault(key, {}).update(value)
-    return summary
+    if tail is not None:
+        block["itl"] = tail  # beside latency, whose blocks keep mean/p50/p90/p99
+    return block

@@ -4,7 +4,8 @@ A step-log row records an instance's state when a step (or a run of identical de
 that state holds until the instance's next row. Each series is that step function averaged over
 fixed time bins (time-weighted), so a bin's value does not depend on how many steps fell in it
 and multi-step runs give the same series as single steps. `busy_frac` is the share of the bin
-the instance spent computing.
+the instance spent computing; `power_w` its mean power over the bin (each step's joules spread over
+the step, idle power in between; NaN without a power model).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from servesim.metrics.energy import spread_cumulative
+
 STATE_COLUMNS = ("num_waiting", "num_running", "kv_usage")
-TIMESERIES_COLUMNS = ["time_s", "instance", "pool", *STATE_COLUMNS, "busy_frac"]
+TIMESERIES_COLUMNS = ["time_s", "instance", "pool", *STATE_COLUMNS, "busy_frac", "power_w"]
 
 
 def auto_interval(span_s: float, target_bins: int = 200) -> float:
@@ -34,11 +37,13 @@ def instance_timeseries(
     end_s: float | None = None,
     pools: list[dict] | None = None,
     num_instances: int | None = None,
+    idle_w: list[float | None] | None = None,
 ) -> pd.DataFrame:
     """One row per instance and bin `[time_s, time_s + interval_s)`, bins from 0 to `end_s`.
 
     `pools` (`summary["cluster"]["pools"]`) names each instance's pool; instances that never
-    stepped still get rows (all zero) when `num_instances` or `pools` says they exist.
+    stepped still get rows (all zero) when `num_instances` or `pools` says they exist. `idle_w` is
+    each instance's idle power (None: no power model).
     """
     last = float(steps["end_s"].max()) if len(steps) else 0.0
     end = max(end_s or 0.0, last)
@@ -56,6 +61,8 @@ def instance_timeseries(
         for name in STATE_COLUMNS:
             cols[name] = _binned_state(rows, name, edges)
         cols["busy_frac"] = _binned_busy(rows, edges)
+        idle = idle_w[i] if idle_w is not None and i < len(idle_w) else None
+        cols["power_w"] = _binned_power(rows, edges, idle, cols["busy_frac"])
         frames.append(pd.DataFrame(cols))
     if not frames:
         return pd.DataFrame(columns=TIMESERIES_COLUMNS)
@@ -97,6 +104,20 @@ def _binned_busy(rows: pd.DataFrame | None, edges: np.ndarray) -> np.ndarray:
     return np.diff(busy) / np.diff(edges)
 
 
+def _binned_power(rows: pd.DataFrame | None, edges: np.ndarray, idle_w: float | None,
+                  busy: np.ndarray) -> np.ndarray:
+    """Mean watts per bin: step joules spread evenly over each step, idle power for the rest."""
+    if idle_w is None:
+        return np.full(len(edges) - 1, np.nan)
+    idle = idle_w * (1.0 - busy)
+    if rows is None or rows.empty or "energy_j" not in rows:
+        return idle
+    s = rows["start_s"].to_numpy(float)
+    d = rows["end_s"].to_numpy(float) - s
+    energy = spread_cumulative(s, d, rows["energy_j"].to_numpy(float), edges)
+    return np.diff(energy) / np.diff(edges) + idle
+
+
 def plot_timeseries(result, path: str | Path, interval_s: float | None = None) -> Path:
     """Plot queue length, running batch, KV usage and busy share per instance over time.
 
@@ -117,7 +138,9 @@ def plot_timeseries(result, path: str | Path, interval_s: float | None = None) -
         "kv_usage": "KV usage (fraction)",
         "busy_frac": "busy (fraction of time)",
     }
-    fig, axes = plt.subplots(len(titles), 1, figsize=(9, 9), sharex=True)
+    if "power_w" in frame and frame["power_w"].notna().any():
+        titles["power_w"] = "power (W)"
+    fig, axes = plt.subplots(len(titles), 1, figsize=(9, 2.25 * len(titles)), sharex=True)
     for ax, (column, title) in zip(axes, titles.items()):
         for name, g in frame.groupby(group, sort=True):
             series = g.groupby("time_s")[column].mean()

@@ -20,8 +20,9 @@ from typing import Any
 
 from servesim.config import SimConfig, load_config
 from servesim.core.errors import ConfigError
-from servesim.studies.summaries import is_metric
-from servesim.studies.sweep import evaluate
+from servesim.simulation import simulate
+from servesim.studies.steady import DEFAULT_POLICY, GROWING, SteadyPolicy, verdict
+from servesim.studies.summaries import flatten, is_metric
 
 MAX_EXPANSIONS = 12
 """Doublings or halvings tried while bracketing (a factor of 4096 either way)."""
@@ -69,6 +70,11 @@ class Evaluation:
     met: bool
     metrics: dict[str, float]
     """Mean over seeds of each metric."""
+    num_requests: int | None = None
+    """The workload's length at this evaluation (after any lengthening)."""
+    steady: str = "not checked"
+    """`steady` (a met run that passed the checks), `not checked` (no check, or the targets were
+    missed: a longer run would not help), or `unsustainable: ...` (then `met` is False)."""
 
 
 @dataclass
@@ -82,6 +88,8 @@ class CapacityResult:
     """False when the search ran into its limit with the targets still met (the true capacity
     may lie beyond `value`) or never met them."""
     evaluations: list[Evaluation] = field(default_factory=list)
+    length: tuple[str, float] | None = None
+    """The workload length key and value the search ended with (lengthened for steady state)."""
 
     @property
     def met(self) -> bool:
@@ -89,6 +97,13 @@ class CapacityResult:
 
     def at_value(self) -> Evaluation | None:
         return next((e for e in self.evaluations if e.value == self.value), None)
+
+    def length_override(self) -> dict:
+        """`{workload length key: value}` of the evaluation at the answer ({} if none)."""
+        best = self.at_value()
+        if self.length is None or best is None or best.num_requests is None:
+            return {}
+        return {self.length[0]: best.num_requests}
 
     def to_dict(self) -> dict:
         best = self.at_value()
@@ -100,10 +115,12 @@ class CapacityResult:
             "targets": [str(t) for t in self.targets],
             "met": self.met,
             "bracketed": self.bracketed,
+            "length": {self.length[0]: self.length[1]} if self.length else None,
             "evaluations": [
                 {"value": e.value, "met": e.met, "attainment": e.metrics.get("slo.attainment"),
                  **{t.metric: e.metrics.get(t.metric) for t in self.targets
-                    if t.metric != "slo.attainment"}}
+                    if t.metric != "slo.attainment"},
+                 "num_requests": e.num_requests, "steady": e.steady}
                 for e in self.evaluations
             ],
         }
@@ -125,7 +142,12 @@ def find_capacity(
     rel_tol: float = 0.02,
     max_evals: int = 40,
     on_eval: Callable[[Evaluation], None] | None = None,
+    steady: SteadyPolicy | None = DEFAULT_POLICY,
 ) -> CapacityResult:
+    """The best value of `key` meeting every target. With `steady` (the default), a run too short
+    to stand for the steady state (studies/steady.py) is lengthened, doubling the workload's
+    requests (or duration) up to `steady.max_requests`; a load whose queue still grows there
+    misses, and a run that is still too short there is refused (ConfigError)."""
     base = load_config(config)
     direction = direction or default_direction(key)
     if direction not in ("max", "min"):
@@ -136,7 +158,7 @@ def find_capacity(
     seed_list = [base.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("--seeds", "must be >= 1")
-    search = _Search(base, key, targets, seed_list, integer, on_eval)
+    search = _Search(base, key, targets, seed_list, integer, on_eval, steady)
     good_low = direction == "max"  # targets hold below the threshold when maximising
     lo, hi = _bracket(search, start, low, high, good_low, integer)
     bracketed = lo is not None and hi is not None
@@ -151,17 +173,19 @@ def find_capacity(
     passing = [e.value for e in search.evaluations if e.met]
     value = (max if good_low else min)(passing) if passing else None
     return CapacityResult(key, direction, list(targets), value, bracketed and value is not None,
-                          search.evaluations)
+                          search.evaluations, search.length)
 
 
 class _Search:
     """Evaluates a value (mean metrics over the seeds), caching by value."""
 
-    def __init__(self, base, key, targets, seeds, integer, on_eval):
+    def __init__(self, base, key, targets, seeds, integer, on_eval, steady=None):
         self.base, self.key, self.targets, self.seeds = base, key, targets, seeds
-        self.integer, self.on_eval = integer, on_eval
+        self.integer, self.on_eval, self.steady = integer, on_eval, steady
         self.evaluations: list[Evaluation] = []
         self._cache: dict[float, bool] = {}
+        self.length = _length(base) if steady is not None else None
+        """(key, value) of the workload's length, doubled when a run is too short."""
 
     @property
     def count(self) -> int:
@@ -170,24 +194,90 @@ class _Search:
     def met(self, value) -> bool:
         if value in self._cache:
             return self._cache[value]
-        runs = []
-        for seed in self.seeds:
-            result = evaluate(load_config(self.base, {self.key: value, "seed": seed}))
-            if result["status"] != "ok":
-                raise ConfigError(self.key, f"evaluation at {value} failed: {result['error']}")
-            runs.append(result)
-        metrics = {m: float(sum(r[m] for r in runs) / len(runs))
-                   for m, v in runs[0].items() if isinstance(v, (int, float))}
-        missing = [t.metric for t in self.targets if t.metric not in metrics]
-        if missing:
-            raise ConfigError("--target", f"unknown metric {missing[0]!r}")
-        ok = all(t.holds(metrics) for t in self.targets)
-        e = Evaluation(value, ok, metrics)
+        while True:
+            metrics, frames = self._run(value)
+            ok = all(t.holds(metrics) for t in self.targets)
+            why = self._unsteady(metrics, frames) if ok and self.steady is not None else None
+            if why is None or not self._lengthen():
+                break
+        state = "not checked" if self.steady is None or not ok else "steady"
+        if why is not None:
+            if why.kind != GROWING:
+                raise ConfigError(
+                    self.length[0] if self.length else "workload",
+                    f"too short for a steady-state verdict at {self.key}={value:g}: {why.message}; "
+                    f"lengthen the workload (or --max-requests), or pass --no-steady-check",
+                )
+            ok, state = False, f"unsustainable: {why.message}"
+        e = Evaluation(value, ok, metrics, self.length[1] if self.length else None, state)
         self.evaluations.append(e)
         self._cache[value] = ok
         if self.on_eval:
             self.on_eval(e)
         return ok
+
+    def _run(self, value):
+        """Mean flattened metrics over the seeds, and each seed's requests frame."""
+        overrides = {self.key: value}
+        if self.length is not None:
+            overrides[self.length[0]] = self.length[1]
+        runs, frames = [], []
+        for seed in self.seeds:
+            try:
+                result = simulate(load_config(self.base, {**overrides, "seed": seed}))
+            except ConfigError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (one line naming the evaluation)
+                message = " ".join(str(exc).split()) or type(exc).__name__
+                raise ConfigError(self.key, f"evaluation at {value} failed: {message}") from None
+            runs.append(flatten(result.summary))
+            frames.append(result.requests)
+        metrics = {m: float(sum(r.get(m, math.nan) for r in runs) / len(runs))
+                   for m, v in runs[0].items() if isinstance(v, (int, float))}
+        missing = [t.metric for t in self.targets if t.metric not in metrics]
+        if missing:
+            raise ConfigError("--target", f"unknown metric {missing[0]!r}")
+        return metrics, frames
+
+    def _unsteady(self, metrics, frames):
+        """The first seed's reason not to trust the run (counts and latency: the seeds' mean)."""
+        for frame in frames:
+            why = verdict(frame, metrics, self.targets, self.steady)
+            if why is not None:
+                return why
+        return None
+
+    def _lengthen(self) -> bool:
+        """Double the workload's length, if allowed; False when it cannot grow."""
+        if self.length is None:
+            return False
+        key, current = self.length
+        limit = self.steady.max_requests
+        if key == "workload.num_requests":
+            if current >= limit:
+                return False
+            self.length = (key, min(2 * current, limit))
+            return True
+        if _count(self.base, 2 * current) > limit:
+            return False
+        self.length = (key, 2 * current)
+        return True
+
+
+def _length(base: SimConfig) -> tuple[str, float] | None:
+    """The key that sets how long a synthetic workload runs, and its value (None: a trace)."""
+    w = base.workload
+    if not w.has_synthetic_source:
+        return None
+    if w.num_requests is not None:
+        return "workload.num_requests", w.num_requests
+    return "workload.duration_s", w.duration_s
+
+
+def _count(base: SimConfig, duration_s: float) -> float:
+    """Requests a duration-bounded workload is expected to generate (rate x duration)."""
+    rate = base.workload.rate or base.workload.arrival.rate
+    return rate * duration_s
 
 
 def _bracket(search: _Search, start, low, high, good_low: bool, integer: bool):

@@ -11,21 +11,26 @@ from typing import Any
 
 from servesim.core.errors import InputFileError
 
-SECTIONS = ("requests", "latency", "throughput", "slo", "kv", "sim", "cluster")
+SECTIONS = ("requests", "latency", "throughput", "slo", "kv", "sim", "cluster", "energy", "cost", "power",
+            "itl", "classes", "workload")
 """Top-level blocks of summary.json; a flattened metric starts with one of them."""
 
 REQUIRED_SECTIONS = ("requests", "latency", "throughput", "slo")
 """What a file must have to count as a servesim summary."""
 
-CONFIG_ECHOES = frozenset({"slo.ttft_s", "slo.tpot_s", "sim.seed", "kv.capacity_tokens"})
+CONFIG_ECHOES = frozenset({"slo.ttft_s", "slo.tpot_s", "sim.seed", "kv.capacity_tokens", "cost.pue"})
+ECHO_PREFIXES = ("cost.usd_per_gpu_hour.", "power.cap_w", "power.clock_mhz", "power.pools.",
+                 "power.budget.budget_w", "power.budget.interval_s")
+"""Prices and power settings repeated from the config."""
 """Summary entries that repeat the config rather than measure an outcome: never compared."""
 
 MACHINE_DEPENDENT = frozenset({"sim.wall_s"})
 """Entries that differ between machines for the same run: never compared by default."""
 
 HIGHER_IS_BETTER = ("slo.attainment", "slo.goodput_rps", "throughput.", "requests.completed",
-                    "kv.prefix_hit_rate")
-LOWER_IS_BETTER = ("latency.", "requests.rejected", "requests.unfinished", "kv.preemptions")
+                    "kv.prefix_hit_rate", "slo.objectives.")
+LOWER_IS_BETTER = ("latency.", "requests.rejected", "requests.unfinished", "kv.preemptions", "energy.",
+                   "cost.", "itl.worst10_mean", "itl.max", "workload.dropped", "workload.clipped")
 
 
 def flatten(summary: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -47,7 +52,10 @@ def flatten(summary: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def direction(metric: str) -> int:
-    """+1 when a higher value is better, -1 when lower is better, 0 when neither (e.g. KV usage)."""
+    """+1 when a higher value is better, -1 when lower is better, 0 when neither (e.g. KV usage).
+    A class's metric (`classes.chat.latency.ttft.p99`) goes the way of the same metric overall."""
+    if metric.startswith("classes.") and metric.count(".") >= 3:
+        return direction(metric.split(".", 2)[2])
     if any(metric == p or (p.endswith(".") and metric.startswith(p)) for p in HIGHER_IS_BETTER):
         return 1
     if any(metric == p or (p.endswith(".") and metric.startswith(p)) for p in LOWER_IS_BETTER):
@@ -57,7 +65,10 @@ def direction(metric: str) -> int:
 
 def is_metric(column: str) -> bool:
     """A flattened summary outcome (not a config echo)."""
-    return column.split(".", 1)[0] in SECTIONS and "." in column and column not in CONFIG_ECHOES
+    return (
+        column.split(".", 1)[0] in SECTIONS and "." in column and column not in CONFIG_ECHOES
+        and not column.startswith(ECHO_PREFIXES)
+    )
 
 
 def default_metrics(names) -> list[str]:

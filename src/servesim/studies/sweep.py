@@ -33,6 +33,9 @@ from servesim.studies.summaries import flatten
 SWEEP_CSV = "sweep.csv"
 MANIFEST = "sweep.json"
 STATUS_COLUMNS = ("status", "error")
+RUNS = "runs"
+RUN_DIR = "run_dir"
+"""With `keep_runs`, the column naming each point's folder of run files (`runs/0003`)."""
 
 
 @dataclass
@@ -63,14 +66,23 @@ def plan_sweep(
     return SweepPlan(base, keys, pts, configs)
 
 
-def evaluate(config: SimConfig) -> dict:
-    """One point: its flattened summary with status ok, or status failed and the error's one line."""
+def evaluate(config: SimConfig, save_to: str | Path | None = None) -> dict:
+    """One point: its flattened summary with status ok, or status failed and the error's one line.
+    `save_to`: also write the run's files there (summary.json, requests.csv, ... as `run` does)."""
     try:
-        summary = simulate(config).summary
+        result = simulate(config)
+        if save_to is not None:
+            result.save(save_to)
     except Exception as exc:  # noqa: BLE001  (a failing point is recorded, never fatal)
         message = " ".join(str(exc).split()) or type(exc).__name__
         return {"status": "failed", "error": f"{type(exc).__name__}: {message}"}
-    return {**flatten(summary), "status": "ok", "error": ""}
+    return {**flatten(result.summary), "status": "ok", "error": ""}
+
+
+def evaluate_saving(task: tuple[SimConfig, str]) -> dict:
+    """`evaluate` for workers: (config, folder) -> the row, the run's files in the folder."""
+    config, folder = task
+    return {**evaluate(config, folder), RUN_DIR: folder}
 
 
 def run_sweep(
@@ -81,8 +93,12 @@ def run_sweep(
     address: str | None = None,
     resume: bool = False,
     progress: bool = True,
+    keep_runs: bool = False,
 ) -> pd.DataFrame:
-    """Run the plan's points not yet done, appending each to `out/sweep.csv` as it finishes."""
+    """Run the plan's points not yet done, appending each to `out/sweep.csv` as it finishes.
+
+    `keep_runs`: each point also writes its run's files (requests.csv, summary.json, ...) into
+    `out/runs/NNNN` (NNNN: the point's position in the plan), named in the `run_dir` column."""
     check_backend(workers, backend, address)
     out = Path(out)
     path = out / SWEEP_CSV
@@ -100,7 +116,11 @@ def run_sweep(
     writer = SweepWriter(path, plan.keys, kept)
     bar = Progress(len(todo), enabled=progress)
     try:
-        results = run_tasks(evaluate, [plan.configs[i] for i in todo], workers, backend, address)
+        if keep_runs:
+            tasks = [(plan.configs[i], str(out / RUNS / f"{i:04d}")) for i in todo]
+            results = run_tasks(evaluate_saving, tasks, workers, backend, address)
+        else:
+            results = run_tasks(evaluate, [plan.configs[i] for i in todo], workers, backend, address)
         for j, result in results:
             i = todo[j]
             cells = dict(zip(plan.keys, ids[i]))

@@ -13,7 +13,7 @@ is simulated as `pp` instances of its whole-model step, sharing its KV memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -42,7 +42,8 @@ class StepTrace:
     by batch size (their cost is linear in the context sum, so a run prices in one vectorised call)."""
 
     mixed: list[StepShape] = field(default_factory=list)
-    decode_runs: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    decode_runs: dict[int, list[tuple[np.ndarray, np.ndarray | None]]] = field(default_factory=dict)
+    """Per batch size, the (context sums, longest contexts) of each run of decode steps."""
     tokens: float = 0.0
     """Tokens the row's metric counts (output, or input + output) for one simulated instance."""
     scale: int = 1
@@ -51,12 +52,14 @@ class StepTrace:
     def seconds(self, cost_model) -> float:
         total = sum(cost_model.step_time(shape) for shape in self.mixed)
         for n, runs in self.decode_runs.items():
-            total += float(cost_model.decode_step_times(n, np.concatenate(runs)).sum())
+            ctx = np.concatenate([c for c, _ in runs])
+            longest = None if any(m is None for _, m in runs) else np.concatenate([m for _, m in runs])
+            total += float(cost_model.decode_step_times(n, ctx, longest).sum())
         return total
 
     @property
     def num_steps(self) -> int:
-        return len(self.mixed) + sum(sum(len(r) for r in runs) for runs in self.decode_runs.values())
+        return len(self.mixed) + sum(sum(len(c) for c, _ in runs) for runs in self.decode_runs.values())
 
 
 class _Recorder:
@@ -66,15 +69,14 @@ class _Recorder:
         self.inner, self.trace = inner, trace
 
     def step_time(self, shape: StepShape) -> float:
-        self.trace.mixed.append(
-            StepShape(list(shape.prefill_chunks), shape.num_decodes, shape.decode_ctx_sum,
-                      shape.num_logit_tokens)
-        )
+        self.trace.mixed.append(replace(shape, prefill_chunks=list(shape.prefill_chunks)))
         return self.inner.step_time(shape)
 
-    def decode_step_times(self, num_decodes: int, ctx_sums: np.ndarray) -> np.ndarray:
-        self.trace.decode_runs.setdefault(num_decodes, []).append(np.array(ctx_sums, dtype=np.float64))
-        return self.inner.decode_step_times(num_decodes, ctx_sums)
+    def decode_step_times(self, num_decodes: int, ctx_sums, max_ctxs=None) -> np.ndarray:
+        longest = None if max_ctxs is None else np.array(max_ctxs, dtype=np.float64)
+        run = (np.array(ctx_sums, dtype=np.float64), longest)
+        self.trace.decode_runs.setdefault(num_decodes, []).append(run)
+        return self.inner.decode_step_times(num_decodes, ctx_sums, max_ctxs)
 
     def breakdown(self, shape):
         return self.inner.breakdown(shape)

@@ -20,6 +20,7 @@ import numpy as np
 
 from servesim.config.workload import ArrivalConfig, LengthsConfig, SessionsConfig, TraceConfig, WorkloadConfig
 from servesim.core.errors import ConfigError
+from servesim.workload.filters import LengthLimit
 from servesim.workload.readers import ReadOptions, read_trace
 from servesim.workload.replay import observed_rate, replay
 from servesim.workload.sessions import LengthSampler, expand_sessions
@@ -66,9 +67,14 @@ def sources(cfg: WorkloadConfig) -> list[Source]:
 
 
 def build_requests(
-    cfg: WorkloadConfig, rng: np.random.Generator, resolve_path: Resolver | None = None
+    cfg: WorkloadConfig,
+    rng: np.random.Generator,
+    resolve_path: Resolver | None = None,
+    limit: LengthLimit | None = None,
 ) -> RequestTable:
-    """The requests of a workload config, sorted by arrival, drawn only from `rng` (the workload stream)."""
+    """The requests of a workload config, sorted by arrival, drawn only from `rng` (the workload stream).
+
+    `limit`: generated lengths are drawn within these caps (`workload.filter` with `drop`)."""
     resolve = resolve_path or Path
     srcs = sources(cfg)
     rngs = [substream(rng, "class", s.name or "") for s in srcs]
@@ -80,7 +86,7 @@ def build_requests(
         if trace is not None and trace.timed:
             table = trace if scale == 1.0 else trace.with_arrivals(trace.arrival_s / scale)
         else:
-            table = synthetic(s, cfg, rngs[i], s.arrival.rate * scale, resolve, rows=trace)
+            table = synthetic(s, cfg, rngs[i], s.arrival.rate * scale, resolve, rows=trace, limit=limit)
         tables.append(label(table, s) if cfg.classes else table)
     try:
         merged = concat(tables).sorted_by_arrival()
@@ -127,12 +133,15 @@ def synthetic(
     rate: float,
     resolve: Resolver,
     rows: RequestTable | None,
+    limit: LengthLimit | None = None,
 ) -> RequestTable:
     """Generated arrivals; lengths from distributions, an empirical file, or an untimed trace's rows."""
     count, duration = cfg.num_requests, cfg.duration_s
     if rows is not None and count is None and duration is None:
         count = len(rows)
     sampler = rows_in_order(rows) if rows is not None else length_sampler(s, rng, resolve)
+    if limit is not None and rows is None:
+        sampler = limit.resampling(sampler, s.key)
     arrivals = arrival_times(s.arrival, substream(rng, "arrivals"), count, duration, rate)
     if count is not None and len(arrivals) < count and duration is None:
         log.warning(

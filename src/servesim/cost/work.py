@@ -1,0 +1,152 @@
+"""What a step does, in work rather than time: tensor FLOPs, HBM bytes and link bytes per GPU.
+
+The power model prices a step from these (energy per FLOP, per byte moved, per byte sent) plus the
+step's duration; the time model prices the same shape in seconds. Both read the same `Layout`, so the
+operator inventory is written once. Counts are ideal: each weight read once per step, each cached
+token's K/V read once per layer, activations written and read once per kernel (as the roofline's
+memory terms count them).
+
+A pure-decode step of n requests is linear in the sum of their contexts S: F = F0(n) + F1 S,
+B = B0(n) + B1 S; `decode_coeffs` returns those coefficients so runs of steps price in one call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from servesim.cost.base import StepShape
+from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
+from servesim.cost.profile import CostProfile
+
+_CACHE_LIMIT = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class StepWork:
+    flops: float
+    """Tensor-core FLOPs on one GPU (GEMMs and attention)."""
+    hbm_bytes: float
+    """Bytes read or written in HBM on one GPU."""
+    link_bytes: float = 0.0
+    """Bytes one GPU sends over the intra-node link (all-reduce, all-to-all, pipeline sends)."""
+
+
+class WorkModel:
+    """Counts a step's work on one tensor-parallel rank of an instance, summed over its pipeline
+    stages (every layer once), so the instance's work is `tp` times this."""
+
+    def __init__(self, layout: Layout, profile: CostProfile):
+        self.layout = layout
+        self.model = layout.model
+        ab = layout.act_bytes
+        L = layout.num_layers
+        per_token = (
+            profile.elementwise_hidden_passes * layout.model.hidden_size * L
+            + profile.elementwise_mlp_passes * layout.mlp_width_sum()
+            + layout.model_hidden_passes * layout.model.hidden_size
+        ) * ab
+        self._elem_bytes_per_token = per_token
+        self._route_bytes = profile.moe_route_passes * layout.model.hidden_size * ab
+        self._link_per_token, self._link_per_logit = self._link_terms()
+        self._decode_cache: dict[int, tuple[float, float, float, float, float]] = {}
+        self._linear_cache: dict[tuple[int, int, int], tuple[float, float]] = {}
+
+    def work(self, shape: StepShape) -> StepWork:
+        tokens, logits = shape.num_tokens, shape.num_logit_tokens
+        if not tokens:
+            return StepWork(0.0, 0.0, 0.0)
+        ctx_rows = self._context_rows(shape)
+        flops, hbm = self._linear(tokens, logits, ctx_rows)
+        f_moe, b_moe = self._moe(tokens)
+        f_att, b_att = self._attention(shape)
+        flops += f_moe + f_att
+        hbm += b_moe + b_att + tokens * self._elem_bytes_per_token
+        link = tokens * self._link_per_token + logits * self._link_per_logit
+        return StepWork(flops, hbm, link)
+
+    def decode_coeffs(self, n: int) -> tuple[float, float, float, float, float]:
+        """(F0, F1, B0, B1, link) of a pure-decode step of n requests: F = F0 + F1 S, B = B0 + B1 S."""
+        hit = self._decode_cache.get(n)
+        if hit is not None:
+            return hit
+        if n == 0:
+            return (0.0, 0.0, 0.0, 0.0, 0.0)
+        base = self.work(StepShape([], n, 0, n))
+        a = self.layout.attention
+        L = self.layout.num_layers
+        f1 = L * a.decode_flops_per_ctx_token
+        b1 = L * a.decode_bytes_per_ctx_token
+        out = (base.flops, f1, base.hbm_bytes, b1, base.link_bytes)
+        self._decode_cache[n] = out
+        return out
+
+    # -- pieces ----------------------------------------------------------------------------------------
+    def _context_rows(self, shape: StepShape) -> int:
+        if not self.model.is_mla:
+            return 0
+        return shape.num_decodes + sum(c + p for c, p in shape.prefill_chunks)
+
+    def _linear(self, tokens: int, logits: int, ctx_rows: int) -> tuple[float, float]:
+        key = (tokens, logits, ctx_rows)
+        hit = self._linear_cache.get(key)
+        if hit is not None:
+            return hit
+        rows = {"tokens": tokens, LOGITS: logits, CONTEXT: ctx_rows}
+        ab = self.layout.act_bytes
+        flops = hbm = 0.0
+        for g in self.layout.gemms:
+            m = rows[g.rows]
+            if m:
+                flops += g.count * 2.0 * g.k * g.n * m
+                hbm += g.count * (g.weight_bytes + (g.k + g.n) * ab * m)
+        if len(self._linear_cache) > _CACHE_LIMIT:
+            self._linear_cache.clear()
+        self._linear_cache[key] = (flops, hbm)
+        return flops, hbm
+
+    def _moe(self, tokens: int) -> tuple[float, float]:
+        moe = self.layout.moe
+        if moe is None:
+            return 0.0, 0.0
+        touched = moe.local_experts * (1.0 - (1.0 - moe.top_k / moe.num_experts) ** tokens)
+        rows = tokens * moe.top_k / moe.ep
+        ab = self.layout.act_bytes
+        flops = moe.count * 2.0 * moe.matrices * moe.hidden * moe.width * rows
+        hbm = moe.count * (
+            touched * moe.weight_bytes_per_expert
+            + rows * (3 * moe.hidden + moe.matrices * moe.width) * ab
+            + rows * self._route_bytes
+        )
+        return flops, hbm
+
+    def _attention(self, shape: StepShape) -> tuple[float, float]:
+        a, L = self.layout.attention, self.layout.num_layers
+        flops = hbm = 0.0
+        window = self.model.sliding_window
+        for c, p in shape.prefill_chunks:
+            if c > 0:
+                if window and p + c > window:  # as the roofline: the window caps pairs and keys
+                    pairs, p = window_pairs(p, c, window), min(p, window - 1)
+                else:
+                    pairs = c * p + c * (c + 1) / 2
+                flops += L * pairs * a.prefill_flops_per_pair
+                hbm += L * ((p + c) * a.prefill_bytes_per_ctx_token + c * a.prefill_bytes_per_query)
+        if shape.num_decodes:
+            flops += L * shape.decode_ctx_sum * a.decode_flops_per_ctx_token
+            hbm += L * shape.decode_ctx_sum * a.decode_bytes_per_ctx_token
+        return flops, hbm
+
+    def _link_terms(self) -> tuple[float, float]:
+        """Bytes one GPU sends per token (collectives of every layer) and per logit (gather)."""
+        lay, tp, pp = self.layout, self.layout.tp, self.layout.pp
+        h_bytes = lay.hidden_bytes
+        per_token = per_logit = 0.0
+        if tp > 1:
+            per_token += lay.num_allreduces * 2.0 * (tp - 1) / tp * h_bytes
+            per_logit += (tp - 1) / tp * lay.model.vocab_size * lay.act_bytes
+        if pp > 1:
+            per_token += (pp - 1) * h_bytes  # one send per stage boundary
+        if lay.expert_parallel:
+            moe, ep = lay.moe, lay.moe.ep
+            per_token += 2 * moe.count * moe.top_k * h_bytes * (ep - 1) / ep / ep
+        return per_token, per_logit
