@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # executes notebooks: `pytest -m "not slow"` skips them
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["compare_schedulers.ipynb", "capacity_whatif.ipynb", "provisioning.ipynb"]
 

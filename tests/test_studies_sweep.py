@@ -224,6 +224,7 @@ def test_resume_refuses_a_different_sweep(tmp_path, capsys):
 
 
 # -- Ray -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.skipif(not ray_available(), reason="ray not installed (pip install 'servesim[ray]')")
 def test_ray_backend_matches_local(tmp_path):
     cfg = write_config(tmp_path)

@@ -40,8 +40,8 @@ FAMILIES = {
 }
 START_NOTE = (
     "start: the Hopper profile with the kernels of serving engines: decode attention that splits the "
-    "context (no per-sequence parallelism limit) and fused MoE (launches per touched expert fitted where "
-    "MoE rows are fitted, else none)"
+    "context (no per-sequence parallelism limit) and fused MoE kernels (their grouped-GEMM efficiency "
+    "fitted where MoE rows are fitted, else the H200's)"
 )
 
 
@@ -49,10 +49,8 @@ def fit_family(family: str, rows) -> None:
     fit_rows = [r for r in rows if family_of(r) == family and r.split == "fit"]
     check_rows = [r for r in rows if family_of(r) == family and r.split == "check"]
     moe = any(r.spec.is_moe for r in fit_rows)
-    start = family_profile("generic").with_values(
-        attn_decode_blocks_per_core=0.0, moe_kernels_per_expert=1.0 if moe else 0.0
-    )
-    params = THROUGHPUT_FIT + (("moe_kernels_per_expert",) if moe else ())
+    start = family_profile("generic").with_values(attn_decode_blocks_per_core=0.0, moe_kernels="fused")
+    params = THROUGHPUT_FIT + (("moe_grouped_eff",) if moe else ())
     data = ThroughputData(fit_rows)
     data.robust_scale = ROBUST_SCALE
     result = fit([data], start, params, prior_weight=THROUGHPUT_PRIOR, max_iterations=40)

@@ -17,11 +17,13 @@ flash attention, a chunk after cached context with an explicit lower-right causa
 per query group (`--prefix-attention masked`, the method of the shared H100 data the shipped profile was
 fitted on; `gqa` keeps K/V grouped), decodes as grouped queries against their KV; logits for the last
 token of each sequence only. Mixture-of-experts layers route tokens with a fixed random top-k (uniform
-router) and run one GEMM pair per touched expert. The K/V buffers are shared by all layers (timing only:
-every layer still reads them from memory). Each iteration is captured in a CUDA graph and replayed; the
-row's `ms` is the median replay time.
+router); `--moe fused` (default) runs the experts as serving engines do, with a handful of kernels
+per layer (gather, two grouped GEMMs over all experts, activation, weighted scatter-add); `--moe looped`
+as a Python loop over touched experts (one GEMM pair and a gather/scatter per expert). The K/V
+buffers are shared by all layers (timing only: every layer still reads them from memory). Each
+iteration is captured in a CUDA graph and replayed; the row's `ms` is the median replay time.
 
-Writes into --out: iterations.csv (INTERFACE.md "Measurement CSV"), gemm.csv (gpu, op, M, K, N, ms:
+Writes into --out: iterations.csv (docs/interface.md "Measurement CSV"), gemm.csv (gpu, op, M, K, N, ms:
 the first model's linear layers alone) and device.json (measured copy bandwidth and GEMM rate). Rows
 are appended as they are measured, so a run stopped by --budget-s or a timeout keeps what it measured.
 """
@@ -53,7 +55,9 @@ FIELDS = [
     "decode_ctx",
     "ms",
     "includes_comm",
+    "moe_kernels",
 ]
+MOE_IMPLS = ("fused", "looped")
 MAX_DECODE_TOKENS = 1 << 19
 """Largest decode batch x context measured (the shared H100 grid's bound)."""
 GRIDS = {
@@ -151,8 +155,8 @@ def shard_shape(spec: dict, tp: int) -> dict:
 class Shard:
     """Random weights of one GPU's shard; `step(...)` builds a closure running one iteration."""
 
-    def __init__(self, s: dict, prefix_attention: str, seed: int = 0):
-        self.s, self.prefix_attention = s, prefix_attention
+    def __init__(self, s: dict, prefix_attention: str, seed: int = 0, moe: str = "fused"):
+        self.s, self.prefix_attention, self.moe = s, prefix_attention, moe
         torch.manual_seed(seed)
         h, d = s["hidden"], s["head_dim"]
 
@@ -170,26 +174,14 @@ class Shard:
             if i < s["dense_layers"]:
                 layer.update(gate_up=w(h, 2 * s["inter"]), down=w(s["inter"], h))
             else:
-                layer.update(
-                    router=w(h, s["experts"]),
-                    e_gate_up=w(s["experts"], h, 2 * s["moe_width"]),
-                    e_down=w(s["experts"], s["moe_width"], h),
-                )
+                layer.update(expert_weights(s["experts"], h, s["moe_width"], w))
                 if s["shared_width"]:
                     layer.update(gate_up=w(h, 2 * s["shared_width"]), down=w(s["shared_width"], h))
             self.layers.append(layer)
         self.lm_head = w(h, s["vocab"])
 
     def routing(self, tokens: int, gen: torch.Generator):
-        """Uniform random top-k: per touched expert, its token indices (fixed for the graph)."""
-        s = self.s
-        choice = torch.rand(tokens, s["experts"], generator=gen).topk(s["top_k"], dim=1).indices
-        groups = []
-        for e in range(s["experts"]):
-            rows = (choice == e).any(dim=1).nonzero().flatten()
-            if len(rows):
-                groups.append((e, rows.to("cuda")))
-        return groups
+        return route(tokens, self.s["experts"], self.s["top_k"], gen)
 
     def step(self, prefill: list[int], prior: int, batch: int, ctx: int):
         s = self.s
@@ -237,19 +229,8 @@ class Shard:
                 outs.append(F.scaled_dot_product_attention(qd, k_dec, v_dec).reshape(batch, nh * d))
             return torch.cat(outs) if len(outs) > 1 else outs[0]
 
-        def swiglu(hn, gate_up, down):
-            g, u = (hn @ gate_up).chunk(2, dim=1)
-            return (F.silu(g) * u) @ down
-
         def experts(hn, layer, index):
-            hn @ layer["router"]  # the router GEMM; routing itself is fixed ahead
-            out = torch.zeros_like(hn)
-            for e, rows in routes[index]:
-                xe = hn.index_select(0, rows)
-                out.index_add_(0, rows, swiglu(xe, layer["e_gate_up"][e], layer["e_down"][e]))
-            if "gate_up" in layer:
-                out = out + swiglu(hn, layer["gate_up"], layer["down"])
-            return out
+            return moe_forward(hn, layer, routes[index], self.moe)
 
         def run():
             y = x
@@ -274,6 +255,99 @@ class Shard:
         cols = torch.arange(prior + chunk, device="cuda")
         rows = torch.arange(chunk, device="cuda")[:, None] + prior
         return cols[None, :] <= rows
+
+
+# -- mixture of experts ----------------------------------------------------------------------------
+def swiglu(hn, gate_up, down):
+    g, u = (hn @ gate_up).chunk(2, dim=1)
+    return (F.silu(g) * u) @ down
+
+
+class Route:
+    """A fixed uniform top-k routing of `tokens` tokens, in the two forms the implementations use."""
+
+    def __init__(self, tokens: int, experts: int, top_k: int, gen: torch.Generator):
+        choice = torch.rand(tokens, experts, generator=gen).topk(top_k, dim=1).indices
+        self.groups = []  # looped: per touched expert, its token indices
+        for e in range(experts):
+            rows = (choice == e).any(dim=1).nonzero().flatten()
+            if len(rows):
+                self.groups.append((e, rows.to("cuda")))
+        flat = choice.flatten()
+        order = torch.argsort(flat, stable=True)
+        # fused: (token, expert) pairs sorted by expert, each expert's rows ending at offs[e]
+        self.order = torch.arange(tokens).repeat_interleave(top_k)[order].to("cuda")
+        self.offs = torch.bincount(flat, minlength=experts).cumsum(0).to(torch.int32).to("cuda")
+        self.weights = torch.full((tokens * top_k, 1), 1.0 / top_k, device="cuda", dtype=DTYPE)
+        self.touched = len(self.groups)
+
+
+def route(tokens: int, experts: int, top_k: int, gen: torch.Generator) -> Route:
+    return Route(tokens, experts, top_k, gen)
+
+
+GROUPED = {"fn": None, "layout": "row", "name": "none"}
+"""The grouped GEMM found by `find_grouped_mm` (torch's grouped_mm, in the weight layout it takes)."""
+
+
+def expert_weights(experts: int, h: int, width: int, w) -> dict:
+    gate_up, down = w(experts, h, 2 * width), w(experts, width, h)
+    if GROUPED["layout"] == "col":  # same [E, K, N] tensors, column-major storage
+        gate_up = gate_up.transpose(1, 2).contiguous().transpose(1, 2)
+        down = down.transpose(1, 2).contiguous().transpose(1, 2)
+    return dict(router=w(h, experts), e_gate_up=gate_up, e_down=down)
+
+
+def grouped_mm(x, w, offs):
+    """Rows of x in expert order times each expert's [K, N] matrix: one kernel for all experts."""
+    if GROUPED["fn"] is None:
+        sys.exit("--moe fused needs torch's grouped_mm (PyTorch >= 2.8 on sm90); use --moe looped")
+    return GROUPED["fn"](x, w, offs=offs)
+
+
+def moe_forward(hn, layer, rt: Route, impl: str):
+    """Routed (and shared) experts of one layer; the router GEMM runs, its choice is fixed ahead."""
+    hn @ layer["router"]
+    if impl == "looped":
+        out = torch.zeros_like(hn)
+        for e, rows in rt.groups:
+            xe = hn.index_select(0, rows)
+            out.index_add_(0, rows, swiglu(xe, layer["e_gate_up"][e], layer["e_down"][e]))
+    else:
+        xs = hn.index_select(0, rt.order)
+        g, u = grouped_mm(xs, layer["e_gate_up"], rt.offs).chunk(2, dim=1)
+        y = grouped_mm(F.silu(g) * u, layer["e_down"], rt.offs) * rt.weights
+        out = torch.zeros_like(hn).index_add_(0, rt.order, y)
+    if "gate_up" in layer:
+        out = out + swiglu(hn, layer["gate_up"], layer["down"])
+    return out
+
+
+def find_grouped_mm() -> str:
+    """Pick torch's grouped GEMM and the weight layout it accepts, checked against plain GEMMs
+    (empty groups included); 'none' when no candidate works."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 256, generator=gen).to("cuda", DTYPE)
+    w = torch.randn(8, 256, 128, generator=gen).to("cuda", DTYPE)
+    offs = torch.tensor([0, 8, 8, 24, 24, 24, 32, 40], dtype=torch.int32, device="cuda")
+    sizes = torch.diff(offs, prepend=offs.new_zeros(1)).tolist()
+    ref = torch.cat([x[a - n : a] @ w[e] for e, (a, n) in enumerate(zip(offs.tolist(), sizes)) if n]).float()
+    fns = [f for f in (getattr(F, "grouped_mm", None), getattr(torch, "_grouped_mm", None)) if f]
+    for fn in fns:
+        for layout in ("row", "col"):
+            wl = w if layout == "row" else w.transpose(1, 2).contiguous().transpose(1, 2)
+            try:
+                out = fn(x, wl, offs=offs)
+                torch.cuda.synchronize()
+            except Exception as exc:  # noqa: BLE001 - report and try the next candidate
+                print(f"{fn.__name__} {layout}: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+                continue
+            err = ((out.float() - ref).abs().max() / ref.abs().max()).item()
+            if err < 0.02:
+                GROUPED.update(fn=fn, layout=layout, name=f"{fn.__module__}.{fn.__name__} ({layout})")
+                return GROUPED["name"]
+            print(f"{fn.__name__} {layout}: relative error {err:.3g}", flush=True)
+    return "none"
 
 
 # -- the grid ---------------------------------------------------------------------------------------
@@ -325,6 +399,8 @@ def main() -> None:
     ap.add_argument("--prefix-attention", choices=("masked", "gqa"), default="masked")
     ap.add_argument("--budget-s", type=float, default=math.inf, help="stop measuring after this long")
     ap.add_argument("--no-gemm", action="store_true", help="skip the isolated GEMM table")
+    ap.add_argument("--moe", choices=MOE_IMPLS, default="fused",
+                    help="how MoE layers run: fused (grouped GEMMs, as engines) or looped (per expert)")
     args = ap.parse_args()
     t0 = time.time()
     catalog = yaml.safe_load(CATALOG.read_text())
@@ -335,6 +411,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.get_device_name(0)
     info = device_ceilings(gpu)
+    info["grouped_mm"] = find_grouped_mm()
     (out / "device.json").write_text(json.dumps(info, indent=1))
     print(json.dumps(info), flush=True)
     shapes = {m: shard_shape({"name": m, **catalog[m]}, args.tp) for m in args.models}
@@ -350,7 +427,7 @@ def main() -> None:
             if time.time() - t0 > args.budget_s:
                 print(f"budget spent; skipping {name}", flush=True)
                 continue
-            shard = Shard(shapes[name], args.prefix_attention)
+            shard = Shard(shapes[name], args.prefix_attention, moe=args.moe)
             budget_bytes = 0.25 * torch.cuda.mem_get_info()[0]
             done = 0
             for kind, prefill, prior, batch, ctx in points(GRIDS[args.grid], shapes[name], budget_bytes):
@@ -373,6 +450,7 @@ def main() -> None:
                         decode_ctx=ctx,
                         ms=round(ms, 4),
                         includes_comm=int(args.tp == 1),
+                        moe_kernels=args.moe if shapes[name]["experts"] else "",
                     )
                 )
                 f.flush()

@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
+from servesim.config.loader import config_error
 from servesim.config.schema import EngineConfig, SimConfig
 from servesim.core.cohort import DecodeCohort
 from servesim.core.errors import ConfigError
@@ -185,8 +186,11 @@ def check_parallelism(
     per_gpu = model.weight_bytes(tp) / pp
     usable = hardware.hbm_bytes * config.engine.gpu_memory_utilization
     if per_gpu >= usable:
+        # fits at the default utilization: the lowered utilization is the problem, not the parallelism
+        default = EngineConfig.model_fields["gpu_memory_utilization"].default
+        key = "engine.gpu_memory_utilization" if per_gpu < hardware.hbm_bytes * default else tp_key
         raise ConfigError(
-            tp_key,
+            key,
             f"{model.name} weights need {per_gpu / 2**30:.1f} GiB per GPU at tp={tp}, pp={pp}, "
             f"more than {usable / 2**30:.1f} GiB usable on {hardware.name}",
         )
@@ -200,6 +204,12 @@ def kv_capacity_tokens(
     engine = config.engine
     tp, pp = tp or config.cluster.tp, pp or config.cluster.pp
     if engine.kv_capacity_tokens is not None:
+        if engine.kv_capacity_tokens < engine.block_size:
+            raise ConfigError(
+                "engine.kv_capacity_tokens",
+                f"must hold at least one KV block ({engine.block_size} tokens), "
+                f"got {engine.kv_capacity_tokens}",
+            )
         return engine.kv_capacity_tokens
     per_token_act = (4 * model.hidden_size + 2 * model.intermediate_size / tp) * 2
     reserve = ACTIVATION_WORKSPACE_BYTES + engine.max_num_batched_tokens * per_token_act
@@ -437,13 +447,7 @@ def validate_params(cls, data: dict, key: str):
     try:
         return params_cls.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join([key, *map(str, err["loc"])])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        msg = msg.removeprefix("Value error, ")
-        if err["type"] != "extra_forbidden" and isinstance(err.get("input"), (int, float, str)):
-            msg = f"{msg}, got {err['input']!r}"
-        raise ConfigError(loc, msg) from None
+        raise config_error(exc, key) from None
 
 
 def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,13 +14,18 @@ import yaml
 
 from servesim.build import Built, build
 from servesim.config import SimConfig, load_config
+from servesim.core.files import jsonable, write_folder
 from servesim.cost.isolated import isolated_decode, isolated_prefill
 from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame, summarize
 from servesim.metrics.energy import energy_in_intervals, energy_summary, instance_energy, request_energy
 from servesim.metrics.gaps import TokenGaps
 from servesim.metrics.pricing import cost_summary
-from servesim.metrics.timeseries import instance_timeseries
+from servesim.metrics.timeseries import check_size, instance_timeseries
+
+RUN_FILES = ("summary.json", "requests.csv", "timeseries.csv", "config.yaml", "comparison.json")
+"""Files a run folder may hold (`comparison.json`: `servesim replay`); a new run removes the ones it
+does not write, so a folder never mixes two runs."""
 
 
 @dataclass
@@ -29,6 +34,8 @@ class SimulationResult:
     summary: dict
     requests: pd.DataFrame
     steps: pd.DataFrame
+    written: list[str] = field(default_factory=list)
+    """The files the last `save` wrote."""
 
     def timeseries(self, interval_s: float | None = None) -> pd.DataFrame:
         """Per-instance queue length, running batch, KV usage and busy share over time bins
@@ -40,20 +47,28 @@ class SimulationResult:
             interval_s or self.config.output.timeseries_interval_s,
             self.summary["sim"]["simulated_s"],
             pools,
+            requests=self.requests,
             idle_w=self.summary.get("cluster", {}).get("idle_w"),
         )
 
-    def save(self, out_dir: str | Path) -> Path:
-        """Write summary.json, requests.csv, timeseries.csv and the resolved config.yaml."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(_jsonable(self.summary), indent=2) + "\n")
+    def save(self, out_dir: str | Path, extra: dict | None = None) -> Path:
+        """Write summary.json, requests.csv, timeseries.csv and the resolved config.yaml (and `extra`
+        files, name -> `write(path)`), all or nothing; an earlier run's files that this run does not
+        write are removed."""
+        self.written = write_folder(out_dir, {**self._files(), **(extra or {})}, RUN_FILES)
+        return Path(out_dir)
+
+    def _files(self) -> dict:
+        summary = json.dumps(jsonable(self.summary), indent=2) + "\n"
+        files = {"summary.json": lambda p: p.write_text(summary)}
         if self.config.output.requests_csv:
-            self.requests.to_csv(out / "requests.csv", index=False)
+            files["requests.csv"] = lambda p: self.requests.to_csv(p, index=False)
         if self.config.output.timeseries_csv:
-            self.timeseries().to_csv(out / "timeseries.csv", index=False)
-        (out / "config.yaml").write_text(dump_config(self.config))
-        return out
+            series = self.timeseries()
+            files["timeseries.csv"] = lambda p: series.to_csv(p, index=False)
+        config = dump_config(self.config)
+        files["config.yaml"] = lambda p: p.write_text(config)
+        return files
 
 
 def simulate(
@@ -66,6 +81,8 @@ def simulate(
 def run(built: Built, after_step=None) -> SimulationResult:
     """Simulate what `build` made; `after_step(instance)` runs after every step (for checks)."""
     cfg = built.config
+    if cfg.output.timeseries_csv and len(built.table):  # fail before the run, not after it
+        check_size(float(built.table.arrival_s.max()), cfg.output.timeseries_interval_s, len(built.parts))
     step_log = StepLog()
     gaps = TokenGaps()
     # requests a length filter rejected never reach the cluster; they stay in requests.csv
@@ -165,16 +182,5 @@ def _prefix_hit_rate(frame: pd.DataFrame) -> float:
 
 
 def dump_config(config: SimConfig) -> str:
-    return yaml.safe_dump(_jsonable(config.model_dump(mode="json")), sort_keys=False)
+    return yaml.safe_dump(jsonable(config.model_dump(mode="json")), sort_keys=False)
 
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item"):
-        return _jsonable(value.item())
-    return value

@@ -8,6 +8,7 @@ published shape; nothing depends on a parallel layout except where a method take
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -354,6 +355,8 @@ def _build(cls, kind: str, spec: str | dict, key: str):
         raise ConfigError(f"{key}.{unknown[0]}", "unknown key")
     for name, value in data.items():
         _check_type(f"{key}.{name}", known[name], value)
+        if name in _POSITIVE and not value > 0:
+            raise ConfigError(f"{key}.{name}", f"must be > 0, got {value!r}")
     try:
         return cls(**data)
     except TypeError as exc:
@@ -362,8 +365,16 @@ def _build(cls, kind: str, spec: str | dict, key: str):
         raise ConfigError(f"{key}.{exc.key}", str(exc).split(": ", 1)[-1]) from None
 
 
+_POSITIVE = {
+    "num_layers", "hidden_size", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size",
+    "max_context", "hbm_gib", "hbm_tb_s", "link_gb_s", "pcie_gb_s",
+}
+"""Inline-spec fields that divide or size something: zero is never meant (a dense model's
+`num_experts`, a device's `num_cores` may be 0)."""
+
+
 def _check_type(key: str, annotation: str, value) -> None:
-    """Inline specs come from users: numbers must be non-negative numbers, flags booleans."""
+    """Inline specs come from users: numbers must be finite and non-negative, flags booleans."""
     if value is None and "None" in annotation:
         return
     base = annotation.split(" |")[0]
@@ -371,7 +382,7 @@ def _check_type(key: str, annotation: str, value) -> None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if base == "int":
             ok = ok and float(value).is_integer()
-        if not ok or value < 0:
+        if not ok or not 0 <= value < math.inf:
             kind = "an integer" if base == "int" else "a number"
             raise ConfigError(key, f"expected {kind} >= 0, got {value!r}")
     elif base == "bool" and not isinstance(value, bool):
@@ -380,6 +391,7 @@ def _check_type(key: str, annotation: str, value) -> None:
         raise ConfigError(key, f"expected a string, got {value!r}")
     elif base.startswith("dict[str, float]"):
         if not isinstance(value, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value.values()
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf
+            for v in value.values()
         ):
             raise ConfigError(key, f"expected a mapping of datatype to positive TFLOP/s, got {value!r}")

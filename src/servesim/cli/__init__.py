@@ -1,6 +1,7 @@
 """Command line: parse, call, print, exit code. Each command group lives in its own module.
 
-Exit codes: 0 ok, 1 a check failed, 2 bad input (one line on stderr), others internal errors.
+Exit codes (docs/interface.md): 0 ok, 1 a check failed, 2 bad input (one line on stderr), 3 an internal
+error (a short traceback and a line saying it is a bug), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -8,10 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 
-from servesim.core.errors import ServesimError
+from servesim.core.errors import ArgumentError, ServesimError
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = "Exit codes: 0 ok, 1 check failed, 2 bad input, 3 internal error, 130 interrupted."
+CONTRACT = "docs/interface.md in the servesim repository describes every command, config key and output"
 
 
 class UsageError(ServesimError):
@@ -19,6 +23,10 @@ class UsageError(ServesimError):
 
 
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("epilog", f"{EXIT_CODES} {CONTRACT}.")
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, exit 2, no usage dump
         raise UsageError(f"{self.prog}: {message}")
 
@@ -76,12 +84,38 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         code = args.handler(args)
+    except ArgumentError as exc:  # a library argument: name the command-line flag
+        print(one_line(f"error: {exc.flag}: {exc.message}"), file=sys.stderr)
+        code = EXIT_BAD_INPUT
     except ServesimError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(one_line(f"error: {exc}"), file=sys.stderr)
         code = EXIT_BAD_INPUT
     except BrokenPipeError:
         code = EXIT_OK
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - anything else is servesim's fault, not the user's
+        report_bug(exc)
+        code = EXIT_INTERNAL
     return int(code or 0)
+
+
+def one_line(text: str) -> str:
+    """The message as one printable line: user input echoed in it may hold line breaks or
+    control characters, shown escaped (`\\x1c`)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def report_bug(exc: BaseException) -> None:
+    """The last frames of the traceback, and a line that says this is a bug (exit code 3)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-4))
+    print(text.rstrip(), file=sys.stderr)
+    print(
+        "internal error: this is a bug in servesim, not a problem with your input; please report it "
+        "with the command line and the config",
+        file=sys.stderr,
+    )
 
 
 def entry() -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 
 from servesim.config import load_config, parse_assignment
+from servesim.core.files import jsonable
 
 
 def add_config_args(p) -> None:
@@ -28,14 +28,19 @@ def load_from_args(args):
 
 
 def print_json(data) -> None:
-    print(json.dumps(_clean(data), indent=2))
+    print(json.dumps(jsonable(data), indent=2))
 
 
-def _clean(v):
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
+def simulate_with_progress(config):
+    """`simulate(config)`, with a progress bar on a terminal when the run takes a few seconds."""
+    from servesim.build import build
+    from servesim.progress import SimulationProgress
+    from servesim.simulation import run
+
+    built = build(config)
+    last = float(built.table.arrival_s.max()) if len(built.table) else 0.0
+    bar = SimulationProgress(last)
+    try:
+        return run(built, after_step=bar if bar.active else None)
+    finally:
+        bar.close()

@@ -20,7 +20,7 @@ def register(sub) -> None:
         action="append",
         default=[],
         metavar="CSV",
-        help="measured iterations (docs/cost-model.md 'Measurement CSV'); repeatable",
+        help="measured iterations (docs/interface.md, 'Measurement CSV'); repeatable",
     )
     cal.add_argument(
         "--engine-run",
@@ -101,6 +101,7 @@ def cmd_calibrate(args) -> int:
     from servesim.calibration import calibrate
     from servesim.catalog.specs import get_hardware
     from servesim.cli import UsageError
+    from servesim.core.files import check_output_file
     from servesim.cost.calibrate import IterationData, error_report, predict, resolve_hardware
     from servesim.cost.microbench import AllReduceData, GemmData
     from servesim.cost.profile import ALL_PARAMETERS, CostProfile, resolve_profile, save_profile
@@ -116,6 +117,7 @@ def cmd_calibrate(args) -> int:
         )
     if args.hardware is None:
         raise UsageError("costmodel calibrate: measured data needs --hardware")
+    check_output_file(args.out)
     hw = get_hardware(args.hardware, key="--hardware")
     if args.start == "builtin":
         start = CostProfile(source="built-in defaults")
@@ -417,8 +419,11 @@ def cmd_price(args) -> int:
         chunks = [(int(c), args.prior) for c in args.prefill.split("+")] if args.prefill else []
     except ValueError:
         raise ConfigError("--prefill", f"expected '+'-joined integers, got {args.prefill!r}") from None
-    if any(c < 1 for c, _ in chunks) or min(args.prior, args.decodes, args.ctx) < 0:
-        raise ConfigError("--prefill", "lengths and counts must be positive")
+    if any(c < 1 for c, _ in chunks):
+        raise ConfigError("--prefill", f"chunk lengths must be >= 1, got {args.prefill!r}")
+    for flag, value in (("--prior", args.prior), ("--decodes", args.decodes), ("--ctx", args.ctx)):
+        if value < 0:
+            raise ConfigError(flag, f"must be >= 0, got {value}")
     cm = RooflineCostModel(
         model,
         hw,

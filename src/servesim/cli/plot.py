@@ -6,6 +6,7 @@ from pathlib import Path
 
 from servesim.cli.common import add_config_args, load_from_args
 from servesim.core.errors import ConfigError
+from servesim.core.files import check_output_file, write_file
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -59,12 +60,12 @@ def _out(p) -> None:
 def _check_out(out: str) -> None:
     if Path(out).suffix.lower() not in FORMATS:
         raise ConfigError("--out", f"expected a .png, .svg or .pdf file, got {out!r}")
+    check_output_file(out)
 
 
 def _save(fig, out: str) -> int:
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fmt = Path(out).suffix.lower().lstrip(".")
+    path = write_file(out, lambda p: fig.savefig(p, dpi=120, format=fmt))
     print(f"wrote {path}")
     return 0
 

@@ -25,16 +25,17 @@ def register(sub) -> None:
 
 def cmd_replay(args) -> int:
     from servesim.cli.common import overrides_from_args
+    from servesim.core.files import check_output_dir
     from servesim.enginerun.replay import replay_engine_run
 
+    out = check_output_dir(args.out or Path("out") / f"replay-{Path(args.run_dir).resolve().name}")
     result = replay_engine_run(args.run_dir, args.profile, overrides_from_args(args))
-    out = Path(args.out or Path("out") / f"replay-{Path(args.run_dir).resolve().name}")
     result.save(out)
     if args.json:
         print_json(result.report())
     else:
         print(format_replay(result.report(), args.run_dir))
-        print(f"wrote {out}/summary.json, requests.csv, timeseries.csv, config.yaml, comparison.json")
+        print(f"wrote {out}/{', '.join(result.result.written)}")
     return EXIT_OK
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from servesim.cli.common import add_config_args, load_from_args, print_json
+from servesim.cli.common import add_config_args, load_from_args, print_json, simulate_with_progress
+from servesim.core.files import check_output_dir
 
 EXIT_OK = 0
 
@@ -24,25 +25,26 @@ def register(sub) -> None:
 
 
 def cmd_run(args) -> int:
-    from servesim.simulation import simulate
-
     config = load_from_args(args)
-    result = simulate(config)
-    out = Path(args.out or config.output.dir or Path("out") / Path(args.config).stem)
+    out = check_output_dir(args.out or config.output.dir or Path("out") / Path(args.config).stem)
+    result = simulate_with_progress(config)
     result.save(out)
     if args.json:
         print_json(result.summary)
     else:
         print(format_summary(result.summary))
-        print(f"wrote {out}/summary.json, requests.csv, timeseries.csv, config.yaml")
+        print(f"wrote {out}/{', '.join(result.written)}")
     return EXIT_OK
 
 
 def cmd_validate(args) -> int:
     from servesim.build import build
+    from servesim.metrics.timeseries import check_size
 
     config = load_from_args(args)
     built = build(config)
+    if config.output.timeseries_csv and len(built.table):  # what `run` checks before simulating
+        check_size(float(built.table.arrival_s.max()), config.output.timeseries_interval_s, len(built.parts))
     info = {
         "valid": True,
         "requests": len(built.requests),

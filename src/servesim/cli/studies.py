@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 from servesim.cli.common import add_config_args, overrides_from_args, print_json
 from servesim.config import parse_assignment
 from servesim.core.errors import ConfigError
+from servesim.core.files import check_output_dir, check_output_file, jsonable, write_folder
+from servesim.progress import progress_bar
 
 EXIT_OK, EXIT_CHECK_FAILED = 0, 1
 HEADLINE = ("slo.attainment", "latency.ttft.p99", "latency.tpot.p99", "throughput.output_tokens_per_s")
@@ -58,6 +59,10 @@ def cmd_sweep(args) -> int:
     from servesim.studies.points import load_points, parse_grid
     from servesim.studies.sweep import SWEEP_CSV, plan_sweep, run_sweep
 
+    check_output_dir(args.out)
+    if not args.resume and (Path(args.out) / SWEEP_CSV).exists():
+        raise ConfigError("--out", f"{Path(args.out) / SWEEP_CSV} exists; pass --resume to continue it, "
+                                   "or choose another --out")
     grid = parse_grid(args.grid)
     points = load_points(args.points) if args.points else None
     plan = plan_sweep(args.config, grid, points, args.seeds, overrides_from_args(args))
@@ -139,6 +144,8 @@ def cmd_capacity(args) -> int:
         raise ConfigError("--low" if args.low is None else "--high", "give --low and --high together")
     if args.seeds < 1 or args.max_evals < 2 or not 0 < args.rtol < 1:
         raise ConfigError("--seeds", "--seeds >= 1, --max-evals >= 2 and 0 < --rtol < 1 expected")
+    if args.out:
+        check_output_dir(args.out)
     if args.max_requests < 1:
         raise ConfigError("--max-requests", f"must be >= 1, got {args.max_requests}")
     steady = None if args.no_steady_check else SteadyPolicy(max_requests=args.max_requests)
@@ -147,24 +154,29 @@ def cmd_capacity(args) -> int:
             raise ConfigError("--low", "not with --grid/--points (each point starts at its own value)")
         return _grid_capacity(args, targets, steady)
     config = load_config(args.config, overrides_from_args(args))
+    bar = progress_bar(args.max_evals, "capacity", "evaluations")
 
     def show(e):
         verdict = "met" if e.met else "missed"
         shown = ", ".join(f"{t.metric} {e.metrics.get(t.metric, float('nan')):.4g}" for t in targets)
         length = f" ({e.num_requests} requests)" if e.num_requests else ""
         note = f"; {e.steady}" if e.steady.startswith("unsustainable") else ""
-        print(f"  {args.vary}={e.value:g}{length}: {shown} -> {verdict}{note}", file=sys.stderr)
+        bar.set_postfix_str(f"{args.vary}={e.value:g}{length}: {shown} -> {verdict}{note}", refresh=False)
+        bar.update()
 
-    result = find_capacity(config, targets, args.vary, args.direction, args.low, args.high,
-                           args.seeds, args.rtol, args.max_evals, on_eval=show, steady=steady)
+    try:
+        result = find_capacity(config, targets, args.vary, args.direction, args.low, args.high,
+                               args.seeds, args.rtol, args.max_evals, on_eval=show, steady=steady)
+    finally:
+        bar.close()
     report = result.to_dict()
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "capacity.json").write_text(json.dumps(report, indent=2) + "\n")
+        text = json.dumps(jsonable(report), indent=2) + "\n"
+        files = {"capacity.json": lambda p: p.write_text(text)}
         if result.met:
-            found = {args.vary: result.value, **result.length_override()}
-            (out / "config.yaml").write_text(dump_config(load_config(config, found)))
+            found = dump_config(load_config(config, {args.vary: result.value, **result.length_override()}))
+            files["config.yaml"] = lambda p: p.write_text(found)
+        write_folder(args.out, files, ("capacity.json", "config.yaml"))
     if args.json:
         print_json(report)
     else:
@@ -245,6 +257,10 @@ def _grid_capacity(args, targets, steady) -> int:
     from servesim.studies.placement import plan_placements, run_placements
     from servesim.studies.points import load_points, parse_grid
 
+    if args.out:
+        check_output_dir(args.out)
+    if getattr(args, "plot", None):
+        check_output_file(args.plot, "--plot")
     points = load_points(args.points) if args.points else None
     keys, tasks = plan_placements(args.config, parse_grid(args.grid), points, targets, args.vary,
                                   args.seeds, args.rtol, steady, args.objective,
@@ -325,16 +341,18 @@ def _fmt(value) -> str:
 def _write_placements(out: Path, report: dict, keys) -> None:
     import csv
 
-    from servesim.cli.common import _clean
+    text = json.dumps(jsonable(report), indent=2) + "\n"
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "placement.json").write_text(json.dumps(_clean(report), indent=2) + "\n")
-    with open(out / "placement.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([*keys, "status", "cost", "unit", "capacity", "per_unit", "error"])
-        for r in report["placements"]:
-            w.writerow([*(r["point"].get(k, "") for k in keys), r["status"], r.get("cost", ""),
-                        r.get("unit", ""), r.get("capacity", ""), r.get("per_unit", ""), r["error"]])
+    def write_csv(path: Path) -> None:
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow([*keys, "status", "cost", "unit", "capacity", "per_unit", "error"])
+            for r in report["placements"]:
+                w.writerow([*(r["point"].get(k, "") for k in keys), r["status"], r.get("cost", ""),
+                            r.get("unit", ""), r.get("capacity", ""), r.get("per_unit", ""), r["error"]])
+
+    write_folder(out, {"placement.json": lambda p: p.write_text(text), "placement.csv": write_csv},
+                 ("placement.json", "placement.csv"))
 
 
 # -- compare --------------------------------------------------------------------------------------
@@ -410,7 +428,7 @@ def _cmd_paired(args, metrics) -> int:
     a = dict(parse_assignment(x) for x in args.set_a)
     b = dict(parse_assignment(x) for x in args.set_b)
     result = paired_compare(base, a, b, args.seeds, metrics or DEFAULT_METRICS, args.confidence,
-                            args.workers, args.backend)
+                            args.workers, args.backend, progress=True)
     if args.json:
         print_json({"a": a, "b": b, **result.to_dict()})
     else:
@@ -437,13 +455,14 @@ def _register_timeline(sub) -> None:
 
 
 def cmd_timeline(args) -> int:
-    from servesim.cli.common import load_from_args
-    from servesim.simulation import simulate
+    from servesim.cli.common import load_from_args, simulate_with_progress
     from servesim.studies.timeline import write_chrome_trace
 
-    if args.max_steps < 0 or args.max_requests < 0:
-        raise ConfigError("--max-steps", "--max-steps and --max-requests must be >= 0")
-    result = simulate(load_from_args(args))
+    for flag, value in (("--max-steps", args.max_steps), ("--max-requests", args.max_requests)):
+        if value < 0:
+            raise ConfigError(flag, f"must be >= 0, got {value}")
+    check_output_file(args.out)
+    result = simulate_with_progress(load_from_args(args))
     path = write_chrome_trace(result, args.out, args.max_steps, args.max_requests)
     kept_steps = min(len(result.steps), args.max_steps)
     kept_reqs = min(len(result.requests), args.max_requests)

@@ -110,6 +110,7 @@ def format_check(out: dict, markdown: bool) -> str:
 
 # -- calibrate ----------------------------------------------------------------------------------------
 def cmd_calibrate_throughput(args) -> int:
+    from servesim.core.files import check_output_file
     from servesim.cost.calibrate import fit
     from servesim.cost.profile import FIT_PARAMETERS, CostProfile, resolve_profile, save_profile
     from servesim.cost.published import read_published
@@ -121,6 +122,7 @@ def cmd_calibrate_throughput(args) -> int:
         tie_efficiencies,
     )
 
+    check_output_file(args.out)
     all_rows = read_published(args.throughput)
     family = args.family or _only_family(all_rows)
     fit_rows = _select(all_rows, family, "fit", "--family")

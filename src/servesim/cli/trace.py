@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from servesim.cli.common import add_config_args, load_from_args, print_json
+from servesim.core.files import check_output_file, write_file
 
 EXIT_OK = 0
 CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -81,9 +80,10 @@ def cmd_info(args) -> int:
 def cmd_generate(args) -> int:
     from servesim.workload.stats import trace_stats
 
+    check_output_file(args.out)
     table = table_of_config(args)
     frame = table.to_frame()
-    write_atomically(Path(args.out), lambda path: frame.to_csv(path, index=False))
+    write_file(args.out, lambda path: frame.to_csv(path, index=False))
     if args.json:
         print_json({"out": args.out, **trace_stats(table)})
     else:
@@ -94,14 +94,14 @@ def cmd_generate(args) -> int:
 def cmd_plot(args) -> int:
     from servesim.workload.plot import plot_table
 
+    check_output_file(args.out)
     if Path(args.source).suffix in CONFIG_SUFFIXES:
         args.config = args.source
         table, title = table_of_config(args), f"workload of {args.source}"
     else:
         data = read_from_args(args, path=args.source)
         table, title = data.table, f"{args.source} ({data.format})"
-    out = Path(args.out)
-    write_atomically(out, lambda path: plot_table(table, path, title, args.bin), suffix=out.suffix or ".png")
+    out = write_file(args.out, lambda path: plot_table(table, path, title, args.bin))
     print(f"wrote {out}")
     return EXIT_OK
 
@@ -140,19 +140,6 @@ def table_of_config(args):
 
     config = load_from_args(args)
     return build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path)
-
-
-def write_atomically(path: Path, write, suffix: str = ".csv") -> None:
-    """Write through a temporary file in the same folder, so a failure leaves nothing half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def format_info(info: dict) -> str:

@@ -116,6 +116,9 @@ class ClusterConfig(Section):
         data = handler(self)
         if self._derived_instances:
             data.pop("instances", None)  # derived: reloading (with other pool sizes) derives it again
+        if self.pools is not None and isinstance(data.get("disaggregation"), dict):
+            for key in POOL_SHAPE_KEYS:  # the pools say these; dumped defaults would read as set
+                data["disaggregation"].pop(key, None)
         return data
 
     def engine_overrides(self) -> list[tuple[str, dict]]:

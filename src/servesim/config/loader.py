@@ -11,6 +11,8 @@ from pydantic import ValidationError
 
 from servesim.config.schema import SimConfig
 from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.files import read_yaml as read_yaml_file
+from servesim.core.files import yaml_loads
 
 
 def load_config(
@@ -49,16 +51,7 @@ def load_config(
 
 
 def read_yaml(path: Path) -> dict:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read config ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise InputFileError(path, f"invalid YAML: {getattr(exc, 'problem', exc)}", line) from None
+    data = read_yaml_file(path, "config")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -70,8 +63,8 @@ def parse_value(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
+        return yaml_loads(value)
+    except (yaml.YAMLError, RecursionError):
         return value
 
 
@@ -130,21 +123,25 @@ def validate(data: dict) -> SimConfig:
     try:
         return SimConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(*_first_error(exc)) from None
+        raise config_error(exc) from None
 
 
-def _first_error(exc: ValidationError) -> tuple[str, str]:
+def config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
+    """A pydantic error as one line naming the dotted key (under `prefix`, e.g. `engine.srtf`)."""
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
-    key = ".".join(loc)
-    msg = err["msg"]
+    key = ".".join([prefix, *loc] if prefix else loc)
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
-        msg = f"{msg}, got {err['input']!r}"
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    return key, msg
+    elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], (dict, list)):
+        msg = f"{msg}, got {_short(err['input'])}"
+    return ConfigError(key, msg)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _is_union_tag(part) -> bool:

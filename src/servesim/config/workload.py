@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from servesim.config.base import Section
+from servesim.core.errors import ConfigError
 
 
 class RateSchedule(Section):
@@ -39,15 +40,28 @@ class RateSchedule(Section):
         return self
 
 
+MAX_REQUESTS = 50_000_000
+"""Most requests one run generates (a run holds every request in memory)."""
+
+
 class ArrivalConfig(Section):
     process: Literal["poisson", "gamma", "weibull", "constant"] = "poisson"
     """Inter-arrival law."""
     rate: float = Field(10.0, gt=0, le=1e6)
     """Mean arrival rate, requests per second (with `sessions`: new conversations per second)."""
-    cv: float = Field(1.0, gt=0, le=100)
-    """Coefficient of variation of inter-arrival times (gamma, weibull)."""
+    cv: float = Field(1.0, ge=0.001, le=100)
+    """Coefficient of variation of inter-arrival times (gamma, weibull); below 0.001 use `constant`."""
     rate_schedule: RateSchedule | None = None
     """Optional time-varying rate (piecewise or diurnal), as factors of `rate`."""
+
+    def peak_rate(self) -> float:
+        """The highest rate the schedule reaches, requests per second."""
+        s = self.rate_schedule
+        if s is None:
+            return self.rate
+        if s.kind == "diurnal":
+            return self.rate * (1 + s.amplitude)
+        return self.rate * max(f for _, f in s.points or [(0.0, 1.0)])
 
 
 class LengthDist(Section):
@@ -75,6 +89,17 @@ class LengthDist(Section):
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
         return self
+
+
+def _mean_count(d: LengthDist) -> float:
+    """Rough mean of a count distribution (turns per conversation), for size checks."""
+    if d.dist == "fixed":
+        return float(d.value or 1)
+    if d.dist == "uniform":
+        return (d.min + d.max) / 2
+    if d.dist == "lognormal":
+        return min(float(d.mean or 1), d.max)
+    return float(d.min)
 
 
 class LengthsConfig(Section):
@@ -204,7 +229,7 @@ class LengthFilter(Section):
 
 
 class WorkloadConfig(Section):
-    num_requests: int | None = Field(None, ge=1, le=50_000_000)
+    num_requests: int | None = Field(None, ge=1, le=MAX_REQUESTS)
     """Number of requests (the first ones in time; with a trace, a cap)."""
     duration_s: float | None = Field(None, gt=0)
     """Keep the requests that arrive within this many seconds instead of (or besides) a count."""
@@ -246,7 +271,28 @@ class WorkloadConfig(Section):
                 )
         if self.num_requests is None and self.duration_s is None and self.has_synthetic_source:
             object.__setattr__(self, "num_requests", 1000)
+        if self.num_requests is None and self.duration_s is not None:
+            expected = self.duration_s * self._peak_request_rate()
+            if expected > MAX_REQUESTS:
+                raise ConfigError(
+                    "workload.duration_s",
+                    f"duration_s x rate asks for up to {expected:.3g} requests, more than the "
+                    f"{MAX_REQUESTS:,} one run holds; shorten duration_s, lower the rate or set "
+                    "num_requests",
+                )
         return self
+
+    def _peak_request_rate(self) -> float:
+        """Generated requests per second at the peak of the schedules (turns included)."""
+        def of(arrival: ArrivalConfig, sessions: SessionsConfig | None) -> float:
+            return arrival.peak_rate() * (_mean_count(sessions.turns) if sessions else 1.0)
+
+        if not self.classes:
+            return 0.0 if self.trace is not None else of(self.arrival, self.sessions)
+        return sum(
+            of(c.arrival or self.arrival, c.sessions or self.sessions)
+            for c in self.classes if c.trace is None
+        )
 
     @property
     def has_synthetic_source(self) -> bool:

@@ -10,7 +10,17 @@ class ConfigError(ServesimError):
 
     def __init__(self, key: str, message: str):
         self.key = key
+        self.message = message
         super().__init__(f"{key}: {message}" if key else message)
+
+
+class ArgumentError(ConfigError):
+    """A bad argument of a library function, named as the function names it (`seeds`); the
+    command line names the matching flag instead (`--seeds`)."""
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
 
 
 class InputFileError(ServesimError):

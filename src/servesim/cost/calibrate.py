@@ -69,7 +69,8 @@ def predict(
     models: dict[tuple, RooflineCostModel] = {}
     out = np.empty(len(rows))
     for i, (r, hw) in enumerate(zip(rows, hardware)):
-        key = (r.model, r.tp, r.includes_comm, hw.name)
+        moe = r.moe_kernels or profile.moe_kernels  # priced as the row's MoE layers ran
+        key = (r.model, r.tp, r.includes_comm, hw.name, moe)
         cm = models.get(key)
         if cm is None:
             cm = RooflineCostModel(
@@ -77,7 +78,7 @@ def predict(
                 hw,
                 tp=r.tp,
                 expert_parallel=expert_parallel,
-                profile=profile,
+                profile=profile if moe == profile.moe_kernels else profile.with_values(moe_kernels=moe),
                 include_comm=r.includes_comm,
             )
             models[key] = cm

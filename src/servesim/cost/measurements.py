@@ -1,7 +1,9 @@
-"""Measured iterations (INTERFACE.md "Measurement CSV") read into priced-ready rows.
+"""Measured iterations (docs/interface.md "Measurement CSV") read into priced-ready rows.
 
-`gpu, model, tp, kind, prefill_lens, prior_ctx, decode_batch, decode_ctx, ms[, includes_comm]`: one
-measured engine iteration a row. Any malformed row is an `InputFileError` naming its line.
+`gpu, model, tp, kind, prefill_lens, prior_ctx, decode_batch, decode_ctx, ms[, includes_comm]
+[, moe_kernels]`: one measured engine iteration a row (`moe_kernels`: `fused` or `looped`, how the
+row's MoE layers ran; empty or absent: as the profile says). Any malformed row is an
+`InputFileError` naming its line.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from servesim.catalog.specs import get_model, hardware_by_alias, model_names
 from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.files import open_text
 from servesim.cost.base import StepShape
 
 REQUIRED = ("gpu", "model", "tp", "kind", "prefill_lens", "prior_ctx", "decode_batch", "decode_ctx", "ms")
@@ -33,6 +36,8 @@ class Measurement:
     decode_ctx: int
     seconds: float
     includes_comm: bool
+    moe_kernels: str | None = None
+    """How the row's MoE layers ran (`fused`, `looped`); None: as the profile says."""
 
     def shape(self, window: int = 0) -> StepShape:
         """The row's step; decodes read at most `window` tokens (the model's sliding window)."""
@@ -55,10 +60,7 @@ class Measurement:
 
 def read_measurements(path: str | Path) -> list[Measurement]:
     p = Path(path)
-    try:
-        handle = p.open(newline="")
-    except OSError as exc:
-        raise InputFileError(p, f"cannot read measurements ({exc.strerror or exc})") from None
+    handle = open_text(p, "measurements")
     with handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
@@ -111,6 +113,9 @@ def _parse(path: Path, line: int, raw: dict) -> Measurement:
     comm_text = (raw.get("includes_comm") or "1").strip()
     if comm_text not in ("0", "1"):
         fail(f"includes_comm: expected 0 or 1, got {comm_text!r}")
+    moe_text = (raw.get("moe_kernels") or "").strip()
+    if moe_text not in ("", "fused", "looped"):
+        fail(f"moe_kernels: expected fused, looped or empty, got {moe_text!r}")
     tp = integer("tp", 1)
     batch, dctx = integer("decode_batch"), integer("decode_ctx")
     if kind in ("prefill", "prefill_batch") and (not lens or batch):
@@ -141,4 +146,5 @@ def _parse(path: Path, line: int, raw: dict) -> Measurement:
         decode_ctx=dctx,
         seconds=ms / 1e3,
         includes_comm=comm_text == "1",
+        moe_kernels=moe_text or None,
     )

@@ -15,6 +15,7 @@ import numpy as np
 
 from servesim.catalog.specs import HardwareSpec, get_hardware, hardware_by_alias
 from servesim.core.errors import InputFileError
+from servesim.core.files import open_text
 from servesim.cost.calibrate import Dataset
 from servesim.cost.collectives import collective_latency
 from servesim.cost.datatypes import tensor_flops
@@ -24,10 +25,7 @@ from servesim.cost.profile import CostProfile
 def _read_numeric(path: str | Path, columns: tuple[str, ...], hardware: str | None):
     """(hardware spec, {column: array}, line numbers) of a CSV whose `columns` are positive numbers."""
     p = Path(path)
-    try:
-        handle = p.open(newline="")
-    except OSError as exc:
-        raise InputFileError(p, f"cannot read ({exc.strerror or exc})") from None
+    handle = open_text(p, "measurements")
     values = {c: [] for c in columns}
     lines, device = [], None
     with handle:

@@ -32,6 +32,7 @@ import yaml
 
 from servesim.catalog.specs import HardwareSpec
 from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.files import read_yaml
 from servesim.cost.base import CostModel, StepCost, StepShape
 from servesim.cost.work import WorkModel
 
@@ -96,16 +97,14 @@ def power_profile(family: str, path: str | Path | None = None) -> PowerProfile:
         p = POWER_PROFILE_DIR / f"{name}.yaml"
         if p.exists():
             return load_power_profile(p)
-    return PowerProfile(source="built-in defaults")
+    # a broken install: never price energy silently with uncalibrated defaults
+    raise RuntimeError(f"the shipped power profiles are missing from {POWER_PROFILE_DIR}; reinstall servesim")
 
 
 @lru_cache(maxsize=32)
 def _load(path: str) -> PowerProfile:
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputFileError(p, f"cannot read power profile ({exc})") from None
+    data = read_yaml(p, "power profile")
     params = (data or {}).get("parameters") if isinstance(data, dict) else None
     if not isinstance(params, dict):
         raise InputFileError(p, "expected a mapping under 'parameters'")

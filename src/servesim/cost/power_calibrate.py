@@ -25,6 +25,7 @@ from scipy.optimize import nnls
 
 from servesim.catalog.specs import HardwareSpec, get_model
 from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.files import read_text
 from servesim.cost.base import StepShape
 from servesim.cost.layout import Layout
 from servesim.cost.power import PowerProfile, board_idle_w, board_watts
@@ -63,10 +64,7 @@ def read_power_points(
 ) -> list[PowerPoint]:
     """Rows of a power measurement CSV with their work; a malformed row exits naming file and line."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise InputFileError(p, f"cannot read ({exc.strerror or exc})") from None
+    text = read_text(p, "power measurements")
     reader = csv.DictReader(text.splitlines())
     missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
     if missing:

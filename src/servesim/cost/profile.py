@@ -7,6 +7,7 @@ Shipped profiles live in `profiles/<family>.yaml`; `servesim costmodel calibrate
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.files import read_yaml, write_file
 from servesim.cost.host import HOST_TERMS, EngineProfile, engine_from_dict
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -74,9 +76,20 @@ class CostProfile:
     moe_route_passes: float = 5.0
     """Hidden-size vectors moved per token per routed expert per layer (gather to the expert, scatter-add
     back): elementwise traffic at `elementwise_memory_eff`."""
+    moe_kernels: str = "fused"
+    """How the routed experts run: `fused` (grouped-GEMM kernels over all experts, a handful of launches
+    per layer whatever the expert count, as serving engines run MoE) or `looped` (a loop over the
+    touched experts, `moe_kernels_per_expert` launches each, as a plain PyTorch harness runs them)."""
     moe_kernels_per_expert: float = 6.0
-    """Kernel launches per touched expert per layer: ~6 for a loop over experts (gather, two GEMMs,
-    activation, multiply, scatter-add; the measuring harness), ~0 for fused-MoE kernels."""
+    """`looped` only: kernel launches per touched expert per layer (gather, two GEMMs, activation,
+    multiply, scatter-add)."""
+    moe_fused_kernels_per_layer: float = 15.3
+    """`fused` only: kernel launches' worth of fixed time in one MoE layer besides the router GEMM
+    (gather, two grouped GEMMs, activation, multiply, routing-weight scale, zero-fill, scatter-add;
+    index kernels cost more than a plain launch). Fitted on H200 fused-MoE layers (tools/fit_moe.py)."""
+    moe_grouped_eff: float = 0.574
+    """`fused` only: speed of grouped GEMMs relative to plain GEMMs of the same rows (compute and
+    weight streaming). Fitted with the above: torch's grouped GEMM on an H200."""
     # -- overheads ------------------------------------------------------------------------------------
     kernel_overhead_s: float = 3.0e-6
     """Per kernel: launch gap plus ramp-up and tail inside a CUDA graph."""
@@ -114,7 +127,10 @@ class CostProfile:
         return out
 
 
-CHOICES = {"decode_attention": ("mean", "max_context", "split_kv", "batch_kv", "padded_cache")}
+CHOICES = {
+    "decode_attention": ("mean", "max_context", "split_kv", "batch_kv", "padded_cache"),
+    "moe_kernels": ("fused", "looped"),
+}
 """Profile keys that name a behaviour rather than a number, with their valid values."""
 DECODE_ATTENTION = CHOICES["decode_attention"]
 TEXT_FIELDS = ("source", *CHOICES)
@@ -124,6 +140,8 @@ PINNED_PARAMETERS = (
     "elementwise_kernels_per_layer",
     "moe_route_passes",
     "moe_kernels_per_expert",
+    "moe_fused_kernels_per_layer",
+    "moe_grouped_eff",
     "split_kv_target_blocks",
     "split_kv_max_splits",
     "decode_padded_tokens",
@@ -148,13 +166,7 @@ def load_profile(path: str | Path) -> CostProfile:
 @lru_cache(maxsize=64)
 def _load_profile(path: str, _stamp: int) -> CostProfile:
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise InputFileError(p, f"cannot read profile ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise InputFileError(p, f"invalid YAML: {exc}") from None
-    return profile_from_dict(data or {}, str(p))
+    return profile_from_dict(read_yaml(p, "profile") or {}, str(p))
 
 
 def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
@@ -162,7 +174,9 @@ def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
     if not isinstance(data, dict):
         raise InputFileError(where, "expected a mapping of profile parameters")
     engine = engine_from_dict(data.get("engine"), where)
-    data = dict(data.get("parameters", {k: v for k, v in data.items() if k != "engine"}) or {})
+    data = data.get("parameters", {k: v for k, v in data.items() if k != "engine"}) or {}
+    if not isinstance(data, dict):
+        raise InputFileError(where, "expected a mapping of profile parameters")
     known = {f.name for f in fields(CostProfile)} - {"engine"}
     for key, value in data.items():
         if key not in known:
@@ -171,7 +185,7 @@ def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
             raise InputFileError(where, f"{key}: expected one of {', '.join(CHOICES[key])}, got {value!r}")
         if key in TEXT_FIELDS:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InputFileError(where, f"{key}: expected a number, got {value!r}")
         if value < 0:
             raise InputFileError(where, f"{key}: must be >= 0, got {value}")
@@ -181,12 +195,9 @@ def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
 
 def save_profile(profile: CostProfile, path: str | Path, header: str = "") -> None:
     """Write atomically: a failed write leaves no half profile behind."""
-    p = Path(path)
     body = yaml.safe_dump(profile.to_dict(), sort_keys=False)
     text = "".join(f"# {line}\n" for line in header.splitlines()) + body
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(p)
+    write_file(path, lambda p: p.write_text(text))
 
 
 @lru_cache(maxsize=None)
@@ -195,8 +206,8 @@ def family_profile(family: str) -> CostProfile:
     path = PROFILE_DIR / f"{family}.yaml"
     if not path.exists():
         path = PROFILE_DIR / f"{DEFAULT_FAMILY}.yaml"
-    if not path.exists():
-        return CostProfile(source="built-in defaults")
+    if not path.exists():  # a broken install: never price silently with uncalibrated defaults
+        raise RuntimeError(f"the shipped cost profiles are missing from {PROFILE_DIR}; reinstall servesim")
     return load_profile(path)
 
 

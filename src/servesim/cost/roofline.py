@@ -77,12 +77,7 @@ class RooflineCostModel:
         self._t_gemm = pr.kernel_overhead_s + pr.gemm_latency_s
         moe = lay.moe
         if moe is not None:
-            self._moe_row = 2.0 * moe.matrices * moe.hidden * moe.width / gemm_peak
-            self._moe_weight = moe.weight_bytes_per_expert / gemm_bw
-            self._moe_act = (3 * moe.hidden + moe.matrices * moe.width) * ab / gemm_bw
-            el_bw = hw.hbm_bytes_per_s * pr.elementwise_memory_eff
-            self._moe_route = pr.moe_route_passes * moe.hidden * ab / el_bw
-            self._moe_expert_launch = pr.moe_kernels_per_expert * pr.kernel_overhead_s
+            self._moe_setup(moe, gemm_peak, gemm_bw, ab)
         a = lay.attention
         attn_peak = tensor_flops(hw, a.dtype)
         self._attn_prefill_flops = a.prefill_flops_per_pair / attn_peak
@@ -117,6 +112,25 @@ class RooflineCostModel:
         self._elem_per_token = per_token / el_bw
         self._elem_fixed = pr.elementwise_kernels_per_layer * L * self._t_kernel
         self._comm_setup()
+
+    def _moe_setup(self, moe, gemm_peak: float, gemm_bw: float, ab: float) -> None:
+        """Routed experts: `looped` launches kernels per touched expert at plain-GEMM speed; `fused`
+        runs grouped GEMMs (at `moe_grouped_eff` of that speed) in a fixed number of kernels."""
+        pr, hw = self.profile, self.hardware
+        fused = pr.moe_kernels != "looped"
+        eff = pr.moe_grouped_eff if fused and pr.moe_grouped_eff > 0 else 1.0
+        self._moe_row = 2.0 * moe.matrices * moe.hidden * moe.width / gemm_peak / eff
+        self._moe_weight = moe.weight_bytes_per_expert / gemm_bw / eff
+        self._moe_act = (3 * moe.hidden + moe.matrices * moe.width) * ab / gemm_bw / eff
+        el_bw = hw.hbm_bytes_per_s * pr.elementwise_memory_eff
+        self._moe_route = pr.moe_route_passes * moe.hidden * ab / el_bw
+        t_kernel, t_gemm = pr.kernel_overhead_s, pr.kernel_overhead_s + pr.gemm_latency_s
+        if fused:
+            self._moe_layer_launch = pr.moe_fused_kernels_per_layer * t_kernel + 2 * pr.gemm_latency_s
+            self._moe_expert_launch = 0.0
+        else:  # top-k and combine kernels, two GEMM ramps, and per-expert launches
+            self._moe_layer_launch = 2 * t_kernel + 2 * t_gemm
+            self._moe_expert_launch = pr.moe_kernels_per_expert * t_kernel
 
     def _comm_setup(self) -> None:
         pr, hw, lay, tp = self.profile, self.hardware, self.layout, self.tp
@@ -367,8 +381,7 @@ class RooflineCostModel:
         compute = moe.count * self._moe_row * (rows + self._pad * touched)
         memory = moe.count * (touched * self._moe_weight + rows * self._moe_act)
         dispatch = moe.count * rows * self._moe_route
-        # top-k and combine kernels, two (grouped) GEMM ramps, and per-expert launches
-        launches = moe.count * (2 * self._t_kernel + 2 * self._t_gemm + touched * self._moe_expert_launch)
+        launches = moe.count * (self._moe_layer_launch + touched * self._moe_expert_launch)
         return compute, memory, dispatch, launches
 
     def _moe_time(self, tokens: int) -> float:

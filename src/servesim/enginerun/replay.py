@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from servesim.build import build
 from servesim.config import load_config
+from servesim.core.files import jsonable
 from servesim.enginerun.compare import compare_requests, latency_stats, step_errors
 from servesim.enginerun.folder import EngineRun, read_engine_run
 from servesim.simulation import SimulationResult, run
@@ -27,9 +28,8 @@ class Replay:
     """Step-time errors per step kind of the replay's cost model on the real steps, if logged."""
 
     def save(self, out: str | Path) -> Path:
-        path = self.result.save(out)
-        (path / "comparison.json").write_text(json.dumps(self.report(), indent=2) + "\n")
-        return path
+        text = json.dumps(jsonable(self.report()), indent=2) + "\n"
+        return self.result.save(out, extra={"comparison.json": lambda p: p.write_text(text)})
 
     def report(self) -> dict:
         out = dict(self.comparison)

@@ -93,12 +93,10 @@ def read_carbon_trace(path) -> CarbonIntensity:
     from pathlib import Path
 
     from servesim.core.errors import InputFileError
+    from servesim.core.files import read_text
 
     p = Path(path)
-    try:
-        lines = p.read_text().splitlines()
-    except OSError as exc:
-        raise InputFileError(p, f"cannot read carbon trace ({exc.strerror or exc})") from None
+    lines = read_text(p, "carbon trace").splitlines()
     header = [c.strip() for c in (lines[0].split(",") if lines else [])]
     if header != ["time_s", "g_per_kwh"]:
         raise InputFileError(p, "expected the header 'time_s,g_per_kwh'", 1)

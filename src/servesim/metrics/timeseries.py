@@ -6,6 +6,12 @@ fixed time bins (time-weighted), so a bin's value does not depend on how many st
 and multi-step runs give the same series as single steps. `busy_frac` is the share of the bin
 the instance spent computing; `power_w` its mean power over the bin (each step's joules spread over
 the step, idle power in between; NaN without a power model).
+
+`num_waiting` comes from the requests when they are given: each request counts from its arrival to
+its first scheduled step on its instance, so the series' time average obeys Little's law (arrival
+rate x mean queue time). The step log's count at a step's end would be held through the next step
+and overstate the queue at light load, where a request arriving mid-step is admitted at the step's
+end. Without requests, the step log's count is used.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from servesim.core.errors import ConfigError
 from servesim.metrics.energy import spread_cumulative
 
+MAX_ROWS = 5_000_000
+"""Most rows a time series may have (instances x bins): a tiny bin width must fail, not exhaust memory."""
 STATE_COLUMNS = ("num_waiting", "num_running", "kv_usage")
 TIMESERIES_COLUMNS = ["time_s", "instance", "pool", *STATE_COLUMNS, "busy_frac", "power_w"]
 
@@ -31,35 +40,51 @@ def auto_interval(span_s: float, target_bins: int = 200) -> float:
     return next(m * exp for m in (1, 2, 5, 10) if m * exp >= raw)
 
 
+def check_size(span_s: float, interval_s: float | None, instances: int) -> None:
+    """ConfigError when `interval_s` would cut `span_s` into more rows than `MAX_ROWS`."""
+    if interval_s and instances * span_s / interval_s > MAX_ROWS:
+        raise ConfigError(
+            "output.timeseries_interval_s",
+            f"{interval_s:g} s over {span_s:.4g} simulated s and {instances} instance(s) makes more than "
+            f"{MAX_ROWS:,} rows; use a wider bin (or leave it out for about 200 bins)",
+        )
+
+
 def instance_timeseries(
     steps: pd.DataFrame,
     interval_s: float | None = None,
     end_s: float | None = None,
     pools: list[dict] | None = None,
     num_instances: int | None = None,
+    requests: pd.DataFrame | None = None,
     idle_w: list[float | None] | None = None,
 ) -> pd.DataFrame:
     """One row per instance and bin `[time_s, time_s + interval_s)`, bins from 0 to `end_s`.
 
     `pools` (`summary["cluster"]["pools"]`) names each instance's pool; instances that never
     stepped still get rows (all zero) when `num_instances` or `pools` says they exist. `idle_w` is
-    each instance's idle power (None: no power model).
+    each instance's idle power (None: no power model). `requests` (requests.csv's rows) gives the
+    waiting queue exactly (see the module's doc).
     """
     last = float(steps["end_s"].max()) if len(steps) else 0.0
     end = max(end_s or 0.0, last)
     dt = interval_s or auto_interval(end)
+    check_size(end, dt, max(1, num_instances or len(_pool_names(pools)) or 1))
     edges = np.arange(0.0, end + dt, dt)
     if len(edges) < 2:
         edges = np.array([0.0, dt])
     pool_of = _pool_names(pools)
     count = num_instances or len(pool_of) or (int(steps["instance"].max()) + 1 if len(steps) else 0)
     by_instance = dict(tuple(steps.groupby("instance", sort=True))) if len(steps) else {}
+    waits = _waiting_intervals(requests, end) if requests is not None else None
     frames = []
     for i in range(count):
         rows = by_instance.get(i)
         cols = {"time_s": edges[:-1], "instance": i, "pool": pool_of.get(i, "default")}
         for name in STATE_COLUMNS:
             cols[name] = _binned_state(rows, name, edges)
+        if waits is not None:
+            cols["num_waiting"] = _binned_intervals(*waits.get(i, ((), ())), edges)
         cols["busy_frac"] = _binned_busy(rows, edges)
         idle = idle_w[i] if idle_w is not None and i < len(idle_w) else None
         cols["power_w"] = _binned_power(rows, edges, idle, cols["busy_frac"])
@@ -89,6 +114,36 @@ def _binned_state(rows: pd.DataFrame | None, column: str, edges: np.ndarray) -> 
     inside = k >= 0
     kk = np.clip(k, 0, None)
     area = np.where(inside, cum[kk] + v[kk] * (edges - t[kk]), 0.0)
+    return np.diff(area) / np.diff(edges)
+
+
+def _waiting_intervals(requests: pd.DataFrame, end: float) -> dict[int, tuple]:
+    """Per instance, the [arrival, first scheduled) interval of each request routed to it; one never
+    scheduled waits until the end (rejected requests never wait)."""
+    frame = requests[requests["status"] != "rejected"]
+    inst = pd.to_numeric(frame["instance"], errors="coerce")
+    if "prefill_instance" in frame:  # disaggregated: a request waits on its prefill instance
+        first = pd.to_numeric(frame["prefill_instance"], errors="coerce")  # -1: colocated
+        inst = first.where(first >= 0, inst)
+    frame = frame[inst.notna()]
+    start = frame["arrival_s"].to_numpy(float)
+    stop = frame["first_scheduled_s"].to_numpy(float)
+    stop = np.where(np.isnan(stop), end, stop)
+    out = {}
+    for i, idx in pd.Series(np.arange(len(frame))).groupby(inst[inst.notna()].astype(int).to_numpy()):
+        out[int(i)] = (start[idx.to_numpy()], stop[idx.to_numpy()])
+    return out
+
+
+def _binned_intervals(starts, stops, edges: np.ndarray) -> np.ndarray:
+    """Time-weighted mean per bin of the number of intervals [start, stop) covering t."""
+    if not len(starts):
+        return np.zeros(len(edges) - 1)
+    a, b = np.sort(np.asarray(starts, float)), np.sort(np.asarray(stops, float))
+    ca, cb = np.concatenate(([0.0], np.cumsum(a))), np.concatenate(([0.0], np.cumsum(b)))
+    na, nb = np.searchsorted(a, edges, side="left"), np.searchsorted(b, edges, side="left")
+    # Integral from 0 to each edge: sum over intervals of (min(t, stop) - start)^+.
+    area = (na * edges - ca[na]) - (nb * edges - cb[nb])
     return np.diff(area) / np.diff(edges)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from servesim.config import SimConfig, load_config
-from servesim.core.errors import ConfigError
+from servesim.core.errors import ArgumentError, ConfigError
 from servesim.simulation import simulate
 from servesim.studies.steady import DEFAULT_POLICY, GROWING, SteadyPolicy, verdict
 from servesim.studies.summaries import flatten, is_metric
@@ -48,19 +48,19 @@ def parse_target(text: str) -> Target:
     """`latency.ttft.p99<=0.5` or `slo.attainment>=0.95`."""
     m = re.fullmatch(r"\s*([\w.]+)\s*(>=|<=)\s*([-+0-9.eE]+)\s*", text)
     if not m:
-        raise ConfigError("--target", f"expected METRIC<=VALUE or METRIC>=VALUE, got {text!r}")
+        raise ArgumentError("target", f"expected METRIC<=VALUE or METRIC>=VALUE, got {text!r}")
     metric, op, value = m.group(1), m.group(2), m.group(3)
     if not is_metric(metric):
-        raise ConfigError("--target", f"{metric!r} is not a summary metric (e.g. latency.ttft.p99)")
+        raise ArgumentError("target", f"{metric!r} is not a summary metric (e.g. latency.ttft.p99)")
     try:
         return Target(metric, op, float(value))
     except ValueError:
-        raise ConfigError("--target", f"{value!r} is not a number") from None
+        raise ArgumentError("target", f"{value!r} is not a number") from None
 
 
 def attainment_target(a: float) -> Target:
     if not 0 < a <= 1:
-        raise ConfigError("--target-attainment", f"must be in (0, 1], got {a}")
+        raise ArgumentError("target_attainment", f"must be in (0, 1], got {a}")
     return Target("slo.attainment", ">=", a)
 
 
@@ -151,13 +151,13 @@ def find_capacity(
     base = load_config(config)
     direction = direction or default_direction(key)
     if direction not in ("max", "min"):
-        raise ConfigError("--direction", f"expected max or min, got {direction!r}")
+        raise ArgumentError("direction", f"expected max or min, got {direction!r}")
     if not targets:
-        raise ConfigError("--target", "give --target-attainment or at least one --target")
+        raise ArgumentError("target", "give an attainment target or at least one metric target")
     start, integer = _start_value(base, key, low, high)
     seed_list = [base.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
     if not seed_list:
-        raise ConfigError("--seeds", "must be >= 1")
+        raise ArgumentError("seeds", "must be >= 1")
     search = _Search(base, key, targets, seed_list, integer, on_eval, steady)
     good_low = direction == "max"  # targets hold below the threshold when maximising
     lo, hi = _bracket(search, start, low, high, good_low, integer)
@@ -236,7 +236,7 @@ class _Search:
                    for m, v in runs[0].items() if isinstance(v, (int, float))}
         missing = [t.metric for t in self.targets if t.metric not in metrics]
         if missing:
-            raise ConfigError("--target", f"unknown metric {missing[0]!r}")
+            raise ArgumentError("target", f"unknown metric {missing[0]!r}")
         return metrics, frames
 
     def _unsteady(self, metrics, frames):
@@ -338,11 +338,11 @@ def _start_value(base: SimConfig, key: str, low, high) -> tuple[Any, bool]:
     integer = isinstance(sample, int) and not isinstance(sample, bool)
     if not isinstance(sample, (int, float)) or isinstance(sample, bool):
         raise ConfigError(key, f"is not numeric (got {sample!r}); capacity varies a number")
-    for name, bound in (("--low", low), ("--high", high)):
+    for name, bound in (("low", low), ("high", high)):
         if bound is not None and bound <= 0:
             raise ConfigError(name, f"must be > 0, got {bound}")
     if low is not None and high is not None and low >= high:
-        raise ConfigError("--low", f"must be < --high ({low} >= {high})")
+        raise ArgumentError("low", f"must be below high ({low} >= {high})")
     if integer:
         low = int(low) if low is not None else None
         high = int(high) if high is not None else None
@@ -356,9 +356,9 @@ def _lookup(config: SimConfig, key: str, required: bool):
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             if required:
-                raise ConfigError(key, "not set in the config; give --low and --high")
+                raise ConfigError(key, "not set in the config; give the search range (low and high)")
             return None
         node = node[part]
     if node is None and required:
-        raise ConfigError(key, "not set in the config; give --low and --high")
+        raise ConfigError(key, "not set in the config; give the search range (low and high)")
     return node

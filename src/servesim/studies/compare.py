@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import ArgumentError, ConfigError, InputFileError
+from servesim.core.files import open_text, read_table
 from servesim.studies.summaries import default_metrics, direction, flatten, is_metric, load_summary
 
 
@@ -109,7 +110,7 @@ def select_metrics(requested, *available) -> list[str]:
     unknown = [m for m in requested if m not in union]
     if unknown:
         known = ", ".join(default_metrics(union)[:6])
-        raise ConfigError("--metrics", f"unknown metric {unknown[0]!r}; e.g. {known}, ...")
+        raise ArgumentError("metrics", f"unknown metric {unknown[0]!r}; e.g. {known}, ...")
     return list(requested)
 
 
@@ -139,14 +140,10 @@ def load_run(path: str | Path) -> tuple[str, object]:
 
 
 def _load_sweep(path: Path) -> pd.DataFrame:
-    try:
-        with open(path, newline="") as f:
-            header = next(csv.reader(f), [])
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read ({exc.strerror or exc})") from None
+    header = next(csv.reader(open_text(path, "sweep.csv")), [])
     if "status" not in header or not any(is_metric(c) for c in header):
         raise InputFileError(path, "not a servesim sweep.csv (needs a status column and summary metrics)")
-    return pd.read_csv(path, dtype={c: str for c in header if not is_metric(c)})
+    return read_table(path, "sweep.csv", dtype={c: str for c in header if not is_metric(c)})
 
 
 def format_table(deltas: Sequence[MetricDelta], show_point: bool = False) -> str:

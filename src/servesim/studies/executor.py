@@ -8,11 +8,14 @@ errors and returns a picklable value.
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
-from servesim.core.errors import ConfigError
+from servesim.core.errors import ArgumentError
 
 BACKENDS = ("local", "ray")
 
@@ -41,17 +44,17 @@ def run_tasks(
 def check_backend(workers: int | None, backend: str, address: str | None) -> None:
     """ConfigError for arguments no backend can run with (before anything is written)."""
     if backend not in BACKENDS:
-        raise ConfigError("--backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise ArgumentError("backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if workers is not None and workers < 1:
-        raise ConfigError("--workers", f"must be >= 1, got {workers}")
+        raise ArgumentError("workers", f"must be >= 1, got {workers}")
     if backend == "ray":
         _require_ray()
     elif address is not None:
-        raise ConfigError("--address", "only meaningful with --backend ray")
+        raise ArgumentError("address", "only meaningful with the ray backend")
 
 
 def _run_processes(fn, tasks, workers) -> Iterator[tuple[int, Any]]:
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
     try:
         pending = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
         while pending:
@@ -59,9 +62,27 @@ def _run_processes(fn, tasks, workers) -> Iterator[tuple[int, Any]]:
             for future in sorted(done, key=pending.get):  # same-moment finishes in task order
                 index = pending.pop(future)
                 yield index, future.result()
-    finally:
-        # On an interrupt, drop what has not started; finished results were already yielded.
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:
+        # Interrupted (Ctrl-C, or the caller stopped): stop the simulations in flight too;
+        # finished results were already yielded.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _worker_init() -> None:
+    """Workers leave Ctrl-C to the parent (no traceback per worker) and exit when the parent is
+    gone (`kill -9` of a sweep must not leave them running)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def ray_available() -> bool:
@@ -74,8 +95,8 @@ def ray_available() -> bool:
 
 def _require_ray() -> None:
     if not ray_available():
-        raise ConfigError(
-            "--backend", "ray is not installed; pip install 'servesim[ray]' (or use --backend local)"
+        raise ArgumentError(
+            "backend", "ray is not installed; pip install 'servesim[ray]' (or use the local backend)"
         )
 
 

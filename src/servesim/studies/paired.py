@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from servesim.config import SimConfig, load_config
-from servesim.core.errors import ConfigError
+from servesim.core.errors import ArgumentError, ConfigError
+from servesim.progress import progress_bar
 from servesim.studies.executor import run_tasks
 from servesim.studies.summaries import direction
 from servesim.studies.sweep import evaluate
@@ -72,14 +73,15 @@ def paired_compare(
     confidence: float = 0.95,
     workers: int | None = 1,
     backend: str = "local",
+    progress: bool = False,
 ) -> PairedResult:
     """Run A and B on the same seeds; the t-interval of the mean per-seed difference B - A."""
     if not 0 < confidence < 1:
-        raise ConfigError("--confidence", f"must be in (0, 1), got {confidence}")
+        raise ArgumentError("confidence", f"must be in (0, 1), got {confidence}")
     base = load_config(config)
     seed_list = [base.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
     if len(seed_list) < 2:
-        raise ConfigError("--seeds", f"a confidence interval needs at least 2 seeds, got {len(seed_list)}")
+        raise ArgumentError("seeds", f"a confidence interval needs at least 2 seeds, got {len(seed_list)}")
     variants = {"A": dict(a_overrides), "B": dict(b_overrides)}
     tasks, labels = [], []
     for seed in seed_list:
@@ -87,14 +89,16 @@ def paired_compare(
             tasks.append(load_config(base, {**overrides, "seed": seed}))  # validates before running
             labels.append((seed, name))
     results: list[dict] = [{}] * len(tasks)
-    for i, result in run_tasks(evaluate, tasks, workers, backend):
-        if result["status"] != "ok":
-            seed, name = labels[i]
-            raise ConfigError(f"variant {name}", f"seed {seed} failed: {result['error']}")
-        results[i] = result
+    with progress_bar(len(tasks), "paired runs", "runs", enabled=progress) as bar:
+        for i, result in run_tasks(evaluate, tasks, workers, backend):
+            if result["status"] != "ok":
+                seed, name = labels[i]
+                raise ConfigError(f"variant {name}", f"seed {seed} failed: {result['error']}")
+            results[i] = result
+            bar.update()
     unknown = [m for m in metrics if m not in results[0]]
     if unknown:
-        raise ConfigError("--metrics", f"unknown metric {unknown[0]!r}")
+        raise ArgumentError("metrics", f"unknown metric {unknown[0]!r}")
     rows = [{"seed": s, "variant": v, **{m: r[m] for m in metrics}} for (s, v), r in zip(labels, results)]
     frame = pd.DataFrame(rows)
     stats = [paired_stat(m, frame, confidence) for m in metrics]

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import ArgumentError, ConfigError, InputFileError
+from servesim.core.files import read_table
 
 LATENCY_COLUMNS = {"ttft": "ttft_s", "tpot": "tpot_s", "e2e": "e2e_s", "tbt_max": "tbt_max_s"}
 LATENCY_TITLES = {"ttft": "time to first token", "tpot": "time per output token",
@@ -33,7 +34,7 @@ def requests_frame(run) -> pd.DataFrame:
         path = path / "requests.csv"
     if not path.exists():
         raise InputFileError(path, "no such requests.csv (run `servesim run` with output.requests_csv)")
-    return pd.read_csv(path)
+    return read_table(path, "requests.csv")
 
 
 def sweep_frame(sweep) -> pd.DataFrame:
@@ -44,7 +45,7 @@ def sweep_frame(sweep) -> pd.DataFrame:
         path = path / "sweep.csv"
     if not path.exists():
         raise InputFileError(path, "no such sweep.csv")
-    return pd.read_csv(path)
+    return read_table(path, "sweep.csv")
 
 
 # -- latency distributions ------------------------------------------------------------------------
@@ -58,7 +59,7 @@ def latency_cdfs(
     bad = [m for m in metrics if m not in LATENCY_COLUMNS]
     if bad:
         choices = ", ".join(LATENCY_COLUMNS)
-        raise ConfigError("--metrics", f"unknown latency {bad[0]!r}; choose from {choices}")
+        raise ArgumentError("metrics", f"unknown latency {bad[0]!r}; choose from {choices}")
     frames = {label: requests_frame(run) for label, run in runs.items()}
     fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]

@@ -12,10 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from servesim.config.loader import parse_value
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import ArgumentError, InputFileError
+from servesim.core.files import read_yaml
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list]:
@@ -28,12 +27,12 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list]:
         key, sep, values = spec.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError("--grid", f"expected KEY=V1,V2,..., got {spec!r}")
+            raise ArgumentError("grid", f"expected KEY=V1,V2,..., got {spec!r}")
         items = [v.strip() for v in values.split(",")]
         if not values.strip() or any(not v for v in items):
-            raise ConfigError("--grid", f"{key}: empty value in {spec!r}")
+            raise ArgumentError("grid", f"{key}: empty value in {spec!r}")
         if key in grid:
-            raise ConfigError("--grid", f"{key} given twice")
+            raise ArgumentError("grid", f"{key} given twice")
         grid[key] = _unique([parse_value(v) for v in items], key)
     return grid
 
@@ -41,13 +40,7 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list]:
 def load_points(path: str | Path) -> list[dict]:
     """A YAML list of mappings; nested mappings are flattened to dotted keys."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputFileError(path, "invalid YAML", mark.line + 1 if mark else None) from None
+    data = read_yaml(path, "points file")
     if isinstance(data, Mapping) and "points" in data:
         data = data["points"]
     if not isinstance(data, list) or not data:
@@ -73,10 +66,10 @@ def expand(
     grid = dict(grid or {})
     if seeds is not None:
         if "seed" in grid:
-            raise ConfigError("--seeds", "give seeds either with --seeds or with --grid seed=..., not both")
+            raise ArgumentError("seeds", "give seeds as a count or as a grid axis `seed`, not both")
         grid["seed"] = list(seeds)
     if not grid and not points:
-        raise ConfigError("--grid", "empty grid: give at least one --grid KEY=V1,V2 or --points FILE")
+        raise ArgumentError("grid", "empty grid: give at least one grid axis (KEY=V1,V2) or a points file")
     base = [dict(p) for p in points] if points else [{}]
     keys: list[str] = []
     for p in base:
@@ -88,7 +81,7 @@ def expand(
     for point in out:
         pid = point_id(point, keys)
         if pid in seen:
-            raise ConfigError("--grid", f"point {format_point(point)} appears twice")
+            raise ArgumentError("grid", f"point {format_point(point)} appears twice")
         seen.add(pid)
     return keys, out
 
@@ -110,7 +103,7 @@ def format_point(point: Mapping[str, Any]) -> str:
 def _unique(values: list, key: str) -> list:
     formatted = [format_value(v) for v in values]
     if len(set(formatted)) != len(formatted):
-        raise ConfigError("--grid", f"{key}: a value is repeated")
+        raise ArgumentError("grid", f"{key}: a value is repeated")
     return values
 
 

@@ -3,13 +3,13 @@ reading summaries back from disk."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from servesim.core.errors import InputFileError
+from servesim.core.files import read_json
 
 SECTIONS = ("requests", "latency", "throughput", "slo", "kv", "sim", "cluster", "energy", "cost", "power",
             "itl", "classes", "workload")
@@ -85,15 +85,7 @@ def is_summary(data: Any) -> bool:
 def load_summary(path: str | Path) -> dict:
     """A summary.json, or InputFileError naming the file and what is wrong with it."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read ({exc.strerror or exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        message = f"not a servesim summary.json (invalid JSON: {exc.msg})"
-        raise InputFileError(path, message, exc.lineno) from None
+    data = read_json(path, "summary")
     if not is_summary(data):
         missing = [s for s in REQUIRED_SECTIONS if not isinstance(data, dict) or s not in data]
         raise InputFileError(

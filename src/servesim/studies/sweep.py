@@ -23,11 +23,12 @@ from typing import Any
 import pandas as pd
 
 from servesim.config import SimConfig, load_config
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import ArgumentError, ConfigError, InputFileError
+from servesim.core.files import read_json, read_table, read_text
+from servesim.progress import progress_bar
 from servesim.simulation import dump_config, simulate
 from servesim.studies.executor import check_backend, run_tasks
-from servesim.studies.points import expand, format_value, point_id
-from servesim.studies.progress import Progress
+from servesim.studies.points import expand, format_point, format_value, point_id
 from servesim.studies.summaries import flatten
 
 SWEEP_CSV = "sweep.csv"
@@ -59,11 +60,19 @@ def plan_sweep(
     base = load_config(config, overrides)
     if isinstance(seeds, int):
         if seeds < 1:
-            raise ConfigError("--seeds", f"must be >= 1, got {seeds}")
+            raise ArgumentError("seeds", f"must be >= 1, got {seeds}")
         seeds = [base.seed + i for i in range(seeds)]
     keys, pts = expand(grid, points, seeds)
-    configs = [load_config(base, p) for p in pts]
+    configs = [_point_config(base, p) for p in pts]
     return SweepPlan(base, keys, pts, configs)
+
+
+def _point_config(base: SimConfig, point: dict) -> SimConfig:
+    """The config of one point; an error says which point (and keeps the key it names)."""
+    try:
+        return load_config(base, point)
+    except ConfigError as exc:
+        raise ConfigError(exc.key, f"{exc.message} (point {format_point(point)})") from None
 
 
 def evaluate(config: SimConfig, save_to: str | Path | None = None) -> dict:
@@ -108,13 +117,14 @@ def run_sweep(
         _check_manifest(out / MANIFEST, manifest)
         kept = {pid: row for pid, row in read_rows(path, plan.keys).items() if row["status"] == "ok"}
     elif path.exists() and not resume:
-        raise ConfigError("--out", f"{path} exists; pass --resume to continue it, or choose another --out")
+        raise ArgumentError("out", f"{path} exists; resume that sweep or choose another output folder")
     ids = [point_id(p, plan.keys) for p in plan.points]
     todo = [i for i, pid in enumerate(ids) if pid not in kept]
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     writer = SweepWriter(path, plan.keys, kept)
-    bar = Progress(len(todo), enabled=progress)
+    bar = progress_bar(len(todo), "sweep", "points", enabled=progress)
+    failed = 0
     try:
         if keep_runs:
             tasks = [(plan.configs[i], str(out / RUNS / f"{i:04d}")) for i in todo]
@@ -126,7 +136,10 @@ def run_sweep(
             cells = dict(zip(plan.keys, ids[i]))
             # the point's own cells win over a metric of the same name (`slo.ttft_s`)
             writer.add(ids[i], {**{k: _cell(v) for k, v in result.items()}, **cells})
-            bar.update(failed=result["status"] != "ok")
+            if result["status"] != "ok":
+                failed += 1
+                bar.set_postfix(failed=failed, refresh=False)
+            bar.update()
     finally:
         bar.close()
     writer.rewrite(order=ids)
@@ -187,7 +200,7 @@ class SweepWriter:
 
 def read_rows(path: Path, keys: Sequence[str]) -> dict[tuple, dict]:
     """Rows of a sweep.csv by point id. A last line cut short by a kill is dropped."""
-    text = path.read_text()
+    text = read_text(path, "sweep.csv")
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     reader = csv.DictReader(io.StringIO(text))
@@ -203,7 +216,7 @@ def read_rows(path: Path, keys: Sequence[str]) -> dict[tuple, dict]:
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=True)
+    return read_table(path, "sweep.csv", keep_default_na=True)
 
 
 def _cell(value: Any) -> str:
@@ -219,10 +232,12 @@ def _manifest(plan: SweepPlan) -> dict:
 
 def _check_manifest(path: Path, expected: dict) -> None:
     try:
-        found = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        found = read_json(path, "sweep manifest")
+    except InputFileError:
         raise InputFileError(path, "missing or unreadable: cannot tell which sweep wrote it") from None
+    if not isinstance(found, dict):
+        raise InputFileError(path, "not a sweep manifest: cannot tell which sweep wrote it")
     if found.get("keys") != expected["keys"]:
-        raise ConfigError("--resume", f"{path} has keys {found.get('keys')}, this sweep {expected['keys']}")
+        raise ArgumentError("resume", f"{path} has keys {found.get('keys')}, this sweep {expected['keys']}")
     if found.get("config_sha256") != expected["config_sha256"]:
-        raise ConfigError("--resume", f"{path} was written for a different base config")
+        raise ArgumentError("resume", f"{path} was written for a different base config")

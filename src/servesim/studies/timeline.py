@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from servesim.core.files import write_file
+
 MAX_STEPS = 20_000
 MAX_REQUESTS = 5_000
 _US = 1e6
@@ -34,13 +36,8 @@ def chrome_trace(result, max_steps: int = MAX_STEPS, max_requests: int = MAX_REQ
 def write_chrome_trace(
     result, path: str | Path, max_steps: int = MAX_STEPS, max_requests: int = MAX_REQUESTS
 ) -> Path:
-    path = Path(path)
-    trace = chrome_trace(result, max_steps, max_requests)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(trace, separators=(",", ":")))
-    tmp.replace(path)
-    return path
+    text = json.dumps(chrome_trace(result, max_steps, max_requests), separators=(",", ":"))
+    return write_file(path, lambda p: p.write_text(text))
 
 
 def trace_from_frames(

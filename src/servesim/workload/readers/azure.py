@@ -52,9 +52,9 @@ def parse_timestamps(raw: pd.Series, check: RowChecker, column: str) -> pd.Serie
     stamps = pd.to_datetime(raw, format="ISO8601", utc=True, errors="coerce")
     retry = stamps.isna() & raw.notna()
     if retry.any():  # rare: stray spaces around a stamp (stripping every row costs more than parsing)
-        stamps[retry] = pd.to_datetime(
-            raw[retry].astype(str).str.strip(), format="ISO8601", utc=True, errors="coerce"
-        )
+        # the whole column again: assigning a subset can fail on mixed datetime resolutions
+        stripped = raw.where(raw.isna(), raw.astype(str).str.strip())
+        stamps = pd.to_datetime(stripped, format="ISO8601", utc=True, errors="coerce")
     check.flag(raw.isna().to_numpy(), "missing", lambda i: f"column {column!r}: missing value")
     check.flag(
         stamps.isna().to_numpy(),
