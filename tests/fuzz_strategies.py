@@ -170,21 +170,33 @@ CLUSTERS = st.one_of(
         }
     ),
 )
-POLICIES = st.one_of(
+POLICIES = st.one_of(  # the policy and the batching: one component each (`name` or `{name: ..., **params}`)
     st.fixed_dictionaries({"engine.scheduler": st.sampled_from(SCHEDULERS)}),
+    st.fixed_dictionaries(
+        {
+            "engine.scheduler": st.sampled_from(["fcfs", "srtf", "edf", "priority"]),
+            "engine.batching": st.one_of(
+                st.sampled_from(["whole", "chunked"]),
+                st.builds(lambda m: {"name": "chunked", "max_prefills": m}, st.integers(1, 4)),
+            ),
+        }
+    ),
     st.builds(
+        lambda a, p: {"engine.scheduler": {"name": "srtf", "aging_s": a, "preempt_to_admit": p}},
+        st.sampled_from([None, 0.05, 1.0]),
+        st.booleans(),
+    ),
+    st.builds(lambda a: {"engine.scheduler": {"name": "edf", "admission_control": a}}, st.booleans()),
+    st.builds(
+        lambda w: {"engine.scheduler": {"name": "priority", "class_priority": {"chat": w, "batch": 1}}},
+        st.integers(0, 5),
+    ),
+    st.builds(  # the older spellings, still accepted
         lambda m: {"engine.scheduler": "chunked_prefill", "engine.chunked_prefill": {"max_prefills": m}},
         st.integers(1, 4),
     ),
     st.builds(
-        lambda a, p: {"engine.scheduler": "srtf", "engine.srtf": {"aging_s": a, "preempt_to_admit": p}},
-        st.sampled_from([None, 0.05, 1.0]),
-        st.booleans(),
-    ),
-    st.builds(lambda a: {"engine.scheduler": "edf", "engine.edf": {"admission_control": a}}, st.booleans()),
-    st.builds(
-        lambda w: {"engine.scheduler": "priority", "engine.priority": {"classes": {"chat": w, "batch": 1}}},
-        st.integers(0, 5),
+        lambda a: {"engine.scheduler": "srtf", "engine.srtf": {"aging_s": a}}, st.sampled_from([None, 1.0])
     ),
 )
 ENGINE = st.fixed_dictionaries(

@@ -3,7 +3,7 @@
 import json
 
 import servesim
-from tests.conftest import small_config
+from tests.factories import small_config
 
 
 def test_simulate_with_dotted_overrides(tmp_path):

@@ -24,7 +24,6 @@ from servesim.build import build
 from servesim.cli import main
 from servesim.config import load_config
 from servesim.simulation import run
-from tests.cluster_helpers import check_kv_blocks
 from tests.fuzz_strategies import valid_configs
 
 FUZZ_VALID_EXAMPLES = 300
@@ -39,12 +38,8 @@ SETTINGS = settings(
 
 
 def check_kv(instance) -> None:
-    """KV conservation after a step: the KV manager's own check when it has one."""
-    own = getattr(instance.kv, "check_conservation", None)
-    if own is not None:
-        own()
-    else:
-        check_kv_blocks(instance)
+    """KV conservation after a step: the KV manager's own check."""
+    instance.kv.check_conservation()
 
 
 def volatile(summary: dict) -> dict:

@@ -1,6 +1,8 @@
 """Named invariants over small random configs (hypothesis):
 
 - request conservation: arrived == completed + rejected + unfinished, every request accounted once;
+- request conservation with failures: arrived == completed + rejected + failed + unfinished on
+  elastic fleets (random failures, retries, migrations, autoscaling), KV conserved every step;
 - KV block conservation: free blocks + blocks held by running requests == pool size, after every step;
 - causality: arrival <= first token <= finish, and e2e >= ttft;
 - determinism: the same seed gives identical summaries and request tables;
@@ -20,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import servesim
-import servesim.engine.instance as instance_module
 from servesim.build import build
 from servesim.config import load_config
 from servesim.simulation import run
-from tests.conftest import small_config
+from servesim.testing import checked_run
+from tests.factories import small_config
 
 configs = st.fixed_dictionaries(
     {
@@ -45,22 +47,7 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 def simulate_checked(changes: dict):
     """Run a config, checking KV block conservation after every step of every instance."""
-    built = build(load_config(small_config(**changes)))
-
-    def check_blocks(instance):
-        kv, bs = instance.kv, instance.kv.block_size
-        held = sum(
-            -(-r.num_computed_tokens // bs) if r.in_cohort else r.num_blocks
-            for r in instance.scheduler.running
-        )
-        held += instance.cohort.blocks_needed(0, instance.cohort.reserved_steps)
-        assert kv.num_free_blocks + held == kv.num_blocks
-        assert 0 <= kv.num_free_blocks <= kv.num_blocks
-
-    result = run(built, after_step=check_blocks)
-    for part in built.parts:
-        assert part.kv.num_free_blocks == part.kv.num_blocks, "blocks leaked at the end"
-    return result
+    return checked_run(small_config(**changes))
 
 
 @SETTINGS
@@ -108,12 +95,7 @@ def test_determinism(changes):
 @given(configs)
 def test_multi_step_runs_equal_step_by_step(changes):
     fast = servesim.simulate(small_config(**changes)).requests
-    saved = instance_module.MAX_RUN_STEPS
-    instance_module.MAX_RUN_STEPS = 1
-    try:
-        slow = servesim.simulate(small_config(**changes)).requests
-    finally:
-        instance_module.MAX_RUN_STEPS = saved
+    slow = servesim.simulate(small_config(**changes, **{"engine.max_run_steps": 1})).requests
     for col in ("first_token_s", "finish_s", "tbt_max_s"):
         np.testing.assert_allclose(fast[col], slow[col], rtol=0, atol=1e-9)
     assert (fast.preemptions == slow.preemptions).all()
@@ -126,12 +108,7 @@ def test_multi_step_runs_equal_step_by_step(changes):
 def test_multi_step_runs_equal_step_by_step_under_a_power_cap(changes, cap):
     capped = {**changes, "power.cap_w": cap}
     fast = servesim.simulate(small_config(**capped))
-    saved = instance_module.MAX_RUN_STEPS
-    instance_module.MAX_RUN_STEPS = 1
-    try:
-        slow = servesim.simulate(small_config(**capped))
-    finally:
-        instance_module.MAX_RUN_STEPS = saved
+    slow = servesim.simulate(small_config(**capped, **{"engine.max_run_steps": 1}))
     np.testing.assert_allclose(fast.requests.finish_s, slow.requests.finish_s, rtol=0, atol=1e-9)
     assert fast.summary["energy"]["total_j"] == pytest.approx(slow.summary["energy"]["total_j"], rel=1e-9)
 
@@ -205,3 +182,61 @@ def test_length_filter_lets_nothing_over_long_through(changes, limit, action):
     plain = servesim.simulate(load_config(small_config(**{k: v for k, v in changes.items()
                                                           if k != "workload.filter"})))
     assert np.allclose(r["arrival_s"].to_numpy(), plain.requests["arrival_s"].to_numpy())
+
+
+elastic_configs = st.fixed_dictionaries(
+    {
+        "seed": st.integers(0, 10_000),
+        "engine.kv_capacity_tokens": st.integers(4_000, 40_000),
+        "cluster.instances": st.integers(1, 3),
+        "workload.num_requests": st.integers(1, 60),
+        "workload.arrival.rate": st.floats(5.0, 200.0),
+        "cluster.faults.mtbf_s": st.floats(0.2, 20.0),
+        "cluster.faults.repair_s": st.floats(0.1, 5.0),
+        "cluster.faults.on_failure": st.sampled_from(["retry", "fail"]),
+        "cluster.faults.max_retries": st.integers(0, 3),
+        "cluster.migration.interval_s": st.floats(0.05, 1.0),
+        "cluster.migration.policy": st.sampled_from(
+            [{"name": "load", "min_pressure": 0.0, "threshold": 0.0}, "fragmentation", "priority"]
+        ),
+        "cluster.autoscaling.cold_start.fixed_s": st.floats(0.0, 3.0),
+        "cluster.autoscaling.policy": st.sampled_from(
+            [{"name": "queue_length", "requests_per_instance": 4}, "target_utilization"]
+        ),
+    }
+)
+
+
+def simulate_elastic_checked(changes: dict):
+    """An elastic run with KV block conservation checked after every step of every instance."""
+    from tests.factories import check_kv
+
+    changes = {"cluster.autoscaling.interval_s": 0.5, "cluster.autoscaling.cooldown_s": 1.0,
+               "cluster.autoscaling.max_instances": 4, **changes}
+    built = build(load_config(small_config(**changes)))
+    result = run(built, after_step=check_kv)
+    for instance in built.elastic.instances:
+        kv = instance.kv
+        if not instance.failed:
+            assert kv.num_free_blocks == kv.num_blocks, "blocks leaked at the end"
+    return result
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(elastic_configs)
+def test_request_conservation_with_failures(changes):
+    """Failures, retries, migrations and scaling lose no request: each one completes, is
+    rejected or fails with a reason; nothing stays in flight without a time limit."""
+    result = simulate_elastic_checked(changes)
+    req, frame = result.summary["requests"], result.requests
+    assert req["arrived"] == changes["workload.num_requests"] == len(frame)
+    assert req["arrived"] == req["completed"] + req["rejected"] + req["failed"] + req["unfinished"]
+    assert req["unfinished"] == 0
+    assert frame["request_id"].is_unique
+    failed = frame[frame.status == "failed"]
+    assert failed.rejected_reason.isin(["instance_failed", "retries_exhausted", "no_instance"]).all()
+    done = frame[frame.status == "completed"]
+    assert (done.generated_tokens == done.output_tokens).all()  # migration keeps every token
+    assert req["retried"] == int((frame.retries > 0).sum())
+    emitted = frame["generated_tokens"].to_numpy()  # token gaps: one per token after the first
+    assert result.summary.get("itl", {"gaps": 0})["gaps"] == int(np.maximum(emitted - 1, 0).sum())

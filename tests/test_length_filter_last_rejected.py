@@ -2,7 +2,7 @@
 after every served request has finished (it was missing from requests.csv)."""
 
 import servesim
-from tests.conftest import small_config
+from tests.factories import small_config
 
 
 def test_rejected_last_arrival_is_counted():

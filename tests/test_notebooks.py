@@ -1,4 +1,4 @@
-"""The study notebooks run top to bottom (CI executes them; each takes about 10 s here)."""
+"""The notebooks run top to bottom on this checkout (CI executes them; each takes about 10 s)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,17 @@ import pytest
 pytestmark = pytest.mark.slow  # executes notebooks: `pytest -m "not slow"` skips them
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ["compare_schedulers.ipynb", "capacity_whatif.ipynb", "provisioning.ipynb"]
+NOTEBOOKS = {
+    "compare_schedulers.ipynb": {"tables": True},
+    "capacity_whatif.ipynb": {"tables": True},
+    "provisioning.ipynb": {"tables": True},
+    "kv_studies.ipynb": {"tables": True},
+    "traces.ipynb": {"figure_file": "traces_overview.png"},
+}
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_study_notebook_executes(name, monkeypatch):
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_notebook_executes(name, monkeypatch, tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
@@ -22,9 +28,10 @@ def test_study_notebook_executes(name, monkeypatch):
     for cell in nb.cells:  # drop the stored outputs: only a fresh run counts
         if cell.cell_type == "code":
             cell.outputs = []
-    # the kernel must import this checkout's servesim
+    # the kernel imports this checkout's servesim and writes figure files into a scratch folder
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT / "src"),
                                                                      os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("SERVESIM_FIGURES", str(tmp_path))
     client = nbclient.NotebookClient(
         nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
     )
@@ -32,5 +39,8 @@ def test_study_notebook_executes(name, monkeypatch):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
-    tables = [o for o in outputs if "text/html" in o.get("data", {})]
-    assert tables, "the study tables are displayed"
+    expect = NOTEBOOKS[name]
+    if expect.get("tables"):
+        assert [o for o in outputs if "text/html" in o.get("data", {})], "the tables are displayed"
+    if "figure_file" in expect:
+        assert (tmp_path / expect["figure_file"]).read_bytes()[:4] == b"\x89PNG"

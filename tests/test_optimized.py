@@ -15,7 +15,7 @@ import yaml
 
 import servesim
 from servesim.core.files import jsonable
-from tests.conftest import small_config
+from tests.factories import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -39,11 +39,6 @@ def _without_wall(summary: dict) -> dict:
     return summary
 
 
-@pytest.mark.xfail(
-    reason="issue 11 item 2: engine/instance.py reserves KV inside an assert (being fixed "
-    "with the engine refactor); remove this marker once it lands",
-    strict=False,
-)
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_python_O_gives_the_same_results(name, tmp_path):
     cfg = tmp_path / "c.yaml"
@@ -59,4 +54,6 @@ def test_python_O_gives_the_same_results(name, tmp_path):
     )
     optimized = json.loads(out.stdout)
     normal = jsonable(servesim.simulate(str(cfg)).summary)
+    if name == "preempting":  # the multi-step KV reservation that `-O` used to strip is exercised
+        assert normal["kv"]["preemptions"] > 0
     assert _without_wall(optimized) == _without_wall(normal)

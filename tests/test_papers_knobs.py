@@ -12,7 +12,7 @@ from servesim.build import build
 from servesim.cli import main
 from servesim.config import load_config
 from servesim.core.errors import ConfigError
-from tests.studies_helpers import write_config
+from tests.factories import write_config
 
 SMALL = {
     "seed": 2,
@@ -34,8 +34,8 @@ def test_disaggregated_pools_get_their_own_limits_and_scheduler():
     dec = [p for p in built.parts if p.role == "decode"]
     assert pre.scheduler.limits.max_num_seqs == 128 and pre.scheduler.limits.max_num_batched_tokens == 4096
     assert all(d.scheduler.limits.max_num_seqs == 1024 for d in dec)
-    assert {type(d.scheduler).__name__ for d in dec} == {"SRTFScheduler"}
-    assert type(pre.scheduler).__name__ == "FCFSScheduler"
+    assert {type(d.scheduler.policy).__name__ for d in dec} == {"SRTFPolicy"}
+    assert type(pre.scheduler.policy).__name__ == "FCFSPolicy"
     summary = simulate(load_config(SMALL, {"cluster.disaggregation": DISAGG})).summary
     assert summary["requests"]["completed"] == 40
 

@@ -11,7 +11,7 @@ import yaml
 
 import servesim
 from servesim.cli import main
-from tests.conftest import small_config
+from tests.factories import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "servesim"

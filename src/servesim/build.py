@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from pydantic import ValidationError
 
+from servesim.build_kv import KVSetup
 from servesim.catalog import HardwareSpec, ModelSpec, get_hardware, get_model
-from servesim.config.loader import config_error
+from servesim.config.base import split_component
 from servesim.config.schema import EngineConfig, SimConfig
 from servesim.core.cohort import DecodeCohort
 from servesim.core.errors import ConfigError
@@ -23,11 +23,11 @@ from servesim.cost.profile import resolve_profile
 from servesim.cost.work import WorkModel
 from servesim.engine import DisaggregationParts, InstanceParts, KVLink
 from servesim.engine.power import PowerBudget
-from servesim.kv.manager import KVCacheManager
 from servesim.metrics.pricing import CarbonIntensity, read_carbon_trace
 from servesim.predictors import PREDICTORS
+from servesim.registry import validate_params
 from servesim.routers import ROUTERS
-from servesim.schedulers import SCHEDULERS, EngineLimits
+from servesim.schedulers import BATCHINGS, POLICIES, EngineLimits, Scheduler
 from servesim.workload import RequestTable, build_requests
 from servesim.workload.filters import REJECT_REASON, FilterResult, LengthLimit, apply_length_filter
 
@@ -78,6 +78,10 @@ class Built:
     carbon: CarbonIntensity | None = None
     workload_counts: dict | None = None
     """Requests the length filter dropped, clipped or rejected (None: no filter)."""
+    elastic: object | None = None
+    """`engine.elastic.ElasticParts` when the fleet changes during the run (autoscaling, faults,
+    migration); `parts` then only describes the initial instances."""
+    kv_setup: KVSetup | None = None
 
     def pool_table(self) -> list[dict]:
         out, first = [], 0
@@ -108,24 +112,33 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
     for pool in pools:
         check_policy_blocks(pool.config)
     check_objective_classes(config)
-    warn_unmodelled_kv_allocation(config)
     predictor = make_predictor(config)  # one model of lengths, shared by the instances
+    kv_setup = KVSetup(config, model)  # the tiers of each instance, the shared pool
     parts = []
     for pool in pools:
         for _ in range(pool.instances):
             part = make_instance(
                 pool.config, model, pool.hardware, pool.kv_capacity_tokens, len(parts), predictor,
                 tp=pool.tp, pp=pool.pp, hash_block_size=table.hash_block_size, pool_name=pool.name,
+                kv_setup=kv_setup,
             )
             part.role, part.pool = pool.role, pool.name
             parts.append(part)
     router = make_router(config)
     disaggregation = make_disaggregation(config, model)
     first = pools[0]
+
+    def make_part(index: int) -> InstanceParts:
+        return make_instance(
+            config, model, first.hardware, first.kv_capacity_tokens, index, predictor,
+            tp=first.tp, pp=first.pp, hash_block_size=table.hash_block_size,
+        )
+
+    elastic = make_elastic(config, model, first, make_part)
     return Built(
         config, model, first.hardware, table, requests, parts, router, first.kv_capacity_tokens,
         pools, disaggregation, make_power_budget(config, pools), pool_prices(config, pools),
-        carbon_intensity(config), filtered.counts(),
+        carbon_intensity(config), filtered.counts(), elastic, kv_setup,
     )
 
 
@@ -226,6 +239,7 @@ def kv_capacity_tokens(
 def make_instance(
     config, model, hardware, capacity_tokens: int, index: int, predictor=None,
     tp: int | None = None, pp: int | None = None, hash_block_size: int = 0, pool_name: str = "default",
+    kv_setup: KVSetup | None = None,
 ) -> InstanceParts:
     engine = config.engine
     tp, pp = tp or config.cluster.tp, pp or config.cluster.pp
@@ -233,22 +247,26 @@ def make_instance(
     power = make_power_model(config, model, hardware, cost, tp, pp, pool_name)
     if power is not None and config.power.limited:
         cost = ClockedCostModel(power)  # the engine and the scheduler see capped step times
-    kv = KVCacheManager(
-        capacity_tokens // engine.block_size, engine.block_size, watermark=engine.kv_watermark,
-        prefix_caching=engine.prefix_caching, hash_block_size=hash_block_size,
+    kv_setup = kv_setup or KVSetup(config, model)
+    kv = kv_setup.manager(
+        capacity_tokens // engine.block_size, hash_block_size, hardware, tp, engine,
+        cohort=DecodeCohort(engine.block_size, model.sliding_window),
     )
-    cohort = DecodeCohort(engine.block_size, model.sliding_window)
     limits = EngineLimits(
         engine.max_num_seqs,
         engine.max_num_batched_tokens,
         engine.chunk_size,
         model.max_context,
         engine.preemption,
+        engine.kv_allocation,
     )
-    scheduler = make_scheduler(config, kv, cohort, limits, cost, predictor)
+    policy, batching = make_policy(config), make_batching(config)
+    scheduler = Scheduler(kv, limits, policy, batching, predictor=predictor, cost_model=cost)
     # Each GPU copies its own KV shard over its own PCIe link.
     swap_s_per_token = model.kv_bytes_per_token(tp) / pp / (hardware.pcie_gb_s * 1e9)
-    return InstanceParts(scheduler, cost, kv, cohort, swap_s_per_token, power=power)
+    return InstanceParts(
+        scheduler, cost, kv, swap_s_per_token, max_run_steps=engine.max_run_steps, power=power
+    )
 
 
 def make_power_model(config, model, hardware, cost, tp: int, pp: int, pool_name: str = "default"):
@@ -329,49 +347,66 @@ def make_power_budget(config: SimConfig, pools: list[Pool]) -> PowerBudget | Non
     return PowerBudget(b.budget_w, b.interval_s, b.engage_frac, b.release_frac, b.cap_w, clocks)
 
 
-def make_scheduler(config, kv, cohort, limits, cost, predictor):
-    """The policy named by `engine.scheduler`, with its parameters: a built-in policy's come from
-    its own block (`engine.srtf`), a plugin's from `engine.scheduler_params`."""
+LEGACY_POLICY_BLOCKS = ("srtf", "edf", "priority")
+"""Policies whose parameters an older spelling gave in `engine.<name>`."""
+
+
+def make_policy(config: SimConfig):
+    """`engine.scheduler`, with the older spellings folded in: the `chunked_prefill` alias (fcfs
+    with chunked batching), `engine.scheduler_params` and the `engine.<policy>` blocks."""
     engine = config.engine
-    name = engine.scheduler
-    cls = SCHEDULERS.get(name)
-    data, key = engine.scheduler_params, "engine.scheduler_params"
-    if name in policy_blocks():
-        if data:
-            raise ConfigError(key, f"{name} takes its parameters from engine.{name}")
-        data, key = getattr(engine, name) or {}, f"engine.{name}"
-    params = validate_params(cls, data, key)
-    try:
-        return cls(kv, cohort, limits, params, predictor=predictor, cost_model=cost)
-    except TypeError as exc:  # a plugin whose constructor does not take the protocol's arguments
-        raise ConfigError("engine.scheduler", f"cannot construct {name}: {exc}") from None
+    name, _ = split_component(engine.scheduler)
+    spec = name if name == "chunked_prefill" else engine.scheduler  # its params: batching's
+    spec = _fold_legacy(POLICIES, spec, "engine.scheduler", engine.scheduler_params,
+                        "engine.scheduler_params")
+    if name in LEGACY_POLICY_BLOCKS:
+        spec = _fold_legacy(POLICIES, spec, "engine.scheduler", getattr(engine, name),
+                            f"engine.{name}")
+    return POLICIES.create(spec, "engine.scheduler")
 
 
-OWN_KV_ALLOCATION = {"fcfs": "prompt", "chunked_prefill": "chunk"}
+def make_batching(config: SimConfig):
+    """`engine.batching`; `chunked` for the `chunked_prefill` alias (with its parameters, or the
+    older `engine.chunked_prefill` block)."""
+    engine = config.engine
+    name, params = split_component(engine.scheduler)
+    spec = engine.batching
+    if name == "chunked_prefill":  # the default `whole` gives way; another batching is a conflict
+        if split_component(spec)[0] not in ("whole", "chunked"):
+            raise ConfigError(
+                "engine.batching", "scheduler chunked_prefill means fcfs with chunked batching"
+            )
+        if split_component(spec)[0] == "chunked":
+            params = {**split_component(spec)[1], **params}
+        spec = {"name": "chunked", **params} if params else "chunked"
+    legacy = engine.chunked_prefill
+    if legacy and split_component(spec)[0] == "chunked":
+        spec = _fold_legacy(BATCHINGS, spec, "engine.batching", legacy, "engine.chunked_prefill")
+    elif legacy:
+        validate_params(BATCHINGS.get("chunked"), legacy, "engine.chunked_prefill")
+    return BATCHINGS.create(spec, "engine.batching")
 
 
-def warn_unmodelled_kv_allocation(config: SimConfig) -> None:
-    """`engine.kv_allocation` other than the policy's own rule is not modelled yet: say so."""
-    wanted, name = config.engine.kv_allocation, config.engine.scheduler
-    own = OWN_KV_ALLOCATION.get(name)
-    if wanted is not None and wanted != own:
-        logging.getLogger("servesim").warning(
-            "engine.kv_allocation: %s is not modelled for %s yet; it allocates %s",
-            wanted, name, f"per {own}" if own else "by its own rule",
-        )
-
-
-def policy_blocks() -> list[str]:
-    """Built-in policies with their own `engine.<name>` config block."""
-    return [n for n in SCHEDULERS.names() if n in EngineConfig.model_fields]
+def _fold_legacy(registry, spec, key: str, legacy: dict | None, legacy_key: str):
+    """A component value with an older parameter block folded in (validated under its key)."""
+    if not legacy:
+        return spec
+    name, params = split_component(spec)
+    if params:
+        raise ConfigError(legacy_key, f"parameters of {name} are also given in {key}")
+    validate_params(registry.get(name, key), legacy, legacy_key)
+    return {"name": name, **legacy}
 
 
 def check_policy_blocks(config: SimConfig) -> None:
-    """Validate every policy block given, selected or not: a typo must not wait for a sweep."""
-    for name in policy_blocks():
+    """Validate the scheduling choices, and every older-spelling policy block given, selected or
+    not: a typo must not wait for a sweep to select that policy."""
+    for name in LEGACY_POLICY_BLOCKS:
         block = getattr(config.engine, name)
         if block is not None:
-            validate_params(SCHEDULERS.get(name), block, f"engine.{name}")
+            validate_params(POLICIES.get(name), block, f"engine.{name}")
+    make_policy(config)
+    make_batching(config)
 
 
 def check_objective_classes(config: SimConfig) -> None:
@@ -386,17 +421,9 @@ def check_objective_classes(config: SimConfig) -> None:
 
 def make_predictor(config: SimConfig):
     """`engine.predictor`: a name, or `{name: ..., <params>}`; draws from the `predictor` stream."""
-    spec = config.engine.predictor
-    data = {} if isinstance(spec, str) else dict(spec)
-    name = spec if isinstance(spec, str) else data.pop("name", None)
-    if not isinstance(name, str):
-        raise ConfigError("engine.predictor.name", "expected the predictor's name")
-    cls = PREDICTORS.get(name)
-    params = validate_params(cls, data, "engine.predictor")
-    try:
-        return cls(params, stream(config.seed, "predictor"))
-    except TypeError as exc:
-        raise ConfigError("engine.predictor", f"cannot construct {name}: {exc}") from None
+    return PREDICTORS.create(
+        config.engine.predictor, "engine.predictor", rng=stream(config.seed, "predictor")
+    )
 
 
 def make_cost_model(
@@ -405,11 +432,12 @@ def make_cost_model(
 ):
     """The configured cost model with the hardware family's profile (or `cost.profile`)."""
     c = config.cost
-    cls = COST_MODELS.get(c.model)
     path = config.resolve_path(c.profile) if c.profile is not None else None
-    return cls(
-        model,
-        hardware,
+    return COST_MODELS.create(
+        c.model,
+        "cost.model",
+        model=model,
+        hardware=hardware,
         tp=tp or config.cluster.tp,
         pp=pp or config.cluster.pp,
         expert_parallel=c.expert_parallel,
@@ -420,34 +448,28 @@ def make_cost_model(
 
 
 def make_router(config: SimConfig):
-    cls = ROUTERS.get(config.cluster.router)
-    params = validate_params(cls, config.cluster.router_params, "cluster.router_params")
-    return cls(params, stream(config.seed, "router"))
+    c = config.cluster
+    spec = _fold_legacy(ROUTERS, c.router, "cluster.router", c.router_params, "cluster.router_params")
+    return ROUTERS.create(spec, "cluster.router", rng=stream(config.seed, "router"))
 
 
 def make_disaggregation(config: SimConfig, model: ModelSpec) -> DisaggregationParts | None:
     d = config.cluster.disaggregation
     if d is None:
         return None
-    key = "cluster.disaggregation"
-    cls = ROUTERS.get(d.decode_router, key=f"{key}.decode_router")
-    params = validate_params(cls, d.decode_router_params, f"{key}.decode_router_params")
-    router = cls(params, stream(config.seed, "decode_router"))
+    key = "cluster.disaggregation.decode_router"
+    spec = _fold_legacy(ROUTERS, d.decode_router, key, d.decode_router_params, f"{key}_params")
+    router = ROUTERS.create(spec, key, rng=stream(config.seed, "decode_router"))
     link = KVLink(d.kv_link.bandwidth_gb_s * 1e9, d.kv_link.latency_s, d.kv_link.channels)
     # The whole KV of a token (every layer and head), whatever the TP of either side.
     return DisaggregationParts(router, link, model.kv_bytes_per_token(1))
 
 
-def validate_params(cls, data: dict, key: str):
-    params_cls = getattr(cls, "Params", None)
-    if params_cls is None:
-        if data:
-            raise ConfigError(key, f"{cls.__name__} takes no parameters")
-        return None
-    try:
-        return params_cls.model_validate(data)
-    except ValidationError as exc:
-        raise config_error(exc, key) from None
+def make_elastic(config: SimConfig, model: ModelSpec, pool: Pool, make_part):
+    """`engine.elastic.ElasticParts` for `cluster.autoscaling` / `faults` / `migration`, or None."""
+    from servesim.build_elastic import elastic_parts  # its own module: build.py stays small
+
+    return elastic_parts(config, model, pool, make_part)
 
 
 def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:
@@ -471,7 +493,24 @@ def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:
         if priorities is not None:
             r.priority = int(priorities[i])
         out.append(r)
+    if table.program_id is not None:
+        link_program_calls(out, table)
     return out
+
+
+def link_program_calls(requests: list[Request], table: RequestTable) -> None:
+    """Agentic calls: program ids, parents as request ids, and each call's tool time before the
+    program's next call (what KV retention and program-aware eviction read)."""
+    by_call = {(int(p), int(c)): i for i, (p, c) in enumerate(zip(table.program_id, table.call_index))}
+    for i, r in enumerate(requests):
+        r.program_id = int(table.program_id[i])
+        r.program_parents = tuple(by_call[(r.program_id, c)] for c in table.call_parents[i])
+        r.program_wait_s = float(table.tool_s[i])
+        for parent in r.program_parents:  # the parent's soonest next call
+            before = requests[parent].program_tool_s
+            requests[parent].program_tool_s = (
+                r.program_wait_s if math.isnan(before) else min(before, r.program_wait_s)
+            )
 
 
 def _per_request(values, default: float, n: int) -> np.ndarray:

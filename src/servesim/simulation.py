@@ -20,12 +20,16 @@ from servesim.engine import run_cluster
 from servesim.metrics import StepLog, request_frame, summarize
 from servesim.metrics.energy import energy_in_intervals, energy_summary, instance_energy, request_energy
 from servesim.metrics.gaps import TokenGaps
+from servesim.metrics.kv_tiers import add_tier_columns
+from servesim.metrics.lifecycle import LifecycleLog, elastic_energy_and_rent, fleet_summary
 from servesim.metrics.pricing import cost_summary
-from servesim.metrics.timeseries import check_size, instance_timeseries
+from servesim.metrics.programs import program_summary
+from servesim.metrics.timeseries import check_size, instance_timeseries, with_elastic_columns
 
-RUN_FILES = ("summary.json", "requests.csv", "timeseries.csv", "config.yaml", "comparison.json")
-"""Files a run folder may hold (`comparison.json`: `servesim replay`); a new run removes the ones it
-does not write, so a folder never mixes two runs."""
+RUN_FILES = ("summary.json", "requests.csv", "timeseries.csv", "config.yaml", "comparison.json",
+             "lifecycle.csv", "migrations.csv")
+"""Files a run folder may hold (`comparison.json`: `servesim replay`; `lifecycle.csv`, `migrations.csv`:
+elastic runs); a new run removes the ones it does not write, so a folder never mixes two runs."""
 
 
 @dataclass
@@ -36,20 +40,28 @@ class SimulationResult:
     steps: pd.DataFrame
     written: list[str] = field(default_factory=list)
     """The files the last `save` wrote."""
+    lifecycle: LifecycleLog | None = None
+    """Elastic runs: instance states, slowdowns and migrations over time (metrics.lifecycle)."""
+    tiers: pd.DataFrame | None = None
+    """With prefix caching: per step, what each KV tier holds and cumulative hits and traffic."""
 
     def timeseries(self, interval_s: float | None = None) -> pd.DataFrame:
         """Per-instance queue length, running batch, KV usage and busy share over time bins
         (`servesim.metrics.timeseries`); `interval_s` defaults to `output.timeseries_interval_s`,
         else about 200 bins."""
         pools = self.summary.get("cluster", {}).get("pools")
-        return instance_timeseries(
-            self.steps,
-            interval_s or self.config.output.timeseries_interval_s,
-            self.summary["sim"]["simulated_s"],
-            pools,
+        end = self.summary["sim"]["simulated_s"]
+        frame = instance_timeseries(
+            self.steps, interval_s or self.config.output.timeseries_interval_s, end, pools,
             requests=self.requests,
+            num_instances=self.summary.get("cluster", {}).get("slots"),
             idle_w=self.summary.get("cluster", {}).get("idle_w"),
         )
+        if self.lifecycle is not None:
+            frame = with_elastic_columns(frame, self.lifecycle, end)
+        if self.tiers is not None and len(self.tiers):
+            frame = add_tier_columns(frame, self.tiers)  # tier occupancy, hit and transfer rates
+        return frame
 
     def save(self, out_dir: str | Path, extra: dict | None = None) -> Path:
         """Write summary.json, requests.csv, timeseries.csv and the resolved config.yaml (and `extra`
@@ -66,6 +78,10 @@ class SimulationResult:
         if self.config.output.timeseries_csv:
             series = self.timeseries()
             files["timeseries.csv"] = lambda p: series.to_csv(p, index=False)
+        if self.lifecycle is not None:
+            states, moves = self.lifecycle.frame(), self.lifecycle.migration_frame()
+            files["lifecycle.csv"] = lambda p: states.to_csv(p, index=False)
+            files["migrations.csv"] = lambda p: moves.to_csv(p, index=False)
         config = dump_config(self.config)
         files["config.yaml"] = lambda p: p.write_text(config)
         return files
@@ -84,13 +100,15 @@ def run(built: Built, after_step=None) -> SimulationResult:
     if cfg.output.timeseries_csv and len(built.table):  # fail before the run, not after it
         check_size(float(built.table.arrival_s.max()), cfg.output.timeseries_interval_s, len(built.parts))
     step_log = StepLog()
+    if cfg.engine.check_kv_conservation:
+        after_step = _checking_kv(after_step)
     gaps = TokenGaps()
     # requests a length filter rejected never reach the cluster; they stay in requests.csv
     arriving = [r for r in built.requests if not r.rejected_reason]
     stats = run_cluster(
         arriving, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
-        after_step=after_step, disaggregation=built.disaggregation, power_budget=built.power_budget,
-        token_gaps=gaps,
+        after_step=after_step, disaggregation=built.disaggregation, elastic=built.elastic,
+        power_budget=built.power_budget, token_gaps=gaps,
     )
     # With a time limit, requests due after it never arrived: they are not part of this run. The
     # limit, not the last event, bounds them: a filter-rejected request may arrive after the rest ended.
@@ -116,31 +134,65 @@ def run(built: Built, after_step=None) -> SimulationResult:
         },
         "cluster": {"instances": len(built.parts), "pools": built.pool_table()},
     }
+    if built.kv_setup is not None:
+        kv_extra["kv"].update(built.kv_setup.stats(int(frame["prompt_tokens"].sum())))
     if stats.kv_link is not None:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
+    lifecycle = built.elastic.log if built.elastic is not None else None
+    if lifecycle is not None:
+        kv_extra["cluster"].update(elastic_summary(lifecycle, stats, frame))
+        kv_extra["cluster"]["cold_start_s"] = built.elastic.cold_start_s
+        kv_extra["requests"] = {
+            "failed": int((frame["status"] == "failed").sum()),
+            "retried": int((frame["retries"] > 0).sum()),
+        }
+    else:
+        kv_extra["cluster"]["instance_seconds"] = len(built.parts) * stats.simulated_s
+        kv_extra["cluster"]["instance_hours"] = len(built.parts) * stats.simulated_s / 3600
+        kv_extra["cluster"]["cold_starts"] = 0
     if built.workload_counts is not None:
         kv_extra["workload"] = built.workload_counts
     steps = step_log.to_frame()
     kv_extra.update(_energy_and_cost(built, stats, frame, steps))
-    kv_extra["cluster"]["idle_w"] = [p.power.idle_w if p.power is not None else None for p in built.parts]
+    kv_extra["cluster"]["idle_w"] = _idle_w(built, stats)
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra, gaps,
                         objectives)
-    return SimulationResult(cfg, summary, frame, steps)
+    programs = program_summary(built.requests)
+    if programs is not None:
+        summary["programs"] = programs
+    log = built.kv_setup.log if built.kv_setup is not None else None
+    tiers = log.to_frame() if log is not None else None
+    return SimulationResult(cfg, summary, frame, steps, lifecycle=lifecycle, tiers=tiers)
+
+
+def elastic_summary(lifecycle: LifecycleLog, stats, frame: pd.DataFrame) -> dict:
+    """`cluster` entries of an elastic run: the fleet's instance-seconds, cold starts, failures,
+    migrations (and the migration link's statistics), and the instance slots used."""
+    out = fleet_summary(lifecycle, stats.simulated_s)
+    events = lifecycle.frame()
+    out["slots"] = int(events.loc[events["instance"] >= 0, "instance"].max()) + 1
+    if stats.migration_link is not None:
+        out["migration_link"] = stats.migration_link
+    return out
 
 
 def _energy_and_cost(built: Built, stats, frame: pd.DataFrame, steps: pd.DataFrame) -> dict:
     """The summary's `energy` and `cost` blocks (and `power` when caps or a budget were used); adds
     each request's joules to `frame` as `energy_j`."""
-    idle_w = [p.power.idle_w if p.power is not None else None for p in built.parts]
+    idle_w = _idle_w(built, stats)
     metered = any(w is not None for w in idle_w)
     horizon = stats.simulated_s
     frame["energy_j"] = request_energy(steps, frame) if metered else float("nan")
     per_instance = instance_energy(steps, idle_w, horizon)
-    out = {"energy": energy_summary(per_instance, frame, horizon, [p.pool for p in built.parts])}
+    pools, pool_of = built.pool_table(), [p.pool for p in built.parts]
+    if built.elastic is not None and not built.elastic.static:  # idle and rent only while up
+        per_instance, pools = elastic_energy_and_rent(built.elastic.log, per_instance, pools, horizon)
+        pool_of = [pool_of[0]] * len(idle_w)
+    out = {"energy": energy_summary(per_instance, frame, horizon, pool_of)}
     edges = built.carbon.breakpoints(horizon)
     interval_j = energy_in_intervals(steps, idle_w, edges) if metered else None
     cfg = built.config
-    out["cost"] = cost_summary(built.pool_table(), built.prices, horizon, frame, interval_j, edges,
+    out["cost"] = cost_summary(pools, built.prices, horizon, frame, interval_j, edges,
                                built.carbon, cfg.pricing.pue)
     if cfg.power.limited:
         p = cfg.power
@@ -150,6 +202,15 @@ def _energy_and_cost(built: Built, stats, frame: pd.DataFrame, steps: pd.DataFra
             "budget": stats.power_budget,
         }
     return out
+
+
+def _idle_w(built: Built, stats) -> list[float | None]:
+    """Idle power of each instance (each slot of an elastic fleet: all of its one pool)."""
+    idle_w = [p.power.idle_w if p.power is not None else None for p in built.parts]
+    if built.elastic is not None and built.elastic.instances:
+        slots = max(i.index for i in built.elastic.instances) + 1
+        idle_w += idle_w[:1] * (slots - len(idle_w))
+    return idle_w
 
 
 def isolated_columns(built: Built, requests: list) -> dict[str, np.ndarray]:
@@ -174,6 +235,17 @@ def isolated_columns(built: Built, requests: list) -> dict[str, np.ndarray]:
         decode[mine] = isolated_decode(part.cost_model, prompt[mine], output[mine],
                                        built.model.sliding_window)
     return {"ttft_isolated_s": ttft, "e2e_isolated_s": ttft + decode}
+
+
+def _checking_kv(after_step):
+    """`after_step` preceded by the KV manager's conservation check (the debug mode)."""
+
+    def check(instance):
+        instance.kv.check_conservation()
+        if after_step is not None:
+            after_step(instance)
+
+    return check
 
 
 def _prefix_hit_rate(frame: pd.DataFrame) -> float:

@@ -118,10 +118,6 @@ class ModelSpec:
         return self.qk_nope_head_dim + self.qk_rope_head_dim if self.is_mla else self.head_dim
 
     @property
-    def attn_v_head_dim(self) -> int:
-        return self.v_head_dim if self.is_mla else self.head_dim
-
-    @property
     def attention_params(self) -> int:
         h, nh = self.hidden_size, self.num_heads
         if self.is_mla:
@@ -162,14 +158,6 @@ class ModelSpec:
             + self.mlp_matrices * h * self.shared_expert_intermediate_size
             + h * self.num_experts  # router
         )
-
-    @property
-    def params_per_layer(self) -> int:
-        """Mean parameters of one decoder layer (attention + MLP), all experts counted."""
-        mlp = self.num_dense_layers * self.dense_mlp_params + self.num_moe_layers * self.moe_layer_params
-        if not self.is_moe:
-            mlp = self.num_layers * self.dense_mlp_params
-        return self.attention_params + mlp // self.num_layers
 
     @property
     def layer_params(self) -> int:

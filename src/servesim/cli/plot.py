@@ -1,4 +1,5 @@
-"""`servesim plot cdf | attainment | latency-throughput | timeline | cost`: one figure to a file."""
+"""`servesim plot cdf | attainment | latency-throughput | timeline | cost | fleet`: one figure to a
+file."""
 
 from __future__ import annotations
 
@@ -15,46 +16,48 @@ def register(sub) -> None:
     p = sub.add_parser("plot", help="draw a figure (PNG/SVG/PDF) from runs, sweeps or a config")
     kinds = p.add_subparsers(dest="kind", required=True, parser_class=type(p))
 
-    cdf = kinds.add_parser("cdf", help="latency CDFs of several runs (run folders or requests.csv)")
+    cdf = _kind(kinds, "cdf", "latency CDFs of several runs (run folders or requests.csv)", cmd_cdf)
     cdf.add_argument("runs", nargs="+", metavar="RUN")
     cdf.add_argument("--labels", help="comma-separated labels (default: folder names)")
     cdf.add_argument("--metrics", default="ttft,tpot,e2e", help="from ttft,tpot,e2e,tbt_max")
-    cdf.add_argument("--slo-ttft", type=float, help="draw the TTFT objective (s)")
-    cdf.add_argument("--slo-tpot", type=float, help="draw the TPOT objective (s)")
-    _out(cdf)
-    cdf.set_defaults(handler=cmd_cdf)
+    for slo in ("ttft", "tpot"):
+        cdf.add_argument(f"--slo-{slo}", type=float, help=f"draw the {slo.upper()} objective (s)")
 
-    att = kinds.add_parser("attainment", help="SLO attainment (or any metric) vs load from a sweep")
-    att.add_argument("sweep", metavar="SWEEP")
+    att = _sweep_kind(kinds, "attainment", "SLO attainment (or any metric) vs load", cmd_attainment)
     att.add_argument("--x", default="workload.arrival.rate")
     att.add_argument("--y", default="slo.attainment")
-    att.add_argument("--hue", help="a sweep key: one line per value")
     att.add_argument("--target", type=float, help="draw a horizontal target line")
-    _out(att)
-    att.set_defaults(handler=cmd_attainment)
 
-    lt = kinds.add_parser("latency-throughput", help="latency vs throughput from a sweep")
-    lt.add_argument("sweep", metavar="SWEEP")
+    lt = _sweep_kind(kinds, "latency-throughput", "latency vs throughput", cmd_latency_throughput)
     lt.add_argument("--latency", default="latency.ttft.p99")
     lt.add_argument("--throughput", default="throughput.output_tokens_per_s")
-    lt.add_argument("--hue", help="a sweep key: one line per value")
     lt.add_argument("--order-by", default="workload.arrival.rate", help="the load key joining points")
-    _out(lt)
-    lt.set_defaults(handler=cmd_latency_throughput)
 
-    tl = kinds.add_parser("timeline", help="run a config; queue, batch and KV per instance over time")
-    add_config_args(tl)
-    _out(tl)
-    tl.set_defaults(handler=cmd_timeline)
+    for name, help_, handler in (
+        ("timeline", "run a config; waiting, batch, KV and busy share per instance over time",
+         cmd_timeline),
+        ("cost", "the config's cost model: where step time goes", cmd_cost),
+    ):
+        add_config_args(_kind(kinds, name, help_, handler))
 
-    cost = kinds.add_parser("cost", help="the config's cost model: where step time goes")
-    add_config_args(cost)
-    _out(cost)
-    cost.set_defaults(handler=cmd_cost)
+    fleet = _kind(kinds, "fleet", "instances and load over time of runs (elastic or fixed)", cmd_fleet)
+    fleet.add_argument("runs", nargs="+", metavar="RUN", help="`servesim run` output folders")
+    fleet.add_argument("--labels", help="comma-separated labels (default: folder names)")
 
 
-def _out(p) -> None:
+def _kind(kinds, name: str, help_: str, handler):
+    """A figure kind: its parser, with `--out` and its handler."""
+    p = kinds.add_parser(name, help=help_)
     p.add_argument("--out", required=True, help="image file (.png, .svg or .pdf)")
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _sweep_kind(kinds, name: str, help_: str, handler):
+    p = _kind(kinds, name, f"{help_} from a sweep", handler)
+    p.add_argument("sweep", metavar="SWEEP")
+    p.add_argument("--hue", help="a sweep key: one line per value")
+    return p
 
 
 def _check_out(out: str) -> None:
@@ -103,6 +106,16 @@ def cmd_timeline(args) -> int:
     from servesim.studies.plots import instance_timeline
 
     return _save(instance_timeline(simulate(load_from_args(args))), args.out)
+
+
+def cmd_fleet(args) -> int:
+    _check_out(args.out)
+    from servesim.studies.fleet_plot import fleet_figure
+
+    labels = args.labels.split(",") if args.labels else [Path(r).name for r in args.runs]
+    if len(labels) != len(args.runs):
+        raise ConfigError("--labels", f"{len(labels)} labels for {len(args.runs)} runs")
+    return _save(fleet_figure(dict(zip(labels, args.runs))), args.out)
 
 
 def cmd_cost(args) -> int:

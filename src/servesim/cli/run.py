@@ -71,7 +71,8 @@ def format_summary(s: dict) -> str:
     req, lat, thr, slo, kv, sim = (s[k] for k in ("requests", "latency", "throughput", "slo", "kv", "sim"))
     lines = [
         f"requests   arrived {req['arrived']}  completed {req['completed']}  "
-        f"rejected {req['rejected']}  unfinished {req['unfinished']}",
+        f"rejected {req['rejected']}  unfinished {req['unfinished']}"
+        + (f"  failed {req['failed']}  retried {req['retried']}" if "retried" in req else ""),
         f"{'latency (s)':<11}{'mean':>10}{'p50':>10}{'p90':>10}{'p99':>10}",
     ]
     for name in ("ttft", "tpot", "e2e", "tbt_max"):
@@ -88,6 +89,13 @@ def format_summary(s: dict) -> str:
         f"{sim['iterations']} steps, seed {sim['seed']}",
     ]
     lines += format_cluster(s.get("cluster", {}))
+    if "slots" in s.get("cluster", {}):
+        c = s["cluster"]
+        lines.append(
+            f"fleet      {c['instance_hours']:.3f} instance-hours, peak {c['peak_instances']}, "
+            f"{c['cold_starts']} cold starts of {c['cold_start_s']:.1f} s, {c['failures']} failures, "
+            f"{c['migrations']} migrations ({c['migrated_bytes'] / 1e9:.1f} GB)"
+        )
     return "\n".join(lines)
 
 

@@ -92,7 +92,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from servesim.workload.plot import plot_table
+    from servesim.studies.plots import workload_figure
 
     check_output_file(args.out)
     if Path(args.source).suffix in CONFIG_SUFFIXES:
@@ -101,7 +101,8 @@ def cmd_plot(args) -> int:
     else:
         data = read_from_args(args, path=args.source)
         table, title = data.table, f"{args.source} ({data.format})"
-    out = write_file(args.out, lambda path: plot_table(table, path, title, args.bin))
+    figure = workload_figure(table, title, args.bin)
+    out = write_file(args.out, lambda path: figure.savefig(path, dpi=110))
     print(f"wrote {out}")
     return EXIT_OK
 

@@ -1,12 +1,55 @@
-"""Shared pydantic base: strict, frozen, documented fields."""
+"""Shared pydantic base: strict, frozen, documented fields; the one shape of a component."""
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+
+
+def _check_component(value: str | dict[str, Any]) -> str | dict[str, Any]:
+    if isinstance(value, dict):
+        name = value.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError("a component block needs `name:` (a built-in name or module:Class)")
+    elif not value:
+        raise ValueError("expected a built-in name or module:Class")
+    return value
+
+
+_COMPONENT = AfterValidator(_check_component)
+
+Component = Annotated[str | dict[str, Any], _COMPONENT]
+"""A pluggable part: its name (`srtf`, `mylab.policies:Mine`), or `{name: ..., <its parameters>}`.
+A block without `name` keeps the field's default name (`engine.predictor.sigma=1` alone)."""
 
 
 class Section(BaseModel):
     """A config block: unknown keys are errors, values are immutable once loaded, numbers finite
     (`.nan` and `.inf` are errors: a NaN rate or length silently breaks the arithmetic downstream)."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False
-    )
+    # Field docstrings document the source; reading them into pydantic (use_attribute_docstrings)
+    # parsed every config module's source at import, a tenth of a second of every start.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_component_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for key, field in cls.model_fields.items():
+            value = data.get(key)
+            if (
+                isinstance(value, dict)
+                and "name" not in value
+                and _COMPONENT in field.metadata
+                and isinstance(field.default, str)
+            ):
+                data = {**data, key: {"name": field.default, **value}}
+        return data
+
+
+def split_component(value: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(name, parameters) of a component value."""
+    if isinstance(value, str):
+        return value, {}
+    data = dict(value)
+    return data.pop("name"), data

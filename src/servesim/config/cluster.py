@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, model_serializer, model_validator
 
-from servesim.config.base import Section
+from servesim.config.base import Component, Section
+from servesim.config.elastic import AutoscalingConfig, FaultsConfig, MigrationConfig
 from servesim.core.errors import ConfigError
 
 
@@ -41,10 +42,11 @@ class DisaggregationConfig(Section):
     """Accelerator of the prefill pool (default: the top-level hardware)."""
     decode_hardware: str | dict[str, Any] | None = None
     """Accelerator of the decode pool (default: the top-level hardware)."""
-    decode_router: str = "least_tokens"
-    """Picks the decode instance of a prefilled request: a router name or `module:Class`."""
+    decode_router: Component = "least_tokens"
+    """Picks the decode instance of a prefilled request: a router name, `module:Class`, or
+    `{name: ..., <params>}`."""
     decode_router_params: dict[str, Any] = {}
-    """Parameters of the decode router."""
+    """Older spelling of `decode_router: {name: ..., <params>}`; still accepted."""
     kv_link: KVLinkConfig = KVLinkConfig()
     """The shared link the KV moves over."""
     prefill_engine: dict[str, Any] | None = None
@@ -82,10 +84,10 @@ class PoolConfig(Section):
 class ClusterConfig(Section):
     instances: int = Field(1, ge=1, le=4096)
     """Number of serving instances (model replicas); with pools or disaggregation, their total."""
-    router: str = "round_robin"
-    """Routing policy: a built-in name or `module:Class`."""
+    router: Component = "round_robin"
+    """Routing policy: a built-in name, `module:Class`, or `{name: ..., <params>}`."""
     router_params: dict[str, Any] = {}
-    """Parameters of the router, validated by the router's own Params."""
+    """Older spelling of `router: {name: ..., <params>}`; still accepted."""
     tp: int = Field(1, ge=1, le=64)
     """Tensor-parallel degree of each instance (GPUs per instance)."""
     pp: int = Field(1, ge=1, le=64)
@@ -94,6 +96,12 @@ class ClusterConfig(Section):
     """Heterogeneous cluster: pools of different hardware, TP or role (replaces `instances`)."""
     disaggregation: DisaggregationConfig | None = None
     """Prefill/decode disaggregation; absent: every instance serves requests end to end."""
+    autoscaling: AutoscalingConfig | None = None
+    """Instances join and leave during the run (colocated clusters; docs/elastic.md)."""
+    faults: FaultsConfig | None = None
+    """Instance failures, stragglers and KV-link degradation (docs/elastic.md)."""
+    migration: MigrationConfig | None = None
+    """Move running requests with their KV between instances to rebalance (docs/elastic.md)."""
 
     _derived_instances: bool = PrivateAttr(default=False)
 

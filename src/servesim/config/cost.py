@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from servesim.config.base import Section
+from servesim.config.base import Component, Section
 
 
 class CostConfig(Section):
-    model: str = "roofline"
-    """Cost model: a built-in name (`roofline`) or `module:Class`."""
+    model: Component = "roofline"
+    """Cost model: a built-in name (`roofline`), `module:Class`, or `{name: ..., <params>}`."""
     profile: str | None = None
     """Calibration profile YAML (from `servesim costmodel calibrate`); default: the shipped profile of
     the hardware's family (`hopper`, `ampere`, ... or `generic`)."""

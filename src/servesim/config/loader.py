@@ -10,9 +10,10 @@ import yaml
 from pydantic import ValidationError
 
 from servesim.config.schema import SimConfig
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import ArgumentError, ConfigError, InputFileError
 from servesim.core.files import read_yaml as read_yaml_file
 from servesim.core.files import yaml_loads
+from servesim.core.validation import config_error
 
 
 def load_config(
@@ -72,14 +73,17 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     """`KEY=VALUE` from the command line."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError("--set", f"expected KEY=VALUE, got {text!r}")
+        raise ArgumentError("set", f"expected KEY=VALUE, got {text!r}")
     return key.strip(), parse_value(value)
 
 
 SCALAR_CARRY = {"model": "base", "hardware": "base", "prefill_hardware": "base",
-                "decode_hardware": "base", "predictor": "name"}
-"""Keys whose value may be a name or a mapping: a name becomes this key of the mapping that
-`--set KEY.sub=...` makes of it (`model: llama3-8b` -> `model: {base: llama3-8b, ...}`)."""
+                "decode_hardware": "base", "predictor": "name", "scheduler": "name",
+                "batching": "name", "router": "name", "decode_router": "name", "format": "name",
+                "cost.model": "name"}
+"""Keys (or dotted paths) whose value may be a name or a mapping: a name becomes this key of the
+mapping that `--set KEY.sub=...` makes of it (`model: llama3-8b` -> `model: {base: llama3-8b}`;
+a component, `engine.predictor: noisy_oracle` -> `{name: noisy_oracle, sigma: ...}`)."""
 
 
 def set_dotted(data: dict, key: str, value: Any) -> str | None:
@@ -87,7 +91,8 @@ def set_dotted(data: dict, key: str, value: Any) -> str | None:
 
     A number indexes a list (`cluster.pools.0.tp`). A scalar on the path becomes a mapping: a
     catalog name keeps its place as `base` (model, hardware) or `name` (predictor); any other
-    scalar is replaced. Returns the dotted path of a replaced scalar (None if none was)."""
+    scalar is replaced. Returns the dotted path of a replaced scalar (None if none was).
+    """
     parts = key.split(".")
     node: Any = data
     replaced = None
@@ -100,7 +105,7 @@ def set_dotted(data: dict, key: str, value: Any) -> str | None:
         if isinstance(child, (dict, list)):
             node = child
             continue
-        carry = SCALAR_CARRY.get(part)
+        carry = SCALAR_CARRY.get(where, SCALAR_CARRY.get(part))
         if child is not None:
             replaced = replaced or where
         child = node[part] = {carry: child} if isinstance(child, str) and carry else {}
@@ -124,26 +129,3 @@ def validate(data: dict) -> SimConfig:
         return SimConfig.model_validate(data)
     except ValidationError as exc:
         raise config_error(exc) from None
-
-
-def config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
-    """A pydantic error as one line naming the dotted key (under `prefix`, e.g. `engine.srtf`)."""
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
-    key = ".".join([prefix, *loc] if prefix else loc)
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], (dict, list)):
-        msg = f"{msg}, got {_short(err['input'])}"
-    return ConfigError(key, msg)
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _is_union_tag(part) -> bool:
-    # pydantic puts the union member's type name into the location ("str", "dict[str,any]")
-    return isinstance(part, str) and (part in ("str", "int", "float", "bool") or "[" in part)

@@ -7,9 +7,10 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from servesim.config.base import Section
+from servesim.config.base import Component, Section
 from servesim.config.cluster import ClusterConfig
 from servesim.config.cost import CostConfig
+from servesim.config.kv import KVConfig
 from servesim.config.power import PowerConfig, PricingConfig
 from servesim.config.slo import SLOObjective, check_names
 from servesim.config.workload import WorkloadConfig
@@ -17,44 +18,55 @@ from servesim.core.errors import ConfigError
 
 
 class EngineConfig(Section):
-    scheduler: str = "fcfs"
-    """Scheduling policy: a built-in name or `module:Class`."""
+    scheduler: Component = "fcfs"
+    """Scheduling policy (the order of requests): `fcfs`, `srtf`, `edf`, `priority`, `module:Class`,
+    or `{name: srtf, aging_s: 30}` with the policy's parameters. `chunked_prefill` is `fcfs` with
+    `batching: chunked`."""
+    batching: Component = "whole"
+    """How a step is filled: `whole` prompts (vLLM without chunked prefill) or `chunked` (Sarathi:
+    decodes first, then prompt chunks up to `chunk_size`; `{name: chunked, max_prefills: 4}`)."""
     max_num_seqs: int = Field(256, ge=1, le=65536)
     """Most requests running (holding KV and scheduled) at once."""
     max_num_batched_tokens: int = Field(8192, ge=1, le=10_000_000)
-    """Most tokens computed in one step."""
+    """Most tokens computed in one step (whole-prompt batching)."""
     chunk_size: int = Field(512, ge=1, le=10_000_000)
-    """Chunked prefill: the per-step token budget."""
+    """Chunked batching: the per-step token budget (decode tokens count against it)."""
     block_size: int = Field(16, ge=1, le=4096)
     """KV cache block size, tokens."""
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     """Fraction of HBM the engine may use (weights + activations + KV)."""
     kv_capacity_tokens: int | None = Field(None, ge=1)
     """Override the KV capacity derived from memory (what-if studies)."""
+    kv_allocation: Literal["prompt", "chunk"] = "prompt"
+    """When admission takes KV blocks: `prompt` holds everything a request must compute before
+    its next token at once (vLLM v0), `chunk` only each scheduled chunk (vLLM v1, Hugging Face).
+    The same under whole-prompt batching."""
+    kv_watermark: float = Field(0.01, ge=0, lt=1)
+    """Fraction of KV blocks admission keeps free while other requests hold KV (vLLM's 1%)."""
     prefix_caching: bool = False
     """Reuse KV blocks of shared prompt prefixes."""
-    kv_allocation: Literal["prompt", "chunk"] | None = None
-    """When a request takes its KV blocks: `prompt` all of its prompt's blocks at admission (vLLM
-    v0), `chunk` the blocks of each scheduled chunk and decode, on demand; none: the policy's own
-    rule (fcfs: prompt, chunked_prefill: chunk; other combinations are not modelled yet)."""
-    kv_watermark: float = Field(0.01, ge=0, lt=1)
-    """Fraction of the KV blocks that admission keeps free while requests run (vLLM: 0.01)."""
     preemption: Literal["recompute", "swap"] = "recompute"
     """What happens to a preempted request's KV: dropped and recomputed, or copied to host memory
     and back over PCIe."""
-    scheduler_params: dict[str, Any] = {}
-    """Parameters of a plugin scheduler, validated by the scheduler's own Params."""
-    predictor: str | dict[str, Any] = "oracle"
+    predictor: Component = "oracle"
     """Output-length predictor: a name (`oracle`, `noisy_oracle`, `bucket`, `mean`, `module:Class`)
     or a block `{name: noisy_oracle, sigma: 0.5}` with the predictor's parameters."""
+    check_kv_conservation: bool = False
+    """Debug mode: check KV block conservation after every step of every instance (slower); a
+    violation stops the run with `KVConservationError` naming the counts."""
+    max_run_steps: int = Field(4096, ge=1, le=1 << 20)
+    """Most identical decode steps simulated as one event. Results do not depend on it (1 steps one
+    iteration at a time, for checking that); only speed does."""
+    scheduler_params: dict[str, Any] = {}
+    """Older spelling of `scheduler: {name: ..., <params>}` for plugins; still accepted."""
     chunked_prefill: dict[str, Any] | None = None
-    """Parameters of the `chunked_prefill` policy, validated by its Params."""
+    """Older spelling of `batching: {name: chunked, <params>}`; still accepted."""
     srtf: dict[str, Any] | None = None
-    """Parameters of the `srtf` policy (e.g. `aging_s`), validated by its Params."""
+    """Older spelling of `scheduler: {name: srtf, <params>}`; still accepted (validated always)."""
     edf: dict[str, Any] | None = None
-    """Parameters of the `edf` policy (e.g. `admission_control`), validated by its Params."""
+    """Older spelling of `scheduler: {name: edf, <params>}`; still accepted (validated always)."""
     priority: dict[str, Any] | None = None
-    """Parameters of the `priority` policy (e.g. `classes`), validated by its Params."""
+    """Older spelling of `scheduler: {name: priority, <params>}`; still accepted (validated always)."""
 
 
 class SLOConfig(Section):
@@ -94,6 +106,8 @@ class SimConfig(Section):
     engine: EngineConfig = EngineConfig()
     workload: WorkloadConfig = WorkloadConfig()
     cost: CostConfig = CostConfig()
+    kv: KVConfig = KVConfig()
+    """KV tiers (DRAM, SSD), the cluster-wide pool, eviction policies, agentic retention."""
     slo: SLOConfig = SLOConfig()
     power: PowerConfig = PowerConfig()
     """Power model, caps and clock limits, a cluster power budget (docs/energy.md)."""

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from servesim.config.base import Section
+from servesim.config.base import Component, Section
 from servesim.core.errors import ConfigError
 
 
@@ -109,8 +109,8 @@ class LengthsConfig(Section):
     """Output length distribution, tokens."""
     empirical: str | None = None
     """Resample joint (prompt, output) pairs from this trace or length file instead."""
-    format: str | None = None
-    """Format of the `empirical` file; detected from its content when left out."""
+    format: Component | None = None
+    """Format of the `empirical` file (a reader name or `{name: ...}`); detected when left out."""
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -129,8 +129,9 @@ class LengthsConfig(Section):
 class TraceConfig(Section):
     path: str
     """Trace file (or ServeGen folder); relative to the working directory, then the config's folder."""
-    format: str | None = None
-    """Reader name (azure, mooncake, burstgpt, servegen, lengths, csv); detected when left out."""
+    format: Component | None = None
+    """Reader (azure, mooncake, burstgpt, servegen, lengths, csv, `module:Class`, or
+    `{name: ..., <params>}`); detected from the file when left out."""
     time_scale: float = Field(1.0, gt=0)
     """Multiplies the trace's clock: 0.5 replays twice as fast, 2 twice as slow."""
     rate: float | None = Field(None, gt=0)
@@ -184,6 +185,35 @@ class SessionsConfig(Section):
     """A conversation ends before a turn whose prompt plus output would exceed this."""
     hash_block_size: int = Field(16, ge=1, le=65536)
     """Tokens per prefix-hash block generated for the turns."""
+
+
+class ProgramsConfig(Section):
+    """Agentic programs: chains (or DAGs, with fan-out) of LLM calls separated by tool calls. Each
+    call's prompt is the conversation so far plus the new tokens (a tool result); the next call
+    arrives when its parents have finished plus a tool time, so arrivals depend on the serving
+    (the sampled lengths and tool times never do). `workload.arrival` gives the program starts."""
+
+    path: str | None = None
+    """Recorded programs, JSONL (docs/kv.md): replayed instead of generating them."""
+    num_programs: int = Field(200, ge=1, le=1_000_000)
+    """Programs to generate."""
+    calls: LengthDist = LengthDist(dist="uniform", min=10, max=50)
+    """LLM calls per program."""
+    tool_time: ThinkTime = ThinkTime(dist="uniform", min=0.5, max=10.0)
+    """Tool-call time between a call's end and the next call, seconds."""
+    system_prompt_tokens: int = Field(1000, ge=0)
+    """Tokens of the prompt every call of every program starts with."""
+    new_tokens: LengthDist = LengthDist(dist="lognormal", mean=300, sigma=0.8, max=8192)
+    """Tokens a call adds to the conversation (the task, then each tool's result)."""
+    output: LengthDist = LengthDist(dist="lognormal", mean=120, sigma=0.8, max=2048)
+    """Output tokens of a call."""
+    fan_out: int = Field(1, ge=1, le=64)
+    """Parallel calls at a fan-out step (they extend the same parent; the next call joins them)."""
+    fan_out_prob: float = Field(0.0, ge=0, le=1)
+    """Probability that a step fans out."""
+    hash_block_size: int = Field(128, ge=1, le=65536)
+    """Tokens per prefix-hash block generated for the calls (the unit of cache sharing; long
+    conversations hash fast with coarser blocks)."""
 
 
 class ClassSLO(Section):
@@ -246,6 +276,9 @@ class WorkloadConfig(Section):
     """Multi-turn conversations: each arrival starts one."""
     classes: list[ClassConfig] = []
     """Several request classes, each with its own arrivals, lengths, SLO and priority."""
+    programs: ProgramsConfig | None = None
+    """Agentic programs instead of independent requests (with `arrival`; no trace, sessions or
+    classes)."""
     filter: LengthFilter | None = None
     """Drop, clip or reject requests longer than a limit (counted in summary.json `workload`)."""
 
@@ -260,6 +293,10 @@ class WorkloadConfig(Section):
 
     @model_validator(mode="after")
     def _count_or_duration(self):
+        if self.programs is not None and (self.classes or self.trace or self.sessions or self.filter):
+            raise ValueError(
+                "`programs` cannot be combined with `trace`, `sessions`, `classes` or `filter`"
+            )
         if self.classes and self.trace is not None:
             raise ValueError("with `classes`, give each class its own `trace`")
         if self.trace is not None and self.sessions is not None:
@@ -299,4 +336,4 @@ class WorkloadConfig(Section):
         """True when some arrivals are generated (they need a count or a duration to stop)."""
         if self.classes:
             return any(c.trace is None for c in self.classes)
-        return self.trace is None
+        return self.trace is None and self.programs is None

@@ -26,8 +26,6 @@ class DecodeCohort:
         self._bases: list[int] = []  # sorted (computed at join - epoch at join), with a window
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
         self.epoch = 0
-        self.reserved_steps = 0
-        """Steps ahead of `epoch` whose KV blocks are already allocated (see KVCacheManager)."""
         self._ends = np.empty(4096)
         self._members: dict[Request, int] = {}
         self._heap: list[tuple[int, int, int, Request]] = []
@@ -108,6 +106,8 @@ class DecodeCohort:
         if span <= 0 or not self._members:
             return 0
         bs = self.block_size
+        if span == 1 and bs > 1:  # one step, the common case: those at a block's last slot
+            return int(self._phase[-(self.epoch + first_step) % bs])
         cycles, rest = divmod(span, bs)
         need = cycles * len(self._members)
         if rest:
@@ -133,52 +133,38 @@ class DecodeCohort:
 
     # -- membership ----------------------------------------------------------------------------
     def join(self, request: Request) -> None:
-        """Add a running request that has emitted a token and has exactly one pending token."""
-        assert request._cohort is None and request.num_pending_tokens == 1 and request._generated
-        assert self.reserved_steps == 0, "join the cohort between steps"
+        """Add a running request that has emitted a token and has exactly one pending token.
+
+        Between steps only, with no step of the cohort's KV reserved ahead (the KV manager's
+        `join_cohort` checks that)."""
+        computed, generated = request.attach(self)
+        assert generated and computed == request.num_prompt_tokens + generated - 1
+        base = computed - self.epoch
         self._serial += 1
         self._members[request] = self._serial
-        request._cohort = self
-        request._epoch0 = self.epoch
-        base = request._computed - self.epoch
         self._ctx_base_sum += base
         self._phase[base % self.block_size] += 1
         if self.window:
             bisect.insort(self._bases, base)
             self._sorted = None
         heapq.heappush(self._longest, (-base, self._serial, request))
-        finish_epoch = self.epoch + request.num_output_tokens - request._generated
+        finish_epoch = self.epoch + request.num_output_tokens - generated
         heapq.heappush(self._heap, (finish_epoch, request.request_id, self._serial, request))
         if self.gaps is not None:
             cls = request.class_name
             self._class_counts[cls] = self._class_counts.get(cls, 0) + 1
-            self._joiners[request] = request._last_token_time
+            self._joiners[request] = request.last_token_time
 
     def leave(self, request: Request) -> None:
-        """Remove a member, writing its lazily tracked progress back onto the request.
-
-        Only between steps with nothing reserved ahead: the member then holds exactly the blocks
-        its computed tokens fill.
-        """
-        assert self.reserved_steps == 0, "leave the cohort before reserving its next step"
+        """Remove a member, writing its lazily tracked progress back onto the request."""
         del self._members[request]
-        steps = self.epoch - request._epoch0
-        base = request._computed - request._epoch0
+        base = request.num_computed_tokens - self.epoch
         self._ctx_base_sum -= base
         self._phase[base % self.block_size] -= 1
         if self.window:
             del self._bases[bisect.bisect_left(self._bases, base)]
             self._sorted = None
-        if steps:
-            request._max_token_gap = max(
-                request._max_token_gap, self.max_gap_since(request._epoch0, request._last_token_time)
-            )
-            request._last_token_time = self.end_time(self.epoch - 1)
-        request._computed += steps
-        request._generated += steps
-        bs = self.block_size
-        request.num_blocks = -(-request._computed // bs)
-        request._cohort = None
+        steps = request.detach()
         if self.gaps is not None:
             self._class_counts[request.class_name] -= 1
             if not steps:
@@ -198,7 +184,6 @@ class DecodeCohort:
             self._joiners.clear()
         self._ends[self.epoch : self.epoch + k] = end_times
         self.epoch += k
-        self.reserved_steps = max(0, self.reserved_steps - k)
         finished = []
         heap = self._heap
         while heap and heap[0][0] <= self.epoch:
@@ -207,7 +192,7 @@ class DecodeCohort:
                 continue
             request = entry[3]
             self.leave(request)
-            request.finish_time = request._last_token_time
+            request.finish_time = request.last_token_time
             finished.append(request)
         return finished
 

@@ -14,21 +14,31 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from servesim.core.cohort import DecodeCohort
+
+class CohortClock(Protocol):
+    """What a request reads of the decode cohort it belongs to (`core.cohort.DecodeCohort`)."""
+
+    epoch: int
+
+    def end_time(self, epoch_index: int) -> float: ...
+
+    def max_gap_since(self, epoch0: int, last_time_at_join: float) -> float: ...
 
 
 class RequestStatus(IntEnum):
     """Lifecycle, ordered: a request only moves forward, except that preemption sends RUNNING back
-    to WAITING (recompute) or SWAPPED (swap), from where it is admitted to RUNNING again."""
+    to WAITING (recompute) or SWAPPED (swap), from where it is admitted to RUNNING again, and an
+    instance failure sends a request back to WAITING on another instance (a retry)."""
 
     WAITING = 0
     RUNNING = 1
     SWAPPED = 2
     FINISHED = 3
     REJECTED = 4
+    FAILED = 5
+    """Lost to an instance failure (elastic clusters), with a reason."""
 
 
 @dataclass(eq=False, slots=True)
@@ -46,6 +56,14 @@ class Request:
     priority: int = 0
     ttft_slo: float = math.inf
     tpot_slo: float = math.inf
+    program_id: int = -1
+    """The agentic program this call belongs to (-1: a plain request)."""
+    program_parents: tuple = ()
+    """Agentic call: request ids of the calls it waits for (issued when they have finished)."""
+    program_wait_s: float = 0.0
+    """Agentic call: tool time between its parents' end and its arrival, seconds."""
+    program_tool_s: float = math.nan
+    """Agentic call: the tool time before the program's next call (NaN: the program ends here)."""
     predicted_output_tokens: float = math.nan
     """Set by a length predictor; policies read this, never `num_output_tokens`."""
 
@@ -58,19 +76,21 @@ class Request:
     num_preemptions: int = 0
     num_cached_tokens: int = 0
     """Prompt tokens served from the prefix cache when the request was first admitted."""
-    num_blocks: int = 0
-    """KV blocks held while outside a cohort (a cohort member's count is derived on leave)."""
     rejected_reason: str = ""
     handoff_time: float = math.nan
     """Disaggregation: when the KV left the prefill instance."""
     prefill_instance: int = -1
     """Disaggregation: the instance that computed the prompt (`instance` is then the decode one)."""
+    num_retries: int = 0
+    """Times an instance failure sent it to another instance (its KV lost)."""
+    num_migrations: int = 0
+    """Times it moved to another instance with its KV (rebalancing)."""
 
     _computed: int = 0
     _generated: int = 0
     _last_token_time: float = math.nan
     _max_token_gap: float = 0.0
-    _cohort: DecodeCohort | None = field(default=None, repr=False)
+    _cohort: CohortClock | None = field(default=None, repr=False)
     _epoch0: int = 0
 
     # -- progress, lazy while in a cohort --------------------------------------------------
@@ -116,11 +136,6 @@ class Request:
         return self._cohort is not None
 
     @property
-    def is_prefilling(self) -> bool:
-        """True until the prompt (and any recomputed output) is in the KV cache."""
-        return self.num_pending_tokens > 1
-
-    @property
     def max_kv_tokens(self) -> int:
         """KV tokens held at the end: every token except the last output, which is never fed back."""
         return self.num_prompt_tokens + self.num_output_tokens - 1
@@ -162,8 +177,38 @@ class Request:
         self.first_token_time = time
         self._last_token_time = time
 
+    def restart_elsewhere(self) -> None:
+        """Its instance failed: the KV is gone; the tokens already delivered stay delivered."""
+        if self._cohort is not None:
+            self._cohort.leave(self)
+        self.reset_for_recompute()
+        self.status = RequestStatus.WAITING
+        self.num_retries += 1
+
     def reset_for_recompute(self) -> None:
         """Preempted by recomputation: the KV is gone; prompt and generated tokens run again."""
         assert self._cohort is None
         self._computed = 0
-        self.num_blocks = 0
+
+    # -- cohort membership (called by DecodeCohort only) ---------------------------------------
+    def attach(self, clock: CohortClock) -> tuple[int, int]:
+        """Start gaining one token per cohort step: progress is read from `clock` from now on.
+        Returns (computed, generated) tokens at joining."""
+        assert self._cohort is None
+        self._cohort = clock
+        self._epoch0 = clock.epoch
+        return self._computed, self._generated
+
+    def detach(self) -> int:
+        """Leave the cohort, writing the lazily tracked progress back; return the steps taken."""
+        clock = self._cohort
+        steps = clock.epoch - self._epoch0
+        if steps:
+            self._max_token_gap = max(
+                self._max_token_gap, clock.max_gap_since(self._epoch0, self._last_token_time)
+            )
+            self._last_token_time = clock.end_time(clock.epoch - 1)
+        self._computed += steps
+        self._generated += steps
+        self._cohort = None
+        return steps

@@ -37,9 +37,6 @@ class StepPlan:
         swaps = self.num_swap_in_tokens or self.num_swap_out_tokens
         return not self.tokens and not (self.decode_cohort and cohort_size) and not swaps
 
-    def num_batched_tokens(self, cohort_size: int) -> int:
-        return sum(self.tokens.values()) + (cohort_size if self.decode_cohort else 0)
-
     def as_dict(self, cohort) -> dict[int, int]:
         """`{request_id: num_tokens}`, the plan in the contract's terms (for tests and tracing)."""
         out = {r.request_id: n for r, n in self.tokens.items()}

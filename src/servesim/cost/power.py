@@ -427,5 +427,5 @@ class ClockedCostModel:
         return StepCost(seconds, {**c.by_op, "clock_limit": extra}, c.compute_s + extra, c.memory_s,
                         c.comm_s, c.overhead_s)
 
-    def __getattr__(self, name):  # kv_transfer_time and other extras of the inner model
+    def __getattr__(self, name):  # the inner model's other attributes (profile, tp, ...)
         return getattr(self.inner, name)

@@ -240,22 +240,6 @@ class RooflineCostModel:
             overhead += total - gpu
         return StepCost(total, by_op, compute, memory, comm, overhead)
 
-    def kv_transfer_time(
-        self, num_tokens: int, bandwidth_bytes_per_s: float, latency_s: float = 0.0
-    ) -> float:
-        """Seconds to move `num_tokens` tokens of KV cache (every layer, every shard) between
-        instances over a link of the given bandwidth and latency (prefill -> decode handoff)."""
-        if num_tokens <= 0:
-            return 0.0
-        return latency_s + num_tokens * self.kv_bytes_per_token_instance / bandwidth_bytes_per_s
-
-    @property
-    def kv_bytes_per_token_instance(self) -> float:
-        """KV bytes of one token across the whole instance (all TP shards, all pipeline stages)."""
-        m = self.model
-        shards = 1 if m.is_mla else min(self.tp, m.num_kv_heads)
-        return m.kv_bytes_per_token(self.tp) * shards
-
     # -- pieces --------------------------------------------------------------------------------------
     def _decode_time(self, n: int, logits: int, ctx_sum, longest, maximum):
         """A pure-decode step (`maximum` = max) or a vector of them (np.maximum): GPU time, then the

@@ -14,30 +14,32 @@ from typing import Callable, Sequence
 
 import simpy
 
-from servesim.core.cohort import DecodeCohort
 from servesim.core.request import Request, RequestStatus
 from servesim.cost.base import CostModel
 from servesim.engine.disaggregation import KVHandoff
-from servesim.engine.instance import Instance
+from servesim.engine.instance import DEFAULT_MAX_RUN_STEPS, Instance
+from servesim.engine.programs import ProgramDriver
 from servesim.engine.transfer import KVLink
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
 from servesim.routers.base import Router
+from servesim.schedulers.core import Scheduler
 
 
 @dataclass
 class InstanceParts:
     """Everything one instance needs, built by build.py."""
 
-    scheduler: object
+    scheduler: Scheduler
     cost_model: CostModel
     kv: KVCacheManager
-    cohort: DecodeCohort
     swap_s_per_token: float = 0.0
     """PCIe seconds per token of KV copied to or from host memory (swap preemption)."""
     role: str = "mixed"
     """`mixed` (colocated), `prefill` or `decode`."""
     pool: str = "default"
+    max_run_steps: int = DEFAULT_MAX_RUN_STEPS
+    """Most identical decode steps simulated as one event (`engine.max_run_steps`)."""
     power: object = None
     """The instance's `PowerModel` (cost/power.py), or None: no energy accounting."""
 
@@ -62,6 +64,8 @@ class RunStats:
     preemptions: int
     kv_link: dict | None = None
     """Transfer statistics of a disaggregated run (KVLink.stats)."""
+    migration_link: dict | None = None
+    """Transfer statistics of the migration link (elastic runs that migrated)."""
     power_budget: dict | None = None
     """What the cluster power budget did (BudgetStats.summary)."""
 
@@ -75,19 +79,23 @@ def run_cluster(
     on_finish: Callable[[Request], None] | None = None,
     after_step: Callable[[Instance], None] | None = None,
     disaggregation: DisaggregationParts | None = None,
+    elastic=None,
     power_budget=None,
     token_gaps=None,
 ) -> RunStats:
-    """Simulate until every request is finished or rejected (or `max_time`); requests are mutated."""
+    """Simulate until every request is finished or rejected (or `max_time`); requests are mutated.
+    With `elastic` (`engine.elastic.ElasticParts`) the fleet changes during the run."""
+    if elastic is not None and not elastic.static:
+        from servesim.engine.elastic import run_elastic
+
+        return run_elastic(requests, elastic, router, step_log, max_time, on_finish, after_step,
+                           token_gaps)
     wall0 = time.perf_counter()
     env = simpy.Environment()
-    instances = [
-        Instance(
-            env, i, p.scheduler, p.cost_model, p.kv, p.cohort, step_log, on_finish,
-            swap_s_per_token=p.swap_s_per_token, role=p.role, power=p.power,
-        )
-        for i, p in enumerate(parts)
-    ]
+    entry: list[Instance] = []
+    programs, on_finish, arriving = _programs(env, requests, router, entry, on_finish)
+    on_reject = programs.on_reject if programs is not None else None
+    instances = [start_instance(env, i, p, step_log, on_finish, on_reject) for i, p in enumerate(parts)]
     for instance in instances:
         instance.after_step = after_step
         instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps (metrics/gaps.py)
@@ -100,8 +108,14 @@ def run_cluster(
         for instance in instances:
             if instance.role == "prefill":
                 instance.hand_off = hand_off
-    entry = [i for i in instances if i.role != "decode"]
-    env.process(arrival_process(env, requests, router, entry))
+    entry.extend(i for i in instances if i.role != "decode")
+    env.process(arrival_process(env, arriving, router, entry))
+    if elastic is not None:  # slowdowns on a fixed fleet
+        from servesim.engine.faults import static_fault_processes
+
+        links = {"kv": disaggregation.link} if decode else {}
+        for proc in static_fault_processes(env, instances, elastic, links):
+            env.process(proc)
     if power_budget is not None:
         power_budget.start(env, instances, [p.pool for p in parts])
     events = _count_events(env)
@@ -127,13 +141,50 @@ def run_cluster(
     )
 
 
+def start_instance(
+    env: simpy.Environment, index: int, p: InstanceParts, step_log: StepLog, on_finish=None,
+    on_reject=None,
+) -> Instance:
+    """The Instance for one InstanceParts (the one place the engine builds instances)."""
+    return Instance(
+        env, index, p.scheduler, p.cost_model, p.kv, step_log, on_finish,
+        on_reject=on_reject, swap_s_per_token=p.swap_s_per_token, role=p.role,
+        max_run_steps=p.max_run_steps, power=p.power,
+    )
+
+
 def arrival_process(env: simpy.Environment, requests: Sequence[Request], router, instances):
+    views = [instance.view for instance in instances]
     for request in requests:
         delay = request.arrival_time - env.now
         if delay > 0:
             yield env.timeout(delay)
-        choice = router.route(request, instances, env.now)
+        choice = router.route(request, views, env.now)
         instances[choice].submit(request)
+
+
+def _programs(env, requests, router, entry: list, on_finish):
+    """Agentic calls wait for their parents (engine/programs.py): the driver (None without
+    programs), the finish callback that feeds it, and the requests that arrive on their own."""
+    if not any(r.program_parents for r in requests):
+        return None, on_finish, requests
+    def submit(request):  # routers see instances through their views, as at arrival
+        entry[router.route(request, [i.view for i in entry], env.now)].submit(request)
+
+    driver = ProgramDriver(env, requests, submit)
+    arriving = [r for r in requests if not driver.held(r)]
+    return driver, _both(on_finish, driver.on_finish), arriving
+
+
+def _both(first, second):
+    if first is None:
+        return second
+
+    def call(request):
+        first(request)
+        second(request)
+
+    return call
 
 
 def _count_events(env: simpy.Environment):

@@ -33,6 +33,7 @@ class KVHandoff:
     ):
         self.env = env
         self.decode = list(decode_instances)
+        self.views = [instance.view for instance in self.decode]
         self.router = router
         self.link = link
         self.kv_bytes_per_token = kv_bytes_per_token
@@ -41,9 +42,10 @@ class KVHandoff:
         now = self.env.now
         request.handoff_time = now
         request.prefill_instance = source.index
-        dest = self.decode[self.router.route(request, self.decode, now)]
+        dest = self.decode[self.router.route(request, self.views, now)]
         dest.num_incoming += 1
         dest.num_incoming_tokens += request.num_prompt_tokens
+        dest.load_changed()
         _, end = self.link.schedule(now, self.kv_bytes_per_token * request.num_computed_tokens)
         arrival = self.env.timeout(end - now)
         arrival.callbacks.append(lambda _: self._arrive(source, dest, request, detached))
@@ -53,5 +55,6 @@ class KVHandoff:
         source.wake()  # the freed blocks may admit a waiting prompt
         dest.num_incoming -= 1
         dest.num_incoming_tokens -= request.num_prompt_tokens
+        dest.load_changed()
         request.deliver_first_token(self.env.now)
         dest.submit(request)

@@ -17,16 +17,54 @@ import math
 import numpy as np
 import simpy
 
-from servesim.core.cohort import DecodeCohort
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
 from servesim.engine.power import PowerMeter
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
-from servesim.schedulers.base import Scheduler, SchedulerLoad
+from servesim.schedulers.core import Scheduler, SchedulerLoad
 
-MAX_RUN_STEPS = 4096
+DEFAULT_MAX_RUN_STEPS = 4096
+FAILURE = "instance failure"
+"""Interrupt cause that ends an instance's process (elastic clusters)."""
+
+
+class InstanceView:
+    """What a router sees of an instance, read-only (the `routers.base.InstanceView` protocol)."""
+
+    __slots__ = ("_instance",)
+
+    def __init__(self, instance: Instance):
+        self._instance = instance
+
+    @property
+    def index(self) -> int:
+        return self._instance.index
+
+    def load(self) -> SchedulerLoad:
+        return self._instance.load()
+
+    def prefix_match_tokens(self, request: Request) -> int:
+        """Prompt tokens of `request` this instance's prefix cache holds now (0 without caching)."""
+        return self._instance.kv.match_prefix(request, memo=False)
+
+    def watch_load(self, callback) -> None:
+        """Call `callback(view)` after anything that may change `load()` (a router's load index)."""
+        self._instance.load_listeners.append(callback)
+
+    def prefix_hits(self, request: Request) -> dict[str, int]:
+        """Prompt tokens of `request` each KV tier here would serve (`gpu`, `dram`, `ssd`, `pool`)."""
+        return self._instance.kv.peek_hits(request)
+
+    def reload_time_s(self, hits: dict[str, int]) -> float:
+        """Seconds to load a `prefix_hits` result's lower-tier tokens."""
+        return self._instance.kv.reload_time_s(hits)
+
+    @property
+    def prefill_s_per_token(self) -> float:
+        """Seconds per prompt token of a large prefill step here (cost model)."""
+        return self._instance.prefill_s_per_token
 
 
 class Instance:
@@ -37,13 +75,13 @@ class Instance:
         scheduler: Scheduler,
         cost_model: CostModel,
         kv: KVCacheManager,
-        cohort: DecodeCohort,
         step_log: StepLog,
         on_finish=None,
         on_reject=None,
         swap_s_per_token: float = 0.0,
         role: str = "mixed",
         hand_off=None,
+        max_run_steps: int = DEFAULT_MAX_RUN_STEPS,
         power=None,
     ):
         self.env = env
@@ -51,7 +89,7 @@ class Instance:
         self.scheduler = scheduler
         self.cost_model = cost_model
         self.kv = kv
-        self.cohort = cohort
+        self.cohort = kv.cohort
         self.step_log = step_log
         self.on_finish = on_finish
         self.on_reject = on_reject
@@ -61,6 +99,8 @@ class Instance:
         """`mixed` (colocated), `prefill` or `decode` (disaggregated pools)."""
         self.hand_off = hand_off
         """Prefill role: `hand_off(instance, request, detached_kv)` sends a prefilled request on."""
+        self.max_run_steps = max_run_steps
+        """Most identical decode steps simulated as one event (1: step by step, same results)."""
         self.num_incoming = 0
         self.num_incoming_tokens = 0
         """Requests (and their prompt tokens) whose KV is on its way here."""
@@ -68,13 +108,26 @@ class Instance:
         """The instance's `PowerModel` (energy per step, the clock under a cap), or None."""
         self.meter = PowerMeter(power.idle_w if power is not None else 0.0)
         self._caching = kv.prefix is not None
+        self._prefill_rate: float | None = None
         self.after_step = None
         """Optional callback(instance) after every applied step: invariant checks in tests."""
+        self.load_listeners: list = []
+        """Callbacks(view) after anything that may change `load()` (routers' load indexes)."""
+        self.slowdown = 1.0
+        """Straggler factor: every step takes this many times its price."""
+        self.busy_s = 0.0
+        """Seconds spent computing so far (autoscaling policies read it)."""
+        self.between_steps = None
+        """Optional callback(instance) before each scheduling pass (migrations leave then)."""
+        self.leaving: dict[Request, object] = {}
+        """Decoding requests picked to migrate, to their destination; they leave between steps."""
+        self.failed = False
         self.gaps = None
         """Optional `metrics.gaps.TokenGaps` for tokens computed outside the cohort (the cohort
         records its own steps)."""
         self._idle: simpy.Event | None = None
         self._interruptible = False
+        self.view = InstanceView(self)
         self.process = env.process(self.run_process())
 
     # -- the outside world ------------------------------------------------------------------------
@@ -90,10 +143,19 @@ class Instance:
             load.num_running_tokens + self.num_incoming_tokens,
         )
 
+    @property
+    def prefill_s_per_token(self) -> float:
+        """Seconds per prompt token of a large prefill step here (cost model; the routers' view)."""
+        if self._prefill_rate is None:
+            n = 8192
+            self._prefill_rate = self.cost_model.step_time(StepShape([(n, 0)], 0, 0, 1)) / n
+        return self._prefill_rate
+
     def submit(self, request: Request) -> None:
         """Hand a routed request to the scheduler, waking the instance if it sleeps."""
         request.instance = self.index
         reason = self.scheduler.add_request(request, self.env.now)
+        self.load_changed()
         if reason is not None:
             request.status = RequestStatus.REJECTED
             request.rejected_reason = reason
@@ -101,6 +163,10 @@ class Instance:
                 self.on_reject(request)
             return
         self.wake()
+
+    def load_changed(self) -> None:
+        for listener in self.load_listeners:
+            listener(self.view)
 
     def wake(self) -> None:
         """Something the scheduler sees changed (an arrival, KV freed): plan again now."""
@@ -110,14 +176,45 @@ class Instance:
             self._interruptible = False
             self.process.interrupt()
 
+    def decoding(self) -> list[Request]:
+        """Requests decoding here that could migrate (read-only for policies)."""
+        return [r for r in self.cohort if r not in self.leaving]
+
+    def fail(self) -> list[Request]:
+        """Die now: the step in flight is lost; return the requests it held, their KV gone."""
+        if self.process.is_alive:
+            self.process.interrupt(FAILURE)
+        scheduler = self.scheduler
+        held = [*scheduler.waiting, *scheduler.running]
+        self.kv.unreserve_cohort()  # the cohort dies with the instance
+        for request in held:
+            request.restart_elsewhere()
+        return held
+
     # -- the engine loop --------------------------------------------------------------------------
     def run_process(self):
+        try:
+            yield from self._loop()
+        except simpy.Interrupt as exc:
+            if exc.cause != FAILURE:
+                raise
+
+    def _loop(self):
         scheduler, cohort = self.scheduler, self.cohort
         while True:
+            if self.between_steps is not None:
+                self.between_steps(self)
+            self.kv.tick(self.env.now)
             plan = scheduler.schedule(self.env.now)
+            if self.load_listeners:  # a policy may drop or reject requests while planning
+                self.load_changed()
             if plan.is_empty(cohort.size):
                 self._idle = self.env.event()
-                yield self._idle
+                wake = self.kv.next_expiry()  # pinned KV frees itself then: plan again
+                if math.isfinite(wake):
+                    yield self._idle | self.env.timeout(max(0.0, wake - self.env.now))
+                else:
+                    yield self._idle
                 self._idle = None
             elif plan.repeatable and plan.decode_cohort and not plan.tokens and not plan.preempted:
                 yield from self._decode_run(plan)
@@ -125,16 +222,18 @@ class Instance:
                 yield from self._step(plan)
 
     def _step(self, plan: StepPlan):
-        env, cohort = self.env, self.cohort
+        env, kv = self.env, self.kv
         shape = self._shape(plan)
         start = env.now
         swapped = plan.num_swap_in_tokens + plan.num_swap_out_tokens
-        seconds = self.cost_model.step_time(shape) + swapped * self.swap_s_per_token
+        # a straggler slows compute; KV tier transfers overlap or stall it (kv.step_time)
+        compute = self.kv.step_time(self.cost_model.step_time(shape) * self.slowdown)
+        seconds = compute + swapped * self.swap_s_per_token
         joules = self.power.step_energy(shape, seconds) if self.power is not None else 0.0
         self.meter.begin(start, seconds, joules)
         yield env.timeout(seconds)
         end = env.now
-        finished = cohort.advance(np.array([end])) if plan.decode_cohort else []
+        finished = kv.advance_cohort(np.array([end])) if plan.decode_cohort else []
         prefilled = []
         for request, n in plan.tokens.items():
             if math.isnan(request.first_scheduled_time):  # its first step
@@ -144,26 +243,25 @@ class Instance:
             if self.gaps is not None and last == last and request.last_token_time == end:
                 self.gaps.add(end - last, request.class_name)  # a token after an earlier one
             if self._caching:
-                self.kv.cache_computed(request)
+                kv.cache_computed(request)
             if done:
                 finished.append(request)
             elif request.num_pending_tokens == 1 and request.num_generated_tokens:
                 # (a prompt chunk may also stop one token short)
                 if self.hand_off is None:
-                    cohort.join(request)
+                    kv.join_cohort(request)
                 else:
                     prefilled.append(request)
         self._finish(finished, end)
         for request in prefilled:
             self.scheduler.release(request)
-            self.hand_off(self, request, self.kv.detach(request))
-        prefill_tokens = shape.num_tokens - shape.num_decodes
-        self._log(start, end, 1, prefill_tokens, shape.num_decodes, joules)
+            self.hand_off(self, request, kv.detach(request))
+        self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes, joules)
 
     def _decode_run(self, plan: StepPlan):
         env, cohort, kv = self.env, self.cohort, self.kv
-        limit = min(cohort.steps_to_next_finish(), plan.max_repeats, MAX_RUN_STEPS)
-        k = max(1, kv.max_cohort_steps(cohort, limit))
+        limit = min(cohort.steps_to_next_finish(), plan.max_repeats, self.max_run_steps)
+        k = max(1, kv.max_cohort_steps(limit))
         n = cohort.size
         start = env.now
         steps = np.arange(k, dtype=np.float64)
@@ -172,6 +270,8 @@ class Instance:
         if cohort.window:  # attention reads at most the window
             longest = np.minimum(longest, cohort.window)
         seconds = self.cost_model.decode_step_times(n, ctx, longest)
+        if self.slowdown != 1.0:
+            seconds = seconds * self.slowdown
         ends = start + np.cumsum(seconds)
         if plan.replan_time < ends[-1]:
             k = int(np.searchsorted(ends, plan.replan_time, side="left")) + 1
@@ -181,7 +281,9 @@ class Instance:
         self._interruptible = k > 1
         try:
             yield env.timeout(ends[-1] - start)
-        except simpy.Interrupt:
+        except simpy.Interrupt as exc:
+            if exc.cause == FAILURE:
+                raise
             # An arrival: finish the step in flight, then plan again.
             done = int(np.searchsorted(ends, env.now, side="left")) + 1
             done = min(done, k)
@@ -191,9 +293,12 @@ class Instance:
         self._interruptible = False
         ends = ends[:done]
         ends[-1] = env.now
-        assert kv.reserve_cohort(cohort, done)
-        self._finish(cohort.advance(ends), env.now)
-        self._log(start, env.now, done, 0, n, self._run_energy(n, ctx, seconds, done))
+        # Blocks for the steps run (k fit when the run was planned); never inside an assert,
+        # which `python -O` would skip.
+        if not kv.reserve_cohort(done):
+            raise RuntimeError("a decode run outgrew the KV blocks it was planned with")
+        self._finish(kv.advance_cohort(ends), env.now)
+        self._record_step(start, env.now, done, 0, n, self._run_energy(n, ctx, seconds, done))
 
     def _run_energy(self, n: int, ctx: np.ndarray, seconds: np.ndarray, steps: int) -> float:
         """Joules of the first `steps` steps of a decode run."""
@@ -230,10 +335,20 @@ class Instance:
                 for request in finished:
                     self.on_finish(request)
 
-    def _log(self, start, end, num_steps, prefill_tokens, decodes, joules):
+    def _record_step(
+        self, start: float, end: float, num_steps: int, prefill_tokens: int, num_decodes: int,
+        joules: float,
+    ) -> None:
+        """The one place a finished step (or run of `num_steps` identical decode steps, using
+        `joules`) is recorded; hooks on finished steps go here."""
         self.meter.end(end, joules)
+        self.busy_s += end - start
+        if self.load_listeners:
+            self.load_changed()
         if self.after_step is not None:
             self.after_step(self)
+        if self.kv.tier_log is not None:  # tier occupancy, hits and traffic over time
+            self.kv.tier_log.record(self.index, end, self.kv)
         load = self.scheduler.load() if self.step_log.enabled else None
         self.step_log.record(
             self.index,
@@ -241,7 +356,7 @@ class Instance:
             end,
             num_steps,
             prefill_tokens,
-            decodes,
+            num_decodes,
             load.num_running if load else 0,
             load.num_waiting if load else 0,
             self.kv.usage,

@@ -16,8 +16,9 @@ memory and allocation stay exact. Partially computed segments are not shared unt
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
+
+from servesim.kv.eviction import EvictionPolicy, LRUPolicy
 
 _MASK = (1 << 64) - 1
 _CHAIN_SEED = 0x9E3779B97F4A7C15
@@ -71,15 +72,19 @@ class PromptSegments:
 
 
 class PrefixBlockPool:
-    """The cached segments: key -> reference count and block count; unreferenced ones in LRU order.
+    """The cached segments: key -> reference count and block count; unreferenced ones ordered by
+    an eviction policy (`kv.eviction`, LRU by default).
 
     Only counts live here; the KV manager decides what they mean for free memory (an unreferenced
-    cached block is reclaimable: it counts as free until evicted or reused).
+    cached block is reclaimable: it counts as free until evicted or reused). `on_evict(key)`, when
+    set, hears of every evicted segment (offload to a lower tier).
     """
 
-    def __init__(self):
+    def __init__(self, policy: EvictionPolicy | None = None):
         self.ref_counts: dict[tuple[int, int], int] = {}
-        self._evictable: OrderedDict[tuple[int, int], None] = OrderedDict()  # oldest first
+        self._evictable: EvictionPolicy = policy if policy is not None else LRUPolicy()
+        self.on_evict = None
+        self._programs: dict = {}  # unreferenced segment -> the program that last released it
         self.num_blocks = 0
         """Engine blocks in cached segments, referenced or not."""
         self.num_evictable_blocks = 0
@@ -111,7 +116,8 @@ class PrefixBlockPool:
         self.ref_counts[key] = count + 1
         if count:
             return 0
-        del self._evictable[key]
+        self._evictable.remove(key)
+        self._programs.pop(key, None)
         self.num_evictable_blocks -= key[1]
         return key[1]
 
@@ -121,10 +127,11 @@ class PrefixBlockPool:
         self.ref_counts[key] = 1
         self.num_blocks += key[1]
 
-    def release(self, keys: Sequence) -> int:
+    def release(self, keys: Sequence, program: int = -1) -> int:
         """Drop one reference to each segment; return the blocks that became unreferenced.
 
         Released in reverse, so a prompt's tail is evicted before its head: heads are shared more.
+        `program` tags them for program-aware eviction.
         """
         refs, evictable = self.ref_counts, self._evictable
         freed = 0
@@ -132,7 +139,9 @@ class PrefixBlockPool:
             count = refs[key] - 1
             refs[key] = count
             if count == 0:
-                evictable[key] = None
+                evictable.add(key, program)
+                if program >= 0:
+                    self._programs[key] = program
                 freed += key[1]
         self.num_evictable_blocks += freed
         return freed
@@ -143,10 +152,34 @@ class PrefixBlockPool:
         assert num_blocks <= self.num_evictable_blocks
         freed = 0
         while freed < num_blocks:
-            key, _ = self._evictable.popitem(last=False)
+            key = self._evictable.pop_victim()
             del self.ref_counts[key]
             freed += key[1]
+            program = self._programs.pop(key, -1)
+            if self.on_evict is not None:
+                self.on_evict(key, program)
         self.num_evictable_blocks -= freed
         self.num_blocks -= freed
         self.num_evicted_blocks += freed
         return freed
+
+    def forget(self, keys: Sequence, offload: bool = False) -> int:
+        """Drop the unreferenced segments among `keys` now (no memory moves: they counted as
+        free); with `offload`, they go to the lower tier as evictions do. Blocks dropped."""
+        dropped = 0
+        for key in keys:
+            if self.ref_counts.get(key) == 0:
+                self._evictable.remove(key)
+                del self.ref_counts[key]
+                dropped += key[1]
+                program = self._programs.pop(key, -1)
+                if offload and self.on_evict is not None:
+                    self.on_evict(key, program)
+        self.num_evictable_blocks -= dropped
+        self.num_blocks -= dropped
+        self.num_evicted_blocks += dropped
+        return dropped
+
+    def expired(self, now: float) -> list:
+        """Unreferenced segments a time-based policy wants gone."""
+        return self._evictable.expired(now)

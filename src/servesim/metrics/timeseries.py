@@ -17,7 +17,6 @@ end. Without requests, the step log's count is used.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -173,43 +172,20 @@ def _binned_power(rows: pd.DataFrame | None, edges: np.ndarray, idle_w: float | 
     return np.diff(energy) / np.diff(edges) + idle
 
 
-def plot_timeseries(result, path: str | Path, interval_s: float | None = None) -> Path:
-    """Plot queue length, running batch, KV usage and busy share per instance over time.
+def with_elastic_columns(frame: pd.DataFrame, log, end_s: float) -> pd.DataFrame:
+    """Add the elastic fleet's columns (`metrics.lifecycle.ELASTIC_COLUMNS`) to a time series."""
+    from servesim.metrics.lifecycle import ELASTIC_COLUMNS, elastic_columns
 
-    `result` is a `SimulationResult` (or anything with a `timeseries(interval_s)` method and a
-    `summary`). With more than 16 instances, each pool's mean is drawn instead.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    frame = result.timeseries(interval_s)
-    many = frame["instance"].nunique() > 16
-    group = "pool" if many else "instance"
-    titles = {
-        "num_waiting": "queue length (requests)",
-        "num_running": "running batch (requests)",
-        "kv_usage": "KV usage (fraction)",
-        "busy_frac": "busy (fraction of time)",
-    }
-    if "power_w" in frame and frame["power_w"].notna().any():
-        titles["power_w"] = "power (W)"
-    fig, axes = plt.subplots(len(titles), 1, figsize=(9, 2.25 * len(titles)), sharex=True)
-    for ax, (column, title) in zip(axes, titles.items()):
-        for name, g in frame.groupby(group, sort=True):
-            series = g.groupby("time_s")[column].mean()
-            label = f"{name}" if many else f"{name} ({g['pool'].iloc[0]})"
-            ax.plot(series.index, series.to_numpy(), drawstyle="steps-post", lw=1, label=label)
-        ax.set_ylabel(title, fontsize=8)
-        ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("simulated time (s)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    if len(labels) <= 16:
-        axes[0].legend(handles, labels, fontsize=7, ncol=4, loc="upper right")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    if frame.empty:
+        return frame.reindex(columns=[*frame.columns, *ELASTIC_COLUMNS])
+    times = np.sort(frame["time_s"].unique())
+    dt = times[1] - times[0] if len(times) > 1 else max(end_s, 1.0)
+    edges = np.append(times, times[-1] + dt)
+    parts = []
+    for instance, rows in frame.groupby("instance", sort=True):
+        cols = elastic_columns(log, edges, int(instance), end_s)
+        rows = rows.sort_values("time_s").copy()
+        for name in ELASTIC_COLUMNS:
+            rows[name] = cols[name][: len(rows)]
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True)

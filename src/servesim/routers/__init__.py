@@ -1,6 +1,7 @@
 """Routing policies; importing this registers the built-ins."""
 
 from servesim.routers import (  # noqa: F401  (registers)
+    conductor,
     least_loaded,
     power_of_two,
     prefix_affinity,

@@ -1,7 +1,8 @@
 """The router protocol: pick the instance that serves an arriving request.
 
-Routers see instances only through `load()` (O(1) counters kept by the scheduler), so a routing
-decision costs O(instances) at most. Load measures shared by the load-aware policies:
+Routers see instances only through a read-only `InstanceView`: `load()` (O(1) counters kept by the
+scheduler) and `prefix_match_tokens(request)` (what the instance's prefix cache holds of the
+prompt), so a routing decision costs O(instances) at most. Load measures shared by the load-aware policies:
 `requests` (outstanding requests: waiting plus running), `tokens` (the work: prompt tokens
 waiting to be computed plus the prompt context of running requests) and `queued_tokens` (the
 prefill backlog alone, what a new request's TTFT waits behind).
@@ -15,16 +16,29 @@ from pydantic import BaseModel, ConfigDict
 
 from servesim.core.request import Request
 from servesim.registry import Registry
-from servesim.schedulers.base import SchedulerLoad
+from servesim.schedulers.core import SchedulerLoad
 
 
 @runtime_checkable
 class InstanceView(Protocol):
-    """What a router may see of an instance."""
+    """What a router may see of an instance (read-only).
+
+    - `index`: the instance's number in the cluster.
+    - `load()`: `SchedulerLoad(num_waiting, num_running, num_queued_tokens, num_running_tokens)`;
+      `num_queued_tokens` is the prefill backlog (tokens the waiting requests must compute before
+      their next token), `num_running_tokens` the prompt context of the running requests.
+    - `prefix_match_tokens(request)`: leading prompt tokens of `request` that this instance's
+      prefix cache holds now (whole cached segments; 0 without prefix caching or hashes).
+
+    The engine's view also offers what tier-aware routers (`conductor`, `dualmap`) read:
+    `prefix_hits(request)`, `reload_time_s(hits)`, `prefill_s_per_token` (docs/kv.md).
+    """
 
     index: int
 
     def load(self) -> SchedulerLoad: ...
+
+    def prefix_match_tokens(self, request: Request) -> int: ...
 
 
 @runtime_checkable

@@ -8,8 +8,8 @@ instance moves only the keys it takes over. The first candidate is preferred; wh
 above `overload_factor` times the mean load plus `overload_margin`, the less loaded of the two
 wins (ties: the first). The default load is the prefill backlog (`queued_tokens`), which is
 what a new request's TTFT waits behind; the defaults were chosen on the Mooncake conversation
-trace (benchmarks/cluster_studies.py). Requests without prefix hashes are keyed by their session, or, with
-neither, go to the less loaded of two random instances.
+trace (examples/studies/cluster_studies.py). Requests without prefix hashes are keyed by their
+session, or, with neither, go to the less loaded of two random instances.
 """
 
 from __future__ import annotations

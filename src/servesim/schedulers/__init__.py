@@ -1,22 +1,32 @@
-"""Scheduling policies behind one protocol; importing this registers the built-ins."""
+"""Scheduling: policies (the order of requests), batchings (how a step is filled) and the
+mechanics they share; importing this registers the built-ins."""
 
-from servesim.schedulers import chunked_prefill, edf, fcfs, priority, srtf  # noqa: F401  (registers)
-from servesim.schedulers.base import (
-    SCHEDULERS,
-    BaseScheduler,
-    EngineLimits,
-    Scheduler,
-    SchedulerLoad,
-    SchedulerParams,
+from servesim.schedulers import edf, fcfs, priority, srtf  # noqa: F401  (registers)
+from servesim.schedulers.batching import BATCHINGS, Batching, BatchingParams
+from servesim.schedulers.core import EngineLimits, RankedList, Scheduler, SchedulerLoad
+from servesim.schedulers.policy import (
+    POLICIES,
+    BasePolicy,
+    Policy,
+    PolicyParams,
+    PreemptiveParams,
+    Ranked,
+    SchedulerView,
 )
-from servesim.schedulers.ranked import RankedScheduler
 
 __all__ = [
-    "SCHEDULERS",
-    "BaseScheduler",
+    "BATCHINGS",
+    "POLICIES",
+    "BasePolicy",
+    "Batching",
+    "BatchingParams",
     "EngineLimits",
-    "RankedScheduler",
+    "Policy",
+    "PolicyParams",
+    "PreemptiveParams",
+    "Ranked",
+    "RankedList",
     "Scheduler",
     "SchedulerLoad",
-    "SchedulerParams",
+    "SchedulerView",
 ]

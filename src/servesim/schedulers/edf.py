@@ -21,13 +21,12 @@ from pydantic import Field
 
 from servesim.core.request import Request
 from servesim.cost.base import StepShape
-from servesim.schedulers.base import SCHEDULERS
-from servesim.schedulers.ranked import RankedParams, RankedScheduler, by_key
+from servesim.schedulers.policy import POLICIES, BasePolicy, PreemptiveParams, SchedulerView
 
 REJECT_REASON = "predicted_ttft_slo_miss"
 
 
-class EDFParams(RankedParams):
+class EDFParams(PreemptiveParams):
     preempt_to_admit: bool = False
     """Off: a request ahead of its deadlines pauses (cheap) for an urgent one, but evicting its KV
     to make room would spend more time recomputing than the deadline order gains."""
@@ -39,13 +38,15 @@ class EDFParams(RankedParams):
     """Span of recent admissions over which the admission rate is measured, seconds."""
 
 
-@SCHEDULERS.register("edf")
-class EDFScheduler(RankedScheduler):
+@POLICIES.register("edf")
+class EDFPolicy(BasePolicy):
     Params = EDFParams
+    preemptive = True
+    rank_changes = "with_progress"
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._admissions: deque[float] = deque()
+    def __init__(self, params=None):
+        super().__init__(params)
+        self._samples: deque[tuple[float, int]] = deque()  # (time, admissions so far) at arrivals
         self._prefill_s_per_token: float | None = None
 
     # -- ranking ------------------------------------------------------------------------------
@@ -94,47 +95,41 @@ class EDFScheduler(RankedScheduler):
         return j
 
     # -- admission control --------------------------------------------------------------------
-    def add_request(self, request: Request, now: float) -> str | None:
-        if self.params.admission_control:
-            reason = self.rejection_reason(request)
-            if (
-                reason is None
-                and self.predict_ttft(request, now) > self.params.headroom * request.ttft_slo
-            ):
-                reason = REJECT_REASON
-            if reason is not None:
-                return reason
-        return super().add_request(request, now)
+    def on_arrival(self, request: Request, now: float, view: SchedulerView) -> str | None:
+        if not self.params.admission_control:
+            return None
+        self._samples.append((now, view.num_admitted))
+        limit = self.params.headroom * request.ttft_slo
+        return REJECT_REASON if self.predict_ttft(request, now, view) > limit else None
 
-    def admit(self, request: Request, *, plan=None) -> None:
-        super().admit(request, plan=plan)
-        if self.params.admission_control:
-            self._admissions.append(self._now)
-
-    def predict_ttft(self, request: Request, now: float) -> float:
-        mine = self.rank_key(request, now)  # the queue is sorted: those ahead are a prefix
-        ahead = [r for _, r in self._queue[: bisect.bisect_left(self._queue, mine, key=by_key)]]
-        tokens = sum(r.num_pending_tokens for r in ahead) + request.num_pending_tokens
-        own = request.num_pending_tokens * self.prefill_s_per_token()
-        by_work = tokens * self.prefill_s_per_token()
-        by_rate = len(ahead) / rate if (rate := self.admission_rate(now)) > 0 else 0.0
-        return max(by_work, by_rate + own)
+    def predict_ttft(self, request: Request, now: float, view: SchedulerView) -> float:
+        queue = view.ranked_waiting(now)  # sorted: those ranked ahead are a prefix
+        ahead = queue[: bisect.bisect_left(queue, self.rank_key(request, now), key=_key)]
+        per_token = self.prefill_s_per_token(view)
+        tokens = sum(r.num_pending_tokens for _, r in ahead) + request.num_pending_tokens
+        own = request.num_pending_tokens * per_token
+        rate = self.admission_rate(now)
+        by_rate = len(ahead) / rate if rate > 0 else 0.0
+        return max(tokens * per_token, by_rate + own)
 
     def admission_rate(self, now: float) -> float:
-        """Admissions per second over the last `rate_window_s` (0 before any)."""
-        times, window = self._admissions, self.params.rate_window_s
-        while times and times[0] < now - window:
-            times.popleft()
-        if len(times) < 2:
-            return 0.0
-        return len(times) / max(now - times[0], 1e-9)
+        """Admissions per second over the last `rate_window_s` (0 before two samples)."""
+        samples, window = self._samples, self.params.rate_window_s
+        while len(samples) > 1 and samples[0][0] < now - window:
+            samples.popleft()
+        (t0, n0), (t1, n1) = samples[0], samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
-    def prefill_s_per_token(self) -> float:
+    def prefill_s_per_token(self, view: SchedulerView) -> float:
         """Seconds per prompt token in a full-budget prefill step (0 without a cost model)."""
         if self._prefill_s_per_token is None:
-            n = self.limits.max_num_batched_tokens
-            cost = self.cost_model
+            n = view.limits.max_num_batched_tokens
+            cost = view.cost_model
             self._prefill_s_per_token = (
                 cost.step_time(StepShape([(n, 0)], 0, 0, 1)) / n if cost is not None else 0.0
             )
         return self._prefill_s_per_token
+
+
+def _key(pair: tuple) -> tuple:
+    return pair[0]

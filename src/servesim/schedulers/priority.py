@@ -1,31 +1,43 @@
-"""`priority`: static per-class priority with preemption of lower classes.
+"""`priority`: static priority with preemption of less urgent work.
 
-Online and offline work co-located on one instance: a request's level comes from its class
-(`classes: {online: 0, offline: 1}`), else from its own `priority`; a lower level runs first,
-arrival order within a level. Higher classes take batch slots from lower ones (which pause with
-their KV) and, when memory is short, evict them (the lowest level, latest arrival first).
+Online and offline work co-located on one instance: a request's priority comes from its class
+(`class_priority: {online: 1, offline: 0}`), else from its own `priority` (the workload's, where
+higher is more urgent); higher priority runs first, arrival order within a priority. More urgent
+requests take batch slots from less urgent ones (which pause with their KV) and, when memory is
+short, evict them (the lowest priority, latest arrival first).
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from servesim.core.request import Request
-from servesim.schedulers.base import SCHEDULERS
-from servesim.schedulers.ranked import RankedParams, RankedScheduler
+from servesim.schedulers.policy import POLICIES, BasePolicy, PreemptiveParams
 
 
-class PriorityParams(RankedParams):
-    classes: dict[str, int] = Field(default_factory=dict)
-    """Level per class name; lower runs first. Other classes use the request's `priority` (0)."""
+class PriorityParams(PreemptiveParams):
+    class_priority: dict[str, int] = Field(default_factory=dict)
+    """Priority per class name, higher runs first; other classes use the request's `priority`."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "classes" in data:
+            raise ValueError(
+                "`classes` (lower level first) was replaced by `class_priority` (higher first, "
+                "as the workload's `priority`)"
+            )
+        return data
 
 
-@SCHEDULERS.register("priority")
-class PriorityScheduler(RankedScheduler):
+@POLICIES.register("priority")
+class PriorityPolicy(BasePolicy):
     Params = PriorityParams
+    preemptive = True
+    rank_changes = "never"
 
-    def level(self, request: Request) -> int:
-        return self.params.classes.get(request.class_name, request.priority)
+    def priority(self, request: Request) -> int:
+        return self.params.class_priority.get(request.class_name, request.priority)
 
     def rank_key(self, request: Request, now: float) -> tuple:
-        return (self.level(request), request.arrival_time, request.request_id)
+        return (-self.priority(request), request.arrival_time, request.request_id)

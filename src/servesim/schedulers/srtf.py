@@ -17,12 +17,10 @@ from itertools import chain
 from pydantic import Field
 
 from servesim.core.request import Request
-from servesim.predictors.oracle import OraclePredictor
-from servesim.schedulers.base import SCHEDULERS
-from servesim.schedulers.ranked import RankedParams, RankedScheduler
+from servesim.schedulers.policy import POLICIES, UNBOUNDED, BasePolicy, PreemptiveParams
 
 
-class SRTFParams(RankedParams):
+class SRTFParams(PreemptiveParams):
     preempt_to_admit: bool = False
     """Off: a shorter arrival takes a longer request's batch slot (it pauses, keeping its KV) but
     does not evict its KV; on ShareGPT, recomputing evicted prompts cost more than it saved."""
@@ -30,15 +28,15 @@ class SRTFParams(RankedParams):
     """Promote requests older than this (seconds since arrival) ahead of all others; None: never."""
 
 
-@SCHEDULERS.register("srtf")
-class SRTFScheduler(RankedScheduler):
+@POLICIES.register("srtf")
+class SRTFPolicy(BasePolicy):
     Params = SRTFParams
+    preemptive = True
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.predictor is None:
-            self.predictor = OraclePredictor()
-        self.static_keys = self.params.aging_s is None  # promotion changes keys of the waiting
+    def __init__(self, params=None):
+        super().__init__(params)
+        # Remaining work shrinks as a request decodes; promotion also changes keys with time.
+        self.rank_changes = "with_progress" if self.params.aging_s is None else "with_time"
 
     def rank_key(self, request: Request, now: float) -> tuple:
         aging = self.params.aging_s
@@ -55,7 +53,7 @@ class SRTFScheduler(RankedScheduler):
         # the ranking is a request outside the cohort reaching its promotion time.
         aging = self.params.aging_s
         if aging is None:
-            return 1 << 30, math.inf
+            return UNBOUNDED
         others = chain((r for _, r in holders if not r.in_cohort), (r for _, r in queue))
         promotions = (r.arrival_time + aging for r in others if now < r.arrival_time + aging)
         return 1 << 30, min(promotions, default=math.inf)

@@ -1,32 +1,31 @@
 """Studies on top of `servesim.simulate()`: sweeps, capacity search, comparisons, plots, timelines.
 
-Plots live in `servesim.studies.plots` (imported on demand: it pulls in matplotlib).
+Plots live in `servesim.studies.plots` (imported on demand: it pulls in matplotlib). The names below
+are imported on first use, so the command line's parser (which reads `timeline`'s defaults) does
+not load every study module on each start.
 """
 
-from servesim.studies.capacity import (
-    CapacityResult,
-    Target,
-    attainment_target,
-    find_capacity,
-    parse_target,
-)
-from servesim.studies.compare import compare_summaries, compare_sweeps
-from servesim.studies.paired import PairedResult, paired_compare
-from servesim.studies.sweep import plan_sweep, run_sweep
-from servesim.studies.timeline import chrome_trace, write_chrome_trace
+import importlib
 
-__all__ = [
-    "CapacityResult",
-    "PairedResult",
-    "Target",
-    "attainment_target",
-    "chrome_trace",
-    "compare_summaries",
-    "compare_sweeps",
-    "find_capacity",
-    "paired_compare",
-    "parse_target",
-    "plan_sweep",
-    "run_sweep",
-    "write_chrome_trace",
-]
+_HOMES = {
+    "CapacityResult": "capacity",
+    "Target": "capacity",
+    "attainment_target": "capacity",
+    "find_capacity": "capacity",
+    "parse_target": "capacity",
+    "compare_summaries": "compare",
+    "compare_sweeps": "compare",
+    "PairedResult": "paired",
+    "paired_compare": "paired",
+    "plan_sweep": "sweep",
+    "run_sweep": "sweep",
+    "chrome_trace": "timeline",
+    "write_chrome_trace": "timeline",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"servesim.studies.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'servesim.studies' has no attribute {name!r}")

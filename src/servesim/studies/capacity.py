@@ -206,7 +206,7 @@ class _Search:
                 raise ConfigError(
                     self.length[0] if self.length else "workload",
                     f"too short for a steady-state verdict at {self.key}={value:g}: {why.message}; "
-                    f"lengthen the workload (or --max-requests), or pass --no-steady-check",
+                    "lengthen the workload, or skip the steady-state check",
                 )
             ok, state = False, f"unsustainable: {why.message}"
         e = Evaluation(value, ok, metrics, self.length[1] if self.length else None, state)
@@ -340,7 +340,7 @@ def _start_value(base: SimConfig, key: str, low, high) -> tuple[Any, bool]:
         raise ConfigError(key, f"is not numeric (got {sample!r}); capacity varies a number")
     for name, bound in (("low", low), ("high", high)):
         if bound is not None and bound <= 0:
-            raise ConfigError(name, f"must be > 0, got {bound}")
+            raise ArgumentError(name, f"must be > 0, got {bound}")
     if low is not None and high is not None and low >= high:
         raise ArgumentError("low", f"must be below high ({low} >= {high})")
     if integer:

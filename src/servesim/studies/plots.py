@@ -25,27 +25,25 @@ LATENCY_TITLES = {"ttft": "time to first token", "tpot": "time per output token"
 
 # -- inputs ------------------------------------------------------------------------------------
 def requests_frame(run) -> pd.DataFrame:
-    if isinstance(run, pd.DataFrame):
-        return run
     if hasattr(run, "requests"):
         return run.requests
-    path = Path(run)
-    if path.is_dir():
-        path = path / "requests.csv"
-    if not path.exists():
-        raise InputFileError(path, "no such requests.csv (run `servesim run` with output.requests_csv)")
-    return read_table(path, "requests.csv")
+    return _frame(run, "requests.csv", " (run `servesim run` with output.requests_csv)")
 
 
 def sweep_frame(sweep) -> pd.DataFrame:
-    if isinstance(sweep, pd.DataFrame):
-        return sweep
-    path = Path(sweep)
+    return _frame(sweep, "sweep.csv")
+
+
+def _frame(source, name: str, hint: str = "") -> pd.DataFrame:
+    """A DataFrame as given, or read from `name` (a file, or the file of that name in a folder)."""
+    if isinstance(source, pd.DataFrame):
+        return source
+    path = Path(source)
     if path.is_dir():
-        path = path / "sweep.csv"
+        path = path / name
     if not path.exists():
-        raise InputFileError(path, "no such sweep.csv")
-    return read_table(path, "sweep.csv")
+        raise InputFileError(path, f"no such {name}{hint}")
+    return read_table(path, name)
 
 
 # -- latency distributions ------------------------------------------------------------------------
@@ -121,11 +119,8 @@ def attainment_vs_rate(
 
 
 def latency_vs_throughput(
-    sweep,
-    latency: str = "latency.ttft.p99",
-    throughput: str = "throughput.output_tokens_per_s",
-    hue: str | None = None,
-    order_by: str | None = "workload.arrival.rate",
+    sweep, latency: str = "latency.ttft.p99", throughput: str = "throughput.output_tokens_per_s",
+    hue: str | None = None, order_by: str | None = "workload.arrival.rate",
 ) -> Figure:
     """The latency-throughput trade-off: one point per sweep point (mean over seeds), joined in
     order of `order_by` (the offered load) within each `hue` value."""
@@ -149,33 +144,91 @@ def latency_vs_throughput(
 
 
 # -- one run over time ----------------------------------------------------------------------------
-def instance_timeline(run, instances: Sequence[int] | None = None, max_points: int = 4000) -> Figure:
-    """Per instance, after every step: waiting queue, running batch, KV cache usage.
+TIMELINE_PANELS = {
+    "num_waiting": "waiting (requests)",
+    "num_running": "running batch (requests)",
+    "kv_usage": "KV usage (fraction)",
+    "busy_frac": "busy (fraction of time)",
+}
 
-    `run` is a SimulationResult or its `steps` DataFrame. Long runs are thinned to about
-    `max_points` points per instance (every k-th step) to keep the figure light.
+
+def instance_timeline(
+    run, interval_s: float | None = None, instances: Sequence[int] | None = None
+) -> Figure:
+    """Per instance over time: waiting queue, running batch, KV usage, busy share (and power, when
+    energy is modelled), averaged over time bins (`SimulationResult.timeseries`, what
+    timeseries.csv holds). With more than 16 instances, each pool's mean is drawn instead.
+
+    `run` is a SimulationResult, or a time-series DataFrame with those columns.
     """
-    steps = run.steps if hasattr(run, "steps") else run
-    if len(steps) == 0:
+    frame = run.timeseries(interval_s) if hasattr(run, "timeseries") else run
+    if len(frame) == 0:
         raise ConfigError("steps", "the run has no steps to plot")
-    chosen = sorted(steps["instance"].unique()) if instances is None else list(instances)
-    fig = Figure(figsize=(8, 6), layout="constrained")
-    axes = fig.subplots(3, 1, sharex=True)
-    panels = [("num_waiting", "waiting"), ("num_running", "running (batch)"), ("kv_usage", "KV usage")]
-    for i in chosen:
-        s = steps[steps["instance"] == i]
-        stride = max(1, len(s) // max_points)
-        s = s.iloc[::stride]
-        for ax, (col, _) in zip(axes, panels):
-            ax.step(s["end_s"], s[col], where="post", linewidth=0.9, label=f"instance {i}")
-    for ax, (_, title) in zip(axes, panels):
-        ax.set_ylabel(title)
+    if instances is not None:
+        frame = frame[frame["instance"].isin(list(instances))]
+    many = frame["instance"].nunique() > 16
+    group = "pool" if many else "instance"
+    panels = dict(TIMELINE_PANELS)
+    if "power_w" in frame and frame["power_w"].notna().any():
+        panels["power_w"] = "power (W)"
+    fig = Figure(figsize=(8, 1.75 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True)
+    for ax, (column, title) in zip(axes, panels.items()):
+        for name, g in frame.groupby(group, sort=True):
+            series = g.groupby("time_s")[column].mean()
+            label = f"pool {name}" if many else f"instance {name} ({g['pool'].iloc[0]})"
+            ax.step(series.index, series.to_numpy(), where="post", linewidth=0.9, label=label)
+        ax.set_ylabel(title, fontsize="small")
         ax.grid(alpha=0.3)
     axes[2].set_ylim(0, 1.02)
-    axes[2].set_xlabel("simulated time (s)")
-    if len(chosen) <= 8:
-        axes[0].legend(fontsize="small", ncol=min(4, len(chosen)), loc="upper right")
+    axes[-1].set_xlabel("simulated time (s)")
+    if frame[group].nunique() <= 16:
+        axes[0].legend(fontsize="x-small", ncol=4, loc="upper right")
     return fig
+
+
+# -- a workload -----------------------------------------------------------------------------------
+def workload_figure(table, title: str = "", bin_s: float | None = None) -> Figure:
+    """Three panels of a `RequestTable`: arrival rate over time, prompt and output length CDFs."""
+    fig = Figure(figsize=(14, 3.8), layout="constrained")
+    axes = fig.subplots(1, 3)
+    ax = axes[0]
+    if table.timed and len(table) > 1:
+        t, rate = rate_series(table.arrival_s, bin_s)
+        ax.step(t, rate, where="post", lw=1)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("arrivals per second")
+        ax.set_title("arrival rate")
+    else:
+        ax.text(0.5, 0.5, "no timestamps", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    for ax, values, name in (
+        (axes[1], table.prompt_tokens, "prompt tokens"),
+        (axes[2], table.output_tokens, "output tokens"),
+    ):
+        x = np.sort(values)
+        ax.plot(x, np.arange(1, len(x) + 1) / len(x), lw=1.2)
+        ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel("CDF")
+        ax.set_title(f"{name}: mean {values.mean():.0f}, p50 {np.median(values):.0f}")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def rate_series(arrival_s: np.ndarray, bin_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(bin start, requests per second in the bin); about 120 bins when `bin_s` is not given."""
+    from servesim.metrics.timeseries import auto_interval
+
+    start, end = float(arrival_s.min()), float(arrival_s.max())
+    bin_s = bin_s or auto_interval(max(end - start, 1e-3), target_bins=120)
+    edges = np.arange(start, end + bin_s, bin_s)
+    if len(edges) < 2:
+        edges = np.array([start, start + bin_s])
+    counts, edges = np.histogram(arrival_s, bins=edges)
+    return edges[:-1] - start, counts / bin_s
 
 
 # -- cost model -----------------------------------------------------------------------------------

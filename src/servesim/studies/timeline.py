@@ -2,11 +2,12 @@
 
 One process per instance. Its `steps` thread shows every engine step (a run of identical decode
 steps is one slice, `decode x k`); counter tracks show the waiting queue, the running batch and KV
-usage after each step; each request is an async slice from arrival to finish, split into
-`queued` (arrival -> first step that computes it), `prefill` (-> first token) and `decode`
-(-> last token). Rejected requests are instant events. Disaggregated, a request has two slices:
-queued and prefill on its prefill instance (until the handoff), then `kv transfer` (handoff -> first
-token) and decode on its decode instance.
+usage after each step, and, with prefix caching, the tokens each KV tier holds, cumulative hits
+per tier and cumulative GB moved on the tier links; each request is an async slice from arrival
+to finish, split into `queued` (arrival -> first step that computes it), `prefill` (-> first
+token) and `decode` (-> last token). Rejected requests are instant events. Disaggregated, a
+request has two slices: queued and prefill on its prefill instance (until the handoff), then
+`kv transfer` (handoff -> first token) and decode on its decode instance.
 
 Size is bounded: at most `max_steps` step rows and `max_requests` requests (the earliest ones) are
 exported (about 100 bytes per trace event), so the defaults stay near 10 MB at most.
@@ -18,8 +19,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from servesim.core.files import write_file
 
@@ -29,8 +32,23 @@ _US = 1e6
 
 
 def chrome_trace(result, max_steps: int = MAX_STEPS, max_requests: int = MAX_REQUESTS) -> dict:
-    """The trace of a `SimulationResult` as a Chrome trace-event dict."""
-    return trace_from_frames(result.requests, result.steps, max_steps, max_requests)
+    """The trace of a `SimulationResult` as a Chrome trace-event dict (with the fleet's states,
+    faults and migrations when the run was elastic)."""
+    trace = trace_from_frames(
+        result.requests, result.steps, max_steps, max_requests, getattr(result, "tiers", None)
+    )
+    log = getattr(result, "lifecycle", None)
+    if log is not None:
+        from servesim.studies.timeline_elastic import elastic_events
+
+        events = log.frame()
+        known = {e["pid"] for e in trace["traceEvents"] if e.get("name") == "process_name"}
+        for i in sorted(int(i) for i in events["instance"].unique() if i >= 0):
+            if _pid(i) not in known:
+                trace["traceEvents"] += _process_meta(i)
+        end = float(result.summary["sim"]["simulated_s"])
+        trace["traceEvents"] += elastic_events(events, log.migration_frame(), end, _pid)
+    return trace
 
 
 def write_chrome_trace(
@@ -42,7 +60,7 @@ def write_chrome_trace(
 
 def trace_from_frames(
     requests: pd.DataFrame, steps: pd.DataFrame, max_steps: int = MAX_STEPS,
-    max_requests: int = MAX_REQUESTS,
+    max_requests: int = MAX_REQUESTS, tiers: pd.DataFrame | None = None,
 ) -> dict:
     if max_steps < 0 or max_requests < 0:
         raise ValueError("max_steps and max_requests must be >= 0")
@@ -53,12 +71,11 @@ def trace_from_frames(
     instances = sorted(set(steps_kept["instance"].tolist()) | set(reqs_kept["instance"].tolist()))
     events = []
     for i in instances:
-        pid = _pid(i)
-        name = f"instance {i}" if i >= 0 else "unrouted"
-        events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}})
-        events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}})
-        events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": 0, "args": {"name": "steps"}})
+        events += _process_meta(i)
     events += _step_events(steps_kept)
+    if tiers is not None and len(tiers):
+        kept = tiers.sort_values(["time_s", "instance"], kind="stable").head(max_steps)
+        events += _tier_events(kept[kept["instance"].isin(instances)])
     events += _request_events(reqs_kept, end_of_time)
     return {
         "traceEvents": events,
@@ -69,6 +86,16 @@ def trace_from_frames(
             "requests": f"{len(reqs_kept)} of {len(requests)} requests",
         },
     }
+
+
+def _process_meta(i: int) -> list[dict]:
+    pid = _pid(i)
+    name = f"instance {i}" if i >= 0 else "unrouted"
+    return [
+        {"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}},
+        {"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}},
+        {"ph": "M", "name": "thread_name", "pid": pid, "tid": 0, "args": {"name": "steps"}},
+    ]
 
 
 def _step_events(steps: pd.DataFrame) -> list[dict]:
@@ -93,6 +120,22 @@ def _step_events(steps: pd.DataFrame) -> list[dict]:
                     "args": {"waiting": int(waiting), "running": int(running)}})
         out.append({"ph": "C", "name": "kv_usage", "pid": pid, "ts": t_end,
                     "args": {"kv_usage": round(float(kv), 4)}})
+    return out
+
+
+def _tier_events(tiers: pd.DataFrame) -> list[dict]:
+    """Counter tracks per instance: tokens each KV tier holds, cumulative hits per tier and
+    cumulative GB moved on each tier link (see metrics.kv_tiers.TierLog)."""
+    out = []
+    for row in tiers.itertuples(index=False):
+        pid, ts = _pid(row.instance), _ts(row.time_s)
+        out.append({"ph": "C", "name": "kv tiers (tokens)", "pid": pid, "ts": ts, "args": {
+            "gpu": int(row.gpu_cached_tokens), "dram": int(row.dram_tokens),
+            "ssd": int(row.ssd_tokens), "pool": int(row.pool_tokens)}})
+        out.append({"ph": "C", "name": "kv hits (tokens)", "pid": pid, "ts": ts, "args": {
+            t: int(getattr(row, f"hit_{t}_tokens")) for t in ("gpu", "dram", "ssd", "pool")}})
+        out.append({"ph": "C", "name": "kv transfers (GB)", "pid": pid, "ts": ts, "args": {
+            t: round(float(getattr(row, f"{t}_bytes")) / 1e9, 6) for t in ("dram", "ssd", "pool")}})
     return out
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from servesim.config.workload import ArrivalConfig, LengthsConfig, SessionsConfig, TraceConfig, WorkloadConfig
 from servesim.core.errors import ConfigError
 from servesim.workload.filters import LengthLimit
+from servesim.workload.programs import generate_programs, programs_table, read_programs
 from servesim.workload.readers import ReadOptions, read_trace
 from servesim.workload.replay import observed_rate, replay
 from servesim.workload.sessions import LengthSampler, expand_sessions
@@ -76,6 +77,8 @@ def build_requests(
 
     `limit`: generated lengths are drawn within these caps (`workload.filter` with `drop`)."""
     resolve = resolve_path or Path
+    if cfg.programs is not None:
+        return program_requests(cfg, rng, resolve)
     srcs = sources(cfg)
     rngs = [substream(rng, "class", s.name or "") for s in srcs]
     traces = {i: load_trace(s, rngs[i], resolve) for i, s in enumerate(srcs) if s.trace is not None}
@@ -93,6 +96,19 @@ def build_requests(
     except ValueError as exc:
         raise ConfigError("workload.classes", str(exc)) from None
     return cap(merged, cfg)
+
+
+def program_requests(cfg: WorkloadConfig, rng: np.random.Generator, resolve: Resolver) -> RequestTable:
+    """The calls of agentic programs, recorded or generated (`workload.programs`)."""
+    p = cfg.programs
+    if p.path is not None:
+        programs = read_programs(resolve(p.path))
+    else:
+        rng = substream(rng, "programs")
+        rate = cfg.rate if cfg.rate is not None else cfg.arrival.rate
+        starts = arrival_times(cfg.arrival, substream(rng, "starts"), p.num_programs, None, rate)
+        programs = generate_programs(p, starts, rng)
+    return programs_table(programs, p.hash_block_size).sorted_by_arrival()
 
 
 def load_trace(s: Source, rng: np.random.Generator, resolve: Resolver) -> RequestTable:

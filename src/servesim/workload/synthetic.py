@@ -31,11 +31,6 @@ def unit_gaps(cfg: ArrivalConfig, n: int, rng: np.random.Generator) -> np.ndarra
     raise ValueError(cfg.process)
 
 
-def interarrivals(cfg: ArrivalConfig, n: int, rng: np.random.Generator) -> np.ndarray:
-    """`n` inter-arrival gaps (seconds) with mean 1/rate (constant-rate processes)."""
-    return unit_gaps(cfg, n, rng) / cfg.rate
-
-
 def weibull_shape_for_cv(cv: float) -> float:
     """The Weibull shape k whose CV is `cv` (bisection on the monotone CV(k))."""
 

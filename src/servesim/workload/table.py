@@ -34,6 +34,14 @@ class RequestTable:
     """Per request, hashes of the prompt's leading blocks of `hash_block_size` tokens."""
     hash_block_size: int = 0
     timed: bool = True
+    program_id: np.ndarray | None = None
+    """Agentic programs: the program of each call (int, -1 = none); see workload/programs.py."""
+    call_index: np.ndarray | None = None
+    """Agentic programs: the call's index within its program."""
+    call_parents: np.ndarray | None = None
+    """Agentic programs: per call, a tuple of the call indices it waits for (object array)."""
+    tool_s: np.ndarray | None = None
+    """Agentic programs: tool time between the parents' end and the call, seconds."""
 
     def __post_init__(self):
         self.arrival_s = np.asarray(self.arrival_s, dtype=np.float64)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from servesim.core.errors import ConfigError, InputFileError
+from servesim.core.errors import InputFileError
 from servesim.workload.readers import azure, burstgpt, csv, lengths, mooncake, servegen  # noqa: F401 (registers)
 from servesim.workload.readers.base import Probe, ReadOptions, ReadReport, TraceReader, probe
 from servesim.workload.readers.registry import READERS
@@ -28,11 +28,9 @@ class TraceData:
     format: str
 
 
-def reader_for(name: str, key: str = "workload.trace.format") -> TraceReader:
-    try:
-        return READERS.get(name)()
-    except ConfigError as exc:
-        raise ConfigError(key, str(exc).split(": ", 1)[-1]) from None
+def reader_for(spec: str | dict, key: str = "workload.trace.format") -> TraceReader:
+    """The reader a format value names: `name` or `{name: ..., <params>}`."""
+    return READERS.create(spec, key)
 
 
 def detect_format(path: Path) -> str:
@@ -53,7 +51,7 @@ def detect_format(path: Path) -> str:
 
 def read_trace(
     path: str | Path,
-    fmt: str | None = None,
+    fmt: str | dict | None = None,
     options: ReadOptions | None = None,
     rng: np.random.Generator | None = None,
     format_key: str = "workload.trace.format",
@@ -62,8 +60,9 @@ def read_trace(
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "no such file or folder")
-    name = fmt or detect_format(path)
-    reader = reader_for(name, format_key)
+    spec = fmt or detect_format(path)
+    reader = reader_for(spec, format_key)
+    name = spec if isinstance(spec, str) else spec["name"]
     options = options or ReadOptions()
     report = ReadReport()
     rng = rng if rng is not None else np.random.default_rng(0)

@@ -1,0 +1,121 @@
+"""DecodeCohort: lazy progress equals eager progress; block counting equals brute force."""
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from servesim.core.cohort import DecodeCohort
+from tests.factories import make_request
+
+
+def decoding(rid, prompt, output, computed_extra=0):
+    """A request that has finished its prompt and emitted `1 + computed_extra` tokens."""
+    r = make_request(rid, prompt, output)
+    r.advance(prompt, 0.0)
+    for i in range(computed_extra):
+        r.advance(1, 0.01 * (i + 1))
+    return r
+
+
+def test_lazy_progress_matches_eager():
+    cohort = DecodeCohort(16)
+    lazy, eager = decoding(1, 100, 10), decoding(1, 100, 10)
+    cohort.join(lazy)
+    ends = [0.1, 0.25, 0.3]
+    cohort.advance(np.array(ends))
+    for t in ends:
+        eager.advance(1, t)
+    assert lazy.num_computed_tokens == eager.num_computed_tokens == 103
+    assert lazy.num_generated_tokens == eager.num_generated_tokens == 4
+    assert lazy.last_token_time == eager.last_token_time
+    assert math.isclose(lazy.max_token_gap, eager.max_token_gap)
+    cohort.leave(lazy)
+    assert lazy.num_computed_tokens == 103 and not lazy.in_cohort
+    assert lazy.max_token_gap == eager.max_token_gap
+
+
+def test_finish_comes_off_the_heap_at_the_right_step():
+    cohort = DecodeCohort(16)
+    short, long = decoding(1, 10, 3), decoding(2, 10, 5)
+    cohort.join(short)
+    cohort.join(long)
+    assert cohort.steps_to_next_finish() == 2
+    assert cohort.advance(np.array([1.0])) == []
+    assert cohort.advance(np.array([2.0])) == [short]
+    assert short.finish_time == 2.0 and short.num_generated_tokens == 3
+    assert cohort.steps_to_next_finish() == 2
+    assert cohort.advance(np.array([3.0, 4.0])) == [long]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    computed=st.lists(st.integers(1, 200), min_size=1, max_size=12),
+    epoch=st.integers(0, 40),
+    first=st.integers(0, 20),
+    span=st.integers(0, 70),
+)
+def test_blocks_needed_matches_brute_force(computed, epoch, first, span):
+    bs = 16
+    cohort = DecodeCohort(bs)
+    cohort.epoch = epoch
+    members = []
+    for i, c in enumerate(computed):
+        r = make_request(i, c, 10_000)
+        r.advance(c, 0.0)  # prompt done: computed == c, one token emitted
+        cohort.join(r)
+        members.append(c)
+    brute = sum(1 for c in members for j in range(first, first + span) if (c + j) % bs == 0)
+    assert cohort.blocks_needed(first, first + span) == brute
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    computed=st.lists(st.integers(1, 100), min_size=1, max_size=8),
+    free=st.integers(0, 30),
+    limit=st.integers(1, 80),
+)
+def test_max_steps_for_blocks_is_the_largest_that_fits(computed, free, limit):
+    cohort = DecodeCohort(8)
+    for i, c in enumerate(computed):
+        r = make_request(i, c, 10_000)
+        r.advance(c, 0.0)
+        cohort.join(r)
+    k = cohort.max_steps_for_blocks(0, free, limit)
+    assert 0 <= k <= limit
+    assert cohort.blocks_needed(0, k) <= free
+    if k < limit:
+        assert cohort.blocks_needed(0, k + 1) > free
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("join"), st.integers(1, 500)),
+            st.tuples(st.just("leave"), st.integers(0, 50)),
+            st.tuples(st.just("advance"), st.integers(1, 5)),
+        ),
+        max_size=40,
+    )
+)
+def test_max_context_is_the_longest_members_context(ops):
+    """The lazy max-heap gives the longest member's KV tokens after any joins, leaves and steps."""
+    cohort, rid, t = DecodeCohort(16), 0, 0.0
+    for op, arg in ops:
+        members = list(cohort)
+        if op == "join":
+            r = make_request(rid, arg, 100_000)
+            r.advance(arg, t)
+            cohort.join(r)
+            rid += 1
+        elif op == "leave" and members:
+            cohort.leave(members[arg % len(members)])
+        elif op == "advance":
+            t += arg
+            cohort.advance(t - 1 + np.arange(1, arg + 1) / arg)
+        members = list(cohort)
+        brute = max((r.num_computed_tokens for r in members), default=0)
+        assert cohort.max_context() == brute
+        assert cohort.max_context(3) == (brute + 3 if members else 0)
