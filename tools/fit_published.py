@@ -14,10 +14,16 @@ reports the error on every row, the held-out (`check`) ones included.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import yaml
+
 from servesim.cli.throughput import ROBUST_SCALE, THROUGHPUT_FIT, THROUGHPUT_PRIOR
+from servesim.core.files import write_file
 from servesim.cost.calibrate import fit
+from servesim.cost.engines import ENGINE_DIR
+from servesim.cost.host import EngineProfile
 from servesim.cost.profile import PROFILE_DIR, family_profile, save_profile
 from servesim.cost.published import read_published
 from servesim.studies.throughput import (
@@ -38,9 +44,10 @@ FAMILIES = {
     "tpu": "TPU v5e, v5p, v6e (JetStream)",
     "ascend": "Ascend 910B, 910C (MindIE)",
 }
-HOST_FIT = {"ascend": {"host.eager.serial.chunks": 2e-3}}
+HOST_FIT = {"ascend": ("mindie", {"host.eager.serial.chunks": 2e-3})}
 """Families whose fit rows include a server-bound row (1,000 short requests at once): the serial host
-time per prefill chunk (`cost/host.py`; one chunk a request here) is fitted too, from this start."""
+time per prefill chunk (`cost/host.py`; one chunk a request here) of their engine is fitted too, from
+this start, and written to that engine's profile (`cost/engines/<kind>.yaml`), not the device's."""
 START_NOTE = (
     "start: the Hopper profile with the kernels of serving engines: decode attention that splits the "
     "context (no per-sequence parallelism limit) and fused MoE kernels (their grouped-GEMM efficiency "
@@ -52,7 +59,7 @@ def fit_family(family: str, rows) -> None:
     fit_rows = [r for r in rows if family_of(r) == family and r.split == "fit"]
     check_rows = [r for r in rows if family_of(r) == family and r.split == "check"]
     moe = any(r.spec.is_moe for r in fit_rows)
-    host = HOST_FIT.get(family, {})
+    engine, host = HOST_FIT.get(family, ("", {}))
     start = family_profile("generic").with_values(
         attn_decode_blocks_per_core=0.0, moe_kernels="fused", **host
     )
@@ -69,10 +76,24 @@ def fit_family(family: str, rows) -> None:
     if check_rows:
         check = ThroughputData(check_rows)
         summary["held out"] = summarize_errors(error_table(check_rows, check.predict(profile)))["all"]
+    if host:  # the host terms belong to the engine: the device profile keeps none
+        write_engine_host(engine, {k[len("host."):]: profile.value(k) for k in host})
+        profile = replace(profile, engine=EngineProfile())
     save_profile(profile, PROFILE_DIR / f"{family}.yaml", header(family, fit_rows, summary, result.fitted))
     for name, s in summary.items():
         print(f"{family:10} {name:9} {s['rows']:4} rows  median |err| {s['median_abs_pct']:5.1f}%  "
               f"worst {s['max_abs_pct']:5.1f}%", flush=True)
+
+
+def write_engine_host(kind: str, host: dict[str, float]) -> None:
+    """Put fitted host coefficients into a shipped engine profile, keeping its other keys."""
+    path = ENGINE_DIR / f"{kind}.yaml"
+    lines = path.read_text().splitlines()
+    comments = [line for line in lines if line.startswith("#")]
+    data = yaml.safe_load(path.read_text())
+    data["engine"] = {"graph_batch_sizes": [], "host": {k: float(v) for k, v in host.items()}}
+    text = "\n".join(comments) + "\n" + yaml.safe_dump(data, sort_keys=False)
+    write_file(path, lambda p: p.write_text(text))
 
 
 def header(family: str, fit_rows, summary: dict, fitted) -> str:
@@ -87,8 +108,8 @@ def header(family: str, fit_rows, summary: dict, fitted) -> str:
         START_NOTE,
         *(
             f"{name} (the server's work per request) started at {value * 1e3:g} ms: from 0.1 ms the fit "
-            "stays in a worse minimum"
-            for name, value in HOST_FIT.get(family, {}).items()
+            f"stays in a worse minimum; written to cost/engines/{HOST_FIT[family][0]}.yaml"
+            for name, value in HOST_FIT.get(family, ("", {}))[1].items()
         ),
         "|error| of tokens/s, median / worst (MLPerf rows are never fitted; see docs/cost-model.md):",
     ]

@@ -71,6 +71,7 @@ class PublishedRow:
     tokens_per_s: float
     split: str
     engine: str
+    """The engine profile that produced the row (`cost/engines/`), or empty: the device profile alone."""
     source: str
     note: str
 
@@ -158,6 +159,11 @@ class _RowParser:
             self.fail(f"{col}: expected one of {', '.join(valid)}, got {value!r}")
         return value
 
+    def engine(self) -> str:
+        from servesim.cost.engines import engine_kinds
+
+        return self.choice("engine", engine_kinds()) if self.text("engine", required=False) else ""
+
     def row(self) -> PublishedRow:
         if None in self.raw or any(self.raw.get(c) is None for c in REQUIRED):
             self.fail("wrong number of fields")
@@ -185,7 +191,7 @@ class _RowParser:
             padded_cache=self.integer("padded_cache", 0) or None,
             metric=self.choice("metric", METRICS),
             tokens_per_s=self.number("tokens_per_s", None, 0.0, math.inf),
-            split=self.choice("split", SPLITS), engine=self.text("engine", required=False),
+            split=self.choice("split", SPLITS), engine=self.engine(),
             source=self.text("source"), note=self.text("note", required=False),
         )
         self._check_layout(row)

@@ -22,6 +22,7 @@ from servesim.catalog.specs import get_hardware, get_model
 from servesim.config import load_config
 from servesim.cost.base import StepShape
 from servesim.cost.calibrate import Dataset
+from servesim.cost.engines import apply_engine, resolve_engine
 from servesim.cost.profile import CostProfile, family_profile
 from servesim.cost.published import AUTO, PublishedRow, trtllm_bench_settings
 from servesim.cost.roofline import RooflineCostModel
@@ -96,12 +97,19 @@ def engine_limits(row: PublishedRow, prompts: np.ndarray, outputs: np.ndarray) -
     """(max sequences, token budget per step) of one simulated instance."""
     if row.mode == "static":
         return int(row.batch), int(row.batch * prompts.max())
-    batch, tokens = row.batch, row.max_tokens or ENGINE_DEFAULT_TOKENS
+    batch, tokens = row.batch, row.max_tokens or engine_default_tokens(row)
     if AUTO in (batch, tokens):
         auto_batch, auto_tokens = trtllm_bench_settings(row, float(prompts.mean()), float(outputs.mean()))
         batch = auto_batch if batch == AUTO else batch
         tokens = auto_tokens if tokens == AUTO else tokens
     return int(batch), int(tokens)
+
+
+def engine_default_tokens(row: PublishedRow) -> int:
+    """The step token budget of the row's engine when the row does not state one."""
+    if not row.engine:
+        return ENGINE_DEFAULT_TOKENS
+    return int(resolve_engine(row.engine).batching.get("max_num_batched_tokens", ENGINE_DEFAULT_TOKENS))
 
 
 def row_config(row: PublishedRow, batch: int, tokens: int):
@@ -153,7 +161,9 @@ def record_trace(row: PublishedRow) -> StepTrace:
 
 
 def row_profile(row: PublishedRow, profile: CostProfile) -> CostProfile:
-    """The profile as this row's engine runs it: a static KV cache where the row says so."""
+    """The profile as this row's engine runs it (`cost/engines/`), with the static KV cache length
+    the row states."""
+    profile = apply_engine(profile, row.engine or None)
     if row.padded_cache:
         return profile.with_values(decode_attention="padded_cache", decode_padded_tokens=row.padded_cache)
     return profile
