@@ -103,6 +103,6 @@ class AllReduceData(Dataset):
 def all_reduce_seconds(hw: HardwareSpec, profile: CostProfile, nbytes, workers):
     """Ring all-reduce, alpha-beta: latency (library + 2 (p - 1) link hops) + 2 (p - 1) / p x bytes /
     (link x efficiency), exactly as the roofline prices one."""
-    link = hw.link_bytes_per_s * profile.comm_bw_eff
+    link = hw.group_link_bytes_per_s(workers) * profile.comm_bw_eff
     alpha = collective_latency(profile, hw, "all_reduce", workers)
     return alpha + 2.0 * (workers - 1) / workers * nbytes / link

@@ -134,7 +134,7 @@ class RooflineCostModel:
 
     def _comm_setup(self) -> None:
         pr, hw, lay, tp = self.profile, self.hardware, self.layout, self.tp
-        link = hw.link_bytes_per_s * pr.comm_bw_eff
+        link = hw.group_link_bytes_per_s(tp) * pr.comm_bw_eff
         h_bytes = lay.hidden_bytes
         n_allreduce = lay.num_allreduces
         ring = 2.0 * (tp - 1) / tp if tp > 1 else 0.0
@@ -145,14 +145,16 @@ class RooflineCostModel:
         self._comm_per_logit = (tp - 1) / tp * lay.model.vocab_size * lay.act_bytes / link if tp > 1 else 0.0
         if self.pp > 1:
             self._comm_fixed += (self.pp - 1) * collective_latency(pr, hw, "send", 2)
-            self._comm_per_token += (self.pp - 1) * h_bytes / link
+            send = hw.group_link_bytes_per_s(2) * pr.comm_bw_eff
+            self._comm_per_token += (self.pp - 1) * h_bytes / send
         self._a2a_fixed = self._a2a_per_token = 0.0
         if lay.expert_parallel:
             moe, ep = lay.moe, lay.moe.ep
             # Dispatch and combine: each GPU sends its 1/ep share of tokens' top-k copies off-GPU.
             vol = moe.top_k * h_bytes * (ep - 1) / ep / ep
             self._a2a_fixed = 2 * moe.count * collective_latency(pr, hw, "all_to_all", ep)
-            self._a2a_per_token = 2 * moe.count * vol / link
+            a2a = hw.group_link_bytes_per_s(ep) * pr.comm_bw_eff
+            self._a2a_per_token = 2 * moe.count * vol / a2a
         if not self.include_comm:
             self._comm_fixed = self._comm_per_token = 0.0
             self._comm_logit_fixed = self._comm_per_logit = 0.0
