@@ -40,7 +40,7 @@ def add_arguments(cal, check) -> None:
     check.add_argument("--throughput", required=True, metavar="CSV", help="published throughput rows")
     check.add_argument("--profile", help="profile YAML or shipped name for all rows (default: each family's)")
     check.add_argument("--family", help="only rows of this device family")
-    check.add_argument("--split", choices=("check", "fit", "all"), default="all",
+    check.add_argument("--split", choices=("check", "fit", "engine", "all"), default="all",
                        help="which rows to price (default: all, each labelled)")
     check.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     check.add_argument("--json", action="store_true")
@@ -67,6 +67,8 @@ def cmd_check(args) -> int:
     table = error_table(rows, np.array(predicted))
     out = {"rows": table, "summary": {s: summarize_errors([t for t in table if t["split"] == s] or table)
                                       for s in ("check", "fit")}}
+    if any(t["split"] == "engine" for t in table):
+        out["summary"]["engine"] = summarize_errors([t for t in table if t["split"] == "engine"])
     out["summary"]["all"] = summarize_errors(table)
     if args.json:
         print_json(out)
@@ -101,8 +103,8 @@ def format_check(out: dict, markdown: bool) -> str:
                      f"{cells[0]:52} {cells[3]:6} {cells[4]:>12} {cells[5]:>12} {cells[6]:>8}")
     lines.append("")
     lines.append(f"{'rows':28}{'n':>5}{'median |err|':>14}{'worst |err|':>13}")
-    for split in ("check", "fit", "all"):
-        for group, s in out["summary"][split].items():
+    for split, groups in out["summary"].items():
+        for group, s in groups.items():
             lines.append(f"{split + ' ' + group:28}{s['rows']:>5}{s['median_abs_pct']:>13.1f}%"
                          f"{s['max_abs_pct']:>12.1f}%")
     return "\n".join(lines)

@@ -36,7 +36,9 @@ OPTIONAL = (
 )
 MODES = ("continuous", "static")
 METRICS = ("output", "total")
-SPLITS = ("fit", "check")
+SPLITS = ("fit", "engine", "check")
+"""`fit`: calibrates its device family; `engine`: calibrates its engine profile on top of the fitted
+family (tools/fit_published.py); `check`: held out."""
 AUTO = "trtllm-bench"
 
 
