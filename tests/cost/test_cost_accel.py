@@ -34,6 +34,21 @@ def test_link_latency_changes_tp_allreduce_cost_as_the_catalog_says():
     assert diff == pytest.approx(2 * (tp - 1) * 3e-6, rel=1e-9)
 
 
+def test_a_full_mesh_gives_a_tp_group_only_its_peers_links():
+    gaudi2 = get_hardware("gaudi2")
+    assert gaudi2.link_peers == 7 and get_hardware("h100-sxm").link_peers == 0
+    switched = replace(gaudi2, link_peers=0, link_latency_s=0.0)
+    mesh = replace(gaudi2, link_latency_s=0.0)
+    profile = family_profile("gaudi2").with_values(comm_latency_s=1e-12)
+    big = 64 * 2**20  # bandwidth-bound: the time is bytes over the group's links
+    for tp in (2, 4, 8):
+        ratio = all_reduce_seconds(mesh, profile, big, tp) / all_reduce_seconds(switched, profile, big, tp)
+        assert ratio == pytest.approx(7 / (tp - 1), rel=1e-6)
+    # the roofline prices the same split: TP2 on the mesh pays 7x the bandwidth term (plus the same latency)
+    on_mesh, on_switch = (comm_seconds(hw, tp=2, tokens=512) for hw in (mesh, switched))
+    assert on_mesh > 4 * on_switch
+
+
 def test_link_latency_does_not_touch_single_gpu_steps():
     slow = replace(H100, link_latency_s=1e-3)
     shape = StepShape([(512, 0)], 8, 8000)

@@ -111,3 +111,15 @@ def test_published_rows_are_priced_with_their_own_engine(tmp_path):
     bad.write_text("\n".join([text[0], text[1].replace(",tensorrt-llm,", ",trt,")]) + "\n")
     with pytest.raises(InputFileError, match=r"rows.csv:2: engine: expected one of .*vllm.*got 'trt'"):
         read_published(bad)
+
+
+def test_engine_versions_are_fitted_on_their_own_rows_and_never_on_mlperf():
+    rows = read_published(PUBLISHED)
+    engine_rows = [r for r in rows if r.split == "engine"]
+    assert engine_rows and {r.engine for r in engine_rows} == {"vllm-rocm-2024"}
+    assert not any(r.id.startswith("mlperf") for r in rows if r.split != "check")
+    old = resolve_engine("vllm-rocm-2024")
+    assert 0 < old.scale["attn_decode_memory_eff"] < 1  # the 2024 build streams HBM slower
+    cdna3 = family_profile("cdna3")
+    assert old.apply(cdna3).gemm_memory_eff == pytest.approx(
+        cdna3.gemm_memory_eff * old.scale["gemm_memory_eff"])
