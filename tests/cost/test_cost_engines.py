@@ -64,7 +64,8 @@ def test_scale_multiplies_efficiencies_and_a_calibrated_profile_is_an_engine(tmp
     engine_file = tmp_path / "slow.yaml"
     engine_file.write_text(yaml.safe_dump({"description": "x", "scale": {"gemm_compute_eff": 0.5}}))
     hopper = family_profile("hopper")
-    assert apply_engine(hopper, str(engine_file)).gemm_compute_eff == pytest.approx(hopper.gemm_compute_eff / 2)
+    slow = apply_engine(hopper, str(engine_file))
+    assert slow.gemm_compute_eff == pytest.approx(hopper.gemm_compute_eff / 2)
     calibrated = tmp_path / "calibrated.yaml"
     save_profile(hopper.with_values(**{"host.eager.serial.const": 0.004}), calibrated)
     engine = resolve_engine(str(calibrated))
