@@ -90,6 +90,7 @@ def fit_family(family: str, rows) -> None:
         write_engine_host(engine, {k[len("host."):]: profile.value(k) for k in host})
         profile = replace(profile, engine=EngineProfile())
     save_profile(profile, PROFILE_DIR / f"{family}.yaml", header(family, fit_rows, summary, result.fitted))
+    family_profile.cache_clear()  # an engine fit in the same run starts from the new profile
     for name, s in summary.items():
         print(f"{family:10} {name:9} {s['rows']:4} rows  median |err| {s['median_abs_pct']:5.1f}%  "
               f"worst {s['max_abs_pct']:5.1f}%", flush=True)

@@ -101,15 +101,18 @@ def test_an_unknown_engine_kind_is_a_config_error_naming_the_key():
 
 def test_published_rows_are_priced_with_their_own_engine(tmp_path):
     rows = {r.engine: r for r in read_published(PUBLISHED)}
-    assert {"tensorrt-llm", "vllm", "jetstream", "mindie", "optimum-habana"} <= set(rows)
+    used = {"tensorrt-llm", "tensorrt-llm-pytorch", "vllm", "jetstream", "mindie", "optimum-habana"}
+    assert used <= set(rows)
     tpu = rows["jetstream"]
     assert row_profile(tpu, family_profile("tpu")).decode_attention == "padded_cache"
     ascend = row_profile(rows["mindie"], family_profile("ascend"))
     assert ascend.engine.coefficient("eager.serial.chunks") > 1e-3
     assert engine_default_tokens(rows["tensorrt-llm"]) == 8192
+    padded = row_profile(rows["tensorrt-llm-pytorch"], family_profile("blackwell")).engine
+    assert padded.graph_batch(1100) == 2048  # trtllm-bench's captured graphs, padded up
     text = PUBLISHED.read_text().splitlines()
     bad = tmp_path / "rows.csv"
-    bad.write_text("\n".join([text[0], text[1].replace(",tensorrt-llm,", ",trt,")]) + "\n")
+    bad.write_text("\n".join([text[0], text[1].replace(",tensorrt-llm-pytorch,", ",trt,")]) + "\n")
     with pytest.raises(InputFileError, match=r"rows.csv:2: engine: expected one of .*vllm.*got 'trt'"):
         read_published(bad)
 
