@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from servesim.metrics.columns import Columns
+
 COLUMNS = (
     "instance",
     "start_s",
@@ -78,6 +80,12 @@ class StepLog:
     def rows(self) -> dict[str, list]:
         """The columns as Python lists (tests and small logs)."""
         return {c: v.tolist() for c, v in self.columns().items()}
+
+    def to_columns(self) -> Columns:
+        """The log as a table without pandas (`metrics.columns`)."""
+        if not self.num_records or not self.enabled:
+            return Columns({c: np.empty(0, dtype=object) for c in COLUMNS})  # as an empty frame
+        return Columns(self.columns())
 
     def to_frame(self):
         import pandas as pd
