@@ -60,7 +60,9 @@ class SimulationResult:
     @cached_property
     def steps(self) -> pd.DataFrame:
         """The step log: one row per step or run of identical steps (`metrics.steps.COLUMNS`)."""
-        return self.step_columns.to_frame()
+        cols = self.step_columns
+        return Columns({c: cols[c].astype(np.int64) if cols[c].dtype.kind == "i" else cols[c]
+                        for c in cols}).to_frame()  # integers as int64, as the log's frame has them
 
     def timeseries(self, interval_s: float | None = None) -> pd.DataFrame:
         """Per-instance queue length, running batch, KV usage and busy share over time bins
