@@ -60,22 +60,36 @@ def _checked_read(path: Path):
     return check.numeric(frame[PROMPT], PROMPT), check.numeric(frame[OUTPUT], OUTPUT)
 
 
-def test_plain_length_file_reads_as_the_checking_reader(tmp_path):
+def test_plain_length_file_reads_as_the_checking_reader():
     prompt, output = read_plain(ARXIV)
     expected = _checked_read(ARXIV)
     assert np.array_equal(prompt, expected[0]) and np.array_equal(output, expected[1])
-    small = tmp_path / "l.csv"
-    small.write_text(f"x,{PROMPT},{OUTPUT}\n1,10,3\n2,0,4\n")
-    assert [a.tolist() for a in read_plain(small)] == [[10.0, 0.0], [3.0, 4.0]]
+
+
+@pytest.mark.parametrize("body", [
+    "1,10,3\n2,0,4\n",
+    "1,10,3\n\n2,4,4\n",  # a blank line: no row in either reader
+    "1,10.0,3\n2,1e1,4\n",  # integers written as floats
+    "a,10,3\nb,7,4",  # text in another column, no final newline
+])
+def test_plain_rows_are_the_checking_readers_rows(tmp_path, body):
+    path = tmp_path / "l.csv"
+    path.write_text(f"x,{PROMPT},{OUTPUT}\n{body}")
+    plain, checked = read_plain(path), _checked_read(path)
+    assert [a.tolist() for a in plain] == [a.tolist() for a in checked]
 
 
 @pytest.mark.parametrize("body", [
     "1,10.5,3\n",  # a fraction: the checking reader names the line
-    "1,10,3\n\n2,4,4\n",  # a blank line
     '1,"10",3\n',  # quoting
     "1,10\n",  # a missing field
     "1,10,3,9\n",  # an extra field
     "1,-4,3\n",  # a sign
+    "1,+4,3\n",
+    "1, 4,3\n",  # a space
+    "1,nan,3\n",
+    "1,,3\n",  # an empty cell
+    "1,10,3\n  \n",  # a line of spaces
 ])
 def test_anything_irregular_goes_to_the_checking_reader(tmp_path, body):
     path = tmp_path / "l.csv"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import io
 from pathlib import Path
 
 import numpy as np
@@ -47,27 +47,31 @@ class LengthsTraceReader:
         return finalize(path, RequestTable(np.zeros(n), prompt[keep], output[keep], timed=False), report)
 
 
-_COUNT = re.compile(r"[0-9]+")
+_UNUSUAL = set(' \t\r+_"')
+"""Characters the checking reader may read differently from numpy's parser (or reject): a file with
+any of them after its header takes the checking path."""
 
 
 def read_plain(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The two length columns of a file with nothing to report (a plain header, every line with
-    the header's number of fields, both lengths plain integers, no quoting, no blank lines), read
-    without pandas; None for any other file, which the checking reader then reads (and reports on)."""
+    """The two length columns of a file with nothing to report, parsed by numpy without pandas:
+    every line with the header's number of fields, nothing unusual in the rows (`_UNUSUAL`), both
+    lengths finite non-negative integers. None for any other file, which the checking reader then
+    reads (and reports on, naming the line)."""
     with open_text(path) as fh:
-        text = fh.read()
-    lines = text.lstrip("\ufeff").splitlines()
-    if not lines or '"' in text:
+        text = fh.read().lstrip("\ufeff")
+    head, _, body = text.partition("\n")
+    header = head.split(",")
+    if PROMPT not in header or OUTPUT not in header or _UNUSUAL.intersection(body):
         return None
-    header = lines[0].split(",")
-    if PROMPT not in header or OUTPUT not in header:
+    commas = len(header) - 1
+    if any(line.count(",") != commas for line in body.split("\n") if line):
         return None
-    i, j = header.index(PROMPT), header.index(OUTPUT)
-    prompt, output = [], []
-    for line in lines[1:]:
-        cells = line.split(",")
-        if len(cells) != len(header) or not (_COUNT.fullmatch(cells[i]) and _COUNT.fullmatch(cells[j])):
-            return None
-        prompt.append(cells[i])
-        output.append(cells[j])
-    return np.array(prompt, dtype=np.float64), np.array(output, dtype=np.float64)
+    columns = (header.index(PROMPT), header.index(OUTPUT))
+    try:
+        values = np.loadtxt(io.StringIO(body), delimiter=",", usecols=columns, dtype=np.float64,
+                            comments=None, ndmin=2)
+    except ValueError:
+        return None
+    if not (np.isfinite(values).all() and (values >= 0).all() and (values == np.round(values)).all()):
+        return None
+    return values[:, 0].copy(), values[:, 1].copy()
