@@ -51,7 +51,8 @@ def summary(rows, label: str) -> list[float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", default=str(POINTS), help="published points CSV")
-    ap.add_argument("--tolerance", type=float, default=15.0, help="largest error allowed on a scored point, %%")
+    ap.add_argument("--tolerance", type=float, default=15.0,
+                    help="largest error allowed on a scored point, %%")
     ap.add_argument("--profile", default=None, help="power profile YAML (default: the family's shipped one)")
     args = ap.parse_args()
     try:
