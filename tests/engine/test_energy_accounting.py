@@ -152,14 +152,15 @@ def test_a_power_budget_caps_instances_and_costs_latency():
 
 
 def test_a_power_budget_reads_a_long_idle_stretch_at_once():
-    """A run held open long after its last request (a far `max_sim_time_s`) must not cost one event per
-    controller interval: the idle readings are taken together, with the same statistics."""
-    cfg = small_config(**{"workload.num_requests": 20, "workload.arrival.rate": 40.0})
+    """Requests days apart must not cost one event per controller interval in between: the idle
+    readings are taken together, with the statistics of reading them one by one."""
+    cfg = small_config(**{"workload.num_requests": 3, "workload.arrival.rate": 1e-5})
     budget = {"budget_w": 5000, "interval_s": 0.05, "cap_w": 300}
-    short = servesim.simulate(cfg, **{"power.budget": budget, "max_sim_time_s": 10.0}).summary
-    long = servesim.simulate(cfg, **{"power.budget": budget, "max_sim_time_s": 1e12}).summary
-    assert long["sim"]["simulated_s"] == pytest.approx(1e12)
-    assert long["sim"]["events"] < short["sim"]["events"] + 50
-    assert long["power"]["budget"]["peak_w"] == pytest.approx(short["power"]["budget"]["peak_w"])
-    idle_w = short["energy"]["pools"]["default"]["idle_w_per_instance"]
-    assert long["power"]["budget"]["mean_w"] == pytest.approx(idle_w, rel=1e-3)
+    result = servesim.simulate(cfg, **{"power.budget": budget})
+    summary = result.summary
+    assert summary["sim"]["simulated_s"] > 1e4  # ~2e5 s: four million readings, were they one by one
+    assert summary["sim"]["events"] < 2000
+    stats = summary["power"]["budget"]
+    idle_w = summary["energy"]["pools"]["default"]["idle_w_per_instance"]
+    assert stats["peak_w"] > idle_w
+    assert stats["mean_w"] == pytest.approx(summary["energy"]["avg_power_w"], rel=1e-3)
