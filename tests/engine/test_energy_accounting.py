@@ -100,7 +100,8 @@ def test_a_bad_carbon_trace_exits_2_naming_file_and_line(tmp_path):
     ({"power.pools": {"nope": {"cap_w": 300}}}, "power.pools.nope"),
     ({"hardware": "tpu-v5p", "power.cap_w": 100}, "power.cap_w"),
     ({"power.budget": {"budget_w": 1000}}, "power.budget"),
-    ({"power.budget": {"budget_w": 1000, "clock_mhz": 1200, "interval_s": 1e-300}}, "power.budget.interval_s"),
+    ({"power.budget": {"budget_w": 1000, "clock_mhz": 1200, "interval_s": 1e-300}},
+     "power.budget.interval_s"),
 ])
 def test_bad_power_settings_name_their_key(changes, key):
     with pytest.raises(ConfigError) as err:
