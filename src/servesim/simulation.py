@@ -174,7 +174,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
         "cluster": {"instances": len(built.parts), "pools": built.pool_table()},
     }
     if built.kv_setup is not None:
-        prompt_tokens = int(np.sum(frame["prompt_tokens"]))  # speed2: frame columns may be arrays
+        prompt_tokens = int(np.sum(frame["prompt_tokens"]))
         kv_extra["kv"].update(built.kv_setup.stats(prompt_tokens, stats.simulated_s))
     if stats.kv_link is not None:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
