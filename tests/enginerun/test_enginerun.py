@@ -214,6 +214,8 @@ def test_calibrate_on_an_engine_run_writes_the_engine_layer(tmp_path, capsys):
     assert profile.engine.coefficient("graph.enqueue.const") < 0.001  # one graph launch
     data = yaml.safe_load(prof.read_text())
     assert set(data) == {"parameters", "engine"}
+    # the run's engine.yaml says how its engine called prefill attention: the profile keeps it
+    assert data["engine"]["prefill_attention"] == "batched"
     code, text, _ = run_cli(capsys, ["replay", str(RUN), "--profile", str(prof), "--json"])
     assert code == 0 and abs(json.loads(text)["steps"]["all"]["total_pct"]) < 5
 
