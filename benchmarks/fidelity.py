@@ -110,7 +110,8 @@ def chunk_table(batched: dict, per_chunk: dict) -> str:
         for kind in ("1 chunk", "2+ chunks", "all"):
             a, b = rep["steps"].get(kind), batched[run]["steps"].get(kind)
             if a is not None and b is not None:
-                lines.append(f"| {run} | {kind} | {a['steps']} | {a['total_pct']:+.1f}% | {b['total_pct']:+.1f}% |")
+                cells = f"{a['steps']} | {a['total_pct']:+.1f}% | {b['total_pct']:+.1f}%"
+                lines.append(f"| {run} | {kind} | {cells} |")
     return "\n".join(lines)
 
 

@@ -165,8 +165,13 @@ def test_replay_compares_real_and_simulated(tmp_path, capsys):
         assert report["real"][key] > 0 and report["sim"][key] > 0
         expected = (report["sim"][key] / report["real"][key] - 1) * 100
         assert report["error_pct"][key] == pytest.approx(expected)
-    assert set(report["steps"]) == {"prefill", "decode", "mixed", "all"}
-    assert report["steps"]["all"]["steps"] == 890
+    steps = report["steps"]
+    assert set(steps) == {"prefill", "decode", "mixed", "all", "1 chunk", "2+ chunks"}
+    assert steps["all"]["steps"] == 890
+    # the steps with prompts again, by how many chunks they carry (12 of them two or more)
+    with_chunks = steps["prefill"]["steps"] + steps["mixed"]["steps"]
+    assert steps["1 chunk"]["steps"] + steps["2+ chunks"]["steps"] == with_chunks
+    assert steps["2+ chunks"]["steps"] == 12
     assert (out / "summary.json").exists() and (out / "comparison.json").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["requests"]["completed"] == 20

@@ -135,7 +135,6 @@ def engine_from_dict(data, where: str) -> EngineProfile:
             raise InputFileError(where, f"engine.host.{key}: expected a number >= 0, got {value!r}")
     attention = data.get("prefill_attention", "per_chunk")
     if attention not in PREFILL_ATTENTION:
-        raise InputFileError(
-            where, f"engine.prefill_attention: expected one of {', '.join(PREFILL_ATTENTION)}, got {attention!r}"
-        )
+        choices = ", ".join(PREFILL_ATTENTION)
+        raise InputFileError(where, f"engine.prefill_attention: expected one of {choices}, got {attention!r}")
     return EngineProfile(tuple(sorted(set(sizes))), {k: float(v) for k, v in host.items()}, attention)
