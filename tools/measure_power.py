@@ -28,7 +28,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from profile_gpu import Shard, shard_shape  # noqa: E402
+from profile_gpu import Shard, capture, shard_shape  # noqa: E402
 
 CATALOG = HERE.parent / "src" / "servesim" / "catalog" / "models.yaml"
 FIELDS = [
@@ -114,23 +114,6 @@ class Nvml:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def capture(fn):
-    """fn captured in a CUDA graph (after warm-up), as profile_gpu.median_ms does."""
-    for _ in range(2):
-        fn()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        fn()
-    torch.cuda.current_stream().wait_stream(side)
-    with torch.cuda.graph(g):
-        fn()
-    torch.cuda.synchronize()
-    return g.replay
 
 
 def steady(nvml: Nvml, replay, warm_s: float, measure_s: float, sleep_ms: float = 0.0) -> dict:

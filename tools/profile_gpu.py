@@ -79,22 +79,33 @@ GRIDS = {
 
 
 # -- timing ---------------------------------------------------------------------------------------
-def median_ms(fn, graph: bool = True, target_ms: float = 600.0) -> float:
-    """Median time of fn, replayed from a CUDA graph (or eagerly), after warm-up."""
+def capture(fn):
+    """fn captured in a CUDA graph after two warm-up calls (the capture runs on a side stream, as
+    CUDA graphs require); returns the graph's replay."""
     for _ in range(2):
         fn()
     torch.cuda.synchronize()
-    run = fn
+    g = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.cuda.graph(g):
+        fn()
+    torch.cuda.synchronize()
+    return g.replay
+
+
+def median_ms(fn, graph: bool = True, target_ms: float = 600.0) -> float:
+    """Median time of fn, replayed from a CUDA graph (or eagerly), after warm-up."""
     if graph:
-        g = torch.cuda.CUDAGraph()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        run = capture(fn)
+    else:
+        for _ in range(2):
             fn()
-        torch.cuda.current_stream().wait_stream(side)
-        with torch.cuda.graph(g):
-            fn()
-        run = g.replay
+        torch.cuda.synchronize()
+        run = fn
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
     reps = None

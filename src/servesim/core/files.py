@@ -187,3 +187,14 @@ def write_folder(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return list(files)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Write a matplotlib figure (parent folders made) and release it from pyplot."""
+    import matplotlib.pyplot as plt
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out

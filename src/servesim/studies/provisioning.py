@@ -21,6 +21,7 @@ import pandas as pd
 
 from servesim.config import SimConfig, load_config
 from servesim.core.errors import ConfigError
+from servesim.core.files import save_figure
 
 ECONOMICS = ("gpus", "usd_per_hour", "goodput_rps", "goodput_per_usd", "kwh_per_1k_requests",
              "usd_per_1k_requests", "co2e_g_per_1k_requests", "avg_power_w", "slo_attainment")
@@ -166,11 +167,7 @@ def plot_pareto(frame: pd.DataFrame, cost: str, value: str, path: str | Path, la
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def _num(value) -> float:
