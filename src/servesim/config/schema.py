@@ -115,8 +115,9 @@ class SimConfig(Section):
     """Dollars per GPU-hour and grid carbon intensity (docs/energy.md)."""
     output: OutputConfig = OutputConfig()
     max_sim_time_s: float | None = Field(None, gt=0)
-    """Stop the simulation at this simulated time (none: run until every request is done);
-    requests still in flight then are counted as unfinished."""
+    """Stop the simulation at this simulated time if it has not ended before (a run ends when every
+    request has finished, been rejected or failed); requests still in flight then are counted as
+    unfinished."""
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _pool_engines: list[EngineConfig] = PrivateAttr(default_factory=list)

@@ -14,8 +14,9 @@ from typing import Callable, Sequence
 
 import simpy
 
-from servesim.core.request import Request, RequestStatus
+from servesim.core.request import Request
 from servesim.cost.base import CostModel
+from servesim.engine.completion import Completion
 from servesim.engine.disaggregation import KVHandoff
 from servesim.engine.instance import DEFAULT_MAX_RUN_STEPS, Instance
 from servesim.engine.programs import ProgramDriver
@@ -93,8 +94,10 @@ def run_cluster(
     wall0 = time.perf_counter()
     env = simpy.Environment()
     entry: list[Instance] = []
+    completion = Completion(env, requests)
     programs, on_finish, arriving = _programs(env, requests, router, entry, on_finish)
-    on_reject = programs.on_reject if programs is not None else None
+    on_finish = _both(on_finish, completion.check)
+    on_reject = _both(programs.on_reject if programs is not None else None, completion.check)
     instances = [start_instance(env, i, p, step_log, on_finish, on_reject) for i, p in enumerate(parts)]
     for instance in instances:
         instance.after_step = after_step
@@ -119,16 +122,8 @@ def run_cluster(
     if power_budget is not None:
         power_budget.start(env, instances, [p.pool for p in parts])
     events = _count_events(env)
-    if math.isfinite(max_time):
-        env.run(until=max_time)
-    else:
-        env.run()
-    last = max((r.finish_time for r in requests if r.status == RequestStatus.FINISHED), default=0.0)
-    simulated = env.now if math.isfinite(max_time) else max(env.now, last)
-    if power_budget is not None and not math.isfinite(max_time):
-        # The budget's last tick came after the last event of the run itself.
-        arrivals = max((r.arrival_time for r in requests), default=0.0)
-        simulated = max(last, arrivals, max(i.meter.last_time for i in instances))
+    _run_until_done(env, completion.done, max_time)
+    simulated = env.now
     return RunStats(
         simulated_s=simulated,
         wall_s=time.perf_counter() - wall0,
@@ -151,6 +146,17 @@ def start_instance(
         on_reject=on_reject, swap_s_per_token=p.swap_s_per_token, role=p.role,
         max_run_steps=p.max_run_steps, power=p.power,
     )
+
+
+def _run_until_done(env: simpy.Environment, done, max_time: float) -> None:
+    """Run until every request has ended or `max_time`. A run whose events run out first (requests
+    that can never end) stops there; its requests are reported unfinished."""
+    stop = done if not math.isfinite(max_time) else env.any_of([done, env.timeout(max_time)])
+    try:
+        env.run(until=stop)
+    except RuntimeError:  # simpy: the schedule ran empty before `stop`; anything else is a bug
+        if stop.triggered or env.peek() != math.inf:
+            raise
 
 
 def arrival_process(env: simpy.Environment, requests: Sequence[Request], router, instances):

@@ -16,6 +16,7 @@ import pandas as pd
 
 from servesim.build import build
 from servesim.config import load_config
+from servesim.core.files import save_figure
 from servesim.kv.block_pool import chain_hashes
 from servesim.simulation import simulate
 
@@ -117,8 +118,4 @@ def plot_kv_studies(sweep: pd.DataFrame, ceiling: float, routing: pd.DataFrame,
     ax.set_title("agentic programs: KV retention", fontsize=9)
     ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
