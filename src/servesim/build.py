@@ -16,6 +16,7 @@ from servesim.core.errors import ConfigError
 from servesim.core.request import Request, RequestStatus
 from servesim.core.rng import stream
 from servesim.cost import COST_MODELS
+from servesim.cost.engines import apply_engine
 from servesim.cost.layout import Layout
 from servesim.cost.parallel import check_layout
 from servesim.cost.power import ClockedCostModel, PowerLimit, PowerModel, power_profile
@@ -283,8 +284,7 @@ def make_power_model(config, model, hardware, cost, tp: int, pp: int, pool_name:
         return None
     path = config.resolve_path(p.profile) if p.profile is not None else None
     profile = power_profile(hardware.family, path)
-    cost_profile = resolve_profile(hardware.family, config.resolve_path(config.cost.profile)
-                                   if config.cost.profile is not None else None)
+    cost_profile = engine_profile(config, hardware)
     work = WorkModel(Layout(model, tp, pp, config.cost.expert_parallel), cost_profile)
     limit = PowerLimit(cap_w, clock_fraction(hardware, clock_mhz, f"{key}.clock_mhz"))
     return PowerModel(cost, work, hardware, profile, tp=tp, pp=pp, limit=limit)
@@ -426,14 +426,22 @@ def make_predictor(config: SimConfig):
     )
 
 
+def engine_profile(config: SimConfig, hardware: HardwareSpec):
+    """The hardware family's profile (or `cost.profile`) as the configured engine (`engine.kind`) runs it."""
+    path = config.resolve_path(config.cost.profile) if config.cost.profile is not None else None
+    kind = config.engine.kind
+    if kind is not None and kind.endswith((".yaml", ".yml")):
+        kind = str(config.resolve_path(kind))
+    return apply_engine(resolve_profile(hardware.family, path), kind)
+
+
 def make_cost_model(
     config: SimConfig, model: ModelSpec, hardware: HardwareSpec, tp: int | None = None,
     pp: int | None = None,
 ):
-    """The configured cost model with the hardware family's profile (or `cost.profile`)."""
+    """The configured cost model with the hardware family's profile (or `cost.profile`) and engine."""
     c = config.cost
-    path = config.resolve_path(c.profile) if c.profile is not None else None
-    profile = resolve_profile(hardware.family, path)
+    profile = engine_profile(config, hardware)
     if c.prefill_attention is not None:  # the engine's code path in this configuration
         profile = replace(profile, engine=replace(profile.engine, prefill_attention=c.prefill_attention))
     return COST_MODELS.create(

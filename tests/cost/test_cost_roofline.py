@@ -20,7 +20,7 @@ def test_is_a_cost_model_and_uses_family_profile():
     cm = model()
     assert isinstance(cm, CostModel)
     assert cm.profile == family_profile("hopper")
-    assert model(hw=get_hardware("mi300x")).profile == family_profile("generic")
+    assert model(hw=get_hardware("l40s")).profile == family_profile("generic")
 
 
 def test_small_decode_is_weight_bandwidth_bound():

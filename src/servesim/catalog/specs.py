@@ -23,7 +23,11 @@ CHOICES = {
     "norm": ("rmsnorm", "layernorm"),
     "position_embedding": ("rotary", "learned", "alibi", "none"),
 }
-DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
+DTYPE_BYTES = {
+    "fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5,
+    "nvfp4": 0.5 + 1 / 16,  # an fp8 scale per 16 elements
+    "mxfp4": 0.5 + 1 / 32,  # an 8-bit exponent scale per 32 elements (OCP microscaling)
+}
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,10 @@ class HardwareSpec:
     """Intra-node device-to-device bandwidth per direction, GB/s (NVLink, Infinity Fabric, ICI...)."""
     link_latency_s: float
     pcie_gb_s: float = 32.0
+    link_peers: int = 0
+    """Direct links without a switch (a full mesh: Gaudi's RoCE ports, AMD's Infinity Fabric, Ascend's
+    HCCS): the link bandwidth is split evenly over this many peers, so a group of p devices reaches
+    (p - 1) / link_peers of it. 0: a switch (NVSwitch), every group gets all of it."""
     tdp_w: float | None = 0.0
     family: str = "generic"
     """Calibration family: devices of one family share a cost profile (relative to spec sheets)."""
@@ -274,6 +282,15 @@ class HardwareSpec:
     @property
     def link_bytes_per_s(self) -> float:
         return self.link_gb_s * 1e9
+
+    def group_link_bytes_per_s(self, devices):
+        """Link bandwidth per direction one device has towards the other `devices - 1` of a group
+        (`devices` may be an array; a group of one has no peer and is priced as two)."""
+        if not self.link_peers:
+            return self.link_bytes_per_s
+        import numpy as np
+
+        return self.link_bytes_per_s * np.clip(devices - 1, 1, self.link_peers) / self.link_peers
 
     def peak_flops(self, dtype: str = "bf16") -> float:
         """Dense FLOP/s at `dtype`; a datatype the device lacks runs at its bf16 rate (weight-only

@@ -1,9 +1,10 @@
-"""`servesim costmodel calibrate | validate | price`: fit, check and query the step cost model."""
+"""`servesim costmodel calibrate | validate | check | price`: fit, check and query the step cost model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from servesim.cli import throughput
 from servesim.cli.common import print_json
 
 EXIT_OK = 0
@@ -37,7 +38,7 @@ def register(sub) -> None:
         help="comma-separated CUDA-graph batch sizes of the engine, or 'none' "
         "(default: from the step log's decode_bucket column)",
     )
-    cal.add_argument("--hardware", required=True, help="catalog hardware the rows ran on")
+    cal.add_argument("--hardware", help="catalog hardware the rows ran on (not with --throughput)")
     cal.add_argument("--out", required=True, help="profile YAML to write")
     cal.add_argument(
         "--gemm",
@@ -66,6 +67,8 @@ def register(sub) -> None:
     )
     cal.add_argument("--json", action="store_true")
     cal.set_defaults(handler=cmd_calibrate)
+    check = cmds.add_parser("check", help="replay published throughput results and report the error")
+    throughput.add_arguments(cal, check)
 
     val = cmds.add_parser("validate", help="predict every measured row and report the error")
     val.add_argument("--measurements", required=True, metavar="CSV")
@@ -103,8 +106,17 @@ def cmd_calibrate(args) -> int:
     from servesim.cost.microbench import AllReduceData, GemmData
     from servesim.cost.profile import ALL_PARAMETERS, CostProfile, resolve_profile, save_profile
 
+    if args.throughput:
+        if args.measurements or args.gemm or args.allreduce or args.engine_run or args.hardware \
+                or args.holdout:
+            raise UsageError("costmodel calibrate: --throughput rows name their devices; give them alone")
+        return throughput.cmd_calibrate_throughput(args)
     if not (args.measurements or args.gemm or args.allreduce or args.engine_run):
-        raise UsageError("costmodel calibrate: give --engine-run, --measurements, --gemm or --allreduce data")
+        raise UsageError(
+            "costmodel calibrate: give --engine-run, --measurements, --gemm, --allreduce or --throughput"
+        )
+    if args.hardware is None:
+        raise UsageError("costmodel calibrate: measured data needs --hardware")
     check_output_file(args.out)
     hw = get_hardware(args.hardware, key="--hardware")
     if args.start == "builtin":

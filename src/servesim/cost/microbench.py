@@ -17,6 +17,8 @@ from servesim.catalog.specs import HardwareSpec, get_hardware, hardware_by_alias
 from servesim.core.errors import InputFileError
 from servesim.core.files import open_text
 from servesim.cost.calibrate import Dataset
+from servesim.cost.collectives import collective_latency
+from servesim.cost.datatypes import tensor_flops
 from servesim.cost.profile import CostProfile
 
 
@@ -76,7 +78,7 @@ class GemmData(Dataset):
 
 def gemm_seconds(hw: HardwareSpec, profile: CostProfile, m, k, n, dtype_bytes: float = 2.0):
     """The roofline's GEMM term for 16-bit (M x K) @ (K x N), vectorised (same form as the model)."""
-    peak = hw.peak_flops("bf16") * profile.gemm_compute_eff
+    peak = tensor_flops(hw, "bf16") * profile.gemm_compute_eff
     bw = hw.hbm_bytes_per_s * profile.gemm_memory_eff
     compute = 2.0 * k * n * (m + profile.gemm_pad_rows) / peak
     memory = (k * n + m * (k + n)) * dtype_bytes / bw
@@ -99,6 +101,8 @@ class AllReduceData(Dataset):
 
 
 def all_reduce_seconds(hw: HardwareSpec, profile: CostProfile, nbytes, workers):
-    """Ring all-reduce, alpha-beta: latency + 2 (p - 1) / p x bytes / (link x efficiency)."""
-    link = hw.link_bytes_per_s * profile.comm_bw_eff
-    return profile.comm_latency_s + 2.0 * (workers - 1) / workers * nbytes / link
+    """Ring all-reduce, alpha-beta: latency (library + 2 (p - 1) link hops) + 2 (p - 1) / p x bytes /
+    (link x efficiency), exactly as the roofline prices one."""
+    link = hw.group_link_bytes_per_s(workers) * profile.comm_bw_eff
+    alpha = collective_latency(profile, hw, "all_reduce", workers)
+    return alpha + 2.0 * (workers - 1) / workers * nbytes / link

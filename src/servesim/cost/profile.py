@@ -53,12 +53,16 @@ class CostProfile:
     `max_context`: the same blocks, bound by the longest sequence (no KV splitting);
     `split_kv`: the longest sequence's context split into `split_kv_splits(n)` blocks;
     `batch_kv`: one dense attention over the batch, every query row against every KV token of
-    every sequence (a gather of the whole batch's KV, as Hugging Face's paged|sdpa path does)."""
+    every sequence (a gather of the whole batch's KV, as Hugging Face's paged|sdpa path does);
+    `padded_cache`: every sequence reads `decode_padded_tokens` cache slots whatever its context,
+    as static-shape engines (JetStream) do."""
     split_kv_target_blocks: float = 256.0
     """`split_kv`: the kernel splits each sequence's context until batch x KV heads x splits reaches
     this many blocks (the split count is a power of two)."""
     split_kv_max_splits: float = 16.0
     """`split_kv`: most splits per sequence."""
+    decode_padded_tokens: float = 0.0
+    """`padded_cache`: the engine's static cache length in tokens (0: the model's max context)."""
     # -- elementwise (norms, activations, residuals, RoPE, copies) ---------------------------------------
     elementwise_hidden_passes: float = 12.0
     """Hidden-size activation vectors read or written per token per layer."""
@@ -124,7 +128,7 @@ class CostProfile:
 
 
 CHOICES = {
-    "decode_attention": ("mean", "max_context", "split_kv", "batch_kv"),
+    "decode_attention": ("mean", "max_context", "split_kv", "batch_kv", "padded_cache"),
     "moe_kernels": ("fused", "looped"),
 }
 """Profile keys that name a behaviour rather than a number, with their valid values."""
@@ -140,6 +144,7 @@ PINNED_PARAMETERS = (
     "moe_grouped_eff",
     "split_kv_target_blocks",
     "split_kv_max_splits",
+    "decode_padded_tokens",
 )
 """Not fitted unless asked for: iteration times only see passes / bandwidth and kernels x overhead,
 so these are set from a copy-bandwidth measurement and from counting the engine's kernels and bytes

@@ -19,6 +19,8 @@ import numpy as np
 
 from servesim.catalog.specs import HardwareSpec, ModelSpec
 from servesim.cost.base import StepCost, StepShape
+from servesim.cost.collectives import collective_latency
+from servesim.cost.datatypes import tensor_flops
 from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile, family_profile
 
@@ -55,7 +57,7 @@ class RooflineCostModel:
     def _precompute(self) -> None:
         pr, hw, lay = self.profile, self.hardware, self.layout
         self._t_kernel = pr.kernel_overhead_s
-        gemm_peak = hw.peak_flops(lay.gemm_dtype) * pr.gemm_compute_eff
+        gemm_peak = tensor_flops(hw, lay.gemm_dtype) * pr.gemm_compute_eff
         gemm_bw = hw.hbm_bytes_per_s * pr.gemm_memory_eff
         ab = lay.act_bytes
         # Per GEMM: seconds per row of compute (pad rows included later), seconds of weight streaming,
@@ -77,7 +79,7 @@ class RooflineCostModel:
         if moe is not None:
             self._moe_setup(moe, gemm_peak, gemm_bw, ab)
         a = lay.attention
-        attn_peak = hw.peak_flops(a.dtype)
+        attn_peak = tensor_flops(hw, a.dtype)
         self._attn_prefill_flops = a.prefill_flops_per_pair / attn_peak
         self._attn_heads = lay.model.num_heads // self.tp
         self._attn_pad = pr.attn_prefill_pad_tokens * 32  # profile unit: tokens of a 32-head GPU
@@ -93,6 +95,8 @@ class RooflineCostModel:
         limited = a.decode_blocks_per_seq and saturation > 0
         self._dec_block_token = self._dec_bytes * saturation / self._dec_blocks if limited else 0.0
         self._decode_mode = pr.decode_attention
+        padded = pr.decode_attention == "padded_cache"
+        self._dec_padded = (pr.decode_padded_tokens or lay.model.max_context) if padded else 0.0
         self._engine = pr.engine
         self._engine_terms = pr.engine.has_host or pr.decode_attention == "batch_kv"
         # batch_kv: seconds per (query, key) pair; per KV token gathered, then expanded to all heads
@@ -130,26 +134,27 @@ class RooflineCostModel:
 
     def _comm_setup(self) -> None:
         pr, hw, lay, tp = self.profile, self.hardware, self.layout, self.tp
-        link = hw.link_bytes_per_s * pr.comm_bw_eff
-        alpha = pr.comm_latency_s
+        link = hw.group_link_bytes_per_s(tp) * pr.comm_bw_eff
         h_bytes = lay.hidden_bytes
         n_allreduce = lay.num_allreduces
         ring = 2.0 * (tp - 1) / tp if tp > 1 else 0.0
-        self._comm_fixed = n_allreduce * alpha
+        self._comm_fixed = n_allreduce * collective_latency(pr, hw, "all_reduce", tp) if tp > 1 else 0.0
         self._comm_per_token = n_allreduce * ring * h_bytes / link
         # Logits gathered from the vocabulary shards.
-        self._comm_logit_fixed = alpha if tp > 1 else 0.0
+        self._comm_logit_fixed = collective_latency(pr, hw, "gather", tp) if tp > 1 else 0.0
         self._comm_per_logit = (tp - 1) / tp * lay.model.vocab_size * lay.act_bytes / link if tp > 1 else 0.0
         if self.pp > 1:
-            self._comm_fixed += (self.pp - 1) * alpha
-            self._comm_per_token += (self.pp - 1) * h_bytes / link
+            self._comm_fixed += (self.pp - 1) * collective_latency(pr, hw, "send", 2)
+            send = hw.group_link_bytes_per_s(2) * pr.comm_bw_eff
+            self._comm_per_token += (self.pp - 1) * h_bytes / send
         self._a2a_fixed = self._a2a_per_token = 0.0
         if lay.expert_parallel:
             moe, ep = lay.moe, lay.moe.ep
             # Dispatch and combine: each GPU sends its 1/ep share of tokens' top-k copies off-GPU.
             vol = moe.top_k * h_bytes * (ep - 1) / ep / ep
-            self._a2a_fixed = 2 * moe.count * alpha
-            self._a2a_per_token = 2 * moe.count * vol / link
+            self._a2a_fixed = 2 * moe.count * collective_latency(pr, hw, "all_to_all", ep)
+            a2a = hw.group_link_bytes_per_s(ep) * pr.comm_bw_eff
+            self._a2a_per_token = 2 * moe.count * vol / a2a
         if not self.include_comm:
             self._comm_fixed = self._comm_per_token = 0.0
             self._comm_logit_fixed = self._comm_per_logit = 0.0
@@ -291,8 +296,10 @@ class RooflineCostModel:
         mode, launches = self._decode_mode, L * self._t_kernel
         if mode == "batch_kv":
             return 0.0, 0.0, launches
-        if mode == "mean" or not block:
+        if mode in ("mean", "padded_cache") or not block:
             per = block / n if block / n > full else full
+            if mode == "padded_cache":  # a static cache: every decode reads all its slots
+                return 0.0, 0.0, launches + L * per * n * self._dec_padded
             return L * per, 0.0, launches
         if mode == "split_kv":
             splits = self._splits(split_basis)

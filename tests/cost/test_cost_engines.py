@@ -1,0 +1,129 @@
+"""Engine profiles (`engine.kind`): shipped kinds, what each changes on a device profile, config and
+file errors, calibrated profiles as engines, and the published rows priced with their own engine."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from servesim.build import make_cost_model
+from servesim.catalog import get_hardware, get_model
+from servesim.config import load_config
+from servesim.core.errors import ConfigError, InputFileError
+from servesim.cost import StepShape
+from servesim.cost.engines import apply_engine, engine_kinds, resolve_engine
+from servesim.cost.host import EngineProfile
+from servesim.cost.profile import family_profile, save_profile
+from servesim.cost.published import read_published
+from servesim.studies.throughput import engine_default_tokens, row_profile
+from tests.factories import small_config
+
+PUBLISHED = Path(__file__).resolve().parents[2] / "data" / "measurements" / "published" / "throughput.csv"
+
+
+def cost_model(kind=None, **changes):
+    cfg = small_config(**{"hardware": "h200-sxm", "model": "llama3-8b", **changes})
+    if kind is not None:
+        cfg["engine"]["kind"] = kind
+    config = load_config(cfg)
+    return make_cost_model(config, get_model(config.model), get_hardware("h200-sxm"))
+
+
+def test_the_issue_engines_ship_and_load():
+    assert {"tensorrt-llm", "vllm", "sglang", "jetstream", "mindie"} <= set(engine_kinds())
+    for kind in engine_kinds():
+        engine = resolve_engine(kind)
+        assert engine.description and engine.source
+        engine.apply(family_profile("hopper"))
+
+
+def test_jetstream_reads_its_whole_static_cache_at_every_decode():
+    paged, static = cost_model(), cost_model("jetstream")
+    short = StepShape([], 64, 64 * 200)  # 64 sequences at 200 tokens of an 8k static cache
+    assert static.step_time(short) > 2 * paged.step_time(short)
+    assert static.profile.decode_attention == "padded_cache"
+
+
+def test_mindie_adds_its_serial_host_time_per_request_and_others_none():
+    bare, mindie, trt = cost_model(), cost_model("mindie"), cost_model("tensorrt-llm")
+    shape = StepShape([(128, 0)] * 4)
+    host = resolve_engine("mindie").host.coefficient("eager.serial.chunks")
+    assert host > 1e-3
+    assert mindie.step_time(shape) == pytest.approx(bare.step_time(shape) + 4 * host, rel=1e-6)
+    assert trt.profile.engine == EngineProfile()
+
+
+def test_serving_engines_split_long_contexts_in_decode_attention():
+    # The Hopper profile comes from the project's own engine, where one sequence is one block.
+    one_long = StepShape([], 1, 100_000)
+    assert cost_model("vllm").step_time(one_long) < cost_model().step_time(one_long)
+    assert cost_model("vllm").profile.attn_decode_blocks_per_core == 0
+
+
+def test_scale_multiplies_efficiencies_and_a_calibrated_profile_is_an_engine(tmp_path):
+    engine_file = tmp_path / "slow.yaml"
+    engine_file.write_text(yaml.safe_dump({"description": "x", "scale": {"gemm_compute_eff": 0.5}}))
+    hopper = family_profile("hopper")
+    slow = apply_engine(hopper, str(engine_file))
+    assert slow.gemm_compute_eff == pytest.approx(hopper.gemm_compute_eff / 2)
+    calibrated = tmp_path / "calibrated.yaml"
+    save_profile(hopper.with_values(**{"host.eager.serial.const": 0.004}), calibrated)
+    engine = resolve_engine(str(calibrated))
+    assert engine.host.coefficient("eager.serial.const") == 0.004
+    # the config names it relative to itself
+    model = cost_model(str(calibrated))
+    assert model.profile.engine.coefficient("eager.serial.const") == 0.004
+
+
+def test_a_device_profiles_own_host_terms_win_over_the_engines():
+    own = family_profile("hopper").with_values(**{"host.eager.serial.chunks": 0.01})
+    assert resolve_engine("mindie").apply(own).engine.coefficient("eager.serial.chunks") == 0.01
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({"scale": {"gemm_compute_eff": 0}}, "scale.gemm_compute_eff"),
+    ({"scale": {"kernel_overhead_s": 2}}, "scale: unknown key 'kernel_overhead_s'"),
+    ({"behaviours": {"decode_attention": "magic"}}, "behaviours.decode_attention"),
+    ({"batching": {"chunked_prefill": 3}}, "batching.chunked_prefill"),
+    ({"speed": 1}, "unknown key 'speed'"),
+])
+def test_bad_engine_files_name_the_key(tmp_path, body, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(InputFileError, match=expected):
+        resolve_engine(str(path))
+
+
+def test_an_unknown_engine_kind_is_a_config_error_naming_the_key():
+    with pytest.raises(ConfigError, match="engine.kind.*unknown engine 'tgi'.*vllm"):
+        cost_model("tgi")
+
+
+def test_published_rows_are_priced_with_their_own_engine(tmp_path):
+    rows = {r.engine: r for r in read_published(PUBLISHED)}
+    used = {"tensorrt-llm", "tensorrt-llm-pytorch", "vllm", "jetstream", "mindie", "optimum-habana"}
+    assert used <= set(rows)
+    tpu = rows["jetstream"]
+    assert row_profile(tpu, family_profile("tpu")).decode_attention == "padded_cache"
+    ascend = row_profile(rows["mindie"], family_profile("ascend"))
+    assert ascend.engine.coefficient("eager.serial.chunks") > 1e-3
+    assert engine_default_tokens(rows["tensorrt-llm"]) == 8192
+    padded = row_profile(rows["tensorrt-llm-pytorch"], family_profile("blackwell")).engine
+    assert padded.graph_batch(1100) == 2048  # trtllm-bench's captured graphs, padded up
+    text = PUBLISHED.read_text().splitlines()
+    bad = tmp_path / "rows.csv"
+    bad.write_text("\n".join([text[0], text[1].replace(",tensorrt-llm-pytorch,", ",trt,")]) + "\n")
+    with pytest.raises(InputFileError, match=r"rows.csv:2: engine: expected one of .*vllm.*got 'trt'"):
+        read_published(bad)
+
+
+def test_engine_versions_are_fitted_on_their_own_rows_and_never_on_mlperf():
+    rows = read_published(PUBLISHED)
+    engine_rows = [r for r in rows if r.split == "engine"]
+    assert engine_rows and {r.engine for r in engine_rows} == {"vllm-rocm-2024"}
+    assert not any(r.id.startswith("mlperf") for r in rows if r.split != "check")
+    old = resolve_engine("vllm-rocm-2024")
+    assert 0 < old.scale["attn_decode_memory_eff"] < 1  # the 2024 build streams HBM slower
+    cdna3 = family_profile("cdna3")
+    assert old.apply(cdna3).gemm_memory_eff == pytest.approx(
+        cdna3.gemm_memory_eff * old.scale["gemm_memory_eff"])
