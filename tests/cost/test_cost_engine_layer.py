@@ -242,3 +242,13 @@ def test_equal_feature_columns_go_to_the_preferred_one():
     assert cols == [0, 2, 3]  # const, chunks, tokens: seqs duplicates chunks, kv_tokens is all zero
     coef = nonnegative_lstsq(x[:, cols], 0.01 + 0.004 * x[:, 2])
     assert coef == pytest.approx([0.01, 0.004, 0.0], abs=1e-9)
+
+
+def test_an_engine_kind_keeps_a_calibrated_profiles_prefill_attention():
+    from servesim.cost.engines import EngineKind
+
+    host = EngineProfile(POW2, {"eager.enqueue.const": 0.01}, prefill_attention="batched")
+    kind = EngineKind("k", host=host)
+    calibrated = family_profile("hopper").with_values(engine=EngineProfile(POW2, HOST))  # per_chunk, fitted
+    assert kind.apply(calibrated).engine.prefill_attention == "per_chunk"
+    assert kind.apply(family_profile("hopper")).engine.prefill_attention == "batched"  # no host layer
