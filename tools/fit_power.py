@@ -5,8 +5,8 @@
 
 Tables (markdown, as in docs/energy.md): the fit at measured clocks and times; leave-one-out over the
 model-step loops; the simulator's own chain (step time from the cost model, the board limit applied,
-the clock it implies); micro loops and the duty-cycle loop; and the published cap points (SplitwiseSim's
-power-capped H100, Patel et al. ISCA 2024) with the constant powers SplitwiseSim uses.
+the clock it implies); micro loops and the duty-cycle loop; and the per-phase powers SplitwiseSim's
+constant power model uses. The published cap points are checked by benchmarks/cap_model.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from servesim.catalog.specs import get_hardware, get_model
 from servesim.cost import RooflineCostModel
 from servesim.cost.base import StepShape
 from servesim.cost.layout import Layout
-from servesim.cost.power import POWER_PROFILE_DIR, PowerLimit, PowerModel, dump_power_profile
+from servesim.cost.power import POWER_PROFILE_DIR, PowerModel, dump_power_profile
 from servesim.cost.power_calibrate import (
     default_state,
     fit_power_profile,
@@ -35,10 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "measurements" / "h200-power" / "power.csv"
 VOLTAGE_FLOORS = (0.3, 0.4, 0.5, 0.6, 0.7)
 """Voltage-curve candidates; below ~0.3 of the top voltage, GPU voltage stops falling with the clock."""
-SPLITWISE_CAP_FRAC = 7140 / 10200
-"""SplitwiseSim's dgx-h100-pcap server TDP over dgx-h100's: a 70% power cap."""
-SPLITWISE_RATIO = {"prompt": 1.30, "token": 1.00}
-"""SplitwiseSim data/perf_model.csv: h100-80gb-pcap over h100-80gb, every prompt and token row."""
 SPLITWISE_CONSTANT_W = {("a100-80gb", "prompt"): 400, ("a100-80gb", "token"): 250,
                         ("h100-sxm", "prompt"): 700, ("h100-sxm", "token"): 380}
 """SplitwiseSim configs/power_model/constant.yaml: per-GPU power of prompt and token phases."""
@@ -120,37 +116,6 @@ def table_micro(points, prof, hw):
             print(f"| {p.point} | {p.watts:.0f} | {w:.0f} | {pct(w, p.watts):+.1f}% |")
 
 
-def splitwise_checks(prof):
-    """Slowdown under SplitwiseSim's 70% cap and per-phase power against its constants."""
-    print("\n| model | TP | phase | shape | power at no cap (W/GPU) | slowdown at 70% cap | "
-          "SplitwiseSim | error |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
-    h100 = get_hardware("h100-sxm")
-    rows = []
-    for tp in (2, 4, 8):
-        model = get_model("llama2-70b")
-        cm = RooflineCostModel(model, h100, tp=tp)
-        work = WorkModel(Layout(model, tp), cm.profile)
-        free = PowerModel(cm, work, h100, prof, tp=tp)
-        capped = PowerModel(cm, work, h100, prof, tp=tp, limit=PowerLimit(cap_w=SPLITWISE_CAP_FRAC * 700))
-        for phase, shape, label in _phase_shapes():
-            t0 = cm.step_time(shape)
-            w0 = free.step_energy(shape, t0) / t0 / tp
-            ratio = capped.step_time(shape) / t0
-            ref = SPLITWISE_RATIO[phase]
-            rows.append((phase, pct(ratio, ref)))
-            print(f"| llama2-70b | {tp} | {phase} | {label} | {w0:.0f} | {ratio:.2f} | {ref:.2f} | "
-                  f"{pct(ratio, ref):+.1f}% |")
-    for phase in ("prompt", "token"):
-        print(f"\n{phase}: {summary_line([e for ph, e in rows if ph == phase])}")
-
-
-def _phase_shapes():
-    for p in (512, 1024, 2048, 4096, 8192):
-        yield "prompt", StepShape([(p, 0)], 0, 0, 1), f"{p}-token prompt"
-    for b in (1, 8, 32, 64):
-        yield "token", StepShape([], b, b * 640, b), f"batch {b}, 640 context"
-
-
 def splitwise_constant(prof):
     print("\n| device | phase | predicted W/GPU (llama2-70b TP 8) | SplitwiseSim constant | error |"
           "\n| --- | --- | --- | --- | --- |")
@@ -183,7 +148,6 @@ def main() -> None:
     table_fit(points, prof, hw)
     table_chain(points, prof, hw)
     table_micro(points, prof, hw)
-    splitwise_checks(prof)
     splitwise_constant(prof)
     if not args.check:
         header = "hopper power profile, written by tools/fit_power.py (do not edit by hand)"

@@ -100,6 +100,8 @@ def test_a_bad_carbon_trace_exits_2_naming_file_and_line(tmp_path):
     ({"power.pools": {"nope": {"cap_w": 300}}}, "power.pools.nope"),
     ({"hardware": "tpu-v5p", "power.cap_w": 100}, "power.cap_w"),
     ({"power.budget": {"budget_w": 1000}}, "power.budget"),
+    ({"power.budget": {"budget_w": 1000, "clock_mhz": 1200, "interval_s": 1e-300}},
+     "power.budget.interval_s"),
 ])
 def test_bad_power_settings_name_their_key(changes, key):
     with pytest.raises(ConfigError) as err:
@@ -148,3 +150,18 @@ def test_a_power_budget_caps_instances_and_costs_latency():
                                                         "clock_mhz": 1000}})
     last = max(result.requests["finish_s"].max(), result.requests["arrival_s"].max())
     assert result.summary["sim"]["simulated_s"] == pytest.approx(last)
+
+
+def test_a_power_budget_reads_a_long_idle_stretch_at_once():
+    """Requests days apart must not cost one event per controller interval in between: the idle
+    readings are taken together, with the statistics of reading them one by one."""
+    cfg = small_config(**{"workload.num_requests": 3, "workload.arrival.rate": 1e-5})
+    budget = {"budget_w": 5000, "interval_s": 0.05, "cap_w": 300}
+    result = servesim.simulate(cfg, **{"power.budget": budget})
+    summary = result.summary
+    assert summary["sim"]["simulated_s"] > 1e4  # ~2e5 s: four million readings, were they one by one
+    assert summary["sim"]["events"] < 2000
+    stats = summary["power"]["budget"]
+    idle_w = summary["energy"]["pools"]["default"]["idle_w_per_instance"]
+    assert stats["peak_w"] > idle_w
+    assert stats["mean_w"] == pytest.approx(summary["energy"]["avg_power_w"], rel=1e-3)

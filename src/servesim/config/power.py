@@ -17,8 +17,9 @@ class PoolPowerConfig(Section):
 class PowerBudgetConfig(Section):
     budget_w: float = Field(gt=0)
     """Power the cluster is provisioned for, W (all boards); may be less than the sum of their TDPs."""
-    interval_s: float = Field(1.0, gt=0, le=3600)
-    """How often the controller reads the cluster's average power and acts, seconds."""
+    interval_s: float = Field(1.0, ge=0.01, le=3600)
+    """How often the controller reads the cluster's average power and acts, seconds (at least 10 ms:
+    board telemetry itself updates about every 100 ms, and a shorter loop only multiplies events)."""
     engage_frac: float = Field(1.0, gt=0, le=2)
     """Cap when the last interval's power exceeds this fraction of the budget."""
     release_frac: float = Field(0.9, gt=0, le=2)

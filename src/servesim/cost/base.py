@@ -52,6 +52,9 @@ class StepCost:
     memory_s: float = 0.0
     comm_s: float = 0.0
     overhead_s: float = 0.0
+    hidden_compute_s: float = 0.0
+    """FLOP seconds of the memory-bound operators, hidden under their memory time at full clock: a
+    lower SM clock brings them back once it falls below their ridge (the power model's clock solve)."""
 
 
 @runtime_checkable

@@ -273,7 +273,8 @@ class PowerModel:
         return result[0], result[1]
 
     def _decode_args(self, n: int, ctx: np.ndarray):
-        """(compute s, memory s, other s, FLOPs, bytes) of pure-decode steps with context sums ctx."""
+        """(compute s, memory s, other s, hidden FLOP s, FLOPs, bytes) of pure-decode steps with context
+        sums ctx."""
         lo, hi = self._decode_split(n)
         f0, f1, b0, b1, link = self.work_model.decode_coeffs(n)
         parts = [a + (b - a) * (ctx / 1e6) for a, b in zip(lo, hi)]
@@ -296,13 +297,14 @@ class PowerModel:
         return hit
 
     @staticmethod
-    def _parts(c: StepCost) -> tuple[float, float, float]:
-        """(compute-bound s, memory-bound s, clock-independent s: communication and overhead)."""
-        return c.compute_s, c.memory_s, c.total_s - c.compute_s - c.memory_s
+    def _parts(c: StepCost) -> tuple[float, float, float, float]:
+        """(compute-bound s, memory-bound s, clock-independent s: communication and overhead, FLOP s
+        hidden under the memory-bound s)."""
+        return c.compute_s, c.memory_s, c.total_s - c.compute_s - c.memory_s, c.hidden_compute_s
 
-    def _solve(self, compute_s, memory_s, other_s, flops, nbytes):
+    def _solve(self, compute_s, memory_s, other_s, hidden_s, flops, nbytes):
         """Highest clock within the board limit, the cap and the clock limit: (φ, seconds, joules)."""
-        at = self._evaluator(compute_s, memory_s, other_s, flops, nbytes)
+        at = self._evaluator(compute_s, memory_s, other_s, hidden_s, flops, nbytes)
         ones = np.ones(np.broadcast(compute_s, flops).shape)
         # The default clock: the time model's seconds hold there; above the board limit, lower.
         base = self._highest(lambda p: at(p, p)[1] - self._max_w, ones)
@@ -312,21 +314,21 @@ class PowerModel:
         seconds, watts = at(phi, base)
         return phi, seconds, watts * seconds
 
-    def _at_clock(self, compute_s, memory_s, other_s, flops, nbytes, phi):
+    def _at_clock(self, compute_s, memory_s, other_s, hidden_s, flops, nbytes, phi):
         """(seconds, joules) at a given clock (the default clock taken as the board limit's)."""
-        at = self._evaluator(compute_s, memory_s, other_s, flops, nbytes)
+        at = self._evaluator(compute_s, memory_s, other_s, hidden_s, flops, nbytes)
         base = self._highest(lambda p: at(p, p)[1] - self._max_w, np.ones_like(phi))
         seconds, watts = at(np.minimum(phi, base), base)
         return seconds, watts * seconds
 
-    def _evaluator(self, compute_s, memory_s, other_s, flops, nbytes):
+    def _evaluator(self, compute_s, memory_s, other_s, hidden_s, flops, nbytes):
         """at(φ, base): seconds and watts at clock φ, the calibrated step taking its time at `base`."""
         pr = self.profile
-        values = (compute_s, memory_s, other_s, flops, nbytes)
+        values = (compute_s, memory_s, other_s, hidden_s, flops, nbytes)
         scalar = all(np.ndim(x) == 0 for x in values)
         # One step: plain floats, as numpy's per-call overhead dominates such small sums.
         convert = float if scalar else (lambda x: np.asarray(x, dtype=float))
-        compute_s, memory_s, other_s, flops, nbytes = (convert(x) for x in values)
+        compute_s, memory_s, other_s, hidden_s, flops, nbytes = (convert(x) for x in values)
         larger = max if scalar else np.maximum
         byte_j = self._j_per_byte * nbytes
         flop_j = self._j_per_flop * flops
@@ -334,7 +336,9 @@ class PowerModel:
         knee, floor = pr.memory_clock_knee, pr.voltage_floor
 
         def at(phi, base):
-            seconds = compute_s * base / phi + memory_s * larger(1.0, knee / phi) + other_s
+            # A memory-bound operator turns compute-bound once the clock falls below its ridge.
+            memory = larger(memory_s * larger(1.0, knee / phi), hidden_s * base / phi)
+            seconds = compute_s * base / phi + memory + other_s
             seconds = larger(seconds, 1e-12)
             v = floor + (1.0 - floor) * phi
             watts = self.idle_w + active_w * phi * v * v + (flop_j * v * v + byte_j) / seconds

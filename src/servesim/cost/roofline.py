@@ -208,7 +208,8 @@ class RooflineCostModel:
 
     def breakdown(self, shape: StepShape) -> StepCost:
         """Per-group seconds; `total_s` equals `step_time(shape)` up to float rounding."""
-        parts = {g: [0.0, 0.0, 0.0] for g in GROUPS}  # compute-bound, memory-bound, overhead seconds
+        # compute-bound, memory-bound, overhead seconds; FLOP seconds hidden under memory-bound time
+        parts = {g: [0.0, 0.0, 0.0, 0.0] for g in GROUPS}
         graph_rows = 0 if shape.prefill_chunks else self._engine.graph_batch(shape.num_decodes)
         tokens = graph_rows or shape.num_tokens
         rows = {"tokens": tokens, LOGITS: graph_rows or shape.num_logit_tokens}
@@ -219,9 +220,11 @@ class RooflineCostModel:
                 c, mem = row_s * (m + self._pad), w_s + act_s * m
                 parts[group][0 if c >= mem else 1] += count * max(c, mem)
                 parts[group][2] += count * self._t_gemm
+                parts[group][3] += count * c if c < mem else 0.0
         if self.layout.moe is not None and tokens:
             c, mem, dispatch, launches = self._moe_parts(tokens)
             parts["moe"][0 if c >= mem else 1] += max(c, mem)
+            parts["moe"][3] += c if c < mem else 0.0
             parts["moe"][1] += dispatch
             parts["moe"][2] += launches
         self._attention_parts(shape, parts["attention"], graph_rows)
@@ -230,17 +233,18 @@ class RooflineCostModel:
             parts["elementwise"][2] += self._elem_fixed
         parts["comm"][0] += self._comm_time(tokens, rows[LOGITS])
         parts["overhead"][2] += self.profile.step_overhead_s
-        by_op = {g: sum(v) for g, v in parts.items() if sum(v) > 0}
+        by_op = {g: sum(v[:3]) for g, v in parts.items() if sum(v[:3]) > 0}
         compute = sum(v[0] for g, v in parts.items() if g != "comm")
         memory = sum(v[1] for v in parts.values())
         overhead = sum(v[2] for v in parts.values())
         comm = parts["comm"][0]
+        hidden = sum(v[3] for v in parts.values())
         gpu = compute + memory + overhead + comm
         total = self.step_time(shape) if tokens else gpu
         if total > gpu:
             by_op["host_wait"] = total - gpu
             overhead += total - gpu
-        return StepCost(total, by_op, compute, memory, comm, overhead)
+        return StepCost(total, by_op, compute, memory, comm, overhead, hidden)
 
     # -- pieces --------------------------------------------------------------------------------------
     def _decode_time(self, n: int, logits: int, ctx_sum, longest, maximum):
@@ -326,7 +330,7 @@ class RooflineCostModel:
             + self._comm_time(tokens, logits)
             + self.profile.step_overhead_s
         )
-        acc = [0.0, 0.0, 0.0]
+        acc = [0.0, 0.0, 0.0, 0.0]
         self._attention_parts(shape, acc)
         return t + acc[0] + acc[1] + acc[2]
 
@@ -377,7 +381,8 @@ class RooflineCostModel:
         return (c if c > mem else mem) + dispatch + launches
 
     def _attention_parts(self, shape: StepShape, acc: list[float], graph_rows: int = 0) -> None:
-        """Prefill-chunk and decode attention of all layers into acc [compute, memory, overhead]."""
+        """Prefill-chunk and decode attention of all layers into acc [compute, memory, overhead,
+        hidden FLOP seconds]."""
         pr, L = self.profile, self._layers
         if self._decode_mode == "batch_kv":
             self._batch_attention(shape, acc)
@@ -400,6 +405,7 @@ class RooflineCostModel:
             comp = pairs * self._attn_prefill_flops / eff
             mem = (p + c) * self._attn_ctx_bytes + c * self._attn_q_bytes
             acc[0 if comp >= mem else 1] += L * (comp if comp > mem else mem)
+            acc[3] += L * comp if comp < mem else 0.0
         n = shape.num_decodes
         if n:
             per_ctx, per_longest, launches = self._decode_attention_terms(n, graph_rows or n)
@@ -416,6 +422,7 @@ class RooflineCostModel:
         comp = kv * (shape.num_tokens * self._batch_pair)
         mem = kv * self._batch_kv_token
         acc[0 if comp >= mem else 1] += comp if comp > mem else mem
+        acc[3] += comp if comp < mem else 0.0
         acc[2] += self._layers * self._t_kernel
 
     def _comm_time(self, tokens: int, logits: int) -> float:

@@ -14,7 +14,7 @@ clock. What it costs shows up as latency; what it saves, as the peak.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import simpy
 
@@ -57,16 +57,23 @@ class PowerMeter:
 @dataclass
 class BudgetStats:
     budget_w: float
-    samples_w: list[float] = field(default_factory=list)
+    samples: int = 0
+    """Controller readings (one per interval)."""
+    total_w: float = 0.0
+    peak_w: float = 0.0
     capped_s: float = 0.0
     over_s: float = 0.0
     cap_events: int = 0
 
+    def add(self, watts: float, readings: int = 1) -> None:
+        self.samples += readings
+        self.total_w += watts * readings
+        self.peak_w = max(self.peak_w, watts)
+
     def summary(self, interval_s: float) -> dict:
-        peak = max(self.samples_w, default=0.0)
-        mean = sum(self.samples_w) / len(self.samples_w) if self.samples_w else 0.0
+        mean = self.total_w / self.samples if self.samples else 0.0
         return {
-            "budget_w": self.budget_w, "peak_w": peak, "mean_w": mean, "interval_s": interval_s,
+            "budget_w": self.budget_w, "peak_w": self.peak_w, "mean_w": mean, "interval_s": interval_s,
             "over_budget_s": self.over_s, "capped_s": self.capped_s, "cap_events": self.cap_events,
         }
 
@@ -95,27 +102,50 @@ class PowerBudget:
         capped = [(_tighter(self.cap_w, c), _tighter(clock, f)) for (_, clock), (c, f) in zip(managed, saved)]
         targets = [i for i, _ in managed]
         last = sum(i.meter.joules(env.now) for i in instances)
+        ticks = 1
         while True:
-            yield env.timeout(self.interval_s)
+            yield env.timeout(ticks * self.interval_s)
             if env.peek() == float("inf"):
                 return  # nothing else will ever happen: the run is over
             total = sum(i.meter.joules(env.now) for i in instances)
-            watts, last = (total - last) / self.interval_s, total
-            self._account(watts)
-            if not self.engaged and watts > self.engage_frac * self.budget_w:
-                self.engaged = True
-                self.stats.cap_events += 1
-                _apply(targets, capped)
-            elif self.engaged and watts < self.release_frac * self.budget_w:
-                self.engaged = False
-                _apply(targets, saved)
+            watts, last = (total - last) / (ticks * self.interval_s), total
+            self._account(watts, ticks)
+            action = self._decide(watts)
+            if action is not None:
+                _apply(targets, capped if action else saved)
+            ticks = self._quiet_ticks(env, instances)
 
-    def _account(self, watts: float) -> None:
-        self.stats.samples_w.append(watts)
+    def _decide(self, watts: float) -> bool | None:
+        """True: engage the cap; False: lift it; None: leave it."""
+        if not self.engaged and watts > self.engage_frac * self.budget_w:
+            self.engaged = True
+            self.stats.cap_events += 1
+            return True
+        if self.engaged and watts < self.release_frac * self.budget_w:
+            self.engaged = False
+            return False
+        return None
+
+    def _quiet_ticks(self, env, instances) -> int:
+        """Readings to take at once: while no step runs and no event comes before them, each reads the
+        same idle power, and once the controller holds at that power (release_frac <= engage_frac, so it
+        does after one reading) they change nothing but its statistics. Skipping them keeps a long idle
+        stretch (a far `max_sim_time_s`) from costing one event per interval."""
+        if any(i.meter.watts(env.now) != i.meter.idle_w for i in instances):
+            return 1
+        idle = sum(i.meter.idle_w for i in instances)
+        holds = idle >= self.release_frac * self.budget_w if self.engaged else \
+            idle <= self.engage_frac * self.budget_w
+        if not holds:
+            return 1
+        return max(1, int((env.peek() - env.now) // self.interval_s))
+
+    def _account(self, watts: float, readings: int = 1) -> None:
+        self.stats.add(watts, readings)
         if watts > self.budget_w:
-            self.stats.over_s += self.interval_s
+            self.stats.over_s += self.interval_s * readings
         if self.engaged:
-            self.stats.capped_s += self.interval_s
+            self.stats.capped_s += self.interval_s * readings
 
 
 def _apply(instances, limits) -> None:
