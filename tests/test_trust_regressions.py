@@ -186,10 +186,13 @@ def test_failed_write_leaves_the_previous_run_untouched(tmp_path, monkeypatch):
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     import pandas as pd
 
+    from servesim.metrics.columns import Columns
+
     def full_disk(self, *a, **k):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    monkeypatch.setattr(Columns, "write_csv", full_disk)  # a run's CSVs are written without pandas
     assert main(["run", str(cfg), "--out", str(out), "--seed", "9"]) == 2
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folder left

@@ -478,6 +478,9 @@ def make_disaggregation(config: SimConfig, model: ModelSpec) -> DisaggregationPa
 
 def make_elastic(config: SimConfig, model: ModelSpec, pool: Pool, make_part):
     """`engine.elastic.ElasticParts` for `cluster.autoscaling` / `faults` / `migration`, or None."""
+    c = config.cluster
+    if c.autoscaling is None and c.faults is None and c.migration is None:
+        return None  # a fixed fleet does not import the autoscalers and rebalancers
     from servesim.build_elastic import elastic_parts  # its own module: build.py stays small
 
     return elastic_parts(config, model, pool, make_part)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from servesim.build import Built, build
@@ -17,14 +17,19 @@ from servesim.config import SimConfig, load_config
 from servesim.core.files import jsonable, write_folder
 from servesim.cost.isolated import isolated_decode, isolated_prefill
 from servesim.engine import run_cluster
-from servesim.metrics import StepLog, request_frame, summarize
+from servesim.metrics import StepLog, summarize
+from servesim.metrics.columns import Columns
 from servesim.metrics.energy import energy_in_intervals, energy_summary, instance_energy, request_energy
 from servesim.metrics.gaps import TokenGaps
 from servesim.metrics.kv_tiers import add_tier_columns
 from servesim.metrics.lifecycle import LifecycleLog, elastic_energy_and_rent, fleet_summary
 from servesim.metrics.pricing import cost_summary
 from servesim.metrics.programs import program_summary
-from servesim.metrics.timeseries import check_size, instance_timeseries, with_elastic_columns
+from servesim.metrics.summary import request_columns
+from servesim.metrics.timeseries import check_size, timeseries_columns, with_elastic_columns
+
+if TYPE_CHECKING:  # pandas is imported only when a frame is asked for (a third of a short run's start)
+    import pandas as pd
 
 RUN_FILES = ("summary.json", "requests.csv", "timeseries.csv", "config.yaml", "comparison.json",
              "lifecycle.csv", "migrations.csv")
@@ -36,8 +41,10 @@ elastic runs); a new run removes the ones it does not write, so a folder never m
 class SimulationResult:
     config: SimConfig
     summary: dict
-    requests: pd.DataFrame
-    steps: pd.DataFrame
+    request_columns: Columns
+    """requests.csv's rows as numpy columns; `requests` is the same as a DataFrame."""
+    step_columns: Columns
+    """The step log as numpy columns; `steps` is the same as a DataFrame."""
     written: list[str] = field(default_factory=list)
     """The files the last `save` wrote."""
     lifecycle: LifecycleLog | None = None
@@ -45,18 +52,37 @@ class SimulationResult:
     tiers: pd.DataFrame | None = None
     """With prefix caching: per step, what each KV tier holds and cumulative hits and traffic."""
 
+    @cached_property
+    def requests(self) -> pd.DataFrame:
+        """One row per arrived request (requests.csv; `metrics.summary.REQUEST_COLUMNS`)."""
+        return self.request_columns.to_frame()
+
+    @cached_property
+    def steps(self) -> pd.DataFrame:
+        """The step log: one row per step or run of identical steps (`metrics.steps.COLUMNS`)."""
+        cols = self.step_columns
+        return Columns({c: cols[c].astype(np.int64) if cols[c].dtype.kind == "i" else cols[c]
+                        for c in cols}).to_frame()  # integers as int64, as the log's frame has them
+
     def timeseries(self, interval_s: float | None = None) -> pd.DataFrame:
         """Per-instance queue length, running batch, KV usage and busy share over time bins
         (`servesim.metrics.timeseries`); `interval_s` defaults to `output.timeseries_interval_s`,
         else about 200 bins."""
+        return _as_frame(self._timeseries(interval_s))
+
+    def _timeseries(self, interval_s: float | None = None):
+        """`timeseries()` as `Columns` when nothing needs pandas (no elastic or tier columns)."""
         pools = self.summary.get("cluster", {}).get("pools")
         end = self.summary["sim"]["simulated_s"]
-        frame = instance_timeseries(
-            self.steps, interval_s or self.config.output.timeseries_interval_s, end, pools,
-            requests=self.requests,
+        frame = timeseries_columns(
+            self.step_columns, interval_s or self.config.output.timeseries_interval_s, end, pools,
+            requests=self.request_columns,
             num_instances=self.summary.get("cluster", {}).get("slots"),
             idle_w=self.summary.get("cluster", {}).get("idle_w"),
         )
+        if self.lifecycle is None and (self.tiers is None or not len(self.tiers)):
+            return frame
+        frame = frame.to_frame()
         if self.lifecycle is not None:
             frame = with_elastic_columns(frame, self.lifecycle, end)
         if self.tiers is not None and len(self.tiers):
@@ -74,10 +100,10 @@ class SimulationResult:
         summary = json.dumps(jsonable(self.summary), indent=2) + "\n"
         files = {"summary.json": lambda p: p.write_text(summary)}
         if self.config.output.requests_csv:
-            files["requests.csv"] = lambda p: self.requests.to_csv(p, index=False)
+            files["requests.csv"] = lambda p: _write_csv(self.request_columns, p)
         if self.config.output.timeseries_csv:
-            series = self.timeseries()
-            files["timeseries.csv"] = lambda p: series.to_csv(p, index=False)
+            series = self._timeseries()
+            files["timeseries.csv"] = lambda p: _write_csv(series, p)
         if self.lifecycle is not None:
             states, moves = self.lifecycle.frame(), self.lifecycle.migration_frame()
             files["lifecycle.csv"] = lambda p: states.to_csv(p, index=False)
@@ -85,6 +111,18 @@ class SimulationResult:
         config = dump_config(self.config)
         files["config.yaml"] = lambda p: p.write_text(config)
         return files
+
+
+def _as_frame(table) -> pd.DataFrame:
+    return table.to_frame() if isinstance(table, Columns) else table
+
+
+def _write_csv(table, path: Path) -> None:
+    """A table as `DataFrame.to_csv(index=False)` writes it (without pandas for `Columns`)."""
+    if isinstance(table, Columns):
+        table.write_csv(path)
+    else:
+        table.to_csv(path, index=False)
 
 
 def simulate(
@@ -114,10 +152,11 @@ def run(built: Built, after_step=None) -> SimulationResult:
     # limit, not the last event, bounds them: a filter-rejected request may arrive after the rest ended.
     horizon = cfg.max_sim_time_s if cfg.max_sim_time_s is not None else math.inf
     arrived = [r for r in built.requests if r.arrival_time <= horizon]
-    frame = request_frame(arrived)
+    frame = request_columns(arrived)
     objectives = {name: o.model_dump() for name, o in cfg.slo.objectives.items()}
     if any(o.uses_slowdown for o in cfg.slo.objectives.values()):
-        frame = frame.assign(**isolated_columns(built, arrived))
+        for name, values in isolated_columns(built, arrived).items():
+            frame[name] = values
     kv_extra = {
         "kv": {
             "preemptions": stats.preemptions,
@@ -135,7 +174,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
         "cluster": {"instances": len(built.parts), "pools": built.pool_table()},
     }
     if built.kv_setup is not None:
-        kv_extra["kv"].update(built.kv_setup.stats(int(frame["prompt_tokens"].sum())))
+        kv_extra["kv"].update(built.kv_setup.stats(int(np.sum(frame["prompt_tokens"]))))
     if stats.kv_link is not None:
         kv_extra["cluster"]["kv_link"] = stats.kv_link
     lifecycle = built.elastic.log if built.elastic is not None else None
@@ -144,7 +183,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
         kv_extra["cluster"]["cold_start_s"] = built.elastic.cold_start_s
         kv_extra["requests"] = {
             "failed": int((frame["status"] == "failed").sum()),
-            "retried": int((frame["retries"] > 0).sum()),
+            "retried": int((np.asarray(frame["retries"]) > 0).sum()),
         }
     else:
         kv_extra["cluster"]["instance_seconds"] = len(built.parts) * stats.simulated_s
@@ -152,7 +191,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
         kv_extra["cluster"]["cold_starts"] = 0
     if built.workload_counts is not None:
         kv_extra["workload"] = built.workload_counts
-    steps = step_log.to_frame()
+    steps = step_log.to_columns()
     kv_extra.update(_energy_and_cost(built, stats, frame, steps))
     kv_extra["cluster"]["idle_w"] = _idle_w(built, stats)
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra, gaps,
@@ -165,7 +204,7 @@ def run(built: Built, after_step=None) -> SimulationResult:
     return SimulationResult(cfg, summary, frame, steps, lifecycle=lifecycle, tiers=tiers)
 
 
-def elastic_summary(lifecycle: LifecycleLog, stats, frame: pd.DataFrame) -> dict:
+def elastic_summary(lifecycle: LifecycleLog, stats, frame: Columns) -> dict:
     """`cluster` entries of an elastic run: the fleet's instance-seconds, cold starts, failures,
     migrations (and the migration link's statistics), and the instance slots used."""
     out = fleet_summary(lifecycle, stats.simulated_s)
@@ -176,7 +215,7 @@ def elastic_summary(lifecycle: LifecycleLog, stats, frame: pd.DataFrame) -> dict
     return out
 
 
-def _energy_and_cost(built: Built, stats, frame: pd.DataFrame, steps: pd.DataFrame) -> dict:
+def _energy_and_cost(built: Built, stats, frame: Columns, steps: Columns) -> dict:
     """The summary's `energy` and `cost` blocks (and `power` when caps or a budget were used); adds
     each request's joules to `frame` as `energy_j`."""
     idle_w = _idle_w(built, stats)
@@ -186,7 +225,8 @@ def _energy_and_cost(built: Built, stats, frame: pd.DataFrame, steps: pd.DataFra
     per_instance = instance_energy(steps, idle_w, horizon)
     pools, pool_of = built.pool_table(), [p.pool for p in built.parts]
     if built.elastic is not None and not built.elastic.static:  # idle and rent only while up
-        per_instance, pools = elastic_energy_and_rent(built.elastic.log, per_instance, pools, horizon)
+        per_instance, pools = elastic_energy_and_rent(built.elastic.log, per_instance.to_frame(), pools,
+                                                      horizon)
         pool_of = [pool_of[0]] * len(idle_w)
     out = {"energy": energy_summary(per_instance, frame, horizon, pool_of)}
     edges = built.carbon.breakpoints(horizon)
@@ -248,9 +288,9 @@ def _checking_kv(after_step):
     return check
 
 
-def _prefix_hit_rate(frame: pd.DataFrame) -> float:
-    total = frame["prompt_tokens"].sum()
-    return float(frame["cached_tokens"].sum() / total) if total else 0.0
+def _prefix_hit_rate(frame: Columns) -> float:
+    total = np.sum(frame["prompt_tokens"])
+    return float(np.sum(frame["cached_tokens"]) / total) if total else 0.0
 
 
 def dump_config(config: SimConfig) -> str:

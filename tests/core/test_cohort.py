@@ -119,3 +119,27 @@ def test_max_context_is_the_longest_members_context(ops):
         brute = max((r.num_computed_tokens for r in members), default=0)
         assert cohort.max_context() == brute
         assert cohort.max_context(3) == (brute + 3 if members else 0)
+
+
+def test_step_times_are_kept_only_while_a_member_can_read_them():
+    """A long run keeps the step ends since the oldest member's join, not all of them: each member
+    still sees its own gaps and last token time exactly as an eager request does."""
+    cohort = DecodeCohort(16)
+    clock = iter(np.cumsum(np.linspace(0.01, 0.02, 30_000)))
+    members, running = [], []
+    for rid in range(60):  # a member joins every 500 steps and stays 1000: 30k steps in all
+        lazy, eager = decoding(rid, 50, 1001), decoding(rid, 50, 1001)
+        cohort.join(lazy)
+        members.append((lazy, eager))
+        running.append(eager)
+        for _ in range(500):
+            t = next(clock)
+            running = [eg for eg in running if not eg.advance(1, t)]
+            cohort.advance(np.array([t]))
+    assert len(cohort._ends) <= 4096  # bounded by the memberships (1000 steps), not the 30k steps
+    for lazy, eager in members[:-1]:
+        assert lazy.finish_time == eager.finish_time and not math.isnan(lazy.finish_time)
+        assert lazy.max_token_gap == eager.max_token_gap
+    lazy, eager = members[-1]  # still running: its progress read through the kept steps
+    assert lazy.last_token_time == eager.last_token_time
+    assert lazy.max_token_gap == eager.max_token_gap

@@ -27,6 +27,11 @@ class DecodeCohort:
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
         self.epoch = 0
         self._ends = np.empty(4096)
+        """End time of each step since `_first_kept` (epoch `e` at index `e - _first_kept`): steps
+        before every member's join are dropped when the buffer grows, so a long run's memory is
+        bounded by the longest membership, not by the run's length."""
+        self._first_kept = 0
+        self._joined_at: dict[Request, int] = {}
         self._members: dict[Request, int] = {}
         self._heap: list[tuple[int, int, int, Request]] = []
         self._longest: list[tuple[int, int, Request]] = []
@@ -81,13 +86,13 @@ class DecodeCohort:
         return -heap[0][0] + self.epoch + steps_ahead if heap else 0
 
     def end_time(self, epoch_index: int) -> float:
-        return float(self._ends[epoch_index])
+        return float(self._ends[epoch_index - self._first_kept])
 
     def max_gap_since(self, epoch0: int, last_time_at_join: float) -> float:
         """Longest gap between tokens of a member that joined at `epoch0`."""
         if self.epoch == epoch0:
             return 0.0
-        ends = self._ends[epoch0 : self.epoch]
+        ends = self._ends[epoch0 - self._first_kept : self.epoch - self._first_kept]
         gap = ends[0] - last_time_at_join if not math.isnan(last_time_at_join) else 0.0
         if len(ends) > 1:
             gap = max(gap, float(np.max(np.diff(ends))))
@@ -142,6 +147,7 @@ class DecodeCohort:
         base = computed - self.epoch
         self._serial += 1
         self._members[request] = self._serial
+        self._joined_at[request] = self.epoch
         self._ctx_base_sum += base
         self._phase[base % self.block_size] += 1
         if self.window:
@@ -158,6 +164,7 @@ class DecodeCohort:
     def leave(self, request: Request) -> None:
         """Remove a member, writing its lazily tracked progress back onto the request."""
         del self._members[request]
+        del self._joined_at[request]
         base = request.num_computed_tokens - self.epoch
         self._ctx_base_sum -= base
         self._phase[base % self.block_size] -= 1
@@ -174,15 +181,14 @@ class DecodeCohort:
     def advance(self, end_times: np.ndarray) -> list[Request]:
         """Run len(end_times) cohort steps; return members that finished, in finish order."""
         k = len(end_times)
-        if self.epoch + k > len(self._ends):
-            grown = np.empty(max(2 * len(self._ends), self.epoch + k))
-            grown[: self.epoch] = self._ends[: self.epoch]
-            self._ends = grown
+        if self.epoch + k > self._first_kept + len(self._ends):
+            self._make_room(k)
+        at = self.epoch - self._first_kept
         if self.gaps is not None:
-            prev = float(self._ends[self.epoch - 1]) if self.epoch else math.nan
+            prev = float(self._ends[at - 1]) if self.epoch else math.nan
             self.gaps.cohort_steps(prev, end_times, self._class_counts, self._joiners)
             self._joiners.clear()
-        self._ends[self.epoch : self.epoch + k] = end_times
+        self._ends[at : at + k] = end_times
         self.epoch += k
         finished = []
         heap = self._heap
@@ -195,6 +201,15 @@ class DecodeCohort:
             request.finish_time = request.last_token_time
             finished.append(request)
         return finished
+
+    def _make_room(self, k: int) -> None:
+        """Room for `k` more step ends, keeping the steps any member or the last step may still
+        read (a member's steps since its join; the last step's end, its last token time)."""
+        keep = min(min(self._joined_at.values(), default=self.epoch), max(self.epoch - 1, 0))
+        kept = self._ends[keep - self._first_kept : self.epoch - self._first_kept]
+        grown = np.empty(max(2 * (len(kept) + k), 4096))
+        grown[: len(kept)] = kept
+        self._ends, self._first_kept = grown, keep
 
     def _valid(self, entry) -> bool:
         return self._members.get(entry[3]) == entry[2]

@@ -13,55 +13,80 @@ steps spent on requests that did not finish.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+from servesim.metrics.columns import Columns
+
+if TYPE_CHECKING:  # tables: a frame or `metrics.columns.Columns`, both indexed by column name
+    pass
 
 
-def instance_energy(steps: pd.DataFrame, idle_w: list[float | None], horizon_s: float) -> pd.DataFrame:
+def _col(table, name: str, dtype=float) -> np.ndarray:
+    return np.asarray(table[name], dtype=dtype)
+
+
+def rows_by_instance(steps, by_start: bool = False) -> dict[int, np.ndarray]:
+    """Row indices of each instance's steps, instances in order of first appearance; each in log
+    order, or (`by_start`) ordered by start time as a frame's `sort_values("start_s")` orders them."""
+    if not len(steps):
+        return {}
+    inst = _col(steps, "instance", np.int64)
+    _, first = np.unique(inst, return_index=True)
+    out = {}
+    start = _col(steps, "start_s") if by_start else None
+    for i in np.sort(first):
+        idx = np.flatnonzero(inst == inst[i])
+        out[int(inst[i])] = idx[np.argsort(start[idx], kind="quicksort")] if by_start else idx
+    return out
+
+
+def instance_energy(steps, idle_w: list[float | None], horizon_s: float) -> Columns:
     """One row per instance: busy seconds and joules, idle joules, total joules (None-power: NaN)."""
     n = len(idle_w)
     busy_s, busy_j = np.zeros(n), np.zeros(n)
     if len(steps):
-        idx = steps["instance"].to_numpy(int)
-        np.add.at(busy_s, idx, (steps["end_s"] - steps["start_s"]).to_numpy(float))
-        np.add.at(busy_j, idx, steps["energy_j"].to_numpy(float))
+        idx = _col(steps, "instance", int)
+        np.add.at(busy_s, idx, _col(steps, "end_s") - _col(steps, "start_s"))
+        np.add.at(busy_j, idx, _col(steps, "energy_j"))
     idle = np.array([math.nan if w is None else w for w in idle_w], dtype=float)
     idle_j = idle * np.maximum(0.0, horizon_s - busy_s)
     busy_j = np.where(np.isnan(idle), math.nan, busy_j)
-    return pd.DataFrame({
+    return Columns({
         "instance": np.arange(n), "idle_w": idle, "busy_s": busy_s, "busy_j": busy_j, "idle_j": idle_j,
         "total_j": busy_j + idle_j,
     })
 
 
-def energy_summary(per_instance: pd.DataFrame, requests: pd.DataFrame, horizon_s: float,
-                   pool_of: list[str]) -> dict:
+def energy_summary(per_instance, requests, horizon_s: float, pool_of: list[str]) -> dict:
     """The summary's `energy` block; null values when no instance has a power model."""
-    known = per_instance.dropna(subset=["total_j"])
-    if known.empty:
+    total_j = _col(per_instance, "total_j")
+    known = ~np.isnan(total_j)
+    if not known.any():
         return {"total_j": None, "avg_power_w": None, "j_per_output_token": None}
-    total = float(known["total_j"].sum())
-    completed = int((requests["status"] == "completed").sum())
-    tokens = float(requests["generated_tokens"].sum())
+    total = float(total_j[known].sum())
+    completed = int((np.asarray(requests["status"]) == "completed").sum())
+    tokens = float(np.asarray(requests["generated_tokens"]).sum())
     pools: dict[str, dict] = {}
-    for row, pool in zip(per_instance.itertuples(), pool_of):
-        if math.isnan(row.total_j):
+    rows = zip(*(_col(per_instance, c).tolist() for c in ("idle_w", "busy_j", "idle_j", "total_j")))
+    for (idle_w, busy_j, idle_j, row_j), pool in zip(rows, pool_of):
+        if math.isnan(row_j):
             continue
-        p = pools.setdefault(pool, {"instances": 0, "idle_w_per_instance": row.idle_w, "total_j": 0.0,
+        p = pools.setdefault(pool, {"instances": 0, "idle_w_per_instance": idle_w, "total_j": 0.0,
                                     "busy_j": 0.0, "idle_j": 0.0})
         p["instances"] += 1
-        p["total_j"] += row.total_j
-        p["busy_j"] += row.busy_j
-        p["idle_j"] += row.idle_j
+        p["total_j"] += row_j
+        p["busy_j"] += busy_j
+        p["idle_j"] += idle_j
     for p in pools.values():
         p["avg_power_w"] = p["total_j"] / horizon_s if horizon_s > 0 else math.nan
     return {
         "total_j": total,
         "avg_power_w": total / horizon_s if horizon_s > 0 else math.nan,
         "j_per_output_token": total / tokens if tokens else math.nan,
-        "busy_j": float(known["busy_j"].sum()),
-        "idle_j": float(known["idle_j"].sum()),
+        "busy_j": float(_col(per_instance, "busy_j")[known].sum()),
+        "idle_j": float(_col(per_instance, "idle_j")[known].sum()),
         "kwh": total / 3.6e6,
         "j_per_request": total / completed if completed else math.nan,
         "kwh_per_1k_requests": total / 3.6e6 / completed * 1000 if completed else math.nan,
@@ -69,28 +94,31 @@ def energy_summary(per_instance: pd.DataFrame, requests: pd.DataFrame, horizon_s
     }
 
 
-def request_energy(steps: pd.DataFrame, requests: pd.DataFrame) -> np.ndarray:
+def request_energy(steps, requests) -> np.ndarray:
     """Joules charged to each request (row order of `requests`); see the module doc."""
     out = np.zeros(len(requests))
     if not len(steps) or not len(requests):
         return out
-    tokens = (steps["num_prefill_tokens"] + steps["num_steps"] * steps["num_decodes"]).to_numpy(float)
-    joules = steps["energy_j"].to_numpy(float)
+    num_steps = _col(steps, "num_steps", np.int64)
+    tokens = (_col(steps, "num_prefill_tokens", np.int64) + num_steps * _col(steps, "num_decodes", np.int64))
+    tokens = tokens.astype(float)
+    joules = _col(steps, "energy_j")
     per_token = np.divide(joules, tokens, out=np.zeros_like(joules), where=tokens > 0)
-    decode_j = per_token * steps["num_steps"].to_numpy(float)
-    first = requests["first_token_s"].to_numpy(float)
-    finish = requests["finish_s"].to_numpy(float)
-    scheduled = requests["first_scheduled_s"].to_numpy(float)
-    prompt = (requests["prompt_tokens"] - requests["cached_tokens"]).to_numpy(float)
-    decode_inst = requests["instance"].to_numpy(float)
+    decode_j = per_token * num_steps.astype(float)
+    first = _col(requests, "first_token_s")
+    finish = _col(requests, "finish_s")
+    scheduled = _col(requests, "first_scheduled_s")
+    prompt = _col(requests, "prompt_tokens", np.int64) - _col(requests, "cached_tokens", np.int64)
+    prompt = prompt.astype(float)
+    decode_inst = _col(requests, "instance")
     prefill_inst = decode_inst.copy()
     if "prefill_instance" in requests:
-        pi = requests["prefill_instance"].to_numpy(float)
+        pi = _col(requests, "prefill_instance")
         prefill_inst = np.where(np.isnan(pi) | (pi < 0), decode_inst, pi)
-    for inst, rows in steps.groupby("instance", sort=False):
-        order = rows.sort_values("start_s").index.to_numpy()
-        start = steps.loc[order, "start_s"].to_numpy(float)
-        end = steps.loc[order, "end_s"].to_numpy(float)
+    steps_start, steps_end = _col(steps, "start_s"), _col(steps, "end_s")
+    for inst, order in rows_by_instance(steps, by_start=True).items():
+        start = steps_start[order]
+        end = steps_end[order]
         cum_dec = np.concatenate(([0.0], np.cumsum(decode_j[order])))
         cum_j = np.concatenate(([0.0], np.cumsum(joules[order])))
         cum_tok = np.concatenate(([0.0], np.cumsum(tokens[order])))
@@ -108,23 +136,22 @@ def request_energy(steps: pd.DataFrame, requests: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def energy_in_intervals(steps: pd.DataFrame, idle_w: list[float | None], edges: np.ndarray) -> np.ndarray:
+def energy_in_intervals(steps, idle_w: list[float | None], edges: np.ndarray) -> np.ndarray:
     """Cluster joules in each interval [edges[k], edges[k+1]): steps pro rata, idle power between."""
     edges = np.asarray(edges, dtype=float)
     total = np.zeros(len(edges) - 1)
-    by_instance = dict(tuple(steps.groupby("instance"))) if len(steps) else {}
+    by_instance = rows_by_instance(steps, by_start=True)
     for i, w in enumerate(idle_w):
         if w is None:
             continue
         rows = by_instance.get(i)
-        if rows is None or rows.empty:
+        if rows is None:
             total += w * np.diff(edges)
             continue
-        rows = rows.sort_values("start_s")
-        s = rows["start_s"].to_numpy(float)
-        d = rows["end_s"].to_numpy(float) - s
+        s = _col(steps, "start_s")[rows]
+        d = _col(steps, "end_s")[rows] - s
         busy = np.diff(spread_cumulative(s, d, d, edges))
-        steps_j = np.diff(spread_cumulative(s, d, rows["energy_j"].to_numpy(float), edges))
+        steps_j = np.diff(spread_cumulative(s, d, _col(steps, "energy_j")[rows], edges))
         total += steps_j + w * (np.diff(edges) - busy)
     return total
 

@@ -116,7 +116,9 @@ class TokenGaps:
                 if settled > 0:
                     self._of(cls).add(gap, float(settled))
             return
-        gaps = np.diff(ends, prepend=prev_end if prev_end == prev_end else ends[0])
+        gaps = np.empty(k)  # np.diff(ends, prepend=...) without its per-call overhead
+        gaps[0] = ends[0] - prev_end if prev_end == prev_end else 0.0
+        np.subtract(ends[1:], ends[:-1], out=gaps[1:])
         for cls, n in class_counts.items():
             if n <= 0:
                 continue

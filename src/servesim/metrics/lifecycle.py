@@ -8,9 +8,12 @@ An instance is *up* (billed) while `starting` (a cold start), `serving` (taking 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # the frames are made only for elastic runs
+    import pandas as pd
 
 UP_STATES = ("starting", "serving", "draining")
 STATES = (*UP_STATES, "off", "failed")
@@ -40,9 +43,13 @@ class LifecycleLog:
         self.migrations.append((request_id, source, dest, start_s, end_s, num_bytes))
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(self.events, columns=EVENT_COLUMNS)
 
     def migration_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(self.migrations, columns=MIGRATION_COLUMNS)
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # requests: a frame or `metrics.columns.Columns`
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,10 @@ def cost_summary(
     hours = horizon_s / 3600.0
     per_hour = fleet_usd_per_hour(pools, prices)
     usd = per_hour * hours if per_hour is not None else None
-    done = requests["status"].to_numpy() == "completed"
+    done = np.asarray(requests["status"]) == "completed"
     completed = int(done.sum())
-    out_tokens = float(requests["output_tokens"].to_numpy()[done].sum())
-    tokens = float(requests["prompt_tokens"].to_numpy()[done].sum()) + out_tokens
+    out_tokens = float(np.asarray(requests["output_tokens"])[done].sum())
+    tokens = float(np.asarray(requests["prompt_tokens"])[done].sum()) + out_tokens
     out = {
         "usd": usd,
         "usd_per_1k_requests": _per(usd, completed, 1e3),

@@ -10,16 +10,19 @@ added by the simulation when an objective asks for them).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # a frame or `metrics.columns.Columns`: both index columns by name
+    import pandas as pd
 
 ISOLATED_COLUMNS = ("ttft_isolated_s", "e2e_isolated_s")
 
 
 def request_metric(frame: pd.DataFrame, key: str) -> np.ndarray:
     """The per-request value a limit key bounds (NaN where undefined)."""
-    col = lambda name: frame[name].to_numpy(dtype=float)  # noqa: E731
+    col = lambda name: np.asarray(frame[name], dtype=float)  # noqa: E731
     if key == "ttft_s":
         return col("ttft_s")
     if key == "tpot_s":
@@ -41,13 +44,13 @@ def request_metric(frame: pd.DataFrame, key: str) -> np.ndarray:
 
 def attains(frame: pd.DataFrame, objective: Mapping) -> np.ndarray:
     """Boolean per request: completed and within every limit of `objective` for its class."""
-    done = frame["status"].to_numpy() == "completed"
+    done = np.asarray(frame["status"]) == "completed"
     per_class: Mapping[str, Mapping] = objective.get("per_class") or {}
     base = {k: v for k, v in objective.items() if k != "per_class" and v is not None}
     keys = set(base)
     for limits in per_class.values():
         keys |= {k for k, v in limits.items() if v is not None}
-    classes = frame["class"].to_numpy(dtype=object) if per_class else None
+    classes = np.asarray(frame["class"], dtype=object) if per_class else None
     met = done.copy()
     for key in sorted(keys):
         limit = np.full(len(frame), base.get(key, np.inf), dtype=float)

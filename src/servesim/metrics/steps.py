@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from servesim.metrics.columns import Columns
+
 COLUMNS = (
     "instance",
     "start_s",
@@ -69,15 +71,25 @@ class StepLog:
             self._blocks = [np.concatenate(self._blocks)]
         return self._blocks[0] if self._blocks else np.empty(0, dtype=ROW)
 
-    def columns(self) -> dict[str, np.ndarray]:
-        """Each column as an array: integers as int64 copies, floats as views into the log."""
+    def columns(self, widen: bool = True) -> dict[str, np.ndarray]:
+        """Each column as an array: integers as int64 copies (`widen`) or int32 views, floats as
+        views into the log."""
         table = self._table()
+        if not widen:
+            return {c: table[c] for c in COLUMNS}
         return {c: table[c].astype(np.int64) if table.dtype[c].kind == "i" else table[c] for c in COLUMNS}
 
     @property
     def rows(self) -> dict[str, list]:
         """The columns as Python lists (tests and small logs)."""
         return {c: v.tolist() for c, v in self.columns().items()}
+
+    def to_columns(self) -> Columns:
+        """The log as a table without pandas (`metrics.columns`); integer columns stay int32 views
+        (no copy: a million-request run's log is millions of rows)."""
+        if not self.num_records or not self.enabled:
+            return Columns({c: np.empty(0, dtype=object) for c in COLUMNS})  # as an empty frame
+        return Columns(self.columns(widen=False))
 
     def to_frame(self):
         import pandas as pd

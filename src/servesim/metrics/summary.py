@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from servesim.core.request import Request, RequestStatus
+from servesim.metrics.columns import Columns
 from servesim.metrics.gaps import TokenGaps
 from servesim.metrics.slo import objective_blocks
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REQUEST_COLUMNS = [
     "request_id",
@@ -70,13 +74,23 @@ _FIELDS = (  # request attribute per plain column, in REQUEST_COLUMNS order
 
 
 def request_frame(requests: Iterable[Request]) -> pd.DataFrame:
+    """One row per request, in request-id order (`request_columns` as a DataFrame)."""
+    import pandas as pd
+
+    cols = request_columns(requests)
+    if not len(cols):
+        return pd.DataFrame([], columns=REQUEST_COLUMNS)
+    return cols.to_frame()
+
+
+def request_columns(requests: Iterable[Request]) -> Columns:
     """One row per request, in request-id order. Latencies are NaN unless defined.
 
     Built column by column into numpy arrays: no per-request row objects, a fraction of the memory.
     """
     requests = list(requests)
     if not requests:
-        return pd.DataFrame([], columns=REQUEST_COLUMNS)
+        return Columns({c: np.empty(0, dtype=dtype) for c, dtype in _EMPTY_DTYPES.items()})
     cols = {}
     for column, attr, dtype in _FIELDS:
         values = [getattr(r, attr) for r in requests]
@@ -94,7 +108,10 @@ def request_frame(requests: Iterable[Request]) -> pd.DataFrame:
     cols["tbt_max_s"] = np.where(multi, gaps, single)
     cols["status"] = status
     order = np.argsort(cols["request_id"], kind="stable")
-    return pd.DataFrame({c: cols[c][order] for c in REQUEST_COLUMNS}, columns=REQUEST_COLUMNS)
+    return Columns({c: cols[c][order] for c in REQUEST_COLUMNS})
+
+
+_EMPTY_DTYPES = {c: object for c in REQUEST_COLUMNS}  # what an empty pandas frame holds
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -109,7 +126,7 @@ def _limits(frame: pd.DataFrame, column: str, default: float):
     """Per-request objectives where the frame has finite ones, else the global one."""
     if column not in frame:
         return default
-    values = frame[column].to_numpy(dtype=float)
+    values = np.asarray(frame[column], dtype=float)
     return np.where(np.isfinite(values), values, default)
 
 
@@ -130,13 +147,13 @@ def summarize(
     """
     arrived = len(frame)
     horizon = simulated_s if simulated_s > 0 else math.nan
-    first_arrival = float(frame["arrival_s"].min()) if arrived else 0.0
+    first_arrival = float(np.min(frame["arrival_s"])) if arrived else 0.0
     span = max(horizon - first_arrival, 1e-12) if arrived else math.nan
     summary = _block(frame, ttft_slo, tpot_slo, span, gaps.stats() if gaps else None, objectives)
     names = class_names(frame)
     if names:
         summary["classes"] = {
-            name: _block(frame[frame["class"] == name], ttft_slo, tpot_slo, span,
+            name: _block(frame[np.asarray(frame["class"]) == name], ttft_slo, tpot_slo, span,
                          gaps.stats(name) if gaps else None, objectives, echo=False)
             for name in names
         }
@@ -150,20 +167,20 @@ def class_names(frame: pd.DataFrame) -> list[str]:
     """The request classes of a multi-class workload (none for a single default class)."""
     if "class" not in frame or not len(frame):
         return []
-    names = sorted(map(str, frame["class"].unique()))
+    names = sorted(map(str, set(np.asarray(frame["class"]).tolist())))
     return [] if names == ["default"] else names
 
 
 def _block(frame, ttft_slo, tpot_slo, span, itl, objectives, echo: bool = True) -> dict:
     """requests, latency, throughput and slo of a set of requests (`echo`: repeat the global
     objectives, which a class with its own SLO does not follow)."""
-    status = frame["status"].to_numpy()
+    status = np.asarray(frame["status"])
     done = status == "completed"
     arrived = len(frame)
     completed = int(done.sum())
     rejected = int((status == "rejected").sum())
     failed = int((status == "failed").sum())
-    col = lambda name: frame[name].to_numpy(dtype=float)  # noqa: E731
+    col = lambda name: np.asarray(frame[name], dtype=float)  # noqa: E731
     ttft, tpot, e2e = col("ttft_s"), col("tpot_s"), col("e2e_s")
     ttft_lim = _limits(frame, "ttft_slo_s", ttft_slo)
     tpot_lim = _limits(frame, "tpot_slo_s", tpot_slo)
@@ -198,8 +215,8 @@ def _block(frame, ttft_slo, tpot_slo, span, itl, objectives, echo: bool = True) 
         "latency": latency,
         "throughput": {
             "requests_per_s": completed / span,
-            "input_tokens_per_s": float(frame["prompt_tokens"].to_numpy()[done].sum()) / span,
-            "output_tokens_per_s": float(frame["output_tokens"].to_numpy()[done].sum()) / span,
+            "input_tokens_per_s": float(np.asarray(frame["prompt_tokens"])[done].sum()) / span,
+            "output_tokens_per_s": float(np.asarray(frame["output_tokens"])[done].sum()) / span,
         },
         "slo": slo,
     }

@@ -17,12 +17,16 @@ end. Without requests, the step log's count is used.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from servesim.core.errors import ConfigError
-from servesim.metrics.energy import spread_cumulative
+from servesim.metrics.columns import Columns
+from servesim.metrics.energy import rows_by_instance, spread_cumulative
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_ROWS = 5_000_000
 """Most rows a time series may have (instances x bins): a tiny bin width must fail, not exhaust memory."""
@@ -50,22 +54,30 @@ def check_size(span_s: float, interval_s: float | None, instances: int) -> None:
 
 
 def instance_timeseries(
-    steps: pd.DataFrame,
+    steps,
     interval_s: float | None = None,
     end_s: float | None = None,
     pools: list[dict] | None = None,
     num_instances: int | None = None,
-    requests: pd.DataFrame | None = None,
+    requests=None,
     idle_w: list[float | None] | None = None,
 ) -> pd.DataFrame:
     """One row per instance and bin `[time_s, time_s + interval_s)`, bins from 0 to `end_s`.
 
-    `pools` (`summary["cluster"]["pools"]`) names each instance's pool; instances that never
-    stepped still get rows (all zero) when `num_instances` or `pools` says they exist. `idle_w` is
-    each instance's idle power (None: no power model). `requests` (requests.csv's rows) gives the
-    waiting queue exactly (see the module's doc).
+    `steps` is the step log (a frame or `metrics.columns.Columns`). `pools`
+    (`summary["cluster"]["pools"]`) names each instance's pool; instances that never stepped still
+    get rows (all zero) when `num_instances` or `pools` says they exist. `idle_w` is each
+    instance's idle power (None: no power model). `requests` (requests.csv's rows) gives the waiting
+    queue exactly (see the module's doc).
     """
-    last = float(steps["end_s"].max()) if len(steps) else 0.0
+    return timeseries_columns(steps, interval_s, end_s, pools, num_instances, requests, idle_w).to_frame()
+
+
+def timeseries_columns(steps, interval_s=None, end_s=None, pools=None, num_instances=None, requests=None,
+                       idle_w=None) -> Columns:
+    """`instance_timeseries` as `metrics.columns.Columns` (no pandas)."""
+    steps = Columns({c: np.asarray(steps[c]) for c in steps.columns}) if len(steps) else Columns({})
+    last = float(np.max(steps["end_s"])) if len(steps) else 0.0
     end = max(end_s or 0.0, last)
     dt = interval_s or auto_interval(end)
     check_size(end, dt, max(1, num_instances or len(_pool_names(pools)) or 1))
@@ -73,13 +85,14 @@ def instance_timeseries(
     if len(edges) < 2:
         edges = np.array([0.0, dt])
     pool_of = _pool_names(pools)
-    count = num_instances or len(pool_of) or (int(steps["instance"].max()) + 1 if len(steps) else 0)
-    by_instance = dict(tuple(steps.groupby("instance", sort=True))) if len(steps) else {}
+    count = num_instances or len(pool_of) or (int(np.max(steps["instance"])) + 1 if len(steps) else 0)
+    by_instance = {i: steps[rows] for i, rows in rows_by_instance(steps).items()}
     waits = _waiting_intervals(requests, end) if requests is not None else None
-    frames = []
+    parts = []
     for i in range(count):
         rows = by_instance.get(i)
-        cols = {"time_s": edges[:-1], "instance": i, "pool": pool_of.get(i, "default")}
+        cols = {"time_s": edges[:-1], "instance": np.full(len(edges) - 1, i, dtype=np.int64),
+                "pool": np.full(len(edges) - 1, pool_of.get(i, "default"), dtype=object)}
         for name in STATE_COLUMNS:
             cols[name] = _binned_state(rows, name, edges)
         if waits is not None:
@@ -87,10 +100,10 @@ def instance_timeseries(
         cols["busy_frac"] = _binned_busy(rows, edges)
         idle = idle_w[i] if idle_w is not None and i < len(idle_w) else None
         cols["power_w"] = _binned_power(rows, edges, idle, cols["busy_frac"])
-        frames.append(pd.DataFrame(cols))
-    if not frames:
-        return pd.DataFrame(columns=TIMESERIES_COLUMNS)
-    return pd.concat(frames, ignore_index=True)[TIMESERIES_COLUMNS]
+        parts.append(cols)
+    if not parts:
+        return Columns({c: np.empty(0, dtype=object) for c in TIMESERIES_COLUMNS})
+    return Columns({c: np.concatenate([p[c] for p in parts]) for c in TIMESERIES_COLUMNS})
 
 
 def _pool_names(pools: list[dict] | None) -> dict[int, str]:
@@ -101,12 +114,12 @@ def _pool_names(pools: list[dict] | None) -> dict[int, str]:
     return out
 
 
-def _binned_state(rows: pd.DataFrame | None, column: str, edges: np.ndarray) -> np.ndarray:
+def _binned_state(rows: Columns | None, column: str, edges: np.ndarray) -> np.ndarray:
     """Time-weighted mean per bin of the step function `value at the last row ended by t`."""
-    if rows is None or rows.empty:
+    if rows is None or not len(rows):
         return np.zeros(len(edges) - 1)
-    t = rows["end_s"].to_numpy(float)
-    v = rows[column].to_numpy(float)
+    t = np.asarray(rows["end_s"], dtype=float)
+    v = np.asarray(rows[column], dtype=float)
     # Integral from t[0] up to each t[k], then up to any time by the held value.
     cum = np.concatenate(([0.0], np.cumsum(v[:-1] * np.diff(t))))
     k = np.searchsorted(t, edges, side="right") - 1
@@ -116,21 +129,33 @@ def _binned_state(rows: pd.DataFrame | None, column: str, edges: np.ndarray) -> 
     return np.diff(area) / np.diff(edges)
 
 
-def _waiting_intervals(requests: pd.DataFrame, end: float) -> dict[int, tuple]:
+def _waiting_intervals(requests, end: float) -> dict[int, tuple]:
     """Per instance, the [arrival, first scheduled) interval of each request routed to it; one never
     scheduled waits until the end (rejected requests never wait)."""
-    frame = requests[requests["status"] != "rejected"]
-    inst = pd.to_numeric(frame["instance"], errors="coerce")
-    if "prefill_instance" in frame:  # disaggregated: a request waits on its prefill instance
-        first = pd.to_numeric(frame["prefill_instance"], errors="coerce")  # -1: colocated
-        inst = first.where(first >= 0, inst)
-    frame = frame[inst.notna()]
-    start = frame["arrival_s"].to_numpy(float)
-    stop = frame["first_scheduled_s"].to_numpy(float)
+    keep = np.asarray(requests["status"]) != "rejected"
+    inst = _numeric(requests["instance"])[keep]
+    if "prefill_instance" in requests:  # disaggregated: a request waits on its prefill instance
+        first = _numeric(requests["prefill_instance"])[keep]  # -1: colocated
+        inst = np.where(first >= 0, first, inst)
+    known = ~np.isnan(inst)
+    start = np.asarray(requests["arrival_s"], dtype=float)[keep][known]
+    stop = np.asarray(requests["first_scheduled_s"], dtype=float)[keep][known]
     stop = np.where(np.isnan(stop), end, stop)
-    out = {}
-    for i, idx in pd.Series(np.arange(len(frame))).groupby(inst[inst.notna()].astype(int).to_numpy()):
-        out[int(i)] = (start[idx.to_numpy()], stop[idx.to_numpy()])
+    inst = inst[known].astype(int)
+    return {int(i): (start[inst == i], stop[inst == i]) for i in np.unique(inst)}
+
+
+def _numeric(values) -> np.ndarray:
+    """Floats, NaN where a value is not a number (what `pd.to_numeric(errors="coerce")` gives)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iufb":
+        return values.astype(float)
+    out = np.full(len(values), np.nan)
+    for k, v in enumerate(values.tolist()):
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            pass
     return out
 
 
@@ -146,11 +171,11 @@ def _binned_intervals(starts, stops, edges: np.ndarray) -> np.ndarray:
     return np.diff(area) / np.diff(edges)
 
 
-def _binned_busy(rows: pd.DataFrame | None, edges: np.ndarray) -> np.ndarray:
-    if rows is None or rows.empty:
+def _binned_busy(rows: Columns | None, edges: np.ndarray) -> np.ndarray:
+    if rows is None or not len(rows):
         return np.zeros(len(edges) - 1)
-    s = rows["start_s"].to_numpy(float)
-    d = rows["end_s"].to_numpy(float) - s
+    s = np.asarray(rows["start_s"], dtype=float)
+    d = np.asarray(rows["end_s"], dtype=float) - s
     cum = np.concatenate(([0.0], np.cumsum(d)))
     k = np.searchsorted(s, edges, side="right") - 1
     kk = np.clip(k, 0, None)
@@ -158,22 +183,24 @@ def _binned_busy(rows: pd.DataFrame | None, edges: np.ndarray) -> np.ndarray:
     return np.diff(busy) / np.diff(edges)
 
 
-def _binned_power(rows: pd.DataFrame | None, edges: np.ndarray, idle_w: float | None,
+def _binned_power(rows: Columns | None, edges: np.ndarray, idle_w: float | None,
                   busy: np.ndarray) -> np.ndarray:
     """Mean watts per bin: step joules spread evenly over each step, idle power for the rest."""
     if idle_w is None:
         return np.full(len(edges) - 1, np.nan)
     idle = idle_w * (1.0 - busy)
-    if rows is None or rows.empty or "energy_j" not in rows:
+    if rows is None or not len(rows) or "energy_j" not in rows:
         return idle
-    s = rows["start_s"].to_numpy(float)
-    d = rows["end_s"].to_numpy(float) - s
-    energy = spread_cumulative(s, d, rows["energy_j"].to_numpy(float), edges)
+    s = np.asarray(rows["start_s"], dtype=float)
+    d = np.asarray(rows["end_s"], dtype=float) - s
+    energy = spread_cumulative(s, d, np.asarray(rows["energy_j"], dtype=float), edges)
     return np.diff(energy) / np.diff(edges) + idle
 
 
 def with_elastic_columns(frame: pd.DataFrame, log, end_s: float) -> pd.DataFrame:
     """Add the elastic fleet's columns (`metrics.lifecycle.ELASTIC_COLUMNS`) to a time series."""
+    import pandas as pd
+
     from servesim.metrics.lifecycle import ELASTIC_COLUMNS, elastic_columns
 
     if frame.empty:

@@ -18,9 +18,12 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # frames only in annotations: the CLI's parser reads this module's defaults
+    import pandas as pd
 
 SHORT, FEW, GROWING = "short", "few", "growing"
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HASH_SPACE_BITS = 40
 """Hash ids of one source stay below 2**40; merged sources are offset by multiples of it."""
@@ -85,6 +87,8 @@ class RequestTable:
         return replace(self, arrival_s=np.asarray(arrival_s, dtype=np.float64), timed=True)
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         cols = {
             "arrival_s": self.arrival_s,
             "prompt_tokens": self.prompt_tokens,

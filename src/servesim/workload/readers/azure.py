@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from servesim.workload.readers.base import (
     Probe,
@@ -19,6 +19,9 @@ from servesim.workload.readers.base import (
 )
 from servesim.workload.readers.registry import READERS
 from servesim.workload.table import RequestTable
+
+if TYPE_CHECKING:  # imported where used: a run that reads no trace (or a plain length file) skips pandas
+    import pandas as pd
 
 COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
@@ -48,6 +51,8 @@ class AzureTraceReader:
 
 def parse_timestamps(raw: pd.Series, check: RowChecker, column: str) -> pd.Series:
     """ISO-8601 wall-clock times as UTC (naive ones taken as UTC), flagging unparseable ones."""
+    import pandas as pd
+
     raw = raw.reset_index(drop=True)
     stamps = pd.to_datetime(raw, format="ISO8601", utc=True, errors="coerce")
     retry = stamps.isna() & raw.notna()

@@ -7,13 +7,15 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Protocol
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
 
 import numpy as np
-import pandas as pd
 
 from servesim.core.errors import InputFileError
 from servesim.workload.table import RequestTable
+
+if TYPE_CHECKING:  # imported where used: a run that reads no trace (or a plain length file) skips pandas
+    import pandas as pd
 
 SKIP_HINT = "(skip such rows with --skip-bad-rows or workload.trace.skip_bad_rows)"
 
@@ -125,6 +127,8 @@ def read_csv(path: Path, options: ReadOptions, report: ReadReport, header: bool 
     Blank lines are ignored. A row with too many fields fails naming its line, or, when skipping,
     is dropped and counted as `extra_fields`.
     """
+    import pandas as pd
+
     # only an empty cell is missing: "nan" or "NA" in a trace is text, hence a bad value
     kwargs = dict(skip_blank_lines=False, header=0 if header else None, keep_default_na=False, na_values=[""])
     aligned = True  # row i of the frame is line i + header lines of the file
@@ -162,6 +166,8 @@ def _blank_lines(path: Path, candidates: set[int]) -> set[int]:
 
 
 def _read_csv_dropping_long_rows(path: Path, kwargs: dict, report: ReadReport) -> pd.DataFrame:
+    import pandas as pd
+
     # the slow parser, only on the rare file with over-long rows when skipping was asked;
     # line numbers no longer matter then (nothing will be reported by line)
     dropped = []
@@ -212,6 +218,8 @@ class RowChecker:
 
     def numeric(self, values, column: str, *, integer: bool = True, positive: bool = False) -> np.ndarray:
         """The column as float64, flagging missing, non-numeric, negative and fractional values."""
+        import pandas as pd
+
         raw = pd.Series(values).reset_index(drop=True)
         if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
             x = raw.to_numpy(dtype=np.float64)

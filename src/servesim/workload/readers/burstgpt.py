@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from servesim.workload.readers.base import (
     Probe,
@@ -18,6 +18,9 @@ from servesim.workload.readers.base import (
 )
 from servesim.workload.readers.registry import READERS
 from servesim.workload.table import RequestTable
+
+if TYPE_CHECKING:  # imported where used: a run that reads no trace (or a plain length file) skips pandas
+    pass
 
 TIME, REQUEST, RESPONSE, SESSION = "Timestamp", "Request tokens", "Response tokens", "Session ID"
 
@@ -34,6 +37,8 @@ class BurstGPTTraceReader:
         return {TIME, REQUEST, RESPONSE} <= set(probe.header)
 
     def read(self, path: Path, options: ReadOptions, report: ReadReport, rng) -> RequestTable:
+        import pandas as pd
+
         frame = read_csv(path, options, report)
         require_columns(frame, path, (TIME, REQUEST, RESPONSE))
         check = RowChecker(path, frame["_line"].to_numpy(), options, report)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from servesim.core.errors import ConfigError, InputFileError
 from servesim.workload.readers.base import (
@@ -19,6 +19,9 @@ from servesim.workload.readers.base import (
 )
 from servesim.workload.readers.registry import READERS
 from servesim.workload.table import RequestTable
+
+if TYPE_CHECKING:  # imported where used: a run that reads no trace (or a plain length file) skips pandas
+    pass
 
 DEFAULT_COLUMNS = {
     "arrival": ("arrival_s", "arrival_time", "timestamp", "time"),
@@ -114,6 +117,8 @@ def resolve_columns(header, mapping: dict[str, str], path: Path) -> dict[str, st
 
 def _session_ids(values) -> np.ndarray:
     """Integer ids as they are; any other labels numbered in order of first appearance."""
+    import pandas as pd
+
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().sum() == values.notna().sum() and (numeric.dropna() % 1 == 0).all():
         return numeric.fillna(-1).to_numpy(dtype=np.int64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from servesim.workload.readers.base import (
     ReadReport,
     RowChecker,
     finalize,
+    open_text,
     read_csv,
     require_columns,
 )
@@ -31,6 +33,10 @@ class LengthsTraceReader:
         return {PROMPT, OUTPUT} <= set(probe.header)
 
     def read(self, path: Path, options: ReadOptions, report: ReadReport, rng) -> RequestTable:
+        plain = read_plain(path)
+        if plain is not None:
+            prompt, output = plain
+            return finalize(path, RequestTable(np.zeros(len(prompt)), prompt, output, timed=False), report)
         frame = read_csv(path, options, report)
         require_columns(frame, path, (PROMPT, OUTPUT))
         check = RowChecker(path, frame["_line"].to_numpy(), options, report)
@@ -39,3 +45,33 @@ class LengthsTraceReader:
         keep = check.finish()
         n = int(keep.sum())
         return finalize(path, RequestTable(np.zeros(n), prompt[keep], output[keep], timed=False), report)
+
+
+_UNUSUAL = set(' \t\r+_"')
+"""Characters the checking reader may read differently from numpy's parser (or reject): a file with
+any of them after its header takes the checking path."""
+
+
+def read_plain(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two length columns of a file with nothing to report, parsed by numpy without pandas:
+    every line with the header's number of fields, nothing unusual in the rows (`_UNUSUAL`), both
+    lengths finite non-negative integers. None for any other file, which the checking reader then
+    reads (and reports on, naming the line)."""
+    with open_text(path) as fh:
+        text = fh.read().lstrip("\ufeff")
+    head, _, body = text.partition("\n")
+    header = head.split(",")
+    if PROMPT not in header or OUTPUT not in header or _UNUSUAL.intersection(body):
+        return None
+    commas = len(header) - 1
+    if any(line.count(",") != commas for line in body.split("\n") if line):
+        return None
+    columns = (header.index(PROMPT), header.index(OUTPUT))
+    try:
+        values = np.loadtxt(io.StringIO(body), delimiter=",", usecols=columns, dtype=np.float64,
+                            comments=None, ndmin=2)
+    except ValueError:
+        return None
+    if not (np.isfinite(values).all() and (values >= 0).all() and (values == np.round(values)).all()):
+        return None
+    return values[:, 0].copy(), values[:, 1].copy()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from servesim.core.errors import InputFileError
 from servesim.workload.readers.base import (
@@ -20,6 +20,9 @@ from servesim.workload.readers.base import (
 )
 from servesim.workload.readers.registry import READERS
 from servesim.workload.table import RequestTable
+
+if TYPE_CHECKING:  # imported where used: a run that reads no trace (or a plain length file) skips pandas
+    pass
 
 FIELDS = ("timestamp", "input_length", "output_length", "hash_ids")
 BLOCK_SIZE = 512
@@ -43,6 +46,8 @@ class MooncakeTraceReader:
         return isinstance(row, dict) and {"timestamp", "input_length", "output_length"} <= row.keys()
 
     def read(self, path: Path, options: ReadOptions, report: ReadReport, rng) -> RequestTable:
+        import pandas as pd
+
         rows, lines = parse_jsonl(path, options, report)
         block = options.block_size or BLOCK_SIZE
         check = RowChecker(path, lines, options, report, noun="field")
