@@ -56,8 +56,8 @@ def calibrate(run: Path, hardware: str, out: Path) -> dict:
     )
 
 
-def replay(run: Path, profile: Path | None, out: Path) -> dict:
-    args = ["replay", str(run), "--out", str(out)]
+def replay(run: Path, profile: Path | None, out: Path, *settings: str) -> dict:
+    args = ["replay", str(run), "--out", str(out), *(a for kv in settings for a in ("--set", kv))]
     return servesim(*args, *(["--profile", str(profile)] if profile else []))
 
 
@@ -100,6 +100,21 @@ def step_table(report: dict) -> list[str]:
     return lines
 
 
+def chunk_table(batched: dict, per_chunk: dict) -> str:
+    """Step-time errors of the chunked runs by chunks per step, under both launch rules."""
+    lines = [
+        "| run | steps with | steps | total error, per_chunk | total error, batched |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for run, rep in per_chunk.items():
+        for kind in ("1 chunk", "2+ chunks", "all"):
+            a, b = rep["steps"].get(kind), batched[run]["steps"].get(kind)
+            if a is not None and b is not None:
+                cells = f"{a['steps']} | {a['total_pct']:+.1f}% | {b['total_pct']:+.1f}%"
+                lines.append(f"| {run} | {kind} | {cells} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "out" / "fidelity"))
@@ -119,6 +134,14 @@ def main() -> None:
     print("## H200 runs, profile calibrated on base_fcfs_6rps (ms: real → simulated)\n")
     rows = [(r, replay(H200 / r, h200_prof, out / f"h200-{r}")) for r in H200_RUNS]
     print("\n".join(request_table(rows, "base_fcfs_6rps")) + "\n")
+    print("### The chunked runs priced as if each chunk launched its own attention\n")
+    print("`--set cost.prefill_attention=per_chunk` (the FCFS code path's launches, as the base run"
+          " shows them) instead of their engine.yaml's `batched`:\n")
+    chunked = [r for r in H200_RUNS if r.startswith("chunked") or r.startswith("kv48k_chunked")]
+    per_chunk = "cost.prefill_attention=per_chunk"
+    alt = [(r, replay(H200 / r, h200_prof, out / f"h200-{r}-per-chunk", per_chunk)) for r in chunked]
+    print("\n".join(request_table(alt, None)) + "\n")
+    print(chunk_table(dict(rows), dict(alt)) + "\n")
     print("## H100 run calibrated on itself; that profile on the H200 runs\n")
     rows = [("h100-engine-run", replay(DATA / "h100-engine-run", h100_prof, out / "h100-self"))]
     rows += [(r, replay(H200 / r, h100_prof, out / f"h100-on-{r}")) for r in H200_RUNS]

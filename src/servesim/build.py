@@ -441,6 +441,9 @@ def make_cost_model(
 ):
     """The configured cost model with the hardware family's profile (or `cost.profile`) and engine."""
     c = config.cost
+    profile = engine_profile(config, hardware)
+    if c.prefill_attention is not None:  # the engine's code path in this configuration
+        profile = replace(profile, engine=replace(profile.engine, prefill_attention=c.prefill_attention))
     return COST_MODELS.create(
         c.model,
         "cost.model",
@@ -449,7 +452,7 @@ def make_cost_model(
         tp=tp or config.cluster.tp,
         pp=pp or config.cluster.pp,
         expert_parallel=c.expert_parallel,
-        profile=engine_profile(config, hardware),
+        profile=profile,
         host_overhead_s=c.host_overhead_s,
         prefill_host_overhead_s=c.prefill_host_overhead_s,
     )

@@ -59,6 +59,9 @@ class EngineRunInput:
     """Captured CUDA-graph batch sizes; None: from the log's `decode_bucket` column."""
     max_num_seqs: int = 256
     """The engine's largest batch: graph sizes seen in the log extend up to it."""
+    prefill_attention: str | None = None
+    """How the run's engine called prefill attention (`cost.prefill_attention` of its engine.yaml);
+    None: the start profile's. It decides the `chunks` feature the host terms are fitted on."""
 
 
 @dataclass
@@ -130,7 +133,8 @@ def _engine_setup(start: CostProfile, engine: EngineRunInput):
     sizes = engine.graph_batch_sizes
     if sizes is None:
         sizes = graph_sizes_from_log(steps.decode_bucket, engine.max_num_seqs)
-    profile = replace(start, engine=EngineProfile(tuple(sizes)))
+    attention = engine.prefill_attention or start.engine.prefill_attention
+    profile = replace(start, engine=EngineProfile(tuple(sizes), prefill_attention=attention))
     features = StepFeatures(steps, sample(steps), profile.engine)
     host, refine = host_start(features)
     profile = profile.with_values(**{f"host.{k}": v for k, v in host.items()})

@@ -48,6 +48,52 @@ def test_a_step_is_serial_host_plus_the_longer_of_gpu_and_launches():
     assert cm.gpu_time(short) == pytest.approx(bare.step_time(short))
 
 
+def test_batched_prefill_attention_pays_one_launch_for_all_chunks():
+    # per chunk: three prompts launch attention three times (the host waits 10 + 3 x 4 ms);
+    # batched: one varlen/paged call for all three costs what one chunk does
+    per_chunk = cost(engine=EngineProfile(POW2, HOST))
+    batched = cost(engine=EngineProfile(POW2, HOST, prefill_attention="batched"))
+    three, one = StepShape([(16, 0), (16, 0), (16, 0)], 4, 4000), StepShape([(48, 0)], 4, 4000)
+    assert per_chunk.step_time(three) == pytest.approx(3e-4 + 3e-4 + 0.010 + 3 * 0.004 + 0.001)
+    assert batched.step_time(three) == pytest.approx(3e-4 + 1e-4 + 0.010 + 0.004 + 0.001)
+    assert batched.step_time(one) == per_chunk.step_time(one)  # one chunk: the same call
+    # on the GPU the batched kernel is one launch per layer too: 2 x 32 fewer kernel overheads
+    saved = per_chunk.gpu_time(three) - batched.gpu_time(three)
+    assert saved == pytest.approx(2 * 32 * per_chunk.profile.kernel_overhead_s)
+    assert EngineProfile(prefill_attention="batched").attention_calls(0) == 0  # decode steps
+
+
+def test_the_config_states_the_engines_prefill_attention_over_the_profiles(tmp_path):
+    from servesim.build import make_cost_model
+    from servesim.config import load_config
+
+    path = tmp_path / "p.yaml"
+    save_profile(family_profile("hopper").with_values(engine=EngineProfile(POW2, HOST)), path, "h")
+    base = {"model": "llama3-8b", "hardware": "h200-sxm", "cost": {"profile": str(path)}}
+    model, hw = get_model("llama3-8b"), get_hardware("h200-sxm")
+    three = StepShape([(16, 0), (16, 0), (16, 0)], 4, 4000)
+    plain = make_cost_model(load_config(base), model, hw)
+    batched = make_cost_model(load_config(base, {"cost.prefill_attention": "batched"}), model, hw)
+    assert plain.profile.engine.prefill_attention == "per_chunk"
+    assert batched.profile.engine.prefill_attention == "batched"
+    assert plain.step_time(three) - batched.step_time(three) == pytest.approx(2 * 0.004, rel=0.05)
+
+
+def test_a_batched_runs_host_fit_counts_one_attention_call_per_step():
+    # the same steps, logged by an engine with one paged-prefill call per step: the chunks column
+    # of the fit is 1 for every step with chunks, so the launch cost lands on it, not per chunk
+    shapes = [StepShape([(64, 0)] * k, 0, 0) for k in (1, 2, 3, 1, 2, 3)]
+    log = EngineSteps(
+        Path("synthetic"), np.arange(6) + 2, np.arange(6) * 0.1, np.arange(6) * 0.1 + 0.02,
+        np.array(["prefill"] * 6), shapes, np.full(6, 0.019), np.full(6, 0.012), np.zeros(6),
+    )
+    for attention, calls in (("per_chunk", [1, 2, 3]), ("batched", [1, 1, 1])):
+        features = StepFeatures(log, np.arange(6), EngineProfile(prefill_attention=attention))
+        assert features.chunks.tolist() == calls * 2
+    host, _ = host_start(StepFeatures(log, np.arange(6), EngineProfile(prefill_attention="batched")))
+    assert host.get("eager.enqueue.const", 0) + host.get("eager.enqueue.chunks", 0) == pytest.approx(0.012)
+
+
 def test_graph_batches_pad_decode_steps_and_beyond_them_steps_are_eager():
     engine = EngineProfile((1, 2, 4, 8), {"graph.enqueue.const": 1e-4, "eager.enqueue.const": 0.02})
     cm, bare = cost(engine=engine), cost()
@@ -63,7 +109,7 @@ def test_graph_batches_pad_decode_steps_and_beyond_them_steps_are_eager():
 
 def test_engine_section_round_trips_through_a_profile_file(tmp_path):
     profile = family_profile("hopper").with_values(
-        decode_attention="split_kv", engine=EngineProfile(POW2, HOST)
+        decode_attention="split_kv", engine=EngineProfile(POW2, HOST, prefill_attention="batched")
     )
     path = tmp_path / "p.yaml"
     save_profile(profile, path, "header")
@@ -80,6 +126,7 @@ def test_engine_section_round_trips_through_a_profile_file(tmp_path):
         ({"host": {"eager.enqueue.sequences": 1}}, "engine.host: unknown coefficient"),
         ({"host": {"eager.tail": -1}}, "engine.host.eager.tail: expected a number >= 0"),
         ({"cuda_graphs": True}, "engine: unknown key 'cuda_graphs'"),
+        ({"prefill_attention": "varlen"}, "engine.prefill_attention: expected one of per_chunk, batched"),
     ],
 )
 def test_bad_engine_sections_name_the_key(section, message):
@@ -195,3 +242,13 @@ def test_equal_feature_columns_go_to_the_preferred_one():
     assert cols == [0, 2, 3]  # const, chunks, tokens: seqs duplicates chunks, kv_tokens is all zero
     coef = nonnegative_lstsq(x[:, cols], 0.01 + 0.004 * x[:, 2])
     assert coef == pytest.approx([0.01, 0.004, 0.0], abs=1e-9)
+
+
+def test_an_engine_kind_keeps_a_calibrated_profiles_prefill_attention():
+    from servesim.cost.engines import EngineKind
+
+    host = EngineProfile(POW2, {"eager.enqueue.const": 0.01}, prefill_attention="batched")
+    kind = EngineKind("k", host=host)
+    calibrated = family_profile("hopper").with_values(engine=EngineProfile(POW2, HOST))  # per_chunk, fitted
+    assert kind.apply(calibrated).engine.prefill_attention == "per_chunk"
+    assert kind.apply(family_profile("hopper")).engine.prefill_attention == "batched"  # no host layer

@@ -165,8 +165,13 @@ def test_replay_compares_real_and_simulated(tmp_path, capsys):
         assert report["real"][key] > 0 and report["sim"][key] > 0
         expected = (report["sim"][key] / report["real"][key] - 1) * 100
         assert report["error_pct"][key] == pytest.approx(expected)
-    assert set(report["steps"]) == {"prefill", "decode", "mixed", "all"}
-    assert report["steps"]["all"]["steps"] == 890
+    steps = report["steps"]
+    assert set(steps) == {"prefill", "decode", "mixed", "all", "1 chunk", "2+ chunks"}
+    assert steps["all"]["steps"] == 890
+    # the steps with prompts again, by how many chunks they carry (12 of them two or more)
+    with_chunks = steps["prefill"]["steps"] + steps["mixed"]["steps"]
+    assert steps["1 chunk"]["steps"] + steps["2+ chunks"]["steps"] == with_chunks
+    assert steps["2+ chunks"]["steps"] == 12
     assert (out / "summary.json").exists() and (out / "comparison.json").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["requests"]["completed"] == 20
@@ -214,6 +219,8 @@ def test_calibrate_on_an_engine_run_writes_the_engine_layer(tmp_path, capsys):
     assert profile.engine.coefficient("graph.enqueue.const") < 0.001  # one graph launch
     data = yaml.safe_load(prof.read_text())
     assert set(data) == {"parameters", "engine"}
+    # the run's engine.yaml says how its engine called prefill attention: the profile keeps it
+    assert data["engine"]["prefill_attention"] == "batched"
     code, text, _ = run_cli(capsys, ["replay", str(RUN), "--profile", str(prof), "--json"])
     assert code == 0 and abs(json.loads(text)["steps"]["all"]["total_pct"]) < 5
 

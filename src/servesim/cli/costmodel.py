@@ -188,6 +188,7 @@ def _engine_input(args, hw):
         args.decode_attention,
         _graph_sizes(args.graph_batch_sizes),
         settings.engine.max_num_seqs,
+        settings.cost.prefill_attention,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from servesim.config.base import Component, Section
@@ -21,3 +23,7 @@ class CostConfig(Section):
     prefill_host_overhead_s: float | None = Field(None, ge=0, le=10)
     """The same for steps that carry prefill tokens (eager, not graph-captured: ~0.01-0.02 in
     PyTorch engines); default `host_overhead_s`."""
+    prefill_attention: Literal["per_chunk", "batched"] | None = None
+    """How the engine calls prefill attention: once per chunk (`per_chunk`: flash attention or SDPA
+    per prompt; kernel launches grow with a step's chunks) or once for all chunks of a step
+    (`batched`: a varlen or paged kernel). Default: the profile's (`engine.prefill_attention`)."""

@@ -60,7 +60,8 @@ class EngineKind:
         # A device profile calibrated on an engine's own logs carries measured host terms: they win.
         mine = out.engine
         host = EngineProfile(mine.graph_batch_sizes or self.host.graph_batch_sizes,
-                             {**self.host.host, **{k: v for k, v in mine.host.items() if v}})
+                             {**self.host.host, **{k: v for k, v in mine.host.items() if v}},
+                             mine.prefill_attention if mine.has_host else self.host.prefill_attention)
         return replace(out, engine=host)
 
 

@@ -26,8 +26,11 @@ import numpy as np
 MODES = ("graph", "eager")
 PARTS = ("serial", "enqueue")
 FEATURES = ("const", "seqs", "chunks", "tokens", "kv_tokens")
-"""Per step: 1, sequences in the batch, prefill chunks, query tokens, KV tokens attended (every
-sequence's cached context plus its new tokens)."""
+"""Per step: 1, sequences in the batch, prefill-attention calls (`EngineProfile.attention_calls`),
+query tokens, KV tokens attended (every sequence's cached context plus its new tokens)."""
+PREFILL_ATTENTION = ("per_chunk", "batched")
+"""How an engine launches a step's prefill attention: one call per chunk (flash attention or SDPA
+called per prompt) or one varlen/paged call for all chunks of the step."""
 HOST_TERMS = tuple(f"host.{m}.{p}.{f}" for m in MODES for p in PARTS for f in FEATURES) + tuple(
     f"host.{m}.tail" for m in MODES
 )
@@ -41,6 +44,17 @@ class EngineProfile:
     eager and unpadded."""
     host: dict[str, float] = field(default_factory=dict, hash=False)
     """Host coefficients by name (`HOST_TERMS`, without the `host.` prefix); missing ones are 0."""
+    prefill_attention: str = "per_chunk"
+    """`per_chunk`: the engine calls prefill attention once per chunk, so kernel launches (host
+    time, and a kernel per layer on the GPU) grow with the chunks of a step; `batched`: one call
+    for all of them (one of `PREFILL_ATTENTION`)."""
+
+    def attention_calls(self, num_chunks: int) -> int:
+        """Prefill-attention calls per layer of a step with `num_chunks` chunks: the `chunks`
+        feature of the host model."""
+        if self.prefill_attention == "batched" and num_chunks > 1:
+            return 1
+        return num_chunks
 
     def coefficient(self, name: str) -> float:
         return float(self.host.get(name, 0.0))
@@ -89,6 +103,8 @@ class EngineProfile:
         out: dict = {"graph_batch_sizes": list(self.graph_batch_sizes)}
         if self.host:
             out["host"] = {k: float(v) for k, v in sorted(self.host.items()) if v}
+        if self.prefill_attention != "per_chunk":
+            out["prefill_attention"] = self.prefill_attention
         return out
 
 
@@ -100,7 +116,7 @@ def engine_from_dict(data, where: str) -> EngineProfile:
         return EngineProfile()
     if not isinstance(data, dict):
         raise InputFileError(where, "engine: expected a mapping")
-    unknown = set(data) - {"graph_batch_sizes", "host"}
+    unknown = set(data) - {"graph_batch_sizes", "host", "prefill_attention"}
     if unknown:
         raise InputFileError(where, f"engine: unknown key {sorted(unknown)[0]!r}")
     sizes = data.get("graph_batch_sizes") or []
@@ -117,4 +133,8 @@ def engine_from_dict(data, where: str) -> EngineProfile:
             raise InputFileError(where, f"engine.host: unknown coefficient {key!r}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise InputFileError(where, f"engine.host.{key}: expected a number >= 0, got {value!r}")
-    return EngineProfile(tuple(sorted(set(sizes))), {k: float(v) for k, v in host.items()})
+    attention = data.get("prefill_attention", "per_chunk")
+    if attention not in PREFILL_ATTENTION:
+        choices = ", ".join(PREFILL_ATTENTION)
+        raise InputFileError(where, f"engine.prefill_attention: expected one of {choices}, got {attention!r}")
+    return EngineProfile(tuple(sorted(set(sizes))), {k: float(v) for k, v in host.items()}, attention)

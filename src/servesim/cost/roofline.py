@@ -178,7 +178,7 @@ class RooflineCostModel:
             self._mixed_time(shape),
             "eager",
             len(chunks) + shape.num_decodes,
-            len(chunks),
+            self._engine.attention_calls(len(chunks)),
             shape.num_tokens,
             shape.kv_tokens,
         )
@@ -388,7 +388,10 @@ class RooflineCostModel:
             self._batch_attention(shape, acc)
             return
         window = self.model.sliding_window
-        for c, p in shape.prefill_chunks:
+        chunks = shape.prefill_chunks
+        # a batched (varlen/paged) prefill kernel is one launch per layer for all chunks
+        acc[2] += L * self._t_kernel * self._engine.attention_calls(sum(1 for c, _ in chunks if c > 0))
+        for c, p in chunks:
             if c <= 0:
                 continue
             if window and p + c > window:
@@ -403,7 +406,6 @@ class RooflineCostModel:
             mem = (p + c) * self._attn_ctx_bytes + c * self._attn_q_bytes
             acc[0 if comp >= mem else 1] += L * (comp if comp > mem else mem)
             acc[3] += L * comp if comp < mem else 0.0
-            acc[2] += L * self._t_kernel
         n = shape.num_decodes
         if n:
             per_ctx, per_longest, launches = self._decode_attention_terms(n, graph_rows or n)

@@ -41,17 +41,22 @@ def compare_requests(real: pd.DataFrame, sim: pd.DataFrame) -> dict[str, dict[st
 
 
 def step_errors(steps: EngineSteps, cost_model) -> dict[str, dict[str, float]]:
-    """Per step kind (and all): the cost model's step time against the measured one (the step's wall
-    time plus the loop's gap to the next step while the engine stayed busy): MAPE, median and total
-    error in %."""
+    """Per step kind (and all), then over the steps with prompt chunks by their number (`1 chunk`,
+    `2+ chunks`: whether launches grow with chunks shows there): the cost model's step time against
+    the measured one (the step's wall time plus the loop's gap to the next step while the engine
+    stayed busy): MAPE, median and total error in %."""
     gap = steps.gap_s
     busy = np.isfinite(gap) & (gap < BUSY_GAP_S)
     loop = np.where(busy, gap, np.median(gap[busy]) if busy.any() else 0.0)
     measured = steps.wall_s + loop
     predicted = np.array([cost_model.step_time(s) for s in steps.shapes])
+    chunks = np.array([len(s.prefill_chunks) for s in steps.shapes])
+    masks = {kind: steps.kind == kind for kind in ("prefill", "decode", "mixed")}
+    masks["all"] = np.ones(len(steps), bool)
+    if (chunks > 1).any():
+        masks.update({"1 chunk": chunks == 1, "2+ chunks": chunks > 1})
     out = {}
-    for kind in ("prefill", "decode", "mixed", "all"):
-        mask = steps.kind == kind if kind != "all" else np.ones(len(steps), bool)
+    for kind, mask in masks.items():
         if mask.any():
             err = predicted[mask] / measured[mask] - 1
             out[kind] = {

@@ -62,7 +62,7 @@ class StepFeatures:
     def __init__(self, steps: EngineSteps, idx: np.ndarray, engine: EngineProfile):
         self.shapes = [steps.shapes[i] for i in idx]
         self.seqs = np.array([len(s.prefill_chunks) + s.num_decodes for s in self.shapes], float)
-        self.chunks = np.array([len(s.prefill_chunks) for s in self.shapes], float)
+        self.chunks = np.array([engine.attention_calls(len(s.prefill_chunks)) for s in self.shapes], float)
         self.tokens = np.array([s.num_tokens for s in self.shapes], float)
         self.kv = np.array([s.kv_tokens for s in self.shapes], float)
         self.graph = np.array(
