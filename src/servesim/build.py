@@ -365,6 +365,23 @@ def make_policy(config: SimConfig):
     return POLICIES.create(spec, "engine.scheduler")
 
 
+def _chunked_path(config: SimConfig, engine) -> str | None:
+    """`batched` for an engine layer calibrated on whole-prompt steps, run here with chunked
+    batching: engines that chunk prompts attend over the paged cache in one call for all of a
+    step's chunks (vLLM-style varlen/paged kernels), whereas whole-prompt steps run attention per
+    prompt, so the per-chunk calls a whole-prompt run teaches do not carry over. A profile or config
+    that states `prefill_attention: batched` (or `cost.prefill_attention`) decides instead."""
+    if not engine.has_host or engine.prefill_attention != "per_chunk":
+        return None
+    return "batched" if chunked_batching(config) else None
+
+
+def chunked_batching(config: SimConfig) -> bool:
+    """The engine splits prompts into chunks (`engine.batching: chunked` or `chunked_prefill`)."""
+    name = split_component(config.engine.scheduler)[0]
+    return name == "chunked_prefill" or split_component(config.engine.batching)[0] == "chunked"
+
+
 def make_batching(config: SimConfig):
     """`engine.batching`; `chunked` for the `chunked_prefill` alias (with its parameters, or the
     older `engine.chunked_prefill` block)."""
@@ -442,8 +459,9 @@ def make_cost_model(
     """The configured cost model with the hardware family's profile (or `cost.profile`) and engine."""
     c = config.cost
     profile = engine_profile(config, hardware)
-    if c.prefill_attention is not None:  # the engine's code path in this configuration
-        profile = replace(profile, engine=replace(profile.engine, prefill_attention=c.prefill_attention))
+    attention = c.prefill_attention or _chunked_path(config, profile.engine)
+    if attention is not None:  # the engine's code path in this configuration
+        profile = replace(profile, engine=replace(profile.engine, prefill_attention=attention))
     return COST_MODELS.create(
         c.model,
         "cost.model",

@@ -63,6 +63,30 @@ def test_batched_prefill_attention_pays_one_launch_for_all_chunks():
     assert EngineProfile(prefill_attention="batched").attention_calls(0) == 0  # decode steps
 
 
+def test_a_whole_prompt_calibration_runs_chunked_batching_batched(tmp_path):
+    """A profile fitted on whole-prompt steps (per-prompt attention) priced under chunked batching
+    uses the chunked path's one call per step, unless the config says otherwise; the shipped
+    profile (no engine layer) and whole-prompt batching keep per-chunk calls."""
+    from servesim.build import make_cost_model
+    from servesim.config import load_config
+
+    path = tmp_path / "p.yaml"
+    save_profile(family_profile("hopper").with_values(engine=EngineProfile(POW2, HOST)), path, "h")
+    base = {"model": "llama3-8b", "hardware": "h200-sxm", "cost": {"profile": str(path)}}
+    model, hw = get_model("llama3-8b"), get_hardware("h200-sxm")
+
+    def attention(config: dict, **over) -> str:
+        return make_cost_model(load_config(config, over), model, hw).profile.engine.prefill_attention
+
+    assert attention(base) == "per_chunk"
+    assert attention(base, **{"engine.scheduler": "chunked_prefill"}) == "batched"
+    assert attention(base, **{"engine.scheduler": "srtf", "engine.batching": "chunked"}) == "batched"
+    assert attention(base, **{"engine.scheduler": "chunked_prefill", "cost.prefill_attention": "per_chunk"}) \
+        == "per_chunk"
+    shipped = {"model": "llama3-8b", "hardware": "h200-sxm", "engine": {"scheduler": "chunked_prefill"}}
+    assert attention(shipped) == "per_chunk"
+
+
 def test_the_config_states_the_engines_prefill_attention_over_the_profiles(tmp_path):
     from servesim.build import make_cost_model
     from servesim.config import load_config

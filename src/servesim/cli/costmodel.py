@@ -178,6 +178,8 @@ def _engine_input(args, hw):
     model = get_model(args.model, key="--model")
     if args.decode_attention is not None and args.decode_attention not in DECODE_ATTENTION:
         raise ConfigError("--decode-attention", f"expected one of {', '.join(DECODE_ATTENTION)}")
+    from servesim.build import chunked_batching
+
     run = read_engine_run(args.engine_run, need_steps=True)
     settings = run.settings()
     return EngineRunInput(
@@ -188,7 +190,8 @@ def _engine_input(args, hw):
         args.decode_attention,
         _graph_sizes(args.graph_batch_sizes),
         settings.engine.max_num_seqs,
-        settings.cost.prefill_attention,
+        # unstated: a chunked run attends once per step, as build.py prices chunked batching
+        settings.cost.prefill_attention or ("batched" if chunked_batching(settings) else None),
     )
 
 
