@@ -28,8 +28,9 @@ class AutoscalingConfig(Section):
     """Fewest instances up (starting or serving)."""
     max_instances: int = Field(8, ge=1, le=4096)
     """Most instances up (starting, serving or draining)."""
-    interval_s: float = Field(10.0, gt=0, le=86_400)
-    """Seconds between two decisions of the policy."""
+    interval_s: float = Field(10.0, ge=0.01, le=86_400)
+    """Seconds between two decisions of the policy (at least 10 ms: a loop of tinier steps would
+    never let simulated time advance)."""
     cooldown_s: float = Field(60.0, ge=0, le=86_400)
     """Seconds after a scaling action before the fleet scales down again (scale-up is immediate)."""
     cold_start: ColdStartConfig = ColdStartConfig()
@@ -98,8 +99,8 @@ class MigrationConfig(Section):
     policy: Component = "load"
     """Rebalancing policy: `load`, `fragmentation`, `priority`, `module:Class`, or
     `{name: ..., <params>}`."""
-    interval_s: float = Field(0.5, gt=0, le=3600)
-    """Seconds between two rebalancing decisions."""
+    interval_s: float = Field(0.5, ge=0.01, le=3600)
+    """Seconds between two rebalancing decisions (at least 10 ms, as autoscaling's)."""
     bandwidth_gb_s: float = Field(50.0, gt=0, le=1e6)
     """Bandwidth of the link migrations move KV over, 10^9 bytes per second."""
     latency_s: float = Field(1e-3, ge=0, le=60)
