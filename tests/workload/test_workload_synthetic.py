@@ -92,6 +92,20 @@ def test_diurnal_inverse_inverts_the_cumulative_rate(amplitude, peak, u):
     assert np.all(np.diff(t) >= -1e-9)
 
 
+@settings(max_examples=20, deadline=None)
+@given(amplitude=st.floats(0, 1), u=st.lists(st.floats(0, 5e4), min_size=1, max_size=50))
+def test_diurnal_inverse_with_a_period_tiny_against_the_run(amplitude, u):
+    """Thousands of periods are inverted within one period and shifted (the one grid over all of
+    them took periods x 1024 points: a 1e-300 s period asked numpy for more than memory)."""
+    curve = RateCurve(7.0, RateSchedule(kind="diurnal", period_s=0.01, amplitude=amplitude, peak_s=0.003))
+    u = np.sort(np.array(u))
+    t = curve.inverse(u)
+    np.testing.assert_allclose(curve.cumulative(t), u, atol=1e-6 * max(1.0, u.max()))
+    assert np.all(np.diff(t) >= -1e-9)
+    tiny = RateCurve(7.0, RateSchedule(kind="diurnal", period_s=1e-300, amplitude=amplitude))
+    np.testing.assert_allclose(tiny.inverse(u), u / 7.0, rtol=1e-6, atol=1e-9)  # the mean rate
+
+
 def test_piecewise_inverse_inverts_the_cumulative_rate():
     curve = RateCurve(2.0, RateSchedule(kind="piecewise", points=[(0, 0.5), (10, 0), (20, 4)]))
     t = np.array([0.5, 3.0, 9.99, 20.0, 25.0, 100.0])

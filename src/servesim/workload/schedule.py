@@ -10,6 +10,8 @@ from servesim.config.workload import RateSchedule
 
 DIURNAL_GRID = 1024
 """Grid points per diurnal period for the first guess of the inverse (Newton steps refine it)."""
+MAX_GRID_PERIODS = 4096
+"""Periods inverted on one grid (4M points); beyond, arrivals are inverted within one period."""
 
 
 class RateCurve:
@@ -77,7 +79,15 @@ class RateCurve:
     def _inverse_diurnal(self, u: np.ndarray, s: RateSchedule) -> np.ndarray:
         if len(u) == 0:
             return u
-        periods = math.ceil(u.max() / (self.rate * s.period_s)) + 1  # Λ(k P) = k P rate exactly
+        per_period = self.rate * s.period_s  # Λ(k P) = k P rate exactly
+        ratio = u.max() / per_period
+        if not math.isfinite(ratio):  # periods below float resolution: only the mean rate shows
+            return u / self.rate
+        if ratio + 1 > MAX_GRID_PERIODS:  # a period tiny against the run: invert within one period
+            k = np.floor(u / per_period)
+            inner = np.clip(u - k * per_period, 0.0, per_period)
+            return k * s.period_s + self._inverse_diurnal(inner, s)
+        periods = math.ceil(ratio) + 1
         grid = np.linspace(0.0, periods * s.period_s, periods * DIURNAL_GRID + 1)
         cum = self.cumulative(grid)
         i = np.clip(np.searchsorted(cum, u, side="right") - 1, 0, len(grid) - 2)
