@@ -9,8 +9,8 @@ Cases (each repetition a fresh process, so peak RSS is that run's own):
 
 Reported per case, median of --repeats runs: wall and CPU seconds of the child process (user +
 system, from the parent's getrusage), its peak RSS (ru_maxrss of the child) and the engine's step
-cycles (`sim.iterations` is simulated steps; `sim.records` the plan/price/sleep cycles the loop
-made). Usage: python benchmarks/bench_vidur_scenario.py [--cases vidur20k,cli10] [--repeats 3]
+cycles (`sim.iterations` is simulated steps; cycles the plan/price/sleep/apply cycles the loop
+made, counted by the `after_step` hook, which the engine calls once per cycle). Usage: python benchmarks/bench_vidur_scenario.py [--cases vidur20k,cli10] [--repeats 3]
 
 The package's bytecode is compiled first (`compileall`, as `pip install` does), so start-up is
 measured as an installed servesim starts, not with every module compiled from source (~0.2 s CPU).
@@ -69,13 +69,20 @@ def cli_config(folder: Path) -> Path:
 
 def child(case: str) -> None:
     """Run one simulation in this process and print its engine counts as one JSON line."""
-    import servesim
+    from servesim.build import build
+    from servesim.config import load_config
+    from servesim.simulation import run
 
-    result = servesim.simulate(CASES[case])
+    cycles = [0]
+
+    def count(_instance) -> None:  # called once per cycle (a step, or a run of steps)
+        cycles[0] += 1
+
+    result = run(build(load_config(CASES[case])), after_step=count)
     sim = result.summary["sim"]
     print(json.dumps({
         "iterations": sim["iterations"],
-        "records": len(result.steps),
+        "records": cycles[0],
         "completed": result.summary["requests"]["completed"],
         "ttft_p50": result.summary["latency"]["ttft"]["p50"],
     }))

@@ -120,6 +120,12 @@ class DecodeCohort:
             need += int(self._phase[(-offsets) % bs].sum())
         return need
 
+    def block_needs(self, first_step: int, steps: int) -> np.ndarray:
+        """New KV blocks each of the steps with offsets [first_step, first_step + steps) needs
+        (those at a block's last slot: each step's `blocks_needed(o, o + 1)`)."""
+        offsets = self.epoch + first_step + np.arange(steps)
+        return self._phase[(-offsets) % self.block_size]
+
     def max_steps_for_blocks(self, first_step: int, free_blocks: int, limit: int) -> int:
         """Largest k <= limit such that steps [first_step, first_step + k) need <= free_blocks."""
         n = len(self._members)
@@ -178,15 +184,20 @@ class DecodeCohort:
                 self._joiners.pop(request, None)
 
     # -- time ----------------------------------------------------------------------------------
-    def advance(self, end_times: np.ndarray) -> list[Request]:
-        """Run len(end_times) cohort steps; return members that finished, in finish order."""
+    def advance(self, end_times: np.ndarray, gaps_per_step: bool = False) -> list[Request]:
+        """Run len(end_times) cohort steps; return members that finished, in finish order.
+        `gaps_per_step`: record the token gaps as that many single steps would (runs of mixed
+        steps, whose single steps the gap records must match exactly)."""
         k = len(end_times)
         if self.epoch + k > self._first_kept + len(self._ends):
             self._make_room(k)
         at = self.epoch - self._first_kept
         if self.gaps is not None:
             prev = float(self._ends[at - 1]) if self.epoch else math.nan
-            self.gaps.cohort_steps(prev, end_times, self._class_counts, self._joiners)
+            if gaps_per_step and k > 1:
+                self._gaps_per_step(prev, end_times)
+            else:
+                self.gaps.cohort_steps(prev, end_times, self._class_counts, self._joiners)
             self._joiners.clear()
         self._ends[at : at + k] = end_times
         self.epoch += k
@@ -201,6 +212,12 @@ class DecodeCohort:
             request.finish_time = request.last_token_time
             finished.append(request)
         return finished
+
+    def _gaps_per_step(self, prev: float, end_times: np.ndarray) -> None:
+        for i in range(len(end_times)):
+            self.gaps.cohort_steps(prev, end_times[i : i + 1], self._class_counts, self._joiners)
+            self._joiners.clear()
+            prev = float(end_times[i])
 
     def _make_room(self, k: int) -> None:
         """Room for `k` more step ends, keeping the steps any member or the last step may still

@@ -114,6 +114,7 @@ def _spawner(env, elastic: ElasticParts, fleet: Fleet, migrator, step_log, on_fi
         elastic.parts.append(p)
         instance = start_instance(env, slot, p, step_log, on_terminal, on_reject=fleet.terminal)
         instance.after_step = after_step
+        instance.mixed_runs = False  # autoscaling reads busy time between steps
         instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps
         elastic.instances.append(instance)
         if migrator is not None:

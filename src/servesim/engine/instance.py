@@ -20,9 +20,11 @@ import simpy
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
+from servesim.engine.mixed_run import mixed_run
 from servesim.engine.power import PowerMeter
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
+from servesim.schedulers.chunk_runs import repeats_chunk
 from servesim.schedulers.core import Scheduler, SchedulerLoad
 
 DEFAULT_MAX_RUN_STEPS = 4096
@@ -122,6 +124,10 @@ class Instance:
         self.leaving: dict[Request, object] = {}
         """Decoding requests picked to migrate, to their destination; they leave between steps."""
         self.failed = False
+        self.mixed_runs = True
+        """Run repeating cohort-plus-chunk steps as one event (`engine.mixed_run`). Off where
+        something reads the instance between steps (a power budget's meter, an elastic fleet's
+        busy time): a run settles its steps only at its end."""
         self.gaps = None
         """Optional `metrics.gaps.TokenGaps` for tokens computed outside the cohort (the cohort
         records its own steps)."""
@@ -218,6 +224,8 @@ class Instance:
                 self._idle = None
             elif plan.repeatable and plan.decode_cohort and not plan.tokens and not plan.preempted:
                 yield from self._decode_run(plan)
+            elif self.mixed_runs and repeats_chunk(scheduler, plan):
+                yield from mixed_run(self, plan)
             else:
                 yield from self._step(plan)
 
@@ -225,11 +233,7 @@ class Instance:
         env, kv = self.env, self.kv
         shape = self._shape(plan)
         start = env.now
-        swapped = plan.num_swap_in_tokens + plan.num_swap_out_tokens
-        # a straggler slows compute; KV tier transfers overlap or stall it (kv.step_time)
-        compute = self.kv.step_time(self.cost_model.step_time(shape) * self.slowdown)
-        seconds = compute + swapped * self.swap_s_per_token
-        joules = self.power.step_energy(shape, seconds) if self.power is not None else 0.0
+        seconds, joules = self.price(shape, plan.num_swap_in_tokens + plan.num_swap_out_tokens)
         self.meter.begin(start, seconds, joules)
         yield env.timeout(seconds)
         end = env.now
@@ -257,6 +261,14 @@ class Instance:
             self.scheduler.release(request)
             self.hand_off(self, request, kv.detach(request))
         self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes, joules)
+
+    def price(self, shape: StepShape, swapped_tokens: int = 0) -> tuple[float, float]:
+        """Seconds and joules of one step (`swapped_tokens`: KV copied over PCIe within it)."""
+        # a straggler slows compute; KV tier transfers overlap or stall it (kv.step_time)
+        compute = self.kv.step_time(self.cost_model.step_time(shape) * self.slowdown)
+        seconds = compute + swapped_tokens * self.swap_s_per_token
+        joules = self.power.step_energy(shape, seconds) if self.power is not None else 0.0
+        return seconds, joules
 
     def _decode_run(self, plan: StepPlan):
         env, cohort, kv = self.env, self.cohort, self.kv

@@ -95,6 +95,8 @@ class PowerBudget:
 
     def start(self, env: simpy.Environment, instances: list, pool_of: list[str]) -> None:
         managed = [(i, self.clock_by_pool[p]) for i, p in zip(instances, pool_of) if p in self.clock_by_pool]
+        for instance in instances:  # the controller reads every meter between steps
+            instance.mixed_runs = False
         env.process(self._process(env, instances, managed))
 
     def _process(self, env, instances, managed):
