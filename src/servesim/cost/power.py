@@ -179,6 +179,20 @@ class PowerModel:
                   + self._j_per_byte * (w.hbm_bytes + w.link_bytes))
         return min(joules, self._max_w * seconds)  # the board limit: the firmware throttles
 
+    def chunk_step_energies(
+        self, chunk: int, priors: np.ndarray, num_decodes: int, ctx_sums: np.ndarray,
+        seconds: np.ndarray,
+    ) -> np.ndarray | None:
+        """Joules of the steps `RooflineCostModel.chunk_step_times` prices, lasting `seconds`:
+        `step_energy` of each, float for float. None under a cap or clock limit (the clock is
+        solved per step) or where the work is not written out (a sliding window, MLA)."""
+        model = self.work_model.model
+        if self.limit.active or model.sliding_window or model.is_mla:
+            return None
+        flops, hbm, link = self.work_model.chunk_step_work(chunk, priors, num_decodes, ctx_sums)
+        joules = self._floor_w * seconds + self._j_per_flop * flops + self._j_per_byte * (hbm + link)
+        return np.minimum(joules, self._max_w * seconds)
+
     def decode_energies(self, num_decodes: int, ctx_sums: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         """Joules of consecutive pure-decode steps (as `CostModel.decode_step_times`)."""
         ctx = np.asarray(ctx_sums, dtype=np.float64)
@@ -421,6 +435,11 @@ class ClockedCostModel:
         self, num_decodes: int, ctx_sums: np.ndarray, max_ctxs: np.ndarray | None = None
     ) -> np.ndarray:
         return self.power.decode_step_times(num_decodes, ctx_sums, max_ctxs)
+
+    def chunk_step_times(self, *args) -> np.ndarray | None:
+        """The inner model's, while no cap or clock limit applies (then: price step by step)."""
+        inner = getattr(self.inner, "chunk_step_times", None)
+        return None if self.power.limit.active or inner is None else inner(*args)
 
     def breakdown(self, shape: StepShape) -> StepCost:
         c = self.inner.breakdown(shape)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from servesim.cost.base import StepShape
 from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile
@@ -63,6 +65,24 @@ class WorkModel:
         hbm += b_moe + b_att + tokens * self._elem_bytes_per_token
         link = tokens * self._link_per_token + logits * self._link_per_logit
         return StepWork(flops, hbm, link)
+
+    def chunk_step_work(self, chunk: int, priors: np.ndarray, num_decodes: int, ctx_sums: np.ndarray):
+        """(flops, HBM bytes, link bytes) of the steps `RooflineCostModel.chunk_step_times`
+        prices: `work` of each, float for float. Not for a sliding window or MLA."""
+        n, c = num_decodes, chunk
+        tokens = c + n
+        flops, hbm = self._linear(tokens, n, 0)
+        f_moe, b_moe = self._moe(tokens)
+        a, L = self.layout.attention, self.layout.num_layers
+        pairs = c * priors + c * (c + 1) / 2
+        f_att = L * pairs * a.prefill_flops_per_pair
+        b_att = L * ((priors + c) * a.prefill_bytes_per_ctx_token + c * a.prefill_bytes_per_query)
+        if n:
+            f_att = f_att + L * ctx_sums * a.decode_flops_per_ctx_token
+            b_att = b_att + L * ctx_sums * a.decode_bytes_per_ctx_token
+        flops = flops + (f_moe + f_att)
+        hbm = hbm + (b_moe + b_att + tokens * self._elem_bytes_per_token)
+        return flops, hbm, tokens * self._link_per_token + n * self._link_per_logit
 
     def decode_coeffs(self, n: int) -> tuple[float, float, float, float, float]:
         """(F0, F1, B0, B1, link) of a pure-decode step of n requests: F = F0 + F1 S, B = B0 + B1 S."""

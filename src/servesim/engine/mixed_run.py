@@ -21,7 +21,9 @@ an elastic fleet), or with a migration hook between steps.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import simpy
@@ -37,15 +39,48 @@ def mixed_run(instance, plan: StepPlan):
     if k < 2:
         yield from instance._step(plan)
         return
-    shapes = _shapes(instance, plan, request, chunk, k)
+    steps = _Steps.of(instance, plan, request, chunk, k)
     start = instance.env.now
-    starts, ends, joules = _price(instance, shapes, start)
+    starts, ends, joules = _price(instance, steps, start)
     load = instance.scheduler.load() if instance.step_log.enabled else None
     used = instance.kv.num_used_blocks
     instance.meter.begin(start, ends[-1] - start, math.fsum(joules))
     done = yield from _sleep(instance, ends)
     _apply(instance, plan, request, chunk * done, start, ends[:done])
-    _record(instance, shapes[0], starts[:done], ends[:done], joules, load, used, taken)
+    _record(instance, steps, starts[:done], ends[:done], joules, load, used, taken)
+
+
+@dataclass(slots=True)
+class _Steps:
+    """The run's steps: each computes `chunk` prompt tokens after `priors[j]` cached ones and
+    decodes `decodes` cohort members whose context sums are `ctx[j]` (longest `longest[j]`)."""
+
+    chunk: int
+    priors: np.ndarray
+    decodes: int
+    ctx: np.ndarray
+    longest: np.ndarray
+
+    @classmethod
+    def of(cls, instance, plan: StepPlan, request, chunk: int, k: int) -> _Steps:
+        """As `Instance._shape` gives each step when it is planned."""
+        ahead = np.arange(k)
+        priors = request.num_computed_tokens + chunk * ahead
+        cohort = instance.cohort
+        n = cohort.size if plan.decode_cohort else 0
+        if not n:
+            return cls(chunk, priors, 0, np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64))
+        if cohort.window:  # attention reads at most the window
+            ctx = cohort.attended_context_sums(k).astype(np.int64)
+            longest = np.minimum(cohort.max_context(0) + ahead, cohort.window)
+        else:
+            ctx, longest = cohort.context_sum(0) + n * ahead, cohort.max_context(0) + ahead
+        return cls(chunk, priors, n, ctx, longest)
+
+    def shapes(self) -> list[StepShape]:
+        n, c = self.decodes, self.chunk
+        rows = zip(self.priors.tolist(), self.ctx.tolist(), self.longest.tolist())
+        return [StepShape([(c, p)], n, ctx, n, longest) for p, ctx, longest in rows]
 
 
 def _settles_per_run(instance) -> bool:
@@ -74,37 +109,31 @@ def _run_length(instance, plan: StepPlan, request, chunk: int) -> tuple[int, np.
     return int(np.searchsorted(taken, kv.num_free_blocks, side="right")), taken
 
 
-def _shapes(instance, plan: StepPlan, request, chunk: int, k: int) -> list[StepShape]:
-    """The run's step shapes, as `Instance._shape` gives each of them when it is planned."""
-    first = instance._shape(plan)
-    n, logits, prior = first.num_decodes, first.num_logit_tokens, request.num_computed_tokens
-    ahead = np.arange(k)
-    if n:
-        cohort = instance.cohort
-        if cohort.window:
-            ctx = cohort.attended_context_sums(k).astype(np.int64)
-            longest = np.minimum(cohort.max_context(0) + ahead, cohort.window)
-        else:
-            ctx, longest = cohort.context_sum(0) + n * ahead, cohort.max_context(0) + ahead
-        ctx, longest = ctx.tolist(), longest.tolist()
-    else:
-        ctx = longest = [0] * k
-    return [first] + [
-        StepShape([(chunk, prior + j * chunk)], n, ctx[j], logits, longest[j]) for j in range(1, k)
-    ]
-
-
-def _price(instance, shapes: list[StepShape], start: float):
+def _price(instance, steps: _Steps, start: float):
     """Start, end and joules of each step; ends summed one step at a time, as SimPy would."""
-    starts, ends, joules = [], [], []
-    end = start
-    for shape in shapes:
-        seconds, j = instance.price(shape)
-        starts.append(end)
-        end = end + seconds
-        ends.append(end)
-        joules.append(j)
-    return starts, ends, joules
+    seconds, joules = _vector_price(instance, steps)
+    if seconds is None:
+        priced = [instance.price(shape) for shape in steps.shapes()]
+        seconds, joules = [s for s, _ in priced], [j for _, j in priced]
+    ends = list(itertools.accumulate(seconds, initial=start))
+    return ends[:-1], ends[1:], joules
+
+
+def _vector_price(instance, steps: _Steps):
+    """`Instance.price` of every step in a few numpy calls, where the models write the steps'
+    form out (`chunk_step_times`); (None, None) otherwise."""
+    vector = getattr(instance.cost_model, "chunk_step_times", None)
+    args = (steps.chunk, steps.priors, steps.decodes)
+    times = vector(*args, steps.ctx, steps.longest) if vector is not None else None
+    if times is None:
+        return None, None
+    seconds = instance.kv.step_time(times * instance.slowdown)
+    if instance.power is None:
+        return seconds.tolist(), [0.0] * len(seconds)
+    joules = instance.power.chunk_step_energies(*args, steps.ctx, seconds)
+    if joules is None:
+        return None, None
+    return seconds.tolist(), joules.tolist()
 
 
 def _sleep(instance, ends: list[float]):
@@ -150,11 +179,11 @@ def _apply(instance, plan: StepPlan, request, tokens: int, start: float, ends: l
     instance._finish(finished, ends[-1])
 
 
-def _record(instance, shape: StepShape, starts, ends, joules, load, used: int, taken) -> None:
+def _record(instance, steps: _Steps, starts, ends, joules, load, used: int, taken) -> None:
     """One step-log row per step, each with the load and KV usage it had at its end (the load
     only changes at the run's last step, which `_record_step` records after the finishes)."""
     log, kv, meter = instance.step_log, instance.kv, instance.meter
-    prefill, decodes = shape.num_tokens - shape.num_decodes, shape.num_decodes
+    prefill, decodes = steps.chunk, steps.decodes
     running, waiting = (load.num_running, load.num_waiting) if load is not None else (0, 0)
     last = len(ends) - 1
     for j in range(last):
