@@ -180,9 +180,9 @@ class PowerModel:
         return min(joules, self._max_w * seconds)  # the board limit: the firmware throttles
 
     def chunk_step_energies(
-        self, chunk: int, priors: np.ndarray, num_decodes: int, ctx_sums: np.ndarray,
-        seconds: np.ndarray,
-    ) -> np.ndarray | None:
+        self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int],
+        seconds: list[float],
+    ) -> list[float] | None:
         """Joules of the steps `RooflineCostModel.chunk_step_times` prices, lasting `seconds`:
         `step_energy` of each, float for float. None under a cap or clock limit (the clock is
         solved per step) or where the work is not written out (a sliding window, MLA)."""
@@ -190,8 +190,12 @@ class PowerModel:
         if self.limit.active or model.sliding_window or model.is_mla:
             return None
         flops, hbm, link = self.work_model.chunk_step_work(chunk, priors, num_decodes, ctx_sums)
-        joules = self._floor_w * seconds + self._j_per_flop * flops + self._j_per_byte * (hbm + link)
-        return np.minimum(joules, self._max_w * seconds)
+        floor, jf, jb, top = self._floor_w, self._j_per_flop, self._j_per_byte, self._max_w
+        out = []
+        for s, f, b in zip(seconds, flops, hbm):
+            joules = floor * s + jf * f + jb * (b + link)
+            out.append(joules if joules < top * s else top * s)
+        return out
 
     def decode_energies(self, num_decodes: int, ctx_sums: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         """Joules of consecutive pure-decode steps (as `CostModel.decode_step_times`)."""

@@ -198,17 +198,18 @@ class RooflineCostModel:
         return np.maximum(t, self.host_overhead_s) if self.host_overhead_s > 0 else t
 
     def chunk_step_times(
-        self, chunk: int, priors: np.ndarray, num_decodes: int, ctx_sums: np.ndarray,
-        max_ctxs: np.ndarray,
-    ) -> np.ndarray | None:
+        self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int],
+        max_ctxs: list[int],
+    ) -> list[float] | None:
         """Seconds of consecutive steps that each compute one prompt chunk of `chunk` tokens
-        after `priors` cached ones (not the prompt's last) and `num_decodes` decodes with context
-        sums `ctx_sums` and longest contexts `max_ctxs`: `step_time` of each, float for float
-        (the same operations in the same order). None where that form is not written out (a
-        sliding window, MLA, `batch_kv` attention): price the steps one by one."""
+        after `priors[j]` cached ones (not the prompt's last) and `num_decodes` decodes with
+        context sums `ctx_sums[j]` and longest contexts `max_ctxs[j]`: `step_time` of each, float
+        for float (the same operations in the same order, with what does not change between the
+        steps computed once). None where that form is not written out (a sliding window, MLA,
+        `batch_kv` attention): price the steps one by one. Plain Python: runs are a few steps."""
         if self.model.sliding_window or self.model.is_mla or self._decode_mode == "batch_kv":
             return None
-        n, c = num_decodes, chunk
+        n, c, L = num_decodes, chunk, self._layers
         tokens = c + n
         t = (
             self._linear_time(tokens, n, 0)
@@ -219,35 +220,36 @@ class RooflineCostModel:
             + self.profile.step_overhead_s
         )
         calls = self._engine.attention_calls(1)
-        comp, mem = self._chunk_attention(c, priors)
-        chunk_s = self._layers * np.where(comp > mem, comp, mem)
-        on_compute = comp >= mem
-        a0, a1 = np.where(on_compute, chunk_s, 0.0), np.where(on_compute, 0.0, chunk_s)
-        a2 = 0.0 + self._layers * self._t_kernel * calls
-        if n:
-            per_ctx, per_longest, launches = self._decode_attention_terms(n, n)
-            bandwidth, slowest = ctx_sums * per_ctx, max_ctxs * per_longest
-            decode_s = np.where(bandwidth > slowest, bandwidth, slowest)
-            on_compute = (bandwidth >= slowest) & (self._dec_flops >= self._dec_bytes)
-            a0 = a0 + np.where(on_compute, decode_s, 0.0)
-            a1 = a1 + np.where(on_compute, 0.0, decode_s)
-            a2 += launches
-        gpu = t + a0 + a1 + a2
-        kv_tokens = ctx_sums + n + (c + priors)
-        out = self._engine.step_time(gpu, "eager", 1 + n, calls, tokens, kv_tokens)
-        floor = self.prefill_host_overhead_s
-        return np.where(out > floor, out, floor)
-
-    def _chunk_attention(self, c: int, priors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Compute and memory seconds per layer of one prompt chunk after each of `priors`."""
-        pr = self.profile
-        pairs = c * priors + c * (c + 1) / 2
-        rows = c * self._attn_heads
+        launch = 0.0 + L * self._t_kernel * calls
+        half, rows, pr = c * (c + 1) / 2, c * self._attn_heads, self.profile
         fresh = pr.attn_prefill_eff * rows / (rows + self._attn_pad)
         prefix = pr.attn_prefix_eff * rows / (rows + self._attn_pad)
-        comp = pairs * self._attn_prefill_flops / np.where(priors > 0, prefix, fresh)
-        mem = (priors + c) * self._attn_ctx_bytes + c * self._attn_q_bytes
-        return comp, mem
+        flops, ctx_b, q_b = self._attn_prefill_flops, self._attn_ctx_bytes, c * self._attn_q_bytes
+        per_ctx = per_longest = 0.0
+        if n:
+            per_ctx, per_longest, launches = self._decode_attention_terms(n, n)
+            launch += launches
+        dec_compute = self._dec_flops >= self._dec_bytes
+        engine, floor, out = self._engine, self.prefill_host_overhead_s, []
+        for p, ctx, longest in zip(priors, ctx_sums, max_ctxs):
+            comp = (c * p + half) * flops / (prefix if p else fresh)
+            mem = (p + c) * ctx_b + q_b
+            a0 = a1 = 0.0
+            if comp >= mem:
+                a0 += L * (comp if comp > mem else mem)
+            else:
+                a1 += L * (comp if comp > mem else mem)
+            if n:
+                bandwidth, slowest = ctx * per_ctx, longest * per_longest
+                if dec_compute and bandwidth >= slowest:
+                    a0 += bandwidth if bandwidth > slowest else slowest
+                else:
+                    a1 += bandwidth if bandwidth > slowest else slowest
+            gpu = t + a0 + a1 + launch
+            if engine.has_host:
+                gpu = engine.step_time(gpu, "eager", 1 + n, calls, tokens, ctx + n + (c + p))
+            out.append(gpu if gpu > floor else floor)
+        return out
 
     def gpu_time(self, shape: StepShape) -> float:
         """The step's GPU time alone: no host time, no floors."""

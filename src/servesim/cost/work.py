@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from servesim.cost.base import StepShape
 from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile
@@ -66,22 +64,26 @@ class WorkModel:
         link = tokens * self._link_per_token + logits * self._link_per_logit
         return StepWork(flops, hbm, link)
 
-    def chunk_step_work(self, chunk: int, priors: np.ndarray, num_decodes: int, ctx_sums: np.ndarray):
-        """(flops, HBM bytes, link bytes) of the steps `RooflineCostModel.chunk_step_times`
-        prices: `work` of each, float for float. Not for a sliding window or MLA."""
+    def chunk_step_work(self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int]):
+        """(flops, HBM bytes) per step and the link bytes of every step, of the steps
+        `RooflineCostModel.chunk_step_times` prices: `work` of each, float for float. Not for a
+        sliding window or MLA."""
         n, c = num_decodes, chunk
         tokens = c + n
-        flops, hbm = self._linear(tokens, n, 0)
+        lin_f, lin_b = self._linear(tokens, n, 0)
         f_moe, b_moe = self._moe(tokens)
         a, L = self.layout.attention, self.layout.num_layers
-        pairs = c * priors + c * (c + 1) / 2
-        f_att = L * pairs * a.prefill_flops_per_pair
-        b_att = L * ((priors + c) * a.prefill_bytes_per_ctx_token + c * a.prefill_bytes_per_query)
-        if n:
-            f_att = f_att + L * ctx_sums * a.decode_flops_per_ctx_token
-            b_att = b_att + L * ctx_sums * a.decode_bytes_per_ctx_token
-        flops = flops + (f_moe + f_att)
-        hbm = hbm + (b_moe + b_att + tokens * self._elem_bytes_per_token)
+        half, q_b = c * (c + 1) / 2, c * a.prefill_bytes_per_query
+        elem = tokens * self._elem_bytes_per_token
+        flops, hbm = [], []
+        for p, ctx in zip(priors, ctx_sums):
+            f_att = 0.0 + L * (c * p + half) * a.prefill_flops_per_pair
+            b_att = 0.0 + L * ((p + c) * a.prefill_bytes_per_ctx_token + q_b)
+            if n:
+                f_att += L * ctx * a.decode_flops_per_ctx_token
+                b_att += L * ctx * a.decode_bytes_per_ctx_token
+            flops.append(lin_f + (f_moe + f_att))
+            hbm.append(lin_b + (b_moe + b_att + elem))
         return flops, hbm, tokens * self._link_per_token + n * self._link_per_logit
 
     def decode_coeffs(self, n: int) -> tuple[float, float, float, float, float]:

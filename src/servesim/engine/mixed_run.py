@@ -56,30 +56,32 @@ class _Steps:
     decodes `decodes` cohort members whose context sums are `ctx[j]` (longest `longest[j]`)."""
 
     chunk: int
-    priors: np.ndarray
+    priors: list[int]
     decodes: int
-    ctx: np.ndarray
-    longest: np.ndarray
+    ctx: list[int]
+    longest: list[int]
 
     @classmethod
     def of(cls, instance, plan: StepPlan, request, chunk: int, k: int) -> _Steps:
         """As `Instance._shape` gives each step when it is planned."""
-        ahead = np.arange(k)
-        priors = request.num_computed_tokens + chunk * ahead
+        prior = request.num_computed_tokens
+        priors = list(range(prior, prior + chunk * k, chunk))
         cohort = instance.cohort
         n = cohort.size if plan.decode_cohort else 0
         if not n:
-            return cls(chunk, priors, 0, np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64))
+            return cls(chunk, priors, 0, [0] * k, [0] * k)
+        first = cohort.max_context(0)
         if cohort.window:  # attention reads at most the window
-            ctx = cohort.attended_context_sums(k).astype(np.int64)
-            longest = np.minimum(cohort.max_context(0) + ahead, cohort.window)
+            ctx = cohort.attended_context_sums(k).astype(np.int64).tolist()
+            longest = [min(first + j, cohort.window) for j in range(k)]
         else:
-            ctx, longest = cohort.context_sum(0) + n * ahead, cohort.max_context(0) + ahead
+            ctx0 = cohort.context_sum(0)
+            ctx, longest = list(range(ctx0, ctx0 + n * k, n)), list(range(first, first + k))
         return cls(chunk, priors, n, ctx, longest)
 
     def shapes(self) -> list[StepShape]:
         n, c = self.decodes, self.chunk
-        rows = zip(self.priors.tolist(), self.ctx.tolist(), self.longest.tolist())
+        rows = zip(self.priors, self.ctx, self.longest)
         return [StepShape([(c, p)], n, ctx, n, longest) for p, ctx, longest in rows]
 
 
@@ -120,20 +122,19 @@ def _price(instance, steps: _Steps, start: float):
 
 
 def _vector_price(instance, steps: _Steps):
-    """`Instance.price` of every step in a few numpy calls, where the models write the steps'
-    form out (`chunk_step_times`); (None, None) otherwise."""
+    """`Instance.price` of every step at once, where the models write the steps' form out
+    (`chunk_step_times`, `chunk_step_energies`); (None, None) otherwise."""
     vector = getattr(instance.cost_model, "chunk_step_times", None)
-    args = (steps.chunk, steps.priors, steps.decodes)
-    times = vector(*args, steps.ctx, steps.longest) if vector is not None else None
-    if times is None:
+    args = (steps.chunk, steps.priors, steps.decodes, steps.ctx)
+    times = vector(*args, steps.longest) if vector is not None else None
+    if times is None or instance.kv.tiers is not None:  # tiers: each step's own transfers
         return None, None
-    seconds = instance.kv.step_time(times * instance.slowdown)
+    slowdown = instance.slowdown
+    seconds = [t * slowdown for t in times]
     if instance.power is None:
-        return seconds.tolist(), [0.0] * len(seconds)
-    joules = instance.power.chunk_step_energies(*args, steps.ctx, seconds)
-    if joules is None:
-        return None, None
-    return seconds.tolist(), joules.tolist()
+        return seconds, [0.0] * len(seconds)
+    joules = instance.power.chunk_step_energies(*args, seconds)
+    return (seconds, joules) if joules is not None else (None, None)
 
 
 def _sleep(instance, ends: list[float]):
