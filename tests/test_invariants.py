@@ -6,7 +6,8 @@
 - KV block conservation: free blocks + blocks held by running requests == pool size, after every step;
 - causality: arrival <= first token <= finish, and e2e >= ttft;
 - determinism: the same seed gives identical summaries and request tables;
-- multi-step runs equal step-by-step simulation (latencies and energy, with and without a power cap);
+- multi-step runs equal step-by-step simulation (latencies and energy, with and without a power cap;
+  decode runs and chunked prefill's mixed runs), mixed runs bit for bit (every step-log row);
 - energy conservation: an instance's meter equals its steps' joules plus idle power between them;
 - arrivals do not depend on the engine's settings (common random numbers);
 - token gaps: one pooled inter-token gap per token after the first;
@@ -14,6 +15,8 @@
 """
 
 from __future__ import annotations
+
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -41,6 +44,14 @@ configs = st.fixed_dictionaries(
         "workload.lengths.output.mean": st.floats(2.0, 200.0),
     }
 )
+
+chunked_configs = st.tuples(configs, st.fixed_dictionaries({
+    "engine.scheduler": st.just("chunked_prefill"),
+    "engine.chunk_size": st.sampled_from([16, 64, 256, 512]),
+    "engine.kv_allocation": st.sampled_from(["prompt", "chunk"]),
+    "workload.lengths.prompt.mean": st.floats(50.0, 2000.0),
+})).map(lambda pair: {**pair[0], **pair[1]})
+"""The same with chunked prefill (mixed runs: the cohort plus one prompt's chunks)."""
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -92,7 +103,7 @@ def test_determinism(changes):
 
 
 @settings(max_examples=15, deadline=None)
-@given(configs)
+@given(st.one_of(configs, chunked_configs))
 def test_multi_step_runs_equal_step_by_step(changes):
     fast = servesim.simulate(small_config(**changes)).requests
     slow = servesim.simulate(small_config(**changes, **{"engine.max_run_steps": 1})).requests
@@ -101,6 +112,26 @@ def test_multi_step_runs_equal_step_by_step(changes):
     assert (fast.preemptions == slow.preemptions).all()
     assert (fast.status == slow.status).all()
     np.testing.assert_allclose(fast.energy_j.sum(), slow.energy_j.sum(), rtol=1e-9)
+
+
+def _single_mixed_steps(changes: dict):
+    """The run with every mixed (cohort plus chunk) step planned and run on its own; decode runs
+    stay as they are, so the two runs must agree bit for bit."""
+    with mock.patch("servesim.engine.instance.repeats_chunk", lambda scheduler, plan: False):
+        return servesim.simulate(small_config(**changes))
+
+
+@settings(max_examples=15, deadline=None)
+@given(chunked_configs)
+def test_mixed_runs_equal_step_by_step(changes):
+    fast, slow = servesim.simulate(small_config(**changes)), _single_mixed_steps(changes)
+    pd.testing.assert_frame_equal(fast.requests, slow.requests, check_exact=True)
+    # a row per step; instances' rows interleave in the order they are recorded (a run's at its end)
+    by_instance = [s.steps.sort_values("instance", kind="stable", ignore_index=True) for s in (fast, slow)]
+    pd.testing.assert_frame_equal(*by_instance, check_exact=True)
+    for s in (fast.summary, slow.summary):
+        s["sim"].pop("wall_s"), s["sim"].pop("events")
+    assert fast.summary == slow.summary
 
 
 @settings(max_examples=4, deadline=None)

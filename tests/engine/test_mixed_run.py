@@ -1,0 +1,133 @@
+"""Mixed runs (engine/mixed_run.py): when a chunked step repeats, and that running the repeats as
+one event changes nothing but the engine's work (the bit-for-bit comparison over random configs
+is `test_mixed_runs_equal_step_by_step` in tests/test_invariants.py)."""
+
+from __future__ import annotations
+
+import math
+from unittest import mock
+
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from servesim.build import build
+from servesim.config import load_config
+from servesim.cost.base import StepShape
+from servesim.engine.mixed_run import _delay
+from servesim.schedulers.chunk_runs import repeats_chunk
+from servesim.simulation import run
+from tests.factories import apply_plan, make_scheduler, req, small_config, step
+
+CHUNKED = {
+    "engine.scheduler": "chunked_prefill", "engine.chunk_size": 128,
+    "workload.lengths.prompt.mean": 1500, "workload.lengths.prompt.max": 6000,
+}
+
+
+def chunked(policy="fcfs", **kw):
+    return make_scheduler(policy, batching="chunked", **kw)
+
+
+def test_a_full_budget_chunk_with_more_to_go_repeats():
+    s = chunked(chunk=32)
+    a, b = req(0, 8, 50), req(1, 500, 5)
+    s.add_request(a, 0.0)
+    step(s, 0.0)  # a's prompt: a decodes from now on
+    s.add_request(b, 0.1)
+    plan = s.schedule(0.1)
+    assert plan.tokens == {b: 31} and repeats_chunk(s, plan)
+
+
+def test_the_prompts_last_chunk_or_a_short_one_does_not_repeat():
+    s = chunked(chunk=32)
+    b = req(0, 40, 5)
+    s.add_request(b, 0.0)
+    plan = s.schedule(0.0)
+    assert plan.tokens == {b: 32} and repeats_chunk(s, plan)  # not its last chunk
+    apply_plan(s, plan, 0.01)
+    plan = s.schedule(0.01)
+    assert plan.tokens == {b: 8} and not repeats_chunk(s, plan)  # its last chunk
+
+
+def test_two_prompts_in_one_step_do_not_repeat():
+    s = chunked(chunk=64)
+    s.add_request(req(0, 20, 5), 0.0)
+    s.add_request(req(1, 500, 5), 0.0)
+    plan = s.schedule(0.0)
+    assert len(plan.tokens) == 2 and not repeats_chunk(s, plan)
+
+
+def test_a_preemptive_policy_or_whole_prompts_do_not_repeat():
+    s = chunked("srtf", chunk=32)
+    s.add_request(req(0, 500, 5), 0.0)
+    assert not repeats_chunk(s, s.schedule(0.0))  # a better request could pause it
+    w = make_scheduler("fcfs", budget=64)
+    w.add_request(req(0, 50, 5), 0.0)
+    assert not repeats_chunk(w, w.schedule(0.0))
+
+
+def _cycles_and_results(changes: dict, mixed: bool):
+    cycles = [0]
+
+    def count(_instance):
+        cycles[0] += 1
+
+    built = build(load_config(small_config(**changes)))
+    if mixed:
+        return cycles, run(built, after_step=count)
+    with mock.patch("servesim.engine.instance.repeats_chunk", lambda scheduler, plan: False):
+        return cycles, run(built, after_step=count)
+
+
+def test_mixed_runs_cut_cycles_not_steps_or_results():
+    fast_cycles, fast = _cycles_and_results(CHUNKED, mixed=True)
+    slow_cycles, slow = _cycles_and_results(CHUNKED, mixed=False)
+    assert fast_cycles[0] < 0.7 * slow_cycles[0]  # long prompts: most chunk steps ran in runs
+    assert fast.summary["sim"]["iterations"] == slow.summary["sim"]["iterations"]
+    pd.testing.assert_frame_equal(fast.requests, slow.requests, check_exact=True)
+    pd.testing.assert_frame_equal(fast.steps, slow.steps, check_exact=True)
+
+
+def test_a_power_budget_keeps_mixed_steps_single():
+    changes = {**CHUNKED, "power.budget": {"budget_w": 500.0, "interval_s": 0.05, "clock_mhz": 1200}}
+    fast_cycles, _ = _cycles_and_results(changes, mixed=True)
+    slow_cycles, _ = _cycles_and_results(changes, mixed=False)
+    assert fast_cycles == slow_cycles  # the controller reads the meters between steps
+
+
+@given(st.floats(0.0, 1e7), st.floats(0.0, 1e3))
+def test_a_runs_sleep_lands_exactly_on_its_last_step_end(now, seconds):
+    target = now + seconds
+    assert now + _delay(now, target) == target
+
+
+SHAPES = st.tuples(
+    st.integers(1, 2048),  # chunk
+    st.integers(0, 60_000),  # tokens before the chunk
+    st.integers(0, 256),  # decodes
+    st.integers(0, 4000),  # mean decode context
+    st.integers(0, 3000),  # longest context beyond the mean
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["llama2-7b", "mixtral-8x7b:2", "llama3-70b:4", "llama2-7b@tensorrt-llm-pytorch"]),
+       st.lists(SHAPES, min_size=1, max_size=6))
+def test_chunk_step_prices_equal_step_by_step_prices_bit_for_bit(spec, shapes):
+    model, _, engine = spec.partition("@")
+    model, _, tp = model.partition(":")
+    changes = {"model": model, "cluster.tp": int(tp or 1), **({"engine.kind": engine} if engine else {})}
+    part = build(load_config(small_config(**changes))).parts[0]
+    cost, power = part.cost_model, part.power
+    for chunk, prior, n, mean, extra in shapes:
+        priors = [prior + j * chunk for j in range(4)]
+        ctx = [n * (mean + j) for j in range(4)]
+        longest = [(mean + extra + j) if n else 0 for j in range(4)]
+        times = cost.chunk_step_times(chunk, priors, n, ctx, longest)
+        energies = power.chunk_step_energies(chunk, priors, n, ctx, times)
+        for j in range(4):
+            shape = StepShape([(chunk, priors[j])], n, ctx[j], n, longest[j])
+            assert times[j] == cost.step_time(shape)
+            assert energies[j] == power.step_energy(shape, times[j])
+            assert math.isfinite(times[j]) and times[j] > 0
