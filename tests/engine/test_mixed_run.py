@@ -8,13 +8,14 @@ import math
 from unittest import mock
 
 import pandas as pd
+import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servesim.build import build
 from servesim.config import load_config
 from servesim.cost.base import StepShape
-from servesim.engine.mixed_run import _delay
+from servesim.engine.mixed_run import _delay, _until
 from servesim.schedulers.chunk_runs import repeats_chunk
 from servesim.simulation import run
 from tests.factories import apply_plan, make_scheduler, req, small_config, step
@@ -98,8 +99,20 @@ def test_a_power_budget_keeps_mixed_steps_single():
 
 @given(st.floats(0.0, 1e7), st.floats(0.0, 1e3))
 def test_a_runs_sleep_lands_exactly_on_its_last_step_end(now, seconds):
+    env = simpy.Environment(initial_time=now)
     target = now + seconds
-    assert now + _delay(now, target) == target
+    env.process(_until(env, target))
+    env.run()
+    assert env.now == target
+
+
+def test_a_sleep_longer_than_the_clock_lands_on_a_float_one_hop_cannot_reach():
+    now, target = 0.01115458782985266, 0.10163858781629136  # found by the invariant test
+    assert now + _delay(now, target) < target  # no delay lands on it in one hop
+    env = simpy.Environment(initial_time=now)
+    env.process(_until(env, target))
+    env.run()
+    assert env.now == target
 
 
 SHAPES = st.tuples(

@@ -184,21 +184,24 @@ class DecodeCohort:
                 self._joiners.pop(request, None)
 
     # -- time ----------------------------------------------------------------------------------
-    def advance(self, end_times: np.ndarray, gaps_per_step: bool = False) -> list[Request]:
+    def advance(self, end_times: np.ndarray, gaps: str = "run") -> list[Request]:
         """Run len(end_times) cohort steps; return members that finished, in finish order.
-        `gaps_per_step`: record the token gaps as that many single steps would (runs of mixed
-        steps, whose single steps the gap records must match exactly)."""
+        `gaps`: record the steps' token gaps as one run (`run`), as that many single steps would
+        (`steps`: mixed runs, whose records must match single steps exactly), or not at all
+        (`recorded`: `step_gaps` already did, step by step)."""
         k = len(end_times)
         if self.epoch + k > self._first_kept + len(self._ends):
             self._make_room(k)
         at = self.epoch - self._first_kept
-        if self.gaps is not None:
-            prev = float(self._ends[at - 1]) if self.epoch else math.nan
-            if gaps_per_step and k > 1:
-                self._gaps_per_step(prev, end_times)
+        if self.gaps is not None and gaps != "recorded":
+            prev = self.last_end()
+            if gaps == "steps":
+                for end in end_times.tolist():
+                    self.step_gaps(prev, end)
+                    prev = end
             else:
                 self.gaps.cohort_steps(prev, end_times, self._class_counts, self._joiners)
-            self._joiners.clear()
+                self._joiners.clear()
         self._ends[at : at + k] = end_times
         self.epoch += k
         finished = []
@@ -213,11 +216,15 @@ class DecodeCohort:
             finished.append(request)
         return finished
 
-    def _gaps_per_step(self, prev: float, end_times: np.ndarray) -> None:
-        for i in range(len(end_times)):
-            self.gaps.cohort_steps(prev, end_times[i : i + 1], self._class_counts, self._joiners)
-            self._joiners.clear()
-            prev = float(end_times[i])
+    def last_end(self) -> float:
+        """End time of the cohort's last step (NaN before its first)."""
+        return float(self._ends[self.epoch - 1 - self._first_kept]) if self.epoch else math.nan
+
+    def step_gaps(self, prev: float, end: float) -> None:
+        """Record the token gaps of one cohort step ending at `end` (`prev`: the step before's
+        end), as `advance` of that step alone would."""
+        self.gaps.cohort_steps(prev, np.array([end]), self._class_counts, self._joiners)
+        self._joiners.clear()
 
     def _make_room(self, k: int) -> None:
         """Room for `k` more step ends, keeping the steps any member or the last step may still

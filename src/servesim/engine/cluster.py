@@ -102,6 +102,7 @@ def run_cluster(
     for instance in instances:
         instance.after_step = after_step
         instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps (metrics/gaps.py)
+        instance.pooled_gaps = len(instances) > 1  # their order then interleaves instances
     decode = [i for i in instances if i.role == "decode"]
     if decode:
         if disaggregation is None:

@@ -128,10 +128,15 @@ class Instance:
         """Run repeating cohort-plus-chunk steps as one event (`engine.mixed_run`). Off where
         something reads the instance between steps (a power budget's meter, an elastic fleet's
         busy time): a run settles its steps only at its end."""
+        self.pooled_gaps = False
+        """Other instances record token gaps into `gaps` too: records must come in time order
+        (a pooled mean is summed in that order), so a mixed run records each step's at its end."""
         self.gaps = None
         """Optional `metrics.gaps.TokenGaps` for tokens computed outside the cohort (the cohort
         records its own steps)."""
         self._idle: simpy.Event | None = None
+        self.arrivals_in_run: list | None = None
+        """While a mixed run sleeps: (time, scheduler load) after each arrival it took."""
         self._interruptible = False
         self.view = InstanceView(self)
         self.process = env.process(self.run_process())
@@ -168,17 +173,22 @@ class Instance:
             if self.on_reject is not None:
                 self.on_reject(request)
             return
-        self.wake()
+        self.wake(arrival=True)
 
     def load_changed(self) -> None:
         for listener in self.load_listeners:
             listener(self.view)
 
-    def wake(self) -> None:
-        """Something the scheduler sees changed (an arrival, KV freed): plan again now."""
+    def wake(self, arrival: bool = False) -> None:
+        """Something the scheduler sees changed (an arrival, KV freed): plan again now. A mixed
+        run (`engine.mixed_run`) takes an arrival without replanning: it cannot change the
+        run's steps, only the load their step-log rows show."""
         if self._idle is not None and not self._idle.triggered:
             self._idle.succeed()
         elif self._interruptible:
+            if arrival and self.arrivals_in_run is not None:
+                self.arrivals_in_run.append((self.env.now, self.scheduler.load()))
+                return
             self._interruptible = False
             self.process.interrupt()
 

@@ -10,8 +10,11 @@ the cohort's growth and the chunk's, and at `engine.max_run_steps`.
 Every step is priced, logged and metered as a single step would be: the same `StepShape`, the
 same float operations in the same order (step ends are summed one by one, and the sleep lands on
 the last end exactly), one step-log row per step with the KV usage and load it would show, the
-token gaps recorded step by step. An arrival (any wake) interrupts the run: the step in flight
-completes and the scheduler plans again, as it would between single steps.
+token gaps recorded step by step. An arrival cannot change the run's steps (the prompt takes the
+whole budget, so nobody is admitted before its last chunk): the run takes it without replanning,
+and the rows of the steps ending after it show it waiting. Any other wake (KV freed by a transfer)
+interrupts the run: the step in flight completes and the scheduler plans again, as it would
+between single steps.
 
 Not used where the KV cache names or moves blocks between steps (prefix caching, and the tiers
 and retention pins that need it), where something reads the instance mid-run (`Instance.mixed_runs` off: a power budget,
@@ -21,6 +24,7 @@ an elastic fleet), or with a migration hook between steps.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -42,12 +46,20 @@ def mixed_run(instance, plan: StepPlan):
     steps = _Steps.of(instance, plan, request, chunk, k)
     start = instance.env.now
     starts, ends, joules = _price(instance, steps, start)
-    load = instance.scheduler.load() if instance.step_log.enabled else None
     used = instance.kv.num_used_blocks
     instance.meter.begin(start, ends[-1] - start, math.fsum(joules))
-    done = yield from _sleep(instance, ends)
-    _apply(instance, plan, request, chunk * done, start, ends[:done])
-    _record(instance, steps, starts[:done], ends[:done], joules, load, used, taken)
+    loads = [(start, instance.scheduler.load())]
+    instance.arrivals_in_run = loads
+    timed = _TimedGaps(instance, ends) if instance.pooled_gaps and steps.decodes else None
+    done = 0  # an instance failure loses the run
+    try:
+        done = yield from _sleep(instance, ends)
+    finally:
+        instance.arrivals_in_run = None
+        if timed is not None:
+            timed.steps = done
+    _apply(instance, plan, request, chunk * done, start, ends[:done], timed is not None)
+    _record(instance, steps, starts[:done], ends[:done], joules, loads, used, taken)
 
 
 @dataclass(slots=True)
@@ -138,25 +150,53 @@ def _vector_price(instance, steps: _Steps):
 
 
 def _sleep(instance, ends: list[float]):
-    """Sleep until the last end, or until the end of the step in flight at a wake; return the
-    steps run."""
+    """Sleep until the last end, or until the end of the step in flight at a wake other than
+    an arrival; return the steps run."""
     env = instance.env
     done = len(ends)
     instance._interruptible = True
     try:
-        yield env.timeout(_delay(env.now, ends[-1]))
+        yield from _until(env, ends[-1])
     except simpy.Interrupt as exc:
         if exc.cause is not None:  # the instance failed: not a wake
             raise
+        instance._interruptible = False
         done = min(bisect.bisect_left(ends, env.now) + 1, done)
-        if env.now < ends[done - 1]:
-            yield env.timeout(_delay(env.now, ends[done - 1]))
+        yield from _until(env, ends[done - 1])
     instance._interruptible = False
     return done
 
 
+def _until(env, target: float):
+    """Sleep until exactly `target`. `now + (target - now)` may round to a neighbour of it when
+    the sleep is longer than `now` itself; a second hop, of the exact rest, then lands on it."""
+    if env.now < target:
+        yield env.timeout(_delay(env.now, target))
+        if env.now < target:
+            yield env.timeout(target - env.now)
+
+
+class _TimedGaps:
+    """The cohort's token gaps of each step, recorded at the step's end: with gaps pooled over
+    instances, records come in the order single steps make them (the mean is summed in it).
+    `steps` is cut to the steps run when a wake ends the run early."""
+
+    def __init__(self, instance, ends: list[float]):
+        self.cohort, self.steps, self.prev = instance.cohort, len(ends), instance.cohort.last_end()
+        env = instance.env
+        for j, end in enumerate(ends):
+            timeout = env.timeout(_delay(env.now, end))  # at `end`, or within a float of it
+            timeout.callbacks.append(functools.partial(self._record, j, end))
+
+    def _record(self, j: int, end: float, _event) -> None:
+        if j < self.steps:
+            self.cohort.step_gaps(self.prev, end)
+            self.prev = end
+
+
 def _delay(now: float, target: float) -> float:
-    """A delay that lands exactly on `target` (`now + (target - now)` may round past it)."""
+    """The delay from `now` that lands on `target`, or on the float just below it where none
+    does (`now + (target - now)` may round past it)."""
     delay = target - now
     while now + delay < target:
         delay = math.nextafter(delay, math.inf)
@@ -165,7 +205,8 @@ def _delay(now: float, target: float) -> float:
     return delay
 
 
-def _apply(instance, plan: StepPlan, request, tokens: int, start: float, ends: list[float]) -> None:
+def _apply(instance, plan: StepPlan, request, tokens: int, start: float, ends: list[float],
+           gaps_recorded: bool) -> None:
     """The run's steps happened: the KV the steps took, the cohort's tokens, the chunks."""
     kv, done = instance.kv, len(ends)
     # never inside an assert, which `python -O` would skip
@@ -173,24 +214,29 @@ def _apply(instance, plan: StepPlan, request, tokens: int, start: float, ends: l
         raise RuntimeError("a mixed run outgrew the KV blocks it was planned with")
     if not kv.allocate(request, tokens):
         raise RuntimeError("a mixed run's prompt outgrew the KV blocks it was planned with")
-    finished = kv.advance_cohort(np.array(ends), gaps_per_step=True) if plan.decode_cohort else []
+    gaps = "recorded" if gaps_recorded else "steps"
+    finished = kv.advance_cohort(np.array(ends), gaps) if plan.decode_cohort else []
     if math.isnan(request.first_scheduled_time):  # the run's first step was its first
         request.first_scheduled_time = start
     request.advance(tokens, ends[-1])  # no token: the run stops before the prompt's last chunk
     instance._finish(finished, ends[-1])
 
 
-def _record(instance, steps: _Steps, starts, ends, joules, load, used: int, taken) -> None:
-    """One step-log row per step, each with the load and KV usage it had at its end (the load
-    only changes at the run's last step, which `_record_step` records after the finishes)."""
+def _record(instance, steps: _Steps, starts, ends, joules, loads, used: int, taken) -> None:
+    """One step-log row per step, each with the load and KV usage it had at its end: `loads`
+    holds (time, load) at the run's start and after each arrival it took (an arrival at a
+    step's very end counts in that step's row, as it does when steps run one by one); the last
+    row is `_record_step`'s, after the finishes."""
     log, kv, meter = instance.step_log, instance.kv, instance.meter
     prefill, decodes = steps.chunk, steps.decodes
-    running, waiting = (load.num_running, load.num_waiting) if load is not None else (0, 0)
+    times = [t for t, _ in loads]
     last = len(ends) - 1
     for j in range(last):
         meter.end(ends[j], joules[j])
         instance.busy_s += ends[j] - starts[j]
         usage = (used + int(taken[j])) / kv.num_blocks
+        load = loads[bisect.bisect_right(times, ends[j]) - 1][1] if log.enabled else None
+        running, waiting = (load.num_running, load.num_waiting) if load is not None else (0, 0)
         log.record(instance.index, starts[j], ends[j], 1, prefill, decodes, running, waiting,
                    usage, joules[j])
     instance._record_step(starts[last], ends[last], 1, prefill, decodes, joules[last])

@@ -426,11 +426,11 @@ class KVCacheManager:
         if steps and not self.reserve_cohort(steps):
             raise KVConservationError("a smaller cohort could not hold the steps it held before")
 
-    def advance_cohort(self, end_times: np.ndarray, gaps_per_step: bool = False) -> list[Request]:
+    def advance_cohort(self, end_times: np.ndarray, gaps: str = "run") -> list[Request]:
         """Run the cohort's next len(end_times) steps (reserved before); return who finished."""
         if self._reserved_until - self.cohort.epoch < len(end_times):
             raise KVConservationError("a cohort step ran without its blocks reserved")
-        finished = self.cohort.advance(end_times, gaps_per_step)
+        finished = self.cohort.advance(end_times, gaps)  # `DecodeCohort.advance`
         bs = self.block_size
         for request in finished:
             self._blocks[request] = -(-request.num_computed_tokens // bs)
