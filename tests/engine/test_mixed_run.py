@@ -90,6 +90,23 @@ def test_mixed_runs_cut_cycles_not_steps_or_results():
     pd.testing.assert_frame_equal(fast.steps, slow.steps, check_exact=True)
 
 
+def test_a_recomputed_request_one_token_short_of_its_output_ends_the_run():
+    # found by the invariant test: a preempted request recomputes prompt and output in chunks;
+    # the chunk that leaves it one token short makes it a decode (it joins the cohort)
+    changes = {
+        "seed": 111, "engine.max_num_seqs": 13, "engine.block_size": 1,
+        "engine.kv_capacity_tokens": 2000, "workload.num_requests": 27,
+        "workload.arrival.rate": 25.0, "workload.lengths.output.mean": 130.0,
+        "engine.scheduler": "chunked_prefill", "engine.chunk_size": 16,
+        "workload.lengths.prompt.mean": 50.0,
+    }
+    _, fast = _cycles_and_results(changes, mixed=True)
+    _, slow = _cycles_and_results(changes, mixed=False)
+    assert fast.summary["kv"]["preemptions"] > 0
+    pd.testing.assert_frame_equal(fast.requests, slow.requests, check_exact=True)
+    pd.testing.assert_frame_equal(fast.steps, slow.steps, check_exact=True)
+
+
 def test_a_power_budget_keeps_mixed_steps_single():
     changes = {**CHUNKED, "power.budget": {"budget_w": 500.0, "interval_s": 0.05, "clock_mhz": 1200}}
     fast_cycles, _ = _cycles_and_results(changes, mixed=True)

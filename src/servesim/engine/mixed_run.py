@@ -4,8 +4,9 @@ When the scheduler's plan repeats (`schedulers.chunk_runs.repeats_chunk`: the co
 one prompt takes the rest of the token budget), the next steps follow from the state until an
 event. The instance prices k such steps (the chunk's prior context and the cohort's contexts
 grow by a step each), sleeps until the last ends, and settles them at once. k stops before the
-prompt's last chunk, at the cohort's next finish (that step included), at the KV blocks free for
-the cohort's growth and the chunk's, and at `engine.max_run_steps`.
+prompt's last chunk (and before a recomputing request's chunk that leaves it one token short,
+after which it decodes), at the cohort's next finish (that step included), at the KV blocks free
+for the cohort's growth and the chunk's, and at `engine.max_run_steps`.
 
 Every step is priced, logged and metered as a single step would be: the same `StepShape`, the
 same float operations in the same order (step ends are summed one by one, and the sleep lands on
@@ -107,7 +108,7 @@ def _settles_per_run(instance) -> bool:
 def _run_length(instance, plan: StepPlan, request, chunk: int) -> tuple[int, np.ndarray | None]:
     """Steps the run may take, and the KV blocks taken by the end of each (beyond step 0's)."""
     kv, cohort = instance.kv, instance.cohort
-    limit = min(instance.max_run_steps, (request.num_pending_tokens - 1) // chunk)
+    limit = _chunk_steps(request, chunk, instance.max_run_steps)
     if plan.decode_cohort:
         limit = min(limit, cohort.steps_to_next_finish())
     if limit < 2:
@@ -131,6 +132,16 @@ def _price(instance, steps: _Steps, start: float):
         seconds, joules = [s for s, _ in priced], [j for _, j in priced]
     ends = list(itertools.accumulate(seconds, initial=start))
     return ends[:-1], ends[1:], joules
+
+
+def _chunk_steps(request, chunk: int, limit: int) -> int:
+    """Steps the request's chunks repeat: none may emit a token (its prompt's last chunk), nor
+    leave a recomputing request one token short (it then decodes, in the cohort)."""
+    pending = request.num_pending_tokens
+    steps = (pending - 1) // chunk
+    if request.num_generated_tokens and (pending - 1) % chunk == 0:
+        steps -= 1
+    return min(steps, limit)
 
 
 def _vector_price(instance, steps: _Steps):
