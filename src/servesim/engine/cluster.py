@@ -40,7 +40,7 @@ class InstanceParts:
     """`mixed` (colocated), `prefill` or `decode`."""
     pool: str = "default"
     max_run_steps: int = DEFAULT_MAX_RUN_STEPS
-    """Most identical decode steps simulated as one event (`engine.max_run_steps`)."""
+    """Most steps of a decode or mixed run simulated as one event (`engine.max_run_steps`)."""
     power: object = None
     """The instance's `PowerModel` (cost/power.py), or None: no energy accounting."""
 

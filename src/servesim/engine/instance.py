@@ -4,6 +4,7 @@ When the policy marks a pure-decode plan repeatable, the instance runs up to k i
 one timeout, where k stops at the next finish, at the KV cache's limit and at the policy's bound.
 An arrival routed here meanwhile interrupts the run; the step in flight completes and the
 scheduler plans again. The result is step-for-step the same as running one step at a time.
+Chunked prefill's repeating mixed steps run the same way (`engine.mixed_run`).
 
 On the prefill side of a disaggregated cluster (`hand_off` set), a request that emits its first
 token leaves at once: out of the scheduler's running set, never into the cohort, its KV detached
@@ -102,7 +103,7 @@ class Instance:
         self.hand_off = hand_off
         """Prefill role: `hand_off(instance, request, detached_kv)` sends a prefilled request on."""
         self.max_run_steps = max_run_steps
-        """Most identical decode steps simulated as one event (1: step by step, same results)."""
+        """Most steps of a decode or mixed run simulated as one event (1: step by step, same results)."""
         self.num_incoming = 0
         self.num_incoming_tokens = 0
         """Requests (and their prompt tokens) whose KV is on its way here."""
