@@ -59,12 +59,13 @@ def summary(rows, label: str) -> list[float]:
             continue
         errs = np.abs([r.error_pct for r in group])
         line = f"{name}: {len(errs)} points, latency MAPE {errs.mean():.1f}%, max {errs.max():.1f}%"
-        power = np.abs([r.power_error_pct for r in group if r.power_error_pct is not None])
-        if len(power):
-            line += f"; power MAPE {power.mean():.1f}%, max {power.max():.1f}% ({len(power)} points)"
-        held = [abs(r.power_error_pct) for r in group if r.power_error_pct is not None and r.point.power_scored]
-        if held:
-            worst.append(max(held))
+        with_power = [r for r in group if r.power_error_pct is not None]
+        for held, what in ((True, "power"), (False, "power shown, not scored")):
+            errs_w = np.abs([r.power_error_pct for r in with_power if r.point.power_scored == held])
+            if len(errs_w):
+                line += f"; {what}: MAPE {errs_w.mean():.1f}%, max {errs_w.max():.1f}% ({len(errs_w)} points)"
+                if held:
+                    worst.append(float(errs_w.max()))
         print(line)
         worst.append(float(errs.max()))
     return worst

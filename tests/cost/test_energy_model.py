@@ -21,6 +21,7 @@ from servesim.cost.power import (
     PowerLimit,
     PowerModel,
     board_watts,
+    load_power_profile,
     power_profile,
 )
 from servesim.cost.power_calibrate import (
@@ -222,3 +223,15 @@ def test_a_malformed_measurement_row_names_the_file_and_line(tmp_path):
     with pytest.raises(InputFileError) as err:
         read_power_points(bad, hw, family_profile(hw.family))
     assert "power.csv:4" in str(err.value) and "power_w" in str(err.value)
+
+
+@pytest.mark.parametrize("value, message", [
+    (1.5, "parameters.memory_core_share: expected a share between 0 and 1, got 1.5"),
+    (-0.1, "parameters.memory_core_share: expected a number >= 0, got -0.1"),
+])
+def test_a_power_profile_with_a_core_share_outside_zero_to_one_names_the_key(tmp_path, value, message):
+    bad = tmp_path / "profile.yaml"
+    bad.write_text(f"parameters:\n  memory_frac: 0.9\n  memory_core_share: {value}\n")
+    with pytest.raises(InputFileError) as err:
+        load_power_profile(bad)
+    assert "profile.yaml" in str(err.value) and message in str(err.value)
