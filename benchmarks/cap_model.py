@@ -49,7 +49,8 @@ def _limit(cap_w, clock_mhz) -> str:
 
 def summary(rows, label: str) -> list[float]:
     """Error lines per phase, per source and for the held-out rows; returns the worst errors."""
-    groups = [(f"{label} {phase}", [r for r in rows if r.point.phase == phase]) for phase in ("prompt", "token")]
+    groups = [(f"{label} {phase}", [r for r in rows if r.point.phase == phase])
+              for phase in ("prompt", "token")]
     groups += [(f"{label} {source}", [r for r in rows if r.point.source == source])
                for source in sorted({r.point.source for r in rows})]
     groups.append((f"{label} held out (not fit)", [r for r in rows if r.point.split != "fit"]))

@@ -23,8 +23,8 @@ import numpy as np
 from servesim.catalog.specs import get_hardware, get_model
 from servesim.cost import RooflineCostModel
 from servesim.cost.base import StepShape
-from servesim.cost.layout import Layout
 from servesim.cost.cap_check import choose_core_share, read_cap_points
+from servesim.cost.layout import Layout
 from servesim.cost.power import POWER_PROFILE_DIR, PowerModel, dump_power_profile
 from servesim.cost.power_calibrate import (
     default_state,

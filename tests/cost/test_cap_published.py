@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from servesim.catalog.specs import get_hardware
 from servesim.core.errors import InputFileError
 from servesim.cost.base import StepShape
-from servesim.catalog.specs import get_hardware
 from servesim.cost.cap_check import choose_core_share, compare, read_cap_points
 from servesim.cost.power import PowerLimit, power_profile
 from servesim.cost.power_calibrate import fit_power_profile, read_power_points

@@ -173,7 +173,8 @@ def predict(point: CapPoint, profile: PowerProfile | str | Path | None = None) -
     def run(cap_w: float | None, clock_mhz: float | None) -> tuple[float, float, float]:
         clock = None if clock_mhz is None else clock_mhz / _max_clock(point, hw)
         limit = PowerLimit(cap_w=cap_w, clock_frac=clock)
-        power = PowerModel(cost, work, hw, profile, tp=point.tp, limit=limit, board_limit_w=point.board_limit_w)
+        power = PowerModel(cost, work, hw, profile, tp=point.tp, limit=limit,
+                           board_limit_w=point.board_limit_w)
         seconds = power.step_time(shape)  # the cost model's own time when nothing limits the step
         watts = power.step_energy(shape, seconds) / seconds / point.tp
         return seconds, watts, power.clock_of(shape) if limit.active else 1.0

@@ -4,14 +4,16 @@ A GPU running a step draws a floor (idle power plus the clocks' own switching, w
 SM clock) and, on top, energy per unit of work: per tensor FLOP at the GEMM datatype's rate and per
 byte moved in HBM or over the link (an energy roofline: Choi et al., IPDPS 2013):
 
-    P = TDP · [ idle + active · g(φ) ] + TDP · [ compute · v(φ)² · F / peak + memory · (B + B_link) / BW ] / T
+    P = TDP · [ idle + active · g(φ) ]
+        + TDP · [ compute · v(φ)² · F / peak + memory · m(φ) · (B + B_link) / BW ] / T
 
 F, B are the step's FLOPs and bytes (`cost.work`), T its seconds (the time model), `peak` and `BW`
 the spec sheet's FLOP/s and HBM bandwidth, and the four fractions of TDP the family's fitted power
 profile (`power_profiles/<family>.yaml`). φ is the SM clock relative to its maximum, v(φ) the relative
 core voltage (linear from `voltage_floor` at zero clock to 1) and g(φ) = φ · v(φ)²: dynamic power of
-switching logic. Of the energy per HBM byte, a share (`memory_core_share`: L2, crossbar, load/store
-paths) sits on the core rail and falls with v(φ)²; the DRAM's own share does not depend on the clock.
+switching logic; m(φ) = 1 - s + s · v(φ)²: of the energy per HBM byte, a share s
+(`memory_core_share`: L2, crossbar, load/store paths) sits on the core rail and falls with v(φ)²;
+the DRAM's own share does not depend on the clock.
 
 Default state: the time model's seconds are as calibrated, at φ = 1; a step whose predicted power
 exceeds the board limit (TDP) runs at the limit, i.e. the clock the firmware would pick, which the
@@ -322,7 +324,8 @@ class PowerModel:
         ones = np.ones(np.broadcast(compute_s, flops).shape)
         # The default clock: the time model's seconds hold there; above the board limit, lower.
         base = self._highest(lambda p: at(p, p)[1] - self._max_w, ones)
-        per_gpu = self.board_limit_w if self.limit.cap_w is None else min(self.limit.cap_w, self.board_limit_w)
+        limit_w = self.board_limit_w
+        per_gpu = limit_w if self.limit.cap_w is None else min(self.limit.cap_w, limit_w)
         top = base if self.limit.clock_frac is None else np.minimum(base, self.limit.clock_frac)
         phi = self._highest(lambda p: at(p, base)[1] - per_gpu * self.num_gpus, top)
         seconds, watts = at(phi, base)
