@@ -104,6 +104,9 @@ def test_the_cap_model_command_prints_the_table_and_fails_loudly_on_bad_input(tm
     ok = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "| sw-tp8-prompt-2048 | 8 | prompt |" in ok.stdout and "scored points within 15%" in ok.stdout
+    assert "| perseus-gpt3-175b-fwd-855mhz | 8 | prompt |" in ok.stdout
+    assert "| samsi-llama65b-out512-150w | 4 | token |" in ok.stdout
+    assert "scored held out (not fit)" in ok.stdout
     bad = tmp_path / "points.csv"
     bad.write_text("point,phase\nx,prompt\n")
     err = subprocess.run([sys.executable, str(SCRIPT), "--points", str(bad)], capture_output=True, text=True,
