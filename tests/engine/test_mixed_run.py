@@ -16,7 +16,7 @@ from servesim.build import build
 from servesim.config import load_config
 from servesim.cost.base import StepShape
 from servesim.engine.mixed_run import _delay, _until
-from servesim.schedulers.chunk_runs import repeats_chunk
+from servesim.schedulers.chunk_runs import leaves_budget_unused, repeats_chunk
 from servesim.simulation import run
 from tests.factories import apply_plan, make_scheduler, req, small_config, step
 
@@ -49,6 +49,17 @@ def test_the_prompts_last_chunk_or_a_short_one_does_not_repeat():
     apply_plan(s, plan, 0.01)
     plan = s.schedule(0.01)
     assert plan.tokens == {b: 8} and not repeats_chunk(s, plan)  # its last chunk
+
+
+def test_a_last_chunk_leaves_the_budget_unused_only_when_nobody_could_take_it():
+    s = chunked(chunk=32)
+    b = req(0, 500, 5)
+    s.add_request(b, 0.0)
+    plan = s.schedule(0.0)
+    assert leaves_budget_unused(s, b)  # nobody waits, nobody else is mid-prompt
+    s.add_request(req(1, 40, 5), 0.01)
+    assert not leaves_budget_unused(s, b)  # the waiting request would start in what is left
+    apply_plan(s, plan, 0.01)
 
 
 def test_two_prompts_in_one_step_do_not_repeat():

@@ -3,23 +3,29 @@
 When the scheduler's plan repeats (`schedulers.chunk_runs.repeats_chunk`: the cohort decodes and
 one prompt takes the rest of the token budget), the next steps follow from the state until an
 event. The instance prices k such steps (the chunk's prior context and the cohort's contexts
-grow by a step each), sleeps until the last ends, and settles them at once. k stops before the
-prompt's last chunk (and before a recomputing request's chunk that leaves it one token short,
-after which it decodes), at the cohort's next finish (that step included), at the KV blocks free
-for the cohort's growth and the chunk's, and at `engine.max_run_steps`.
+grow by a step each), sleeps until the last ends, and settles them at once. k stops at the
+prompt's last chunk, at the cohort's next finish (that step included), at the KV blocks free
+for the cohort's growth and the chunk's, and at `engine.max_run_steps`. The last chunk itself
+ends the run when it is predictable too: a fresh prompt (its first token, then the cohort or
+its end) whose last chunk takes the whole budget or leaves the rest to nobody (no request
+waiting, none other mid-prompt); otherwise, and for a recomputing request, the run stops before
+it (before the chunk that leaves a recomputing request one token short, after which it decodes).
 
 Every step is priced, logged and metered as a single step would be: the same `StepShape`, the
 same float operations in the same order (step ends are summed one by one, and the sleep lands on
 the last end exactly), one step-log row per step with the KV usage and load it would show, the
-token gaps recorded step by step. An arrival cannot change the run's steps (the prompt takes the
-whole budget, so nobody is admitted before its last chunk): the run takes it without replanning,
-and the rows of the steps ending after it show it waiting. Any other wake (KV freed by a transfer)
-interrupts the run: the step in flight completes and the scheduler plans again, as it would
-between single steps.
+token gaps recorded step by step. An arrival cannot change the run's steps before the last chunk
+(the prompt takes the whole budget, so nobody is admitted): the run takes it without replanning,
+and the rows of the steps ending after it show it waiting; an arrival before a last chunk that
+leaves budget over ends the run before that chunk (the arrival may take the budget). Any other
+wake (KV freed by a transfer) interrupts the run: the step in flight completes and the scheduler
+plans again, as it would between single steps.
 
 Not used where the KV cache names or moves blocks between steps (prefix caching, and the tiers
-and retention pins that need it), where something reads the instance mid-run (`Instance.mixed_runs` off: a power budget,
-an elastic fleet), or with a migration hook between steps.
+and retention pins that need it), where something reads the instance mid-run
+(`Instance.mixed_runs` off: a power budget, an elastic fleet), or with a migration hook between
+steps. Same-time ties (an arrival at exactly a step's computed end) are ordered as SimPy orders
+the events scheduled first; single steps could order such a tie otherwise.
 """
 
 from __future__ import annotations
@@ -35,18 +41,21 @@ import simpy
 
 from servesim.core.step import StepPlan
 from servesim.cost.base import StepShape
+from servesim.schedulers.chunk_runs import leaves_budget_unused
 
 
 def mixed_run(instance, plan: StepPlan):
     """Run `plan` and the steps that repeat it as one event (module doc); a SimPy generator."""
     ((request, chunk),) = plan.tokens.items()
-    k, taken = _run_length(instance, plan, request, chunk) if _settles_per_run(instance) else (1, None)
+    pending = request.num_pending_tokens
+    k, taken, last = _run_length(instance, plan, request, chunk) if _settles_per_run(instance) \
+        else (1, None, 0)
     if k < 2:
         yield from instance._step(plan)
         return
     steps = _Steps.of(instance, plan, request, chunk, k)
     start = instance.env.now
-    starts, ends, joules = _price(instance, steps, start)
+    starts, ends, joules = _price(instance, steps, start, last)
     used = instance.kv.num_used_blocks
     instance.meter.begin(start, ends[-1] - start, math.fsum(joules))
     loads = [(start, instance.scheduler.load())]
@@ -54,13 +63,16 @@ def mixed_run(instance, plan: StepPlan):
     timed = _TimedGaps(instance, ends) if instance.pooled_gaps and steps.decodes else None
     done = 0  # an instance failure loses the run
     try:
-        done = yield from _sleep(instance, ends)
+        # an arrival before the prompt's last chunk would take the budget that chunk leaves
+        done = yield from _sleep(instance, ends, 0 < last < chunk)
     finally:
         instance.arrivals_in_run = None
         if timed is not None:
             timed.steps = done
-    _apply(instance, plan, request, chunk * done, start, ends[:done], timed is not None)
-    _record(instance, steps, starts[:done], ends[:done], joules, loads, used, taken)
+    tokens = min(chunk * done, pending)  # the last chunk, if run, completes the prompt
+    _apply(instance, plan, request, tokens, start, ends[:done], timed is not None)
+    final = last if tokens == pending else chunk
+    _record(instance, steps, starts[:done], ends[:done], joules, loads, used, taken, final)
 
 
 @dataclass(slots=True)
@@ -92,6 +104,14 @@ class _Steps:
             ctx, longest = list(range(ctx0, ctx0 + n * k, n)), list(range(first, first + k))
         return cls(chunk, priors, n, ctx, longest)
 
+    def head(self, k: int) -> _Steps:
+        return _Steps(self.chunk, self.priors[:k], self.decodes, self.ctx[:k], self.longest[:k])
+
+    def last_chunk(self, tokens: int) -> StepShape:
+        """The final step's shape when it is the prompt's last chunk (whose logit counts too)."""
+        n = self.decodes
+        return StepShape([(tokens, self.priors[-1])], n, self.ctx[-1], n + 1, self.longest[-1])
+
     def shapes(self) -> list[StepShape]:
         n, c = self.decodes, self.chunk
         rows = zip(self.priors, self.ctx, self.longest)
@@ -105,31 +125,51 @@ def _settles_per_run(instance) -> bool:
     return kv.prefix is None and kv.tier_log is None and instance.between_steps is None
 
 
-def _run_length(instance, plan: StepPlan, request, chunk: int) -> tuple[int, np.ndarray | None]:
-    """Steps the run may take, and the KV blocks taken by the end of each (beyond step 0's)."""
+def _run_length(instance, plan: StepPlan, request, chunk: int):
+    """Steps the run may take, the KV blocks taken by the end of each (beyond step 0's), and the
+    prompt's last chunk if the run ends with it (0 if not)."""
     kv, cohort = instance.kv, instance.cohort
-    limit = _chunk_steps(request, chunk, instance.max_run_steps)
+    pending = request.num_pending_tokens
+    repeats = _chunk_steps(request, chunk, instance.max_run_steps)
+    last = _last_chunk(instance, request, chunk, repeats)
+    limit = min(repeats + (last > 0), instance.max_run_steps)
     if plan.decode_cohort:
         limit = min(limit, cohort.steps_to_next_finish())
     if limit < 2:
-        return limit, None
+        return limit, None, 0
     taken = np.zeros(limit, dtype=np.int64)
     if plan.decode_cohort:  # each step reserves the cohort's next step (step 0 already has)
         needs = cohort.block_needs(0, limit)
         needs[: kv.cohort_reserved_steps] = 0
         taken += np.cumsum(needs)
     # the chunk holds blocks for what it has computed (with `kv_allocation: prompt`, all held)
-    tokens = request.num_computed_tokens + chunk * np.arange(1, limit + 1)
+    tokens = request.num_computed_tokens + np.minimum(chunk * np.arange(1, limit + 1), pending)
     taken += np.maximum(0, -(-tokens // kv.block_size) - kv.blocks_of(request))
-    return int(np.searchsorted(taken, kv.num_free_blocks, side="right")), taken
+    k = int(np.searchsorted(taken, kv.num_free_blocks, side="right"))
+    return k, taken, last if last and k == repeats + 1 else 0
 
 
-def _price(instance, steps: _Steps, start: float):
-    """Start, end and joules of each step; ends summed one step at a time, as SimPy would."""
-    seconds, joules = _vector_price(instance, steps)
+def _last_chunk(instance, request, chunk: int, repeats: int) -> int:
+    """The prompt's last chunk, if the run may end with it: a fresh prompt (its first token then
+    joins the cohort, or ends it) on an instance that keeps its requests, whose last chunk either
+    takes the whole budget or leaves the rest to nobody."""
+    if request.num_generated_tokens or instance.hand_off is not None:
+        return 0
+    last = request.num_pending_tokens - chunk * repeats
+    return last if last == chunk or leaves_budget_unused(instance.scheduler, request) else 0
+
+
+def _price(instance, steps: _Steps, start: float, last: int):
+    """Start, end and joules of each step; ends summed one step at a time, as SimPy would. With
+    `last`, the final step is the prompt's last chunk, priced as a single step."""
+    repeats = steps.head(len(steps.priors) - 1) if last else steps
+    seconds, joules = _vector_price(instance, repeats)
     if seconds is None:
-        priced = [instance.price(shape) for shape in steps.shapes()]
+        priced = [instance.price(shape) for shape in repeats.shapes()]
         seconds, joules = [s for s, _ in priced], [j for _, j in priced]
+    if last:
+        s, j = instance.price(steps.last_chunk(last))
+        seconds, joules = [*seconds, s], [*joules, j]
     ends = list(itertools.accumulate(seconds, initial=start))
     return ends[:-1], ends[1:], joules
 
@@ -160,14 +200,20 @@ def _vector_price(instance, steps: _Steps):
     return (seconds, joules) if joules is not None else (None, None)
 
 
-def _sleep(instance, ends: list[float]):
+def _sleep(instance, ends: list[float], before_last: bool):
     """Sleep until the last end, or until the end of the step in flight at a wake other than
-    an arrival; return the steps run."""
+    an arrival; return the steps run. `before_last`: an arrival before the last step starts
+    ends the run before it."""
     env = instance.env
     done = len(ends)
     instance._interruptible = True
     try:
-        yield from _until(env, ends[-1])
+        if before_last:
+            yield from _until(env, ends[-2])
+            if len(instance.arrivals_in_run) > 1:
+                done -= 1
+        if done == len(ends):
+            yield from _until(env, ends[-1])
     except simpy.Interrupt as exc:
         if exc.cause is not None:  # the instance failed: not a wake
             raise
@@ -218,8 +264,9 @@ def _delay(now: float, target: float) -> float:
 
 def _apply(instance, plan: StepPlan, request, tokens: int, start: float, ends: list[float],
            gaps_recorded: bool) -> None:
-    """The run's steps happened: the KV the steps took, the cohort's tokens, the chunks."""
-    kv, done = instance.kv, len(ends)
+    """The run's steps happened: the KV the steps took, the cohort's tokens, the chunks (the
+    last one may complete the prompt: its first token, then the cohort or the end)."""
+    kv, done, end = instance.kv, len(ends), ends[-1]
     # never inside an assert, which `python -O` would skip
     if plan.decode_cohort and not kv.reserve_cohort(done):
         raise RuntimeError("a mixed run outgrew the KV blocks it was planned with")
@@ -229,15 +276,18 @@ def _apply(instance, plan: StepPlan, request, tokens: int, start: float, ends: l
     finished = kv.advance_cohort(np.array(ends), gaps) if plan.decode_cohort else []
     if math.isnan(request.first_scheduled_time):  # the run's first step was its first
         request.first_scheduled_time = start
-    request.advance(tokens, ends[-1])  # no token: the run stops before the prompt's last chunk
-    instance._finish(finished, ends[-1])
+    if request.advance(tokens, end):  # a fresh prompt whose first token was its last
+        finished.append(request)
+    elif request.num_pending_tokens == 1 and request.num_generated_tokens:  # its first token
+        kv.join_cohort(request)  # it decodes from now on
+    instance._finish(finished, end)
 
 
-def _record(instance, steps: _Steps, starts, ends, joules, loads, used: int, taken) -> None:
+def _record(instance, steps: _Steps, starts, ends, joules, loads, used: int, taken, final: int):
     """One step-log row per step, each with the load and KV usage it had at its end: `loads`
     holds (time, load) at the run's start and after each arrival it took (an arrival at a
     step's very end counts in that step's row, as it does when steps run one by one); the last
-    row is `_record_step`'s, after the finishes."""
+    row is `_record_step`'s, after the finishes (`final`: its chunk's tokens)."""
     log, kv, meter = instance.step_log, instance.kv, instance.meter
     prefill, decodes = steps.chunk, steps.decodes
     times = [t for t, _ in loads]
@@ -250,4 +300,4 @@ def _record(instance, steps: _Steps, starts, ends, joules, loads, used: int, tak
         running, waiting = (load.num_running, load.num_waiting) if load is not None else (0, 0)
         log.record(instance.index, starts[j], ends[j], 1, prefill, decodes, running, waiting,
                    usage, joules[j])
-    instance._record_step(starts[last], ends[last], 1, prefill, decodes, joules[last])
+    instance._record_step(starts[last], ends[last], 1, final, decodes, joules[last])

@@ -20,7 +20,8 @@ makes the same decisions, which it checks from the plan and the scheduler's stat
   progress at an arrival, and a run settles progress only at its end.
 
 The instance adds the limits that depend on time and memory (the cohort's next finish, the KV
-blocks the steps need, `engine.max_run_steps`).
+blocks the steps need, `engine.max_run_steps`), and asks `leaves_budget_unused` whether the
+prompt's last chunk, which leaves budget over, can end the run too.
 """
 
 from __future__ import annotations
@@ -59,3 +60,9 @@ def _only_one_outside(scheduler: Scheduler, request) -> bool:
         if other is not request and other in running and not is_paused_decode(other):
             return False
     return True
+
+
+def leaves_budget_unused(scheduler: Scheduler, request) -> bool:
+    """Would a step giving `request` less than the budget (its prompt's last chunk) leave the
+    rest unused? Yes when nobody waits and no other running request could take tokens."""
+    return not scheduler.waiting and _only_one_outside(scheduler, request)
