@@ -10,7 +10,8 @@ Cases (each repetition a fresh process, so peak RSS is that run's own):
 Reported per case, median of --repeats runs: wall and CPU seconds of the child process (user +
 system, from the parent's getrusage), its peak RSS (ru_maxrss of the child) and the engine's step
 cycles (`sim.iterations` is simulated steps; cycles the plan/price/sleep/apply cycles the loop
-made, counted by the `after_step` hook, which the engine calls once per cycle). Usage: python benchmarks/bench_vidur_scenario.py [--cases vidur20k,cli10] [--repeats 3]
+made, counted by the `after_step` hook, which the engine calls once per cycle).
+Usage: python benchmarks/bench_vidur_scenario.py [--cases vidur20k,cli10] [--repeats 3]
 
 The package's bytecode is compiled first (`compileall`, as `pip install` does), so start-up is
 measured as an installed servesim starts, not with every module compiled from source (~0.2 s CPU).
