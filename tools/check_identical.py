@@ -1,7 +1,8 @@
 """Check that a change leaves results byte-identical: run the example configs, hash their outputs.
 
 `python tools/check_identical.py --save ref.json` before a change, `--compare ref.json` after it:
-summary.json (less `sim.wall_s` and `sim.events`, the engine's own work), requests.csv and timeseries.csv of every case must hash the same.
+summary.json (less `sim.wall_s` and `sim.events`, the engine's own work), requests.csv and
+timeseries.csv of every case must hash the same.
 Cases cover the schedulers, routers, disaggregation, prefix caching and energy; long runs are cut to
 a few hundred requests so the check takes a minute. Exit 1 and one line per difference if any.
 """
