@@ -19,9 +19,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import yaml
-
 import numpy as np
+import yaml
 
 from servesim.catalog.specs import get_hardware
 from servesim.cli.throughput import ROBUST_SCALE, THROUGHPUT_FIT, THROUGHPUT_PRIOR
@@ -177,7 +176,8 @@ def fit_host_cpu(kind: str, rows) -> None:
     profile, engine = family_profile(family), resolve_engine(kind)
 
     def tokens_per_s(row, factor: float) -> float:
-        priced = replace(engine, host_cpu_scale={cpu: factor}).apply(profile, get_hardware(row.device).host_cpu)
+        host = get_hardware(row.device).host_cpu
+        priced = replace(engine, host_cpu_scale={cpu: factor}).apply(profile, host)
         cost = RooflineCostModel(row.spec, get_hardware(row.device), tp=row.tp, pp=row.pp, profile=priced)
         t = traces[row.id]
         return t.scale * t.tokens / t.seconds(cost)
@@ -194,7 +194,8 @@ def fit_host_cpu(kind: str, rows) -> None:
     best = grid[int(np.argmin([loss(g) for g in grid]))]
     fine = np.linspace(best - 0.1, best + 0.1, 21)
     factor = float(np.exp(fine[int(np.argmin([loss(g) for g in fine]))]))
-    errors = {name: 100 * np.abs(np.expm1(residuals(f))) for name, f in (("x86 host time", 1.0), (f"x{factor:.2f}", factor))}
+    errors = {name: 100 * np.abs(np.expm1(residuals(f)))
+              for name, f in (("x86 host time", 1.0), (f"x{factor:.2f}", factor))}
     path = ENGINE_DIR / f"{kind}.yaml"
     data_yaml = yaml.safe_load(path.read_text())
     data_yaml["host_cpu_scale"] = {cpu: round(factor, 3)}

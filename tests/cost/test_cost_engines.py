@@ -166,6 +166,7 @@ def test_the_grace_host_factor_is_fitted_on_engine_rows_only():
     # GB200 row is held out, and no other B200 row is an engine row.
     rows = [r for r in read_published(PUBLISHED) if r.device in ("gb200", "b200")]
     engine = [r for r in rows if r.split == "engine"]
-    assert {r.model for r in engine} == {"llama4-scout"} and {r.engine for r in engine} == {"tensorrt-llm-pytorch"}
-    assert len([r for r in engine if r.device == "gb200"]) == len([r for r in engine if r.device == "b200"]) == 9
+    assert {r.model for r in engine} == {"llama4-scout"}
+    assert {r.engine for r in engine} == {"tensorrt-llm-pytorch"}
+    assert sum(r.device == "gb200" for r in engine) == sum(r.device == "b200" for r in engine) == 9
     assert all(r.split == "check" for r in rows if r.device == "gb200" and r.model != "llama4-scout")

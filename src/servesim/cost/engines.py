@@ -123,7 +123,8 @@ def _host_cpu_scale(data: dict, where: str) -> dict[str, float]:
 
     for key, value in _mapping(data, "host_cpu_scale", where).items():
         if key not in HOST_CPUS:
-            raise InputFileError(where, f"host_cpu_scale: unknown CPU {key!r}; expected {', '.join(HOST_CPUS)}")
+            expected = ", ".join(HOST_CPUS)
+            raise InputFileError(where, f"host_cpu_scale: unknown CPU {key!r}; expected {expected}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100 \
                 or not math.isfinite(value):
             raise InputFileError(where, f"host_cpu_scale.{key}: expected a number in (0, 100], got {value!r}")
