@@ -130,7 +130,7 @@ def _run_length(instance, plan: StepPlan, request, chunk: int):
     prompt's last chunk if the run ends with it (0 if not)."""
     kv, cohort = instance.kv, instance.cohort
     pending = request.num_pending_tokens
-    repeats = _chunk_steps(request, chunk, instance.max_run_steps)
+    repeats = _chunk_steps(request, chunk)
     last = _last_chunk(instance, request, chunk, repeats)
     limit = min(repeats + (last > 0), instance.max_run_steps)
     if plan.decode_cohort:
@@ -174,14 +174,14 @@ def _price(instance, steps: _Steps, start: float, last: int):
     return ends[:-1], ends[1:], joules
 
 
-def _chunk_steps(request, chunk: int, limit: int) -> int:
+def _chunk_steps(request, chunk: int) -> int:
     """Steps the request's chunks repeat: none may emit a token (its prompt's last chunk), nor
     leave a recomputing request one token short (it then decodes, in the cohort)."""
     pending = request.num_pending_tokens
     steps = (pending - 1) // chunk
     if request.num_generated_tokens and (pending - 1) % chunk == 0:
         steps -= 1
-    return min(steps, limit)
+    return steps
 
 
 def _vector_price(instance, steps: _Steps):
