@@ -20,8 +20,6 @@ FILES = {
     "sharegpt-est.csv": (2000, (217.4, 1.0, 4, 1024), (201.7, 1.0, 4, 1024)),
     "mlperf-llama2-70b-est.csv": (24576, (300.0, 0.8, 10, 1024), (294.45, 0.8, 1, 1024)),
     "mlperf-llama3.1-405b-est.csv": (8313, (9428.0, 0.5, 500, 20000), (684.68, 0.8, 1, 2000)),
-    # the vLLM v0.6.0 blog's 500 ShareGPT prompts: 202 tokens in, 179 out on average
-    "sharegpt-vllmblog-est.csv": (500, (202.0, 1.0, 4, 1024), (179.0, 1.0, 4, 1024)),
 }
 
 
