@@ -9,6 +9,8 @@ from servesim.cli.common import add_config_args, load_from_args, print_json, sim
 from servesim.core.files import check_output_dir
 
 EXIT_OK = 0
+COMMANDS = ("run", "validate")
+"""What `register` adds (the command line builds only these when one of them is asked for)."""
 
 
 def register(sub) -> None:
