@@ -68,7 +68,12 @@ class _OwnValidator:
         def validate(value: Any) -> Section:
             return value if isinstance(value, source) else source.model_validate(value)
 
-        return core_schema.no_info_plain_validator_function(validate)
+        def json_schema(_, js_handler):  # `model_json_schema()`: the section's own, built then
+            return js_handler(source.__pydantic_core_schema__)
+
+        return core_schema.no_info_plain_validator_function(
+            validate, metadata={"pydantic_js_functions": [json_schema]}
+        )
 
 
 SectionT = TypeVar("SectionT", bound=Section)
