@@ -83,3 +83,38 @@ def test_the_config_json_schema_still_describes_nested_sections():
     cluster = schema["properties"]["cluster"]
     assert {"instances", "router", "autoscaling"} <= set(cluster["properties"])
     assert cluster["additionalProperties"] is False
+
+
+def test_every_nested_section_is_validated_by_its_own():
+    """A section inside another is `Nested[...]` with a default factory: a plain field of a section
+    type (or a default instance) would build its schema into the parent's, or at import."""
+    import typing
+
+    import servesim.config  # noqa: F401  (defines every section)
+    from servesim.config.base import Section, _OwnValidator
+
+    def sections(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from sections(sub)
+
+    def mentions_section(tp) -> bool:
+        return (isinstance(tp, type) and issubclass(tp, Section)) or any(
+            mentions_section(a) for a in typing.get_args(tp))
+
+    def marked(tp) -> bool:  # the section itself is Annotated with the marker, wherever it sits
+        if typing.get_origin(tp) is typing.Annotated:
+            return any(isinstance(m, _OwnValidator) for m in tp.__metadata__)
+        if isinstance(tp, type) and issubclass(tp, Section):
+            return False
+        return all(marked(a) for a in typing.get_args(tp) if mentions_section(a))
+
+    plain = []
+    for cls in set(sections(Section)):
+        for name, field in cls.model_fields.items():
+            nested = any(isinstance(m, _OwnValidator) for m in field.metadata) or marked(field.annotation)
+            if mentions_section(field.annotation) and not nested:
+                plain.append(f"{cls.__name__}.{name}")
+            if isinstance(field.default, Section):
+                plain.append(f"{cls.__name__}.{name} (default instance)")
+    assert not plain, plain
