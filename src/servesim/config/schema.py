@@ -20,10 +20,10 @@ from servesim.core.errors import ConfigError
 class EngineConfig(Section):
     kind: str | None = None
     """The serving engine the cost model prices: a shipped engine profile (`tensorrt-llm`,
-    `tensorrt-llm-pytorch`, `vllm`, `vllm-rocm-2024`, `sglang`, `jetstream`, `mindie`, `optimum-habana`,
-    `tgi-gaudi`) or an engine profile YAML (a profile from `servesim costmodel calibrate --engine-run`
-    included); its kernel behaviours, efficiency scales and host layer go on top of the device profile
-    (docs/cost-model.md §4). Default: the device profile alone."""
+    `tensorrt-llm-pytorch`, `vllm`, `vllm-rocm-2024`, `vllm-cuda-v0`, `sglang`, `jetstream`, `mindie`,
+    `optimum-habana`, `tgi-gaudi`) or an engine profile YAML (a profile from `servesim costmodel calibrate
+    --engine-run` included); its kernel behaviours, efficiency scales and host layer go on top of the
+    device profile (docs/cost-model.md §4). Default: the device profile alone."""
     scheduler: Component = "fcfs"
     """Scheduling policy (the order of requests): `fcfs`, `srtf`, `edf`, `priority`, `module:Class`,
     or `{name: srtf, aging_s: 30}` with the policy's parameters. `chunked_prefill` is `fcfs` with
