@@ -27,11 +27,18 @@ def _col(table, name: str, dtype=float) -> np.ndarray:
     return np.asarray(table[name], dtype=dtype)
 
 
-def rows_by_instance(steps, by_start: bool = False) -> dict[int, np.ndarray]:
+def rows_by_instance(steps, by_start: bool = False) -> dict[int, np.ndarray | slice]:
     """Row indices of each instance's steps, instances in order of first appearance; each in log
-    order, or (`by_start`) ordered by start time as a frame's `sort_values("start_s")` orders them."""
+    order, or (`by_start`) ordered by start time as a frame's `sort_values("start_s")` orders them.
+    A log of one instance whose starts only increase gives a slice (views, no index arrays: a long
+    run's log is millions of rows)."""
     if not len(steps):
         return {}
+    raw = np.asarray(steps["instance"])
+    if raw.dtype.kind in "iu" and raw.min() == raw.max():
+        start = _col(steps, "start_s")
+        if not by_start or bool(np.all(start[1:] > start[:-1])):  # distinct starts: one order
+            return {int(raw[0]): slice(0, len(raw))}
     inst = _col(steps, "instance", np.int64)
     _, first = np.unique(inst, return_index=True)
     out = {}
@@ -99,41 +106,49 @@ def request_energy(steps, requests) -> np.ndarray:
     out = np.zeros(len(requests))
     if not len(steps) or not len(requests):
         return out
-    num_steps = _col(steps, "num_steps", np.int64)
-    tokens = (_col(steps, "num_prefill_tokens", np.int64) + num_steps * _col(steps, "num_decodes", np.int64))
-    tokens = tokens.astype(float)
-    joules = _col(steps, "energy_j")
-    per_token = np.divide(joules, tokens, out=np.zeros_like(joules), where=tokens > 0)
-    decode_j = per_token * num_steps.astype(float)
     first = _col(requests, "first_token_s")
-    finish = _col(requests, "finish_s")
+    finish = np.nan_to_num(_col(requests, "finish_s"), nan=np.inf)
     scheduled = _col(requests, "first_scheduled_s")
-    prompt = _col(requests, "prompt_tokens", np.int64) - _col(requests, "cached_tokens", np.int64)
-    prompt = prompt.astype(float)
     decode_inst = _col(requests, "instance")
-    prefill_inst = decode_inst.copy()
+    prefill_inst = decode_inst
     if "prefill_instance" in requests:
         pi = _col(requests, "prefill_instance")
         prefill_inst = np.where(np.isnan(pi) | (pi < 0), decode_inst, pi)
-    steps_start, steps_end = _col(steps, "start_s"), _col(steps, "end_s")
     for inst, order in rows_by_instance(steps, by_start=True).items():
-        start = steps_start[order]
-        end = steps_end[order]
-        cum_dec = np.concatenate(([0.0], np.cumsum(decode_j[order])))
-        cum_j = np.concatenate(([0.0], np.cumsum(joules[order])))
-        cum_tok = np.concatenate(([0.0], np.cumsum(tokens[order])))
+        start, end = _col(steps, "start_s")[order], _col(steps, "end_s")[order]
+        cum_dec, cum_j, cum_tok = _energy_sums(steps, order, len(start))
         here = (decode_inst == inst) & ~np.isnan(first)
         lo = np.searchsorted(start, first[here], side="left")
-        hi = np.searchsorted(end, np.nan_to_num(finish[here], nan=np.inf), side="right")
+        hi = np.searchsorted(end, finish[here], side="right")
         out[here] += np.maximum(0.0, cum_dec[hi] - cum_dec[np.minimum(lo, hi)])
         pre = (prefill_inst == inst) & ~np.isnan(first) & ~np.isnan(scheduled)
         lo = np.searchsorted(start, scheduled[pre], side="left")
         hi = np.searchsorted(end, first[pre], side="right")
-        span_j = cum_j[hi] - cum_j[np.minimum(lo, hi)]
-        span_tok = cum_tok[hi] - cum_tok[np.minimum(lo, hi)]
+        lo = np.minimum(lo, hi)
+        span_j = cum_j[hi] - cum_j[lo]
+        span_tok = cum_tok[hi] - cum_tok[lo]
         rate = np.divide(span_j, span_tok, out=np.zeros_like(span_j), where=span_tok > 0)
-        out[pre] += rate * prompt[pre]
+        prompt = _col(requests, "prompt_tokens", np.int64)[pre] - _col(requests, "cached_tokens", np.int64)[pre]
+        out[pre] += rate * prompt.astype(float)
     return out
+
+
+def _energy_sums(steps, rows, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative decode joules, joules and tokens over `rows` (each with a leading 0). A step's
+    tokens are its prefill tokens plus its decodes in each of its steps; its decode joules are
+    its joules per token times its steps. Built with few row-sized temporaries."""
+    num_steps = _col(steps, "num_steps")[rows]  # integers as floats: exact, as is their product
+    tokens = num_steps * _col(steps, "num_decodes")[rows]  # a new array: the log is never written
+    tokens += _col(steps, "num_prefill_tokens")[rows]
+    joules = _col(steps, "energy_j")[rows]
+    cum_j, cum_tok, cum_dec = np.zeros(n + 1), np.zeros(n + 1), np.zeros(n + 1)
+    np.cumsum(joules, out=cum_j[1:])
+    np.cumsum(tokens, out=cum_tok[1:])
+    per_token = np.divide(joules, tokens, out=np.zeros_like(joules), where=tokens > 0)
+    del tokens
+    per_token *= num_steps
+    np.cumsum(per_token, out=cum_dec[1:])
+    return cum_dec, cum_j, cum_tok
 
 
 def energy_in_intervals(steps, idle_w: list[float | None], edges: np.ndarray) -> np.ndarray:
@@ -158,8 +173,10 @@ def energy_in_intervals(steps, idle_w: list[float | None], edges: np.ndarray) ->
 
 def spread_cumulative(start: np.ndarray, dur: np.ndarray, amount: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Cumulative amount at times `at`, each row's amount spread evenly over its [start, start + dur)."""
-    rate = np.divide(amount, dur, out=np.zeros_like(amount), where=dur > 0)
-    cum = np.concatenate(([0.0], np.cumsum(amount)))
+    cum = np.zeros(len(amount) + 1)
+    np.cumsum(amount, out=cum[1:])
     k = np.searchsorted(start, at, side="right") - 1
     kk = np.clip(k, 0, None)
-    return np.where(k >= 0, cum[kk] + rate[kk] * np.clip(at - start[kk], 0.0, dur[kk]), 0.0)
+    dur, amount = dur[kk], amount[kk]  # the rows the times fall in: rates of these only
+    rate = np.divide(amount, dur, out=np.zeros_like(amount), where=dur > 0)
+    return np.where(k >= 0, cum[kk] + rate * np.clip(at - start[kk], 0.0, dur), 0.0)

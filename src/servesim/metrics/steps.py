@@ -1,8 +1,9 @@
 """Step log: one flat row per executed step (or run of identical steps) per instance.
 
-Rows are kept as compact numpy blocks: the hot path appends one tuple to a short list, and every
-`BLOCK_ROWS` rows the list becomes one structured array (44 bytes a row instead of ~250 as Python
-objects), so a long run's log costs little memory and the frame is built from arrays.
+Rows are kept in one compact structured array (56 bytes a row instead of ~250 as Python objects):
+the hot path appends one tuple to a short list, and every `BLOCK_ROWS` rows the list is copied into
+the array, which grows in place (`ndarray.resize`: a large block is remapped, not copied), so the
+log never exists twice, not even when its columns are handed out at the end of a run.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class StepLog:
         self.num_steps = 0
         self.num_records = 0
         self._pending: list[tuple] = []
-        self._blocks: list[np.ndarray] = []
+        self._rows = np.empty(0, dtype=ROW)
+        self._size = 0
+        self._shared = False  # views of `_rows` were handed out: grow by copying, never in place
 
     def record(
         self, instance, start, end, num_steps, prefill_tokens, decodes, running, waiting, kv, joules=0.0
@@ -60,16 +63,31 @@ class StepLog:
             (instance, start, end, num_steps, prefill_tokens, decodes, running, waiting, kv, joules)
         )
         if len(pending) >= BLOCK_ROWS:
-            self._blocks.append(np.array(pending, dtype=ROW))
-            pending.clear()
+            self._flush()
+
+    def _flush(self) -> None:
+        """Move the pending tuples into the array, growing it by at least a block (or 1/16)."""
+        block = np.array(self._pending, dtype=ROW)
+        self._pending.clear()
+        size = self._size + len(block)
+        if size > len(self._rows):
+            capacity = max(size, self._size + BLOCK_ROWS, self._size + self._size // 16)
+            if self._shared:
+                grown = np.empty(capacity, dtype=ROW)
+                grown[: self._size] = self._rows[: self._size]
+                self._rows, self._shared = grown, False
+            else:
+                self._rows.resize(capacity, refcheck=False)
+        self._rows[self._size : size] = block
+        self._size = size
 
     def _table(self) -> np.ndarray:
         if self._pending:
-            self._blocks.append(np.array(self._pending, dtype=ROW))
-            self._pending.clear()
-        if len(self._blocks) > 1:
-            self._blocks = [np.concatenate(self._blocks)]
-        return self._blocks[0] if self._blocks else np.empty(0, dtype=ROW)
+            self._flush()
+        if not self._shared and len(self._rows) > self._size:
+            self._rows.resize(self._size, refcheck=False)  # give the spare capacity back
+        self._shared = True
+        return self._rows[: self._size]
 
     def columns(self, widen: bool = True) -> dict[str, np.ndarray]:
         """Each column as an array: integers as int64 copies (`widen`) or int32 views, floats as
