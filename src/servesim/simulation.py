@@ -200,8 +200,8 @@ def run(built: Built, after_step=None) -> SimulationResult:
         kv_extra["cluster"]["cold_starts"] = 0
     if built.workload_counts is not None:
         kv_extra["workload"] = built.workload_counts
-    steps = step_log.to_columns()
-    kv_extra.update(_energy_and_cost(built, stats, frame, steps))
+    kv_extra.update(_energy_and_cost(built, stats, frame, step_log))  # reads the log piece by piece
+    steps = step_log.to_columns()  # a long log stays in its file until the columns are asked for
     kv_extra["cluster"]["idle_w"] = _idle_w(built, stats)
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra, gaps,
                         objectives)
@@ -224,7 +224,7 @@ def elastic_summary(lifecycle: LifecycleLog, stats, frame: Columns) -> dict:
     return out
 
 
-def _energy_and_cost(built: Built, stats, frame: Columns, steps: Columns) -> dict:
+def _energy_and_cost(built: Built, stats, frame: Columns, steps: StepLog) -> dict:
     """The summary's `energy` and `cost` blocks (and `power` when caps or a budget were used); adds
     each request's joules to `frame` as `energy_j`."""
     idle_w = _idle_w(built, stats)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from servesim.metrics.columns import Columns
+from servesim.metrics.step_scan import Probe, instance_chunks, rows_by_instance, scan  # noqa: F401
 
 if TYPE_CHECKING:  # tables: a frame or `metrics.columns.Columns`, both indexed by column name
     pass
@@ -27,36 +28,22 @@ def _col(table, name: str, dtype=float) -> np.ndarray:
     return np.asarray(table[name], dtype=dtype)
 
 
-def rows_by_instance(steps, by_start: bool = False) -> dict[int, np.ndarray | slice]:
-    """Row indices of each instance's steps, instances in order of first appearance; each in log
-    order, or (`by_start`) ordered by start time as a frame's `sort_values("start_s")` orders them.
-    A log of one instance whose starts only increase gives a slice (views, no index arrays: a long
-    run's log is millions of rows)."""
-    if not len(steps):
-        return {}
-    raw = np.asarray(steps["instance"])
-    if raw.dtype.kind in "iu" and raw.min() == raw.max():
-        start = _col(steps, "start_s")
-        if not by_start or bool(np.all(start[1:] > start[:-1])):  # distinct starts: one order
-            return {int(raw[0]): slice(0, len(raw))}
-    inst = _col(steps, "instance", np.int64)
-    _, first = np.unique(inst, return_index=True)
-    out = {}
-    start = _col(steps, "start_s") if by_start else None
-    for i in np.sort(first):
-        idx = np.flatnonzero(inst == inst[i])
-        out[int(inst[i])] = idx[np.argsort(start[idx], kind="quicksort")] if by_start else idx
-    return out
+def _pieces(steps):
+    """The log's rows in log order: a table as one piece, a `StepLog` chunk by chunk."""
+    if hasattr(steps, "chunks"):
+        return steps.chunks() if steps.enabled else iter(())
+    return iter([steps] if len(steps) else [])
 
 
 def instance_energy(steps, idle_w: list[float | None], horizon_s: float) -> Columns:
-    """One row per instance: busy seconds and joules, idle joules, total joules (None-power: NaN)."""
+    """One row per instance: busy seconds and joules, idle joules, total joules (None-power: NaN).
+    `steps`: the step log as a table, or the `StepLog` itself (read a piece at a time)."""
     n = len(idle_w)
     busy_s, busy_j = np.zeros(n), np.zeros(n)
-    if len(steps):
-        idx = _col(steps, "instance", int)
-        np.add.at(busy_s, idx, _col(steps, "end_s") - _col(steps, "start_s"))
-        np.add.at(busy_j, idx, _col(steps, "energy_j"))
+    for piece in _pieces(steps):  # in log order: each instance's sums add as over the whole log
+        idx = _col(piece, "instance", int)
+        np.add.at(busy_s, idx, _col(piece, "end_s") - _col(piece, "start_s"))
+        np.add.at(busy_j, idx, _col(piece, "energy_j"))
     idle = np.array([math.nan if w is None else w for w in idle_w], dtype=float)
     idle_j = idle * np.maximum(0.0, horizon_s - busy_s)
     busy_j = np.where(np.isnan(idle), math.nan, busy_j)
@@ -102,9 +89,10 @@ def energy_summary(per_instance, requests, horizon_s: float, pool_of: list[str])
 
 
 def request_energy(steps, requests) -> np.ndarray:
-    """Joules charged to each request (row order of `requests`); see the module doc."""
+    """Joules charged to each request (row order of `requests`); see the module doc. `steps`: the
+    step log as a table, or the `StepLog` itself (read a piece at a time: `metrics.step_scan`)."""
     out = np.zeros(len(requests))
-    if not len(steps) or not len(requests):
+    if not len(requests):
         return out
     first = _col(requests, "first_token_s")
     finish = np.nan_to_num(_col(requests, "finish_s"), nan=np.inf)
@@ -114,61 +102,72 @@ def request_energy(steps, requests) -> np.ndarray:
     if "prefill_instance" in requests:
         pi = _col(requests, "prefill_instance")
         prefill_inst = np.where(np.isnan(pi) | (pi < 0), decode_inst, pi)
-    for inst, order in rows_by_instance(steps, by_start=True).items():
-        start, end = _col(steps, "start_s")[order], _col(steps, "end_s")[order]
-        cum_dec, cum_j, cum_tok = _energy_sums(steps, order, len(start))
-        here = (decode_inst == inst) & ~np.isnan(first)
-        lo = np.searchsorted(start, first[here], side="left")
-        hi = np.searchsorted(end, finish[here], side="right")
-        out[here] += np.maximum(0.0, cum_dec[hi] - cum_dec[np.minimum(lo, hi)])
-        pre = (prefill_inst == inst) & ~np.isnan(first) & ~np.isnan(scheduled)
-        lo = np.searchsorted(start, scheduled[pre], side="left")
-        hi = np.searchsorted(end, first[pre], side="right")
-        lo = np.minimum(lo, hi)
-        span_j = cum_j[hi] - cum_j[lo]
-        span_tok = cum_tok[hi] - cum_tok[lo]
+    for inst, chunks in instance_chunks(steps).items():
+        here = np.flatnonzero((decode_inst == inst) & ~np.isnan(first))
+        pre = np.flatnonzero((prefill_inst == inst) & ~np.isnan(first) & ~np.isnan(scheduled))
+        probes = [Probe("start_s", "left", first[here], ["decode_j"]),
+                  Probe("end_s", "right", finish[here], ["decode_j"]),
+                  Probe("start_s", "left", scheduled[pre], ["energy_j", "tokens"]),
+                  Probe("end_s", "right", first[pre], ["energy_j", "tokens"])]
+        scan(map(_with_energy_sums, chunks()), probes, ("decode_j", "energy_j", "tokens"))
+        lo, hi = probes[0], probes[1]
+        lo_j = np.where(lo.count <= hi.count, lo.at["decode_j"], hi.at["decode_j"])
+        out[here] += np.maximum(0.0, hi.at["decode_j"] - lo_j)
+        lo, hi = probes[2], probes[3]
+        below = lo.count <= hi.count
+        span_j = hi.at["energy_j"] - np.where(below, lo.at["energy_j"], hi.at["energy_j"])
+        span_tok = hi.at["tokens"] - np.where(below, lo.at["tokens"], hi.at["tokens"])
         rate = np.divide(span_j, span_tok, out=np.zeros_like(span_j), where=span_tok > 0)
         prompt = _col(requests, "prompt_tokens", np.int64)[pre] - _col(requests, "cached_tokens", np.int64)[pre]
         out[pre] += rate * prompt.astype(float)
     return out
 
 
-def _energy_sums(steps, rows, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative decode joules, joules and tokens over `rows` (each with a leading 0). A step's
-    tokens are its prefill tokens plus its decodes in each of its steps; its decode joules are
-    its joules per token times its steps. Built with few row-sized temporaries."""
-    num_steps = _col(steps, "num_steps")[rows]  # integers as floats: exact, as is their product
-    tokens = num_steps * _col(steps, "num_decodes")[rows]  # a new array: the log is never written
-    tokens += _col(steps, "num_prefill_tokens")[rows]
-    joules = _col(steps, "energy_j")[rows]
-    cum_j, cum_tok, cum_dec = np.zeros(n + 1), np.zeros(n + 1), np.zeros(n + 1)
-    np.cumsum(joules, out=cum_j[1:])
-    np.cumsum(tokens, out=cum_tok[1:])
-    per_token = np.divide(joules, tokens, out=np.zeros_like(joules), where=tokens > 0)
-    del tokens
-    per_token *= num_steps
-    np.cumsum(per_token, out=cum_dec[1:])
-    return cum_dec, cum_j, cum_tok
+def _with_energy_sums(rows) -> dict[str, np.ndarray]:
+    """A piece of the log with what request energy sums: start, end, joules, tokens (its prefill
+    tokens plus its decodes in each of its steps) and decode joules (joules per token x steps)."""
+    num_steps = _col(rows, "num_steps")  # integers as floats: exact, as is their product
+    tokens = num_steps * _col(rows, "num_decodes")
+    tokens += _col(rows, "num_prefill_tokens")
+    joules = _col(rows, "energy_j")
+    decode_j = np.divide(joules, tokens, out=np.zeros_like(joules), where=tokens > 0)
+    decode_j *= num_steps
+    return {"start_s": _col(rows, "start_s"), "end_s": _col(rows, "end_s"), "energy_j": joules,
+            "tokens": tokens, "decode_j": decode_j}
 
 
 def energy_in_intervals(steps, idle_w: list[float | None], edges: np.ndarray) -> np.ndarray:
-    """Cluster joules in each interval [edges[k], edges[k+1]): steps pro rata, idle power between."""
+    """Cluster joules in each interval [edges[k], edges[k+1]): steps pro rata, idle power between.
+    `steps`: the step log as a table, or the `StepLog` itself (read a piece at a time)."""
     edges = np.asarray(edges, dtype=float)
     total = np.zeros(len(edges) - 1)
-    by_instance = rows_by_instance(steps, by_start=True)
+    by_instance = instance_chunks(steps)
     for i, w in enumerate(idle_w):
         if w is None:
             continue
-        rows = by_instance.get(i)
-        if rows is None:
+        chunks = by_instance.get(i)
+        if chunks is None:
             total += w * np.diff(edges)
             continue
-        s = _col(steps, "start_s")[rows]
-        d = _col(steps, "end_s")[rows] - s
-        busy = np.diff(spread_cumulative(s, d, d, edges))
-        steps_j = np.diff(spread_cumulative(s, d, _col(steps, "energy_j")[rows], edges))
+        probe = Probe("start_s", "right", edges, ["dur", "energy_j"], ["start_s", "dur", "energy_j"])
+        scan(map(_with_duration, chunks()), [probe], ("dur", "energy_j"))
+        busy = np.diff(_spread_at(probe, "dur", edges))
+        steps_j = np.diff(_spread_at(probe, "energy_j", edges))
         total += steps_j + w * (np.diff(edges) - busy)
     return total
+
+
+def _with_duration(rows) -> dict[str, np.ndarray]:
+    start = _col(rows, "start_s")
+    return {"start_s": start, "dur": _col(rows, "end_s") - start, "energy_j": _col(rows, "energy_j")}
+
+
+def _spread_at(probe: Probe, column: str, at: np.ndarray) -> np.ndarray:
+    """`spread_cumulative` of `column` at the probe's times, from the probe's sums and last rows."""
+    dur, amount, start = probe.last["dur"], probe.last[column], probe.last["start_s"]
+    rate = np.divide(amount, dur, out=np.zeros_like(amount), where=dur > 0)
+    with np.errstate(invalid="ignore"):
+        return np.where(probe.count > 0, probe.before[column] + rate * np.clip(at - start, 0.0, dur), 0.0)
 
 
 def spread_cumulative(start: np.ndarray, dur: np.ndarray, amount: np.ndarray, at: np.ndarray) -> np.ndarray:

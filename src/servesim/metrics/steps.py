@@ -4,9 +4,18 @@ Rows are kept in one compact structured array (56 bytes a row instead of ~250 as
 the hot path appends one tuple to a short list, and every `BLOCK_ROWS` rows the list is copied into
 the array, which grows in place (`ndarray.resize`: a large block is remapped, not copied), so the
 log never exists twice, not even when its columns are handed out at the end of a run.
+
+A long run's log does not stay in memory: past `spill_rows` rows the array goes to an unnamed
+temporary file and starts again, so memory holds at most `spill_rows` rows (~28 MiB) whatever the
+run's length. The run's metrics read the log a piece at a time (`chunks`: energy in
+`metrics.energy`); its columns as arrays (`columns`, `to_columns`: the step table, time series)
+read the file back only when asked for.
 """
 
 from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -37,19 +46,24 @@ ROW = np.dtype([
     ("energy_j", np.float64),
 ], align=False)
 BLOCK_ROWS = 8192
+SPILL_ROWS = 1 << 19
+"""Rows a log holds in memory (~28 MiB); older rows wait in a temporary file."""
 
 
 class StepLog:
     """Append-only rows; `columns()` gives them as int64/float64 arrays, `to_frame()` as a table."""
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, spill_rows: int | None = None):
         self.enabled = enabled
         self.num_steps = 0
         self.num_records = 0
+        self.spill_rows = SPILL_ROWS if spill_rows is None else spill_rows
         self._pending: list[tuple] = []
         self._rows = np.empty(0, dtype=ROW)
         self._size = 0
         self._shared = False  # views of `_rows` were handed out: grow by copying, never in place
+        self._file = None  # rows before the in-memory ones (a temporary file), in log order
+        self._spilled = 0
 
     def record(
         self, instance, start, end, num_steps, prefill_tokens, decodes, running, waiting, kv, joules=0.0
@@ -65,13 +79,20 @@ class StepLog:
         if len(pending) >= BLOCK_ROWS:
             self._flush()
 
+    @property
+    def spilled(self) -> bool:
+        """Whether older rows wait in the temporary file (the log is long)."""
+        return self._file is not None
+
     def _flush(self) -> None:
         """Move the pending tuples into the array, growing it by at least a block (or 1/16)."""
         block = np.array(self._pending, dtype=ROW)
         self._pending.clear()
+        if self._size + len(block) > self.spill_rows and not self._shared:
+            self._spill()
         size = self._size + len(block)
         if size > len(self._rows):
-            capacity = max(size, self._size + BLOCK_ROWS, self._size + self._size // 16)
+            capacity = max(size, self._size + len(block), self._size + self._size // 16)
             if self._shared:
                 grown = np.empty(capacity, dtype=ROW)
                 grown[: self._size] = self._rows[: self._size]
@@ -81,9 +102,40 @@ class StepLog:
         self._rows[self._size : size] = block
         self._size = size
 
+    def _spill(self) -> None:
+        """Append the in-memory rows to the temporary file and empty the array (kept for reuse)."""
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="servesim-steps-")
+        self._file.seek(0, 2)
+        self._rows[: self._size].tofile(self._file)
+        self._spilled += self._size
+        self._size = 0
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """The rows in log order as structured arrays of at most `spill_rows` rows (the file's
+        rows read back a piece at a time, then those in memory)."""
+        if self._pending:
+            self._flush()
+        if self._file is not None:
+            self._file.seek(0)
+            left = self._spilled
+            while left:
+                piece = np.fromfile(self._file, dtype=ROW, count=min(left, self.spill_rows))
+                left -= len(piece)
+                yield piece
+        if self._size:
+            yield self._rows[: self._size]
+
     def _table(self) -> np.ndarray:
         if self._pending:
             self._flush()
+        if self._file is not None:  # the whole log in memory: asked for as arrays
+            table = np.empty(self._spilled + self._size, dtype=ROW)
+            at = 0
+            for piece in self.chunks():
+                table[at : at + len(piece)] = piece
+                at += len(piece)
+            self._rows, self._size, self._file, self._spilled = table, len(table), None, 0
         if not self._shared and len(self._rows) > self._size:
             self._rows.resize(self._size, refcheck=False)  # give the spare capacity back
         self._shared = True
@@ -107,6 +159,8 @@ class StepLog:
         (no copy: a million-request run's log is millions of rows)."""
         if not self.num_records or not self.enabled:
             return Columns({c: np.empty(0, dtype=object) for c in COLUMNS})  # as an empty frame
+        if self.spilled:  # read back only if asked for
+            return LazyColumns(lambda: self.columns(widen=False), self.num_records)
         return Columns(self.columns(widen=False))
 
     def to_frame(self):
@@ -115,3 +169,18 @@ class StepLog:
         if not self.num_records or not self.enabled:
             return pd.DataFrame({c: [] for c in COLUMNS}, columns=list(COLUMNS))
         return pd.DataFrame(self.columns(), columns=list(COLUMNS), copy=False)
+
+
+class LazyColumns(Columns):
+    """`Columns` made by `load` on first use (a long step log read back from its file)."""
+
+    def __init__(self, load, length: int):
+        self._load = load
+        self._len = length
+        self._loaded: dict | None = None
+
+    @property
+    def _cols(self) -> dict:
+        if self._loaded is None:
+            self._loaded = {name: np.asarray(v) for name, v in self._load().items()}
+        return self._loaded
