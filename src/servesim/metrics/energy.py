@@ -104,16 +104,16 @@ def request_energy(steps, requests) -> np.ndarray:
         prefill_inst = np.where(np.isnan(pi) | (pi < 0), decode_inst, pi)
     for inst, chunks in instance_chunks(steps).items():
         here = np.flatnonzero((decode_inst == inst) & ~np.isnan(first))
-        pre = np.flatnonzero((prefill_inst == inst) & ~np.isnan(first) & ~np.isnan(scheduled))
-        probes = [Probe("start_s", "left", first[here], ["decode_j"]),
-                  Probe("end_s", "right", finish[here], ["decode_j"]),
-                  Probe("start_s", "left", scheduled[pre], ["energy_j", "tokens"]),
-                  Probe("end_s", "right", first[pre], ["energy_j", "tokens"])]
-        scan(map(_with_energy_sums, chunks()), probes, ("decode_j", "energy_j", "tokens"))
-        lo, hi = probes[0], probes[1]
+        lo, hi = (Probe("start_s", "left", first[here], ["decode_j"]),
+                  Probe("end_s", "right", finish[here], ["decode_j"]))
+        scan(map(_with_energy_sums, chunks()), [lo, hi], ["decode_j"])
         lo_j = np.where(lo.count <= hi.count, lo.at["decode_j"], hi.at["decode_j"])
         out[here] += np.maximum(0.0, hi.at["decode_j"] - lo_j)
-        lo, hi = probes[2], probes[3]
+        del lo, hi, lo_j, here  # one pair of probes at a time: a long run has many requests
+        pre = np.flatnonzero((prefill_inst == inst) & ~np.isnan(first) & ~np.isnan(scheduled))
+        lo, hi = (Probe("start_s", "left", scheduled[pre], ["energy_j", "tokens"]),
+                  Probe("end_s", "right", first[pre], ["energy_j", "tokens"]))
+        scan(map(_with_energy_sums, chunks()), [lo, hi], ["energy_j", "tokens"])
         below = lo.count <= hi.count
         span_j = hi.at["energy_j"] - np.where(below, lo.at["energy_j"], hi.at["energy_j"])
         span_tok = hi.at["tokens"] - np.where(below, lo.at["tokens"], hi.at["tokens"])

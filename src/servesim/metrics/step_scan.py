@@ -19,8 +19,8 @@ Chunk = Mapping[str, np.ndarray]
 class Probe:
     """For each query `q`: `count`, the rows with `key < q` (`side="left"`) or `key <= q`
     (`"right"`), in a stream of rows sorted by `key`; `at[c]`, the sum of column `c` over those
-    rows; `before[c]`, over all but the last of them (0 when none); `last[c]`, the last one's value
-    (NaN when none)."""
+    rows; with `last` columns, `before[c]`, the sum over all but the last of them (0 when none),
+    and `last[c]`, the last one's value (NaN when none)."""
 
     def __init__(self, key: str, side: str, queries: np.ndarray, sums: Iterable[str] = (),
                  last: Iterable[str] = ()):
@@ -29,7 +29,7 @@ class Probe:
         self.sums, self.last_columns = tuple(sums), tuple(last)
         self.count = np.zeros(n, dtype=np.int64)
         self.at = {c: np.zeros(n) for c in self.sums}
-        self.before = {c: np.zeros(n) for c in self.sums}
+        self.before = {c: np.zeros(n) for c in self.sums} if self.last_columns else {}
         self.last = {c: np.full(n, np.nan) for c in self.last_columns}
         self._open = np.ones(n, dtype=bool)  # the rows after this query's count are not yet seen
 
@@ -47,7 +47,7 @@ class Probe:
             self.at[col][idx] = cums[col][c]
         some = c > 0  # the last row counted is in this chunk
         j, cj = idx[some], c[some] - 1
-        for col in self.sums:
+        for col in self.before:
             self.before[col][j] = cums[col][cj]
         for col in self.last_columns:
             self.last[col][j] = chunk[col][cj]
