@@ -20,7 +20,8 @@ class Probe:
     """For each query `q`: `count`, the rows with `key < q` (`side="left"`) or `key <= q`
     (`"right"`), in a stream of rows sorted by `key`; `at[c]`, the sum of column `c` over those
     rows; with `last` columns, `before[c]`, the sum over all but the last of them (0 when none),
-    and `last[c]`, the last one's value (NaN when none)."""
+    and `last[c]`, the last one's value (NaN when none). Each query is settled in the chunk that
+    holds the first row at or after it (queries are visited in sorted order: O(1) per chunk)."""
 
     def __init__(self, key: str, side: str, queries: np.ndarray, sums: Iterable[str] = (),
                  last: Iterable[str] = ()):
@@ -31,27 +32,61 @@ class Probe:
         self.at = {c: np.zeros(n) for c in self.sums}
         self.before = {c: np.zeros(n) for c in self.sums} if self.last_columns else {}
         self.last = {c: np.full(n, np.nan) for c in self.last_columns}
-        self._open = np.ones(n, dtype=bool)  # the rows after this query's count are not yet seen
+        self._order = np.argsort(self.queries, kind="stable")
+        self._sorted = self.queries[self._order]
+        self._settled = 0  # queries settled so far, in sorted order
+        self._seen = 0
+        self._tail_at, self._tail_before, self._tail_last = {}, {}, {}  # after the rows seen
 
     def feed(self, chunk: Chunk, cums: Mapping[str, np.ndarray], seen: int) -> None:
         """The next `len` rows, after `seen` rows; `cums[c][j]`: the sum of `c` over the rows
         before the chunk's j-th (so `cums[c][0]` carries the earlier chunks)."""
         keys = chunk[self.key]
         m = len(keys)
-        idx = np.flatnonzero(self._open)
-        if not m or not len(idx):
+        if not m:
             return
-        c = np.searchsorted(keys, self.queries[idx], side=self.side)
+        # settled here: a row at or after the query (left: key >= q; right: key > q) is in this chunk
+        bound = "right" if self.side == "left" else "left"
+        end = int(np.searchsorted(self._sorted, keys[-1], side=bound))
+        if end > self._settled:
+            idx = self._order[self._settled : end]
+            self._settle(idx, np.searchsorted(keys, self.queries[idx], side=self.side), chunk, cums,
+                         seen)
+            self._settled = end
+        self._seen = seen + m
+        self._tail_at = {c: cums[c][-1] for c in self.sums}
+        self._tail_before = {c: cums[c][-2] for c in self.before}
+        self._tail_last = {c: chunk[c][-1] for c in self.last_columns}
+
+    def _settle(self, idx, c, chunk, cums, seen) -> None:
         self.count[idx] = seen + c
         for col in self.sums:
             self.at[col][idx] = cums[col][c]
-        some = c > 0  # the last row counted is in this chunk
+        some = c > 0  # the last row counted is in this chunk, else the previous chunk's last
         j, cj = idx[some], c[some] - 1
         for col in self.before:
             self.before[col][j] = cums[col][cj]
         for col in self.last_columns:
             self.last[col][j] = chunk[col][cj]
-        self._open[idx[c < m]] = False  # a row at or after the query: later rows come later still
+        if seen:
+            self._take_tail(idx[~some])
+
+    def _take_tail(self, idx) -> None:
+        for col in self.before:
+            self.before[col][idx] = self._tail_before[col]
+        for col in self.last_columns:
+            self.last[col][idx] = self._tail_last[col]
+
+    def finish(self) -> None:
+        """Queries after every row: all rows count."""
+        idx = self._order[self._settled :]
+        self._settled = len(self._order)
+        if not len(idx) or not self._seen:
+            return
+        self.count[idx] = self._seen
+        for col in self.sums:
+            self.at[col][idx] = self._tail_at[col]
+        self._take_tail(idx)
 
 
 def scan(chunks: Iterable[Chunk], probes: list[Probe], sums: Iterable[str]) -> None:
@@ -71,6 +106,9 @@ def scan(chunks: Iterable[Chunk], probes: list[Probe], sums: Iterable[str]) -> N
         for probe in probes:
             probe.feed(chunk, cums, seen)
         seen += len(chunk[probes[0].key]) if probes else 0
+        del chunk, cums  # before the next chunk is read
+    for probe in probes:
+        probe.finish()
 
 
 def instance_chunks(steps) -> dict[int, Callable[[], Iterator[Chunk]]]:

@@ -6,7 +6,7 @@ the array, which grows in place (`ndarray.resize`: a large block is remapped, no
 log never exists twice, not even when its columns are handed out at the end of a run.
 
 A long run's log does not stay in memory: past `spill_rows` rows the array goes to an unnamed
-temporary file and starts again, so memory holds at most `spill_rows` rows (~28 MiB) whatever the
+temporary file and starts again, so memory holds at most `spill_rows` rows (~7 MiB) whatever the
 run's length. The run's metrics read the log a piece at a time (`chunks`: energy in
 `metrics.energy`); its columns as arrays (`columns`, `to_columns`: the step table, time series)
 read the file back only when asked for.
@@ -46,8 +46,9 @@ ROW = np.dtype([
     ("energy_j", np.float64),
 ], align=False)
 BLOCK_ROWS = 8192
-SPILL_ROWS = 1 << 19
-"""Rows a log holds in memory (~28 MiB); older rows wait in a temporary file."""
+SPILL_ROWS = 1 << 17
+"""Rows a log holds in memory (~7 MiB, and the size of a piece read back); older rows wait in a
+temporary file."""
 
 
 class StepLog:
