@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from servesim.build import build
 from servesim.config import load_config
 from servesim.core.request import Request
+from servesim.metrics import energy
 from servesim.metrics import steps as step_module
 from servesim.metrics.step_scan import Probe, scan
 from servesim.simulation import run
@@ -60,10 +61,11 @@ def test_a_streamed_run_lets_ended_requests_go():
     assert len(alive) <= 2 * 64 and result.summary["requests"]["completed"] == 400
 
 
-def test_a_spilled_step_log_gives_the_same_run(monkeypatch):
+def test_a_spilled_step_log_read_in_batches_gives_the_same_run(monkeypatch):
     whole = run(build(load_config(MIXED)))
     monkeypatch.setattr(step_module, "BLOCK_ROWS", 16)
     monkeypatch.setattr(step_module, "SPILL_ROWS", 40)
+    monkeypatch.setattr(energy, "REQUEST_BATCH", 7)  # several passes over the log
     spilled_logs = []
     original = step_module.StepLog._spill
 

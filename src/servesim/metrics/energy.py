@@ -103,24 +103,34 @@ def request_energy(steps, requests) -> np.ndarray:
         pi = _col(requests, "prefill_instance")
         prefill_inst = np.where(np.isnan(pi) | (pi < 0), decode_inst, pi)
     for inst, chunks in instance_chunks(steps).items():
-        here = np.flatnonzero((decode_inst == inst) & ~np.isnan(first))
-        lo, hi = (Probe("start_s", "left", first[here], ["decode_j"]),
-                  Probe("end_s", "right", finish[here], ["decode_j"]))
-        scan(map(_with_energy_sums, chunks()), [lo, hi], ["decode_j"])
-        lo_j = np.where(lo.count <= hi.count, lo.at["decode_j"], hi.at["decode_j"])
-        out[here] += np.maximum(0.0, hi.at["decode_j"] - lo_j)
-        del lo, hi, lo_j, here  # one pair of probes at a time: a long run has many requests
-        pre = np.flatnonzero((prefill_inst == inst) & ~np.isnan(first) & ~np.isnan(scheduled))
-        lo, hi = (Probe("start_s", "left", scheduled[pre], ["energy_j", "tokens"]),
-                  Probe("end_s", "right", first[pre], ["energy_j", "tokens"]))
-        scan(map(_with_energy_sums, chunks()), [lo, hi], ["energy_j", "tokens"])
-        below = lo.count <= hi.count
-        span_j = hi.at["energy_j"] - np.where(below, lo.at["energy_j"], hi.at["energy_j"])
-        span_tok = hi.at["tokens"] - np.where(below, lo.at["tokens"], hi.at["tokens"])
-        rate = np.divide(span_j, span_tok, out=np.zeros_like(span_j), where=span_tok > 0)
-        prompt = _col(requests, "prompt_tokens", np.int64)[pre] - _col(requests, "cached_tokens", np.int64)[pre]
-        out[pre] += rate * prompt.astype(float)
+        mine = np.flatnonzero((decode_inst == inst) & ~np.isnan(first))
+        for here in _batches(mine):
+            lo, hi = (Probe("start_s", "left", first[here], ["decode_j"]),
+                      Probe("end_s", "right", finish[here], ["decode_j"]))
+            scan(map(_with_energy_sums, chunks()), [lo, hi], ["decode_j"])
+            lo_j = np.where(lo.count <= hi.count, lo.at["decode_j"], hi.at["decode_j"])
+            out[here] += np.maximum(0.0, hi.at["decode_j"] - lo_j)
+        mine = np.flatnonzero((prefill_inst == inst) & ~np.isnan(first) & ~np.isnan(scheduled))
+        for pre in _batches(mine):
+            lo, hi = (Probe("start_s", "left", scheduled[pre], ["energy_j", "tokens"]),
+                      Probe("end_s", "right", first[pre], ["energy_j", "tokens"]))
+            scan(map(_with_energy_sums, chunks()), [lo, hi], ["energy_j", "tokens"])
+            below = lo.count <= hi.count
+            span_j = hi.at["energy_j"] - np.where(below, lo.at["energy_j"], hi.at["energy_j"])
+            span_tok = hi.at["tokens"] - np.where(below, lo.at["tokens"], hi.at["tokens"])
+            rate = np.divide(span_j, span_tok, out=np.zeros_like(span_j), where=span_tok > 0)
+            prompt = _col(requests, "prompt_tokens", np.int64)[pre] - _col(requests, "cached_tokens", np.int64)[pre]
+            out[pre] += rate * prompt.astype(float)
     return out
+
+
+REQUEST_BATCH = 1 << 18
+"""Requests whose energy one pass over the log settles: a pass's probes take ~100 bytes a request,
+so a long run's requests go in batches (each batch reads the log again)."""
+
+
+def _batches(rows: np.ndarray):
+    return (rows[i : i + REQUEST_BATCH] for i in range(0, len(rows), REQUEST_BATCH))
 
 
 def _with_energy_sums(rows) -> dict[str, np.ndarray]:

@@ -25,15 +25,16 @@ class Probe:
 
     def __init__(self, key: str, side: str, queries: np.ndarray, sums: Iterable[str] = (),
                  last: Iterable[str] = ()):
-        self.key, self.side, self.queries = key, side, np.asarray(queries, dtype=float)
-        n = len(self.queries)
+        self.key, self.side = key, side
+        queries = np.asarray(queries, dtype=float)
+        n = len(queries)
         self.sums, self.last_columns = tuple(sums), tuple(last)
         self.count = np.zeros(n, dtype=np.int64)
         self.at = {c: np.zeros(n) for c in self.sums}
         self.before = {c: np.zeros(n) for c in self.sums} if self.last_columns else {}
         self.last = {c: np.full(n, np.nan) for c in self.last_columns}
-        self._order = np.argsort(self.queries, kind="stable")
-        self._sorted = self.queries[self._order]
+        self._order = np.argsort(queries, kind="stable")
+        self._sorted = queries[self._order]
         self._settled = 0  # queries settled so far, in sorted order
         self._seen = 0
         self._tail_at, self._tail_before, self._tail_last = {}, {}, {}  # after the rows seen
@@ -50,8 +51,8 @@ class Probe:
         end = int(np.searchsorted(self._sorted, keys[-1], side=bound))
         if end > self._settled:
             idx = self._order[self._settled : end]
-            self._settle(idx, np.searchsorted(keys, self.queries[idx], side=self.side), chunk, cums,
-                         seen)
+            c = np.searchsorted(keys, self._sorted[self._settled : end], side=self.side)
+            self._settle(idx, c, chunk, cums, seen)
             self._settled = end
         self._seen = seen + m
         self._tail_at = {c: cums[c][-1] for c in self.sums}
