@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from servesim import simulate  # noqa: E402
+from servesim.studies.tables import markdown_table  # noqa: E402
 
 ELASTIC = ROOT / "configs" / "elastic"
 
@@ -146,15 +147,6 @@ def study_migration(out: Path, seeds: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def markdown(table: pd.DataFrame) -> str:
-    def cell(v):
-        return f"{v:.5g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default="all",
@@ -175,7 +167,7 @@ def main() -> None:
             table = study()
             table.to_csv(out / f"{name}.csv", index=False)
             print(f"\n## {name}\n")
-            print(markdown(table))
+            print(markdown_table(table))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from servesim.studies.kv import (  # noqa: E402
     retention_comparison,
     routing_comparison,
 )
+from servesim.studies.tables import markdown_table  # noqa: E402
 
 KV = ROOT / "configs" / "kv"
 AGENTIC = ROOT / "configs" / "agentic"
@@ -35,15 +36,6 @@ RETENTION = {
     "ttl 300 s": {"kv.retention.mode": "ttl", "kv.retention.ttl_s": 300},
     "program": {"kv.retention.mode": "program"},
 }
-
-
-def markdown(frame) -> str:
-    def cell(v):
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + " --- |" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -66,7 +58,7 @@ def main() -> None:
     for name, frame in (("cache_sweep", sweep), ("routing", routing), ("retention", retention)):
         frame.to_csv(args.out / f"{name}.csv", index=False)
         print(f"\n### {name}\n")
-        print(markdown(frame))
+        print(markdown_table(frame, ".3f"))
     print(f"\ninfinite-cache ceiling of the replayed trace: {ceiling:.3f}")
     # only the full run replaces the documented figure; a quick one draws next to its tables
     figure = args.out / "kv_studies.png" if args.quick else ROOT / "docs" / "figures" / "kv_studies.png"

@@ -29,6 +29,16 @@ def write(tmp_path: Path, rows, name="m.csv", header=HEADER) -> str:
     return str(p)
 
 
+def validate(csv, *extra):
+    """argv of `servesim costmodel validate` on one measurements file."""
+    return ["costmodel", "validate", "--measurements", csv, *extra]
+
+
+def calibrate(csv, out, *extra):
+    """argv of `servesim costmodel calibrate` on the H100 from one measurements file."""
+    return ["costmodel", "calibrate", "--measurements", csv, "--hardware", "h100-sxm", "--out", out, *extra]
+
+
 def run_json(capsys, argv):
     code = main(argv + ["--json"])
     out = capsys.readouterr()
@@ -37,7 +47,7 @@ def run_json(capsys, argv):
 
 def test_validate_reports_errors(tmp_path, capsys):
     csv = write(tmp_path, ROWS)
-    argv = ["costmodel", "validate", "--measurements", csv, "--hardware", "h100-sxm"]
+    argv = validate(csv, "--hardware", "h100-sxm")
     code, rep, _ = run_json(capsys, argv)
     assert code == 0
     assert rep["rows"] == len(ROWS)
@@ -45,9 +55,9 @@ def test_validate_reports_errors(tmp_path, capsys):
     assert rep["worst"][0]["line"] in range(2, len(ROWS) + 2)
     assert "all decode" in rep["by_kind"] and "llama3-70b tp4 decode" in rep["by_kind"]
     # without --hardware the gpu column names the device
-    code, rep2, _ = run_json(capsys, ["costmodel", "validate", "--measurements", csv])
+    code, rep2, _ = run_json(capsys, validate(csv))
     assert code == 0 and rep2["mape"] == rep["mape"]
-    assert main(["costmodel", "validate", "--measurements", csv]) == 0
+    assert main(validate(csv)) == 0
     assert "MAPE" in capsys.readouterr().out
 
 
@@ -57,20 +67,14 @@ def test_calibrate_writes_a_profile_that_validate_uses(tmp_path, capsys):
     save_profile(family_profile("hopper").with_values(gemm_compute_eff=0.3, step_overhead_s=0.002), bad)
     code, out, _ = run_json(
         capsys,
-        [
-            "costmodel",
-            "calibrate",
-            "--measurements",
+        calibrate(
             csv,
-            "--hardware",
-            "h100-sxm",
-            "--out",
             str(prof),
             "--params",
             "gemm_compute_eff,attn_decode_memory_eff,step_overhead_s",
             "--start",
             str(bad),
-        ],
+        ),
     )
     assert code == 0 and prof.exists()
     assert out["fitted"] == ["gemm_compute_eff", "attn_decode_memory_eff", "step_overhead_s"]
@@ -79,7 +83,7 @@ def test_calibrate_writes_a_profile_that_validate_uses(tmp_path, capsys):
     assert params["gemm_compute_eff"] == pytest.approx(out["profile"]["gemm_compute_eff"])
     code, rep, _ = run_json(
         capsys,
-        ["costmodel", "validate", "--measurements", csv, "--hardware", "h100-sxm", "--profile", str(prof)],
+        validate(csv, "--hardware", "h100-sxm", "--profile", str(prof)),
     )
     assert code == 0 and rep["mape"] == pytest.approx(out["after"]["mape"])
 
@@ -92,14 +96,8 @@ def test_calibrate_holdout_and_microbenchmarks(tmp_path, capsys):
     ar.write_text("gpu,num_workers,bytes,ms\nh100-sxm,4,1048576,0.04\nh100-sxm,4,67108864,0.31\n")
     code, out, _ = run_json(
         capsys,
-        [
-            "costmodel",
-            "calibrate",
-            "--measurements",
+        calibrate(
             csv,
-            "--hardware",
-            "h100-sxm",
-            "--out",
             str(tmp_path / "p.yaml"),
             "--holdout",
             "kind=mixed",
@@ -109,7 +107,7 @@ def test_calibrate_holdout_and_microbenchmarks(tmp_path, capsys):
             str(ar),
             "--params",
             "gemm_compute_eff,comm_bw_eff",
-        ],
+        ),
     )
     assert code == 0
     assert out["holdout"]["rows"] == 1 and out["after"]["rows"] == len(ROWS) - 1
@@ -157,17 +155,8 @@ def test_price_breakdown(capsys):
 def test_bad_rows_exit_2_naming_the_line(tmp_path, capsys, row, line, fragment):
     csv = write(tmp_path, [ROWS[0], row])
     for argv in (
-        ["costmodel", "validate", "--measurements", csv, "--hardware", "h100-sxm"],
-        [
-            "costmodel",
-            "calibrate",
-            "--measurements",
-            csv,
-            "--hardware",
-            "h100-sxm",
-            "--out",
-            str(tmp_path / "p.yaml"),
-        ],
+        validate(csv, "--hardware", "h100-sxm"),
+        calibrate(csv, str(tmp_path / "p.yaml")),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
@@ -177,15 +166,15 @@ def test_bad_rows_exit_2_naming_the_line(tmp_path, capsys, row, line, fragment):
 
 def test_missing_column_unknown_gpu_and_hardware(tmp_path, capsys):
     bad_header = write(tmp_path, [ROWS[0]], header=HEADER.replace("decode_ctx,", ""))
-    assert main(["costmodel", "validate", "--measurements", bad_header]) == 2
+    assert main(validate(bad_header)) == 2
     assert "missing column(s) decode_ctx" in capsys.readouterr().err
     unknown_gpu = write(tmp_path, [ROWS[0], ROWS[1].replace(GPU, "Mystery GPU 9000")], name="u.csv")
-    assert main(["costmodel", "validate", "--measurements", unknown_gpu]) == 2
+    assert main(validate(unknown_gpu)) == 2
     err = capsys.readouterr().err
     assert f"{unknown_gpu}:3:" in err and "unknown device 'Mystery GPU 9000'" in err
-    assert main(["costmodel", "validate", "--measurements", unknown_gpu, "--hardware", "h99"]) == 2
+    assert main(validate(unknown_gpu, "--hardware", "h99")) == 2
     assert "--hardware: unknown hardware 'h99'" in capsys.readouterr().err
-    assert main(["costmodel", "validate", "--measurements", str(tmp_path / "none.csv")]) == 2
+    assert main(validate(str(tmp_path / "none.csv"))) == 2
     assert "cannot read" in capsys.readouterr().err
 
 
@@ -193,12 +182,12 @@ def test_bad_profile_and_arguments(tmp_path, capsys):
     csv = write(tmp_path, ROWS)
     prof = tmp_path / "bad.yaml"
     prof.write_text("parameters:\n  gemm_compute_eff: fast\n")
-    assert main(["costmodel", "validate", "--measurements", csv, "--profile", str(prof)]) == 2
+    assert main(validate(csv, "--profile", str(prof))) == 2
     assert "gemm_compute_eff: expected a number" in capsys.readouterr().err
-    assert main(["costmodel", "validate", "--measurements", csv, "--profile", str(tmp_path / "no.yaml")]) == 2
+    assert main(validate(csv, "--profile", str(tmp_path / "no.yaml"))) == 2
     assert "--profile" in capsys.readouterr().err
     out = str(tmp_path / "p.yaml")
-    argv = ["costmodel", "calibrate", "--measurements", csv, "--hardware", "h100-sxm", "--out", out]
+    argv = calibrate(csv, out)
     assert main(argv + ["--params", "warp_speed"]) == 2
     assert "--params: unknown parameter 'warp_speed'" in capsys.readouterr().err
     assert main(argv + ["--holdout", "kind=nothing"]) == 2

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from servesim.catalog.specs import get_hardware
 from servesim.core.errors import InputFileError
 from servesim.cost.base import StepShape
-from servesim.cost.cap_check import compare, read_cap_points
-from servesim.cost.power import PowerLimit
-from tests.cost.test_energy_model import model_for
+from servesim.cost.cap_check import choose_core_share, compare, read_cap_points
+from servesim.cost.power import PowerLimit, power_profile
+from servesim.cost.power_calibrate import fit_power_profile, read_power_points
+from servesim.cost.profile import family_profile
+from tests.cost.test_energy_model import POWER_CSV, model_for
 
 ROOT = Path(__file__).resolve().parents[2]
 POINTS = ROOT / "data" / "measurements" / "published" / "cap_points.csv"
@@ -27,6 +30,27 @@ def test_every_scored_published_cap_point_is_within_fifteen_percent():
     assert abs(worst.error_pct) <= 15, worst
 
 
+def test_every_held_out_published_dvfs_point_is_within_fifteen_percent():
+    """The rows not used to choose the core-rail share: Samsi et al.'s 150 W caps (decode, TP 4) and
+    Perseus's A100 clock sweep (compute-bound forward, TP 8), latency and power."""
+    rows = [r for r in compare(read_cap_points(POINTS)) if r.point.source in ("samsi", "perseus")]
+    held = [r for r in rows if r.point.split == "check"]
+    assert {r.point.source for r in held} == {"samsi", "perseus"} and len(held) >= 11
+    assert max(abs(r.error_pct) for r in held) <= 15
+    assert max(abs(r.power_error_pct) for r in held if r.point.power_scored) <= 15
+
+
+def test_the_shipped_core_rail_share_is_the_one_the_fit_rows_choose():
+    hw = get_hardware("h200-sxm")
+    points = read_power_points(POWER_CSV, hw, family_profile(hw.family))
+    shipped = power_profile("hopper")
+    share, _ = choose_core_share(
+        lambda s: fit_power_profile(points, hw, voltage_floor=shipped.voltage_floor, memory_core_share=s),
+        read_cap_points(POINTS), [round(0.05 * i, 2) for i in range(21)],
+    )
+    assert share == shipped.memory_core_share
+
+
 def test_the_published_asymmetry_holds_at_splitwises_cap():
     """At 350 W per GPU a TP-8 prompt slows by more than a quarter, a full token batch not at all."""
     by_name = {r.point.point: r for r in compare(read_cap_points(POINTS))}
@@ -38,6 +62,11 @@ def test_the_published_asymmetry_holds_at_splitwises_cap():
     ("phase", "decode", "phase: expected one of prompt, token"),
     ("cap_w", "-5", "cap_w: expected a number > 0"),
     ("model", "no-such-model", "model"),
+    ("split", "train", "split: expected one of fit, check or empty"),
+    ("power_ratio", "lots", "power_ratio: expected a number"),
+    ("base_clock_mhz", "0", "base_clock_mhz: expected a number > 0"),
+    ("board_limit_w", "-400", "board_limit_w: expected a number > 0"),
+    ("power_scored", "maybe", "power_scored: expected yes, no or empty"),
 ])
 def test_a_malformed_published_point_names_the_file_and_line(tmp_path, column, value, message):
     lines = POINTS.read_text().splitlines()
@@ -75,6 +104,9 @@ def test_the_cap_model_command_prints_the_table_and_fails_loudly_on_bad_input(tm
     ok = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "| sw-tp8-prompt-2048 | 8 | prompt |" in ok.stdout and "scored points within 15%" in ok.stdout
+    assert "| perseus-gpt3-175b-fwd-855mhz | 8 | prompt |" in ok.stdout
+    assert "| samsi-llama65b-out512-150w | 4 | token |" in ok.stdout
+    assert "scored held out (not fit)" in ok.stdout
     bad = tmp_path / "points.csv"
     bad.write_text("point,phase\nx,prompt\n")
     err = subprocess.run([sys.executable, str(SCRIPT), "--points", str(bad)], capture_output=True, text=True,

@@ -4,13 +4,16 @@ A GPU running a step draws a floor (idle power plus the clocks' own switching, w
 SM clock) and, on top, energy per unit of work: per tensor FLOP at the GEMM datatype's rate and per
 byte moved in HBM or over the link (an energy roofline: Choi et al., IPDPS 2013):
 
-    P = TDP · [ idle + active · g(φ) ] + TDP · [ compute · v(φ)² · F / peak + memory · (B + B_link) / BW ] / T
+    P = TDP · [ idle + active · g(φ) ]
+        + TDP · [ compute · v(φ)² · F / peak + memory · m(φ) · (B + B_link) / BW ] / T
 
 F, B are the step's FLOPs and bytes (`cost.work`), T its seconds (the time model), `peak` and `BW`
 the spec sheet's FLOP/s and HBM bandwidth, and the four fractions of TDP the family's fitted power
 profile (`power_profiles/<family>.yaml`). φ is the SM clock relative to its maximum, v(φ) the relative
 core voltage (linear from `voltage_floor` at zero clock to 1) and g(φ) = φ · v(φ)²: dynamic power of
-switching logic. HBM traffic is priced at a clock-independent energy per byte (its own voltage rail).
+switching logic; m(φ) = 1 - s + s · v(φ)²: of the energy per HBM byte, a share s
+(`memory_core_share`: L2, crossbar, load/store paths) sits on the core rail and falls with v(φ)²;
+the DRAM's own share does not depend on the clock.
 
 Default state: the time model's seconds are as calibrated, at φ = 1; a step whose predicted power
 exceeds the board limit (TDP) runs at the limit, i.e. the clock the firmware would pick, which the
@@ -55,7 +58,11 @@ class PowerProfile:
     compute_frac: float = 0.8
     """Extra power at the spec sheet's peak tensor FLOP/s, fraction of TDP (scales with v(φ)²)."""
     memory_frac: float = 0.45
-    """Extra power at the spec sheet's HBM bandwidth, fraction of TDP (clock-independent)."""
+    """Extra power at the spec sheet's HBM bandwidth, fraction of TDP."""
+    memory_core_share: float = 0.0
+    """Share of that HBM-traffic power drawn on the core rail (L2, crossbar, the SMs' load/store
+    paths), which scales with v(φ)² as FLOPs do; the rest (the DRAM and its interface) does not
+    depend on the SM clock. 0: all of it clock-independent."""
     voltage_floor: float = 0.6
     """Relative core voltage extrapolated to zero clock: v(φ) = floor + (1 - floor) φ."""
     memory_clock_knee: float = 0.3
@@ -68,6 +75,10 @@ class PowerProfile:
 
     def g(self, phi):
         return phi * self.v(phi) ** 2
+
+    def byte_scale(self, phi):
+        """Relative energy per byte at clock φ: the core-rail share falls with v(φ)²."""
+        return 1.0 - self.memory_core_share + self.memory_core_share * self.v(phi) ** 2
 
 
 def board_idle_w(hardware: HardwareSpec, profile: PowerProfile) -> float:
@@ -85,7 +96,7 @@ def board_watts(profile: PowerProfile, hardware: HardwareSpec, phi, flops_per_s,
         board_idle_w(hardware, profile)
         + tdp * profile.active_frac * profile.g(phi)
         + tdp * profile.compute_frac * profile.v(phi) ** 2 * flops_per_s / hardware.peak_flops(dtype)
-        + tdp * profile.memory_frac * bytes_per_s / hardware.hbm_bytes_per_s
+        + tdp * profile.memory_frac * profile.byte_scale(phi) * bytes_per_s / hardware.hbm_bytes_per_s
     )
 
 
@@ -114,6 +125,8 @@ def _load(path: str) -> PowerProfile:
             raise InputFileError(p, f"parameters.{key}: unknown key; valid: {', '.join(sorted(known))}")
         if key != "source" and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
             raise InputFileError(p, f"parameters.{key}: expected a number >= 0, got {value!r}")
+        if key == "memory_core_share" and value > 1:
+            raise InputFileError(p, f"parameters.{key}: expected a share between 0 and 1, got {value!r}")
     return PowerProfile(**params)
 
 
@@ -143,11 +156,13 @@ class PowerModel:
     """Energy (and, under a cap or clock limit, duration) of an instance's steps.
 
     `num_gpus` = tp x pp boards draw the floor for the whole step; the work is done by `tp` ranks.
+    `board_limit_w` is the board's own power limit when it differs from the TDP that scales the
+    profile (a board sold in a higher-power configuration); default the TDP.
     """
 
     def __init__(
         self, cost_model: CostModel, work: WorkModel, hardware: HardwareSpec, profile: PowerProfile,
-        tp: int = 1, pp: int = 1, limit: PowerLimit | None = None,
+        tp: int = 1, pp: int = 1, limit: PowerLimit | None = None, board_limit_w: float | None = None,
     ):
         if not hardware.tdp_w:
             raise ConfigError("hardware.tdp_w", f"{hardware.name} has no TDP: the power model needs one")
@@ -162,7 +177,8 @@ class PowerModel:
         self._floor_w = self.idle_w + self.num_gpus * self.tdp * pr.active_frac
         self._j_per_flop = tp * self.tdp * pr.compute_frac / hardware.peak_flops(work.layout.gemm_dtype)
         self._j_per_byte = tp * self.tdp * pr.memory_frac / hardware.hbm_bytes_per_s
-        self._max_w = self.num_gpus * self.tdp
+        self.board_limit_w = float(board_limit_w or self.tdp)
+        self._max_w = self.num_gpus * self.board_limit_w
         self._split_cache: dict[int, tuple] = {}
         self._clock_cache: dict[tuple, tuple] = {}
         self._energy_cache: dict[int, tuple[float, float]] = {}
@@ -308,7 +324,8 @@ class PowerModel:
         ones = np.ones(np.broadcast(compute_s, flops).shape)
         # The default clock: the time model's seconds hold there; above the board limit, lower.
         base = self._highest(lambda p: at(p, p)[1] - self._max_w, ones)
-        per_gpu = self.tdp if self.limit.cap_w is None else min(self.limit.cap_w, self.tdp)
+        limit_w = self.board_limit_w
+        per_gpu = limit_w if self.limit.cap_w is None else min(self.limit.cap_w, limit_w)
         top = base if self.limit.clock_frac is None else np.minimum(base, self.limit.clock_frac)
         phi = self._highest(lambda p: at(p, base)[1] - per_gpu * self.num_gpus, top)
         seconds, watts = at(phi, base)
@@ -331,6 +348,8 @@ class PowerModel:
         compute_s, memory_s, other_s, hidden_s, flops, nbytes = (convert(x) for x in values)
         larger = max if scalar else np.maximum
         byte_j = self._j_per_byte * nbytes
+        core_byte_j = byte_j * pr.memory_core_share  # on the core rail: falls with v(φ)² like FLOPs
+        hbm_byte_j = byte_j - core_byte_j
         flop_j = self._j_per_flop * flops
         active_w = self.num_gpus * self.tdp * pr.active_frac
         knee, floor = pr.memory_clock_knee, pr.voltage_floor
@@ -341,7 +360,8 @@ class PowerModel:
             seconds = compute_s * base / phi + memory + other_s
             seconds = larger(seconds, 1e-12)
             v = floor + (1.0 - floor) * phi
-            watts = self.idle_w + active_w * phi * v * v + (flop_j * v * v + byte_j) / seconds
+            dynamic_j = (flop_j + core_byte_j) * v * v + hbm_byte_j
+            watts = self.idle_w + active_w * phi * v * v + dynamic_j / seconds
             return seconds, watts
 
         return at

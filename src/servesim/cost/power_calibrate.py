@@ -119,7 +119,7 @@ def _point(row: dict, max_clock: float, hardware: HardwareSpec, cost_profile: Co
 
 def fit_power_profile(
     points: list[PowerPoint], hardware: HardwareSpec, voltage_floor: float = 0.3,
-    memory_clock_knee: float = 0.3, source: str = "",
+    memory_clock_knee: float = 0.3, source: str = "", memory_core_share: float = 0.0,
 ) -> PowerProfile:
     """The profile's fractions from measured points (see the module doc)."""
 
@@ -128,6 +128,7 @@ def fit_power_profile(
     start = PowerProfile(
         idle_frac=idle / tdp, active_frac=0.0, compute_frac=0.0, memory_frac=0.0,
         voltage_floor=voltage_floor, memory_clock_knee=memory_clock_knee,
+        memory_core_share=memory_core_share,
     )
     launch = [p for p in points if p.point == "launch_floor"]
     active = max(0.0, (launch[0].watts - idle) / tdp / start.g(launch[0].clock_frac)) if launch else 0.0
@@ -139,7 +140,7 @@ def fit_power_profile(
     bu = np.array([p.hbm_bytes / p.seconds for p in steps]) / hardware.hbm_bytes_per_s
     watts = np.array([p.watts for p in steps])
     y = watts - idle - tdp * active * start.g(phi)
-    design = tdp * np.c_[start.v(phi) ** 2 * fu, bu]
+    design = tdp * np.c_[start.v(phi) ** 2 * fu, start.byte_scale(phi) * bu]
     (compute, memory), _ = nnls(design / watts[:, None], y / watts)
     return replace(start, active_frac=active, compute_frac=float(compute), memory_frac=float(memory),
                    source=source)
