@@ -106,3 +106,14 @@ def test_probe_sums_equal_those_over_the_whole_column(gaps, values, sizes, queri
     some = n > 0
     assert (probe.before["x"][some] == cum[n[some] - 1]).all()
     assert (probe.last["x"][some] == x[n[some] - 1]).all() and np.isnan(probe.last["x"][~some]).all()
+
+
+def test_csvs_written_a_few_rows_at_a_time_are_the_same_bytes(tmp_path, monkeypatch):
+    from servesim.metrics import columns
+
+    result = run(build(load_config(MIXED)))
+    result.save(tmp_path / "whole")
+    monkeypatch.setattr(columns, "CSV_ROWS", 7)
+    result.save(tmp_path / "pieces")
+    for name in ("requests.csv", "timeseries.csv"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "pieces" / name).read_bytes()
