@@ -120,7 +120,7 @@ def instance_chunks(steps) -> dict[int, Callable[[], Iterator[Chunk]]]:
     if hasattr(steps, "chunks"):
         if not steps.spilled:
             return instance_chunks(steps.to_columns()) if steps.num_records and steps.enabled else {}
-        order = _instances_in_start_order(steps)
+        order = instances_in_start_order(steps)
         if order is None:
             return instance_chunks(steps.to_columns())
         return {i: _pieces_of(steps, i) for i in order}
@@ -164,7 +164,7 @@ def _pieces_of(log, instance: int):
     return pieces
 
 
-def _instances_in_start_order(log) -> list[int] | None:
+def instances_in_start_order(log) -> list[int] | None:
     """The log's instances in order of first appearance, or None if some instance's starts do not
     strictly increase in log order."""
     last: dict[int, float] = {}

@@ -161,7 +161,7 @@ class StepLog:
         if not self.num_records or not self.enabled:
             return Columns({c: np.empty(0, dtype=object) for c in COLUMNS})  # as an empty frame
         if self.spilled:  # read back only if asked for
-            return LazyColumns(lambda: self.columns(widen=False), self.num_records)
+            return LazyColumns(lambda: self.columns(widen=False), self.num_records, self)
         return Columns(self.columns(widen=False))
 
     def to_frame(self):
@@ -175,10 +175,17 @@ class StepLog:
 class LazyColumns(Columns):
     """`Columns` made by `load` on first use (a long step log read back from its file)."""
 
-    def __init__(self, load, length: int):
+    def __init__(self, load, length: int, log=None):
         self._load = load
         self._len = length
         self._loaded: dict | None = None
+        self._log = log
+
+    @property
+    def unread_log(self):
+        """The `StepLog` these columns come from while they are not read yet (else None): a
+        consumer may read it piece by piece instead (`metrics.timeseries`)."""
+        return self._log if self._loaded is None else None
 
     @property
     def _cols(self) -> dict:
