@@ -65,6 +65,7 @@ def test_a_spilled_step_log_read_in_batches_gives_the_same_run(monkeypatch):
     whole = run(build(load_config(MIXED)))
     monkeypatch.setattr(step_module, "BLOCK_ROWS", 16)
     monkeypatch.setattr(step_module, "SPILL_ROWS", 40)
+    monkeypatch.setattr(step_module, "READ_ROWS", 13)
     monkeypatch.setattr(energy, "REQUEST_BATCH", 7)  # several passes over the log
     spilled_logs = []
     original = step_module.StepLog._spill

@@ -6,7 +6,7 @@ the array, which grows in place (`ndarray.resize`: a large block is remapped, no
 log never exists twice, not even when its columns are handed out at the end of a run.
 
 A long run's log does not stay in memory: past `spill_rows` rows the array goes to an unnamed
-temporary file and starts again, so memory holds at most `spill_rows` rows (~7 MiB) whatever the
+temporary file and starts again, so memory holds at most `spill_rows` rows (~3.5 MiB) whatever the
 run's length. The run's metrics read the log a piece at a time (`chunks`: energy in
 `metrics.energy`); its columns as arrays (`columns`, `to_columns`: the step table, time series)
 read the file back only when asked for.
@@ -46,9 +46,10 @@ ROW = np.dtype([
     ("energy_j", np.float64),
 ], align=False)
 BLOCK_ROWS = 8192
-SPILL_ROWS = 1 << 17
-"""Rows a log holds in memory (~7 MiB, and the size of a piece read back); older rows wait in a
-temporary file."""
+SPILL_ROWS = 1 << 16
+"""Rows a log holds in memory (~3.5 MiB); older rows wait in a temporary file."""
+READ_ROWS = 1 << 15
+"""Rows of a piece `chunks` gives (~1.8 MiB; what a reader holds, with its sums, at a time)."""
 
 
 class StepLog:
@@ -113,7 +114,7 @@ class StepLog:
         self._size = 0
 
     def chunks(self) -> Iterator[np.ndarray]:
-        """The rows in log order as structured arrays of at most `spill_rows` rows (the file's
+        """The rows in log order as structured arrays of at most `READ_ROWS` rows (the file's
         rows read back a piece at a time, then those in memory)."""
         if self._pending:
             self._flush()
@@ -121,11 +122,11 @@ class StepLog:
             self._file.seek(0)
             left = self._spilled
             while left:
-                piece = np.fromfile(self._file, dtype=ROW, count=min(left, self.spill_rows))
+                piece = np.fromfile(self._file, dtype=ROW, count=min(left, READ_ROWS))
                 left -= len(piece)
                 yield piece
-        if self._size:
-            yield self._rows[: self._size]
+        for at in range(0, self._size, READ_ROWS):
+            yield self._rows[at : min(at + READ_ROWS, self._size)]
 
     def _table(self) -> np.ndarray:
         if self._pending:
