@@ -3,6 +3,7 @@
     PYTHONPATH=src python tools/fit_published.py                 # every family, then engine versions
     PYTHONPATH=src python tools/fit_published.py cdna3 gaudi     # some of them
     PYTHONPATH=src python tools/fit_published.py vllm-rocm-2024  # one engine version (ENGINE_FIT)
+    PYTHONPATH=src python tools/fit_published.py tensorrt-llm-pytorch  # its host time on Grace (HOST_CPU_FIT)
 
 For each family, the `split=fit` rows of data/measurements/published/throughput.csv (none of them
 MLPerf) are replayed in the simulator and the profile's efficiencies fitted to their tokens per
@@ -18,19 +19,23 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import yaml
 
+from servesim.catalog.specs import get_hardware
 from servesim.cli.throughput import ROBUST_SCALE, THROUGHPUT_FIT, THROUGHPUT_PRIOR
 from servesim.core.files import write_file
 from servesim.cost.calibrate import fit
-from servesim.cost.engines import ENGINE_DIR
+from servesim.cost.engines import ENGINE_DIR, resolve_engine
 from servesim.cost.host import EngineProfile
 from servesim.cost.profile import PROFILE_DIR, family_profile, save_profile
 from servesim.cost.published import read_published
+from servesim.cost.roofline import RooflineCostModel
 from servesim.studies.throughput import (
     ThroughputData,
     error_table,
     family_of,
+    record_trace,
     summarize_errors,
     tie_efficiencies,
 )
@@ -145,6 +150,67 @@ def fit_engine(kind: str, rows) -> None:
               f"worst {s['max_abs_pct']:5.1f}%", flush=True)
 
 
+HOST_CPU_FIT = {"tensorrt-llm-pytorch": ("grace", "blackwell")}
+"""Engines whose host time is fitted again for another host CPU. The rows marked split=engine that run
+under `kind` come in pairs: the same model, layout and lengths on a device with that `host_cpu` and on
+an x86-hosted device of the same family. One factor on all of the engine's host terms is fitted to the
+ratio of each pair's tokens per second, with the family profile (and the x86 host terms fitted with
+it) fixed, so what the family profile gets wrong about the model itself cancels. tensorrt-llm-pytorch
+on Grace: the performance overview's Llama 4 Scout rows on GB200 (one Grace CPU per two GPUs) and
+DGX B200 (x86), whose 1:1 rows run 0.73-0.79x on GB200 and its long-output and long-prompt rows
+0.98-1.06x."""
+
+
+def host_cpu_pairs(kind: str, cpu: str, rows) -> list[tuple]:
+    """(row on the `cpu` host, the same setup on an x86 host) for the split=engine rows of `kind`."""
+    own = [r for r in rows if r.engine == kind and r.split == "engine"]
+    setup = lambda r: (r.model, r.tp, r.pp, r.input_len, r.output_len)  # noqa: E731
+    x86 = {setup(r): r for r in own if get_hardware(r.device).host_cpu == "x86"}
+    return [(r, x86[setup(r)]) for r in own if get_hardware(r.device).host_cpu == cpu]
+
+
+def fit_host_cpu(kind: str, rows) -> None:
+    cpu, family = HOST_CPU_FIT[kind]
+    pairs = host_cpu_pairs(kind, cpu, rows)
+    traces = {r.id: record_trace(r) for pair in pairs for r in pair}
+    profile, engine = family_profile(family), resolve_engine(kind)
+
+    def tokens_per_s(row, factor: float) -> float:
+        host = get_hardware(row.device).host_cpu
+        priced = replace(engine, host_cpu_scale={cpu: factor}).apply(profile, host)
+        cost = RooflineCostModel(row.spec, get_hardware(row.device), tp=row.tp, pp=row.pp, profile=priced)
+        t = traces[row.id]
+        return t.scale * t.tokens / t.seconds(cost)
+
+    def residuals(factor: float) -> np.ndarray:  # log of measured over predicted pair ratios
+        return np.array([np.log(g.tokens_per_s / x.tokens_per_s)
+                         - np.log(tokens_per_s(g, factor) / tokens_per_s(x, factor)) for g, x in pairs])
+
+    def loss(log_factor: float) -> float:  # the soft-L1 loss of the family fits (cost/calibrate.py)
+        z = (residuals(np.exp(log_factor)) / ROBUST_SCALE) ** 2
+        return float(np.sum(np.sqrt(1.0 + z) - 1.0))
+
+    grid = np.linspace(0.0, np.log(20.0), 31)
+    best = grid[int(np.argmin([loss(g) for g in grid]))]
+    fine = np.linspace(best - 0.1, best + 0.1, 21)
+    factor = float(np.exp(fine[int(np.argmin([loss(g) for g in fine]))]))
+    errors = {name: 100 * np.abs(np.expm1(residuals(f)))
+              for name, f in (("x86 host time", 1.0), (f"x{factor:.2f}", factor))}
+    path = ENGINE_DIR / f"{kind}.yaml"
+    data_yaml = yaml.safe_load(path.read_text())
+    data_yaml["host_cpu_scale"] = {cpu: round(factor, 3)}
+    comments = [line for line in path.read_text().splitlines()
+                if line.startswith("#") and "host_cpu_scale" not in line]
+    comments += [f"# host_cpu_scale.{cpu}, {name}: {len(e)} {cpu}/x86 pairs, |error| of the ratio median "
+                 f"{np.median(e):.1f}% / worst {np.max(e):.1f}% (written by tools/fit_published.py)"
+                 for name, e in errors.items()]
+    text = "\n".join(comments) + "\n" + yaml.safe_dump(data_yaml, sort_keys=False)
+    write_file(path, lambda p: p.write_text(text))
+    for name, e in errors.items():
+        print(f"{kind:14} {cpu} {name:14} {len(e):4} pairs  median |err| {np.median(e):5.1f}%  "
+              f"worst {np.max(e):5.1f}%", flush=True)
+
+
 def write_engine_host(kind: str, host: dict[str, float]) -> None:
     """Put fitted host coefficients into a shipped engine profile, keeping its other keys."""
     path = ENGINE_DIR / f"{kind}.yaml"
@@ -153,6 +219,8 @@ def write_engine_host(kind: str, host: dict[str, float]) -> None:
     data = yaml.safe_load(path.read_text())
     sizes = (data.get("engine") or {}).get("graph_batch_sizes", [])
     data["engine"] = {"graph_batch_sizes": sizes, "host": {k: float(v) for k, v in host.items()}}
+    if "host_cpu_scale" in data:  # keep it after the engine section, where fit_host_cpu writes it
+        data["host_cpu_scale"] = data.pop("host_cpu_scale")
     text = "\n".join(comments) + "\n" + yaml.safe_dump(data, sort_keys=False)
     write_file(path, lambda p: p.write_text(text))
 
@@ -185,9 +253,11 @@ def header(family: str, fit_rows, summary: dict, fitted) -> str:
 
 def main(argv: list[str]) -> None:
     rows = read_published(ROWS)
-    for name in argv or [*FAMILIES, *ENGINE_FIT]:
+    for name in argv or [*FAMILIES, *ENGINE_FIT, *HOST_CPU_FIT]:
         if name in ENGINE_FIT:  # after its family: the scale is relative to the fitted device profile
             fit_engine(name, rows)
+        elif name in HOST_CPU_FIT:  # after its family, whose fit sets the engine's x86 host terms
+            fit_host_cpu(name, rows)
         else:
             fit_family(name, rows)
 

@@ -465,7 +465,7 @@ def engine_profile(config: SimConfig, hardware: HardwareSpec):
     kind = config.engine.kind
     if kind is not None and kind.endswith((".yaml", ".yml")):
         kind = str(config.resolve_path(kind))
-    return apply_engine(resolve_profile(hardware.family, path), kind)
+    return apply_engine(resolve_profile(hardware.family, path), kind, host_cpu=hardware.host_cpu)
 
 
 def make_cost_model(

@@ -86,6 +86,8 @@ def test_a_device_profiles_own_host_terms_win_over_the_engines():
     ({"behaviours": {"decode_attention": "magic"}}, "behaviours.decode_attention"),
     ({"batching": {"chunked_prefill": 3}}, "batching.chunked_prefill"),
     ({"speed": 1}, "unknown key 'speed'"),
+    ({"host_cpu_scale": {"grace": 0}}, "host_cpu_scale.grace"),
+    ({"host_cpu_scale": {"power9": 2}}, "host_cpu_scale: unknown CPU 'power9'"),
 ])
 def test_bad_engine_files_name_the_key(tmp_path, body, expected):
     path = tmp_path / "bad.yaml"
@@ -120,10 +122,51 @@ def test_published_rows_are_priced_with_their_own_engine(tmp_path):
 def test_engine_versions_are_fitted_on_their_own_rows_and_never_on_mlperf():
     rows = read_published(PUBLISHED)
     engine_rows = [r for r in rows if r.split == "engine"]
-    assert engine_rows and {r.engine for r in engine_rows} == {"vllm-rocm-2024"}
+    assert engine_rows and {r.engine for r in engine_rows} == {"vllm-rocm-2024", "tensorrt-llm-pytorch"}
     assert not any(r.id.startswith("mlperf") for r in rows if r.split != "check")
     old = resolve_engine("vllm-rocm-2024")
     assert 0 < old.scale["attn_decode_memory_eff"] < 1  # the 2024 build streams HBM slower
     cdna3 = family_profile("cdna3")
     assert old.apply(cdna3).gemm_memory_eff == pytest.approx(
         cdna3.gemm_memory_eff * old.scale["gemm_memory_eff"])
+
+
+def grace_step(host_cpu=None, kind="tensorrt-llm-pytorch"):
+    hardware = {"base": "gb200"} if host_cpu is None else {"base": "gb200", "host_cpu": host_cpu}
+    cfg = small_config(hardware=hardware, model="qwen3-30b-a3b")
+    cfg["engine"]["kind"] = kind
+    config = load_config(cfg)
+    model = make_cost_model(config, get_model(config.model), get_hardware(hardware))
+    return model.step_time(StepShape([(512, 0)], 1024, 1024 * 700))  # a mixed (eager) step
+
+
+def test_an_engines_host_time_follows_the_servers_host_cpu():
+    # GB200 NVL72 runs the engine's Python on a Grace CPU, DGX B200 on x86 Xeons (catalog).
+    assert get_hardware("gb200").host_cpu == "grace" and get_hardware("b200").host_cpu == "x86"
+    engine = resolve_engine("tensorrt-llm-pytorch")
+    factor = engine.host_cpu_scale["grace"]
+    assert factor > 1
+    x86 = engine.apply(family_profile("blackwell")).engine
+    grace = engine.apply(family_profile("blackwell"), "grace").engine
+    for term in ("graph.serial.seqs", "eager.serial.seqs"):
+        assert grace.coefficient(term) == pytest.approx(factor * x86.coefficient(term))
+    # through a config: the same step on the same GPU costs more on the Grace host, by the host time
+    host = 1025 * x86.coefficient("eager.serial.seqs")  # 1,024 decodes and one prompt
+    assert grace_step() - grace_step("x86") == pytest.approx((factor - 1) * host, rel=1e-6)
+    assert grace_step(kind="tensorrt-llm") == grace_step("x86", kind="tensorrt-llm")  # no host layer
+
+
+def test_an_unknown_host_cpu_is_a_config_error_naming_the_key():
+    with pytest.raises(ConfigError, match="hardware.host_cpu.*x86, grace"):
+        get_hardware({"base": "gb200", "host_cpu": "power9"})
+
+
+def test_the_grace_host_factor_is_fitted_on_engine_rows_only():
+    # Fitted on Llama 4 Scout pairs, GB200 (Grace) against DGX B200 (x86), all split=engine; every other
+    # GB200 row is held out, and no other B200 row is an engine row.
+    rows = [r for r in read_published(PUBLISHED) if r.device in ("gb200", "b200")]
+    engine = [r for r in rows if r.split == "engine"]
+    assert {r.model for r in engine} == {"llama4-scout"}
+    assert {r.engine for r in engine} == {"tensorrt-llm-pytorch"}
+    assert sum(r.device == "gb200" for r in engine) == sum(r.device == "b200" for r in engine) == 9
+    assert all(r.split == "check" for r in rows if r.device == "gb200" and r.model != "llama4-scout")

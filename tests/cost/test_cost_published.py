@@ -16,7 +16,8 @@ HEADER = (
 )
 ROWS = [
     "a,h100-sxm,llama3-8b,bf16,bf16,bf16,1,1,32,2048,continuous,256,64,96,output,2500,fit,https://x/a",
-    "b,h100-sxm,llama3-8b,bf16,bf16,bf16,1,2,16,,continuous,512,32,64,total,30000,check,https://x/b",
+    "b,h100-sxm,llama3-8b,bf16,bf16,bf16,1,2,16,,continuous,512,32,64,total,30000,check,"
+    "https://x/inference_results_v5.0/b",
     "c,h100-sxm,llama3-8b,fp8,fp8,fp8,2,1,8,,static,128,16,8,output,900,fit,https://x/c",
 ]
 
@@ -130,6 +131,7 @@ def test_check_and_calibrate_end_to_end(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert [r["id"] for r in out["rows"]] == ["a", "b", "c"]
     assert out["summary"]["all"]["all"]["rows"] == 3 and "nvidia" in out["summary"]["all"]
+    assert out["summary"]["check"]["mlperf"]["rows"] == 1  # MLPerf results are a group of their own
     assert main(["costmodel", "check", "--throughput", path, "--split", "check", "--markdown"]) == 0
     assert "| b | h100-sxm |" in capsys.readouterr().out
     prof = tmp_path / "p.yaml"
@@ -140,7 +142,7 @@ def test_check_and_calibrate_end_to_end(tmp_path, capsys):
     assert cal["family"] == "hopper" and cal["summary"]["fit"]["rows"] == 2
     assert cal["summary"]["fit"]["median_abs_pct"] <= cal["summary"]["before"]["median_abs_pct"]
     header = prof.read_text()
-    assert "https://x/a" in header and "https://x/c" in header and "https://x/b" not in header
+    assert "https://x/a" in header and "https://x/c" in header and "/b" not in header
     assert load_profile(prof).gemm_compute_eff == pytest.approx(cal["profile"]["gemm_compute_eff"])
     # bad combinations are usage errors
     assert main(["costmodel", "calibrate", "--throughput", path, "--hardware", "h100-sxm", "--out", "x"]) == 2

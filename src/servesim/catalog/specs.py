@@ -234,6 +234,10 @@ class ModelSpec:
         return self.num_layers * width * DTYPE_BYTES[self.kv_dtype]
 
 
+HOST_CPUS = ("x86", "grace")
+"""Host CPUs an engine's host time is priced for (engine profiles' `host_cpu_scale`)."""
+
+
 @dataclass(frozen=True)
 class HardwareSpec:
     name: str
@@ -259,6 +263,9 @@ class HardwareSpec:
     fraction of TDP."""
     max_clock_mhz: float = 0.0
     """Maximum (boost) SM clock, MHz: the reference of `power.clock_mhz`; 0 if unknown."""
+    host_cpu: str = "x86"
+    """The server's host CPU (`x86`, or `grace` for Grace-hosted GB200/GH200): an engine's host time
+    is priced per CPU (`host_cpu_scale` of an engine profile, docs/cost-model.md section 4)."""
     usd_per_hour: float | None = None
     """Default rental price of one device, $/hour (source and date beside the entry); None: unknown,
     set `pricing.usd_per_gpu_hour`."""
@@ -270,6 +277,8 @@ class HardwareSpec:
         object.__setattr__(self, "aliases", tuple(self.aliases))
         if "bf16" not in self.peak_tflops:
             raise ConfigError("peak_tflops", "needs at least a bf16 entry")
+        if self.host_cpu not in HOST_CPUS:
+            raise ConfigError("host_cpu", f"expected one of {', '.join(HOST_CPUS)}, got {self.host_cpu!r}")
 
     @property
     def hbm_bytes(self) -> float:

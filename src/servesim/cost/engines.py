@@ -33,7 +33,7 @@ BEHAVIOURS = (*CHOICES, "attn_decode_blocks_per_core")
 whether one sequence limits decode-attention parallelism (0: the kernel splits long contexts)."""
 BATCHING = ("max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "static_batches")
 """The engine's documented batching defaults (used where a setup does not state them)."""
-KEYS = ("description", "source", "behaviours", "scale", "batching", "engine")
+KEYS = ("description", "source", "behaviours", "scale", "batching", "engine", "host_cpu_scale")
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,12 @@ class EngineKind:
     """Batching defaults: token budget, sequences, chunked prefill, static batches."""
     host: EngineProfile | None = None
     """The engine's host layer; None keeps the device profile's."""
+    host_cpu_scale: dict[str, float] = field(default_factory=dict, hash=False)
+    """Host time on a server with this host CPU (`HardwareSpec.host_cpu`) over host time on the x86
+    servers the host layer was fitted on; a CPU not listed: 1."""
 
-    def apply(self, profile: CostProfile) -> CostProfile:
-        """The device profile as this engine runs it."""
+    def apply(self, profile: CostProfile, host_cpu: str = "x86") -> CostProfile:
+        """The device profile as this engine runs it on a server with that host CPU."""
         values: dict = dict(self.behaviours)
         values.update({k: getattr(profile, k) * v for k, v in self.scale.items()})
         out = profile.with_values(**values) if values else profile
@@ -59,8 +62,10 @@ class EngineKind:
             return out
         # A device profile calibrated on an engine's own logs carries measured host terms: they win.
         mine = out.engine
+        factor = self.host_cpu_scale.get(host_cpu, 1.0)
+        terms = {**self.host.host, **{k: v for k, v in mine.host.items() if v}}
         host = EngineProfile(mine.graph_batch_sizes or self.host.graph_batch_sizes,
-                             {**self.host.host, **{k: v for k, v in mine.host.items() if v}},
+                             {k: v * factor for k, v in terms.items()},
                              mine.prefill_attention if mine.has_host else self.host.prefill_attention)
         return replace(out, engine=host)
 
@@ -84,8 +89,10 @@ def resolve_engine(kind: str, key: str = "engine.kind") -> EngineKind:
                            "or an engine profile YAML file")
 
 
-def apply_engine(profile: CostProfile, kind: str | None, key: str = "engine.kind") -> CostProfile:
-    return profile if not kind else resolve_engine(kind, key).apply(profile)
+def apply_engine(profile: CostProfile, kind: str | None, key: str = "engine.kind",
+                 host_cpu: str = "x86") -> CostProfile:
+    """The profile as engine `kind` runs it on a server with that host CPU (unset kind: as is)."""
+    return profile if not kind else resolve_engine(kind, key).apply(profile, host_cpu)
 
 
 @lru_cache(maxsize=32)
@@ -107,7 +114,21 @@ def _load(path: str, name: str) -> EngineKind:
         scale=_scale(data.get("scale") or {}, path),
         batching=_batching(data.get("batching") or {}, path),
         host=engine_from_dict(data["engine"], path) if "engine" in data else None,
+        host_cpu_scale=_host_cpu_scale(data.get("host_cpu_scale") or {}, path),
     )
+
+
+def _host_cpu_scale(data: dict, where: str) -> dict[str, float]:
+    from servesim.catalog.specs import HOST_CPUS
+
+    for key, value in _mapping(data, "host_cpu_scale", where).items():
+        if key not in HOST_CPUS:
+            expected = ", ".join(HOST_CPUS)
+            raise InputFileError(where, f"host_cpu_scale: unknown CPU {key!r}; expected {expected}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100 \
+                or not math.isfinite(value):
+            raise InputFileError(where, f"host_cpu_scale.{key}: expected a number in (0, 100], got {value!r}")
+    return {k: float(v) for k, v in data.items()}
 
 
 def _behaviours(data: dict, where: str) -> dict:

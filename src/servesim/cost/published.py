@@ -85,6 +85,12 @@ class PublishedRow:
         )
 
     @property
+    def is_mlperf(self) -> bool:
+        """An MLPerf Inference result (from an MLCommons `inference_results_v*` repository): held out
+        from every fit, the project's own check."""
+        return "inference_results_v" in self.source
+
+    @property
     def gpus(self) -> int:
         return self.tp * self.pp * self.instances
 

@@ -161,9 +161,9 @@ def record_trace(row: PublishedRow) -> StepTrace:
 
 
 def row_profile(row: PublishedRow, profile: CostProfile) -> CostProfile:
-    """The profile as this row's engine runs it (`cost/engines/`), with the static KV cache length
-    the row states."""
-    profile = apply_engine(profile, row.engine or None)
+    """The profile as this row's engine runs it (`cost/engines/`) on the row's host CPU, with the
+    static KV cache length the row states."""
+    profile = apply_engine(profile, row.engine or None, host_cpu=get_hardware(row.device).host_cpu)
     if row.padded_cache:
         return profile.with_values(decode_attention="padded_cache", decode_padded_tokens=row.padded_cache)
     return profile
@@ -220,17 +220,18 @@ def error_table(rows, predicted: np.ndarray) -> list[dict]:
             "id": r.id, "line": r.line, "device": r.device, "family": family_of(r), "model": r.model,
             "split": r.split, "engine": r.engine, "measured": r.tokens_per_s, "predicted": float(p),
             "error_pct": float((p / r.tokens_per_s - 1) * 100), "source": r.source,
+            "mlperf": r.is_mlperf,
         })
     return out
 
 
 def summarize_errors(table: list[dict]) -> dict[str, dict]:
-    """Median and worst absolute error, overall, NVIDIA, non-NVIDIA and per family."""
+    """Median and worst absolute error, overall, NVIDIA, non-NVIDIA, MLPerf and per family."""
     groups: dict[str, list[float]] = {"all": []}
     for row in table:
         err = abs(row["error_pct"])
         vendor = "nvidia" if row["family"] in NVIDIA_FAMILIES else "non-nvidia"
-        for key in ("all", vendor, row["family"]):
+        for key in ("all", vendor, *(("mlperf",) if row.get("mlperf") else ()), row["family"]):
             groups.setdefault(key, []).append(err)
     return {
         k: {"rows": len(v), "median_abs_pct": float(np.median(v)), "max_abs_pct": float(np.max(v))}
