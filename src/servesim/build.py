@@ -155,7 +155,7 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
         carbon_intensity(config), filtered.counts(), elastic, kv_setup, filtered.rejected,
     )
     if table.program_id is not None or elastic is not None:
-        built.requests  # programs link calls, elastic fleets hand requests over: objects up front
+        _ = built.requests  # programs link calls, elastic fleets hand requests over: objects up front
     return built
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-
 CSV_ROWS = 1 << 15
+"""Rows of a CSV formatted at a time."""
 
 
 class Columns(Mapping):

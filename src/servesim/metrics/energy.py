@@ -119,7 +119,8 @@ def request_energy(steps, requests) -> np.ndarray:
             span_j = hi.at["energy_j"] - np.where(below, lo.at["energy_j"], hi.at["energy_j"])
             span_tok = hi.at["tokens"] - np.where(below, lo.at["tokens"], hi.at["tokens"])
             rate = np.divide(span_j, span_tok, out=np.zeros_like(span_j), where=span_tok > 0)
-            prompt = _col(requests, "prompt_tokens", np.int64)[pre] - _col(requests, "cached_tokens", np.int64)[pre]
+            prompt = _col(requests, "prompt_tokens", np.int64)[pre]
+            prompt -= _col(requests, "cached_tokens", np.int64)[pre]
             out[pre] += rate * prompt.astype(float)
     return out
 
@@ -161,8 +162,8 @@ def energy_in_intervals(steps, idle_w: list[float | None], edges: np.ndarray) ->
             continue
         probe = Probe("start_s", "right", edges, ["dur", "energy_j"], ["start_s", "dur", "energy_j"])
         scan(map(_with_duration, chunks()), [probe], ("dur", "energy_j"))
-        busy = np.diff(_spread_at(probe, "dur", edges))
-        steps_j = np.diff(_spread_at(probe, "energy_j", edges))
+        busy = np.diff(spread_at(probe, "dur", edges))
+        steps_j = np.diff(spread_at(probe, "energy_j", edges))
         total += steps_j + w * (np.diff(edges) - busy)
     return total
 
@@ -172,7 +173,7 @@ def _with_duration(rows) -> dict[str, np.ndarray]:
     return {"start_s": start, "dur": _col(rows, "end_s") - start, "energy_j": _col(rows, "energy_j")}
 
 
-def _spread_at(probe: Probe, column: str, at: np.ndarray) -> np.ndarray:
+def spread_at(probe: Probe, column: str, at: np.ndarray) -> np.ndarray:
     """`spread_cumulative` of `column` at the probe's times, from the probe's sums and last rows."""
     dur, amount, start = probe.last["dur"], probe.last[column], probe.last["start_s"]
     rate = np.divide(amount, dur, out=np.zeros_like(amount), where=dur > 0)

@@ -23,7 +23,7 @@ import numpy as np
 
 from servesim.core.errors import ConfigError
 from servesim.metrics.columns import Columns
-from servesim.metrics.energy import _spread_at, rows_by_instance, spread_cumulative
+from servesim.metrics.energy import rows_by_instance, spread_at, spread_cumulative
 from servesim.metrics.step_scan import Probe, instance_chunks, instances_in_start_order, scan
 
 if TYPE_CHECKING:
@@ -235,12 +235,12 @@ class _ScannedRows:
     def busy(self) -> np.ndarray:
         p, edges = self.starts, self.edges
         with np.errstate(invalid="ignore"):
-            busy = np.where(p.count > 0, p.before["dur"] + np.clip(edges - p.last["start_s"], 0.0, p.last["dur"]),
-                            0.0)
+            within = np.clip(edges - p.last["start_s"], 0.0, p.last["dur"])
+            busy = np.where(p.count > 0, p.before["dur"] + within, 0.0)
         return np.diff(busy) / np.diff(edges)
 
     def power(self) -> np.ndarray:
-        return np.diff(_spread_at(self.starts, "energy_j", self.edges)) / np.diff(self.edges)
+        return np.diff(spread_at(self.starts, "energy_j", self.edges)) / np.diff(self.edges)
 
 
 def _with_areas(pieces):
