@@ -110,26 +110,33 @@ KERNEL_RATES = {
 cannot see the GEMM rate, and a fit left free carries the Hopper start's 77% of peak to a device whose
 own vendor measures less than half of its FP8 peak on its best GEMM."""
 
-ENGINE_FIT = {"vllm-rocm-2024": ("vllm", "cdna3")}
-"""Engine versions calibrated against another version of the same engine on the same device: the rows
-marked split=engine run under `kind`; its efficiency scales are fitted with the family profile fixed,
-the rows priced as the base engine runs them."""
 SCALED_FIT = ("attn_decode_memory_eff", "comm_bw_eff")
-"""What an engine-version fit scales: its rows (decode-heavy batches of up to 256 after 128-token
-prompts) see HBM streaming and collectives; they cannot tell a GEMM rate apart (fitted, it drifts to
-an unphysical 98% of peak)."""
+"""What an engine-version fit scales by default: its rows (decode-heavy batches of up to 256 after
+128-token prompts) see HBM streaming and collectives; they cannot tell a GEMM rate apart (fitted, it
+drifts to an unphysical 98% of peak)."""
+ENGINE_FIT = {
+    "vllm-rocm-2024": ("vllm", "cdna3", SCALED_FIT),
+    "vllm-cuda-v0": ("vllm", "hopper", SCALED_FIT),
+    "sglang": ("tensorrt-llm", "hopper", SCALED_FIT),
+}
+"""Engines calibrated against another engine (or version) on the same device: the rows marked
+split=engine run under `kind`; its efficiency scales (the third item) are fitted with the family
+profile fixed, the rows priced as the base engine runs them. vllm-cuda-v0 and sglang: the vLLM v0.6.0
+blog's H100 rows (ShareGPT, decode- and prefill-heavy sets; Llama 3 8B at TP 1, 70B at TP 4), against
+the hopper profile; sglang's base is tensorrt-llm, whose profile has the same kernel behaviours and no
+scale or host layer (sglang itself cannot be its base: its own fitted scale would compound)."""
 
 
 def fit_engine(kind: str, rows) -> None:
-    base, family = ENGINE_FIT[kind]
+    base, family, params = ENGINE_FIT[kind]
     own = [r for r in rows if r.engine == kind and r.split == "engine"]
     as_base = [replace(r, engine=base) for r in own]
     start = family_profile(family)
     data = ThroughputData(as_base)
     data.robust_scale = ROBUST_SCALE
-    result = fit([data], start, SCALED_FIT, prior_weight=THROUGHPUT_PRIOR, max_iterations=40)
+    result = fit([data], start, params, prior_weight=THROUGHPUT_PRIOR, max_iterations=40)
     fitted = tie_efficiencies(result.profile)
-    scale = {p: fitted.value(p) / start.value(p) for p in SCALED_FIT}
+    scale = {p: fitted.value(p) / start.value(p) for p in params}
     scale["gemm_memory_eff"] = scale["attn_decode_memory_eff"]  # one HBM, as in the family fits
     path = ENGINE_DIR / f"{kind}.yaml"
     data_yaml = yaml.safe_load(path.read_text())

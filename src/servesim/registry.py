@@ -30,6 +30,7 @@ class Registry(Generic[T]):
         self.required = required
         self._entries: dict[str, type[T]] = {}
         self._aliases: dict[str, str] = {}
+        self._lazy: dict[str, str] = {}
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
         def decorate(cls: type[T]) -> type[T]:
@@ -45,8 +46,14 @@ class Registry(Generic[T]):
         """Accept `name` as another name of `target` (an older spelling or a common pair)."""
         self._aliases[name] = target
 
+    def lazy(self, module: str, *names: str) -> None:
+        """Built-ins that `module` registers, imported when one of them is first asked for: a run
+        imports only the components its config names (each module is start-up time)."""
+        for name in names:
+            self._lazy[name] = module
+
     def names(self) -> list[str]:
-        return sorted([*self._entries, *self._aliases])
+        return sorted({*self._entries, *self._aliases, *self._lazy})
 
     def get(self, name: str, key: str | None = None) -> type[T]:
         """The class for a built-in name or a `module:Class` path; ConfigError naming the key if not.
@@ -54,6 +61,8 @@ class Registry(Generic[T]):
         `key` names the config key when it is not the registry's usual one."""
         key = key or self.key
         name = self._aliases.get(name, name)
+        if name not in self._entries and name in self._lazy:
+            importlib.import_module(self._lazy[name])
         if name in self._entries:
             return self._entries[name]
         if ":" not in name:

@@ -122,13 +122,42 @@ def test_published_rows_are_priced_with_their_own_engine(tmp_path):
 def test_engine_versions_are_fitted_on_their_own_rows_and_never_on_mlperf():
     rows = read_published(PUBLISHED)
     engine_rows = [r for r in rows if r.split == "engine"]
-    assert engine_rows and {r.engine for r in engine_rows} == {"vllm-rocm-2024", "tensorrt-llm-pytorch"}
+    assert engine_rows and {r.engine for r in engine_rows} == {
+        "vllm-rocm-2024", "tensorrt-llm-pytorch", "vllm-cuda-v0", "sglang"}
     assert not any(r.id.startswith("mlperf") for r in rows if r.split != "check")
     old = resolve_engine("vllm-rocm-2024")
     assert 0 < old.scale["attn_decode_memory_eff"] < 1  # the 2024 build streams HBM slower
     cdna3 = family_profile("cdna3")
     assert old.apply(cdna3).gemm_memory_eff == pytest.approx(
         cdna3.gemm_memory_eff * old.scale["gemm_memory_eff"])
+
+
+def test_vllm_on_cuda_has_its_own_profile_and_vllm_on_rocm_keeps_the_unscaled_one():
+    rows = read_published(PUBLISHED)
+    vendor = {r.id: get_hardware(r.device).family for r in rows}
+    nvidia = {"hopper", "ampere", "blackwell"}
+    on_cuda = {r.engine for r in rows if r.engine.startswith("vllm") and vendor[r.id] in nvidia}
+    assert on_cuda == {"vllm-cuda-v0"}
+    assert not any(r.engine == "vllm-cuda-v0" for r in rows if vendor[r.id] not in nvidia)
+    cdna3, hopper = family_profile("cdna3"), family_profile("hopper")
+    assert resolve_engine("vllm").apply(cdna3).attn_decode_memory_eff == cdna3.attn_decode_memory_eff
+    v0 = resolve_engine("vllm-cuda-v0")
+    assert v0.batching["chunked_prefill"] is False and max(v0.host.graph_batch_sizes) == 256
+    assert 0 < v0.scale["attn_decode_memory_eff"] < 1
+    assert v0.apply(hopper).comm_bw_eff == pytest.approx(hopper.comm_bw_eff * v0.scale["comm_bw_eff"])
+
+
+def test_sglang_is_fitted_against_the_reference_engine_so_its_scale_never_compounds():
+    import importlib.util
+
+    path = PUBLISHED.parents[3] / "tools" / "fit_published.py"
+    spec = importlib.util.spec_from_file_location("fit_published", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    base, family, params = tool.ENGINE_FIT["sglang"]
+    reference, sglang = resolve_engine(base), resolve_engine("sglang")
+    assert not reference.scale and reference.host is None and family == "hopper"
+    assert reference.behaviours == sglang.behaviours and set(sglang.scale) >= set(params)
 
 
 def grace_step(host_cpu=None, kind="tensorrt-llm-pytorch"):

@@ -264,3 +264,19 @@ def test_example_configs_validate():
     for name in ("azure_conv", "mooncake_conv", "sharegpt_poisson", "multiclass_sessions", "servegen_mlarge"):
         cfg = load_config(ROOT / "configs" / f"{name}.yaml")
         assert len(build_requests(cfg.workload, stream(cfg.seed, "workload"), cfg.resolve_path)) > 100
+
+
+@pytest.mark.parametrize("sessions, expected", [
+    # 20,000 turns a session, each repeating its history: ~1e11 prompt blocks (terabytes of block ids)
+    ({"turns": {"dist": "fixed", "value": 20_000}}, "KV blocks in all"),
+    # 60 million requests: more than one run holds
+    ({"turns": {"dist": "fixed", "value": 1_000_000}}, "requests one run holds"),
+])
+def test_sessions_too_long_for_a_run_are_config_errors(sessions, expected):
+    """Turns default to at most 1,000,000 a session: without these bounds a run ran out of memory
+    (exit 3) instead of naming the key."""
+    with pytest.raises(ConfigError, match=expected) as err:
+        workload(num_requests=60 if "requests" in expected else 10,
+                 lengths={"prompt": {"dist": "fixed", "value": 1000}, "output": {"dist": "fixed", "value": 10}},
+                 sessions={**sessions, "think_time": {"dist": "fixed", "mean": 1.0}})
+    assert err.value.key == "workload.sessions.turns"

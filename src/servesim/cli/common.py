@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from servesim.cli import resume_collection
 from servesim.config import load_config, parse_assignment
 from servesim.core.files import jsonable
 
@@ -38,6 +39,7 @@ def simulate_with_progress(config):
     from servesim.simulation import run
 
     built = build(config)
+    resume_collection()
     last = float(built.table.arrival_s.max()) if len(built.table) else 0.0
     bar = SimulationProgress(last)
     try:

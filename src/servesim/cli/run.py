@@ -9,6 +9,8 @@ from servesim.cli.common import add_config_args, load_from_args, print_json, sim
 from servesim.core.files import check_output_dir
 
 EXIT_OK = 0
+COMMANDS = ("run", "validate")
+"""What `register` adds (the command line builds only these when one of them is asked for)."""
 
 
 def register(sub) -> None:
@@ -16,12 +18,12 @@ def register(sub) -> None:
     add_config_args(p)
     p.add_argument("--out", help="output folder (default: output.dir or out/<config name>)")
     p.add_argument("--json", action="store_true", help="print summary.json instead of a table")
-    p.set_defaults(handler=cmd_run)
+    p.set_defaults(handler=cmd_run, resumes_collection=True)
 
     v = sub.add_parser("validate", help="load and check a config without running it")
     add_config_args(v)
     v.add_argument("--json", action="store_true")
-    v.set_defaults(handler=cmd_validate)
+    v.set_defaults(handler=cmd_validate, resumes_collection=True)  # start-up only
 
 
 def cmd_run(args) -> int:

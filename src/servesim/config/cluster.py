@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, model_serializer, model_validator
 
-from servesim.config.base import Component, Section
+from servesim.config.base import Component, Nested, Section
 from servesim.config.elastic import AutoscalingConfig, FaultsConfig, MigrationConfig
 from servesim.core.errors import ConfigError
 
@@ -47,7 +47,7 @@ class DisaggregationConfig(Section):
     `{name: ..., <params>}`."""
     decode_router_params: dict[str, Any] = {}
     """Older spelling of `decode_router: {name: ..., <params>}`; still accepted."""
-    kv_link: KVLinkConfig = KVLinkConfig()
+    kv_link: Nested[KVLinkConfig] = Field(default_factory=KVLinkConfig)
     """The shared link the KV moves over."""
     prefill_engine: dict[str, Any] | None = None
     """Engine keys of the prefill pool (e.g. `{max_num_seqs: 128, max_num_batched_tokens: 8192}`),
@@ -92,15 +92,15 @@ class ClusterConfig(Section):
     """Tensor-parallel degree of each instance (GPUs per instance)."""
     pp: int = Field(1, ge=1, le=64)
     """Pipeline-parallel stages per instance."""
-    pools: list[PoolConfig] | None = None
+    pools: list[Nested[PoolConfig]] | None = None
     """Heterogeneous cluster: pools of different hardware, TP or role (replaces `instances`)."""
-    disaggregation: DisaggregationConfig | None = None
+    disaggregation: Nested[DisaggregationConfig] | None = None
     """Prefill/decode disaggregation; absent: every instance serves requests end to end."""
-    autoscaling: AutoscalingConfig | None = None
+    autoscaling: Nested[AutoscalingConfig] | None = None
     """Instances join and leave during the run (colocated clusters; docs/elastic.md)."""
-    faults: FaultsConfig | None = None
+    faults: Nested[FaultsConfig] | None = None
     """Instance failures, stragglers and KV-link degradation (docs/elastic.md)."""
-    migration: MigrationConfig | None = None
+    migration: Nested[MigrationConfig] | None = None
     """Move running requests with their KV between instances to rebalance (docs/elastic.md)."""
 
     _derived_instances: bool = PrivateAttr(default=False)

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from servesim.config.base import Component, Section
+from servesim.config.base import Component, Nested, Section
 
 
 class ColdStartConfig(Section):
@@ -33,7 +33,7 @@ class AutoscalingConfig(Section):
     never let simulated time advance)."""
     cooldown_s: float = Field(60.0, ge=0, le=86_400)
     """Seconds after a scaling action before the fleet scales down again (scale-up is immediate)."""
-    cold_start: ColdStartConfig = ColdStartConfig()
+    cold_start: Nested[ColdStartConfig] = Field(default_factory=ColdStartConfig)
     """What a new instance pays before it serves."""
 
     @model_validator(mode="after")
@@ -77,7 +77,7 @@ class LinkDegradation(Section):
 
 
 class FaultsConfig(Section):
-    failures: list[ScheduledFailure] = []
+    failures: list[Nested[ScheduledFailure]] = []
     """Instance failures at given times."""
     mtbf_s: float | None = Field(None, gt=0)
     """Random failures: mean seconds between failures of the fleet (exponential gaps, `faults`
@@ -89,9 +89,9 @@ class FaultsConfig(Section):
     again, keeping the tokens already delivered), or `fail` with reason `instance_failed`."""
     max_retries: int = Field(3, ge=0, le=100)
     """A request hit by more failures than this fails (`retries_exhausted`)."""
-    stragglers: list[Straggler] = []
+    stragglers: list[Nested[Straggler]] = []
     """Instances that run slow for a while."""
-    link_degradations: list[LinkDegradation] = []
+    link_degradations: list[Nested[LinkDegradation]] = []
     """Periods of reduced KV-link bandwidth."""
 
 

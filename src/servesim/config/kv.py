@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from servesim.config.base import Component, Section
+from servesim.config.base import Component, Nested, Section
 
 
 class TierConfig(Section):
@@ -53,17 +53,17 @@ class KVConfig(Section):
     gpu_eviction: Component = "lru"
     """Eviction policy of the GPU prefix cache, as a tier's `eviction` (with `retention.mode:
     program`, default `program`)."""
-    dram: TierConfig | None = None
+    dram: Nested[TierConfig] | None = None
     """Host memory tier per instance: the GPU's evictions land here; swap preemption uses it."""
-    ssd: TierConfig | None = None
+    ssd: Nested[TierConfig] | None = None
     """Local SSD tier per instance, below DRAM (or below the GPU without DRAM)."""
-    pool: PoolConfig | None = None
+    pool: Nested[PoolConfig] | None = None
     """Cluster-wide KV pool (Mooncake store): every instance publishes what it computes, and any
     instance fetches from it over the network."""
     transfers: Literal["overlap", "stall"] = "overlap"
     """Tier transfers of a step overlap its compute (layer-wise loading: the step takes the
     longer of the two) or stall it (compute plus transfer)."""
-    retention: RetentionConfig = RetentionConfig()
+    retention: Nested[RetentionConfig] = Field(default_factory=RetentionConfig)
     """KV retention across the tool calls of agentic programs."""
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from servesim.config.base import Section
+from servesim.config.base import Nested, Section
 
 
 class PoolPowerConfig(Section):
@@ -47,10 +47,10 @@ class PowerConfig(Section):
     """Power cap per GPU of every instance, W."""
     clock_mhz: float | None = Field(None, gt=0)
     """SM clock limit of every GPU, MHz."""
-    pools: dict[str, PoolPowerConfig] = {}
+    pools: dict[str, Nested[PoolPowerConfig]] = {}
     """Per-pool caps and clock limits by pool name (`default`, `prefill`, `decode` or a
     `cluster.pools` name); they replace the cluster-wide values for that pool."""
-    budget: PowerBudgetConfig | None = None
+    budget: Nested[PowerBudgetConfig] | None = None
     """A cluster power budget that caps instances while it is exceeded (POLCA-style)."""
 
     @property

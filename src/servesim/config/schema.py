@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from servesim.config.base import Component, Section
+from servesim.config.base import Component, Nested, Section
 from servesim.config.cluster import ClusterConfig
 from servesim.config.cost import CostConfig
 from servesim.config.kv import KVConfig
@@ -20,10 +20,10 @@ from servesim.core.errors import ConfigError
 class EngineConfig(Section):
     kind: str | None = None
     """The serving engine the cost model prices: a shipped engine profile (`tensorrt-llm`,
-    `tensorrt-llm-pytorch`, `vllm`, `vllm-rocm-2024`, `sglang`, `jetstream`, `mindie`, `optimum-habana`,
-    `tgi-gaudi`) or an engine profile YAML (a profile from `servesim costmodel calibrate --engine-run`
-    included); its kernel behaviours, efficiency scales and host layer go on top of the device profile
-    (docs/cost-model.md §4). Default: the device profile alone."""
+    `tensorrt-llm-pytorch`, `vllm`, `vllm-rocm-2024`, `vllm-cuda-v0`, `sglang`, `jetstream`, `mindie`,
+    `optimum-habana`, `tgi-gaudi`) or an engine profile YAML (a profile from `servesim costmodel calibrate
+    --engine-run` included); its kernel behaviours, efficiency scales and host layer go on top of the
+    device profile (docs/cost-model.md §4). Default: the device profile alone."""
     scheduler: Component = "fcfs"
     """Scheduling policy (the order of requests): `fcfs`, `srtf`, `edf`, `priority`, `module:Class`,
     or `{name: srtf, aging_s: 30}` with the policy's parameters. `chunked_prefill` is `fcfs` with
@@ -80,7 +80,7 @@ class SLOConfig(Section):
     """Time-to-first-token objective, seconds."""
     tpot_s: float = Field(0.1, gt=0)
     """Time-per-output-token objective, seconds."""
-    objectives: dict[str, SLOObjective] = {}
+    objectives: dict[str, Nested[SLOObjective]] = {}
     """More objectives by name (absolute, per-token, slowdown, per-class limits), each reported with
     its attainment and goodput (`slo.objectives.NAME`); see docs/metrics.md."""
 
@@ -108,18 +108,18 @@ class SimConfig(Section):
     """Catalog model name or an inline spec."""
     hardware: str | dict[str, Any] = "h100-sxm"
     """Catalog hardware name or an inline spec."""
-    cluster: ClusterConfig = ClusterConfig()
-    engine: EngineConfig = EngineConfig()
-    workload: WorkloadConfig = WorkloadConfig()
-    cost: CostConfig = CostConfig()
-    kv: KVConfig = KVConfig()
+    cluster: Nested[ClusterConfig] = Field(default_factory=ClusterConfig)
+    engine: Nested[EngineConfig] = Field(default_factory=EngineConfig)
+    workload: Nested[WorkloadConfig] = Field(default_factory=WorkloadConfig)
+    cost: Nested[CostConfig] = Field(default_factory=CostConfig)
+    kv: Nested[KVConfig] = Field(default_factory=KVConfig)
     """KV tiers (DRAM, SSD), the cluster-wide pool, eviction policies, agentic retention."""
-    slo: SLOConfig = SLOConfig()
-    power: PowerConfig = PowerConfig()
+    slo: Nested[SLOConfig] = Field(default_factory=SLOConfig)
+    power: Nested[PowerConfig] = Field(default_factory=PowerConfig)
     """Power model, caps and clock limits, a cluster power budget (docs/energy.md)."""
-    pricing: PricingConfig = PricingConfig()
+    pricing: Nested[PricingConfig] = Field(default_factory=PricingConfig)
     """Dollars per GPU-hour and grid carbon intensity (docs/energy.md)."""
-    output: OutputConfig = OutputConfig()
+    output: Nested[OutputConfig] = Field(default_factory=OutputConfig)
     max_sim_time_s: float | None = Field(None, gt=0)
     """Stop the simulation at this simulated time if it has not ended before (a run ends when every
     request has finished, been rejected or failed); requests still in flight then are counted as

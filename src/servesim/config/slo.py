@@ -16,7 +16,7 @@ import re
 
 from pydantic import Field, model_validator
 
-from servesim.config.base import Section
+from servesim.config.base import Nested, Section
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 LIMIT_KEYS = ("ttft_s", "tpot_s", "e2e_s", "norm_e2e_s", "queue_s", "tbt_s", "ttft_slowdown",
@@ -46,7 +46,7 @@ class SLOLimits(Section):
 
 
 class SLOObjective(SLOLimits):
-    per_class: dict[str, SLOLimits] = {}
+    per_class: dict[str, Nested[SLOLimits]] = {}
     """Limits for the requests of a class (a workload.classes name); each key given replaces the
     objective's for that class."""
 

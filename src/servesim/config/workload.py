@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from servesim.config.base import Component, Section
+from servesim.config.base import Component, Nested, Section
 from servesim.core.errors import ConfigError
 
 
@@ -51,7 +51,7 @@ class ArrivalConfig(Section):
     """Mean arrival rate, requests per second (with `sessions`: new conversations per second)."""
     cv: float = Field(1.0, ge=0.001, le=100)
     """Coefficient of variation of inter-arrival times (gamma, weibull); below 0.001 use `constant`."""
-    rate_schedule: RateSchedule | None = None
+    rate_schedule: Nested[RateSchedule] | None = None
     """Optional time-varying rate (piecewise or diurnal), as factors of `rate`."""
 
     def peak_rate(self) -> float:
@@ -103,9 +103,9 @@ def _mean_count(d: LengthDist) -> float:
 
 
 class LengthsConfig(Section):
-    prompt: LengthDist = LengthDist(dist="lognormal", mean=1000, sigma=1.0)
+    prompt: Nested[LengthDist] = Field(default_factory=lambda: LengthDist(dist="lognormal", mean=1000, sigma=1.0))
     """Prompt length distribution, tokens (with `sessions`: the new tokens of each turn)."""
-    output: LengthDist = LengthDist(dist="lognormal", mean=250, sigma=1.0)
+    output: Nested[LengthDist] = Field(default_factory=lambda: LengthDist(dist="lognormal", mean=250, sigma=1.0))
     """Output length distribution, tokens."""
     empirical: str | None = None
     """Resample joint (prompt, output) pairs from this trace or length file instead."""
@@ -175,9 +175,9 @@ class SessionsConfig(Section):
     """Multi-turn conversations. Arrivals are open-loop: a turn arrives `think_time` after the
     previous turn's arrival, whether or not that turn has finished in the simulation."""
 
-    turns: LengthDist = LengthDist(dist="uniform", min=1, max=6)
+    turns: Nested[LengthDist] = Field(default_factory=lambda: LengthDist(dist="uniform", min=1, max=6))
     """Number of turns per conversation."""
-    think_time: ThinkTime = ThinkTime()
+    think_time: Nested[ThinkTime] = Field(default_factory=ThinkTime)
     """Time from one turn's arrival to the next turn's arrival, seconds."""
     system_prompt_tokens: int = Field(0, ge=0)
     """Tokens of a system prompt shared by every conversation of this workload (or class)."""
@@ -197,15 +197,17 @@ class ProgramsConfig(Section):
     """Recorded programs, JSONL (docs/kv.md): replayed instead of generating them."""
     num_programs: int = Field(200, ge=1, le=1_000_000)
     """Programs to generate."""
-    calls: LengthDist = LengthDist(dist="uniform", min=10, max=50)
+    calls: Nested[LengthDist] = Field(default_factory=lambda: LengthDist(dist="uniform", min=10, max=50))
     """LLM calls per program."""
-    tool_time: ThinkTime = ThinkTime(dist="uniform", min=0.5, max=10.0)
+    tool_time: Nested[ThinkTime] = Field(default_factory=lambda: ThinkTime(dist="uniform", min=0.5, max=10.0))
     """Tool-call time between a call's end and the next call, seconds."""
     system_prompt_tokens: int = Field(1000, ge=0)
     """Tokens of the prompt every call of every program starts with."""
-    new_tokens: LengthDist = LengthDist(dist="lognormal", mean=300, sigma=0.8, max=8192)
+    new_tokens: Nested[LengthDist] = Field(
+        default_factory=lambda: LengthDist(dist="lognormal", mean=300, sigma=0.8, max=8192))
     """Tokens a call adds to the conversation (the task, then each tool's result)."""
-    output: LengthDist = LengthDist(dist="lognormal", mean=120, sigma=0.8, max=2048)
+    output: Nested[LengthDist] = Field(
+        default_factory=lambda: LengthDist(dist="lognormal", mean=120, sigma=0.8, max=2048))
     """Output tokens of a call."""
     fan_out: int = Field(1, ge=1, le=64)
     """Parallel calls at a fan-out step (they extend the same parent; the next call joins them)."""
@@ -228,15 +230,15 @@ class ClassConfig(Section):
     """Class name (unique); written to requests.csv's `class` column."""
     priority: int = 0
     """Scheduling priority (higher is more urgent for priority-aware schedulers)."""
-    slo: ClassSLO = ClassSLO()
+    slo: Nested[ClassSLO] = Field(default_factory=ClassSLO)
     """Per-class latency objectives."""
-    arrival: ArrivalConfig | None = None
+    arrival: Nested[ArrivalConfig] | None = None
     """Arrival process of this class; the workload's `arrival` when left out."""
-    lengths: LengthsConfig | None = None
+    lengths: Nested[LengthsConfig] | None = None
     """Lengths of this class; the workload's `lengths` when left out."""
-    sessions: SessionsConfig | None = None
+    sessions: Nested[SessionsConfig] | None = None
     """Multi-turn conversations of this class; the workload's `sessions` when left out."""
-    trace: TraceConfig | None = None
+    trace: Nested[TraceConfig] | None = None
     """Replay a trace as this class instead of generating arrivals."""
 
 
@@ -266,20 +268,20 @@ class WorkloadConfig(Section):
     rate: float | None = Field(None, gt=0, le=1e6)
     """Overall mean arrival rate, req/s: sets `arrival.rate`, or rescales a trace's clock, or scales
     every class in proportion. An alias that `--set workload.rate=...` and capacity searches use."""
-    arrival: ArrivalConfig = ArrivalConfig()
+    arrival: Nested[ArrivalConfig] = Field(default_factory=ArrivalConfig)
     """Arrival process."""
-    lengths: LengthsConfig = LengthsConfig()
+    lengths: Nested[LengthsConfig] = Field(default_factory=LengthsConfig)
     """Prompt and output lengths (distributions or an empirical file)."""
-    trace: TraceConfig | None = None
+    trace: Nested[TraceConfig] | None = None
     """Replay a real trace (arrivals and lengths) instead of generating it."""
-    sessions: SessionsConfig | None = None
+    sessions: Nested[SessionsConfig] | None = None
     """Multi-turn conversations: each arrival starts one."""
-    classes: list[ClassConfig] = []
+    classes: list[Nested[ClassConfig]] = []
     """Several request classes, each with its own arrivals, lengths, SLO and priority."""
-    programs: ProgramsConfig | None = None
+    programs: Nested[ProgramsConfig] | None = None
     """Agentic programs instead of independent requests (with `arrival`; no trace, sessions or
     classes)."""
-    filter: LengthFilter | None = None
+    filter: Nested[LengthFilter] | None = None
     """Drop, clip or reject requests longer than a limit (counted in summary.json `workload`)."""
 
     @field_validator("classes")

@@ -1,7 +1,8 @@
 """Scheduling: policies (the order of requests), batchings (how a step is filled) and the
-mechanics they share; importing this registers the built-ins."""
+mechanics they share; importing this registers the default policy; the
+others register when a config first names one (`POLICIES.lazy`)."""
 
-from servesim.schedulers import edf, fcfs, priority, srtf  # noqa: F401  (registers)
+from servesim.schedulers import fcfs  # noqa: F401  (registers the default)
 from servesim.schedulers.batching import BATCHINGS, Batching, BatchingParams
 from servesim.schedulers.core import EngineLimits, RankedList, Scheduler, SchedulerLoad
 from servesim.schedulers.policy import (
@@ -13,6 +14,10 @@ from servesim.schedulers.policy import (
     Ranked,
     SchedulerView,
 )
+
+POLICIES.lazy("servesim.schedulers.edf", "edf")
+POLICIES.lazy("servesim.schedulers.priority", "priority")
+POLICIES.lazy("servesim.schedulers.srtf", "srtf")
 
 __all__ = [
     "BATCHINGS",

@@ -17,13 +17,18 @@ from typing import Callable
 
 import numpy as np
 
-from servesim.config.workload import SessionsConfig, ThinkTime
+from servesim.config.workload import MAX_REQUESTS, SessionsConfig, ThinkTime
+from servesim.core.errors import ConfigError
 from servesim.workload.streams import substream
 from servesim.workload.synthetic import lengths
 from servesim.workload.table import RequestTable
 
 LengthSampler = Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 """(n, rng) -> (new prompt tokens, output tokens) of n turns."""
+MAX_HISTORY_BLOCKS = 100_000_000
+"""Most prefix-hash blocks all turns' prompts may hold together: each turn repeats its session's
+history, so long sessions grow quadratically (turns up to the default `turns.max` of 1,000,000
+would take terabytes); ~4 GB of block ids at this bound."""
 
 
 def expand_sessions(
@@ -32,6 +37,10 @@ def expand_sessions(
     """The turns of one session per start time, in session order (not sorted by arrival)."""
     num_sessions = len(starts)
     turns = lengths(cfg.turns, num_sessions, substream(rng, "turns"))
+    total = turns.sum(dtype=np.float64)
+    if total > MAX_REQUESTS:
+        raise ConfigError("workload.sessions.turns", f"{num_sessions} sessions draw {total:.3g} turns, more "
+                          f"than the {MAX_REQUESTS:,} requests one run holds; lower turns.max")
     session = np.repeat(np.arange(num_sessions), turns)
     first = np.concatenate([[0], np.cumsum(turns)[:-1]])  # index of each session's first turn
     turn = np.arange(len(session)) - first[session]
@@ -49,6 +58,11 @@ def expand_sessions(
     if cfg.max_context_tokens is not None:  # a session ends before its first turn that does not fit
         over = (prompt + output > cfg.max_context_tokens).astype(np.int64)
         keep = _restart(np.cumsum(over), first, session) == 0
+    blocks = (prompt // cfg.hash_block_size).sum(dtype=np.float64)
+    if blocks > MAX_HISTORY_BLOCKS:
+        raise ConfigError("workload.sessions.turns", f"the turns' prompts hold {blocks:.3g} KV blocks in all "
+                          f"(each repeats its history), more than {MAX_HISTORY_BLOCKS:,}; lower turns.max "
+                          "or the lengths")
     hashes = prefix_hashes(prompt, session, turns, cfg.system_prompt_tokens, cfg.hash_block_size)
     table = RequestTable(
         arrival, prompt, output, session_id=session, prefix_hashes=hashes, hash_block_size=cfg.hash_block_size
