@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from servesim.registry import validate_params
 from servesim.routers import ROUTERS
 from servesim.schedulers import BATCHINGS, POLICIES, EngineLimits, Scheduler
 from servesim.workload import RequestTable, build_requests
+from servesim.workload.factory import RequestFactory
 from servesim.workload.filters import REJECT_REASON, FilterResult, LengthLimit, apply_length_filter
 
 ACTIVATION_WORKSPACE_BYTES = 1.0 * 2**30
@@ -66,7 +68,8 @@ class Built:
     model: ModelSpec
     hardware: HardwareSpec
     table: RequestTable
-    requests: list[Request]
+    factory: RequestFactory
+    """Makes row i of `table` as request i (`requests`, or on arrival: `engine.stream`)."""
     parts: list[InstanceParts]
     router: object
     kv_capacity_tokens: int
@@ -83,6 +86,19 @@ class Built:
     """`engine.elastic.ElasticParts` when the fleet changes during the run (autoscaling, faults,
     migration); `parts` then only describes the initial instances."""
     kv_setup: KVSetup | None = None
+    refused: np.ndarray | None = None
+    """Rows the length filter rejected before the run (None: none)."""
+
+    @cached_property
+    def requests(self) -> list[Request]:
+        """One `Request` per table row, made on first access; `run` then simulates these objects.
+        A run that never asks for them makes each on arrival and drops it when it ends."""
+        return make_requests(self.factory, self.refused)
+
+    @property
+    def requests_made(self) -> bool:
+        """Whether `requests` exist as objects (asked for, or the workload's programs need them)."""
+        return "requests" in self.__dict__
 
     def pool_table(self) -> list[dict]:
         out, first = [], 0
@@ -106,10 +122,7 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
         table = build_requests(config.workload, stream(config.seed, "workload"), config.resolve_path,
                                drawn)
     table, filtered = filter_lengths(table, config, limit)
-    requests = make_requests(table, config)
-    if filtered.rejected is not None:
-        for i in np.flatnonzero(filtered.rejected):
-            requests[i].status, requests[i].rejected_reason = RequestStatus.REJECTED, REJECT_REASON
+    factory = RequestFactory(table, config.slo.ttft_s, config.slo.tpot_s)
     for pool in pools:
         check_policy_blocks(pool.config)
     check_objective_classes(config)
@@ -136,11 +149,14 @@ def build(config: SimConfig, table: RequestTable | None = None) -> Built:
         )
 
     elastic = make_elastic(config, model, first, make_part)
-    return Built(
-        config, model, first.hardware, table, requests, parts, router, first.kv_capacity_tokens,
+    built = Built(
+        config, model, first.hardware, table, factory, parts, router, first.kv_capacity_tokens,
         pools, disaggregation, make_power_budget(config, pools), pool_prices(config, pools),
-        carbon_intensity(config), filtered.counts(), elastic, kv_setup,
+        carbon_intensity(config), filtered.counts(), elastic, kv_setup, filtered.rejected,
     )
+    if table.program_id is not None or elastic is not None:
+        _ = built.requests  # programs link calls, elastic fleets hand requests over: objects up front
+    return built
 
 
 def length_limit(config: SimConfig, model: ModelSpec) -> LengthLimit | None:
@@ -504,29 +520,14 @@ def make_elastic(config: SimConfig, model: ModelSpec, pool: Pool, make_part):
     return elastic_parts(config, model, pool, make_part)
 
 
-def make_requests(table: RequestTable, config: SimConfig) -> list[Request]:
-    slo = config.slo
-    hashes = table.prefix_hashes
-    classes = table.class_name
-    sessions = table.session_id
-    priorities = table.priority
-    ttft = _per_request(table.ttft_slo, slo.ttft_s, len(table))
-    tpot = _per_request(table.tpot_slo, slo.tpot_s, len(table))
-    out = []
-    columns = (table.arrival_s, table.prompt_tokens, table.output_tokens, ttft, tpot)
-    for i, (t, p, o, ttft_i, tpot_i) in enumerate(zip(*(c.tolist() for c in columns))):
-        r = Request(i, t, p, o, ttft_slo=ttft_i, tpot_slo=tpot_i)
-        if hashes is not None:
-            r.prefix_hashes = hashes[i]
-        if classes is not None:
-            r.class_name = str(classes[i])
-        if sessions is not None:
-            r.session_id = int(sessions[i])
-        if priorities is not None:
-            r.priority = int(priorities[i])
-        out.append(r)
-    if table.program_id is not None:
-        link_program_calls(out, table)
+def make_requests(factory: RequestFactory, refused: np.ndarray | None = None) -> list[Request]:
+    """Every row of the factory's table as a request (`refused` rows: rejected by the filter)."""
+    out = [factory.make(i) for i in range(len(factory))]
+    if refused is not None:
+        for i in np.flatnonzero(refused).tolist():
+            out[i].status, out[i].rejected_reason = RequestStatus.REJECTED, REJECT_REASON
+    if factory.table.program_id is not None:
+        link_program_calls(out, factory.table)
     return out
 
 
@@ -545,6 +546,3 @@ def link_program_calls(requests: list[Request], table: RequestTable) -> None:
             )
 
 
-def _per_request(values, default: float, n: int) -> np.ndarray:
-    """Per-request SLOs (multi-class workloads); NaN, or no column, means the global objective."""
-    return np.full(n, default) if values is None else np.where(np.isnan(values), default, values)

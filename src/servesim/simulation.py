@@ -17,6 +17,7 @@ from servesim.config import SimConfig, load_config
 from servesim.core.files import jsonable, write_folder
 from servesim.cost.isolated import isolated_decode, isolated_prefill
 from servesim.engine import run_cluster
+from servesim.engine.stream import RequestStream
 from servesim.metrics import StepLog, summarize
 from servesim.metrics.columns import Columns
 from servesim.metrics.energy import energy_in_intervals, energy_summary, instance_energy, request_energy
@@ -27,6 +28,7 @@ from servesim.metrics.pricing import cost_summary
 from servesim.metrics.programs import program_summary
 from servesim.metrics.summary import request_columns
 from servesim.metrics.timeseries import check_size, timeseries_columns, with_elastic_columns
+from servesim.workload.filters import REJECT_REASON
 
 if TYPE_CHECKING:  # pandas is imported only when a frame is asked for (a third of a short run's start)
     import pandas as pd
@@ -141,8 +143,12 @@ def run(built: Built, after_step=None) -> SimulationResult:
     if cfg.engine.check_kv_conservation:
         after_step = _checking_kv(after_step)
     gaps = TokenGaps()
-    # requests a length filter rejected never reach the cluster; they stay in requests.csv
-    arriving = [r for r in built.requests if not r.rejected_reason]
+    # Requests a length filter rejected never reach the cluster; they stay in requests.csv. Unless
+    # asked for as objects, requests are made on arrival and logged when they end (engine.stream).
+    if built.requests_made:
+        arriving = [r for r in built.requests if not r.rejected_reason]
+    else:
+        arriving = RequestStream(built.factory, built.refused, REJECT_REASON)
     stats = run_cluster(
         arriving, built.parts, built.router, step_log, cfg.max_sim_time_s or math.inf,
         after_step=after_step, disaggregation=built.disaggregation, elastic=built.elastic,
@@ -151,11 +157,13 @@ def run(built: Built, after_step=None) -> SimulationResult:
     # With a time limit, requests due after it never arrived: they are not part of this run. The
     # limit, not the last event, bounds them: a filter-rejected request may arrive after the rest ended.
     horizon = cfg.max_sim_time_s if cfg.max_sim_time_s is not None else math.inf
-    arrived = [r for r in built.requests if r.arrival_time <= horizon]
-    frame = request_columns(arrived)
+    if isinstance(arriving, RequestStream):
+        frame = arriving.columns(horizon)
+    else:
+        frame = request_columns(r for r in built.requests if r.arrival_time <= horizon)
     objectives = {name: o.model_dump() for name, o in cfg.slo.objectives.items()}
     if any(o.uses_slowdown for o in cfg.slo.objectives.values()):
-        for name, values in isolated_columns(built, arrived).items():
+        for name, values in isolated_columns(built, frame).items():
             frame[name] = values
     kv_extra = {
         "kv": {
@@ -192,12 +200,12 @@ def run(built: Built, after_step=None) -> SimulationResult:
         kv_extra["cluster"]["cold_starts"] = 0
     if built.workload_counts is not None:
         kv_extra["workload"] = built.workload_counts
-    steps = step_log.to_columns()
-    kv_extra.update(_energy_and_cost(built, stats, frame, steps))
+    kv_extra.update(_energy_and_cost(built, stats, frame, step_log))  # reads the log piece by piece
+    steps = step_log.to_columns()  # a long log stays in its file until the columns are asked for
     kv_extra["cluster"]["idle_w"] = _idle_w(built, stats)
     summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra, gaps,
                         objectives)
-    programs = program_summary(built.requests)
+    programs = program_summary(built.requests) if built.requests_made else None
     if programs is not None:
         summary["programs"] = programs
     log = built.kv_setup.log if built.kv_setup is not None else None
@@ -216,7 +224,7 @@ def elastic_summary(lifecycle: LifecycleLog, stats, frame: Columns) -> dict:
     return out
 
 
-def _energy_and_cost(built: Built, stats, frame: Columns, steps: Columns) -> dict:
+def _energy_and_cost(built: Built, stats, frame: Columns, steps: StepLog) -> dict:
     """The summary's `energy` and `cost` blocks (and `power` when caps or a budget were used); adds
     each request's joules to `frame` as `energy_j`."""
     idle_w = _idle_w(built, stats)
@@ -254,17 +262,17 @@ def _idle_w(built: Built, stats) -> list[float | None]:
     return idle_w
 
 
-def isolated_columns(built: Built, requests: list) -> dict[str, np.ndarray]:
-    """`ttft_isolated_s` and `e2e_isolated_s` of each request (in request-id order): its prompt
-    priced on the pool that computed it, its decodes on the pool that generated them."""
-    requests = sorted(requests, key=lambda r: r.request_id)
+def isolated_columns(built: Built, frame: Columns) -> dict[str, np.ndarray]:
+    """`ttft_isolated_s` and `e2e_isolated_s` of each request of `frame` (requests.csv's rows):
+    its prompt priced on the pool that computed it, its decodes on the pool that generated them."""
     parts = built.parts
-    prompt = np.array([r.num_prompt_tokens for r in requests], dtype=np.int64)
-    output = np.array([r.num_output_tokens for r in requests], dtype=np.int64)
-    first = np.array([r.prefill_instance if r.prefill_instance >= 0 else max(r.instance, 0)
-                      for r in requests], dtype=np.int64)
-    last = np.array([max(r.instance, 0) for r in requests], dtype=np.int64)
-    ttft, decode = np.zeros(len(requests)), np.zeros(len(requests))
+    prompt = np.asarray(frame["prompt_tokens"], dtype=np.int64)
+    output = np.asarray(frame["output_tokens"], dtype=np.int64)
+    instance = np.maximum(np.asarray(frame["instance"], dtype=np.int64), 0)
+    prefill = np.asarray(frame["prefill_instance"], dtype=np.int64)
+    first = np.where(prefill >= 0, prefill, instance)
+    last = instance
+    ttft, decode = np.zeros(len(frame)), np.zeros(len(frame))
     names = np.array([p.pool for p in parts], dtype=object)
     for pool in dict.fromkeys(names.tolist()):
         part = parts[names.tolist().index(pool)]  # the pool's instances price alike

@@ -49,7 +49,7 @@ def cmd_validate(args) -> int:
         check_size(float(built.table.arrival_s.max()), config.output.timeseries_interval_s, len(built.parts))
     info = {
         "valid": True,
-        "requests": len(built.requests),
+        "requests": len(built.table),
         "instances": len(built.parts),
         "kv_capacity_tokens": built.kv_capacity_tokens,
     }

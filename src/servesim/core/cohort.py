@@ -159,7 +159,11 @@ class DecodeCohort:
         if self.window:
             bisect.insort(self._bases, base)
             self._sorted = None
-        heapq.heappush(self._longest, (-base, self._serial, request))
+        longest = self._longest
+        if len(longest) > 2 * len(self._members) + 64:  # departed members' entries sink: drop them
+            longest[:] = [e for e in longest if self._members.get(e[2]) == e[1]]
+            heapq.heapify(longest)
+        heapq.heappush(longest, (-base, self._serial, request))
         finish_epoch = self.epoch + request.num_output_tokens - generated
         heapq.heappush(self._heap, (finish_epoch, request.request_id, self._serial, request))
         if self.gaps is not None:

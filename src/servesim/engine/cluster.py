@@ -20,6 +20,7 @@ from servesim.engine.completion import Completion
 from servesim.engine.disaggregation import KVHandoff
 from servesim.engine.instance import DEFAULT_MAX_RUN_STEPS, Instance
 from servesim.engine.programs import ProgramDriver
+from servesim.engine.stream import RequestStream
 from servesim.engine.transfer import KVLink
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
@@ -85,7 +86,8 @@ def run_cluster(
     token_gaps=None,
 ) -> RunStats:
     """Simulate until every request is finished or rejected (or `max_time`); requests are mutated.
-    With `elastic` (`engine.elastic.ElasticParts`) the fleet changes during the run."""
+    `requests` may be a `RequestStream` (made on arrival, logged when they end). With `elastic`
+    (`engine.elastic.ElasticParts`) the fleet changes during the run."""
     if elastic is not None and not elastic.static:
         from servesim.engine.elastic import run_elastic
 
@@ -94,8 +96,11 @@ def run_cluster(
     wall0 = time.perf_counter()
     env = simpy.Environment()
     entry: list[Instance] = []
-    completion = Completion(env, requests)
-    programs, on_finish, arriving = _programs(env, requests, router, entry, on_finish)
+    if isinstance(requests, RequestStream):  # made on arrival, logged when they end; no programs
+        completion, programs, arriving = requests.start(env), None, requests
+    else:
+        completion = Completion(env, requests)
+        programs, on_finish, arriving = _programs(env, requests, router, entry, on_finish)
     on_finish = _both(on_finish, completion.check)
     on_reject = _both(programs.on_reject if programs is not None else None, completion.check)
     instances = [start_instance(env, i, p, step_log, on_finish, on_reject) for i, p in enumerate(parts)]

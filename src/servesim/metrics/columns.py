@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+CSV_ROWS = 1 << 15
+"""Rows of a CSV formatted at a time."""
+
 
 class Columns(Mapping):
     """Named columns of one length; `cols[bool array]` is the rows where it is True."""
@@ -55,12 +58,14 @@ class Columns(Mapping):
         return pd.DataFrame(self._cols, columns=self.columns, copy=False)
 
     def write_csv(self, path: str | Path) -> None:
-        """The same bytes as `self.to_frame().to_csv(path, index=False)`."""
-        cells = [_cells(v) for v in self._cols.values()]
+        """The same bytes as `self.to_frame().to_csv(path, index=False)`, written `CSV_ROWS` rows
+        at a time (a cell is a Python string: a million rows at once would be gigabytes)."""
         with open(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(self.columns)
-            writer.writerows(zip(*cells))
+            for at in range(0, self._len, CSV_ROWS):
+                cells = [_cells(v[at : at + CSV_ROWS]) for v in self._cols.values()]
+                writer.writerows(zip(*cells))
 
 
 def _cells(values: np.ndarray) -> list[str]:

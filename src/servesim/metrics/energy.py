@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from servesim.metrics.columns import Columns
+from servesim.metrics.step_scan import Probe, instance_chunks, rows_by_instance, scan  # noqa: F401
 
 if TYPE_CHECKING:  # tables: a frame or `metrics.columns.Columns`, both indexed by column name
     pass
@@ -27,29 +28,22 @@ def _col(table, name: str, dtype=float) -> np.ndarray:
     return np.asarray(table[name], dtype=dtype)
 
 
-def rows_by_instance(steps, by_start: bool = False) -> dict[int, np.ndarray]:
-    """Row indices of each instance's steps, instances in order of first appearance; each in log
-    order, or (`by_start`) ordered by start time as a frame's `sort_values("start_s")` orders them."""
-    if not len(steps):
-        return {}
-    inst = _col(steps, "instance", np.int64)
-    _, first = np.unique(inst, return_index=True)
-    out = {}
-    start = _col(steps, "start_s") if by_start else None
-    for i in np.sort(first):
-        idx = np.flatnonzero(inst == inst[i])
-        out[int(inst[i])] = idx[np.argsort(start[idx], kind="quicksort")] if by_start else idx
-    return out
+def _pieces(steps):
+    """The log's rows in log order: a table as one piece, a `StepLog` chunk by chunk."""
+    if hasattr(steps, "chunks"):
+        return steps.chunks() if steps.enabled else iter(())
+    return iter([steps] if len(steps) else [])
 
 
 def instance_energy(steps, idle_w: list[float | None], horizon_s: float) -> Columns:
-    """One row per instance: busy seconds and joules, idle joules, total joules (None-power: NaN)."""
+    """One row per instance: busy seconds and joules, idle joules, total joules (None-power: NaN).
+    `steps`: the step log as a table, or the `StepLog` itself (read a piece at a time)."""
     n = len(idle_w)
     busy_s, busy_j = np.zeros(n), np.zeros(n)
-    if len(steps):
-        idx = _col(steps, "instance", int)
-        np.add.at(busy_s, idx, _col(steps, "end_s") - _col(steps, "start_s"))
-        np.add.at(busy_j, idx, _col(steps, "energy_j"))
+    for piece in _pieces(steps):  # in log order: each instance's sums add as over the whole log
+        idx = _col(piece, "instance", int)
+        np.add.at(busy_s, idx, _col(piece, "end_s") - _col(piece, "start_s"))
+        np.add.at(busy_j, idx, _col(piece, "energy_j"))
     idle = np.array([math.nan if w is None else w for w in idle_w], dtype=float)
     idle_j = idle * np.maximum(0.0, horizon_s - busy_s)
     busy_j = np.where(np.isnan(idle), math.nan, busy_j)
@@ -95,71 +89,104 @@ def energy_summary(per_instance, requests, horizon_s: float, pool_of: list[str])
 
 
 def request_energy(steps, requests) -> np.ndarray:
-    """Joules charged to each request (row order of `requests`); see the module doc."""
+    """Joules charged to each request (row order of `requests`); see the module doc. `steps`: the
+    step log as a table, or the `StepLog` itself (read a piece at a time: `metrics.step_scan`)."""
     out = np.zeros(len(requests))
-    if not len(steps) or not len(requests):
+    if not len(requests):
         return out
-    num_steps = _col(steps, "num_steps", np.int64)
-    tokens = (_col(steps, "num_prefill_tokens", np.int64) + num_steps * _col(steps, "num_decodes", np.int64))
-    tokens = tokens.astype(float)
-    joules = _col(steps, "energy_j")
-    per_token = np.divide(joules, tokens, out=np.zeros_like(joules), where=tokens > 0)
-    decode_j = per_token * num_steps.astype(float)
     first = _col(requests, "first_token_s")
-    finish = _col(requests, "finish_s")
+    finish = np.nan_to_num(_col(requests, "finish_s"), nan=np.inf)
     scheduled = _col(requests, "first_scheduled_s")
-    prompt = _col(requests, "prompt_tokens", np.int64) - _col(requests, "cached_tokens", np.int64)
-    prompt = prompt.astype(float)
     decode_inst = _col(requests, "instance")
-    prefill_inst = decode_inst.copy()
+    prefill_inst = decode_inst
     if "prefill_instance" in requests:
         pi = _col(requests, "prefill_instance")
         prefill_inst = np.where(np.isnan(pi) | (pi < 0), decode_inst, pi)
-    steps_start, steps_end = _col(steps, "start_s"), _col(steps, "end_s")
-    for inst, order in rows_by_instance(steps, by_start=True).items():
-        start = steps_start[order]
-        end = steps_end[order]
-        cum_dec = np.concatenate(([0.0], np.cumsum(decode_j[order])))
-        cum_j = np.concatenate(([0.0], np.cumsum(joules[order])))
-        cum_tok = np.concatenate(([0.0], np.cumsum(tokens[order])))
-        here = (decode_inst == inst) & ~np.isnan(first)
-        lo = np.searchsorted(start, first[here], side="left")
-        hi = np.searchsorted(end, np.nan_to_num(finish[here], nan=np.inf), side="right")
-        out[here] += np.maximum(0.0, cum_dec[hi] - cum_dec[np.minimum(lo, hi)])
-        pre = (prefill_inst == inst) & ~np.isnan(first) & ~np.isnan(scheduled)
-        lo = np.searchsorted(start, scheduled[pre], side="left")
-        hi = np.searchsorted(end, first[pre], side="right")
-        span_j = cum_j[hi] - cum_j[np.minimum(lo, hi)]
-        span_tok = cum_tok[hi] - cum_tok[np.minimum(lo, hi)]
-        rate = np.divide(span_j, span_tok, out=np.zeros_like(span_j), where=span_tok > 0)
-        out[pre] += rate * prompt[pre]
+    for inst, chunks in instance_chunks(steps).items():
+        mine = np.flatnonzero((decode_inst == inst) & ~np.isnan(first))
+        for here in _batches(mine):
+            lo, hi = (Probe("start_s", "left", first[here], ["decode_j"]),
+                      Probe("end_s", "right", finish[here], ["decode_j"]))
+            scan(map(_with_energy_sums, chunks()), [lo, hi], ["decode_j"])
+            lo_j = np.where(lo.count <= hi.count, lo.at["decode_j"], hi.at["decode_j"])
+            out[here] += np.maximum(0.0, hi.at["decode_j"] - lo_j)
+        mine = np.flatnonzero((prefill_inst == inst) & ~np.isnan(first) & ~np.isnan(scheduled))
+        for pre in _batches(mine):
+            lo, hi = (Probe("start_s", "left", scheduled[pre], ["energy_j", "tokens"]),
+                      Probe("end_s", "right", first[pre], ["energy_j", "tokens"]))
+            scan(map(_with_energy_sums, chunks()), [lo, hi], ["energy_j", "tokens"])
+            below = lo.count <= hi.count
+            span_j = hi.at["energy_j"] - np.where(below, lo.at["energy_j"], hi.at["energy_j"])
+            span_tok = hi.at["tokens"] - np.where(below, lo.at["tokens"], hi.at["tokens"])
+            rate = np.divide(span_j, span_tok, out=np.zeros_like(span_j), where=span_tok > 0)
+            prompt = _col(requests, "prompt_tokens", np.int64)[pre]
+            prompt -= _col(requests, "cached_tokens", np.int64)[pre]
+            out[pre] += rate * prompt.astype(float)
     return out
 
 
+REQUEST_BATCH = 1 << 18
+"""Requests whose energy one pass over the log settles: a pass's probes take ~100 bytes a request,
+so a long run's requests go in batches (each batch reads the log again)."""
+
+
+def _batches(rows: np.ndarray):
+    return (rows[i : i + REQUEST_BATCH] for i in range(0, len(rows), REQUEST_BATCH))
+
+
+def _with_energy_sums(rows) -> dict[str, np.ndarray]:
+    """A piece of the log with what request energy sums: start, end, joules, tokens (its prefill
+    tokens plus its decodes in each of its steps) and decode joules (joules per token x steps)."""
+    num_steps = _col(rows, "num_steps")  # integers as floats: exact, as is their product
+    tokens = num_steps * _col(rows, "num_decodes")
+    tokens += _col(rows, "num_prefill_tokens")
+    joules = _col(rows, "energy_j")
+    decode_j = np.divide(joules, tokens, out=np.zeros_like(joules), where=tokens > 0)
+    decode_j *= num_steps
+    return {"start_s": _col(rows, "start_s"), "end_s": _col(rows, "end_s"), "energy_j": joules,
+            "tokens": tokens, "decode_j": decode_j}
+
+
 def energy_in_intervals(steps, idle_w: list[float | None], edges: np.ndarray) -> np.ndarray:
-    """Cluster joules in each interval [edges[k], edges[k+1]): steps pro rata, idle power between."""
+    """Cluster joules in each interval [edges[k], edges[k+1]): steps pro rata, idle power between.
+    `steps`: the step log as a table, or the `StepLog` itself (read a piece at a time)."""
     edges = np.asarray(edges, dtype=float)
     total = np.zeros(len(edges) - 1)
-    by_instance = rows_by_instance(steps, by_start=True)
+    by_instance = instance_chunks(steps)
     for i, w in enumerate(idle_w):
         if w is None:
             continue
-        rows = by_instance.get(i)
-        if rows is None:
+        chunks = by_instance.get(i)
+        if chunks is None:
             total += w * np.diff(edges)
             continue
-        s = _col(steps, "start_s")[rows]
-        d = _col(steps, "end_s")[rows] - s
-        busy = np.diff(spread_cumulative(s, d, d, edges))
-        steps_j = np.diff(spread_cumulative(s, d, _col(steps, "energy_j")[rows], edges))
+        probe = Probe("start_s", "right", edges, ["dur", "energy_j"], ["start_s", "dur", "energy_j"])
+        scan(map(_with_duration, chunks()), [probe], ("dur", "energy_j"))
+        busy = np.diff(spread_at(probe, "dur", edges))
+        steps_j = np.diff(spread_at(probe, "energy_j", edges))
         total += steps_j + w * (np.diff(edges) - busy)
     return total
 
 
+def _with_duration(rows) -> dict[str, np.ndarray]:
+    start = _col(rows, "start_s")
+    return {"start_s": start, "dur": _col(rows, "end_s") - start, "energy_j": _col(rows, "energy_j")}
+
+
+def spread_at(probe: Probe, column: str, at: np.ndarray) -> np.ndarray:
+    """`spread_cumulative` of `column` at the probe's times, from the probe's sums and last rows."""
+    dur, amount, start = probe.last["dur"], probe.last[column], probe.last["start_s"]
+    rate = np.divide(amount, dur, out=np.zeros_like(amount), where=dur > 0)
+    with np.errstate(invalid="ignore"):
+        return np.where(probe.count > 0, probe.before[column] + rate * np.clip(at - start, 0.0, dur), 0.0)
+
+
 def spread_cumulative(start: np.ndarray, dur: np.ndarray, amount: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Cumulative amount at times `at`, each row's amount spread evenly over its [start, start + dur)."""
-    rate = np.divide(amount, dur, out=np.zeros_like(amount), where=dur > 0)
-    cum = np.concatenate(([0.0], np.cumsum(amount)))
+    cum = np.zeros(len(amount) + 1)
+    np.cumsum(amount, out=cum[1:])
     k = np.searchsorted(start, at, side="right") - 1
     kk = np.clip(k, 0, None)
-    return np.where(k >= 0, cum[kk] + rate[kk] * np.clip(at - start[kk], 0.0, dur[kk]), 0.0)
+    dur, amount = dur[kk], amount[kk]  # the rows the times fall in: rates of these only
+    rate = np.divide(amount, dur, out=np.zeros_like(amount), where=dur > 0)
+    return np.where(k >= 0, cum[kk] + rate * np.clip(at - start[kk], 0.0, dur), 0.0)

@@ -1,11 +1,21 @@
 """Step log: one flat row per executed step (or run of identical steps) per instance.
 
-Rows are kept as compact numpy blocks: the hot path appends one tuple to a short list, and every
-`BLOCK_ROWS` rows the list becomes one structured array (44 bytes a row instead of ~250 as Python
-objects), so a long run's log costs little memory and the frame is built from arrays.
+Rows are kept in one compact structured array (56 bytes a row instead of ~250 as Python objects):
+the hot path appends one tuple to a short list, and every `BLOCK_ROWS` rows the list is copied into
+the array, which grows in place (`ndarray.resize`: a large block is remapped, not copied), so the
+log never exists twice, not even when its columns are handed out at the end of a run.
+
+A long run's log does not stay in memory: past `spill_rows` rows the array goes to an unnamed
+temporary file and starts again, so memory holds at most `spill_rows` rows (~3.5 MiB) whatever the
+run's length. The run's metrics read the log a piece at a time (`chunks`: energy in
+`metrics.energy`); its columns as arrays (`columns`, `to_columns`: the step table, time series)
+read the file back only when asked for.
 """
 
 from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -36,17 +46,26 @@ ROW = np.dtype([
     ("energy_j", np.float64),
 ], align=False)
 BLOCK_ROWS = 8192
+SPILL_ROWS = 1 << 16
+"""Rows a log holds in memory (~3.5 MiB); older rows wait in a temporary file."""
+READ_ROWS = 1 << 15
+"""Rows of a piece `chunks` gives (~1.8 MiB; what a reader holds, with its sums, at a time)."""
 
 
 class StepLog:
     """Append-only rows; `columns()` gives them as int64/float64 arrays, `to_frame()` as a table."""
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, spill_rows: int | None = None):
         self.enabled = enabled
         self.num_steps = 0
         self.num_records = 0
+        self.spill_rows = SPILL_ROWS if spill_rows is None else spill_rows
         self._pending: list[tuple] = []
-        self._blocks: list[np.ndarray] = []
+        self._rows = np.empty(0, dtype=ROW)
+        self._size = 0
+        self._shared = False  # views of `_rows` were handed out: grow by copying, never in place
+        self._file = None  # rows before the in-memory ones (a temporary file), in log order
+        self._spilled = 0
 
     def record(
         self, instance, start, end, num_steps, prefill_tokens, decodes, running, waiting, kv, joules=0.0
@@ -60,16 +79,69 @@ class StepLog:
             (instance, start, end, num_steps, prefill_tokens, decodes, running, waiting, kv, joules)
         )
         if len(pending) >= BLOCK_ROWS:
-            self._blocks.append(np.array(pending, dtype=ROW))
-            pending.clear()
+            self._flush()
+
+    @property
+    def spilled(self) -> bool:
+        """Whether older rows wait in the temporary file (the log is long)."""
+        return self._file is not None
+
+    def _flush(self) -> None:
+        """Move the pending tuples into the array, growing it by at least a block (or 1/16)."""
+        block = np.array(self._pending, dtype=ROW)
+        self._pending.clear()
+        if self._size + len(block) > self.spill_rows and not self._shared:
+            self._spill()
+        size = self._size + len(block)
+        if size > len(self._rows):
+            capacity = max(size, self._size + len(block), self._size + self._size // 16)
+            if self._shared:
+                grown = np.empty(capacity, dtype=ROW)
+                grown[: self._size] = self._rows[: self._size]
+                self._rows, self._shared = grown, False
+            else:
+                self._rows.resize(capacity, refcheck=False)
+        self._rows[self._size : size] = block
+        self._size = size
+
+    def _spill(self) -> None:
+        """Append the in-memory rows to the temporary file and empty the array (kept for reuse)."""
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="servesim-steps-")
+        self._file.seek(0, 2)
+        self._rows[: self._size].tofile(self._file)
+        self._spilled += self._size
+        self._size = 0
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """The rows in log order as structured arrays of at most `READ_ROWS` rows (the file's
+        rows read back a piece at a time, then those in memory)."""
+        if self._pending:
+            self._flush()
+        if self._file is not None:
+            self._file.seek(0)
+            left = self._spilled
+            while left:
+                piece = np.fromfile(self._file, dtype=ROW, count=min(left, READ_ROWS))
+                left -= len(piece)
+                yield piece
+        for at in range(0, self._size, READ_ROWS):
+            yield self._rows[at : min(at + READ_ROWS, self._size)]
 
     def _table(self) -> np.ndarray:
         if self._pending:
-            self._blocks.append(np.array(self._pending, dtype=ROW))
-            self._pending.clear()
-        if len(self._blocks) > 1:
-            self._blocks = [np.concatenate(self._blocks)]
-        return self._blocks[0] if self._blocks else np.empty(0, dtype=ROW)
+            self._flush()
+        if self._file is not None:  # the whole log in memory: asked for as arrays
+            table = np.empty(self._spilled + self._size, dtype=ROW)
+            at = 0
+            for piece in self.chunks():
+                table[at : at + len(piece)] = piece
+                at += len(piece)
+            self._rows, self._size, self._file, self._spilled = table, len(table), None, 0
+        if not self._shared and len(self._rows) > self._size:
+            self._rows.resize(self._size, refcheck=False)  # give the spare capacity back
+        self._shared = True
+        return self._rows[: self._size]
 
     def columns(self, widen: bool = True) -> dict[str, np.ndarray]:
         """Each column as an array: integers as int64 copies (`widen`) or int32 views, floats as
@@ -89,6 +161,8 @@ class StepLog:
         (no copy: a million-request run's log is millions of rows)."""
         if not self.num_records or not self.enabled:
             return Columns({c: np.empty(0, dtype=object) for c in COLUMNS})  # as an empty frame
+        if self.spilled:  # read back only if asked for
+            return LazyColumns(lambda: self.columns(widen=False), self.num_records, self)
         return Columns(self.columns(widen=False))
 
     def to_frame(self):
@@ -97,3 +171,25 @@ class StepLog:
         if not self.num_records or not self.enabled:
             return pd.DataFrame({c: [] for c in COLUMNS}, columns=list(COLUMNS))
         return pd.DataFrame(self.columns(), columns=list(COLUMNS), copy=False)
+
+
+class LazyColumns(Columns):
+    """`Columns` made by `load` on first use (a long step log read back from its file)."""
+
+    def __init__(self, load, length: int, log=None):
+        self._load = load
+        self._len = length
+        self._loaded: dict | None = None
+        self._log = log
+
+    @property
+    def unread_log(self):
+        """The `StepLog` these columns come from while they are not read yet (else None): a
+        consumer may read it piece by piece instead (`metrics.timeseries`)."""
+        return self._log if self._loaded is None else None
+
+    @property
+    def _cols(self) -> dict:
+        if self._loaded is None:
+            self._loaded = {name: np.asarray(v) for name, v in self._load().items()}
+        return self._loaded

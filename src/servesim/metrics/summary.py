@@ -96,6 +96,22 @@ def request_columns(requests: Iterable[Request]) -> Columns:
         values = [getattr(r, attr) for r in requests]
         cols[column] = np.array(values, dtype=dtype) if dtype is object else np.fromiter(values, dtype)
     status = np.array([_STATUS.get(r.status, "unfinished") for r in requests], dtype=object)
+    multi = (status == "completed") & (cols["output_tokens"] > 1)
+    gaps = np.fromiter((r.max_token_gap if m else 0.0 for r, m in zip(requests, multi)), np.float64)
+    add_latencies(cols, status, gaps)
+    order = np.argsort(cols["request_id"], kind="stable")
+    return Columns({c: cols[c][order] for c in REQUEST_COLUMNS})
+
+
+def status_names(codes: np.ndarray) -> np.ndarray:
+    """requests.csv's status of each `RequestStatus` value (an object array)."""
+    names = np.array([_STATUS.get(s, "unfinished") for s in RequestStatus], dtype=object)
+    return names[codes]
+
+
+def add_latencies(cols: dict, status: np.ndarray, max_gaps: np.ndarray) -> None:
+    """The status, ttft/e2e/tpot/tbt_max columns from the request's times (NaN unless defined);
+    `max_gaps` is each request's longest gap between tokens (read where it has two or more)."""
     done = status == "completed"
     multi = done & (cols["output_tokens"] > 1)
     arrival, first, finish = cols["arrival_s"], cols["first_token_s"], cols["finish_s"]
@@ -104,11 +120,8 @@ def request_columns(requests: Iterable[Request]) -> Columns:
     single = np.where(done, 0.0, math.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         cols["tpot_s"] = np.where(multi, (finish - first) / (cols["output_tokens"] - 1), single)
-    gaps = np.fromiter((r.max_token_gap if m else 0.0 for r, m in zip(requests, multi)), np.float64)
-    cols["tbt_max_s"] = np.where(multi, gaps, single)
+    cols["tbt_max_s"] = np.where(multi, max_gaps, single)
     cols["status"] = status
-    order = np.argsort(cols["request_id"], kind="stable")
-    return Columns({c: cols[c][order] for c in REQUEST_COLUMNS})
 
 
 _EMPTY_DTYPES = {c: object for c in REQUEST_COLUMNS}  # what an empty pandas frame holds

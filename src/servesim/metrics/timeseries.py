@@ -23,7 +23,8 @@ import numpy as np
 
 from servesim.core.errors import ConfigError
 from servesim.metrics.columns import Columns
-from servesim.metrics.energy import rows_by_instance, spread_cumulative
+from servesim.metrics.energy import rows_by_instance, spread_at, spread_cumulative
+from servesim.metrics.step_scan import Probe, instance_chunks, instances_in_start_order, scan
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,9 +76,17 @@ def instance_timeseries(
 
 def timeseries_columns(steps, interval_s=None, end_s=None, pools=None, num_instances=None, requests=None,
                        idle_w=None) -> Columns:
-    """`instance_timeseries` as `metrics.columns.Columns` (no pandas)."""
-    steps = Columns({c: np.asarray(steps[c]) for c in steps.columns}) if len(steps) else Columns({})
-    last = float(np.max(steps["end_s"])) if len(steps) else 0.0
+    """`instance_timeseries` as `metrics.columns.Columns` (no pandas). A long log that spilled to
+    its file is read piece by piece (`_ScannedRows`), never whole."""
+    log = getattr(steps, "unread_log", None)
+    order = instances_in_start_order(log) if log is not None else None
+    if order is None:
+        steps = Columns({c: np.asarray(steps[c]) for c in steps.columns}) if len(steps) else Columns({})
+        last = float(np.max(steps["end_s"])) if len(steps) else 0.0
+        top = int(np.max(steps["instance"])) if len(steps) else -1
+    else:
+        last = max(float(np.max(piece["end_s"])) for piece in log.chunks())
+        top = max(order)
     end = max(end_s or 0.0, last)
     dt = interval_s or auto_interval(end)
     check_size(end, dt, max(1, num_instances or len(_pool_names(pools)) or 1))
@@ -85,8 +94,11 @@ def timeseries_columns(steps, interval_s=None, end_s=None, pools=None, num_insta
     if len(edges) < 2:
         edges = np.array([0.0, dt])
     pool_of = _pool_names(pools)
-    count = num_instances or len(pool_of) or (int(np.max(steps["instance"])) + 1 if len(steps) else 0)
-    by_instance = {i: steps[rows] for i, rows in rows_by_instance(steps).items()}
+    count = num_instances or len(pool_of) or top + 1
+    if order is None:
+        by_instance = {i: steps[rows] for i, rows in rows_by_instance(steps).items()}
+    else:
+        by_instance = {i: _ScannedRows(chunks, edges) for i, chunks in instance_chunks(log).items()}
     waits = _waiting_intervals(requests, end) if requests is not None else None
     parts = []
     for i in range(count):
@@ -116,6 +128,8 @@ def _pool_names(pools: list[dict] | None) -> dict[int, str]:
 
 def _binned_state(rows: Columns | None, column: str, edges: np.ndarray) -> np.ndarray:
     """Time-weighted mean per bin of the step function `value at the last row ended by t`."""
+    if isinstance(rows, _ScannedRows):
+        return rows.state(column)
     if rows is None or not len(rows):
         return np.zeros(len(edges) - 1)
     t = np.asarray(rows["end_s"], dtype=float)
@@ -172,6 +186,8 @@ def _binned_intervals(starts, stops, edges: np.ndarray) -> np.ndarray:
 
 
 def _binned_busy(rows: Columns | None, edges: np.ndarray) -> np.ndarray:
+    if isinstance(rows, _ScannedRows):
+        return rows.busy()
     if rows is None or not len(rows):
         return np.zeros(len(edges) - 1)
     s = np.asarray(rows["start_s"], dtype=float)
@@ -189,12 +205,71 @@ def _binned_power(rows: Columns | None, edges: np.ndarray, idle_w: float | None,
     if idle_w is None:
         return np.full(len(edges) - 1, np.nan)
     idle = idle_w * (1.0 - busy)
+    if isinstance(rows, _ScannedRows):
+        return rows.power() + idle
     if rows is None or not len(rows) or "energy_j" not in rows:
         return idle
     s = np.asarray(rows["start_s"], dtype=float)
     d = np.asarray(rows["end_s"], dtype=float) - s
     energy = spread_cumulative(s, d, np.asarray(rows["energy_j"], dtype=float), edges)
     return np.diff(energy) / np.diff(edges) + idle
+
+
+class _ScannedRows:
+    """One instance's rows of a spilled log, read piece by piece: the sums the binned series need
+    at the bin edges, equal bit for bit to the whole-table functions above."""
+
+    def __init__(self, chunks, edges: np.ndarray):
+        self.edges = edges
+        areas = [f"area_{c}" for c in STATE_COLUMNS]
+        self.ends = Probe("end_s", "right", edges, areas, ["end_s", *STATE_COLUMNS])
+        self.starts = Probe("start_s", "right", edges, ["dur", "energy_j"], ["start_s", "dur", "energy_j"])
+        scan(_with_areas(chunks()), [self.ends, self.starts], [*areas, "dur", "energy_j"])
+
+    def state(self, column: str) -> np.ndarray:
+        p, edges = self.ends, self.edges
+        area = np.where(p.count > 0, p.before[f"area_{column}"] + p.last[column] * (edges - p.last["end_s"]),
+                        0.0)
+        return np.diff(area) / np.diff(edges)
+
+    def busy(self) -> np.ndarray:
+        p, edges = self.starts, self.edges
+        with np.errstate(invalid="ignore"):
+            within = np.clip(edges - p.last["start_s"], 0.0, p.last["dur"])
+            busy = np.where(p.count > 0, p.before["dur"] + within, 0.0)
+        return np.diff(busy) / np.diff(edges)
+
+    def power(self) -> np.ndarray:
+        return np.diff(spread_at(self.starts, "energy_j", self.edges)) / np.diff(self.edges)
+
+
+def _with_areas(pieces):
+    """Pieces with each row's state area up to the next row's end (`value x gap`; 0 for the last
+    row), duration and joules: one piece of look-ahead."""
+    held = None
+    for piece in pieces:
+        if not len(piece):
+            continue
+        if held is not None:
+            yield _areas(held, float(piece["end_s"][0]))
+        held = piece
+    if held is not None:
+        yield _areas(held, None)
+
+
+def _areas(rows, next_end: float | None) -> dict[str, np.ndarray]:
+    t = np.asarray(rows["end_s"], dtype=float)
+    gap = np.zeros(len(t))
+    gap[:-1] = np.diff(t)
+    if next_end is not None:
+        gap[-1] = next_end - t[-1]
+    start = np.asarray(rows["start_s"], dtype=float)
+    out = {"end_s": t, "start_s": start, "dur": np.asarray(rows["end_s"], dtype=float) - start,
+           "energy_j": np.asarray(rows["energy_j"], dtype=float)}
+    for c in STATE_COLUMNS:
+        out[c] = np.asarray(rows[c], dtype=float)
+        out[f"area_{c}"] = out[c] * gap
+    return out
 
 
 def with_elastic_columns(frame: pd.DataFrame, log, end_s: float) -> pd.DataFrame:
