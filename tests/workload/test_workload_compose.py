@@ -277,6 +277,7 @@ def test_sessions_too_long_for_a_run_are_config_errors(sessions, expected):
     (exit 3) instead of naming the key."""
     with pytest.raises(ConfigError, match=expected) as err:
         workload(num_requests=60 if "requests" in expected else 10,
-                 lengths={"prompt": {"dist": "fixed", "value": 1000}, "output": {"dist": "fixed", "value": 10}},
+                 lengths={"prompt": {"dist": "fixed", "value": 1000},
+                          "output": {"dist": "fixed", "value": 10}},
                  sessions={**sessions, "think_time": {"dist": "fixed", "mean": 1.0}})
     assert err.value.key == "workload.sessions.turns"

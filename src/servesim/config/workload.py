@@ -103,9 +103,13 @@ def _mean_count(d: LengthDist) -> float:
 
 
 class LengthsConfig(Section):
-    prompt: Nested[LengthDist] = Field(default_factory=lambda: LengthDist(dist="lognormal", mean=1000, sigma=1.0))
+    prompt: Nested[LengthDist] = Field(
+        default_factory=lambda: LengthDist(dist="lognormal", mean=1000, sigma=1.0)
+    )
     """Prompt length distribution, tokens (with `sessions`: the new tokens of each turn)."""
-    output: Nested[LengthDist] = Field(default_factory=lambda: LengthDist(dist="lognormal", mean=250, sigma=1.0))
+    output: Nested[LengthDist] = Field(
+        default_factory=lambda: LengthDist(dist="lognormal", mean=250, sigma=1.0)
+    )
     """Output length distribution, tokens."""
     empirical: str | None = None
     """Resample joint (prompt, output) pairs from this trace or length file instead."""
