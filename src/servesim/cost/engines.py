@@ -121,14 +121,7 @@ def _load(path: str, name: str) -> EngineKind:
 def _host_cpu_scale(data: dict, where: str) -> dict[str, float]:
     from servesim.catalog.specs import HOST_CPUS
 
-    for key, value in _mapping(data, "host_cpu_scale", where).items():
-        if key not in HOST_CPUS:
-            expected = ", ".join(HOST_CPUS)
-            raise InputFileError(where, f"host_cpu_scale: unknown CPU {key!r}; expected {expected}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100 \
-                or not math.isfinite(value):
-            raise InputFileError(where, f"host_cpu_scale.{key}: expected a number in (0, 100], got {value!r}")
-    return {k: float(v) for k, v in data.items()}
+    return _factors(data, "host_cpu_scale", HOST_CPUS, "CPU", 100, where)
 
 
 def _behaviours(data: dict, where: str) -> dict:
@@ -144,12 +137,17 @@ def _behaviours(data: dict, where: str) -> dict:
 
 
 def _scale(data: dict, where: str) -> dict[str, float]:
-    for key, value in _mapping(data, "scale", where).items():
-        if key not in SCALED:
-            raise InputFileError(where, f"scale: unknown key {key!r}; expected {', '.join(SCALED)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 4 \
+    return _factors(data, "scale", SCALED, "key", 4, where)
+
+
+def _factors(data: dict, section: str, known, noun: str, high: float, where: str) -> dict[str, float]:
+    """`section`: a mapping of `known` names to finite factors in (0, high]."""
+    for key, value in _mapping(data, section, where).items():
+        if key not in known:
+            raise InputFileError(where, f"{section}: unknown {noun} {key!r}; expected {', '.join(known)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= high \
                 or not math.isfinite(value):
-            raise InputFileError(where, f"scale.{key}: expected a number in (0, 4], got {value!r}")
+            raise InputFileError(where, f"{section}.{key}: expected a number in (0, {high}], got {value!r}")
     return {k: float(v) for k, v in data.items()}
 
 
