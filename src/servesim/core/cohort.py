@@ -38,7 +38,8 @@ class DecodeCohort:
         """Max-heap (negated) of members' (computed at join - epoch at join), invalid entries left
         in place until they surface: the longest context is its top + epoch."""
         self._serial = 0
-        self._phase = np.zeros(block_size, dtype=np.int64)
+        self._phase = [0] * block_size
+        """Members per position of their next token within a block (a list: read a few at a time)."""
         self._ctx_base_sum = 0  # sum over members of (computed at join - epoch at join)
         self.gaps = None
         """Optional `metrics.gaps.TokenGaps`: each step's inter-token gaps, weighted by members."""
@@ -93,10 +94,10 @@ class DecodeCohort:
         if self.epoch == epoch0:
             return 0.0
         ends = self._ends[epoch0 - self._first_kept : self.epoch - self._first_kept]
-        gap = ends[0] - last_time_at_join if not math.isnan(last_time_at_join) else 0.0
-        if len(ends) > 1:
-            gap = max(gap, float(np.max(np.diff(ends))))
-        return float(gap)
+        gap = float(ends[0]) - last_time_at_join if not math.isnan(last_time_at_join) else 0.0
+        if len(ends) > 1:  # (np.diff and np.max cost several times these two calls)
+            gap = max(gap, float((ends[1:] - ends[:-1]).max()))
+        return gap
 
     def steps_to_next_finish(self) -> int:
         """Cohort steps until the first member emits its last token (>= 1); 0 if empty."""
@@ -112,19 +113,28 @@ class DecodeCohort:
             return 0
         bs = self.block_size
         if span == 1 and bs > 1:  # one step, the common case: those at a block's last slot
-            return int(self._phase[-(self.epoch + first_step) % bs])
+            return self._phase[-(self.epoch + first_step) % bs]
         cycles, rest = divmod(span, bs)
         need = cycles * len(self._members)
         if rest:
-            offsets = self.epoch + first_step + cycles * bs + np.arange(rest)
-            need += int(self._phase[(-offsets) % bs].sum())
+            need += self._phase_sum(self.epoch + first_step + cycles * bs, rest)
         return need
+
+    def _phase_sum(self, offset: int, steps: int) -> int:
+        """New blocks of the steps at offsets [offset, offset + steps), steps <= block size:
+        members at a block's last slot in each, phases (-o) % block size, which run down from
+        (-offset) % block size, wrapping around once at most."""
+        top = (-offset) % self.block_size
+        phase = self._phase
+        if steps <= top + 1:
+            return sum(phase[top + 1 - steps : top + 1])
+        return sum(phase[: top + 1]) + sum(phase[top + 1 - steps :])
 
     def block_needs(self, first_step: int, steps: int) -> np.ndarray:
         """New KV blocks each of the steps with offsets [first_step, first_step + steps) needs
         (those at a block's last slot: each step's `blocks_needed(o, o + 1)`)."""
         offsets = self.epoch + first_step + np.arange(steps)
-        return self._phase[(-offsets) % self.block_size]
+        return np.array(self._phase)[(-offsets) % self.block_size]
 
     def max_steps_for_blocks(self, first_step: int, free_blocks: int, limit: int) -> int:
         """Largest k <= limit such that steps [first_step, first_step + k) need <= free_blocks."""
@@ -138,7 +148,7 @@ class DecodeCohort:
             return limit
         left = free_blocks - cycles * n
         offsets = self.epoch + first_step + k + np.arange(bs)
-        cum = np.cumsum(self._phase[(-offsets) % bs])
+        cum = np.cumsum(np.array(self._phase)[(-offsets) % bs])
         k += int(np.searchsorted(cum, left, side="right"))
         return min(k, limit)
 
