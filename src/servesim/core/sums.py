@@ -27,14 +27,17 @@ def _pairwise(values: list[float], lo: int, n: int) -> float:
         return total
     if n <= _BLOCK:
         whole = lo + n - n % _UNROLL
-        lanes = []
-        for j in range(_UNROLL):  # lane j adds values lo + j, lo + j + 8, ... in turn
-            lane = values[lo + j : whole : _UNROLL]
-            acc = lane[0]
-            for v in lane[1:]:
-                acc += v
-            lanes.append(acc)
-        r0, r1, r2, r3, r4, r5, r6, r7 = lanes
+        r0, r1, r2, r3, r4, r5, r6, r7 = values[lo : lo + _UNROLL]
+        for i in range(lo + _UNROLL, whole, _UNROLL):  # eight partial sums, one per lane
+            a0, a1, a2, a3, a4, a5, a6, a7 = values[i : i + _UNROLL]
+            r0 += a0
+            r1 += a1
+            r2 += a2
+            r3 += a3
+            r4 += a4
+            r5 += a5
+            r6 += a6
+            r7 += a7
         total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
         for v in values[whole : lo + n]:
             total += v
