@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import math
 
 import numpy as np
@@ -117,24 +118,21 @@ class DecodeCohort:
         cycles, rest = divmod(span, bs)
         need = cycles * len(self._members)
         if rest:
-            need += self._phase_sum(self.epoch + first_step + cycles * bs, rest)
+            need += sum(self._cycle(self.epoch + first_step + cycles * bs)[:rest])
         return need
 
-    def _phase_sum(self, offset: int, steps: int) -> int:
-        """New blocks of the steps at offsets [offset, offset + steps), steps <= block size:
-        members at a block's last slot in each, phases (-o) % block size, which run down from
-        (-offset) % block size, wrapping around once at most."""
-        top = (-offset) % self.block_size
-        phase = self._phase
-        if steps <= top + 1:
-            return sum(phase[top + 1 - steps : top + 1])
-        return sum(phase[: top + 1]) + sum(phase[top + 1 - steps :])
+    def _cycle(self, offset: int) -> list[int]:
+        """New blocks of each of the `block_size` steps from offset `offset` on: members at a
+        block's last slot in it, `_phase[(-o) % block_size]`, indices that run down from
+        (-offset) % block_size and wrap around once (the steps after repeat these)."""
+        top, phase = (-offset) % self.block_size, self._phase
+        return phase[top::-1] + phase[:top:-1]
 
     def block_needs(self, first_step: int, steps: int) -> np.ndarray:
         """New KV blocks each of the steps with offsets [first_step, first_step + steps) needs
         (those at a block's last slot: each step's `blocks_needed(o, o + 1)`)."""
-        offsets = self.epoch + first_step + np.arange(steps)
-        return np.array(self._phase)[(-offsets) % self.block_size]
+        cycle = self._cycle(self.epoch + first_step)
+        return np.array(cycle * (steps // self.block_size + 1), dtype=np.int64)[:steps]
 
     def max_steps_for_blocks(self, first_step: int, free_blocks: int, limit: int) -> int:
         """Largest k <= limit such that steps [first_step, first_step + k) need <= free_blocks."""
@@ -146,10 +144,8 @@ class DecodeCohort:
         k = cycles * bs
         if k >= limit:
             return limit
-        left = free_blocks - cycles * n
-        offsets = self.epoch + first_step + k + np.arange(bs)
-        cum = np.cumsum(np.array(self._phase)[(-offsets) % bs])
-        k += int(np.searchsorted(cum, left, side="right"))
+        taken = list(itertools.accumulate(self._cycle(self.epoch + first_step + k)))
+        k += bisect.bisect_right(taken, free_blocks - cycles * n)
         return min(k, limit)
 
     # -- membership ----------------------------------------------------------------------------
