@@ -96,8 +96,8 @@ class DecodeCohort:
             return 0.0
         ends = self._ends[epoch0 - self._first_kept : self.epoch - self._first_kept]
         gap = float(ends[0]) - last_time_at_join if not math.isnan(last_time_at_join) else 0.0
-        if len(ends) > 1:  # (np.diff and np.max cost several times these two calls)
-            gap = max(gap, float((ends[1:] - ends[:-1]).max()))
+        if len(ends) > 1:  # (np.diff and np.max cost several times these two ufunc calls)
+            gap = max(gap, float(np.maximum.reduce(ends[1:] - ends[:-1])))
         return gap
 
     def steps_to_next_finish(self) -> int:

@@ -26,6 +26,7 @@ near TDP) slows while capped decode (memory-bound, far below TDP) runs as before
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -157,7 +158,7 @@ def _total(seconds: np.ndarray | list, steps: int) -> float:
     """Sum of the first `steps` durations, as numpy sums the array slice (a list: bit for bit)."""
     if isinstance(seconds, list):
         return pairwise_sum(seconds[:steps])
-    return float(seconds[:steps].sum())
+    return float(np.add.reduce(seconds[:steps]))  # (`ndarray.sum` without its Python wrapper)
 
 
 class PowerModel:
@@ -230,10 +231,11 @@ class PowerModel:
         return self._default_energy(np.asarray(seconds), f0 + f1 * ctx, b0 + b1 * ctx + link)
 
     def decode_run_energy(
-        self, num_decodes: int, ctx_sums: np.ndarray | list, seconds: np.ndarray | list, steps: int
+        self, num_decodes: int, ctx_sums: np.ndarray | Sequence, seconds: np.ndarray | list, steps: int
     ) -> float:
         """Joules of the first `steps` steps of a decode run (as `decode_energies(...)[:steps].sum()`).
-        Arrays, or lists for a short run priced in plain Python (the same joules, bit for bit).
+        Arrays, or sequences and a list of seconds for a short run priced in plain Python (the
+        same joules, bit for bit).
 
         Uncapped, power is monotone along a run (work and time are both linear in the context), so
         its two ends tell whether every step, none or some run at the board limit; in the first two

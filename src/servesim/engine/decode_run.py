@@ -75,8 +75,8 @@ def _prices(instance, n: int, k: int, start: float):
     short = getattr(instance.cost_model, "decode_run_times", None) if k <= SHORT_RUN else None
     if short is not None and not cohort.window:
         ctx0, first = cohort.context_sum(0), cohort.max_context(0)
-        ctx = list(range(ctx0, ctx0 + n * k, n)) if n else [ctx0] * k
-        seconds = short(n, ctx, list(range(first, first + k)))
+        ctx = range(ctx0, ctx0 + n * k, n) if n else [ctx0] * k  # (ranges: nothing to build)
+        seconds = short(n, ctx, range(first, first + k))
         if seconds is not None:
             if slowdown != 1.0:
                 seconds = [s * slowdown for s in seconds]
