@@ -198,7 +198,9 @@ class RooflineCostModel:
         t = self._decode_time(num_decodes, num_decodes, ctx, longest, np.maximum)
         return np.maximum(t, self.host_overhead_s) if self.host_overhead_s > 0 else t
 
-    def decode_run_times(self, num_decodes: int, ctx_sums: Sequence[int], max_ctxs: Sequence[int]) -> list[float]:
+    def decode_run_times(
+        self, num_decodes: int, ctx_sums: Sequence[int], max_ctxs: Sequence[int]
+    ) -> list[float]:
         """`decode_step_times` in plain Python, float for float: for short runs, where numpy's
         cost per call outweighs its gain. The usual forms of `_decode_gpu` are written out with
         the run's coefficients looked up once; host time and `batch_kv` price each step alone."""
