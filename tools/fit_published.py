@@ -4,6 +4,7 @@
     PYTHONPATH=src python tools/fit_published.py cdna3 gaudi     # some of them
     PYTHONPATH=src python tools/fit_published.py vllm-rocm-2024  # one engine version (ENGINE_FIT)
     PYTHONPATH=src python tools/fit_published.py tensorrt-llm-pytorch  # its host time on Grace (HOST_CPU_FIT)
+    PYTHONPATH=src python tools/fit_published.py vllm-cuda-v0    # single-step host time, then its scale
 
 For each family, the `split=fit` rows of data/measurements/published/throughput.csv (none of them
 MLPerf) are replayed in the simulator and the profile's efficiencies fitted to their tokens per
