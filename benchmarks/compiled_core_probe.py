@@ -48,7 +48,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PXD = Path(__file__).resolve().parent / "compiled_core"
 HOT = (
-    "servesim/engine/instance.py", "servesim/engine/mixed_run.py", "servesim/core/cohort.py",
+    "servesim/engine/instance.py", "servesim/engine/decode_run.py", "servesim/engine/mixed_run.py",
+    "servesim/core/cohort.py", "servesim/core/sums.py",
     "servesim/kv/manager.py", "servesim/schedulers/core.py", "servesim/schedulers/batching.py",
     "servesim/schedulers/chunk_runs.py", "servesim/cost/roofline.py", "servesim/cost/power.py",
     "servesim/engine/power.py", "servesim/metrics/steps.py", "servesim/metrics/gaps.py",

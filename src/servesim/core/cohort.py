@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import math
 
 import numpy as np
@@ -38,7 +39,8 @@ class DecodeCohort:
         """Max-heap (negated) of members' (computed at join - epoch at join), invalid entries left
         in place until they surface: the longest context is its top + epoch."""
         self._serial = 0
-        self._phase = np.zeros(block_size, dtype=np.int64)
+        self._phase = [0] * block_size
+        """Members per position of their next token within a block (a list: read a few at a time)."""
         self._ctx_base_sum = 0  # sum over members of (computed at join - epoch at join)
         self.gaps = None
         """Optional `metrics.gaps.TokenGaps`: each step's inter-token gaps, weighted by members."""
@@ -93,10 +95,10 @@ class DecodeCohort:
         if self.epoch == epoch0:
             return 0.0
         ends = self._ends[epoch0 - self._first_kept : self.epoch - self._first_kept]
-        gap = ends[0] - last_time_at_join if not math.isnan(last_time_at_join) else 0.0
-        if len(ends) > 1:
-            gap = max(gap, float(np.max(np.diff(ends))))
-        return float(gap)
+        gap = float(ends[0]) - last_time_at_join if not math.isnan(last_time_at_join) else 0.0
+        if len(ends) > 1:  # (np.diff and np.max cost several times these two ufunc calls)
+            gap = max(gap, float(np.maximum.reduce(ends[1:] - ends[:-1])))
+        return gap
 
     def steps_to_next_finish(self) -> int:
         """Cohort steps until the first member emits its last token (>= 1); 0 if empty."""
@@ -112,19 +114,25 @@ class DecodeCohort:
             return 0
         bs = self.block_size
         if span == 1 and bs > 1:  # one step, the common case: those at a block's last slot
-            return int(self._phase[-(self.epoch + first_step) % bs])
+            return self._phase[-(self.epoch + first_step) % bs]
         cycles, rest = divmod(span, bs)
         need = cycles * len(self._members)
         if rest:
-            offsets = self.epoch + first_step + cycles * bs + np.arange(rest)
-            need += int(self._phase[(-offsets) % bs].sum())
+            need += sum(self._cycle(self.epoch + first_step + cycles * bs)[:rest])
         return need
+
+    def _cycle(self, offset: int) -> list[int]:
+        """New blocks of each of the `block_size` steps from offset `offset` on: members at a
+        block's last slot in it, `_phase[(-o) % block_size]`, indices that run down from
+        (-offset) % block_size and wrap around once (the steps after repeat these)."""
+        top, phase = (-offset) % self.block_size, self._phase
+        return phase[top::-1] + phase[:top:-1]
 
     def block_needs(self, first_step: int, steps: int) -> np.ndarray:
         """New KV blocks each of the steps with offsets [first_step, first_step + steps) needs
         (those at a block's last slot: each step's `blocks_needed(o, o + 1)`)."""
-        offsets = self.epoch + first_step + np.arange(steps)
-        return self._phase[(-offsets) % self.block_size]
+        cycle = self._cycle(self.epoch + first_step)
+        return np.array(cycle * (steps // self.block_size + 1), dtype=np.int64)[:steps]
 
     def max_steps_for_blocks(self, first_step: int, free_blocks: int, limit: int) -> int:
         """Largest k <= limit such that steps [first_step, first_step + k) need <= free_blocks."""
@@ -136,10 +144,8 @@ class DecodeCohort:
         k = cycles * bs
         if k >= limit:
             return limit
-        left = free_blocks - cycles * n
-        offsets = self.epoch + first_step + k + np.arange(bs)
-        cum = np.cumsum(self._phase[(-offsets) % bs])
-        k += int(np.searchsorted(cum, left, side="right"))
+        taken = list(itertools.accumulate(self._cycle(self.epoch + first_step + k)))
+        k += bisect.bisect_right(taken, free_blocks - cycles * n)
         return min(k, limit)
 
     # -- membership ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ near TDP) slows while capped decode (memory-bound, far below TDP) runs as before
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -36,6 +37,7 @@ import yaml
 from servesim.catalog.specs import HardwareSpec
 from servesim.core.errors import ConfigError, InputFileError
 from servesim.core.files import read_yaml
+from servesim.core.sums import pairwise_sum
 from servesim.cost.base import CostModel, StepCost, StepShape
 from servesim.cost.work import WorkModel
 
@@ -152,6 +154,13 @@ class PowerLimit:
         return self.cap_w is not None or self.clock_frac is not None
 
 
+def _total(seconds: np.ndarray | list, steps: int) -> float:
+    """Sum of the first `steps` durations, as numpy sums the array slice (a list: bit for bit)."""
+    if isinstance(seconds, list):
+        return pairwise_sum(seconds[:steps])
+    return float(np.add.reduce(seconds[:steps]))  # (`ndarray.sum` without its Python wrapper)
+
+
 class PowerModel:
     """Energy (and, under a cap or clock limit, duration) of an instance's steps.
 
@@ -222,9 +231,11 @@ class PowerModel:
         return self._default_energy(np.asarray(seconds), f0 + f1 * ctx, b0 + b1 * ctx + link)
 
     def decode_run_energy(
-        self, num_decodes: int, ctx_sums: np.ndarray, seconds: np.ndarray, steps: int
+        self, num_decodes: int, ctx_sums: np.ndarray | Sequence, seconds: np.ndarray | list, steps: int
     ) -> float:
         """Joules of the first `steps` steps of a decode run (as `decode_energies(...)[:steps].sum()`).
+        Arrays, or sequences and a list of seconds for a short run priced in plain Python (the
+        same joules, bit for bit).
 
         Uncapped, power is monotone along a run (work and time are both linear in the context), so
         its two ends tell whether every step, none or some run at the board limit; in the first two
@@ -235,11 +246,11 @@ class PowerModel:
             return float(self.decode_energies(num_decodes, ctx_sums[:steps], seconds[:steps]).sum())
         e0, e1 = self._run_coeffs(num_decodes)
         floor, top = self._floor_w, self._max_w
-        c0, c1 = ctx_sums.item(0), ctx_sums.item(steps - 1)
-        t0, t1 = seconds.item(0), seconds.item(steps - 1)
+        c0, c1 = float(ctx_sums[0]), float(ctx_sums[steps - 1])
+        t0, t1 = float(seconds[0]), float(seconds[steps - 1])
         over0 = floor * t0 + e0 + e1 * c0 > top * t0
         over1 = floor * t1 + e0 + e1 * c1 > top * t1
-        busy = t0 if steps == 1 else float(seconds[:steps].sum())
+        busy = t0 if steps == 1 else _total(seconds, steps)
         if over0 and over1:
             return top * busy
         if over0 or over1:
@@ -463,6 +474,11 @@ class ClockedCostModel:
     def chunk_step_times(self, *args) -> np.ndarray | None:
         """The inner model's, while no cap or clock limit applies (then: price step by step)."""
         inner = getattr(self.inner, "chunk_step_times", None)
+        return None if self.power.limit.active or inner is None else inner(*args)
+
+    def decode_run_times(self, *args) -> list[float] | None:
+        """The inner model's, while no cap or clock limit applies (then: the clock solve's arrays)."""
+        inner = getattr(self.inner, "decode_run_times", None)
         return None if self.power.limit.active or inner is None else inner(*args)
 
     def breakdown(self, shape: StepShape) -> StepCost:

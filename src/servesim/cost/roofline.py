@@ -14,6 +14,7 @@ form for many steps at once and `step_time` uses the very same coefficients, so 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -196,6 +197,27 @@ class RooflineCostModel:
             longest = np.asarray(max_ctxs, dtype=np.float64)
         t = self._decode_time(num_decodes, num_decodes, ctx, longest, np.maximum)
         return np.maximum(t, self.host_overhead_s) if self.host_overhead_s > 0 else t
+
+    def decode_run_times(
+        self, num_decodes: int, ctx_sums: Sequence[int], max_ctxs: Sequence[int]
+    ) -> list[float]:
+        """`decode_step_times` in plain Python, float for float: for short runs, where numpy's
+        cost per call outweighs its gain. The usual forms of `_decode_gpu` are written out with
+        the run's coefficients looked up once; host time and `batch_kv` price each step alone."""
+        n = num_decodes
+        if n == 0:
+            return [self.profile.step_overhead_s] * len(ctx_sums)
+        const, per_ctx, per_longest, _ = self._decode_coeffs(n, n)
+        if self._engine_terms:
+            rows = zip(ctx_sums, max_ctxs)
+            times = [self._decode_time(n, n, ctx, longest, max) for ctx, longest in rows]
+        elif per_longest:
+            rows = zip(ctx_sums, max_ctxs)
+            times = [const + max(ctx * per_ctx, longest * per_longest) for ctx, longest in rows]
+        else:
+            times = [const + ctx * per_ctx for ctx in ctx_sums]
+        floor = self.host_overhead_s
+        return [t if t > floor else floor for t in times] if floor > 0 else times
 
     def chunk_step_times(
         self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int],

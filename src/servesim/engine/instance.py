@@ -1,10 +1,10 @@
 """One serving instance as a SimPy process: schedule, price, sleep, apply; repeat.
 
 When the policy marks a pure-decode plan repeatable, the instance runs up to k identical steps as
-one timeout, where k stops at the next finish, at the KV cache's limit and at the policy's bound.
-An arrival routed here meanwhile interrupts the run; the step in flight completes and the
-scheduler plans again. The result is step-for-step the same as running one step at a time.
-Chunked prefill's repeating mixed steps run the same way (`engine.mixed_run`).
+one timeout (`engine.decode_run`), where k stops at the next finish, at the KV cache's limit and
+at the policy's bound. An arrival routed here meanwhile interrupts the run; the step in flight
+completes and the scheduler plans again. The result is step-for-step the same as running one step
+at a time. Chunked prefill's repeating mixed steps run the same way (`engine.mixed_run`).
 
 On the prefill side of a disaggregated cluster (`hand_off` set), a request that emits its first
 token leaves at once: out of the scheduler's running set, never into the cohort, its KV detached
@@ -21,6 +21,7 @@ import simpy
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
+from servesim.engine.decode_run import decode_run
 from servesim.engine.mixed_run import mixed_run
 from servesim.engine.power import PowerMeter
 from servesim.kv.manager import KVCacheManager
@@ -234,7 +235,7 @@ class Instance:
                     yield self._idle
                 self._idle = None
             elif plan.repeatable and plan.decode_cohort and not plan.tokens and not plan.preempted:
-                yield from self._decode_run(plan)
+                yield from decode_run(self, plan)
             elif self.mixed_runs and repeats_chunk(scheduler, plan):
                 yield from mixed_run(self, plan)
             else:
@@ -280,54 +281,6 @@ class Instance:
         seconds = compute + swapped_tokens * self.swap_s_per_token
         joules = self.power.step_energy(shape, seconds) if self.power is not None else 0.0
         return seconds, joules
-
-    def _decode_run(self, plan: StepPlan):
-        env, cohort, kv = self.env, self.cohort, self.kv
-        limit = min(cohort.steps_to_next_finish(), plan.max_repeats, self.max_run_steps)
-        k = max(1, kv.max_cohort_steps(limit))
-        n = cohort.size
-        start = env.now
-        steps = np.arange(k, dtype=np.float64)
-        ctx = cohort.attended_context_sums(k)
-        longest = cohort.max_context(0) + steps
-        if cohort.window:  # attention reads at most the window
-            longest = np.minimum(longest, cohort.window)
-        seconds = self.cost_model.decode_step_times(n, ctx, longest)
-        if self.slowdown != 1.0:
-            seconds = seconds * self.slowdown
-        ends = start + np.cumsum(seconds)
-        if plan.replan_time < ends[-1]:
-            k = int(np.searchsorted(ends, plan.replan_time, side="left")) + 1
-            ends = ends[:k]
-        self.meter.begin(start, ends[-1] - start, self._run_energy(n, ctx, seconds, k))
-        done = k
-        self._interruptible = k > 1
-        try:
-            yield env.timeout(ends[-1] - start)
-        except simpy.Interrupt as exc:
-            if exc.cause == FAILURE:
-                raise
-            # An arrival: finish the step in flight, then plan again.
-            done = int(np.searchsorted(ends, env.now, side="left")) + 1
-            done = min(done, k)
-            remaining = ends[done - 1] - env.now
-            if remaining > 0:
-                yield env.timeout(remaining)
-        self._interruptible = False
-        ends = ends[:done]
-        ends[-1] = env.now
-        # Blocks for the steps run (k fit when the run was planned); never inside an assert,
-        # which `python -O` would skip.
-        if not kv.reserve_cohort(done):
-            raise RuntimeError("a decode run outgrew the KV blocks it was planned with")
-        self._finish(kv.advance_cohort(ends), env.now)
-        self._record_step(start, env.now, done, 0, n, self._run_energy(n, ctx, seconds, done))
-
-    def _run_energy(self, n: int, ctx: np.ndarray, seconds: np.ndarray, steps: int) -> float:
-        """Joules of the first `steps` steps of a decode run."""
-        if self.power is None:
-            return 0.0
-        return self.power.decode_run_energy(n, ctx, seconds, steps)
 
     def _shape(self, plan: StepPlan) -> StepShape:
         chunks, num_decodes, ctx_sum, logits, longest = [], 0, 0, 0, 0

@@ -439,6 +439,8 @@ class KVCacheManager:
     def reserve_cohort(self, steps: int) -> bool:
         """Hold blocks for the cohort's next `steps` steps (those already held count)."""
         held = self._reserved_until - self.cohort.epoch
+        if steps <= held:  # (the common re-reservation of a step already held)
+            return True
         held = held if held > 0 else 0
         need = self.cohort.blocks_needed(held, steps)
         if need > self.num_free_blocks and not self._unpin_for(need):

@@ -1,0 +1,106 @@
+"""Runs of pure-decode steps: the cohort alone, k identical steps as one event.
+
+When the scheduler marks a pure-cohort plan repeatable, the instance prices k steps at once (k
+stops at the next finish, at the KV cache's limit, at the plan's `max_repeats` and at
+`engine.max_run_steps`; a plan's `replan_time` cuts it to the step in flight then), sleeps until
+the last ends, and settles them: KV blocks, the cohort's progress, finishes, one step-log row
+with the run's steps and joules. An arrival routed here meanwhile interrupts the run: the step in
+flight completes and the scheduler plans again. The result is step for step what single steps
+give.
+
+A run of at most `SHORT_RUN` steps (most of them: a finish or an arrival comes within a few
+steps) is priced in plain Python lists where the cost model offers `decode_run_times`: numpy's
+fixed cost per call (a dozen calls a run) outweighs its per-step gain there. Both paths make the
+same float operations in the same order (step ends summed one by one, the energy's busy time
+summed in numpy's pairwise order), so results do not depend on which priced a run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+
+import numpy as np
+import simpy
+
+from servesim.core.step import StepPlan
+
+SHORT_RUN = 64
+"""Most steps of a run priced in plain Python (0: always numpy; results are the same)."""
+
+
+def decode_run(instance, plan: StepPlan):
+    """Run the cohort's repeatable pure-decode `plan` for up to k steps (module doc); a SimPy
+    generator."""
+    env, cohort, kv = instance.env, instance.cohort, instance.kv
+    limit = min(cohort.steps_to_next_finish(), plan.max_repeats, instance.max_run_steps)
+    k = max(1, kv.max_cohort_steps(limit))
+    n = cohort.size
+    start = env.now
+    ctx, seconds, ends = _prices(instance, n, k, start)
+    if plan.replan_time < ends[-1]:
+        k = bisect.bisect_left(ends, plan.replan_time) + 1
+        ends = ends[:k]
+    joules, limit = _energy(instance, n, ctx, seconds, k), _limit(instance)
+    instance.meter.begin(start, ends[-1] - start, joules)
+    done = k
+    instance._interruptible = k > 1
+    try:
+        yield env.timeout(ends[-1] - start)
+    except simpy.Interrupt as exc:
+        if exc.cause is not None:  # the instance failed: not a wake
+            raise
+        # An arrival: finish the step in flight, then plan again.
+        done = min(bisect.bisect_left(ends, env.now) + 1, k)
+        remaining = ends[done - 1] - env.now
+        if remaining > 0:
+            yield env.timeout(remaining)
+    instance._interruptible = False
+    ends = np.array(ends[:done])  # (what the cohort reads: an array, however priced)
+    ends[-1] = env.now
+    # Blocks for the steps run (k fit when the run was planned); never inside an assert,
+    # which `python -O` would skip.
+    if not kv.reserve_cohort(done):
+        raise RuntimeError("a decode run outgrew the KV blocks it was planned with")
+    instance._finish(kv.advance_cohort(ends), env.now)
+    if done < k or _limit(instance) != limit:  # cut short, or a power budget moved the cap
+        joules = _energy(instance, n, ctx, seconds, done)
+    instance._record_step(start, env.now, done, 0, n, joules)
+
+
+def _prices(instance, n: int, k: int, start: float):
+    """Context sums, seconds and end times of the cohort's next k steps from `start`: lists for
+    a short run, arrays otherwise (the same values)."""
+    cohort, slowdown = instance.cohort, instance.slowdown
+    short = getattr(instance.cost_model, "decode_run_times", None) if k <= SHORT_RUN else None
+    if short is not None and not cohort.window:
+        ctx0, first = cohort.context_sum(0), cohort.max_context(0)
+        ctx = range(ctx0, ctx0 + n * k, n) if n else [ctx0] * k  # (ranges: nothing to build)
+        seconds = short(n, ctx, range(first, first + k))
+        if seconds is not None:
+            if slowdown != 1.0:
+                seconds = [s * slowdown for s in seconds]
+            return ctx, seconds, [start + t for t in itertools.accumulate(seconds)]
+    steps = np.arange(k, dtype=np.float64)
+    ctx = cohort.attended_context_sums(k)
+    longest = cohort.max_context(0) + steps
+    if cohort.window:  # attention reads at most the window
+        longest = np.minimum(longest, cohort.window)
+    seconds = instance.cost_model.decode_step_times(n, ctx, longest)
+    if slowdown != 1.0:
+        seconds = seconds * slowdown
+    return ctx, seconds, start + np.cumsum(seconds)
+
+
+def _energy(instance, n: int, ctx, seconds, steps: int) -> float:
+    """Joules of the first `steps` steps of the run."""
+    if instance.power is None:
+        return 0.0
+    return instance.power.decode_run_energy(n, ctx, seconds, steps)
+
+
+def _limit(instance) -> tuple | None:
+    """The power cap and clock limit the run's energy is priced under (a power budget changes
+    them between events)."""
+    power = instance.power
+    return None if power is None else (power.limit.cap_w, power.limit.clock_frac)
