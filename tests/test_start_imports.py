@@ -20,6 +20,7 @@ ARXIV = ROOT / "traces/arxiv-summarization/arxiv_summarization_stats_llama2_toke
 
 NOT_IMPORTED = [
     "pandas", "matplotlib", "tqdm", "ray",
+    "numpy.ma",  # np.percentile and np.unique import it on first use: metrics/percentiles.py
     "servesim.studies", "servesim.elastic", "servesim.engine.elastic", "servesim.enginerun",
     "servesim.calibration", "servesim.testing",
     # the other command groups: only `run` and `validate` are parsed for a run
