@@ -23,6 +23,9 @@ NOT_IMPORTED = [
     "numpy.ma",  # np.percentile and np.unique import it on first use: metrics/percentiles.py
     "servesim.studies", "servesim.elastic", "servesim.engine.elastic", "servesim.enginerun",
     "servesim.calibration", "servesim.testing",
+    # features the config leaves out: disaggregation, agentic programs, sessions, trace replay
+    "servesim.engine.disaggregation", "servesim.engine.programs", "servesim.metrics.lifecycle",
+    "servesim.workload.programs", "servesim.workload.sessions", "servesim.workload.replay",
     # the other command groups: only `run` and `validate` are parsed for a run
     "servesim.cli.trace", "servesim.cli.costmodel", "servesim.cli.throughput", "servesim.cli.studies",
     "servesim.cli.replay", "servesim.cli.plot",
