@@ -42,6 +42,8 @@ elastic runs); a new run removes the ones it does not write, so a folder never m
 
 @dataclass
 class SimulationResult:
+    """A finished run: its summary, request and step columns, and what `save` writes."""
+
     config: SimConfig
     summary: dict
     request_columns: Columns

@@ -32,6 +32,8 @@ DTYPE_BYTES = {
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A model's architecture as the cost model needs it: layers, widths, heads, experts, datatypes."""
+
     name: str
     num_layers: int
     hidden_size: int
@@ -240,6 +242,8 @@ HOST_CPUS = ("x86", "grace")
 
 @dataclass(frozen=True)
 class HardwareSpec:
+    """One accelerator's spec sheet: peak FLOP/s per datatype, memory, links, power."""
+
     name: str
     peak_tflops: dict[str, float]
     """Dense (no sparsity) tensor throughput per datatype, TFLOP/s per device."""

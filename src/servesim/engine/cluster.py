@@ -56,6 +56,8 @@ class DisaggregationParts:
 
 @dataclass
 class RunStats:
+    """What the engine counted during a run (summary.json's `sim` and part of `kv`)."""
+
     simulated_s: float
     wall_s: float
     iterations: int
