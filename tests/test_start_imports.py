@@ -21,6 +21,7 @@ ARXIV = ROOT / "traces/arxiv-summarization/arxiv_summarization_stats_llama2_toke
 NOT_IMPORTED = [
     "pandas", "matplotlib", "tqdm", "ray",
     "numpy.ma",  # np.percentile and np.unique import it on first use: metrics/percentiles.py
+    "gzip",  # compressed traces only
     "servesim.studies", "servesim.elastic", "servesim.engine.elastic", "servesim.enginerun",
     "servesim.calibration", "servesim.testing",
     # features the config leaves out: disaggregation, agentic programs, sessions, trace replay
