@@ -1,4 +1,5 @@
-"""core.files.read_yaml: files servesim ships parse with libyaml's C parser, to the same data."""
+"""Shipped YAML: files servesim ships parse with libyaml's C parser, to the same data; the
+catalogs make an entry into Python values when it is first asked for, to the same values."""
 
 from __future__ import annotations
 
@@ -31,3 +32,13 @@ def test_a_users_file_keeps_the_pure_python_parser(tmp_path, monkeypatch):
     read_yaml(tmp_path / "p.yaml")
     read_yaml(SHIPPED[0])
     assert used == [files._Loader, files._ShippedLoader]
+
+
+@pytest.mark.parametrize("kind", ["models", "hardware"])
+def test_a_catalog_made_entry_by_entry_is_the_whole_file(kind):
+    from servesim.catalog import specs
+
+    whole = yaml.safe_load((specs._HERE / f"{kind}.yaml").read_text())
+    table = specs._Catalog((specs._HERE / f"{kind}.yaml").read_text())
+    assert list(table) == list(whole) and len(table) == len(whole)
+    assert {name: table[name] for name in table} == whole
