@@ -42,6 +42,7 @@ UNBUILT = [  # config sections the run leaves out: no pydantic validator is buil
     "servesim.config.kv:TierConfig", "servesim.config.power:PowerBudgetConfig",
     "servesim.config.workload:SessionsConfig", "servesim.config.workload:ProgramsConfig",
     "servesim.config.workload:TraceConfig", "servesim.config.workload:ClassConfig",
+    "servesim.predictors.oracle:NoisyOracleParams",  # predictors other than the run's own
 ]
 PROBE = """
 import importlib, json, sys
