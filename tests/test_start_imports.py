@@ -20,8 +20,13 @@ ARXIV = ROOT / "traces/arxiv-summarization/arxiv_summarization_stats_llama2_toke
 
 NOT_IMPORTED = [
     "pandas", "matplotlib", "tqdm", "ray",
+    "numpy.ma",  # np.percentile and np.unique import it on first use: metrics/percentiles.py
+    "gzip",  # compressed traces only
     "servesim.studies", "servesim.elastic", "servesim.engine.elastic", "servesim.enginerun",
     "servesim.calibration", "servesim.testing",
+    # features the config leaves out: disaggregation, agentic programs, sessions, trace replay
+    "servesim.engine.disaggregation", "servesim.engine.programs", "servesim.metrics.lifecycle",
+    "servesim.workload.programs", "servesim.workload.sessions", "servesim.workload.replay",
     # the other command groups: only `run` and `validate` are parsed for a run
     "servesim.cli.trace", "servesim.cli.costmodel", "servesim.cli.throughput", "servesim.cli.studies",
     "servesim.cli.replay", "servesim.cli.plot",
@@ -37,6 +42,7 @@ UNBUILT = [  # config sections the run leaves out: no pydantic validator is buil
     "servesim.config.kv:TierConfig", "servesim.config.power:PowerBudgetConfig",
     "servesim.config.workload:SessionsConfig", "servesim.config.workload:ProgramsConfig",
     "servesim.config.workload:TraceConfig", "servesim.config.workload:ClassConfig",
+    "servesim.predictors.oracle:NoisyOracleParams",  # predictors other than the run's own
 ]
 PROBE = """
 import importlib, json, sys

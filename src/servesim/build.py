@@ -64,6 +64,8 @@ class Pool:
 
 @dataclass
 class Built:
+    """Everything `build` made from a config, ready for `simulation.run`."""
+
     config: SimConfig
     model: ModelSpec
     hardware: HardwareSpec

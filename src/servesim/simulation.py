@@ -23,7 +23,6 @@ from servesim.metrics.columns import Columns
 from servesim.metrics.energy import energy_in_intervals, energy_summary, instance_energy, request_energy
 from servesim.metrics.gaps import TokenGaps
 from servesim.metrics.kv_tiers import add_tier_columns
-from servesim.metrics.lifecycle import LifecycleLog, elastic_energy_and_rent, fleet_summary
 from servesim.metrics.pricing import cost_summary
 from servesim.metrics.programs import program_summary
 from servesim.metrics.summary import request_columns
@@ -33,6 +32,8 @@ from servesim.workload.filters import REJECT_REASON
 if TYPE_CHECKING:  # pandas is imported only when a frame is asked for (a third of a short run's start)
     import pandas as pd
 
+    from servesim.metrics.lifecycle import LifecycleLog  # elastic runs import it
+
 RUN_FILES = ("summary.json", "requests.csv", "timeseries.csv", "config.yaml", "comparison.json",
              "lifecycle.csv", "migrations.csv")
 """Files a run folder may hold (`comparison.json`: `servesim replay`; `lifecycle.csv`, `migrations.csv`:
@@ -41,6 +42,8 @@ elastic runs); a new run removes the ones it does not write, so a folder never m
 
 @dataclass
 class SimulationResult:
+    """A finished run: its summary, request and step columns, and what `save` writes."""
+
     config: SimConfig
     summary: dict
     request_columns: Columns
@@ -216,6 +219,8 @@ def run(built: Built, after_step=None) -> SimulationResult:
 def elastic_summary(lifecycle: LifecycleLog, stats, frame: Columns) -> dict:
     """`cluster` entries of an elastic run: the fleet's instance-seconds, cold starts, failures,
     migrations (and the migration link's statistics), and the instance slots used."""
+    from servesim.metrics.lifecycle import fleet_summary
+
     out = fleet_summary(lifecycle, stats.simulated_s)
     events = lifecycle.frame()
     out["slots"] = int(events.loc[events["instance"] >= 0, "instance"].max()) + 1
@@ -234,6 +239,8 @@ def _energy_and_cost(built: Built, stats, frame: Columns, steps: StepLog) -> dic
     per_instance = instance_energy(steps, idle_w, horizon)
     pools, pool_of = built.pool_table(), [p.pool for p in built.parts]
     if built.elastic is not None and not built.elastic.static:  # idle and rent only while up
+        from servesim.metrics.lifecycle import elastic_energy_and_rent
+
         per_instance, pools = elastic_energy_and_rent(built.elastic.log, per_instance.to_frame(), pools,
                                                       horizon)
         pool_of = [pool_of[0]] * len(idle_w)

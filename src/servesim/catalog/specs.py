@@ -9,6 +9,7 @@ published shape; nothing depends on a parallel layout except where a method take
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +33,8 @@ DTYPE_BYTES = {
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A model's architecture as the cost model needs it: layers, widths, heads, experts, datatypes."""
+
     name: str
     num_layers: int
     hidden_size: int
@@ -240,6 +243,8 @@ HOST_CPUS = ("x86", "grace")
 
 @dataclass(frozen=True)
 class HardwareSpec:
+    """One accelerator's spec sheet: peak FLOP/s per datatype, memory, links, power."""
+
     name: str
     peak_tflops: dict[str, float]
     """Dense (no sparsity) tensor throughput per datatype, TFLOP/s per device."""
@@ -313,10 +318,33 @@ _HERE = Path(__file__).parent
 
 
 @lru_cache(maxsize=None)
-def _table(kind: str) -> dict[str, dict]:
-    # the C parser when PyYAML has one: the catalogs are parsed on every run, ~10x faster
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load((_HERE / f"{kind}.yaml").read_text(), Loader=loader)  # noqa: S506 - a safe loader
+def _table(kind: str) -> Mapping[str, dict]:
+    return _Catalog((_HERE / f"{kind}.yaml").read_text())
+
+
+class _Catalog(Mapping):
+    """A catalog file as name -> entry, each entry made into Python values when first asked for.
+    The file is parsed at once (with libyaml's C parser when PyYAML has it, ~10x faster), but a run
+    asks for one model and one device of dozens each: making every entry was ~3 ms of each start."""
+
+    def __init__(self, text: str):
+        self._loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+        self._nodes = {self._make(key): value for key, value in self._loader.get_single_node().value}
+        self._entries: dict[str, Any] = {}
+
+    def _make(self, node):
+        return self._loader.construct_document(node)
+
+    def __getitem__(self, name: str):
+        if name not in self._entries:
+            self._entries[name] = self._make(self._nodes[name])
+        return self._entries[name]
+
+    def __iter__(self):
+        return iter(self._nodes)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
 
 
 def model_names() -> list[str]:

@@ -7,10 +7,12 @@ error (a short traceback and a line saying it is a bug), 130 interrupted (Ctrl-C
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import logging
 import os
 import sys
+import threading
 import traceback
 
 from servesim.core.errors import ArgumentError, ServesimError
@@ -155,7 +157,22 @@ def entry() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     pause_collection()
     code = main()
+    leave(code)
+
+
+def leave(code: int) -> None:
+    """End the process with `code` as `sys.exit` would, less the interpreter's teardown."""
     # Exiting collects every object the run left (modules, schemas, arrays): ~0.09 s of a short run.
     # Freezing them skips that traversal; memory goes back to the system with the process anyway.
     gc.freeze()
+    if threading.active_count() == 1:  # no thread for the interpreter to wait for
+        # What exiting does, less the teardown that follows: clearing ~500 modules and freeing
+        # their objects one by one, ~0.01-0.02 s of a short run that the system does at once.
+        atexit._run_exitfuncs()  # handlers still run: logging's flush, temporary files, plugins'
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # a closed pipe: the interpreter reports it at exit, as it always has
+            sys.exit(code)
+        os._exit(code)
     sys.exit(code)

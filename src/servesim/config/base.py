@@ -31,6 +31,8 @@ class Section(BaseModel):
     # parsed every config module's source at import, a tenth of a second of every start.
     # A section's validator is built when it first validates (`defer_build`), and a section nested
     # in another is validated by its own (`Nested`): a config builds only what it states or defaults.
+    # Section modules do not use `from __future__ import annotations`: pydantic would compile and
+    # evaluate every field's annotation string when the class is made (~5 ms of each start).
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
     @model_validator(mode="before")

@@ -9,8 +9,6 @@ Three shapes, one resolved form (a list of pools, built in build.py):
 `instances` may then be left out; if given it must equal the total over the pools.
 """
 
-from __future__ import annotations
-
 from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, model_serializer, model_validator

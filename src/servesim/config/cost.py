@@ -1,7 +1,5 @@
 """`cost:` how engine steps are priced."""
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import Field

@@ -4,8 +4,6 @@ Policies are named components: a name, or a block `{name: ..., <params>}` valida
 policy's own Params (as `engine.predictor`). See docs/elastic.md.
 """
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import Field, model_validator

@@ -4,8 +4,6 @@ All of it works on the prefix cache's segments, so every tier needs `engine.pref
 See docs/kv.md for the model.
 """
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import Field

@@ -1,7 +1,5 @@
 """`power:` caps, clock limits and a cluster power budget; `pricing:` dollars and carbon."""
 
-from __future__ import annotations
-
 from pydantic import Field, model_validator
 
 from servesim.config.base import Nested, Section

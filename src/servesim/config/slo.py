@@ -10,8 +10,6 @@ set holds. The kinds of objective published results use are combinations of thes
   replaces the objective's).
 """
 
-from __future__ import annotations
-
 import re
 
 from pydantic import Field, model_validator

@@ -1,7 +1,5 @@
 """`workload:` where requests come from: synthetic arrivals and lengths, real traces, classes, sessions."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator

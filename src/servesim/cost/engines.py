@@ -38,6 +38,8 @@ KEYS = ("description", "source", "behaviours", "scale", "batching", "engine", "h
 
 @dataclass(frozen=True)
 class EngineKind:
+    """A shipped or user engine profile (`engine.kind`): behaviours and scales over the device profile."""
+
     name: str
     description: str = ""
     source: str = ""

@@ -39,6 +39,9 @@ HOST_TERMS = tuple(f"host.{m}.{p}.{f}" for m in MODES for p in PARTS for f in FE
 
 @dataclass(frozen=True)
 class EngineProfile:
+    """What a serving engine adds around the GPU's kernels: CUDA graph sizes, host time, how it calls
+    prefill attention."""
+
     graph_batch_sizes: tuple[int, ...] = ()
     """Batch sizes with a captured CUDA graph for pure-decode steps, ascending; empty: every step is
     eager and unpadded."""

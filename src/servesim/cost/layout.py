@@ -23,6 +23,8 @@ latent KV is expanded this step (prefill chunks with their prefix, plus decodes)
 
 @dataclass(frozen=True)
 class Gemm:
+    """One linear layer's GEMM as one GPU runs it: K x N weights, repeated `count` times a step."""
+
     group: str
     """Breakdown group: qkv, o_proj, mlp, moe, lm_head."""
     k: int
@@ -53,6 +55,8 @@ class MoeBlock:
 
 @dataclass(frozen=True)
 class AttentionShape:
+    """Attention's per-layer FLOPs and bytes per token or token pair, on one GPU."""
+
     prefill_flops_per_pair: float
     """FLOPs per (query, key) pair per layer, score and value products, this GPU's heads."""
     prefill_bytes_per_ctx_token: float

@@ -51,6 +51,8 @@ MIN_CLOCK_FRAC = 0.1
 
 @dataclass(frozen=True)
 class PowerProfile:
+    """A device family's power model: idle, active and compute shares of TDP, and clock scaling."""
+
     idle_frac: float = 0.18
     """Board power of a device with nothing running, as a fraction of TDP, where the catalog has no
     measured `idle_w`."""

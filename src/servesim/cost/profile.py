@@ -24,6 +24,8 @@ DEFAULT_FAMILY = "generic"
 
 @dataclass(frozen=True)
 class CostProfile:
+    """The fitted efficiencies and overheads of one device family that the roofline prices with."""
+
     # -- GEMMs (linear layers) ----------------------------------------------------------------------
     gemm_compute_eff: float = 0.75
     """Fraction of peak FLOP/s that a large GEMM sustains."""

@@ -23,6 +23,8 @@ _CACHE_LIMIT = 1 << 16
 
 @dataclass(frozen=True, slots=True)
 class StepWork:
+    """The work of one step on one GPU, which the roofline turns into time."""
+
     flops: float
     """Tensor-core FLOPs on one GPU (GEMMs and attention)."""
     hbm_bytes: float

@@ -17,9 +17,7 @@ import simpy
 from servesim.core.request import Request
 from servesim.cost.base import CostModel
 from servesim.engine.completion import Completion
-from servesim.engine.disaggregation import KVHandoff
 from servesim.engine.instance import DEFAULT_MAX_RUN_STEPS, Instance
-from servesim.engine.programs import ProgramDriver
 from servesim.engine.stream import RequestStream
 from servesim.engine.transfer import KVLink
 from servesim.kv.manager import KVCacheManager
@@ -58,6 +56,8 @@ class DisaggregationParts:
 
 @dataclass
 class RunStats:
+    """What the engine counted during a run (summary.json's `sim` and part of `kv`)."""
+
     simulated_s: float
     wall_s: float
     iterations: int
@@ -112,6 +112,8 @@ def run_cluster(
     if decode:
         if disaggregation is None:
             raise ValueError("decode instances need DisaggregationParts")
+        from servesim.engine.disaggregation import KVHandoff  # imported by the runs that hand off
+
         d = disaggregation
         hand_off = KVHandoff(env, decode, d.decode_router, d.link, d.kv_bytes_per_token)
         for instance in instances:
@@ -180,6 +182,8 @@ def _programs(env, requests, router, entry: list, on_finish):
     programs), the finish callback that feeds it, and the requests that arrive on their own."""
     if not any(r.program_parents for r in requests):
         return None, on_finish, requests
+    from servesim.engine.programs import ProgramDriver  # imported by the runs that have programs
+
     def submit(request):  # routers see instances through their views, as at arrival
         entry[router.route(request, [i.view for i in entry], env.now)].submit(request)
 

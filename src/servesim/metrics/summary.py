@@ -11,6 +11,7 @@ import numpy as np
 from servesim.core.request import Request, RequestStatus
 from servesim.metrics.columns import Columns
 from servesim.metrics.gaps import TokenGaps
+from servesim.metrics.percentiles import linear_percentiles
 from servesim.metrics.slo import objective_blocks
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def _stats(values: np.ndarray) -> dict[str, float]:
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return {"mean": math.nan, "p50": math.nan, "p90": math.nan, "p99": math.nan}
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    p50, p90, p99 = linear_percentiles(values, [50, 90, 99])
     return {"mean": float(values.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
 
 

@@ -29,9 +29,10 @@ PREDICTORS: Registry = Registry("predictor", "engine.predictor", required=("pred
 
 
 class PredictorParams(BaseModel):
-    """A predictor's own parameters; subclasses add fields."""
+    """A predictor's own parameters; subclasses add fields. Each builds its validator when it
+    first validates (`defer_build`): a run builds only its own predictor's."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class BasePredictor:

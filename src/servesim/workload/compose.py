@@ -14,20 +14,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from servesim.config.workload import ArrivalConfig, LengthsConfig, SessionsConfig, TraceConfig, WorkloadConfig
 from servesim.core.errors import ConfigError
 from servesim.workload.filters import LengthLimit
-from servesim.workload.programs import generate_programs, programs_table, read_programs
 from servesim.workload.readers import ReadOptions, read_trace
-from servesim.workload.replay import observed_rate, replay
-from servesim.workload.sessions import LengthSampler, expand_sessions
 from servesim.workload.streams import substream
 from servesim.workload.synthetic import arrival_times, lengths
 from servesim.workload.table import RequestTable, concat
+
+if TYPE_CHECKING:  # programs, sessions and trace replay are imported by the workloads that have them
+    from servesim.workload.sessions import LengthSampler
 
 log = logging.getLogger("servesim.workload")
 Resolver = Callable[[str], Path]
@@ -100,6 +100,8 @@ def build_requests(
 
 def program_requests(cfg: WorkloadConfig, rng: np.random.Generator, resolve: Resolver) -> RequestTable:
     """The calls of agentic programs, recorded or generated (`workload.programs`)."""
+    from servesim.workload.programs import generate_programs, programs_table, read_programs
+
     p = cfg.programs
     if p.path is not None:
         programs = read_programs(resolve(p.path))
@@ -113,6 +115,8 @@ def program_requests(cfg: WorkloadConfig, rng: np.random.Generator, resolve: Res
 
 def load_trace(s: Source, rng: np.random.Generator, resolve: Resolver) -> RequestTable:
     """The trace of a source, read and cut to its window (its own time scale applied)."""
+    from servesim.workload.replay import replay
+
     t = s.trace
     options = ReadOptions(
         skip_bad_rows=t.skip_bad_rows,
@@ -133,6 +137,8 @@ def rate_factor(cfg: WorkloadConfig, srcs: list[Source], traces: dict[int, Reque
     """How much to multiply every source's rate by so the total is `workload.rate` (1 without it)."""
     if cfg.rate is None:
         return 1.0
+    from servesim.workload.replay import observed_rate
+
     nominal = 0.0
     for i, s in enumerate(srcs):
         t = traces.get(i)
@@ -167,6 +173,8 @@ def synthetic(
             count,
         )
     if s.sessions is not None:
+        from servesim.workload.sessions import expand_sessions
+
         return expand_sessions(arrivals, s.sessions, sampler, substream(rng, "sessions"))
     if rows is not None:
         arrivals = arrivals[: len(rows)]

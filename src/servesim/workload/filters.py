@@ -62,6 +62,8 @@ class LengthLimit:
 
 @dataclass(frozen=True)
 class FilterResult:
+    """A request table after `workload.filter`: what it dropped, clipped or will reject."""
+
     table: RequestTable
     dropped: int = 0
     clipped: int = 0

@@ -23,6 +23,8 @@ DETECTION_ORDER = ("servegen", "mooncake", "azure", "burstgpt", "lengths", "csv"
 
 @dataclass
 class TraceData:
+    """A trace as read: its requests, what the reader dropped, and the format it was read as."""
+
     table: RequestTable
     report: ReadReport
     format: str

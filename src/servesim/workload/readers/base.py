@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import math
 import re
 from dataclasses import dataclass, field
@@ -96,6 +95,8 @@ class TraceReader(Protocol):
 def open_text(path: Path):
     """A text handle, transparently gunzipping `.gz` files."""
     if path.suffix == ".gz":
+        import gzip  # imported by the runs that read a compressed trace
+
         return gzip.open(path, "rt", encoding="utf-8", errors="replace")
     return open(path, encoding="utf-8", errors="replace")
 

@@ -49,6 +49,8 @@ MODALITIES = ("image", "audio", "video")
 
 @dataclass
 class RateWindows:
+    """A ServeGen client's arrival rate and inter-arrival distribution per time window."""
+
     start: np.ndarray
     rate: np.ndarray
     fit: np.ndarray
@@ -59,6 +61,8 @@ class RateWindows:
 
 @dataclass
 class Pmf:
+    """A discrete distribution: values and their (unnormalised) probabilities."""
+
     values: np.ndarray
     probs: np.ndarray
 
