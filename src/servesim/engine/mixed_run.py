@@ -31,7 +31,6 @@ the events scheduled first; single steps could order such a tie otherwise.
 from __future__ import annotations
 
 import bisect
-import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -60,7 +59,7 @@ def mixed_run(instance, plan: StepPlan):
     instance.meter.begin(start, ends[-1] - start, math.fsum(joules))
     loads = [(start, instance.scheduler.load())]
     instance.arrivals_in_run = loads
-    timed = _TimedGaps(instance, ends) if instance.pooled_gaps and steps.decodes else None
+    timed = instance.cohort.gaps_ahead(instance.env, ends) if instance.pooled_gaps and steps.decodes else None
     done = 0  # an instance failure loses the run
     try:
         # an arrival before the prompt's last chunk would take the budget that chunk leaves
@@ -231,24 +230,6 @@ def _until(env, target: float):
         yield env.timeout(_delay(env.now, target))
         if env.now < target:
             yield env.timeout(target - env.now)
-
-
-class _TimedGaps:
-    """The cohort's token gaps of each step, recorded at the step's end: with gaps pooled over
-    instances, records come in the order single steps make them (the mean is summed in it).
-    `steps` is cut to the steps run when a wake ends the run early."""
-
-    def __init__(self, instance, ends: list[float]):
-        self.cohort, self.steps, self.prev = instance.cohort, len(ends), instance.cohort.last_end()
-        env = instance.env
-        for j, end in enumerate(ends):
-            timeout = env.timeout(_delay(env.now, end))  # at `end`, or within a float of it
-            timeout.callbacks.append(functools.partial(self._record, j, end))
-
-    def _record(self, j: int, end: float, _event) -> None:
-        if j < self.steps:
-            self.cohort.step_gaps(self.prev, end)
-            self.prev = end
 
 
 def _delay(now: float, target: float) -> float:

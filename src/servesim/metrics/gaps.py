@@ -6,6 +6,13 @@ step's end. One weighted record `(gap, members)` per cohort step (per class) the
 all those tokens; members that joined since the previous step, and tokens computed outside the
 cohort (a recompute, the first decode after a KV handoff), are recorded one by one.
 
+Several instances pool their records in one `TokenGaps`, so records must come in the order the
+steps end (the mean is summed in that order). A run of steps slept as one event registers its
+steps ahead (`steps_ahead`); each step's records are made once the clock has passed its end, when
+the next record is made or the gaps are read, merged in time order with the other runs' (a step
+ending at the very instant another record is made comes first; two runs' steps ending together,
+in the order the runs were registered). This costs no simulation event per step.
+
 Records are buffered and folded into a log-spaced histogram (`BINS_PER_DECADE` bins per factor of
 ten, so a bin is 0.1% wide). The count, mean, minimum and maximum are exact; percentiles and the
 mean of the worst 10% are read from the histogram and lie within half a bin (0.05%) of the exact
@@ -14,6 +21,8 @@ values over the same tokens (inverse-CDF percentiles, as `np.percentile(method="
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import math
 
 import numpy as np
@@ -50,6 +59,21 @@ class _Series:
         self.pending += 1
         if self.pending >= FLUSH_AT:
             self.flush()
+
+    def add_many(self, gaps: list[float], weight: float) -> None:
+        """`add(gap, weight)` of each gap in turn, flushing where those calls would."""
+        at, n = 0, len(gaps)
+        while self.pending + (n - at) >= FLUSH_AT:
+            take = FLUSH_AT - self.pending
+            self.gaps.extend(gaps[at : at + take])
+            self.weights.extend([weight] * take)
+            self.pending += take
+            at += take
+            self.flush()
+        if at < n:
+            self.gaps.extend(gaps[at:] if at else gaps)
+            self.weights.extend([weight] * (n - at))
+            self.pending += n - at
 
     def add_run(self, gaps: np.ndarray, weights: np.ndarray) -> None:
         self.runs.append((gaps, weights))
@@ -90,6 +114,10 @@ class TokenGaps:
 
     def __init__(self):
         self._series: dict[str, _Series] = {}
+        self._due: list[tuple[float, int, CohortSteps]] = []
+        """Heap of runs' steps still to record: (next step's end, registration, run)."""
+        self._registered = 0
+        self._clock = None  # what `steps_ahead` was given: its `now` releases due records
 
     def _of(self, cls: str) -> _Series:
         s = self._series.get(cls)
@@ -99,23 +127,23 @@ class TokenGaps:
 
     def add(self, gap: float, cls: str = "default") -> None:
         """One token emitted `gap` seconds after its request's previous token."""
+        if self._due:
+            self._release()
         self._of(cls).add(gap, 1.0)
 
     def cohort_steps(self, prev_end: float, ends: np.ndarray, class_counts: dict, joiners: dict) -> None:
         """A decode cohort ran `len(ends)` steps. `class_counts`: members per class; `joiners`:
         members that joined since the previous cohort step -> their previous token's time."""
+        if self._due:
+            self._release()
+        k = len(ends)
+        if k == 1:
+            CohortSteps(self, prev_end, [float(ends[0])], class_counts, joiners).record(1)
+            return
         per_class: dict[str, int] = {}
         for request, last in joiners.items():
             per_class[request.class_name] = per_class.get(request.class_name, 0) + 1
-            self.add(float(ends[0]) - last, request.class_name)
-        k = len(ends)
-        if k == 1:
-            gap = float(ends[0]) - prev_end
-            for cls, n in class_counts.items():
-                settled = n - per_class.get(cls, 0)
-                if settled > 0:
-                    self._of(cls).add(gap, float(settled))
-            return
+            self._of(request.class_name).add(float(ends[0]) - last, 1.0)
         gaps = np.empty(k)  # np.diff(ends, prepend=...) without its per-call overhead
         gaps[0] = ends[0] - prev_end if prev_end == prev_end else 0.0
         np.subtract(ends[1:], ends[:-1], out=gaps[1:])
@@ -126,12 +154,55 @@ class TokenGaps:
             weights[0] -= per_class.get(cls, 0)
             self._of(cls).add_run(gaps, weights)
 
+    def cohort_step_ends(self, prev_end: float, ends: list[float], class_counts: dict, joiners: dict) -> None:
+        """`cohort_steps` of each step alone, one after another (a mixed run's steps, whose
+        records must be single steps' bit for bit), in one call."""
+        if self._due:
+            self._release()
+        CohortSteps(self, prev_end, ends, class_counts, joiners).record(len(ends))
+
+    def steps_ahead(self, clock, prev_end: float, ends: list[float], class_counts: dict,
+                    joiners: dict) -> CohortSteps:
+        """`cohort_step_ends` of steps that end in the future: each step's records are made once
+        `clock.now` has passed its end (module doc). Lower the returned run's `steps` if fewer
+        steps run (never below those that have ended)."""
+        run = CohortSteps(self, prev_end, ends, class_counts, joiners)
+        self._clock = clock
+        self._registered += 1
+        heapq.heappush(self._due, (ends[0], self._registered, run))
+        return run
+
+    def _release(self) -> None:
+        """Record the registered steps that have ended by now, in order of (end, registration):
+        a run's steps at once up to the next step of another run."""
+        now, due = self._clock.now, self._due
+        while due and due[0][0] <= now:
+            _, order, run = due[0]
+            first, ends = run.next, run.ends
+            if first >= run.steps:  # a run cut short
+                heapq.heappop(due)
+                continue
+            upto = bisect.bisect_right(ends, now, first, run.steps)
+            if len(due) > 1:
+                rival_end, rival_order, _ = min(due[1:3])  # the heap's second-smallest
+                cut = bisect.bisect_right if rival_order > order else bisect.bisect_left
+                upto = min(upto, cut(ends, rival_end, first, run.steps))
+            run.record(upto)
+            if upto < run.steps:
+                heapq.heapreplace(due, (ends[upto], order, run))
+            else:
+                heapq.heappop(due)
+
     # -- reading ------------------------------------------------------------------------------------
     def classes(self) -> list[str]:
+        if self._due:
+            self._release()
         return sorted(self._series)
 
     def stats(self, cls: str | None = None) -> dict[str, float]:
         """`{mean, p50, p90, p99, worst10_mean, max, count}` over every class, or over one."""
+        if self._due:
+            self._release()
         series = list(self._series.values()) if cls is None else [self._series.get(cls, _Series())]
         for s in series:
             s.flush()
@@ -151,6 +222,46 @@ class TokenGaps:
         out["max"] = high
         out["count"] = int(round(count))
         return out
+
+
+class CohortSteps:
+    """The gap records of a decode cohort's steps that end at `ends` (`prev`: the step before's
+    end), as `TokenGaps.cohort_steps` of each step alone makes them: the members that joined
+    since the step before each record their own gap at the first step, the others weighted per
+    class. The cohort's classes and joiners are read when the run is made (they do not change
+    during a run)."""
+
+    __slots__ = ("owner", "prev", "ends", "joiners", "classes", "next", "steps")
+
+    def __init__(self, owner: TokenGaps, prev: float, ends: list[float], class_counts: dict,
+                 joiners: dict):
+        self.owner, self.prev, self.ends = owner, prev, ends
+        self.joiners = [(request.class_name, last) for request, last in joiners.items()]
+        per_class: dict[str, int] = {}
+        for cls, _ in self.joiners:
+            per_class[cls] = per_class.get(cls, 0) + 1
+        self.classes = [(cls, float(n - per_class.get(cls, 0)), float(n)) for cls, n in class_counts.items()]
+        self.next = 0
+        self.steps = len(ends)
+
+    def record(self, upto: int) -> None:
+        """Make the records of steps `next` to `upto - 1`."""
+        owner, ends, first = self.owner, self.ends, self.next
+        if first == 0:
+            for cls, last in self.joiners:
+                owner._of(cls).add(ends[0] - last, 1.0)
+        before = ends[first - 1] if first else self.prev
+        gaps = [ends[first] - before]
+        gaps += [b - a for a, b in zip(ends[first : upto - 1], ends[first + 1 : upto])]
+        for cls, settled, n in self.classes:
+            rest = gaps
+            if first == 0:
+                if settled > 0:
+                    owner._of(cls).add(gaps[0], settled)
+                rest = gaps[1:]
+            if n > 0 and rest:
+                owner._of(cls).add_many(rest, n)
+        self.next = upto
 
 
 def _tail_mean(hist: np.ndarray, cum: np.ndarray, count: float) -> float:
