@@ -9,6 +9,7 @@ for bit, flushes included.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,3 +120,29 @@ def test_steps_registered_ahead_record_what_single_steps_do(instances, singles, 
         assert series_state(new) == series_state(ref)
     finally:
         gaps_module.FLUSH_AT = saved
+
+
+def one_run(ends: np.ndarray, prev: float, weight: float, joined: int):
+    """A run's records as each decode run made them: np.diff-like gaps, np.full weights."""
+    gaps = np.empty(len(ends))
+    gaps[0] = ends[0] - prev if prev == prev else 0.0
+    np.subtract(ends[1:], ends[:-1], out=gaps[1:])
+    weights = np.full(len(ends), weight)
+    weights[0] -= joined
+    return gaps, weights
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(
+    st.lists(st.floats(1e-4, 1.0), min_size=1, max_size=8),
+    st.one_of(st.just(math.nan), st.floats(0.0, 10.0)),
+    st.integers(1, 64),
+    st.integers(0, 3),
+), min_size=1, max_size=6))
+def test_decode_runs_expanded_at_once_equal_each_run_alone(runs):
+    runs = [(np.cumsum([10.0, *seconds])[1:], prev, float(n), min(joined, n))
+            for seconds, prev, n, joined in runs]
+    gaps, weights = gaps_module._run_records(runs)
+    alone = [one_run(*run) for run in runs]
+    assert gaps.tobytes() == np.concatenate([g for g, _ in alone]).tobytes()
+    assert weights.tobytes() == np.concatenate([w for _, w in alone]).tobytes()

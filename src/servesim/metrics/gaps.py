@@ -38,14 +38,15 @@ WORST_FRACTION = 0.10
 
 
 class _Series:
-    """One class's gaps: scalar records in lists, runs as arrays, folded into a histogram."""
+    """One class's gaps: scalar records in lists, decode runs as their step ends, folded into a
+    histogram."""
 
     __slots__ = ("gaps", "weights", "runs", "pending", "hist", "count", "total", "low", "high")
 
     def __init__(self):
         self.gaps: list[float] = []
         self.weights: list[float] = []
-        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.runs: list[tuple[np.ndarray, float, float, int]] = []
         self.pending = 0
         self.hist = np.zeros(NUM_BINS)
         self.count = 0.0
@@ -75,18 +76,24 @@ class _Series:
             self.weights.extend([weight] * (n - at))
             self.pending += n - at
 
-    def add_run(self, gaps: np.ndarray, weights: np.ndarray) -> None:
-        self.runs.append((gaps, weights))
-        self.pending += len(gaps)
+    def add_run(self, ends: np.ndarray, prev: float, weight: float, joined: int) -> None:
+        """A decode run's steps, ending at `ends` (`prev`: the step before's end, NaN before the
+        cohort's first): each step's gap weighted `weight`, the first step's `weight - joined`
+        (its joiners record their own), its gap 0 without a step before. Made into arrays when
+        the series flushes, every run at once (`_run_records`)."""
+        self.runs.append((ends, prev, weight, joined))
+        self.pending += len(ends)
         if self.pending >= FLUSH_AT:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        parts_g = [np.asarray(self.gaps, dtype=np.float64)] + [g for g, _ in self.runs]
-        parts_w = [np.asarray(self.weights, dtype=np.float64)] + [w for _, w in self.runs]
-        g, w = np.concatenate(parts_g), np.concatenate(parts_w)
+        g = np.asarray(self.gaps, dtype=np.float64)
+        w = np.asarray(self.weights, dtype=np.float64)
+        if self.runs:  # after the scalar records, as they were always summed
+            run_g, run_w = _run_records(self.runs)
+            g, w = np.concatenate([g, run_g]), np.concatenate([w, run_w])
         keep = w > 0
         g, w = g[keep], w[keep]
         self.gaps, self.weights, self.runs, self.pending = [], [], [], 0
@@ -97,6 +104,24 @@ class _Series:
         self.low = min(self.low, float(g.min()))
         self.high = max(self.high, float(g.max()))
         self.hist += np.bincount(_bin_index(g), weights=w, minlength=NUM_BINS)
+
+
+def _run_records(runs: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """The gaps and weights of `_Series.add_run`'s runs, one after another: the same values a
+    run's own `np.diff` and `np.full` give (element by element the same operations), in a few
+    numpy calls for all of them instead of a few per run."""
+    ends = np.concatenate([r[0] for r in runs])
+    lengths = np.array([len(r[0]) for r in runs])
+    firsts = np.cumsum(lengths) - lengths
+    prevs = np.array([r[1] for r in runs], dtype=np.float64)
+    before = np.empty_like(ends)
+    before[1:] = ends[:-1]
+    before[firsts] = prevs
+    gaps = ends - before
+    gaps[firsts[np.isnan(prevs)]] = 0.0
+    weights = np.repeat(np.array([r[2] for r in runs], dtype=np.float64), lengths)
+    weights[firsts] -= np.array([r[3] for r in runs])
+    return gaps, weights
 
 
 def _bin_index(gaps: np.ndarray) -> np.ndarray:
@@ -144,15 +169,10 @@ class TokenGaps:
         for request, last in joiners.items():
             per_class[request.class_name] = per_class.get(request.class_name, 0) + 1
             self._of(request.class_name).add(float(ends[0]) - last, 1.0)
-        gaps = np.empty(k)  # np.diff(ends, prepend=...) without its per-call overhead
-        gaps[0] = ends[0] - prev_end if prev_end == prev_end else 0.0
-        np.subtract(ends[1:], ends[:-1], out=gaps[1:])
+        ends = np.array(ends, dtype=np.float64)  # kept until the series flushes
         for cls, n in class_counts.items():
-            if n <= 0:
-                continue
-            weights = np.full(k, float(n))
-            weights[0] -= per_class.get(cls, 0)
-            self._of(cls).add_run(gaps, weights)
+            if n > 0:
+                self._of(cls).add_run(ends, prev_end, float(n), per_class.get(cls, 0))
 
     def cohort_step_ends(self, prev_end: float, ends: list[float], class_counts: dict, joiners: dict) -> None:
         """`cohort_steps` of each step alone, one after another (a mixed run's steps, whose
@@ -178,17 +198,17 @@ class TokenGaps:
         now, due = self._clock.now, self._due
         while due and due[0][0] <= now:
             _, order, run = due[0]
-            first, ends = run.next, run.ends
-            if first >= run.steps:  # a run cut short
+            first, ends, steps = run.next, run.ends, run.steps
+            if first >= steps:  # a run cut short
                 heapq.heappop(due)
                 continue
-            upto = bisect.bisect_right(ends, now, first, run.steps)
-            if len(due) > 1:
-                rival_end, rival_order, _ = min(due[1:3])  # the heap's second-smallest
-                cut = bisect.bisect_right if rival_order > order else bisect.bisect_left
-                upto = min(upto, cut(ends, rival_end, first, run.steps))
+            upto = bisect.bisect_right(ends, now, first, steps)
+            if len(due) > 1 and upto > first + 1:  # not past the next run's next step
+                rival = due[1] if len(due) == 2 or due[1] < due[2] else due[2]
+                cut = bisect.bisect_right if rival[1] > order else bisect.bisect_left
+                upto = min(upto, cut(ends, rival[0], first, steps))
             run.record(upto)
-            if upto < run.steps:
+            if upto < steps:
                 heapq.heapreplace(due, (ends[upto], order, run))
             else:
                 heapq.heappop(due)
@@ -231,37 +251,48 @@ class CohortSteps:
     class. The cohort's classes and joiners are read when the run is made (they do not change
     during a run)."""
 
-    __slots__ = ("owner", "prev", "ends", "joiners", "classes", "next", "steps")
+    __slots__ = ("owner", "prev", "ends", "joiners", "classes", "weighted", "next", "steps")
 
     def __init__(self, owner: TokenGaps, prev: float, ends: list[float], class_counts: dict,
                  joiners: dict):
         self.owner, self.prev, self.ends = owner, prev, ends
         self.joiners = [(request.class_name, last) for request, last in joiners.items()]
-        per_class: dict[str, int] = {}
-        for cls, _ in self.joiners:
-            per_class[cls] = per_class.get(cls, 0) + 1
-        self.classes = [(cls, float(n - per_class.get(cls, 0)), float(n)) for cls, n in class_counts.items()]
+        self.classes = list(class_counts.items())
+        self.weighted: list[tuple[_Series, float]] = []
+        """Each class with members and its series, once the first step has made them."""
         self.next = 0
         self.steps = len(ends)
 
     def record(self, upto: int) -> None:
         """Make the records of steps `next` to `upto - 1`."""
-        owner, ends, first = self.owner, self.ends, self.next
-        if first == 0:
-            for cls, last in self.joiners:
-                owner._of(cls).add(ends[0] - last, 1.0)
-        before = ends[first - 1] if first else self.prev
-        gaps = [ends[first] - before]
-        gaps += [b - a for a, b in zip(ends[first : upto - 1], ends[first + 1 : upto])]
-        for cls, settled, n in self.classes:
-            rest = gaps
-            if first == 0:
-                if settled > 0:
-                    owner._of(cls).add(gaps[0], settled)
-                rest = gaps[1:]
-            if n > 0 and rest:
-                owner._of(cls).add_many(rest, n)
+        ends, j = self.ends, self.next
+        if j == 0:
+            self._record_first()
+            j = 1
+        if j + 1 == upto:  # the common case, a step at a time
+            gap = ends[j] - ends[j - 1]
+            for series, n in self.weighted:
+                series.add(gap, n)
+        elif j < upto:
+            gaps = [ends[i] - ends[i - 1] for i in range(j, upto)]
+            for series, n in self.weighted:
+                series.add_many(gaps, n)
         self.next = upto
+
+    def _record_first(self) -> None:
+        """The first step: each joiner's own gap, then the other members' per class. Every
+        class with members has its series after it (its members joined, or some were here)."""
+        owner, end = self.owner, self.ends[0]
+        per_class: dict[str, int] = {}
+        for cls, last in self.joiners:
+            per_class[cls] = per_class.get(cls, 0) + 1
+            owner._of(cls).add(end - last, 1.0)
+        gap = end - self.prev
+        for cls, n in self.classes:
+            settled = n - per_class.get(cls, 0)
+            if settled > 0:
+                owner._of(cls).add(gap, float(settled))
+        self.weighted = [(owner._of(cls), float(n)) for cls, n in self.classes if n > 0]
 
 
 def _tail_mean(hist: np.ndarray, cum: np.ndarray, count: float) -> float:
