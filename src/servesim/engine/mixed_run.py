@@ -269,16 +269,22 @@ def _record(instance, steps: _Steps, starts, ends, joules, loads, used: int, tak
     holds (time, load) at the run's start and after each arrival it took (an arrival at a
     step's very end counts in that step's row, as it does when steps run one by one); the last
     row is `_record_step`'s, after the finishes (`final`: its chunk's tokens)."""
-    log, kv, meter = instance.step_log, instance.kv, instance.meter
-    prefill, decodes = steps.chunk, steps.decodes
-    times = [t for t, _ in loads]
     last = len(ends) - 1
-    for j in range(last):
-        meter.end(ends[j], joules[j])
-        instance.busy_s += ends[j] - starts[j]
-        usage = (used + int(taken[j])) / kv.num_blocks
-        load = loads[bisect.bisect_right(times, ends[j]) - 1][1] if log.enabled else None
-        running, waiting = (load.num_running, load.num_waiting) if load is not None else (0, 0)
-        log.record(instance.index, starts[j], ends[j], 1, prefill, decodes, running, waiting,
-                   usage, joules[j])
-    instance._record_step(starts[last], ends[last], 1, final, decodes, joules[last])
+    if last:
+        nb = instance.kv.num_blocks
+        usages = [(used + t) / nb for t in taken[:last].tolist()]
+        running, waiting = _loads_at(loads, ends[:last]) if instance.step_log.enabled else ((), ())
+        instance._record_run_steps(starts[:last], ends[:last], steps.chunk, steps.decodes, running,
+                                   waiting, usages, joules[:last])
+    instance._record_step(starts[last], ends[last], 1, final, steps.decodes, joules[last])
+
+
+def _loads_at(loads, ends: list[float]) -> tuple[list[int], list[int]]:
+    """Running and waiting requests at each end, from (time, load) at the run's start and
+    after each arrival it took."""
+    if len(loads) == 1:  # no arrival during the run
+        load = loads[0][1]
+        return [load.num_running] * len(ends), [load.num_waiting] * len(ends)
+    times = [t for t, _ in loads]
+    at = [loads[bisect.bisect_right(times, end) - 1][1] for end in ends]
+    return [load.num_running for load in at], [load.num_waiting for load in at]
