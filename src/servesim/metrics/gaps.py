@@ -161,9 +161,9 @@ class TokenGaps:
         members that joined since the previous cohort step -> their previous token's time."""
         if self._due:
             self._release()
-        k = len(ends)
-        if k == 1:
-            CohortSteps(self, prev_end, [float(ends[0])], class_counts, joiners).record(1)
+        if len(ends) == 1:
+            pairs = [(request.class_name, last) for request, last in joiners.items()]
+            _one_step(self, prev_end, float(ends[0]), class_counts.items(), pairs)
             return
         per_class: dict[str, int] = {}
         for request, last in joiners.items():
@@ -280,19 +280,25 @@ class CohortSteps:
         self.next = upto
 
     def _record_first(self) -> None:
-        """The first step: each joiner's own gap, then the other members' per class. Every
-        class with members has its series after it (its members joined, or some were here)."""
-        owner, end = self.owner, self.ends[0]
-        per_class: dict[str, int] = {}
-        for cls, last in self.joiners:
-            per_class[cls] = per_class.get(cls, 0) + 1
-            owner._of(cls).add(end - last, 1.0)
-        gap = end - self.prev
-        for cls, n in self.classes:
-            settled = n - per_class.get(cls, 0)
-            if settled > 0:
-                owner._of(cls).add(gap, float(settled))
+        """The first step's records; every class with members has its series after it (its
+        members joined, or some were here)."""
+        owner = self.owner
+        _one_step(owner, self.prev, self.ends[0], self.classes, self.joiners)
         self.weighted = [(owner._of(cls), float(n)) for cls, n in self.classes if n > 0]
+
+
+def _one_step(owner: TokenGaps, prev: float, end: float, classes, joiners) -> None:
+    """One cohort step's records: each joiner's own gap (`joiners`: (class, its previous token's
+    time)), then the other members' per class (`classes`: (class, members))."""
+    per_class: dict[str, int] = {}
+    for cls, last in joiners:
+        per_class[cls] = per_class.get(cls, 0) + 1
+        owner._of(cls).add(end - last, 1.0)
+    gap = end - prev
+    for cls, n in classes:
+        settled = n - per_class.get(cls, 0)
+        if settled > 0:
+            owner._of(cls).add(gap, float(settled))
 
 
 def _tail_mean(hist: np.ndarray, cum: np.ndarray, count: float) -> float:
