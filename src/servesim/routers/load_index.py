@@ -4,8 +4,8 @@ Instances report after anything that may change their load (a submit, a plan, a 
 announced or arrived) to callbacks registered with `InstanceView.watch_load` (an optional part of
 the view: without it the router scans); the index marks that instance and, at the next decision,
 re-measures the instances marked since the last one and pushes their new loads onto a heap of
-`(load, position)` (an instance reports a few times per step, far more often than requests
-arrive: each is measured once per decision at most). Entries whose load is no longer current are dropped
+`(load, position)` (instances report a few times per step, far more often than requests arrive:
+each is measured once per decision at most). Entries whose load is no longer current are dropped
 when they reach the top, so the top is always the least load, ties to the lowest position: the
 same answer as `routers.base.least_loaded`'s scan (tests/test_router_index.py checks it).
 """
