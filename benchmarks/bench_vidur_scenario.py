@@ -4,7 +4,8 @@ Cases (each repetition a fresh process, so peak RSS is that run's own):
 - `vidur20k`: Llama-2-7B on one H100, arXiv-summarization lengths, Poisson 3 req/s, chunked prefill
   with a 512-token budget, at most 128 running, 20,000 requests (the scenario Vidur was timed on);
 - `one100k`, `one1m`: the same with 100,000 and 1,000,000 requests on one instance;
-- `fleet64`: 64 instances, 320,000 requests, least_loaded routing, 192 req/s;
+- `fleet64`: 64 instances, 320,000 requests, least_loaded routing, 192 req/s; `fleet64s` the same
+  with 20,000 requests (a scaled-down fleet: ~13 s CPU instead of ~3 minutes);
 - `cli10`: `servesim run` of a 10-request config, the whole command (start-up included).
 
 Reported per case, median of --repeats runs: wall and CPU seconds of the child process (user +
@@ -56,6 +57,7 @@ CASES = {
     "one100k": scenario(100_000),
     "one1m": scenario(1_000_000),
     "fleet64": scenario(320_000, rate=192.0, instances=64, router="least_loaded"),
+    "fleet64s": scenario(20_000, rate=192.0, instances=64, router="least_loaded"),  # for profiling
     "cli10": None,  # the command line, see cli_config()
 }
 

@@ -198,7 +198,7 @@ class DecodeCohort:
         """Run len(end_times) cohort steps; return members that finished, in finish order.
         `gaps`: record the steps' token gaps as one run (`run`), as that many single steps would
         (`steps`: mixed runs, whose records must match single steps exactly), or not at all
-        (`recorded`: `step_gaps` already did, step by step)."""
+        (`recorded`: `gaps_ahead` has them made, step by step)."""
         k = len(end_times)
         if self.epoch + k > self._first_kept + len(self._ends):
             self._make_room(k)
@@ -206,12 +206,10 @@ class DecodeCohort:
         if self.gaps is not None and gaps != "recorded":
             prev = self.last_end()
             if gaps == "steps":
-                for end in end_times.tolist():
-                    self.step_gaps(prev, end)
-                    prev = end
+                self.gaps.cohort_step_ends(prev, end_times.tolist(), self._class_counts, self._joiners)
             else:
                 self.gaps.cohort_steps(prev, end_times, self._class_counts, self._joiners)
-                self._joiners.clear()
+            self._joiners.clear()
         self._ends[at : at + k] = end_times
         self.epoch += k
         finished = []
@@ -230,11 +228,13 @@ class DecodeCohort:
         """End time of the cohort's last step (NaN before its first)."""
         return float(self._ends[self.epoch - 1 - self._first_kept]) if self.epoch else math.nan
 
-    def step_gaps(self, prev: float, end: float) -> None:
-        """Record the token gaps of one cohort step ending at `end` (`prev`: the step before's
-        end), as `advance` of that step alone would."""
-        self.gaps.cohort_steps(prev, np.array([end]), self._class_counts, self._joiners)
+    def gaps_ahead(self, clock, ends: list[float]):
+        """Have the token gaps of the next steps, ending at `ends`, recorded as `clock.now`
+        passes each end (`TokenGaps.steps_ahead`: gaps pooled over instances come in time
+        order); `advance` them with `gaps="recorded"`."""
+        run = self.gaps.steps_ahead(clock, self.last_end(), ends, self._class_counts, self._joiners)
         self._joiners.clear()
+        return run
 
     def _make_room(self, k: int) -> None:
         """Room for `k` more step ends, keeping the steps any member or the last step may still

@@ -311,6 +311,19 @@ class Instance:
                 for request in finished:
                     self.on_finish(request)
 
+    def _record_run_steps(self, starts, ends, prefill_tokens: int, num_decodes: int, running, waiting,
+                          usages, joules) -> None:
+        """A run's steps before its last, settled at once (the last is `_record_step`'s, with
+        the hooks, which nothing runs between a run's steps): meter, busy time and one step-log
+        row each (`running`, `waiting`, `usages` per step), as `_record_step` would write them."""
+        self.meter.end_steps(ends[-1], joules)
+        busy = self.busy_s
+        for start, end in zip(starts, ends):  # added one by one: the same sum
+            busy += end - start
+        self.busy_s = busy
+        self.step_log.record_steps(self.index, starts, ends, prefill_tokens, num_decodes, running,
+                                   waiting, usages, joules)
+
     def _record_step(
         self, start: float, end: float, num_steps: int, prefill_tokens: int, num_decodes: int,
         joules: float,

@@ -31,7 +31,6 @@ the events scheduled first; single steps could order such a tie otherwise.
 from __future__ import annotations
 
 import bisect
-import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -60,7 +59,7 @@ def mixed_run(instance, plan: StepPlan):
     instance.meter.begin(start, ends[-1] - start, math.fsum(joules))
     loads = [(start, instance.scheduler.load())]
     instance.arrivals_in_run = loads
-    timed = _TimedGaps(instance, ends) if instance.pooled_gaps and steps.decodes else None
+    timed = instance.cohort.gaps_ahead(instance.env, ends) if instance.pooled_gaps and steps.decodes else None
     done = 0  # an instance failure loses the run
     try:
         # an arrival before the prompt's last chunk would take the budget that chunk leaves
@@ -233,24 +232,6 @@ def _until(env, target: float):
             yield env.timeout(target - env.now)
 
 
-class _TimedGaps:
-    """The cohort's token gaps of each step, recorded at the step's end: with gaps pooled over
-    instances, records come in the order single steps make them (the mean is summed in it).
-    `steps` is cut to the steps run when a wake ends the run early."""
-
-    def __init__(self, instance, ends: list[float]):
-        self.cohort, self.steps, self.prev = instance.cohort, len(ends), instance.cohort.last_end()
-        env = instance.env
-        for j, end in enumerate(ends):
-            timeout = env.timeout(_delay(env.now, end))  # at `end`, or within a float of it
-            timeout.callbacks.append(functools.partial(self._record, j, end))
-
-    def _record(self, j: int, end: float, _event) -> None:
-        if j < self.steps:
-            self.cohort.step_gaps(self.prev, end)
-            self.prev = end
-
-
 def _delay(now: float, target: float) -> float:
     """The delay from `now` that lands on `target`, or on the float just below it where none
     does (`now + (target - now)` may round past it)."""
@@ -288,16 +269,22 @@ def _record(instance, steps: _Steps, starts, ends, joules, loads, used: int, tak
     holds (time, load) at the run's start and after each arrival it took (an arrival at a
     step's very end counts in that step's row, as it does when steps run one by one); the last
     row is `_record_step`'s, after the finishes (`final`: its chunk's tokens)."""
-    log, kv, meter = instance.step_log, instance.kv, instance.meter
-    prefill, decodes = steps.chunk, steps.decodes
-    times = [t for t, _ in loads]
     last = len(ends) - 1
-    for j in range(last):
-        meter.end(ends[j], joules[j])
-        instance.busy_s += ends[j] - starts[j]
-        usage = (used + int(taken[j])) / kv.num_blocks
-        load = loads[bisect.bisect_right(times, ends[j]) - 1][1] if log.enabled else None
-        running, waiting = (load.num_running, load.num_waiting) if load is not None else (0, 0)
-        log.record(instance.index, starts[j], ends[j], 1, prefill, decodes, running, waiting,
-                   usage, joules[j])
-    instance._record_step(starts[last], ends[last], 1, final, decodes, joules[last])
+    if last:
+        nb = instance.kv.num_blocks
+        usages = [(used + t) / nb for t in taken[:last].tolist()]
+        running, waiting = _loads_at(loads, ends[:last]) if instance.step_log.enabled else ((), ())
+        instance._record_run_steps(starts[:last], ends[:last], steps.chunk, steps.decodes, running,
+                                   waiting, usages, joules[:last])
+    instance._record_step(starts[last], ends[last], 1, final, steps.decodes, joules[last])
+
+
+def _loads_at(loads, ends: list[float]) -> tuple[list[int], list[int]]:
+    """Running and waiting requests at each end, from (time, load) at the run's start and
+    after each arrival it took."""
+    if len(loads) == 1:  # no arrival during the run
+        load = loads[0][1]
+        return [load.num_running] * len(ends), [load.num_waiting] * len(ends)
+    times = [t for t, _ in loads]
+    at = [loads[bisect.bisect_right(times, end) - 1][1] for end in ends]
+    return [load.num_running for load in at], [load.num_waiting for load in at]

@@ -37,6 +37,16 @@ class PowerMeter:
         self._settled_t = now
         self._step = None
 
+    def end_steps(self, now: float, joules: list[float]) -> None:
+        """`end` of several steps in a row, the last ending at `now`: their joules settle one
+        after another, in order (the same sum)."""
+        settled = self._settled_j
+        for j in joules:
+            settled += j
+        self._settled_j = settled
+        self._settled_t = now
+        self._step = None
+
     @property
     def last_time(self) -> float:
         """When the last step ended (or started, while one runs)."""

@@ -6,6 +6,13 @@ step's end. One weighted record `(gap, members)` per cohort step (per class) the
 all those tokens; members that joined since the previous step, and tokens computed outside the
 cohort (a recompute, the first decode after a KV handoff), are recorded one by one.
 
+Several instances pool their records in one `TokenGaps`, so records must come in the order the
+steps end (the mean is summed in that order). A run of steps slept as one event registers its
+steps ahead (`steps_ahead`); each step's records are made once the clock has passed its end, when
+the next record is made or the gaps are read, merged in time order with the other runs' (a step
+ending at the very instant another record is made comes first; two runs' steps ending together,
+in the order the runs were registered). This costs no simulation event per step.
+
 Records are buffered and folded into a log-spaced histogram (`BINS_PER_DECADE` bins per factor of
 ten, so a bin is 0.1% wide). The count, mean, minimum and maximum are exact; percentiles and the
 mean of the worst 10% are read from the histogram and lie within half a bin (0.05%) of the exact
@@ -14,6 +21,8 @@ values over the same tokens (inverse-CDF percentiles, as `np.percentile(method="
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import math
 
 import numpy as np
@@ -29,14 +38,15 @@ WORST_FRACTION = 0.10
 
 
 class _Series:
-    """One class's gaps: scalar records in lists, runs as arrays, folded into a histogram."""
+    """One class's gaps: scalar records in lists, decode runs as their step ends, folded into a
+    histogram."""
 
     __slots__ = ("gaps", "weights", "runs", "pending", "hist", "count", "total", "low", "high")
 
     def __init__(self):
         self.gaps: list[float] = []
         self.weights: list[float] = []
-        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.runs: list[tuple[np.ndarray, float, float, int]] = []
         self.pending = 0
         self.hist = np.zeros(NUM_BINS)
         self.count = 0.0
@@ -51,18 +61,39 @@ class _Series:
         if self.pending >= FLUSH_AT:
             self.flush()
 
-    def add_run(self, gaps: np.ndarray, weights: np.ndarray) -> None:
-        self.runs.append((gaps, weights))
-        self.pending += len(gaps)
+    def add_many(self, gaps: list[float], weight: float) -> None:
+        """`add(gap, weight)` of each gap in turn, flushing where those calls would."""
+        at, n = 0, len(gaps)
+        while self.pending + (n - at) >= FLUSH_AT:
+            take = FLUSH_AT - self.pending
+            self.gaps.extend(gaps[at : at + take])
+            self.weights.extend([weight] * take)
+            self.pending += take
+            at += take
+            self.flush()
+        if at < n:
+            self.gaps.extend(gaps[at:] if at else gaps)
+            self.weights.extend([weight] * (n - at))
+            self.pending += n - at
+
+    def add_run(self, ends: np.ndarray, prev: float, weight: float, joined: int) -> None:
+        """A decode run's steps, ending at `ends` (`prev`: the step before's end, NaN before the
+        cohort's first): each step's gap weighted `weight`, the first step's `weight - joined`
+        (its joiners record their own), its gap 0 without a step before. Made into arrays when
+        the series flushes, every run at once (`_run_records`)."""
+        self.runs.append((ends, prev, weight, joined))
+        self.pending += len(ends)
         if self.pending >= FLUSH_AT:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        parts_g = [np.asarray(self.gaps, dtype=np.float64)] + [g for g, _ in self.runs]
-        parts_w = [np.asarray(self.weights, dtype=np.float64)] + [w for _, w in self.runs]
-        g, w = np.concatenate(parts_g), np.concatenate(parts_w)
+        g = np.asarray(self.gaps, dtype=np.float64)
+        w = np.asarray(self.weights, dtype=np.float64)
+        if self.runs:  # after the scalar records, as they were always summed
+            run_g, run_w = _run_records(self.runs)
+            g, w = np.concatenate([g, run_g]), np.concatenate([w, run_w])
         keep = w > 0
         g, w = g[keep], w[keep]
         self.gaps, self.weights, self.runs, self.pending = [], [], [], 0
@@ -73,6 +104,24 @@ class _Series:
         self.low = min(self.low, float(g.min()))
         self.high = max(self.high, float(g.max()))
         self.hist += np.bincount(_bin_index(g), weights=w, minlength=NUM_BINS)
+
+
+def _run_records(runs: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """The gaps and weights of `_Series.add_run`'s runs, one after another: the same values a
+    run's own `np.diff` and `np.full` give (element by element the same operations), in a few
+    numpy calls for all of them instead of a few per run."""
+    ends = np.concatenate([r[0] for r in runs])
+    lengths = np.array([len(r[0]) for r in runs])
+    firsts = np.cumsum(lengths) - lengths
+    prevs = np.array([r[1] for r in runs], dtype=np.float64)
+    before = np.empty_like(ends)
+    before[1:] = ends[:-1]
+    before[firsts] = prevs
+    gaps = ends - before
+    gaps[firsts[np.isnan(prevs)]] = 0.0
+    weights = np.repeat(np.array([r[2] for r in runs], dtype=np.float64), lengths)
+    weights[firsts] -= np.array([r[3] for r in runs])
+    return gaps, weights
 
 
 def _bin_index(gaps: np.ndarray) -> np.ndarray:
@@ -90,6 +139,10 @@ class TokenGaps:
 
     def __init__(self):
         self._series: dict[str, _Series] = {}
+        self._due: list[tuple[float, int, CohortSteps]] = []
+        """Heap of runs' steps still to record: (next step's end, registration, run)."""
+        self._registered = 0
+        self._clock = None  # what `steps_ahead` was given: its `now` releases due records
 
     def _of(self, cls: str) -> _Series:
         s = self._series.get(cls)
@@ -99,39 +152,77 @@ class TokenGaps:
 
     def add(self, gap: float, cls: str = "default") -> None:
         """One token emitted `gap` seconds after its request's previous token."""
+        if self._due:
+            self._release()
         self._of(cls).add(gap, 1.0)
 
     def cohort_steps(self, prev_end: float, ends: np.ndarray, class_counts: dict, joiners: dict) -> None:
         """A decode cohort ran `len(ends)` steps. `class_counts`: members per class; `joiners`:
         members that joined since the previous cohort step -> their previous token's time."""
+        if self._due:
+            self._release()
+        if len(ends) == 1:
+            pairs = [(request.class_name, last) for request, last in joiners.items()]
+            _one_step(self, prev_end, float(ends[0]), class_counts.items(), pairs)
+            return
         per_class: dict[str, int] = {}
         for request, last in joiners.items():
             per_class[request.class_name] = per_class.get(request.class_name, 0) + 1
-            self.add(float(ends[0]) - last, request.class_name)
-        k = len(ends)
-        if k == 1:
-            gap = float(ends[0]) - prev_end
-            for cls, n in class_counts.items():
-                settled = n - per_class.get(cls, 0)
-                if settled > 0:
-                    self._of(cls).add(gap, float(settled))
-            return
-        gaps = np.empty(k)  # np.diff(ends, prepend=...) without its per-call overhead
-        gaps[0] = ends[0] - prev_end if prev_end == prev_end else 0.0
-        np.subtract(ends[1:], ends[:-1], out=gaps[1:])
+            self._of(request.class_name).add(float(ends[0]) - last, 1.0)
+        ends = np.array(ends, dtype=np.float64)  # kept until the series flushes
         for cls, n in class_counts.items():
-            if n <= 0:
+            if n > 0:
+                self._of(cls).add_run(ends, prev_end, float(n), per_class.get(cls, 0))
+
+    def cohort_step_ends(self, prev_end: float, ends: list[float], class_counts: dict, joiners: dict) -> None:
+        """`cohort_steps` of each step alone, one after another (a mixed run's steps, whose
+        records must be single steps' bit for bit), in one call."""
+        if self._due:
+            self._release()
+        CohortSteps(self, prev_end, ends, class_counts, joiners).record(len(ends))
+
+    def steps_ahead(self, clock, prev_end: float, ends: list[float], class_counts: dict,
+                    joiners: dict) -> CohortSteps:
+        """`cohort_step_ends` of steps that end in the future: each step's records are made once
+        `clock.now` has passed its end (module doc). Lower the returned run's `steps` if fewer
+        steps run (never below those that have ended)."""
+        run = CohortSteps(self, prev_end, ends, class_counts, joiners)
+        self._clock = clock
+        self._registered += 1
+        heapq.heappush(self._due, (ends[0], self._registered, run))
+        return run
+
+    def _release(self) -> None:
+        """Record the registered steps that have ended by now, in order of (end, registration):
+        a run's steps at once up to the next step of another run."""
+        now, due = self._clock.now, self._due
+        while due and due[0][0] <= now:
+            _, order, run = due[0]
+            first, ends, steps = run.next, run.ends, run.steps
+            if first >= steps:  # a run cut short
+                heapq.heappop(due)
                 continue
-            weights = np.full(k, float(n))
-            weights[0] -= per_class.get(cls, 0)
-            self._of(cls).add_run(gaps, weights)
+            upto = bisect.bisect_right(ends, now, first, steps)
+            if len(due) > 1 and upto > first + 1:  # not past the next run's next step
+                rival = due[1] if len(due) == 2 or due[1] < due[2] else due[2]
+                cut = bisect.bisect_right if rival[1] > order else bisect.bisect_left
+                upto = min(upto, cut(ends, rival[0], first, steps))
+            run.record(upto)
+            if upto < steps:
+                heapq.heapreplace(due, (ends[upto], order, run))
+            else:
+                heapq.heappop(due)
 
     # -- reading ------------------------------------------------------------------------------------
     def classes(self) -> list[str]:
+        if self._due:
+            self._release()
         return sorted(self._series)
 
     def stats(self, cls: str | None = None) -> dict[str, float]:
         """`{mean, p50, p90, p99, worst10_mean, max, count}` over every class, or over one."""
+        if self._due:
+            self._release()
         series = list(self._series.values()) if cls is None else [self._series.get(cls, _Series())]
         for s in series:
             s.flush()
@@ -151,6 +242,63 @@ class TokenGaps:
         out["max"] = high
         out["count"] = int(round(count))
         return out
+
+
+class CohortSteps:
+    """The gap records of a decode cohort's steps that end at `ends` (`prev`: the step before's
+    end), as `TokenGaps.cohort_steps` of each step alone makes them: the members that joined
+    since the step before each record their own gap at the first step, the others weighted per
+    class. The cohort's classes and joiners are read when the run is made (they do not change
+    during a run)."""
+
+    __slots__ = ("owner", "prev", "ends", "joiners", "classes", "weighted", "next", "steps")
+
+    def __init__(self, owner: TokenGaps, prev: float, ends: list[float], class_counts: dict,
+                 joiners: dict):
+        self.owner, self.prev, self.ends = owner, prev, ends
+        self.joiners = [(request.class_name, last) for request, last in joiners.items()]
+        self.classes = list(class_counts.items())
+        self.weighted: list[tuple[_Series, float]] = []
+        """Each class with members and its series, once the first step has made them."""
+        self.next = 0
+        self.steps = len(ends)
+
+    def record(self, upto: int) -> None:
+        """Make the records of steps `next` to `upto - 1`."""
+        ends, j = self.ends, self.next
+        if j == 0:
+            self._record_first()
+            j = 1
+        if j + 1 == upto:  # the common case, a step at a time
+            gap = ends[j] - ends[j - 1]
+            for series, n in self.weighted:
+                series.add(gap, n)
+        elif j < upto:
+            gaps = [ends[i] - ends[i - 1] for i in range(j, upto)]
+            for series, n in self.weighted:
+                series.add_many(gaps, n)
+        self.next = upto
+
+    def _record_first(self) -> None:
+        """The first step's records; every class with members has its series after it (its
+        members joined, or some were here)."""
+        owner = self.owner
+        _one_step(owner, self.prev, self.ends[0], self.classes, self.joiners)
+        self.weighted = [(owner._of(cls), float(n)) for cls, n in self.classes if n > 0]
+
+
+def _one_step(owner: TokenGaps, prev: float, end: float, classes, joiners) -> None:
+    """One cohort step's records: each joiner's own gap (`joiners`: (class, its previous token's
+    time)), then the other members' per class (`classes`: (class, members))."""
+    per_class: dict[str, int] = {}
+    for cls, last in joiners:
+        per_class[cls] = per_class.get(cls, 0) + 1
+        owner._of(cls).add(end - last, 1.0)
+    gap = end - prev
+    for cls, n in classes:
+        settled = n - per_class.get(cls, 0)
+        if settled > 0:
+            owner._of(cls).add(gap, float(settled))
 
 
 def _tail_mean(hist: np.ndarray, cum: np.ndarray, count: float) -> float:

@@ -9,6 +9,7 @@ as one over the whole column), so memory holds one chunk, never the log.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -123,7 +124,10 @@ def instance_chunks(steps) -> dict[int, Callable[[], Iterator[Chunk]]]:
         order = instances_in_start_order(steps)
         if order is None:
             return instance_chunks(steps.to_columns())
-        return {i: _pieces_of(steps, i) for i in order}
+        if len(order) == 1:  # the log is the instance's rows
+            return {order[0]: steps.chunks}
+        split = steps.by_instance()  # each instance's rows apart: the log is read twice, not n times
+        return {i: functools.partial(split.pieces, i) for i in order}
     return {i: _one_chunk(steps, rows) for i, rows in rows_by_instance(steps, by_start=True).items()}
 
 
@@ -153,29 +157,10 @@ def _one_chunk(steps, rows):
     return lambda: iter([_Rows(steps, rows)])
 
 
-def _pieces_of(log, instance: int):
-    def pieces():
-        for piece in log.chunks():
-            inst = piece["instance"]
-            if inst[0] == instance and inst[-1] == instance and (inst == instance).all():
-                yield piece
-            else:
-                yield piece[inst == instance]
-    return pieces
-
-
 def instances_in_start_order(log) -> list[int] | None:
     """The log's instances in order of first appearance, or None if some instance's starts do not
     strictly increase in log order."""
-    last: dict[int, float] = {}
-    for piece in log.chunks():
-        inst, start = piece["instance"], piece["start_s"]
-        for i in dict.fromkeys(inst.tolist()):
-            s = start[inst == i]
-            if (i in last and not s[0] > last[i]) or not np.all(s[1:] > s[:-1]):
-                return None
-            last[i] = float(s[-1])
-    return list(last)
+    return log.by_instance().start_order
 
 
 class _Rows(Mapping):

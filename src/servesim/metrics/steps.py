@@ -14,6 +14,7 @@ read the file back only when asked for.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Iterator
 
@@ -66,6 +67,7 @@ class StepLog:
         self._shared = False  # views of `_rows` were handed out: grow by copying, never in place
         self._file = None  # rows before the in-memory ones (a temporary file), in log order
         self._spilled = 0
+        self._by_instance: InstanceRows | None = None  # `by_instance()`, made on first use
 
     def record(
         self, instance, start, end, num_steps, prefill_tokens, decodes, running, waiting, kv, joules=0.0
@@ -80,6 +82,26 @@ class StepLog:
         )
         if len(pending) >= BLOCK_ROWS:
             self._flush()
+
+    def record_steps(self, instance, starts, ends, prefill_tokens, decodes, running, waiting, kv, joules):
+        """`record` of one step per item of `starts`, `ends`, `running`, `waiting`, `kv` and
+        `joules` (the steps of a run), in one call; blocks move to the array where `record`
+        would move them."""
+        n = len(starts)
+        self.num_steps += n
+        self.num_records += n
+        if not self.enabled:
+            return
+        rows = zip(itertools.repeat(instance), starts, ends, itertools.repeat(1),
+                   itertools.repeat(prefill_tokens), itertools.repeat(decodes), running, waiting, kv,
+                   joules)
+        pending = self._pending
+        while n >= BLOCK_ROWS - len(pending):
+            room = BLOCK_ROWS - len(pending)
+            pending.extend(itertools.islice(rows, room))
+            n -= room
+            self._flush()
+        pending.extend(rows)
 
     @property
     def spilled(self) -> bool:
@@ -128,6 +150,13 @@ class StepLog:
         for at in range(0, self._size, READ_ROWS):
             yield self._rows[at : min(at + READ_ROWS, self._size)]
 
+    def by_instance(self) -> InstanceRows:
+        """The rows regrouped by instance (`InstanceRows`), kept while the log does not grow."""
+        split = self._by_instance
+        if split is None or split.records != self.num_records:
+            split = self._by_instance = InstanceRows(self)
+        return split
+
     def _table(self) -> np.ndarray:
         if self._pending:
             self._flush()
@@ -171,6 +200,70 @@ class StepLog:
         if not self.num_records or not self.enabled:
             return pd.DataFrame({c: [] for c in COLUMNS}, columns=list(COLUMNS))
         return pd.DataFrame(self.columns(), columns=list(COLUMNS), copy=False)
+
+
+class InstanceRows:
+    """A log's instances in order of first appearance, whether each one's starts strictly
+    increase in log order (`start_order`), and each one's rows in log order (`pieces`), from a
+    temporary file that holds every instance's rows one after another. Reading a long log of n
+    instances once per instance reads it n times; this reads it twice and writes it once."""
+
+    def __init__(self, log: StepLog):
+        self.records = log.num_records
+        self._log = log
+        self._file = None
+        counts, first, last, ordered = {}, {}, {}, True
+        seen = 0
+        for piece in log.chunks():
+            for i, rows, at in _groups(piece):
+                starts = rows["start_s"]
+                if i not in first:
+                    first[i], last[i], counts[i] = seen + at, -np.inf, 0
+                ordered = ordered and starts[0] > last[i] and bool(np.all(starts[1:] > starts[:-1]))
+                last[i] = starts[-1]
+                counts[i] += len(rows)
+            seen += len(piece)
+        self.instances = sorted(first, key=first.get)
+        self.start_order = self.instances if ordered else None
+        """The instances in order of first appearance, or None if some instance's starts do not
+        strictly increase in log order."""
+        self.counts = counts
+        self._offsets = dict(zip(self.instances, itertools.accumulate(
+            (counts[i] for i in self.instances), initial=0)))
+
+    def pieces(self, instance: int) -> Iterator[np.ndarray]:
+        """`instance`'s rows in log order, at most `READ_ROWS` at a time."""
+        if self._file is None:
+            self._write()
+        at, left = self._offsets.get(instance, 0), self.counts.get(instance, 0)
+        while left:
+            self._file.seek(at * ROW.itemsize)  # other readers may have moved it
+            piece = np.fromfile(self._file, dtype=ROW, count=min(left, READ_ROWS))
+            at, left = at + len(piece), left - len(piece)
+            yield piece
+
+    def _write(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="servesim-steps-by-instance-")
+        written = dict(self._offsets)
+        for piece in self._log.chunks():
+            for i, rows, _ in _groups(piece):
+                self._file.seek(written[i] * ROW.itemsize)
+                rows.tofile(self._file)
+                written[i] += len(rows)
+
+
+def _groups(piece: np.ndarray):
+    """(instance, its rows in log order, index of its first row) for each instance in `piece`."""
+    inst = piece["instance"]
+    if inst[0] == inst[-1] and bool(np.all(inst == inst[0])):
+        yield int(inst[0]), piece, 0
+        return
+    order = np.argsort(inst, kind="stable")
+    grouped = piece[order]
+    ids, at = np.unique(grouped["instance"], return_index=True)
+    bounds = [*at.tolist(), len(grouped)]
+    for k, i in enumerate(ids.tolist()):
+        yield i, grouped[bounds[k] : bounds[k + 1]], int(order[bounds[k]])
 
 
 class LazyColumns(Columns):

@@ -2,8 +2,10 @@
 
 Instances report after anything that may change their load (a submit, a plan, a step, a transfer
 announced or arrived) to callbacks registered with `InstanceView.watch_load` (an optional part of
-the view: without it the router scans); the index re-measures that one instance and pushes its
-new load onto a heap of `(load, position)`. Entries whose load is no longer current are dropped
+the view: without it the router scans); the index marks that instance and, at the next decision,
+re-measures the instances marked since the last one and pushes their new loads onto a heap of
+`(load, position)` (instances report a few times per step, far more often than requests arrive:
+each is measured once per decision at most). Entries whose load is no longer current are dropped
 when they reach the top, so the top is always the least load, ties to the lowest position: the
 same answer as `routers.base.least_loaded`'s scan (tests/test_router_index.py checks it).
 """
@@ -25,20 +27,29 @@ class LoadIndex:
         self._loads = [measure(instance.load()) for instance in instances]
         self._heap = [(load, pos) for pos, load in enumerate(self._loads)]
         heapq.heapify(self._heap)
+        self._stale: set[int] = set()
+        """Positions of instances whose load may have changed since the last decision."""
         for instance in instances:
             instance.watch_load(self.changed)
 
     def changed(self, instance: InstanceView) -> None:
-        pos = self._position[id(instance)]
-        load = self.measure(instance.load())
-        if load != self._loads[pos]:
-            self._loads[pos] = load
-            heapq.heappush(self._heap, (load, pos))
-            if len(self._heap) > 4 * len(self._loads) + 64:  # keep stale entries bounded
-                self._heap = [(v, p) for p, v in enumerate(self._loads)]
-                heapq.heapify(self._heap)
+        self._stale.add(self._position[id(instance)])
+
+    def _measure_stale(self) -> None:
+        loads, heap = self._loads, self._heap
+        for pos in self._stale:
+            load = self.measure(self.instances[pos].load())
+            if load != loads[pos]:
+                loads[pos] = load
+                heapq.heappush(heap, (load, pos))
+        self._stale.clear()
+        if len(heap) > 4 * len(loads) + 64:  # keep stale entries bounded
+            self._heap = [(v, p) for p, v in enumerate(loads)]
+            heapq.heapify(self._heap)
 
     def least(self) -> int:
+        if self._stale:
+            self._measure_stale()
         heap, loads = self._heap, self._loads
         while loads[heap[0][1]] != heap[0][0]:
             heapq.heappop(heap)
