@@ -167,8 +167,14 @@ def test_chunk_step_prices_equal_step_by_step_prices_bit_for_bit(spec, shapes):
         longest = [(mean + extra + j) if n else 0 for j in range(4)]
         times = cost.chunk_step_times(chunk, priors, n, ctx, longest)
         energies = power.chunk_step_energies(chunk, priors, n, ctx, times)
+        # a prompt's last chunk: its logit row counts too
+        last = cost.chunk_step_times(chunk, priors, n, ctx, longest, logits=n + 1)
+        last_j = power.chunk_step_energies(chunk, priors, n, ctx, last, logits=n + 1)
         for j in range(4):
             shape = StepShape([(chunk, priors[j])], n, ctx[j], n, longest[j])
             assert times[j] == cost.step_time(shape)
             assert energies[j] == power.step_energy(shape, times[j])
             assert math.isfinite(times[j]) and times[j] > 0
+            shape = StepShape([(chunk, priors[j])], n, ctx[j], n + 1, longest[j])
+            assert last[j] == cost.step_time(shape)
+            assert last_j[j] == power.step_energy(shape, last[j])

@@ -107,6 +107,10 @@ class _Steps:
     def head(self, k: int) -> _Steps:
         return _Steps(self.chunk, self.priors[:k], self.decodes, self.ctx[:k], self.longest[:k])
 
+    def final(self, tokens: int) -> _Steps:
+        """The final step alone, computing `tokens` (the prompt's last chunk)."""
+        return _Steps(tokens, self.priors[-1:], self.decodes, self.ctx[-1:], self.longest[-1:])
+
     def last_chunk(self, tokens: int) -> StepShape:
         """The final step's shape when it is the prompt's last chunk (whose logit counts too)."""
         n = self.decodes
@@ -127,9 +131,9 @@ def _settles_per_run(instance) -> bool:
 
 def _run_length(instance, plan: StepPlan, request, chunk: int):
     """Steps the run may take, the KV blocks taken by the end of each (beyond step 0's), and the
-    prompt's last chunk if the run ends with it (0 if not)."""
+    prompt's last chunk if the run ends with it (0 if not). Plain Python: runs are a few steps,
+    where numpy's per-call cost would dominate."""
     kv, cohort = instance.kv, instance.cohort
-    pending = request.num_pending_tokens
     repeats = _chunk_steps(request, chunk)
     last = _last_chunk(instance, request, chunk, repeats)
     limit = min(repeats + (last > 0), instance.max_run_steps)
@@ -137,16 +141,29 @@ def _run_length(instance, plan: StepPlan, request, chunk: int):
         limit = min(limit, cohort.steps_to_next_finish())
     if limit < 2:
         return limit, None, 0
-    taken = np.zeros(limit, dtype=np.int64)
-    if plan.decode_cohort:  # each step reserves the cohort's next step (step 0 already has)
-        needs = cohort.block_needs(0, limit)
-        needs[: kv.cohort_reserved_steps] = 0
-        taken += np.cumsum(needs)
+    free, size = kv.num_free_blocks, kv.block_size
     # the chunk holds blocks for what it has computed (with `kv_allocation: prompt`, all held)
-    tokens = request.num_computed_tokens + np.minimum(chunk * np.arange(1, limit + 1), pending)
-    taken += np.maximum(0, -(-tokens // kv.block_size) - kv.blocks_of(request))
-    k = int(np.searchsorted(taken, kv.num_free_blocks, side="right"))
+    computed, end, held = request.num_computed_tokens, request.num_known_tokens, kv.blocks_of(request)
+    taken, grown = [], 0
+    for need in _cohort_needs(kv, cohort, limit) if plan.decode_cohort else [0] * limit:
+        grown += need
+        computed = min(computed + chunk, end)
+        blocks = grown + max(0, -(-computed // size) - held)
+        if blocks > free:
+            break
+        taken.append(blocks)
+    k = len(taken)
     return k, taken, last if last and k == repeats + 1 else 0
+
+
+def _cohort_needs(kv, cohort, steps: int) -> list[int]:
+    """New blocks the cohort takes at each of its next `steps` steps: each reserves the next
+    step's, except those already reserved."""
+    needs = cohort.block_needs(0, steps).tolist()
+    reserved = kv.cohort_reserved_steps
+    if reserved:
+        needs[:reserved] = [0] * min(reserved, steps)
+    return needs
 
 
 def _last_chunk(instance, request, chunk: int, repeats: int) -> int:
@@ -161,15 +178,17 @@ def _last_chunk(instance, request, chunk: int, repeats: int) -> int:
 
 def _price(instance, steps: _Steps, start: float, last: int):
     """Start, end and joules of each step; ends summed one step at a time, as SimPy would. With
-    `last`, the final step is the prompt's last chunk, priced as a single step."""
+    `last`, the final step is the prompt's last chunk (whose logit counts too)."""
     repeats = steps.head(len(steps.priors) - 1) if last else steps
     seconds, joules = _vector_price(instance, repeats)
     if seconds is None:
         priced = [instance.price(shape) for shape in repeats.shapes()]
         seconds, joules = [s for s, _ in priced], [j for _, j in priced]
     if last:
-        s, j = instance.price(steps.last_chunk(last))
-        seconds, joules = [*seconds, s], [*joules, j]
+        final, final_j = _vector_price(instance, steps.final(last), steps.decodes + 1)
+        if final is None:
+            final, final_j = map(list, zip(instance.price(steps.last_chunk(last))))
+        seconds, joules = seconds + final, joules + final_j
     ends = list(itertools.accumulate(seconds, initial=start))
     return ends[:-1], ends[1:], joules
 
@@ -184,19 +203,19 @@ def _chunk_steps(request, chunk: int) -> int:
     return steps
 
 
-def _vector_price(instance, steps: _Steps):
+def _vector_price(instance, steps: _Steps, logits: int | None = None):
     """`Instance.price` of every step at once, where the models write the steps' form out
-    (`chunk_step_times`, `chunk_step_energies`); (None, None) otherwise."""
+    (`chunk_step_times`, `chunk_step_energies`; `logits` as there); (None, None) otherwise."""
     vector = getattr(instance.cost_model, "chunk_step_times", None)
     args = (steps.chunk, steps.priors, steps.decodes, steps.ctx)
-    times = vector(*args, steps.longest) if vector is not None else None
+    times = vector(*args, steps.longest, logits=logits) if vector is not None else None
     if times is None or instance.kv.tiers is not None:  # tiers: each step's own transfers
         return None, None
     slowdown = instance.slowdown
     seconds = [t * slowdown for t in times]
     if instance.power is None:
         return seconds, [0.0] * len(seconds)
-    joules = instance.power.chunk_step_energies(*args, seconds)
+    joules = instance.power.chunk_step_energies(*args, seconds, logits=logits)
     return (seconds, joules) if joules is not None else (None, None)
 
 
@@ -295,7 +314,7 @@ def _record(instance, steps: _Steps, starts, ends, joules, loads, used: int, tak
     for j in range(last):
         meter.end(ends[j], joules[j])
         instance.busy_s += ends[j] - starts[j]
-        usage = (used + int(taken[j])) / kv.num_blocks
+        usage = (used + taken[j]) / kv.num_blocks
         load = loads[bisect.bisect_right(times, ends[j]) - 1][1] if log.enabled else None
         running, waiting = (load.num_running, load.num_waiting) if load is not None else (0, 0)
         log.record(instance.index, starts[j], ends[j], 1, prefill, decodes, running, waiting,
