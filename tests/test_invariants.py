@@ -115,9 +115,12 @@ def test_multi_step_runs_equal_step_by_step(changes):
 
 
 def _single_mixed_steps(changes: dict):
-    """The run with every mixed (cohort plus chunk) step planned and run on its own; decode runs
-    stay as they are, so the two runs must agree bit for bit."""
-    with mock.patch("servesim.engine.instance.repeats_chunk", lambda scheduler, plan: False):
+    """The run with every mixed (cohort plus chunk) step planned and run on its own, handovers
+    (a prompt's last chunk beside the next one's first) included; decode runs stay as they are,
+    so the two runs must agree bit for bit."""
+    never = lambda scheduler, plan: False  # noqa: E731
+    with mock.patch("servesim.engine.instance.repeats_chunk", never), \
+            mock.patch("servesim.engine.instance.chunk_follows", never):
         return servesim.simulate(small_config(**changes))
 
 

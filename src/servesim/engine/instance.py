@@ -21,11 +21,11 @@ import simpy
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
-from servesim.engine.mixed_run import mixed_run
+from servesim.engine.mixed_run import handover_run, mixed_run
 from servesim.engine.power import PowerMeter
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
-from servesim.schedulers.chunk_runs import repeats_chunk
+from servesim.schedulers.chunk_runs import chunk_follows, repeats_chunk
 from servesim.schedulers.core import Scheduler, SchedulerLoad
 
 DEFAULT_MAX_RUN_STEPS = 4096
@@ -237,17 +237,26 @@ class Instance:
                 yield from self._decode_run(plan)
             elif self.mixed_runs and repeats_chunk(scheduler, plan):
                 yield from mixed_run(self, plan)
+            elif self.mixed_runs and chunk_follows(scheduler, plan):
+                yield from handover_run(self, plan)
             else:
                 yield from self._step(plan)
 
     def _step(self, plan: StepPlan):
-        env, kv = self.env, self.kv
+        env = self.env
         shape = self._shape(plan)
         start = env.now
         seconds, joules = self.price(shape, plan.num_swap_in_tokens + plan.num_swap_out_tokens)
         self.meter.begin(start, seconds, joules)
         yield env.timeout(seconds)
         end = env.now
+        self._settle(plan, start, end)
+        self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes, joules)
+
+    def _settle(self, plan: StepPlan, start: float, end: float) -> None:
+        """The step planned as `plan` ran from `start` to `end`: the cohort's tokens and the
+        planned ones, first tokens joining the cohort (or handed off), finishes."""
+        kv = self.kv
         finished = kv.advance_cohort(np.array([end])) if plan.decode_cohort else []
         prefilled = []
         for request, n in plan.tokens.items():
@@ -271,7 +280,6 @@ class Instance:
         for request in prefilled:
             self.scheduler.release(request)
             self.hand_off(self, request, kv.detach(request))
-        self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes, joules)
 
     def price(self, shape: StepShape, swapped_tokens: int = 0) -> tuple[float, float]:
         """Seconds and joules of one step (`swapped_tokens`: KV copied over PCIe within it)."""
