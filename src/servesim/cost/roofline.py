@@ -52,7 +52,6 @@ class RooflineCostModel:
         self._precompute()
         self._linear_cache: dict[tuple[int, int, int], float] = {}
         self._decode_cache: dict[tuple[int, int], tuple[float, float, float, str]] = {}
-        self._chunk_cache: dict[tuple[int, int, int], tuple] = {}
 
     # -- constants ---------------------------------------------------------------------------------
     def _precompute(self) -> None:
@@ -213,12 +212,26 @@ class RooflineCostModel:
         if self.model.sliding_window or self.model.is_mla or self._decode_mode == "batch_kv":
             return None
         n, c, L = num_decodes, chunk, self._layers
-        key = (c, n, n if logits is None else logits)
-        shared = self._chunk_cache.get(key)
-        if shared is None:
-            shared = self._chunk_shared(*key)
-        t, launch, half, fresh, prefix, q_b, per_ctx, per_longest, calls = shared
-        flops, ctx_b, tokens = self._attn_prefill_flops, self._attn_ctx_bytes, c + n
+        logits = n if logits is None else logits
+        tokens = c + n
+        t = (
+            self._linear_time(tokens, logits, 0)
+            + self._moe_time(tokens)
+            + tokens * self._elem_per_token
+            + self._elem_fixed
+            + self._comm_time(tokens, logits)
+            + self.profile.step_overhead_s
+        )
+        calls = self._engine.attention_calls(1)
+        launch = 0.0 + L * self._t_kernel * calls
+        half, rows, pr = c * (c + 1) / 2, c * self._attn_heads, self.profile
+        fresh = pr.attn_prefill_eff * rows / (rows + self._attn_pad)
+        prefix = pr.attn_prefix_eff * rows / (rows + self._attn_pad)
+        flops, ctx_b, q_b = self._attn_prefill_flops, self._attn_ctx_bytes, c * self._attn_q_bytes
+        per_ctx = per_longest = 0.0
+        if n:
+            per_ctx, per_longest, launches = self._decode_attention_terms(n, n)
+            launch += launches
         dec_compute = self._dec_flops >= self._dec_bytes
         engine, floor, out = self._engine, self.prefill_host_overhead_s, []
         for p, ctx, longest in zip(priors, ctx_sums, max_ctxs):
@@ -240,33 +253,6 @@ class RooflineCostModel:
                 gpu = engine.step_time(gpu, "eager", 1 + n, calls, tokens, ctx + n + (c + p))
             out.append(gpu if gpu > floor else floor)
         return out
-
-    def _chunk_shared(self, c: int, n: int, logits: int) -> tuple:
-        """What `chunk_step_times`' steps of (chunk, decodes, logits) share, in `step_time`'s
-        operations: kept per key, since runs of a cohort size recur."""
-        tokens, L, pr = c + n, self._layers, self.profile
-        t = (
-            self._linear_time(tokens, logits, 0)
-            + self._moe_time(tokens)
-            + tokens * self._elem_per_token
-            + self._elem_fixed
-            + self._comm_time(tokens, logits)
-            + pr.step_overhead_s
-        )
-        calls = self._engine.attention_calls(1)
-        launch = 0.0 + L * self._t_kernel * calls
-        half, rows = c * (c + 1) / 2, c * self._attn_heads
-        fresh = pr.attn_prefill_eff * rows / (rows + self._attn_pad)
-        prefix = pr.attn_prefix_eff * rows / (rows + self._attn_pad)
-        per_ctx = per_longest = 0.0
-        if n:
-            per_ctx, per_longest, launches = self._decode_attention_terms(n, n)
-            launch += launches
-        shared = (t, launch, half, fresh, prefix, c * self._attn_q_bytes, per_ctx, per_longest, calls)
-        if len(self._chunk_cache) > _CACHE_LIMIT:
-            self._chunk_cache.clear()
-        self._chunk_cache[(c, n, logits)] = shared
-        return shared
 
     def gpu_time(self, shape: StepShape) -> float:
         """The step's GPU time alone: no host time, no floors."""

@@ -50,7 +50,6 @@ class WorkModel:
         self._link_per_token, self._link_per_logit = self._link_terms()
         self._decode_cache: dict[int, tuple[float, float, float, float, float]] = {}
         self._linear_cache: dict[tuple[int, int, int], tuple[float, float]] = {}
-        self._chunk_cache: dict[tuple[int, int, int], tuple] = {}
 
     def work(self, shape: StepShape) -> StepWork:
         tokens, logits = shape.num_tokens, shape.num_logit_tokens
@@ -72,40 +71,24 @@ class WorkModel:
         """(flops, HBM bytes) per step and the link bytes of every step, of the steps
         `RooflineCostModel.chunk_step_times` prices (`logits` as there): `work` of each, float
         for float. Not for a sliding window or MLA."""
-        n, c, L = num_decodes, chunk, self.layout.num_layers
-        key = (c, n, n if logits is None else logits)
-        shared = self._chunk_cache.get(key)
-        if shared is None:
-            shared = self._chunk_shared(*key)
-        lin_f, lin_b, f_moe, b_moe, half, q_b, elem, link = shared
-        a = self.layout.attention
-        pair_f, ctx_b = a.prefill_flops_per_pair, a.prefill_bytes_per_ctx_token
-        dec_f, dec_b = a.decode_flops_per_ctx_token, a.decode_bytes_per_ctx_token
-        flops, hbm = [], []
-        for p, ctx in zip(priors, ctx_sums):
-            f_att = 0.0 + L * (c * p + half) * pair_f
-            b_att = 0.0 + L * ((p + c) * ctx_b + q_b)
-            if n:
-                f_att += L * ctx * dec_f
-                b_att += L * ctx * dec_b
-            flops.append(lin_f + (f_moe + f_att))
-            hbm.append(lin_b + (b_moe + b_att + elem))
-        return flops, hbm, link
-
-    def _chunk_shared(self, c: int, n: int, logits: int) -> tuple:
-        """What `chunk_step_work`'s steps of (chunk, decodes, logits) share, in `work`'s
-        operations: kept per key, since runs of a cohort size recur."""
+        n, c = num_decodes, chunk
+        logits = n if logits is None else logits
         tokens = c + n
         lin_f, lin_b = self._linear(tokens, logits, 0)
         f_moe, b_moe = self._moe(tokens)
-        half, q_b = c * (c + 1) / 2, c * self.layout.attention.prefill_bytes_per_query
+        a, L = self.layout.attention, self.layout.num_layers
+        half, q_b = c * (c + 1) / 2, c * a.prefill_bytes_per_query
         elem = tokens * self._elem_bytes_per_token
-        link = tokens * self._link_per_token + logits * self._link_per_logit
-        shared = (lin_f, lin_b, f_moe, b_moe, half, q_b, elem, link)
-        if len(self._chunk_cache) > _CACHE_LIMIT:
-            self._chunk_cache.clear()
-        self._chunk_cache[(c, n, logits)] = shared
-        return shared
+        flops, hbm = [], []
+        for p, ctx in zip(priors, ctx_sums):
+            f_att = 0.0 + L * (c * p + half) * a.prefill_flops_per_pair
+            b_att = 0.0 + L * ((p + c) * a.prefill_bytes_per_ctx_token + q_b)
+            if n:
+                f_att += L * ctx * a.decode_flops_per_ctx_token
+                b_att += L * ctx * a.decode_bytes_per_ctx_token
+            flops.append(lin_f + (f_moe + f_att))
+            hbm.append(lin_b + (b_moe + b_att + elem))
+        return flops, hbm, tokens * self._link_per_token + logits * self._link_per_logit
 
     def decode_coeffs(self, n: int) -> tuple[float, float, float, float, float]:
         """(F0, F1, B0, B1, link) of a pure-decode step of n requests: F = F0 + F1 S, B = B0 + B1 S."""

@@ -122,8 +122,6 @@ class ChunkedBatching:
 
     @staticmethod
     def start_prompts(scheduler, budget: int, slots: int) -> None:
-        if budget <= 0 or slots <= 0:  # most steps: the cohort and a prompt took the budget
-            return
         for key, request in scheduler.candidates():
             if budget <= 0 or slots <= 0:
                 return
