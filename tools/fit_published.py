@@ -132,7 +132,8 @@ def fit_engine(kind: str, rows) -> None:
     own = [r for r in rows if r.engine == kind and r.split == "engine"]
     as_base = [replace(r, engine=base) for r in own]
     start = family_profile(family)
-    data = ThroughputData(as_base)
+    # The steps are the engine's own (its batching: V0 vLLM prefills whole prompts), priced as the base.
+    data = ThroughputData(as_base, [record_trace(r) for r in own])
     data.robust_scale = ROBUST_SCALE
     result = fit([data], start, params, prior_weight=THROUGHPUT_PRIOR, max_iterations=40)
     fitted = tie_efficiencies(result.profile)

@@ -125,6 +125,18 @@ def test_static_rows_prefill_once_then_decode_together(tmp_path):
     assert set(trace.decode_runs) == {8} and trace.num_steps == 16
 
 
+def test_engines_without_chunked_prefill_prefill_whole_prompts_in_steps_of_their_own(tmp_path):
+    """vLLM's V0 engine (`vllm-cuda-v0`: chunked prefill off) runs a step of prompts or a step of
+    decodes, never both; the V1 engine (`vllm`) mixes decodes with prompt chunks."""
+    header = HEADER.replace(",source", ",source,engine")
+    base = "h100-sxm,llama3-8b,bf16,bf16,bf16,1,1,64,4096,continuous,600,40,200,output,1,check,https://x/"
+    rows = read_published(write(tmp_path, [f"v0,{base}v0,vllm-cuda-v0", f"v1,{base}v1,vllm"], header))
+    v0, v1 = (record_trace(r) for r in rows)
+    assert all(s.num_decodes == 0 for s in v0.mixed)
+    assert any(s.num_decodes and s.prefill_chunks for s in v1.mixed)
+    assert sum(c for s in v0.mixed for c, _ in s.prefill_chunks) == 200 * 600
+
+
 def test_check_and_calibrate_end_to_end(tmp_path, capsys):
     path = write(tmp_path, ROWS)
     assert main(["costmodel", "check", "--throughput", path, "--json"]) == 0

@@ -112,6 +112,14 @@ def engine_default_tokens(row: PublishedRow) -> int:
     return int(resolve_engine(row.engine).batching.get("max_num_batched_tokens", ENGINE_DEFAULT_TOKENS))
 
 
+def whole_prompts(row: PublishedRow) -> bool:
+    """Whether the row's engine prefills whole prompts in steps of their own: static batches, and
+    continuous batching under an engine whose profile turns chunked prefill off (vLLM's V0 engine)."""
+    if row.mode == "static":
+        return True
+    return bool(row.engine) and resolve_engine(row.engine).batching.get("chunked_prefill") is False
+
+
 def row_config(row: PublishedRow, batch: int, tokens: int):
     """The simulator config of one simulated instance of the row."""
     static = row.mode == "static"
@@ -121,7 +129,7 @@ def row_config(row: PublishedRow, batch: int, tokens: int):
         "hardware": row.device,
         "cluster": {"instances": 1, "tp": row.tp, "pp": row.pp},
         "engine": {
-            "scheduler": "fcfs" if static else "chunked_prefill",
+            "scheduler": "fcfs" if whole_prompts(row) else "chunked_prefill",
             "max_num_seqs": batch,
             "max_num_batched_tokens": min(tokens, STATIC_RESERVE_TOKENS) if static else tokens,
             "chunk_size": tokens,
