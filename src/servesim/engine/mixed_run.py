@@ -209,7 +209,7 @@ def _run_length(instance, plan: StepPlan, request, chunk: int):
     # the chunk holds blocks for what it has computed (with `kv_allocation: prompt`, all held)
     computed, end, held = request.num_computed_tokens, request.num_known_tokens, kv.blocks_of(request)
     taken, grown = [], 0
-    for need in _cohort_needs(kv, cohort, limit) if plan.decode_cohort else [0] * limit:
+    for need in _cohort_needs(kv, cohort, limit) if plan.decode_cohort else itertools.repeat(0, limit):
         grown += need
         computed = min(computed + chunk, end)
         blocks = grown + max(0, -(-computed // size) - held)
@@ -241,11 +241,12 @@ def _handover_length(instance, plan: StepPlan, request, first: int, chunk: int):
         return limit, None, 0
     free, size, joined = kv.num_free_blocks, kv.block_size, joining.num_prompt_tokens
     computed, end, held = request.num_computed_tokens + first, request.num_known_tokens, kv.blocks_of(request)
-    needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else [0] * limit
+    needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else itertools.repeat(0)
+    next(needs)  # the lead step's blocks are held
     taken, grown = [0], 0
-    for j in range(1, limit):
+    for j, need in zip(range(1, limit), needs):
         # the joined request takes a block when its context fills one (as the cohort counts)
-        grown += needs[j] + ((joined + j - 1) % size == 0)
+        grown += need + ((joined + j - 1) % size == 0)
         computed = min(computed + chunk, end)
         blocks = grown + max(0, -(-computed // size) - held)
         if blocks > free:
@@ -255,14 +256,13 @@ def _handover_length(instance, plan: StepPlan, request, first: int, chunk: int):
     return k, taken, last if last and k == repeats + 2 else 0
 
 
-def _cohort_needs(kv, cohort, steps: int) -> list[int]:
-    """New blocks the cohort takes at each of its next `steps` steps: each reserves the next
-    step's, except those already reserved."""
-    needs = cohort.block_needs(0, steps).tolist()
+def _cohort_needs(kv, cohort, steps: int):
+    """New blocks the cohort takes at each of its next `steps` steps (each reserves the next
+    step's, except those already reserved), lazily: a run stops at the first step that does
+    not fit, and one step's count is a histogram lookup."""
     reserved = kv.cohort_reserved_steps
-    if reserved:
-        needs[:reserved] = [0] * min(reserved, steps)
-    return needs
+    for j in range(steps):
+        yield 0 if j < reserved else cohort.blocks_needed(j, j + 1)
 
 
 def _last_chunk(instance, request, chunk: int, repeats: int, pending: int, joining=None) -> int:
