@@ -465,7 +465,8 @@ def engine_profile(config: SimConfig, hardware: HardwareSpec):
     kind = config.engine.kind
     if kind is not None and kind.endswith((".yaml", ".yml")):
         kind = str(config.resolve_path(kind))
-    return apply_engine(resolve_profile(hardware.family, path), kind, host_cpu=hardware.host_cpu)
+    return apply_engine(resolve_profile(hardware.family, path), kind, host_cpu=hardware.host_cpu,
+                        scheduler_steps=config.engine.num_scheduler_steps)
 
 
 def make_cost_model(

@@ -199,3 +199,47 @@ def test_the_grace_host_factor_is_fitted_on_engine_rows_only():
     assert {r.engine for r in engine} == {"tensorrt-llm-pytorch"}
     assert sum(r.device == "gb200" for r in engine) == sum(r.device == "b200" for r in engine) == 9
     assert all(r.split == "check" for r in rows if r.device == "gb200" and r.model != "llama4-scout")
+
+
+def test_multi_step_scheduling_shares_the_serial_host_time_of_decode_steps():
+    """vLLM V0 pays its host time between steps (scheduling, inputs, output processing) once per
+    scheduling: with `--num-scheduler-steps N` a decode step waits for 1/N of it, a prompt step for all."""
+    v0 = resolve_engine("vllm-cuda-v0")
+    per_seq = v0.host.coefficient("graph.serial.seqs")
+    assert per_seq > 0 and v0.host.coefficient("eager.serial.seqs") == per_seq
+    one, ten = (cost_model("vllm-cuda-v0", **{"engine.num_scheduler_steps": n}) for n in (1, 10))
+    gpu = cost_model("vllm-cuda-v0").gpu_time
+    decode = StepShape([], 200, 200 * 500)  # 200 decodes: a captured graph (up to 256)
+    eager = StepShape([], 300, 300 * 500)  # beyond the captured sizes
+    for shape in (decode, eager):
+        n = shape.num_decodes
+        assert one.step_time(shape) == pytest.approx(one.gpu_time(shape) + n * per_seq, rel=1e-9)
+        assert ten.step_time(shape) == pytest.approx(ten.gpu_time(shape) + n * per_seq / 10, rel=1e-9)
+        times = [m.decode_step_times(n, [n * 500.0])[0] for m in (one, ten)]
+        assert times == pytest.approx([one.step_time(shape), ten.step_time(shape)], rel=1e-9)
+    prompts = StepShape([(400, 0)] * 4, 0, 0)
+    assert one.step_time(prompts) == ten.step_time(prompts) == pytest.approx(gpu(prompts) + 4 * per_seq)
+    with pytest.raises(ConfigError, match="engine.num_scheduler_steps"):
+        cost_model("vllm-cuda-v0", **{"engine.num_scheduler_steps": 0})
+
+
+def test_the_single_step_host_time_comes_from_the_blogs_multi_step_speed_up():
+    """The per-sequence term is set so that the vLLM v0.6.0 blog's 70B decode-heavy row, replayed
+    with single-step scheduling, runs 1.28x slower than with its own 10 steps (the post's +28%)."""
+    import importlib.util
+    from dataclasses import replace
+
+    from servesim.studies.throughput import predicted_throughput, record_trace
+
+    path = PUBLISHED.parents[3] / "tools" / "fit_published.py"
+    spec = importlib.util.spec_from_file_location("fit_published", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    row_id, steps, speedup = tool.SCHEDULER_STEPS_FIT["vllm-cuda-v0"]
+    row = next(r for r in read_published(PUBLISHED) if r.id == row_id)
+    assert row.split == "engine" and row.scheduler_steps == 10 and not row.is_mlperf
+    trace, hopper = record_trace(row), family_profile("hopper")
+    own, single = (predicted_throughput(replace(row, scheduler_steps=n), trace, hopper) for n in (10, steps))
+    assert own / single == pytest.approx(speedup, rel=0.01)
+    krai = [r for r in read_published(PUBLISHED) if r.engine == "vllm-cuda-v0" and r.is_mlperf]
+    assert krai and all(r.scheduler_steps == 1 for r in krai)  # held out: their runs state single steps

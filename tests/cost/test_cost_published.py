@@ -159,3 +159,15 @@ def test_check_and_calibrate_end_to_end(tmp_path, capsys):
     # bad combinations are usage errors
     assert main(["costmodel", "calibrate", "--throughput", path, "--hardware", "h100-sxm", "--out", "x"]) == 2
     assert main(["costmodel", "check", "--throughput", path, "--family", "tpu"]) == 2
+
+
+def test_scheduler_steps_is_an_optional_column_with_a_strict_value(tmp_path):
+    header = HEADER.replace(",source", ",source,engine,scheduler_steps")
+    rows = [r + ",vllm-cuda-v0," + n for r, n in zip(ROWS[:2], ("10", ""))]
+    a, b = read_published(write(tmp_path, rows, header))
+    assert (a.scheduler_steps, b.scheduler_steps) == (10, 1)
+    trace = record_trace(b)
+    assert predicted_throughput(a, trace, family_profile("hopper")) > predicted_throughput(
+        b, trace, family_profile("hopper"))  # the same steps, a tenth of the host time between them
+    with pytest.raises(InputFileError, match=r":3: scheduler_steps: must be >= 1"):
+        read_published(write(tmp_path, [rows[0], rows[1] + "0"], header))

@@ -24,6 +24,10 @@ class EngineConfig(Section):
     `optimum-habana`, `tgi-gaudi`) or an engine profile YAML (a profile from `servesim costmodel calibrate
     --engine-run` included); its kernel behaviours, efficiency scales and host layer go on top of the
     device profile (docs/cost-model.md §4). Default: the device profile alone."""
+    num_scheduler_steps: int = Field(1, ge=1, le=1024)
+    """Decode steps the engine runs per scheduling (vLLM V0's `--num-scheduler-steps`): a pure-decode
+    step waits for 1/N of the engine profile's serial host time. Only the price changes: the simulated
+    scheduler still admits requests at every step."""
     scheduler: Component = "fcfs"
     """Scheduling policy (the order of requests): `fcfs`, `srtf`, `edf`, `priority`, `module:Class`,
     or `{name: srtf, aging_s: 30}` with the policy's parameters. `chunked_prefill` is `fcfs` with

@@ -53,8 +53,9 @@ class EngineKind:
     """Host time on a server with this host CPU (`HardwareSpec.host_cpu`) over host time on the x86
     servers the host layer was fitted on; a CPU not listed: 1."""
 
-    def apply(self, profile: CostProfile, host_cpu: str = "x86") -> CostProfile:
-        """The device profile as this engine runs it on a server with that host CPU."""
+    def apply(self, profile: CostProfile, host_cpu: str = "x86", scheduler_steps: int = 1) -> CostProfile:
+        """The device profile as this engine runs it on a server with that host CPU, scheduling
+        `scheduler_steps` decode steps at a time (vLLM V0's `--num-scheduler-steps`)."""
         values: dict = dict(self.behaviours)
         values.update({k: getattr(profile, k) * v for k, v in self.scale.items()})
         out = profile.with_values(**values) if values else profile
@@ -66,7 +67,8 @@ class EngineKind:
         terms = {**self.host.host, **{k: v for k, v in mine.host.items() if v}}
         host = EngineProfile(mine.graph_batch_sizes or self.host.graph_batch_sizes,
                              {k: v * factor for k, v in terms.items()},
-                             mine.prefill_attention if mine.has_host else self.host.prefill_attention)
+                             mine.prefill_attention if mine.has_host else self.host.prefill_attention,
+                             decode_serial_share=1.0 / scheduler_steps)
         return replace(out, engine=host)
 
 
@@ -90,9 +92,10 @@ def resolve_engine(kind: str, key: str = "engine.kind") -> EngineKind:
 
 
 def apply_engine(profile: CostProfile, kind: str | None, key: str = "engine.kind",
-                 host_cpu: str = "x86") -> CostProfile:
-    """The profile as engine `kind` runs it on a server with that host CPU (unset kind: as is)."""
-    return profile if not kind else resolve_engine(kind, key).apply(profile, host_cpu)
+                 host_cpu: str = "x86", scheduler_steps: int = 1) -> CostProfile:
+    """The profile as engine `kind` runs it on a server with that host CPU, `scheduler_steps` decode
+    steps per scheduling (unset kind: as is)."""
+    return profile if not kind else resolve_engine(kind, key).apply(profile, host_cpu, scheduler_steps)
 
 
 @lru_cache(maxsize=32)

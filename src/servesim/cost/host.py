@@ -48,6 +48,11 @@ class EngineProfile:
     """`per_chunk`: the engine calls prefill attention once per chunk, so kernel launches (host
     time, and a kernel per layer on the GPU) grow with the chunks of a step; `batched`: one call
     for all of them (one of `PREFILL_ATTENTION`)."""
+    decode_serial_share: float = 1.0
+    """Fraction of the serial host time a pure-decode step waits for: 1 for an engine that schedules
+    every step (the host terms are fitted per scheduled step), 1/N when it schedules N decode steps
+    at once (vLLM V0's `--num-scheduler-steps N`), whose scheduling, input preparation and output
+    processing then run once for the N steps."""
 
     def attention_calls(self, num_chunks: int) -> int:
         """Prefill-attention calls per layer of a step with `num_chunks` chunks: the `chunks`
@@ -89,11 +94,14 @@ class EngineProfile:
         enqueue = e[0] + e[1] * seqs + e[2] * chunks + e[3] * tokens + e[4] * kv_tokens
         return serial, enqueue, tail
 
-    def step_time(self, gpu, mode: str, seqs, chunks, tokens, kv_tokens):
-        """Wall time of a step whose kernels take `gpu` seconds (float or array)."""
+    def step_time(self, gpu, mode: str, seqs, chunks, tokens, kv_tokens, decode: bool = False):
+        """Wall time of a step whose kernels take `gpu` seconds (float or array); `decode`: a
+        pure-decode step, which waits for `decode_serial_share` of the serial host time."""
         if not self.has_host:
             return gpu
         serial, enqueue, tail = self.host_times(mode, seqs, chunks, tokens, kv_tokens)
+        if decode and self.decode_serial_share != 1.0:
+            serial = serial * self.decode_serial_share
         if isinstance(gpu, np.ndarray):
             return serial + np.maximum(gpu, enqueue + tail)
         launched = enqueue + tail

@@ -32,7 +32,7 @@ REQUIRED = (
 )
 OPTIONAL = (
     "pp", "max_tokens", "input_len", "output_len", "lengths", "memory_fraction", "padded_cache",
-    "engine", "note",
+    "engine", "note", "scheduler_steps",
 )
 MODES = ("continuous", "static")
 METRICS = ("output", "total")
@@ -76,6 +76,9 @@ class PublishedRow:
     """The engine profile that produced the row (`cost/engines/`), or empty: the device profile alone."""
     source: str
     note: str
+    scheduler_steps: int = 1
+    """Decode steps the engine runs per scheduling (vLLM V0's `--num-scheduler-steps`; 1: every step
+    is scheduled, the engines' default): the serial host time of a pure-decode step is shared by them."""
 
     @property
     def spec(self) -> ModelSpec:
@@ -201,6 +204,7 @@ class _RowParser:
             tokens_per_s=self.number("tokens_per_s", None, 0.0, math.inf),
             split=self.choice("split", SPLITS), engine=self.engine(),
             source=self.text("source"), note=self.text("note", required=False),
+            scheduler_steps=self.integer("scheduler_steps", 1),
         )
         self._check_layout(row)
         return row

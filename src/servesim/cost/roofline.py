@@ -311,7 +311,7 @@ class RooflineCostModel:
         gpu = self._decode_gpu(coeffs, n, ctx_sum, longest, maximum)
         if not self._engine.has_host:
             return gpu
-        return self._engine.step_time(gpu, coeffs[3], n, 0, n, ctx_sum + n)
+        return self._engine.step_time(gpu, coeffs[3], n, 0, n, ctx_sum + n, decode=True)
 
     def _decode_gpu(self, coeffs, n: int, ctx_sum, longest, maximum):
         const, per_ctx, per_longest, _ = coeffs

@@ -169,9 +169,10 @@ def record_trace(row: PublishedRow) -> StepTrace:
 
 
 def row_profile(row: PublishedRow, profile: CostProfile) -> CostProfile:
-    """The profile as this row's engine runs it (`cost/engines/`) on the row's host CPU, with the
-    static KV cache length the row states."""
-    profile = apply_engine(profile, row.engine or None, host_cpu=get_hardware(row.device).host_cpu)
+    """The profile as this row's engine runs it (`cost/engines/`) on the row's host CPU and with its
+    decode steps per scheduling, with the static KV cache length the row states."""
+    profile = apply_engine(profile, row.engine or None, host_cpu=get_hardware(row.device).host_cpu,
+                           scheduler_steps=row.scheduler_steps)
     if row.padded_cache:
         return profile.with_values(decode_attention="padded_cache", decode_padded_tokens=row.padded_cache)
     return profile
