@@ -115,14 +115,23 @@ def test_multi_step_runs_equal_step_by_step(changes):
 
 
 def _single_mixed_steps(changes: dict):
-    """The run with every mixed (cohort plus chunk) step planned and run on its own; decode runs
-    stay as they are, so the two runs must agree bit for bit."""
-    with mock.patch("servesim.engine.instance.repeats_chunk", lambda scheduler, plan: False):
+    """The run with every mixed (cohort plus chunk) step planned and run on its own, handovers
+    (a prompt's last chunk beside the next one's first) included; decode runs stay as they are,
+    so the two runs must agree bit for bit."""
+    never = lambda scheduler, plan: False  # noqa: E731
+    with mock.patch("servesim.engine.instance.repeats_chunk", never), \
+            mock.patch("servesim.engine.instance.chunk_follows", never):
         return servesim.simulate(small_config(**changes))
 
 
+queued_chunked_configs = st.tuples(chunked_configs, st.floats(50.0, 300.0), st.integers(10, 50)).map(
+    lambda t: {**t[0], "workload.arrival.rate": t[1], "workload.num_requests": t[2]}
+)
+"""Chunked configs whose prompts queue, so that prompts hand the budget over (handover runs)."""
+
+
 @settings(max_examples=15, deadline=None)
-@given(chunked_configs)
+@given(st.one_of(chunked_configs, queued_chunked_configs))
 def test_mixed_runs_equal_step_by_step(changes):
     fast, slow = servesim.simulate(small_config(**changes)), _single_mixed_steps(changes)
     pd.testing.assert_frame_equal(fast.requests, slow.requests, check_exact=True)

@@ -16,7 +16,7 @@ from servesim.build import build
 from servesim.config import load_config
 from servesim.cost.base import StepShape
 from servesim.engine.mixed_run import _delay, _until
-from servesim.schedulers.chunk_runs import leaves_budget_unused, repeats_chunk
+from servesim.schedulers.chunk_runs import chunk_follows, leaves_budget_unused, repeats_chunk
 from servesim.simulation import run
 from tests.factories import apply_plan, make_scheduler, req, small_config, step
 
@@ -62,6 +62,34 @@ def test_a_last_chunk_leaves_the_budget_unused_only_when_nobody_could_take_it():
     apply_plan(s, plan, 0.01)
 
 
+def test_a_handover_is_followed_by_the_next_prompts_chunks():
+    s = chunked(chunk=32)
+    a, b = req(0, 40, 5), req(1, 200, 5)
+    s.add_request(a, 0.0)
+    apply_plan(s, s.schedule(0.0), 0.01)
+    s.add_request(b, 0.01)
+    plan = s.schedule(0.01)
+    # a's last chunk beside b's first; then a decodes and b takes the other 31 tokens each step
+    assert plan.tokens == {a: 8, b: 24} and chunk_follows(s, plan) and not repeats_chunk(s, plan)
+
+
+def test_no_handover_run_when_what_follows_is_not_a_full_chunk_or_the_first_token_is_the_last():
+    s = chunked(chunk=32)
+    a, b = req(0, 40, 5), req(1, 50, 5)
+    s.add_request(a, 0.0)
+    apply_plan(s, s.schedule(0.0), 0.01)
+    s.add_request(b, 0.01)
+    plan = s.schedule(0.01)
+    assert plan.tokens == {a: 8, b: 24} and not chunk_follows(s, plan)  # b has 26 left, not > 31
+    s = chunked(chunk=32)
+    a, b = req(0, 40, 1), req(1, 200, 5)
+    s.add_request(a, 0.0)
+    apply_plan(s, s.schedule(0.0), 0.01)
+    s.add_request(b, 0.01)
+    plan = s.schedule(0.01)
+    assert plan.tokens == {a: 8, b: 24} and not chunk_follows(s, plan)  # a finishes, never joins
+
+
 def test_two_prompts_in_one_step_do_not_repeat():
     s = chunked(chunk=64)
     s.add_request(req(0, 20, 5), 0.0)
@@ -88,7 +116,9 @@ def _cycles_and_results(changes: dict, mixed: bool):
     built = build(load_config(small_config(**changes)))
     if mixed:
         return cycles, run(built, after_step=count)
-    with mock.patch("servesim.engine.instance.repeats_chunk", lambda scheduler, plan: False):
+    never = lambda scheduler, plan: False  # noqa: E731
+    with mock.patch("servesim.engine.instance.repeats_chunk", never), \
+            mock.patch("servesim.engine.instance.chunk_follows", never):
         return cycles, run(built, after_step=count)
 
 
@@ -97,6 +127,16 @@ def test_mixed_runs_cut_cycles_not_steps_or_results():
     slow_cycles, slow = _cycles_and_results(CHUNKED, mixed=False)
     assert fast_cycles[0] < 0.7 * slow_cycles[0]  # long prompts: most chunk steps ran in runs
     assert fast.summary["sim"]["iterations"] == slow.summary["sim"]["iterations"]
+    pd.testing.assert_frame_equal(fast.requests, slow.requests, check_exact=True)
+    pd.testing.assert_frame_equal(fast.steps, slow.steps, check_exact=True)
+
+
+def test_handover_runs_cut_cycles_not_results():
+    busy = {**CHUNKED, "workload.arrival.rate": 60.0}  # a queue: prompts follow one another
+    cycles, fast = _cycles_and_results(busy, mixed=True)
+    with mock.patch("servesim.engine.instance.chunk_follows", lambda scheduler, plan: False):
+        fewer, slow = _cycles_and_results(busy, mixed=True)
+    assert cycles[0] < fewer[0] - 10
     pd.testing.assert_frame_equal(fast.requests, slow.requests, check_exact=True)
     pd.testing.assert_frame_equal(fast.steps, slow.steps, check_exact=True)
 
@@ -167,8 +207,14 @@ def test_chunk_step_prices_equal_step_by_step_prices_bit_for_bit(spec, shapes):
         longest = [(mean + extra + j) if n else 0 for j in range(4)]
         times = cost.chunk_step_times(chunk, priors, n, ctx, longest)
         energies = power.chunk_step_energies(chunk, priors, n, ctx, times)
+        # a prompt's last chunk: its logit row counts too
+        last = cost.chunk_step_times(chunk, priors, n, ctx, longest, logits=n + 1)
+        last_j = power.chunk_step_energies(chunk, priors, n, ctx, last, logits=n + 1)
         for j in range(4):
             shape = StepShape([(chunk, priors[j])], n, ctx[j], n, longest[j])
             assert times[j] == cost.step_time(shape)
             assert energies[j] == power.step_energy(shape, times[j])
             assert math.isfinite(times[j]) and times[j] > 0
+            shape = StepShape([(chunk, priors[j])], n, ctx[j], n + 1, longest[j])
+            assert last[j] == cost.step_time(shape)
+            assert last_j[j] == power.step_energy(shape, last[j])

@@ -208,15 +208,17 @@ class PowerModel:
 
     def chunk_step_energies(
         self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int],
-        seconds: list[float],
+        seconds: list[float], logits: int | None = None,
     ) -> list[float] | None:
-        """Joules of the steps `RooflineCostModel.chunk_step_times` prices, lasting `seconds`:
-        `step_energy` of each, float for float. None under a cap or clock limit (the clock is
-        solved per step) or where the work is not written out (a sliding window, MLA)."""
+        """Joules of the steps `RooflineCostModel.chunk_step_times` prices (`logits` as there),
+        lasting `seconds`: `step_energy` of each, float for float. None under a cap or clock
+        limit (the clock is solved per step) or where the work is not written out (a sliding
+        window, MLA)."""
         model = self.work_model.model
         if self.limit.active or model.sliding_window or model.is_mla:
             return None
-        flops, hbm, link = self.work_model.chunk_step_work(chunk, priors, num_decodes, ctx_sums)
+        work = self.work_model.chunk_step_work
+        flops, hbm, link = work(chunk, priors, num_decodes, ctx_sums, logits)
         floor, jf, jb, top = self._floor_w, self._j_per_flop, self._j_per_byte, self._max_w
         out = []
         for s, f, b in zip(seconds, flops, hbm):
@@ -473,10 +475,10 @@ class ClockedCostModel:
     ) -> np.ndarray:
         return self.power.decode_step_times(num_decodes, ctx_sums, max_ctxs)
 
-    def chunk_step_times(self, *args) -> np.ndarray | None:
+    def chunk_step_times(self, *args, **kwargs) -> np.ndarray | None:
         """The inner model's, while no cap or clock limit applies (then: price step by step)."""
         inner = getattr(self.inner, "chunk_step_times", None)
-        return None if self.power.limit.active or inner is None else inner(*args)
+        return None if self.power.limit.active or inner is None else inner(*args, **kwargs)
 
     def decode_run_times(self, *args) -> list[float] | None:
         """The inner model's, while no cap or clock limit applies (then: the clock solve's arrays)."""

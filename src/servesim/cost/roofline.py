@@ -221,24 +221,27 @@ class RooflineCostModel:
 
     def chunk_step_times(
         self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int],
-        max_ctxs: list[int],
+        max_ctxs: list[int], logits: int | None = None,
     ) -> list[float] | None:
         """Seconds of consecutive steps that each compute one prompt chunk of `chunk` tokens
-        after `priors[j]` cached ones (not the prompt's last) and `num_decodes` decodes with
-        context sums `ctx_sums[j]` and longest contexts `max_ctxs[j]`: `step_time` of each, float
-        for float (the same operations in the same order, with what does not change between the
-        steps computed once). None where that form is not written out (a sliding window, MLA,
-        `batch_kv` attention): price the steps one by one. Plain Python: runs are a few steps."""
+        after `priors[j]` cached ones and `num_decodes` decodes with context sums `ctx_sums[j]`
+        and longest contexts `max_ctxs[j]`: `step_time` of each, float for float (the same
+        operations in the same order, with what does not change between the steps computed
+        once). `logits`: the steps' logit rows (default the decodes': the chunk is not the
+        prompt's last; its last chunk adds one). None where that form is not written out (a
+        sliding window, MLA, `batch_kv` attention): price the steps one by one. Plain Python:
+        runs are a few steps."""
         if self.model.sliding_window or self.model.is_mla or self._decode_mode == "batch_kv":
             return None
         n, c, L = num_decodes, chunk, self._layers
+        logits = n if logits is None else logits
         tokens = c + n
         t = (
-            self._linear_time(tokens, n, 0)
+            self._linear_time(tokens, logits, 0)
             + self._moe_time(tokens)
             + tokens * self._elem_per_token
             + self._elem_fixed
-            + self._comm_time(tokens, n)
+            + self._comm_time(tokens, logits)
             + self.profile.step_overhead_s
         )
         calls = self._engine.attention_calls(1)

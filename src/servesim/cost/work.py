@@ -66,13 +66,17 @@ class WorkModel:
         link = tokens * self._link_per_token + logits * self._link_per_logit
         return StepWork(flops, hbm, link)
 
-    def chunk_step_work(self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int]):
+    def chunk_step_work(
+        self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int],
+        logits: int | None = None,
+    ):
         """(flops, HBM bytes) per step and the link bytes of every step, of the steps
-        `RooflineCostModel.chunk_step_times` prices: `work` of each, float for float. Not for a
-        sliding window or MLA."""
+        `RooflineCostModel.chunk_step_times` prices (`logits` as there): `work` of each, float
+        for float. Not for a sliding window or MLA."""
         n, c = num_decodes, chunk
+        logits = n if logits is None else logits
         tokens = c + n
-        lin_f, lin_b = self._linear(tokens, n, 0)
+        lin_f, lin_b = self._linear(tokens, logits, 0)
         f_moe, b_moe = self._moe(tokens)
         a, L = self.layout.attention, self.layout.num_layers
         half, q_b = c * (c + 1) / 2, c * a.prefill_bytes_per_query
@@ -86,7 +90,7 @@ class WorkModel:
                 b_att += L * ctx * a.decode_bytes_per_ctx_token
             flops.append(lin_f + (f_moe + f_att))
             hbm.append(lin_b + (b_moe + b_att + elem))
-        return flops, hbm, tokens * self._link_per_token + n * self._link_per_logit
+        return flops, hbm, tokens * self._link_per_token + logits * self._link_per_logit
 
     def decode_coeffs(self, n: int) -> tuple[float, float, float, float, float]:
         """(F0, F1, B0, B1, link) of a pure-decode step of n requests: F = F0 + F1 S, B = B0 + B1 S."""

@@ -22,11 +22,11 @@ from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
 from servesim.engine.decode_run import decode_run
-from servesim.engine.mixed_run import mixed_run
+from servesim.engine.mixed_run import handover_run, mixed_run
 from servesim.engine.power import PowerMeter
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
-from servesim.schedulers.chunk_runs import repeats_chunk
+from servesim.schedulers.chunk_runs import chunk_follows, repeats_chunk
 from servesim.schedulers.core import Scheduler, SchedulerLoad
 
 DEFAULT_MAX_RUN_STEPS = 4096
@@ -238,17 +238,26 @@ class Instance:
                 yield from decode_run(self, plan)
             elif self.mixed_runs and repeats_chunk(scheduler, plan):
                 yield from mixed_run(self, plan)
+            elif self.mixed_runs and chunk_follows(scheduler, plan):
+                yield from handover_run(self, plan)
             else:
                 yield from self._step(plan)
 
     def _step(self, plan: StepPlan):
-        env, kv = self.env, self.kv
+        env = self.env
         shape = self._shape(plan)
         start = env.now
         seconds, joules = self.price(shape, plan.num_swap_in_tokens + plan.num_swap_out_tokens)
         self.meter.begin(start, seconds, joules)
         yield env.timeout(seconds)
         end = env.now
+        self._settle(plan, start, end)
+        self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes, joules)
+
+    def _settle(self, plan: StepPlan, start: float, end: float) -> None:
+        """The step planned as `plan` ran from `start` to `end`: the cohort's tokens and the
+        planned ones, first tokens joining the cohort (or handed off), finishes."""
+        kv = self.kv
         finished = kv.advance_cohort(np.array([end])) if plan.decode_cohort else []
         prefilled = []
         for request, n in plan.tokens.items():
@@ -272,7 +281,6 @@ class Instance:
         for request in prefilled:
             self.scheduler.release(request)
             self.hand_off(self, request, kv.detach(request))
-        self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes, joules)
 
     def price(self, shape: StepShape, swapped_tokens: int = 0) -> tuple[float, float]:
         """Seconds and joules of one step (`swapped_tokens`: KV copied over PCIe within it)."""
@@ -311,18 +319,17 @@ class Instance:
                 for request in finished:
                     self.on_finish(request)
 
-    def _record_run_steps(self, starts, ends, prefill_tokens: int, num_decodes: int, running, waiting,
-                          usages, joules) -> None:
+    def _record_run_steps(self, starts, ends, rows, running, waiting, usages, joules) -> None:
         """A run's steps before its last, settled at once (the last is `_record_step`'s, with
         the hooks, which nothing runs between a run's steps): meter, busy time and one step-log
-        row each (`running`, `waiting`, `usages` per step), as `_record_step` would write them."""
+        row each (`rows`: (prefill tokens, decodes); `running`, `waiting`, `usages`: per step),
+        as `_record_step` would write them."""
         self.meter.end_steps(ends[-1], joules)
         busy = self.busy_s
         for start, end in zip(starts, ends):  # added one by one: the same sum
             busy += end - start
         self.busy_s = busy
-        self.step_log.record_steps(self.index, starts, ends, prefill_tokens, num_decodes, running,
-                                   waiting, usages, joules)
+        self.step_log.record_steps(self.index, starts, ends, rows, running, waiting, usages, joules)
 
     def _record_step(
         self, start: float, end: float, num_steps: int, prefill_tokens: int, num_decodes: int,

@@ -21,6 +21,18 @@ leaves budget over ends the run before that chunk (the arrival may take the budg
 wake (KV freed by a transfer) interrupts the run: the step in flight completes and the scheduler
 plans again, as it would between single steps.
 
+A handover run (`schedulers.chunk_runs.chunk_follows`) starts one step earlier: the planned
+step gives one fresh prompt its last chunk and the next prompt the rest of the budget, and the
+steps after it repeat the next prompt's chunk beside the cohort grown by the first prompt's
+request (its first token, not its last, joins the cohort at the lead step's end). The lead step is
+priced as a single step; the run prices the repeats with the joined request's context and block
+needs written out (its context is its prompt, growing a token a step; it takes a block whenever
+its context fills one, as the cohort counts it), and stops at its last token like any member's.
+At the end the lead step is settled as a single step would settle it (`Instance._settle`: the
+joiner enters the cohort there), then the repeats as a mixed run's. Not with gaps pooled over
+instances (the joiner's gaps would be recorded before it joins), a sliding window or a prefill
+instance (the joiner leaves).
+
 Not used where the KV cache names or moves blocks between steps (prefix caching, and the tiers
 and retention pins that need it), where something reads the instance mid-run
 (`Instance.mixed_runs` off: a power budget, an elastic fleet), or with a migration hook between
@@ -56,22 +68,61 @@ def mixed_run(instance, plan: StepPlan):
     start = instance.env.now
     starts, ends, joules = _price(instance, steps, start, last)
     used = instance.kv.num_used_blocks
+    timed = instance.cohort.gaps_ahead(instance.env, ends) if instance.pooled_gaps and steps.decodes else None
+    # an arrival before the prompt's last chunk would take the budget that chunk leaves
+    done, loads = yield from _sleep_run(instance, start, ends, joules, 0 < last < chunk, timed)
+    tokens = min(chunk * done, pending)  # the last chunk, if run, completes the prompt
+    _apply(instance, plan, request, tokens, start, ends[:done], timed is not None)
+    rows = [(chunk, steps.decodes)] * done
+    if tokens == pending:
+        rows[-1] = (last, steps.decodes)
+    _record(instance, rows, starts[:done], ends[:done], joules, loads, used, taken)
+
+
+def handover_run(instance, plan: StepPlan):
+    """Run `plan`, one prompt's last chunk beside the next prompt's first (`chunk_follows`), and
+    the steps after it that repeat the next prompt's chunk as one event (module doc)."""
+    (done_prompt, _), (request, first) = plan.tokens.items()
+    chunk = instance.scheduler.limits.chunk_size - instance.cohort.size - 1
+    k, taken, last = _handover_length(instance, plan, request, first, chunk) \
+        if _settles_per_run(instance) and _joins_predictably(instance) else (1, None, 0)
+    if k < 2:
+        yield from instance._step(plan)
+        return
+    lead, start = instance._shape(plan), instance.env.now
+    lead_s, lead_j = instance.price(lead)
+    steps = _Steps.after_handover(instance, done_prompt, request, first, chunk, k - 1)
+    starts, ends, joules = _price(instance, steps, start + lead_s, last)  # as SimPy sums
+    starts, ends, joules = [start, *starts], [start + lead_s, *ends], [lead_j, *joules]
+    used = instance.kv.num_used_blocks
+    done, loads = yield from _sleep_run(instance, start, ends, joules, 0 < last < chunk, None)
+    instance._settle(plan, start, ends[0])  # the lead step, as a single step settles it
+    pending = request.num_pending_tokens
+    tokens = min(chunk * (done - 1), pending)
+    if done > 1:
+        follow = StepPlan({request: chunk}, decode_cohort=True)
+        _apply(instance, follow, request, tokens, starts[1], ends[1:done], False)
+    rows = [(lead.num_tokens - lead.num_decodes, lead.num_decodes)]
+    rows += [(chunk, steps.decodes)] * (done - 1)
+    if done > 1 and tokens == pending:
+        rows[-1] = (last, steps.decodes)
+    _record(instance, rows, starts[:done], ends[:done], joules, loads, used, taken)
+
+
+def _sleep_run(instance, start: float, ends: list[float], joules, before_last: bool, timed):
+    """Meter the run and sleep through it (`_sleep`); return the steps run and the loads its
+    rows show: (time, load) at its start and after each arrival it took."""
     instance.meter.begin(start, ends[-1] - start, math.fsum(joules))
     loads = [(start, instance.scheduler.load())]
     instance.arrivals_in_run = loads
-    timed = instance.cohort.gaps_ahead(instance.env, ends) if instance.pooled_gaps and steps.decodes else None
     done = 0  # an instance failure loses the run
     try:
-        # an arrival before the prompt's last chunk would take the budget that chunk leaves
-        done = yield from _sleep(instance, ends, 0 < last < chunk)
+        done = yield from _sleep(instance, ends, before_last)
     finally:
         instance.arrivals_in_run = None
         if timed is not None:
             timed.steps = done
-    tokens = min(chunk * done, pending)  # the last chunk, if run, completes the prompt
-    _apply(instance, plan, request, tokens, start, ends[:done], timed is not None)
-    final = last if tokens == pending else chunk
-    _record(instance, steps, starts[:done], ends[:done], joules, loads, used, taken, final)
+    return done, loads
 
 
 @dataclass(slots=True)
@@ -103,8 +154,25 @@ class _Steps:
             ctx, longest = list(range(ctx0, ctx0 + n * k, n)), list(range(first, first + k))
         return cls(chunk, priors, n, ctx, longest)
 
+    @classmethod
+    def after_handover(cls, instance, joining, request, first: int, chunk: int, k: int) -> _Steps:
+        """The k steps after a handover's lead step, as `Instance._shape` would give them: the
+        cohort has grown by `joining` (its context: its prompt) and `request` computes `chunk`
+        tokens after its first `first`. Not for a sliding window."""
+        cohort, joined = instance.cohort, joining.num_prompt_tokens
+        prior = request.num_computed_tokens + first
+        priors = list(range(prior, prior + chunk * k, chunk))
+        n, ctx0, first_longest = cohort.size, cohort.context_sum(1), cohort.max_context(1)
+        ctx = [ctx0 + n * j + joined + j for j in range(k)]
+        longest = [max(first_longest + j, joined + j) for j in range(k)]
+        return cls(chunk, priors, n + 1, ctx, longest)
+
     def head(self, k: int) -> _Steps:
         return _Steps(self.chunk, self.priors[:k], self.decodes, self.ctx[:k], self.longest[:k])
+
+    def final(self, tokens: int) -> _Steps:
+        """The final step alone, computing `tokens` (the prompt's last chunk)."""
+        return _Steps(tokens, self.priors[-1:], self.decodes, self.ctx[-1:], self.longest[-1:])
 
     def last_chunk(self, tokens: int) -> StepShape:
         """The final step's shape when it is the prompt's last chunk (whose logit counts too)."""
@@ -126,76 +194,128 @@ def _settles_per_run(instance) -> bool:
 
 def _run_length(instance, plan: StepPlan, request, chunk: int):
     """Steps the run may take, the KV blocks taken by the end of each (beyond step 0's), and the
-    prompt's last chunk if the run ends with it (0 if not)."""
+    prompt's last chunk if the run ends with it (0 if not). Plain Python: runs are a few steps,
+    where numpy's per-call cost would dominate."""
     kv, cohort = instance.kv, instance.cohort
-    pending = request.num_pending_tokens
-    repeats = _chunk_steps(request, chunk)
-    last = _last_chunk(instance, request, chunk, repeats)
+    repeats = _chunk_steps(request.num_pending_tokens, request.num_generated_tokens, chunk)
+    last = _last_chunk(instance, request, chunk, repeats, request.num_pending_tokens)
     limit = min(repeats + (last > 0), instance.max_run_steps)
     if plan.decode_cohort:
         limit = min(limit, cohort.steps_to_next_finish())
     if limit < 2:
         return limit, None, 0
-    taken = np.zeros(limit, dtype=np.int64)
-    if plan.decode_cohort:  # each step reserves the cohort's next step (step 0 already has)
-        needs = cohort.block_needs(0, limit)
-        needs[: kv.cohort_reserved_steps] = 0
-        taken += np.cumsum(needs)
+    free, size = kv.num_free_blocks, kv.block_size
     # the chunk holds blocks for what it has computed (with `kv_allocation: prompt`, all held)
-    tokens = request.num_computed_tokens + np.minimum(chunk * np.arange(1, limit + 1), pending)
-    taken += np.maximum(0, -(-tokens // kv.block_size) - kv.blocks_of(request))
-    k = int(np.searchsorted(taken, kv.num_free_blocks, side="right"))
+    computed, end, held = request.num_computed_tokens, request.num_known_tokens, kv.blocks_of(request)
+    taken, grown = [], 0
+    for need in _cohort_needs(kv, cohort, limit) if plan.decode_cohort else itertools.repeat(0, limit):
+        grown += need
+        computed = min(computed + chunk, end)
+        blocks = grown + max(0, -(-computed // size) - held)
+        if blocks > free:
+            break
+        taken.append(blocks)
+    k = len(taken)
     return k, taken, last if last and k == repeats + 1 else 0
 
 
-def _last_chunk(instance, request, chunk: int, repeats: int) -> int:
+def _joins_predictably(instance) -> bool:
+    """A handover's first token joins the cohort, whose next steps the run then prices and
+    whose token gaps it records at its end: not on a prefill instance (the request leaves), with
+    gaps pooled over instances (records must come at each step's end) or a sliding window."""
+    return instance.hand_off is None and not instance.pooled_gaps and not instance.cohort.window
+
+
+def _handover_length(instance, plan: StepPlan, request, first: int, chunk: int):
+    """As `_run_length`, for a handover run: its lead step (whose blocks its plan holds), then
+    `request`'s chunks beside the cohort and the request that joined it after the lead step."""
+    kv, cohort, (joining, _) = instance.kv, instance.cohort, next(iter(plan.tokens.items()))
+    pending = request.num_pending_tokens - first
+    repeats = _chunk_steps(pending, 0, chunk)
+    last = _last_chunk(instance, request, chunk, repeats, pending, joining)
+    limit = min(1 + repeats + (last > 0), instance.max_run_steps, joining.num_output_tokens)
+    if plan.decode_cohort:
+        limit = min(limit, cohort.steps_to_next_finish())
+    if limit < 2:
+        return limit, None, 0
+    free, size, joined = kv.num_free_blocks, kv.block_size, joining.num_prompt_tokens
+    computed, end, held = request.num_computed_tokens + first, request.num_known_tokens, kv.blocks_of(request)
+    needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else itertools.repeat(0)
+    next(needs)  # the lead step's blocks are held
+    taken, grown = [0], 0
+    for j, need in zip(range(1, limit), needs):
+        # the joined request takes a block when its context fills one (as the cohort counts)
+        grown += need + ((joined + j - 1) % size == 0)
+        computed = min(computed + chunk, end)
+        blocks = grown + max(0, -(-computed // size) - held)
+        if blocks > free:
+            break
+        taken.append(blocks)
+    k = len(taken)
+    return k, taken, last if last and k == repeats + 2 else 0
+
+
+def _cohort_needs(kv, cohort, steps: int):
+    """New blocks the cohort takes at each of its next `steps` steps (each reserves the next
+    step's, except those already reserved), lazily: a run stops at the first step that does
+    not fit, and one step's count is a histogram lookup."""
+    reserved = kv.cohort_reserved_steps
+    for j in range(steps):
+        yield 0 if j < reserved else cohort.blocks_needed(j, j + 1)
+
+
+def _last_chunk(instance, request, chunk: int, repeats: int, pending: int, joining=None) -> int:
     """The prompt's last chunk, if the run may end with it: a fresh prompt (its first token then
     joins the cohort, or ends it) on an instance that keeps its requests, whose last chunk either
-    takes the whole budget or leaves the rest to nobody."""
+    takes the whole budget or leaves the rest to nobody (`pending`: its tokens to compute at the
+    run's first repeat; `joining`: a request that joins the cohort before it)."""
     if request.num_generated_tokens or instance.hand_off is not None:
         return 0
-    last = request.num_pending_tokens - chunk * repeats
-    return last if last == chunk or leaves_budget_unused(instance.scheduler, request) else 0
+    last = pending - chunk * repeats
+    unused = leaves_budget_unused(instance.scheduler, request, joining)
+    return last if last == chunk or unused else 0
 
 
 def _price(instance, steps: _Steps, start: float, last: int):
     """Start, end and joules of each step; ends summed one step at a time, as SimPy would. With
-    `last`, the final step is the prompt's last chunk, priced as a single step."""
+    `last`, the final step is the prompt's last chunk (whose logit counts too)."""
     repeats = steps.head(len(steps.priors) - 1) if last else steps
     seconds, joules = _vector_price(instance, repeats)
     if seconds is None:
         priced = [instance.price(shape) for shape in repeats.shapes()]
         seconds, joules = [s for s, _ in priced], [j for _, j in priced]
     if last:
-        s, j = instance.price(steps.last_chunk(last))
-        seconds, joules = [*seconds, s], [*joules, j]
+        final, final_j = _vector_price(instance, steps.final(last), steps.decodes + 1)
+        if final is None:
+            final, final_j = map(list, zip(instance.price(steps.last_chunk(last))))
+        seconds, joules = seconds + final, joules + final_j
     ends = list(itertools.accumulate(seconds, initial=start))
     return ends[:-1], ends[1:], joules
 
 
-def _chunk_steps(request, chunk: int) -> int:
-    """Steps the request's chunks repeat: none may emit a token (its prompt's last chunk), nor
-    leave a recomputing request one token short (it then decodes, in the cohort)."""
-    pending = request.num_pending_tokens
+def _chunk_steps(pending: int, generated: int, chunk: int) -> int:
+    """Steps a request's chunks repeat (`pending` tokens to compute, `generated` so far): none
+    may emit a token (its prompt's last chunk), nor leave a recomputing request one token short
+    (it then decodes, in the cohort)."""
     steps = (pending - 1) // chunk
-    if request.num_generated_tokens and (pending - 1) % chunk == 0:
+    if generated and (pending - 1) % chunk == 0:
         steps -= 1
     return steps
 
 
-def _vector_price(instance, steps: _Steps):
+def _vector_price(instance, steps: _Steps, logits: int | None = None):
     """`Instance.price` of every step at once, where the models write the steps' form out
-    (`chunk_step_times`, `chunk_step_energies`); (None, None) otherwise."""
+    (`chunk_step_times`, `chunk_step_energies`; `logits` as there); (None, None) otherwise."""
     vector = getattr(instance.cost_model, "chunk_step_times", None)
     args = (steps.chunk, steps.priors, steps.decodes, steps.ctx)
-    times = vector(*args, steps.longest) if vector is not None else None
+    times = vector(*args, steps.longest, logits=logits) if vector is not None else None
     if times is None or instance.kv.tiers is not None:  # tiers: each step's own transfers
         return None, None
     slowdown = instance.slowdown
     seconds = [t * slowdown for t in times]
     if instance.power is None:
         return seconds, [0.0] * len(seconds)
-    joules = instance.power.chunk_step_energies(*args, seconds)
+    joules = instance.power.chunk_step_energies(*args, seconds, logits=logits)
     return (seconds, joules) if joules is not None else (None, None)
 
 
@@ -264,19 +384,19 @@ def _apply(instance, plan: StepPlan, request, tokens: int, start: float, ends: l
     instance._finish(finished, end)
 
 
-def _record(instance, steps: _Steps, starts, ends, joules, loads, used: int, taken, final: int):
-    """One step-log row per step, each with the load and KV usage it had at its end: `loads`
-    holds (time, load) at the run's start and after each arrival it took (an arrival at a
-    step's very end counts in that step's row, as it does when steps run one by one); the last
-    row is `_record_step`'s, after the finishes (`final`: its chunk's tokens)."""
+def _record(instance, rows: list[tuple[int, int]], starts, ends, joules, loads, used: int, taken):
+    """One step-log row per step, each with its (prefill tokens, decodes) from `rows` and the
+    load and KV usage it had at its end: `loads` holds (time, load) at the run's start and after
+    each arrival it took (an arrival at a step's very end counts in that step's row, as it does
+    when steps run one by one); the last row is `_record_step`'s, after the finishes."""
     last = len(ends) - 1
     if last:
         nb = instance.kv.num_blocks
-        usages = [(used + t) / nb for t in taken[:last].tolist()]
+        usages = [(used + t) / nb for t in taken[:last]]
         running, waiting = _loads_at(loads, ends[:last]) if instance.step_log.enabled else ((), ())
-        instance._record_run_steps(starts[:last], ends[:last], steps.chunk, steps.decodes, running,
-                                   waiting, usages, joules[:last])
-    instance._record_step(starts[last], ends[last], 1, final, steps.decodes, joules[last])
+        instance._record_run_steps(starts[:last], ends[:last], rows[:last], running, waiting, usages,
+                                   joules[:last])
+    instance._record_step(starts[last], ends[last], 1, *rows[last], joules[last])
 
 
 def _loads_at(loads, ends: list[float]) -> tuple[list[int], list[int]]:

@@ -83,18 +83,18 @@ class StepLog:
         if len(pending) >= BLOCK_ROWS:
             self._flush()
 
-    def record_steps(self, instance, starts, ends, prefill_tokens, decodes, running, waiting, kv, joules):
-        """`record` of one step per item of `starts`, `ends`, `running`, `waiting`, `kv` and
-        `joules` (the steps of a run), in one call; blocks move to the array where `record`
-        would move them."""
+    def record_steps(self, instance, starts, ends, tokens, running, waiting, kv, joules):
+        """`record` of one step per item of `starts`, `ends`, `tokens` ((prefill tokens,
+        decodes) pairs), `running`, `waiting`, `kv` and `joules` (the steps of a run), in one
+        call; blocks move to the array where `record` would move them."""
         n = len(starts)
         self.num_steps += n
         self.num_records += n
         if not self.enabled:
             return
-        rows = zip(itertools.repeat(instance), starts, ends, itertools.repeat(1),
-                   itertools.repeat(prefill_tokens), itertools.repeat(decodes), running, waiting, kv,
-                   joules)
+        rows = ((instance, start, end, 1, prefill, decodes, run, wait, usage, joule)
+                for start, end, (prefill, decodes), run, wait, usage, joule
+                in zip(starts, ends, tokens, running, waiting, kv, joules))
         pending = self._pending
         while n >= BLOCK_ROWS - len(pending):
             room = BLOCK_ROWS - len(pending)
