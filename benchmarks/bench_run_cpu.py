@@ -4,7 +4,9 @@ On a shared machine whole-process figures move by 5-10% with the load; the simul
 the minimum of several runs in one process, is steadier, and is what a change to the engine's
 hot path moves. Prints one JSON line: the minimum CPU seconds and the engine counts.
 
-Usage: python benchmarks/bench_run_cpu.py [--requests 5000] [--repeats 3]
+Usage: python benchmarks/bench_run_cpu.py [--requests 5000] [--repeats 3] [--case fleet64s]
+(`--case`: a case of bench_vidur_scenario.py instead; for fleets run `--repeats 1` in fresh
+processes: cost models share caches across builds in one process, `cost/shared_cache.py`.)
 For a count that does not depend on the load at all, run it under cachegrind twice, with
 --repeats 1 and --repeats 2, and subtract (the second run's instructions):
 PYTHONHASHSEED=0 setarch -R valgrind --tool=cachegrind --cache-sim=no \\
@@ -21,13 +23,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_vidur_scenario import scenario  # noqa: E402
+from bench_vidur_scenario import CASES, scenario  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--case", choices=[c for c in CASES if c != "cli10"])
     args = ap.parse_args()
     from servesim.build import build
     from servesim.config import load_config
@@ -39,13 +42,13 @@ def main() -> None:
         cycles[0] += 1
 
     for _ in range(args.repeats):
-        built = build(load_config(scenario(args.requests)))
+        built = build(load_config(CASES[args.case] if args.case else scenario(args.requests)))
         gc.collect()
         cycles[0] = 0
         t0 = time.process_time()
         result = run(built, after_step=count)
         best = min(best, time.process_time() - t0)
-    print(json.dumps({"requests": args.requests, "cpu_s": round(best, 3),
+    print(json.dumps({"case": args.case or f"vidur scenario, {args.requests} requests", "cpu_s": round(best, 3),
                       "steps": result.summary["sim"]["iterations"], "cycles": cycles[0]}))
 
 

@@ -129,9 +129,14 @@ queued_chunked_configs = st.tuples(chunked_configs, st.floats(50.0, 300.0), st.i
 )
 """Chunked configs whose prompts queue, so that prompts hand the budget over (handover runs)."""
 
+pooled_queued_chunked_configs = st.tuples(queued_chunked_configs, st.integers(2, 4)).map(
+    lambda t: {**t[0], "cluster.instances": t[1]}
+)
+"""The same on several instances, whose token gaps are pooled (runs register them ahead)."""
+
 
 @settings(max_examples=15, deadline=None)
-@given(st.one_of(chunked_configs, queued_chunked_configs))
+@given(st.one_of(chunked_configs, queued_chunked_configs, pooled_queued_chunked_configs))
 def test_mixed_runs_equal_step_by_step(changes):
     fast, slow = servesim.simulate(small_config(**changes)), _single_mixed_steps(changes)
     pd.testing.assert_frame_equal(fast.requests, slow.requests, check_exact=True)

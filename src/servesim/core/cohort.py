@@ -236,6 +236,18 @@ class DecodeCohort:
         self._joiners.clear()
         return run
 
+    def gaps_ahead_joined(self, clock, joining: Request, prev: float, ends: list[float]):
+        """`gaps_ahead` of the steps after `joining` joins the cohort with its first token at
+        `prev` (a handover run's lead step, whose own steps `gaps_ahead` has registered): the
+        steps' members are `joining` and today's. When it joins, `recorded_join` it."""
+        counts = dict(self._class_counts)  # in order: a new class comes last, as `join` adds it
+        counts[joining.class_name] = counts.get(joining.class_name, 0) + 1
+        return self.gaps.steps_ahead(clock, prev, ends, counts, {joining: prev})
+
+    def recorded_join(self, request: Request) -> None:
+        """`request`, which just joined, has its first gap registered ahead (`gaps_ahead_joined`)."""
+        self._joiners.pop(request, None)
+
     def _make_room(self, k: int) -> None:
         """Room for `k` more step ends, keeping the steps any member or the last step may still
         read (a member's steps since its join; the last step's end, its last token time)."""

@@ -24,6 +24,7 @@ from servesim.cost.collectives import collective_latency
 from servesim.cost.datatypes import tensor_flops
 from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile, family_profile
+from servesim.cost.shared_cache import shared_cache
 
 _CACHE_LIMIT = 1 << 16
 GROUPS = ("qkv", "attention", "o_proj", "mlp", "moe", "elementwise", "lm_head", "comm", "overhead")
@@ -51,7 +52,9 @@ class RooflineCostModel:
         )
         self.include_comm = include_comm and (tp > 1 or pp > 1)
         self._precompute()
-        self._linear_cache: dict[tuple[int, int, int], float] = {}
+        # `_linear_time` reads these constants alone
+        self._linear_cache: dict[tuple[int, int, int], float] = shared_cache(
+            ("linear_time", tuple(self._gemms), self._pad, self._t_gemm))
         self._decode_cache: dict[tuple[int, int], tuple[float, float, float, str]] = {}
 
     # -- constants ---------------------------------------------------------------------------------

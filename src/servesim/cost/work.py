@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from servesim.cost.base import StepShape
 from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile
+from servesim.cost.shared_cache import shared_cache
 
 _CACHE_LIMIT = 1 << 16
 
@@ -51,7 +52,9 @@ class WorkModel:
         self._route_bytes = profile.moe_route_passes * layout.model.hidden_size * ab
         self._link_per_token, self._link_per_logit = self._link_terms()
         self._decode_cache: dict[int, tuple[float, float, float, float, float]] = {}
-        self._linear_cache: dict[tuple[int, int, int], tuple[float, float]] = {}
+        # `_linear` reads these constants alone
+        self._linear_cache: dict[tuple[int, int, int], tuple[float, float]] = shared_cache(
+            ("linear_work", tuple(layout.gemms), ab))
 
     def work(self, shape: StepShape) -> StepWork:
         tokens, logits = shape.num_tokens, shape.num_logit_tokens

@@ -254,11 +254,12 @@ class Instance:
         self._settle(plan, start, end)
         self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes, joules)
 
-    def _settle(self, plan: StepPlan, start: float, end: float) -> None:
+    def _settle(self, plan: StepPlan, start: float, end: float, gaps: str = "run") -> None:
         """The step planned as `plan` ran from `start` to `end`: the cohort's tokens and the
-        planned ones, first tokens joining the cohort (or handed off), finishes."""
+        planned ones, first tokens joining the cohort (or handed off), finishes. `gaps`: as
+        `DecodeCohort.advance` takes it."""
         kv = self.kv
-        finished = kv.advance_cohort(np.array([end])) if plan.decode_cohort else []
+        finished = kv.advance_cohort(np.array([end]), gaps) if plan.decode_cohort else []
         prefilled = []
         for request, n in plan.tokens.items():
             if math.isnan(request.first_scheduled_time):  # its first step

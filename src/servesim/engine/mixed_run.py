@@ -29,9 +29,10 @@ priced as a single step; the run prices the repeats with the joined request's co
 needs written out (its context is its prompt, growing a token a step; it takes a block whenever
 its context fills one, as the cohort counts it), and stops at its last token like any member's.
 At the end the lead step is settled as a single step would settle it (`Instance._settle`: the
-joiner enters the cohort there), then the repeats as a mixed run's. Not with gaps pooled over
-instances (the joiner's gaps would be recorded before it joins), a sliding window or a prefill
-instance (the joiner leaves).
+joiner enters the cohort there), then the repeats as a mixed run's. With gaps pooled over
+instances, the lead step's records and the repeats' (the joiner's first gap among them) are
+registered ahead as two runs. Not with a sliding window or on a prefill instance (the joiner
+leaves).
 
 Not used where the KV cache names or moves blocks between steps (prefix caching, and the tiers
 and retention pins that need it), where something reads the instance mid-run
@@ -68,11 +69,12 @@ def mixed_run(instance, plan: StepPlan):
     start = instance.env.now
     starts, ends, joules = _price(instance, steps, start, last)
     used = instance.kv.num_used_blocks
-    timed = instance.cohort.gaps_ahead(instance.env, ends) if instance.pooled_gaps and steps.decodes else None
+    pooled = instance.pooled_gaps and steps.decodes
+    timed = [(instance.cohort.gaps_ahead(instance.env, ends), 0)] if pooled else []
     # an arrival before the prompt's last chunk would take the budget that chunk leaves
     done, loads = yield from _sleep_run(instance, start, ends, joules, 0 < last < chunk, timed)
     tokens = min(chunk * done, pending)  # the last chunk, if run, completes the prompt
-    _apply(instance, plan, request, tokens, start, ends[:done], timed is not None)
+    _apply(instance, plan, request, tokens, start, ends[:done], pooled)
     rows = [(chunk, steps.decodes)] * done
     if tokens == pending:
         rows[-1] = (last, steps.decodes)
@@ -95,13 +97,17 @@ def handover_run(instance, plan: StepPlan):
     starts, ends, joules = _price(instance, steps, start + lead_s, last)  # as SimPy sums
     starts, ends, joules = [start, *starts], [start + lead_s, *ends], [lead_j, *joules]
     used = instance.kv.num_used_blocks
-    done, loads = yield from _sleep_run(instance, start, ends, joules, 0 < last < chunk, None)
-    instance._settle(plan, start, ends[0])  # the lead step, as a single step settles it
+    timed = _handover_gaps_ahead(instance, plan, done_prompt, ends) if instance.pooled_gaps else []
+    done, loads = yield from _sleep_run(instance, start, ends, joules, 0 < last < chunk, timed)
+    # the lead step, as a single step settles it
+    instance._settle(plan, start, ends[0], "recorded" if timed else "run")
     pending = request.num_pending_tokens
     tokens = min(chunk * (done - 1), pending)
     if done > 1:
+        if timed:
+            instance.cohort.recorded_join(done_prompt)
         follow = StepPlan({request: chunk}, decode_cohort=True)
-        _apply(instance, follow, request, tokens, starts[1], ends[1:done], False)
+        _apply(instance, follow, request, tokens, starts[1], ends[1:done], bool(timed))
     rows = [(lead.num_tokens - lead.num_decodes, lead.num_decodes)]
     rows += [(chunk, steps.decodes)] * (done - 1)
     if done > 1 and tokens == pending:
@@ -109,9 +115,19 @@ def handover_run(instance, plan: StepPlan):
     _record(instance, rows, starts[:done], ends[:done], joules, loads, used, taken)
 
 
+def _handover_gaps_ahead(instance, plan: StepPlan, joining, ends: list[float]):
+    """Register a handover run's token gaps ahead (`DecodeCohort.gaps_ahead`): the lead step's
+    cohort, then the steps after it, whose cohort has `joining` too. Returns (run, its first
+    step) pairs for `_sleep_run`."""
+    cohort, env = instance.cohort, instance.env
+    timed = [(cohort.gaps_ahead(env, ends[:1]), 0)] if plan.decode_cohort else []
+    return timed + [(cohort.gaps_ahead_joined(env, joining, ends[0], ends[1:]), 1)]
+
+
 def _sleep_run(instance, start: float, ends: list[float], joules, before_last: bool, timed):
     """Meter the run and sleep through it (`_sleep`); return the steps run and the loads its
-    rows show: (time, load) at its start and after each arrival it took."""
+    rows show: (time, load) at its start and after each arrival it took. `timed`: the runs of
+    token gaps registered ahead, each with its first step, cut to the steps run."""
     instance.meter.begin(start, ends[-1] - start, math.fsum(joules))
     loads = [(start, instance.scheduler.load())]
     instance.arrivals_in_run = loads
@@ -120,8 +136,8 @@ def _sleep_run(instance, start: float, ends: list[float], joules, before_last: b
         done = yield from _sleep(instance, ends, before_last)
     finally:
         instance.arrivals_in_run = None
-        if timed is not None:
-            timed.steps = done
+        for run, first in timed:
+            run.steps = min(run.steps, max(done - first, 0))
     return done, loads
 
 
@@ -221,9 +237,9 @@ def _run_length(instance, plan: StepPlan, request, chunk: int):
 
 def _joins_predictably(instance) -> bool:
     """A handover's first token joins the cohort, whose next steps the run then prices and
-    whose token gaps it records at its end: not on a prefill instance (the request leaves), with
-    gaps pooled over instances (records must come at each step's end) or a sliding window."""
-    return instance.hand_off is None and not instance.pooled_gaps and not instance.cohort.window
+    whose token gaps it records at its end or registers ahead: not on a prefill instance (the
+    request leaves) or with a sliding window."""
+    return instance.hand_off is None and not instance.cohort.window
 
 
 def _handover_length(instance, plan: StepPlan, request, first: int, chunk: int):
