@@ -12,6 +12,9 @@ from tests.factories import small_config
 DECODE = {"seed": 5, "workload.num_requests": 12, "workload.lengths.output.mean": 150.0}
 MIXED = {**DECODE, "engine.scheduler": "chunked_prefill", "engine.chunk_size": 64,
          "workload.lengths.prompt.mean": 1500.0}
+ELASTIC = {**DECODE, "cluster.instances": 1, "cluster.autoscaling.interval_s": 0.5,
+           "cluster.autoscaling.policy": {"name": "queue_length", "requests_per_instance": 4}}
+"""Instances an autoscaler starts during the run get the limit too."""
 
 
 def _limited(changes: dict, limit: float, **engine):
@@ -29,7 +32,7 @@ def _assert_same(fast, slow) -> None:
     assert fast.summary["sim"]["simulated_s"] == slow.summary["sim"]["simulated_s"]
 
 
-@pytest.mark.parametrize("changes", [DECODE, MIXED], ids=["decode-runs", "mixed-runs"])
+@pytest.mark.parametrize("changes", [DECODE, MIXED, ELASTIC], ids=["decode-runs", "mixed-runs", "elastic"])
 @pytest.mark.parametrize("fraction", [0.2, 0.5, 0.8])
 def test_a_limit_inside_a_run_keeps_the_steps_ended_before_it(changes, fraction):
     span = servesim.simulate(small_config(**changes)).summary["sim"]["simulated_s"]
