@@ -16,7 +16,8 @@ _BLOCK = 128  # numpy's PW_BLOCKSIZE
 
 def pairwise_sum(values: list[float]) -> float:
     """`float(np.sum(np.array(values, dtype=np.float64)))`, the same additions in the same order."""
-    return _pairwise(values, 0, len(values))
+    # numpy's reduction starts from the identity, +0.0: a sum of negative zeros is +0.0
+    return 0.0 + _pairwise(values, 0, len(values))
 
 
 def _pairwise(values: list[float], lo: int, n: int) -> float:
