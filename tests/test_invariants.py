@@ -7,7 +7,8 @@
 - causality: arrival <= first token <= finish, and e2e >= ttft;
 - determinism: the same seed gives identical summaries and request tables;
 - multi-step runs equal step-by-step simulation (latencies and energy, with and without a power cap;
-  decode runs and chunked prefill's mixed runs), mixed runs bit for bit (every step-log row);
+  decode runs and chunked prefill's mixed runs; with or without a time limit), mixed runs bit
+  for bit (every step-log row);
 - energy conservation: an instance's meter equals its steps' joules plus idle power between them;
 - arrivals do not depend on the engine's settings (common random numbers);
 - token gaps: one pooled inter-token gap per token after the first;
@@ -52,6 +53,13 @@ chunked_configs = st.tuples(configs, st.fixed_dictionaries({
     "workload.lengths.prompt.mean": st.floats(50.0, 2000.0),
 })).map(lambda pair: {**pair[0], **pair[1]})
 """The same with chunked prefill (mixed runs: the cohort plus one prompt's chunks)."""
+
+def timed(strategy):
+    """The same configs, half of them with a time limit (which often stops the clock inside a
+    run: the steps ended before it must count as they do step by step)."""
+    limits = st.one_of(st.none(), st.floats(0.05, 3.0))
+    return st.tuples(strategy, limits).map(lambda pair: {**pair[0], "max_sim_time_s": pair[1]})
+
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -103,7 +111,7 @@ def test_determinism(changes):
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.one_of(configs, chunked_configs))
+@given(timed(st.one_of(configs, chunked_configs)))
 def test_multi_step_runs_equal_step_by_step(changes):
     fast = servesim.simulate(small_config(**changes)).requests
     slow = servesim.simulate(small_config(**changes, **{"engine.max_run_steps": 1})).requests
@@ -111,6 +119,7 @@ def test_multi_step_runs_equal_step_by_step(changes):
         np.testing.assert_allclose(fast[col], slow[col], rtol=0, atol=1e-9)
     assert (fast.preemptions == slow.preemptions).all()
     assert (fast.status == slow.status).all()
+    assert (fast.generated_tokens == slow.generated_tokens).all()
     np.testing.assert_allclose(fast.energy_j.sum(), slow.energy_j.sum(), rtol=1e-9)
 
 
@@ -136,7 +145,7 @@ pooled_queued_chunked_configs = st.tuples(queued_chunked_configs, st.integers(2,
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.one_of(chunked_configs, queued_chunked_configs, pooled_queued_chunked_configs))
+@given(timed(st.one_of(chunked_configs, queued_chunked_configs, pooled_queued_chunked_configs)))
 def test_mixed_runs_equal_step_by_step(changes):
     fast, slow = servesim.simulate(small_config(**changes)), _single_mixed_steps(changes)
     pd.testing.assert_frame_equal(fast.requests, slow.requests, check_exact=True)

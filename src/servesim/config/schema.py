@@ -125,7 +125,8 @@ class SimConfig(Section):
     max_sim_time_s: float | None = Field(None, gt=0)
     """Stop the simulation at this simulated time if it has not ended before (a run ends when every
     request has finished, been rejected or failed); requests still in flight then are counted as
-    unfinished."""
+    unfinished. The steps that ended before the limit count (tokens, step log, energy), the step
+    in flight at it does not, whether steps run one by one or as runs."""
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     # A tuple default, not `default_factory=list`: pydantic inspects a factory's signature, and

@@ -103,7 +103,8 @@ def run_cluster(
         programs, on_finish, arriving = _programs(env, requests, router, entry, on_finish)
     on_finish = _both(on_finish, completion.check)
     on_reject = _both(programs.on_reject if programs is not None else None, completion.check)
-    instances = [start_instance(env, i, p, step_log, on_finish, on_reject) for i, p in enumerate(parts)]
+    instances = [start_instance(env, i, p, step_log, on_finish, on_reject, max_time)
+                 for i, p in enumerate(parts)]
     for instance in instances:
         instance.after_step = after_step
         instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps (metrics/gaps.py)
@@ -146,13 +147,14 @@ def run_cluster(
 
 def start_instance(
     env: simpy.Environment, index: int, p: InstanceParts, step_log: StepLog, on_finish=None,
-    on_reject=None,
+    on_reject=None, max_time: float = math.inf,
 ) -> Instance:
-    """The Instance for one InstanceParts (the one place the engine builds instances)."""
+    """The Instance for one InstanceParts (the one place the engine builds instances); its runs
+    end before `max_time`, where the simulation stops."""
     return Instance(
         env, index, p.scheduler, p.cost_model, p.kv, step_log, on_finish,
         on_reject=on_reject, swap_s_per_token=p.swap_s_per_token, role=p.role,
-        max_run_steps=p.max_run_steps, power=p.power,
+        max_run_steps=p.max_run_steps, power=p.power, horizon=max_time,
     )
 
 

@@ -2,8 +2,8 @@
 
 When the scheduler marks a pure-cohort plan repeatable, the instance prices k steps at once (k
 stops at the next finish, at the KV cache's limit, at the plan's `max_repeats` and at
-`engine.max_run_steps`; a plan's `replan_time` cuts it to the step in flight then), sleeps until
-the last ends, and settles them: KV blocks, the cohort's progress, finishes, one step-log row
+`engine.max_run_steps`; a plan's `replan_time` cuts it to the step in flight then, the time
+limit to the steps that end before it), sleeps until the last ends, and settles them: KV blocks, the cohort's progress, finishes, one step-log row
 with the run's steps and joules. An arrival routed here meanwhile interrupts the run: the step in
 flight completes and the scheduler plans again. The result is step for step what single steps
 give.
@@ -41,6 +41,9 @@ def decode_run(instance, plan: StepPlan):
     if plan.replan_time < ends[-1]:
         k = bisect.bisect_left(ends, plan.replan_time) + 1
         ends = ends[:k]
+    if ends[-1] >= instance.horizon:
+        k = steps_before(ends, instance.horizon)
+        ends = ends[:k]
     joules, limit = _energy(instance, n, ctx, seconds, k), _limit(instance)
     instance.meter.begin(start, ends[-1] - start, joules)
     done = k
@@ -66,6 +69,13 @@ def decode_run(instance, plan: StepPlan):
     if done < k or _limit(instance) != limit:  # cut short, or a power budget moved the cap
         joules = _energy(instance, n, ctx, seconds, done)
     instance._record_step(start, env.now, done, 0, n, joules)
+
+
+def steps_before(ends, horizon: float) -> int:
+    """Steps of a run ending at `ends` (ascending) that end before `horizon`, the simulation's
+    time limit, or the first one alone if none does: the simulation stops at the limit, with
+    only the steps ended before it settled; a run that went on past it would lose them all."""
+    return max(1, bisect.bisect_left(ends, horizon))
 
 
 def _prices(instance, n: int, k: int, start: float):

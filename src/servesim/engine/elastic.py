@@ -73,7 +73,7 @@ def run_elastic(
     if elastic.autoscaling is not None:
         fleet.max_up = elastic.autoscaling.max_instances
     fleet.spawn = _spawner(env, elastic, fleet, migrator, step_log, on_finish, after_step,
-                           token_gaps)
+                           token_gaps, max_time)
     for _ in range(elastic.initial_instances):
         fleet.launch(cold=False)
     env.process(_arrivals(env, requests, fleet))
@@ -102,7 +102,7 @@ def run_elastic(
 
 
 def _spawner(env, elastic: ElasticParts, fleet: Fleet, migrator, step_log, on_finish, after_step,
-             token_gaps=None):
+             token_gaps=None, max_time: float = math.inf):
     from servesim.engine.cluster import start_instance
     def on_terminal(request):
         if on_finish is not None:
@@ -112,7 +112,7 @@ def _spawner(env, elastic: ElasticParts, fleet: Fleet, migrator, step_log, on_fi
     def spawn(slot: int) -> Instance:
         p = elastic.make_part(slot)
         elastic.parts.append(p)
-        instance = start_instance(env, slot, p, step_log, on_terminal, on_reject=fleet.terminal)
+        instance = start_instance(env, slot, p, step_log, on_terminal, fleet.terminal, max_time)
         instance.after_step = after_step
         instance.mixed_runs = False  # autoscaling reads busy time between steps
         instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps

@@ -87,6 +87,7 @@ class Instance:
         hand_off=None,
         max_run_steps: int = DEFAULT_MAX_RUN_STEPS,
         power=None,
+        horizon: float = math.inf,
     ):
         self.env = env
         self.index = index
@@ -105,6 +106,10 @@ class Instance:
         """Prefill role: `hand_off(instance, request, detached_kv)` sends a prefilled request on."""
         self.max_run_steps = max_run_steps
         """Most steps of a decode or mixed run simulated as one event (1: step by step, same results)."""
+        self.horizon = horizon
+        """The simulation's time limit (`max_sim_time_s`): a run ends with its last step that
+        ends before it, as single steps would leave the clock there (the step in flight at the
+        limit is never settled)."""
         self.num_incoming = 0
         self.num_incoming_tokens = 0
         """Requests (and their prompt tokens) whose KV is on its way here."""

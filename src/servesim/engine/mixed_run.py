@@ -5,7 +5,8 @@ one prompt takes the rest of the token budget), the next steps follow from the s
 event. The instance prices k such steps (the chunk's prior context and the cohort's contexts
 grow by a step each), sleeps until the last ends, and settles them at once. k stops at the
 prompt's last chunk, at the cohort's next finish (that step included), at the KV blocks free
-for the cohort's growth and the chunk's, and at `engine.max_run_steps`. The last chunk itself
+for the cohort's growth and the chunk's, at `engine.max_run_steps` and at the time limit (the
+steps ending before it; the step in flight at it runs on its own). The last chunk itself
 ends the run when it is predictable too: a fresh prompt (its first token, then the cohort or
 its end) whose last chunk takes the whole budget or leaves the rest to nobody (no request
 waiting, none other mid-prompt); otherwise, and for a recomputing request, the run stops before
@@ -53,6 +54,7 @@ import simpy
 
 from servesim.core.step import StepPlan
 from servesim.cost.base import StepShape
+from servesim.engine.decode_run import steps_before
 from servesim.schedulers.chunk_runs import leaves_budget_unused
 
 
@@ -67,7 +69,10 @@ def mixed_run(instance, plan: StepPlan):
         return
     steps = _Steps.of(instance, plan, request, chunk, k)
     start = instance.env.now
-    starts, ends, joules = _price(instance, steps, start, last)
+    starts, ends, joules, last = _before_horizon(instance, *_price(instance, steps, start, last), last)
+    if len(ends) < 2:
+        yield from instance._step(plan)
+        return
     used = instance.kv.num_used_blocks
     pooled = instance.pooled_gaps and steps.decodes
     timed = [(instance.cohort.gaps_ahead(instance.env, ends), 0)] if pooled else []
@@ -96,6 +101,10 @@ def handover_run(instance, plan: StepPlan):
     steps = _Steps.after_handover(instance, done_prompt, request, first, chunk, k - 1)
     starts, ends, joules = _price(instance, steps, start + lead_s, last)  # as SimPy sums
     starts, ends, joules = [start, *starts], [start + lead_s, *ends], [lead_j, *joules]
+    starts, ends, joules, last = _before_horizon(instance, starts, ends, joules, last)
+    if len(ends) < 2:
+        yield from instance._step(plan)
+        return
     used = instance.kv.num_used_blocks
     timed = _handover_gaps_ahead(instance, plan, done_prompt, ends) if instance.pooled_gaps else []
     done, loads = yield from _sleep_run(instance, start, ends, joules, 0 < last < chunk, timed)
@@ -122,6 +131,15 @@ def _handover_gaps_ahead(instance, plan: StepPlan, joining, ends: list[float]):
     cohort, env = instance.cohort, instance.env
     timed = [(cohort.gaps_ahead(env, ends[:1]), 0)] if plan.decode_cohort else []
     return timed + [(cohort.gaps_ahead_joined(env, joining, ends[0], ends[1:]), 1)]
+
+
+def _before_horizon(instance, starts, ends, joules, last: int):
+    """The run's steps up to the time limit (`decode_run.steps_before`), and its last chunk if
+    it still ends with it (0 if not)."""
+    k = steps_before(ends, instance.horizon)
+    if k == len(ends):
+        return starts, ends, joules, last
+    return starts[:k], ends[:k], joules[:k], 0
 
 
 def _sleep_run(instance, start: float, ends: list[float], joules, before_last: bool, timed):
