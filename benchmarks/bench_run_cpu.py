@@ -48,7 +48,8 @@ def main() -> None:
         t0 = time.process_time()
         result = run(built, after_step=count)
         best = min(best, time.process_time() - t0)
-    print(json.dumps({"case": args.case or f"vidur scenario, {args.requests} requests", "cpu_s": round(best, 3),
+    case = args.case or f"vidur scenario, {args.requests} requests"
+    print(json.dumps({"case": case, "cpu_s": round(best, 3),
                       "steps": result.summary["sim"]["iterations"], "cycles": cycles[0]}))
 
 

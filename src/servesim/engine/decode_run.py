@@ -3,10 +3,10 @@
 When the scheduler marks a pure-cohort plan repeatable, the instance prices k steps at once (k
 stops at the next finish, at the KV cache's limit, at the plan's `max_repeats` and at
 `engine.max_run_steps`; a plan's `replan_time` cuts it to the step in flight then, the time
-limit to the steps that end before it), sleeps until the last ends, and settles them: KV blocks, the cohort's progress, finishes, one step-log row
-with the run's steps and joules. An arrival routed here meanwhile interrupts the run: the step in
-flight completes and the scheduler plans again. The result is step for step what single steps
-give.
+limit to the steps that end before it), sleeps until the last ends, and settles them: KV
+blocks, the cohort's progress, finishes, one step-log row with the run's steps and joules. An
+arrival routed here meanwhile interrupts the run: the step in flight completes and the
+scheduler plans again. The result is step for step what single steps give.
 
 A run of at most `SHORT_RUN` steps (most of them: a finish or an arrival comes within a few
 steps) is priced in plain Python lists where the cost model offers `decode_run_times`: numpy's
