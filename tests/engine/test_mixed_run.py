@@ -62,31 +62,28 @@ def test_a_last_chunk_leaves_the_budget_unused_only_when_nobody_could_take_it():
     apply_plan(s, plan, 0.01)
 
 
-def test_a_handover_is_followed_by_the_next_prompts_chunks():
+def handover(a, b):
+    """A 32-token budget: `a` takes a first chunk alone, then `b` arrives; the plan after it."""
     s = chunked(chunk=32)
-    a, b = req(0, 40, 5), req(1, 200, 5)
     s.add_request(a, 0.0)
     apply_plan(s, s.schedule(0.0), 0.01)
     s.add_request(b, 0.01)
-    plan = s.schedule(0.01)
+    return s, s.schedule(0.01)
+
+
+def test_a_handover_is_followed_by_the_next_prompts_chunks():
+    a, b = req(0, 40, 5), req(1, 200, 5)
+    s, plan = handover(a, b)
     # a's last chunk beside b's first; then a decodes and b takes the other 31 tokens each step
     assert plan.tokens == {a: 8, b: 24} and chunk_follows(s, plan) and not repeats_chunk(s, plan)
 
 
 def test_no_handover_run_when_what_follows_is_not_a_full_chunk_or_the_first_token_is_the_last():
-    s = chunked(chunk=32)
     a, b = req(0, 40, 5), req(1, 50, 5)
-    s.add_request(a, 0.0)
-    apply_plan(s, s.schedule(0.0), 0.01)
-    s.add_request(b, 0.01)
-    plan = s.schedule(0.01)
+    s, plan = handover(a, b)
     assert plan.tokens == {a: 8, b: 24} and not chunk_follows(s, plan)  # b has 26 left, not > 31
-    s = chunked(chunk=32)
     a, b = req(0, 40, 1), req(1, 200, 5)
-    s.add_request(a, 0.0)
-    apply_plan(s, s.schedule(0.0), 0.01)
-    s.add_request(b, 0.01)
-    plan = s.schedule(0.01)
+    s, plan = handover(a, b)
     assert plan.tokens == {a: 8, b: 24} and not chunk_follows(s, plan)  # a finishes, never joins
 
 

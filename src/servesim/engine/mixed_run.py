@@ -238,17 +238,8 @@ def _run_length(instance, plan: StepPlan, request, chunk: int):
         limit = min(limit, cohort.steps_to_next_finish())
     if limit < 2:
         return limit, None, 0
-    free, size = kv.num_free_blocks, kv.block_size
-    # the chunk holds blocks for what it has computed (with `kv_allocation: prompt`, all held)
-    computed, end, held = request.num_computed_tokens, request.num_known_tokens, kv.blocks_of(request)
-    taken, grown = [], 0
-    for need in _cohort_needs(kv, cohort, limit) if plan.decode_cohort else itertools.repeat(0, limit):
-        grown += need
-        computed = min(computed + chunk, end)
-        blocks = grown + max(0, -(-computed // size) - held)
-        if blocks > free:
-            break
-        taken.append(blocks)
+    needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else itertools.repeat(0, limit)
+    taken = _blocks_taken(kv, request, request.num_computed_tokens, chunk, needs)
     k = len(taken)
     return k, taken, last if last and k == repeats + 1 else 0
 
@@ -272,21 +263,32 @@ def _handover_length(instance, plan: StepPlan, request, first: int, chunk: int):
         limit = min(limit, cohort.steps_to_next_finish())
     if limit < 2:
         return limit, None, 0
-    free, size, joined = kv.num_free_blocks, kv.block_size, joining.num_prompt_tokens
-    computed, end, held = request.num_computed_tokens + first, request.num_known_tokens, kv.blocks_of(request)
+    size, joined = kv.block_size, joining.num_prompt_tokens
     needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else itertools.repeat(0)
     next(needs)  # the lead step's blocks are held
-    taken, grown = [0], 0
-    for j, need in zip(range(1, limit), needs):
-        # the joined request takes a block when its context fills one (as the cohort counts)
-        grown += need + ((joined + j - 1) % size == 0)
+    # the joined request takes a block when its context fills one (as the cohort counts)
+    needs = (need + ((joined + j - 1) % size == 0) for j, need in zip(range(1, limit), needs))
+    taken = [0, *_blocks_taken(kv, request, request.num_computed_tokens + first, chunk, needs)]
+    k = len(taken)
+    return k, taken, last if last and k == repeats + 2 else 0
+
+
+def _blocks_taken(kv, request, computed: int, chunk: int, needs) -> list[int]:
+    """KV blocks taken by the end of each step, for as many steps as the free blocks hold: the
+    cohort's new blocks (`needs`, one count a step) and those of `request`'s chunks, from
+    `computed` tokens on. The chunk holds blocks for what it has computed (with
+    `kv_allocation: prompt`, all held already)."""
+    free, size = kv.num_free_blocks, kv.block_size
+    end, held = request.num_known_tokens, kv.blocks_of(request)
+    taken, grown = [], 0
+    for need in needs:
+        grown += need
         computed = min(computed + chunk, end)
         blocks = grown + max(0, -(-computed // size) - held)
         if blocks > free:
             break
         taken.append(blocks)
-    k = len(taken)
-    return k, taken, last if last and k == repeats + 2 else 0
+    return taken
 
 
 def _cohort_needs(kv, cohort, steps: int):
