@@ -4,6 +4,7 @@ driver, and checked runs."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +185,13 @@ def run_table(config: dict, table: RequestTable, after_step=None):
 def check_kv(instance) -> None:
     """An `after_step` hook: KV block conservation after every step."""
     instance.kv.check_conservation()
+
+
+def same_summary(a: dict, b: dict, ignore: tuple[str, ...] = ("wall_s",)) -> bool:
+    """Two summaries equal bit for bit, NaN included (a run with nothing finished has NaN
+    latencies, and `nan == nan` is false): compared as the JSON they are written as, less the
+    `sim` keys in `ignore` (wall time; `events` where runs change the engine's own work)."""
+    def text(summary: dict) -> str:
+        sim = {k: v for k, v in summary["sim"].items() if k not in ignore}
+        return json.dumps({**summary, "sim": sim}, sort_keys=True)
+    return text(a) == text(b)
