@@ -137,7 +137,8 @@ class Instance:
         busy time): a run settles its steps only at its end."""
         self.pooled_gaps = False
         """Other instances record token gaps into `gaps` too: records must come in time order
-        (a pooled mean is summed in that order), so a mixed run records each step's at its end."""
+        (a pooled mean is summed in that order), so a run registers its steps' records ahead
+        (`TokenGaps.steps_ahead`) rather than making them when it settles."""
         self.gaps = None
         """Optional `metrics.gaps.TokenGaps` for tokens computed outside the cohort (the cohort
         records its own steps)."""
