@@ -153,7 +153,9 @@ class RooflineCostModel:
             self._comm_per_token += (self.pp - 1) * h_bytes / send
         self._a2a_fixed = self._a2a_per_token = 0.0
         if lay.expert_parallel:
-            moe, ep = lay.moe, lay.moe.ep
+            moe = lay.moe
+            assert moe is not None  # expert parallelism implies MoE layers
+            ep = moe.ep
             # Dispatch and combine: each GPU sends its 1/ep share of tokens' top-k copies off-GPU.
             vol = moe.top_k * h_bytes * (ep - 1) / ep / ep
             self._a2a_fixed = 2 * moe.count * collective_latency(pr, hw, "all_to_all", ep)
@@ -447,6 +449,7 @@ class RooflineCostModel:
         elementwise traffic on top of the expert GEMMs.
         """
         moe = self.layout.moe
+        assert moe is not None  # called for MoE models only
         frac_hit = 1.0 - (1.0 - moe.top_k / moe.num_experts) ** tokens
         touched = moe.local_experts * frac_hit
         rows = tokens * moe.top_k / moe.ep

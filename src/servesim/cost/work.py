@@ -178,6 +178,8 @@ class WorkModel:
         if pp > 1:
             per_token += (pp - 1) * h_bytes  # one send per stage boundary
         if lay.expert_parallel:
-            moe, ep = lay.moe, lay.moe.ep
+            moe = lay.moe
+            assert moe is not None  # expert parallelism implies MoE layers
+            ep = moe.ep
             per_token += 2 * moe.count * moe.top_k * h_bytes * (ep - 1) / ep / ep
         return per_token, per_logit

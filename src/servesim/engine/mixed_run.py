@@ -48,6 +48,7 @@ import bisect
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import simpy
@@ -312,7 +313,7 @@ def _last_chunk(instance, request, chunk: int, repeats: int, pending: int, joini
     return last if last == chunk or unused else 0
 
 
-def _price(instance, steps: _Steps, start: float, last: int):
+def _price(instance, steps: _Steps, start: float, last: int) -> tuple[list, list, Any]:
     """Start, end and joules of each step; ends summed one step at a time, as SimPy would. With
     `last`, the final step is the prompt's last chunk (whose logit counts too)."""
     repeats = steps.head(len(steps.priors) - 1) if last else steps
@@ -400,7 +401,7 @@ def _delay(now: float, target: float) -> float:
 
 
 def _apply(instance, plan: StepPlan, request, tokens: int, start: float, ends: list[float],
-           gaps_recorded: bool) -> None:
+           gaps_recorded: bool | int) -> None:
     """The run's steps happened: the KV the steps took, the cohort's tokens, the chunks (the
     last one may complete the prompt: its first token, then the cohort or the end)."""
     kv, done, end = instance.kv, len(ends), ends[-1]

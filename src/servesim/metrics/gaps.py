@@ -237,7 +237,8 @@ class TokenGaps:
         out = {"mean": total / count}
         cum = np.cumsum(hist)
         for name, q in QUANTILES.items():
-            out[name] = _clip(_bin_value(int(np.searchsorted(cum, q * count, side="left"))), low, high)
+            at = int(np.searchsorted(cum, q * count, side="left"))
+            out[name] = _clip(_bin_value(at), low, high)  # type: ignore[arg-type]  # one bin: a float
         out["worst10_mean"] = _clip(_tail_mean(hist, cum, count), low, high)
         out["max"] = high
         out["count"] = int(round(count))
