@@ -21,12 +21,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from servesim.core.cohort import DecodeCohort
 from servesim.core.request import Request
 from servesim.kv.block_pool import PrefixBlockPool, PromptSegments
+from servesim.kv.errors import KVConservationError
 from servesim.kv.retention import Retention
 from servesim.kv.tiers import TierChain, TierHits
 
@@ -59,8 +61,6 @@ def _peek_segments(request: Request, hash_block_size: int, block_size: int) -> P
                               block_size)
         _PEEK[0], _PEEK[1] = key, segs
     return _PEEK[1]
-class KVConservationError(AssertionError):
-    """KV blocks were created or lost: a bug in the engine or in a plugin."""
 
 
 class KVCacheManager:
@@ -100,7 +100,7 @@ class KVCacheManager:
         self.peer_hit_tokens = 0
         """Of the pool's hit tokens, those another instance published (the rest were this one's)."""
         self._swapped: dict[Request, int] = {}  # swapped-out request -> host blocks it holds
-        self.tier_log = None
+        self.tier_log: Any = None
         """Optional `record(instance, time, kv)` sink after every step (metrics.kv_tiers.TierLog)."""
         self.hash_block_size = hash_block_size
         self.held: dict[Request, SharedBlocks] = {}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class _Series:
 
     __slots__ = ("gaps", "weights", "runs", "pending", "hist", "count", "total", "low", "high")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.gaps: list[float] = []
         self.weights: list[float] = []
         self.runs: list[tuple[np.ndarray, float, float, int]] = []
@@ -137,12 +138,12 @@ def _bin_value(index: np.ndarray | int) -> np.ndarray | float:
 class TokenGaps:
     """Inter-token gaps of a run, per request class. Fed by the engine, read by `summary`."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._series: dict[str, _Series] = {}
         self._due: list[tuple[float, int, CohortSteps]] = []
         """Heap of runs' steps still to record: (next step's end, registration, run)."""
         self._registered = 0
-        self._clock = None  # what `steps_ahead` was given: its `now` releases due records
+        self._clock: Any = None  # what `steps_ahead` was given: its `now` releases due records
 
     def _of(self, cls: str) -> _Series:
         s = self._series.get(cls)

@@ -221,7 +221,7 @@ class InstanceRows:
                 starts = rows["start_s"]
                 if i not in first:
                     first[i], last[i], counts[i] = seen + at, -np.inf, 0
-                ordered = ordered and starts[0] > last[i] and bool(np.all(starts[1:] > starts[:-1]))
+                ordered = ordered and bool(starts[0] > last[i]) and bool(np.all(starts[1:] > starts[:-1]))
                 last[i] = starts[-1]
                 counts[i] += len(rows)
             seen += len(piece)
@@ -280,7 +280,7 @@ class LazyColumns(Columns):
         self._log = log
 
     @property
-    def unread_log(self):
+    def unread_log(self) -> StepLog | None:
         """The `StepLog` these columns come from while they are not read yet (else None): a
         consumer may read it piece by piece instead (`metrics.timeseries`)."""
         return self._log if self._loaded is None else None

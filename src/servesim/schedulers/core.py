@@ -356,7 +356,7 @@ class Scheduler:
         if keep:
             short += kv.watermark_blocks
         victims, freed = [], 0
-        for victim_key, victim in reversed(self.ranked_running()):
+        for victim_key, victim in self.ranked_running()[::-1]:  # mypyc fails on reversed() here
             if freed >= short or victim_key <= key:
                 break
             if victim is not request:
