@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import servesim.engine.instance
+import servesim
+from tests.compiled import COMPILED
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(servesim.__file__).parent
@@ -42,8 +43,7 @@ def test_every_compiled_module_is_in_the_package():
     assert len(listed) >= 10 and all((PACKAGE / m).is_file() for m in listed)
 
 
-@pytest.mark.skipif(not servesim.engine.instance.__file__.endswith((".so", ".pyd")),
-                    reason="pure-Python install (SERVESIM_COMPILE=1 pip install -e . compiles the core)")
+@pytest.mark.skipif(not COMPILED, reason="pure-Python install (SERVESIM_COMPILE=1 pip install compiles)")
 def test_compiled_core_gives_the_pure_python_results(tmp_path):
     pure = tmp_path / "pure"
     shutil.copytree(PACKAGE, pure / "servesim", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
