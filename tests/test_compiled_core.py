@@ -43,6 +43,16 @@ def test_every_compiled_module_is_in_the_package():
     assert len(listed) >= 10 and all((PACKAGE / m).is_file() for m in listed)
 
 
+def test_the_compiled_modules_type_check():
+    """mypyc compiles only what mypy accepts: a type error here would leave the opt-in build pure
+    Python, and an unchecked attribute type would fail at run time in the compiled core."""
+    api = pytest.importorskip("mypy.api")
+    paths = [str(ROOT / "src" / "servesim" / m) for m in _setup_module().COMPILED]
+    out, err, status = api.run(["--follow-imports=silent", "--cache-dir", os.devnull,
+                                "--config-file", str(ROOT / "pyproject.toml"), *paths])
+    assert status == 0, out + err
+
+
 @pytest.mark.skipif(not COMPILED, reason="pure-Python install (SERVESIM_COMPILE=1 pip install compiles)")
 def test_compiled_core_gives_the_pure_python_results(tmp_path):
     pure = tmp_path / "pure"
