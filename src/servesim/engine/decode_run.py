@@ -58,7 +58,7 @@ def decode_run(instance, plan: StepPlan):
             # An arrival: finish the step in flight, then plan again.
             done = min(bisect.bisect_left(ends, env.now) + 1, k)
             remaining = ends[done - 1] - env.now
-            if remaining > 0:
+            if remaining > 0 and not skip_ahead(env, remaining):
                 yield env.timeout(remaining)
         instance._interruptible = False
     ends = np.array(ends[:done])  # (what the cohort reads: an array, however priced)
