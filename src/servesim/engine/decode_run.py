@@ -25,6 +25,7 @@ import numpy as np
 import simpy
 
 from servesim.core.step import StepPlan
+from servesim.engine.clock import skip_ahead
 
 if TYPE_CHECKING:  # a type only: the instance imports this module
     from servesim.engine.instance import Instance
@@ -51,18 +52,19 @@ def decode_run(instance: Instance, plan: StepPlan):
     joules, limit = _energy(instance, n, ctx, seconds, k), _limit(instance)
     instance.meter.begin(start, ends[-1] - start, joules)
     done = k
-    instance._interruptible = k > 1
-    try:
-        yield env.timeout(ends[-1] - start)
-    except simpy.Interrupt as exc:
-        if exc.cause is not None:  # the instance failed: not a wake
-            raise
-        # An arrival: finish the step in flight, then plan again.
-        done = min(bisect.bisect_left(ends, env.now) + 1, k)
-        remaining = ends[done - 1] - env.now
-        if remaining > 0:
-            yield env.timeout(remaining)
-    instance._interruptible = False
+    if not skip_ahead(env, ends[-1] - start):  # (nothing else due before the run ends)
+        instance._interruptible = k > 1
+        try:
+            yield env.timeout(ends[-1] - start)
+        except simpy.Interrupt as exc:
+            if exc.cause is not None:  # the instance failed: not a wake
+                raise
+            # An arrival: finish the step in flight, then plan again.
+            done = min(bisect.bisect_left(ends, env.now) + 1, k)
+            remaining = ends[done - 1] - env.now
+            if remaining > 0 and not skip_ahead(env, remaining):
+                yield env.timeout(remaining)
+        instance._interruptible = False
     ends = np.array(ends[:done])  # (what the cohort reads: an array, however priced)
     ends[-1] = env.now
     # Blocks for the steps run (k fit when the run was planned); never inside an assert,

@@ -279,9 +279,10 @@ class KVCacheManager:
         `keep_watermark`: leave `watermark_blocks` free (admission while others hold KV).
         """
         assert not request.in_cohort
-        hit_blocks, revived, hits = num_cached_tokens // self.block_size, 0, TierHits()
+        hit_blocks, revived, gpu_blocks = num_cached_tokens // self.block_size, 0, 0
         keys: Sequence[tuple[int, int]] = ()
-        if hit_blocks:
+        hits: TierHits | None = None
+        if hit_blocks:  # (none without prefix caching: planning's common case skips all this)
             segs = self.segments(request)
             assert segs is not None and self.prefix is not None  # a hit needs the prefix cache
             n = segs.ends.index(hit_blocks) + 1
@@ -289,7 +290,7 @@ class KVCacheManager:
             hits.gpu, hits.lower = min(hits.gpu, n), hits.lower[: n - min(hits.gpu, n)]
             keys = segs.keys[: hits.gpu]
             revived = self.prefix.evictable_blocks(keys)  # cached but free: referencing takes them
-        gpu_blocks = sum(key[1] for key in keys)  # reloaded segments need fresh blocks: in `need`
+            gpu_blocks = sum(key[1] for key in keys)  # reloaded segments need fresh blocks: in `need`
         held = self._blocks.get(request, 0)
         tokens = request.num_computed_tokens + num_cached_tokens + num_tokens
         need = max(0, self.blocks_for(tokens) - held - gpu_blocks)
@@ -298,11 +299,12 @@ class KVCacheManager:
             running = request.num_computed_tokens > 0  # pins yield to running requests only
             if not (running and self._unpin_for(need + revived + reserve)):
                 return False
-        if hit_blocks:
+        if hits is not None:  # (as hit_blocks)
             self._reference_hits(request, keys, hits, revived, hit_blocks)
         self._take(need)
-        for _, key in hits.lower:  # reloaded: named on the GPU again, referenced by the request
-            self.prefix.insert(key)  # type: ignore[union-attr]  # hits exist only with the cache
+        if hits is not None:
+            for _, key in hits.lower:  # reloaded: named on the GPU again, referenced by the request
+                self.prefix.insert(key)  # type: ignore[union-attr]  # hits exist only with the cache
         self._blocks[request] = held + need + gpu_blocks
         if self.retention is not None and request.program_id >= 0:
             self.retention.call_admitted(self, request)
