@@ -14,11 +14,12 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-COMPILED = [  # the simulation loop's modules (py-spy), less schedulers/batching: mypyc cannot
-    # compile its pydantic models
+COMPILED = [  # the simulation loop's modules (py-spy); no pydantic model among them (mypyc's C
+    # for one does not build: schedulers/batching_params.py holds the batchings' models)
     "engine/instance.py", "engine/mixed_run.py", "engine/decode_run.py", "engine/power.py",
     "core/cohort.py", "core/request.py", "core/step.py", "core/sums.py", "kv/manager.py",
-    "schedulers/core.py", "schedulers/chunk_runs.py", "cost/roofline.py", "cost/power.py",
+    "schedulers/core.py", "schedulers/batching.py", "schedulers/chunk_runs.py",
+    "cost/roofline.py", "cost/power.py",
     "cost/work.py", "metrics/steps.py", "metrics/gaps.py",
 ]
 

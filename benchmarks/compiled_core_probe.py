@@ -20,8 +20,8 @@ Variants (--variants, comma-separated):
 - `hot_simpy`: `hot_noann` plus SimPy's `core.py` and `events.py` (a copy of the installed SimPy);
 - `hot_simpy_pxd`: `hot_simpy` plus the `.pxd` files under `benchmarks/compiled_core/`;
 - `one:<module>` (or --per-module, all of them): one hot module alone, as in `hot_noann`;
-- `mypyc`: the hot modules (less `schedulers/batching`, whose pydantic models mypyc cannot
-  compile) plus `cost/work` and `core/step`, compiled together by mypyc into one extension;
+- `mypyc`: setup.py's `COMPILED` (the modules `SERVESIM_COMPILE=1` builds), compiled together by
+  mypyc into one extension;
 - `mypyc:<module>+<module>` (paths under `servesim/`): those modules alone, compiled by mypyc.
 Hot modules are the ones py-spy shows in the loop (HOT below). A module Cython rejects is left as
 Python and named in the output. Each module's extension is cached under --build-dir by a hash of
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -62,9 +63,17 @@ HOT = (
     "servesim/core/request.py",
 )
 SIMPY = ("simpy/core.py", "simpy/events.py")
-MYPYC = tuple(m for m in HOT if m != "servesim/schedulers/batching.py") + (
-    "servesim/cost/work.py", "servesim/core/step.py",
-)
+
+
+def setup_compiled() -> tuple[str, ...]:
+    """setup.py's COMPILED (what `SERVESIM_COMPILE=1` builds), as paths under the tree."""
+    spec = importlib.util.spec_from_file_location("servesim_setup", ROOT / "setup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(f"servesim/{m}" for m in module.COMPILED)
+
+
+MYPYC = setup_compiled()
 VARIANTS = {  # name: (modules, Cython directives, with .pxd files)
     "py": ((), {}, False),
     "hot": (HOT, {}, False),

@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from typing import Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from servesim.core.request import Request
 from servesim.registry import Registry
-from servesim.schedulers.core import is_paused_decode
+from servesim.schedulers.batching_params import BatchingParams, ChunkedParams
+from servesim.schedulers.core import Scheduler, is_paused_decode
+
+__all__ = ["BATCHINGS", "Batching", "BatchingParams", "ChunkedBatching", "ChunkedParams",
+           "WholePromptBatching"]
 
 
 @runtime_checkable
@@ -28,10 +30,6 @@ class Batching(Protocol):
 
 
 BATCHINGS: Registry = Registry("batching", "engine.batching", required=("fill", "rejection_reason"))
-
-
-class BatchingParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @BATCHINGS.register("whole")
@@ -50,8 +48,9 @@ class WholePromptBatching:
             return "prompt_exceeds_max_num_batched_tokens"
         return None
 
-    def fill(self, scheduler) -> None:
+    def fill(self, scheduler: Scheduler) -> None:
         plan = scheduler.plan
+        assert plan is not None  # fill runs while a step is planned
         budget = scheduler.limits.max_num_batched_tokens
         prefills = False
         for key, request in scheduler.candidates():
@@ -69,11 +68,6 @@ class WholePromptBatching:
             scheduler.decode()
 
 
-class ChunkedParams(BatchingParams):
-    max_prefills: int | None = Field(None, ge=1)
-    """Most requests given a prompt chunk in one step (None: as many as the budget holds)."""
-
-
 @BATCHINGS.register("chunked")
 class ChunkedBatching:
     """Sarathi-Serve's stall-free batching: every step gives the decodes their token first, then
@@ -88,8 +82,9 @@ class ChunkedBatching:
     def rejection_reason(self, request: Request, limits) -> str | None:
         return None
 
-    def fill(self, scheduler) -> None:
+    def fill(self, scheduler: Scheduler) -> None:
         plan = scheduler.plan
+        assert plan is not None  # fill runs while a step is planned
         while True:
             budget = scheduler.limits.chunk_size - scheduler.decode()
             if not scheduler.waiting and len(scheduler.running) == scheduler.cohort.size:
@@ -105,9 +100,10 @@ class ChunkedBatching:
             scheduler.preempt(scheduler.worst_running())
 
     @staticmethod
-    def continue_prompts(scheduler, budget: int, slots: int) -> tuple[int, int]:
+    def continue_prompts(scheduler: Scheduler, budget: int, slots: int) -> tuple[int, int]:
         """Chunks for running requests mid-prompt (or recomputing), in rank order."""
         plan = scheduler.plan
+        assert plan is not None  # fill runs while a step is planned
         for key, request in scheduler.ranked_outside_cohort():
             if request in plan.tokens or request not in scheduler.running:
                 continue
@@ -123,7 +119,7 @@ class ChunkedBatching:
         return budget, slots
 
     @staticmethod
-    def start_prompts(scheduler, budget: int, slots: int) -> None:
+    def start_prompts(scheduler: Scheduler, budget: int, slots: int) -> None:
         for key, request in scheduler.candidates():
             if budget <= 0 or slots <= 0:
                 return
@@ -132,5 +128,5 @@ class ChunkedBatching:
                 return
             budget -= n
             slots -= 1
-            if scheduler.plan.preempted:
+            if scheduler.plan.preempted:  # type: ignore[union-attr]  # a step is planned
                 return
