@@ -15,7 +15,8 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 COMPILED = [  # the simulation loop's modules (py-spy); no pydantic model among them (mypyc's C
-    # for one does not build: schedulers/batching_params.py holds the batchings' models)
+    # for one does not build, and a compiled runtime-checkable Protocol fails: both sit in
+    # schedulers/batching_api.py)
     "engine/instance.py", "engine/mixed_run.py", "engine/decode_run.py", "engine/power.py",
     "core/cohort.py", "core/request.py", "core/step.py", "core/sums.py", "kv/manager.py",
     "schedulers/core.py", "schedulers/batching.py", "schedulers/chunk_runs.py",

@@ -32,7 +32,8 @@ from servesim.metrics.steps import StepLog
 from servesim.schedulers.chunk_runs import chunk_follows, repeats_chunk
 from servesim.schedulers.core import Scheduler, SchedulerLoad
 
-if TYPE_CHECKING:  # a type only
+if TYPE_CHECKING:  # types only
+    from servesim.cost.power import PowerModel
     from servesim.metrics.gaps import TokenGaps
 
 DEFAULT_MAX_RUN_STEPS = 4096
@@ -92,7 +93,7 @@ class Instance:
         role: str = "mixed",
         hand_off=None,
         max_run_steps: int = DEFAULT_MAX_RUN_STEPS,
-        power=None,
+        power: PowerModel | None = None,
         horizon: float = math.inf,
     ):
         self.env = env

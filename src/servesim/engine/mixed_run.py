@@ -59,8 +59,11 @@ from servesim.engine.clock import skip_ahead
 from servesim.engine.decode_run import steps_before
 from servesim.schedulers.chunk_runs import leaves_budget_unused
 
-if TYPE_CHECKING:  # a type only: the instance imports this module
+if TYPE_CHECKING:  # types only (the instance imports this module), which compiled code reads natively
+    from servesim.core.cohort import DecodeCohort
+    from servesim.core.request import Request
     from servesim.engine.instance import Instance
+    from servesim.kv.manager import KVCacheManager
 
 
 def mixed_run(instance: Instance, plan: StepPlan):
@@ -129,7 +132,7 @@ def handover_run(instance: Instance, plan: StepPlan):
     _record(instance, rows, starts[:done], ends[:done], joules, loads, used, taken)
 
 
-def _handover_gaps_ahead(instance: Instance, plan: StepPlan, joining, ends: list[float]):
+def _handover_gaps_ahead(instance: Instance, plan: StepPlan, joining: Request, ends: list[float]):
     """Register a handover run's token gaps ahead (`DecodeCohort.gaps_ahead`): the lead step's
     cohort, then the steps after it, whose cohort has `joining` too. Returns (run, its first
     step) pairs for `_sleep_run`."""
@@ -176,7 +179,7 @@ class _Steps:
     longest: list[int]
 
     @classmethod
-    def of(cls, instance, plan: StepPlan, request, chunk: int, k: int) -> _Steps:
+    def of(cls, instance: Instance, plan: StepPlan, request: Request, chunk: int, k: int) -> _Steps:
         """As `Instance._shape` gives each step when it is planned."""
         prior = request.num_computed_tokens
         priors = list(range(prior, prior + chunk * k, chunk))
@@ -194,7 +197,8 @@ class _Steps:
         return cls(chunk, priors, n, ctx, longest)
 
     @classmethod
-    def after_handover(cls, instance, joining, request, first: int, chunk: int, k: int) -> _Steps:
+    def after_handover(cls, instance: Instance, joining: Request, request: Request, first: int, chunk: int,
+                       k: int) -> _Steps:
         """The k steps after a handover's lead step, as `Instance._shape` would give them: the
         cohort has grown by `joining` (its context: its prompt) and `request` computes `chunk`
         tokens after its first `first`. Not for a sliding window."""
@@ -231,7 +235,7 @@ def _settles_per_run(instance: Instance) -> bool:
     return kv.prefix is None and kv.tier_log is None and instance.between_steps is None
 
 
-def _run_length(instance: Instance, plan: StepPlan, request, chunk: int):
+def _run_length(instance: Instance, plan: StepPlan, request: Request, chunk: int):
     """Steps the run may take, the KV blocks taken by the end of each (beyond step 0's), and the
     prompt's last chunk if the run ends with it (0 if not). Plain Python: runs are a few steps,
     where numpy's per-call cost would dominate."""
@@ -256,7 +260,7 @@ def _joins_predictably(instance: Instance) -> bool:
     return instance.hand_off is None and not instance.cohort.window
 
 
-def _handover_length(instance: Instance, plan: StepPlan, request, first: int, chunk: int):
+def _handover_length(instance: Instance, plan: StepPlan, request: Request, first: int, chunk: int):
     """As `_run_length`, for a handover run: its lead step (whose blocks its plan holds), then
     `request`'s chunks beside the cohort and the request that joined it after the lead step."""
     kv, cohort, (joining, _) = instance.kv, instance.cohort, next(iter(plan.tokens.items()))
@@ -278,7 +282,7 @@ def _handover_length(instance: Instance, plan: StepPlan, request, first: int, ch
     return k, taken, last if last and k == repeats + 2 else 0
 
 
-def _blocks_taken(kv, request, computed: int, chunk: int, needs) -> list[int]:
+def _blocks_taken(kv: KVCacheManager, request: Request, computed: int, chunk: int, needs) -> list[int]:
     """KV blocks taken by the end of each step, for as many steps as the free blocks hold: the
     cohort's new blocks (`needs`, one count a step) and those of `request`'s chunks, from
     `computed` tokens on. The chunk holds blocks for what it has computed (with
@@ -296,7 +300,7 @@ def _blocks_taken(kv, request, computed: int, chunk: int, needs) -> list[int]:
     return taken
 
 
-def _cohort_needs(kv, cohort, steps: int):
+def _cohort_needs(kv: KVCacheManager, cohort: DecodeCohort, steps: int):
     """New blocks the cohort takes at each of its next `steps` steps (each reserves the next
     step's, except those already reserved), lazily: a run stops at the first step that does
     not fit, and one step's count is a histogram lookup."""
@@ -384,7 +388,7 @@ def _sleep(instance: Instance, ends: list[float], before_last: bool):
     return done
 
 
-def _until(env, target: float):
+def _until(env: simpy.Environment, target: float):
     """Sleep until exactly `target`. `now + (target - now)` may round to a neighbour of it when
     the sleep is longer than `now` itself; a second hop, of the exact rest, then lands on it."""
     if env.now < target:
@@ -406,7 +410,7 @@ def _delay(now: float, target: float) -> float:
     return delay
 
 
-def _apply(instance: Instance, plan: StepPlan, request, tokens: int, start: float, ends: list[float],
+def _apply(instance: Instance, plan: StepPlan, request: Request, tokens: int, start: float, ends: list[float],
            gaps_recorded: bool | int) -> None:
     """The run's steps happened: the KV the steps took, the cohort's tokens, the chunks (the
     last one may complete the prompt: its first token, then the cohort or the end)."""

@@ -8,25 +8,14 @@ A batching fills the plan of one step through the scheduler's mechanics (`schedu
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
 
 from servesim.core.request import Request
 from servesim.registry import Registry
-from servesim.schedulers.batching_params import BatchingParams, ChunkedParams
+from servesim.schedulers.batching_api import Batching, BatchingParams, ChunkedParams
 from servesim.schedulers.core import Scheduler, is_paused_decode
 
 __all__ = ["BATCHINGS", "Batching", "BatchingParams", "ChunkedBatching", "ChunkedParams",
            "WholePromptBatching"]
-
-
-@runtime_checkable
-class Batching(Protocol):
-    """- `fill(scheduler)`: build `scheduler.plan` for the next step.
-    - `rejection_reason(request, limits)`: why this batching can never run a request, or None."""
-
-    def fill(self, scheduler) -> None: ...
-
-    def rejection_reason(self, request: Request, limits) -> str | None: ...
 
 
 BATCHINGS: Registry = Registry("batching", "engine.batching", required=("fill", "rejection_reason"))

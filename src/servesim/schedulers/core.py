@@ -340,7 +340,7 @@ class Scheduler:
         plan.tokens.pop(victim, None)
 
     # -- internals ----------------------------------------------------------------------------------------
-    def _size(self, request: Request, max_tokens: float, whole: bool):
+    def _size(self, request: Request, max_tokens: float, whole: bool) -> tuple[int, int, int] | None:
         """(cached tokens, tokens this step, tokens to hold blocks for past the cached head)."""
         cached = self.kv.match_prefix(request)
         pending = request.num_pending_tokens - cached
