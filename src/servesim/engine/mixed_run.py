@@ -201,13 +201,6 @@ class _Steps:
         longest = [max(first_longest + j, joined + j) for j in range(k)]
         return cls(chunk, priors, n + 1, ctx, longest)
 
-    def head(self, k: int) -> _Steps:
-        return _Steps(self.chunk, self.priors[:k], self.decodes, self.ctx[:k], self.longest[:k])
-
-    def final(self, tokens: int) -> _Steps:
-        """The final step alone, computing `tokens` (the prompt's last chunk)."""
-        return _Steps(tokens, self.priors[-1:], self.decodes, self.ctx[-1:], self.longest[-1:])
-
     def last_chunk(self, tokens: int) -> StepShape:
         """The final step's shape when it is the prompt's last chunk (whose logit counts too)."""
         n = self.decodes
@@ -315,16 +308,13 @@ def _last_chunk(instance, request, chunk: int, repeats: int, pending: int, joini
 def _price(instance, steps: _Steps, start: float, last: int):
     """Start, end and joules of each step; ends summed one step at a time, as SimPy would. With
     `last`, the final step is the prompt's last chunk (whose logit counts too)."""
-    repeats = steps.head(len(steps.priors) - 1) if last else steps
-    seconds, joules = _vector_price(instance, repeats)
+    seconds, joules = _vector_price(instance, steps, last)
     if seconds is None:
-        priced = [instance.price(shape) for shape in repeats.shapes()]
+        shapes = steps.shapes()
+        if last:
+            shapes[-1] = steps.last_chunk(last)
+        priced = [instance.price(shape) for shape in shapes]
         seconds, joules = [s for s, _ in priced], [j for _, j in priced]
-    if last:
-        final, final_j = _vector_price(instance, steps.final(last), steps.decodes + 1)
-        if final is None:
-            final, final_j = map(list, zip(instance.price(steps.last_chunk(last))))
-        seconds, joules = seconds + final, joules + final_j
     ends = list(itertools.accumulate(seconds, initial=start))
     return ends[:-1], ends[1:], joules
 
@@ -339,19 +329,22 @@ def _chunk_steps(pending: int, generated: int, chunk: int) -> int:
     return steps
 
 
-def _vector_price(instance, steps: _Steps, logits: int | None = None):
+def _vector_price(instance, steps: _Steps, last: int):
     """`Instance.price` of every step at once, where the models write the steps' form out
-    (`chunk_step_times`, `chunk_step_energies`; `logits` as there); (None, None) otherwise."""
+    (`chunk_step_times`, `chunk_step_energies`; `last` as there); (None, None) otherwise."""
     vector = getattr(instance.cost_model, "chunk_step_times", None)
+    if vector is None or instance.kv.tiers is not None:  # tiers: each step's own transfers
+        return None, None
     args = (steps.chunk, steps.priors, steps.decodes, steps.ctx)
-    times = vector(*args, steps.longest, logits=logits) if vector is not None else None
-    if times is None or instance.kv.tiers is not None:  # tiers: each step's own transfers
+    seconds = vector(*args, steps.longest, last)
+    if seconds is None:
         return None, None
     slowdown = instance.slowdown
-    seconds = [t * slowdown for t in times]
+    if slowdown != 1.0:  # (t * 1.0 is t)
+        seconds = [t * slowdown for t in seconds]
     if instance.power is None:
         return seconds, [0.0] * len(seconds)
-    joules = instance.power.chunk_step_energies(*args, seconds, logits=logits)
+    joules = instance.power.chunk_step_energies(*args, seconds, last)
     return (seconds, joules) if joules is not None else (None, None)
 
 
