@@ -194,11 +194,11 @@ class DecodeCohort:
                 self._joiners.pop(request, None)
 
     # -- time ----------------------------------------------------------------------------------
-    def advance(self, end_times: np.ndarray, gaps: str = "run") -> list[Request]:
+    def advance(self, end_times: np.ndarray | list[float], gaps: str = "run") -> list[Request]:
         """Run len(end_times) cohort steps; return members that finished, in finish order.
         `gaps`: record the steps' token gaps as one run (`run`), as that many single steps would
-        (`steps`: mixed runs, whose records must match single steps exactly), or not at all
-        (`recorded`: `gaps_ahead` has them made, step by step)."""
+        (`steps`: mixed runs, whose records must match single steps exactly; `end_times` a
+        list), or not at all (`recorded`: `gaps_ahead` has them made, step by step)."""
         k = len(end_times)
         if self.epoch + k > self._first_kept + len(self._ends):
             self._make_room(k)
@@ -206,7 +206,7 @@ class DecodeCohort:
         if self.gaps is not None and gaps != "recorded":
             prev = self.last_end()
             if gaps == "steps":
-                self.gaps.cohort_step_ends(prev, end_times.tolist(), self._class_counts, self._joiners)
+                self.gaps.cohort_step_ends(prev, end_times, self._class_counts, self._joiners)
             else:
                 self.gaps.cohort_steps(prev, end_times, self._class_counts, self._joiners)
             self._joiners.clear()

@@ -59,7 +59,7 @@ def decode_run(instance, plan: StepPlan):
         if remaining > 0:
             yield env.timeout(remaining)
     instance._interruptible = False
-    ends = np.array(ends[:done])  # (what the cohort reads: an array, however priced)
+    ends = ends[:done] if isinstance(ends, list) else np.array(ends[:done])  # (a copy either way)
     ends[-1] = env.now
     # Blocks for the steps run (k fit when the run was planned); never inside an assert,
     # which `python -O` would skip.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import simpy
 
 from servesim.core.request import Request, RequestStatus
@@ -265,7 +264,7 @@ class Instance:
         planned ones, first tokens joining the cohort (or handed off), finishes. `gaps`: as
         `DecodeCohort.advance` takes it."""
         kv = self.kv
-        finished = kv.advance_cohort(np.array([end]), gaps) if plan.decode_cohort else []
+        finished = kv.advance_cohort([end], gaps) if plan.decode_cohort else []
         prefilled = []
         for request, n in plan.tokens.items():
             if math.isnan(request.first_scheduled_time):  # its first step

@@ -403,7 +403,7 @@ def _apply(instance, plan: StepPlan, request, tokens: int, start: float, ends: l
     if not kv.allocate(request, tokens):
         raise RuntimeError("a mixed run's prompt outgrew the KV blocks it was planned with")
     gaps = "recorded" if gaps_recorded else "steps"
-    finished = kv.advance_cohort(np.array(ends), gaps) if plan.decode_cohort else []
+    finished = kv.advance_cohort(ends, gaps) if plan.decode_cohort else []
     if math.isnan(request.first_scheduled_time):  # the run's first step was its first
         request.first_scheduled_time = start
     if request.advance(tokens, end):  # a fresh prompt whose first token was its last

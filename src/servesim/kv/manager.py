@@ -426,7 +426,7 @@ class KVCacheManager:
         if steps and not self.reserve_cohort(steps):
             raise KVConservationError("a smaller cohort could not hold the steps it held before")
 
-    def advance_cohort(self, end_times: np.ndarray, gaps: str = "run") -> list[Request]:
+    def advance_cohort(self, end_times: np.ndarray | list[float], gaps: str = "run") -> list[Request]:
         """Run the cohort's next len(end_times) steps (reserved before); return who finished."""
         if self._reserved_until - self.cohort.epoch < len(end_times):
             raise KVConservationError("a cohort step ran without its blocks reserved")
