@@ -128,11 +128,13 @@ class DecodeCohort:
         top, phase = (-offset) % self.block_size, self._phase
         return phase[top::-1] + phase[:top:-1]
 
-    def block_needs(self, first_step: int, steps: int) -> np.ndarray:
+    def block_needs(self, first_step: int, steps: int) -> list[int]:
         """New KV blocks each of the steps with offsets [first_step, first_step + steps) needs
         (those at a block's last slot: each step's `blocks_needed(o, o + 1)`)."""
+        if not self._members:
+            return [0] * steps
         cycle = self._cycle(self.epoch + first_step)
-        return np.array(cycle * (steps // self.block_size + 1), dtype=np.int64)[:steps]
+        return cycle * (steps // self.block_size) + cycle[: steps % self.block_size]
 
     def max_steps_for_blocks(self, first_step: int, free_blocks: int, limit: int) -> int:
         """Largest k <= limit such that steps [first_step, first_step + k) need <= free_blocks."""

@@ -231,7 +231,7 @@ def _run_length(instance, plan: StepPlan, request, chunk: int):
         limit = min(limit, cohort.steps_to_next_finish())
     if limit < 2:
         return limit, None, 0
-    needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else itertools.repeat(0, limit)
+    needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else [0] * limit
     taken = _blocks_taken(kv, request, request.num_computed_tokens, chunk, needs)
     k = len(taken)
     return k, taken, last if last and k == repeats + 1 else 0
@@ -257,10 +257,10 @@ def _handover_length(instance, plan: StepPlan, request, first: int, chunk: int):
     if limit < 2:
         return limit, None, 0
     size, joined = kv.block_size, joining.num_prompt_tokens
-    needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else itertools.repeat(0)
-    next(needs)  # the lead step's blocks are held
-    # the joined request takes a block when its context fills one (as the cohort counts)
-    needs = (need + ((joined + j - 1) % size == 0) for j, need in zip(range(1, limit), needs))
+    needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else [0] * limit
+    # after the lead step (whose blocks are held), the joined request takes a block when its
+    # context fills one (as the cohort counts)
+    needs = [need + ((joined + j - 1) % size == 0) for j, need in zip(range(1, limit), needs[1:])]
     taken = [0, *_blocks_taken(kv, request, request.num_computed_tokens + first, chunk, needs)]
     k = len(taken)
     return k, taken, last if last and k == repeats + 2 else 0
@@ -284,13 +284,11 @@ def _blocks_taken(kv, request, computed: int, chunk: int, needs) -> list[int]:
     return taken
 
 
-def _cohort_needs(kv, cohort, steps: int):
+def _cohort_needs(kv, cohort, steps: int) -> list[int]:
     """New blocks the cohort takes at each of its next `steps` steps (each reserves the next
-    step's, except those already reserved), lazily: a run stops at the first step that does
-    not fit, and one step's count is a histogram lookup."""
-    reserved = kv.cohort_reserved_steps
-    for j in range(steps):
-        yield 0 if j < reserved else cohort.blocks_needed(j, j + 1)
+    step's, except those already reserved)."""
+    reserved = min(kv.cohort_reserved_steps, steps)
+    return [0] * reserved + cohort.block_needs(reserved, steps - reserved)
 
 
 def _last_chunk(instance, request, chunk: int, repeats: int, pending: int, joining=None) -> int:
