@@ -176,10 +176,25 @@ class TokenGaps:
 
     def cohort_step_ends(self, prev_end: float, ends: list[float], class_counts: dict, joiners: dict) -> None:
         """`cohort_steps` of each step alone, one after another (a mixed run's steps, whose
-        records must be single steps' bit for bit), in one call."""
+        records must be single steps' bit for bit), in one call: `CohortSteps.record` of them
+        all, written out (each series gets its first step's records, then the others' gaps)."""
         if self._due:
             self._release()
-        CohortSteps(self, prev_end, ends, class_counts, joiners).record(len(ends))
+        end, per_class = ends[0], {}
+        for request, last in joiners.items():
+            cls = request.class_name
+            per_class[cls] = per_class.get(cls, 0) + 1
+            self._of(cls).add(end - last, 1.0)
+        gap = end - prev_end
+        gaps = [b - a for a, b in zip(ends, ends[1:])]
+        for cls, n in class_counts.items():
+            if n > 0:  # (a class whose members all joined has its series from their records)
+                series = self._of(cls)
+                settled = n - per_class.get(cls, 0) if per_class else n
+                if settled > 0:
+                    series.add(gap, float(settled))
+                if gaps:
+                    series.add_many(gaps, float(n))
 
     def steps_ahead(self, clock, prev_end: float, ends: list[float], class_counts: dict,
                     joiners: dict) -> CohortSteps:
