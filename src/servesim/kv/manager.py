@@ -276,7 +276,8 @@ class KVCacheManager:
         `keep_watermark`: leave `watermark_blocks` free (admission while others hold KV).
         """
         assert not request.in_cohort
-        hit_blocks, keys, revived, hits = num_cached_tokens // self.block_size, (), 0, TierHits()
+        hit_blocks, keys, revived, hits = num_cached_tokens // self.block_size, (), 0, None
+        gpu_blocks = 0
         if hit_blocks:
             segs = self.segments(request)
             n = segs.ends.index(hit_blocks) + 1
@@ -284,7 +285,7 @@ class KVCacheManager:
             hits.gpu, hits.lower = min(hits.gpu, n), hits.lower[: n - min(hits.gpu, n)]
             keys = segs.keys[: hits.gpu]
             revived = self.prefix.evictable_blocks(keys)  # cached but free: referencing takes them
-        gpu_blocks = sum(key[1] for key in keys)  # reloaded segments need fresh blocks: in `need`
+            gpu_blocks = sum(key[1] for key in keys)  # reloaded segments need fresh blocks: in `need`
         held = self._blocks.get(request, 0)
         tokens = request.num_computed_tokens + num_cached_tokens + num_tokens
         need = max(0, self.blocks_for(tokens) - held - gpu_blocks)
@@ -296,8 +297,9 @@ class KVCacheManager:
         if hit_blocks:
             self._reference_hits(request, keys, hits, revived, hit_blocks)
         self._take(need)
-        for _, key in hits.lower:  # reloaded: named on the GPU again, referenced by the request
-            self.prefix.insert(key)
+        if hit_blocks:
+            for _, key in hits.lower:  # reloaded: named on the GPU again, referenced by the request
+                self.prefix.insert(key)
         self._blocks[request] = held + need + gpu_blocks
         if self.retention is not None and request.program_id >= 0:
             self.retention.call_admitted(self, request)
