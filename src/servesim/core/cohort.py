@@ -32,6 +32,7 @@ class DecodeCohort:
         before every member's join are dropped when the buffer grows, so a long run's memory is
         bounded by the longest membership, not by the run's length."""
         self._first_kept = 0
+        self._last_end = math.nan  # the last step's end (`last_end`), as a Python float
         self._joined_at: dict[Request, int] = {}
         self._members: dict[Request, int] = {}
         self._heap: list[tuple[int, int, int, Request]] = []
@@ -88,6 +89,8 @@ class DecodeCohort:
         return -heap[0][0] + self.epoch + steps_ahead if heap else 0
 
     def end_time(self, epoch_index: int) -> float:
+        if epoch_index == self.epoch - 1:  # (the common case: a member leaving now)
+            return self._last_end
         return float(self._ends[epoch_index - self._first_kept])
 
     def max_gap_since(self, epoch0: int, last_time_at_join: float) -> float:
@@ -206,13 +209,14 @@ class DecodeCohort:
             self._make_room(k)
         at = self.epoch - self._first_kept
         if self.gaps is not None and gaps != "recorded":
-            prev = self.last_end()
+            prev = self._last_end
             if gaps == "steps":
                 self.gaps.cohort_step_ends(prev, end_times, self._class_counts, self._joiners)
             else:
                 self.gaps.cohort_steps(prev, end_times, self._class_counts, self._joiners)
             self._joiners.clear()
         self._ends[at : at + k] = end_times
+        self._last_end = float(end_times[-1])
         self.epoch += k
         finished = []
         heap = self._heap
@@ -228,7 +232,7 @@ class DecodeCohort:
 
     def last_end(self) -> float:
         """End time of the cohort's last step (NaN before its first)."""
-        return float(self._ends[self.epoch - 1 - self._first_kept]) if self.epoch else math.nan
+        return self._last_end
 
     def gaps_ahead(self, clock, ends: list[float]):
         """Have the token gaps of the next steps, ending at `ends`, recorded as `clock.now`

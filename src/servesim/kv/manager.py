@@ -447,8 +447,9 @@ class KVCacheManager:
         need = self.cohort.blocks_needed(held, steps)
         if need > self.num_free_blocks and not self._unpin_for(need):
             return False
-        self._take(need)
-        self._reserved_until = self.cohort.epoch + max(held, steps)
+        if need:
+            self._take(need)
+        self._reserved_until = self.cohort.epoch + steps
         return True
 
     def unreserve_cohort(self) -> None:
