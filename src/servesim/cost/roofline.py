@@ -57,7 +57,7 @@ class RooflineCostModel:
         self._linear_cache: dict[tuple[int, int, int], float] = shared_cache(
             ("linear_time", tuple(self._gemms), self._pad, self._t_gemm))
         self._decode_cache: dict[tuple[int, int], tuple[float, float, float, str]] = {}
-        self._chunk_cache: dict[tuple[int, int, int], tuple] = {}
+        self._chunk_cache: dict[tuple[int, int], tuple] = {}
 
     # -- constants ---------------------------------------------------------------------------------
     def _precompute(self) -> None:
@@ -232,7 +232,7 @@ class RooflineCostModel:
         after `priors[j]` cached ones and `num_decodes` decodes with context sums `ctx_sums[j]`
         and longest contexts `max_ctxs[j]`: `step_time` of each, float for float (the same
         operations in the same order, with what does not change between the steps computed
-        once per (chunk, decodes, logits) and kept). `last`: the final step is instead the
+        once, and kept per (chunk, decodes) for chunks other than a last). `last`: the final step is instead the
         prompt's last chunk, of `last` tokens, whose logit row counts too. None where that form
         is not written out (a sliding window, MLA, `batch_kv` attention): price the steps one
         by one. Plain Python: runs are a few steps."""
@@ -242,7 +242,7 @@ class RooflineCostModel:
         rows = zip(priors, ctx_sums, max_ctxs)
         repeats = len(priors) - 1 if last else len(priors)
         if repeats:
-            self._chunk_times(chunk, n, self._chunk_terms(chunk, n, n), itertools.islice(rows, repeats), out)
+            self._chunk_times(chunk, n, self._repeat_terms(chunk, n), itertools.islice(rows, repeats), out)
         if last:
             self._chunk_times(last, n, self._chunk_terms(last, n, n + 1), rows, out)
         return out
@@ -277,10 +277,6 @@ class RooflineCostModel:
     def _chunk_terms(self, c: int, n: int, logits: int) -> tuple:
         """What `chunk_step_times` computes once for steps of a `c`-token chunk beside `n`
         decodes with `logits` logit rows (as `_mixed_time` computes it for each step)."""
-        key = (c, n, logits)
-        hit = self._chunk_cache.get(key)
-        if hit is not None:
-            return hit
         tokens = c + n
         t = (
             self._linear_time(tokens, logits, 0)
@@ -299,11 +295,17 @@ class RooflineCostModel:
         if n:
             per_ctx, per_longest, launches = self._decode_attention_terms(n, n)
             launch += launches
-        terms = (t, launch, half, fresh, prefix, c * self._attn_q_bytes, per_ctx, per_longest, calls,
-                 tokens)
-        if len(self._chunk_cache) > _CACHE_LIMIT:
-            self._chunk_cache.clear()
-        self._chunk_cache[key] = terms
+        return (t, launch, half, fresh, prefix, c * self._attn_q_bytes, per_ctx, per_longest, calls,
+                tokens)
+
+    def _repeat_terms(self, c: int, n: int) -> tuple:
+        """`_chunk_terms` of a chunk that is not the prompt's last, kept: a run's repeats meet
+        the same few (chunk, decodes) pairs again and again (a last chunk's rarely recur)."""
+        terms = self._chunk_cache.get((c, n))
+        if terms is None:
+            if len(self._chunk_cache) > _CACHE_LIMIT:
+                self._chunk_cache.clear()
+            terms = self._chunk_cache[(c, n)] = self._chunk_terms(c, n, n)
         return terms
 
     def gpu_time(self, shape: StepShape) -> float:

@@ -53,7 +53,7 @@ class WorkModel:
         self._route_bytes = profile.moe_route_passes * layout.model.hidden_size * ab
         self._link_per_token, self._link_per_logit = self._link_terms()
         self._decode_cache: dict[int, tuple[float, float, float, float, float]] = {}
-        self._chunk_cache: dict[tuple[int, int, int], tuple] = {}
+        self._chunk_cache: dict[tuple[int, int], tuple] = {}
         # `_linear` reads these constants alone
         self._linear_cache: dict[tuple[int, int, int], tuple[float, float]] = shared_cache(
             ("linear_work", tuple(layout.gemms), ab))
@@ -81,7 +81,7 @@ class WorkModel:
         rows = zip(priors, ctx_sums)
         repeats = len(priors) - 1 if last else len(priors)
         if repeats:
-            self._chunk_work(chunk, n, self._chunk_terms(chunk, n, n), itertools.islice(rows, repeats),
+            self._chunk_work(chunk, n, self._repeat_terms(chunk, n), itertools.islice(rows, repeats),
                              flops, moved)
         if last:
             self._chunk_work(last, n, self._chunk_terms(last, n, n + 1), rows, flops, moved)
@@ -106,19 +106,21 @@ class WorkModel:
     def _chunk_terms(self, c: int, n: int, logits: int) -> tuple:
         """What `chunk_step_work` computes once for steps of a `c`-token chunk beside `n` decodes
         with `logits` logit rows."""
-        key = (c, n, logits)
-        hit = self._chunk_cache.get(key)
-        if hit is not None:
-            return hit
         tokens = c + n
         lin_f, lin_b = self._linear(tokens, logits, 0)
         f_moe, b_moe = self._moe(tokens)
         half, q_b = c * (c + 1) / 2, c * self.layout.attention.prefill_bytes_per_query
         link = tokens * self._link_per_token + logits * self._link_per_logit
-        terms = (lin_f, lin_b, f_moe, b_moe, half, q_b, tokens * self._elem_bytes_per_token, link)
-        if len(self._chunk_cache) > _CACHE_LIMIT:
-            self._chunk_cache.clear()
-        self._chunk_cache[key] = terms
+        return lin_f, lin_b, f_moe, b_moe, half, q_b, tokens * self._elem_bytes_per_token, link
+
+    def _repeat_terms(self, c: int, n: int) -> tuple:
+        """`_chunk_terms` of a chunk that is not the prompt's last, kept: a run's repeats meet
+        the same few (chunk, decodes) pairs again and again (a last chunk's rarely recur)."""
+        terms = self._chunk_cache.get((c, n))
+        if terms is None:
+            if len(self._chunk_cache) > _CACHE_LIMIT:
+                self._chunk_cache.clear()
+            terms = self._chunk_cache[(c, n)] = self._chunk_terms(c, n, n)
         return terms
 
     def decode_coeffs(self, n: int) -> tuple[float, float, float, float, float]:
