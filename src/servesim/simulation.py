@@ -142,10 +142,32 @@ def run(built: Built, after_step=None) -> SimulationResult:
     cfg = built.config
     if cfg.output.timeseries_csv and len(built.table):  # fail before the run, not after it
         check_size(float(built.table.arrival_s.max()), cfg.output.timeseries_interval_s, len(built.parts))
-    step_log = StepLog()
+    step_log, gaps = StepLog(), TokenGaps()
+    stats, frame = _simulate(built, step_log, gaps, after_step)
+    objectives = {name: o.model_dump() for name, o in cfg.slo.objectives.items()}
+    if any(o.uses_slowdown for o in cfg.slo.objectives.values()):
+        for name, values in isolated_columns(built, frame).items():
+            frame[name] = values
+    extra = _summary_sections(built, stats, frame)
+    extra.update(_energy_and_cost(built, stats, frame, step_log))  # reads the log piece by piece
+    steps = step_log.to_columns()  # a long log stays in its file until the columns are asked for
+    extra["cluster"]["idle_w"] = _idle_w(built, stats)
+    summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, extra, gaps,
+                        objectives)
+    programs = program_summary(built.requests) if built.requests_made else None
+    if programs is not None:
+        summary["programs"] = programs
+    log = built.kv_setup.log if built.kv_setup is not None else None
+    tiers = log.to_frame() if log is not None else None
+    lifecycle = built.elastic.log if built.elastic is not None else None
+    return SimulationResult(cfg, summary, frame, steps, lifecycle=lifecycle, tiers=tiers)
+
+
+def _simulate(built: Built, step_log: StepLog, gaps: TokenGaps, after_step):
+    """Run the cluster over the arriving requests; its stats and the request table of the run."""
+    cfg = built.config
     if cfg.engine.check_kv_conservation:
         after_step = _checking_kv(after_step)
-    gaps = TokenGaps()
     # Requests a length filter rejected never reach the cluster; they stay in requests.csv. Unless
     # asked for as objects, requests are made on arrival and logged when they end (engine.stream).
     if built.requests_made:
@@ -161,14 +183,15 @@ def run(built: Built, after_step=None) -> SimulationResult:
     # limit, not the last event, bounds them: a filter-rejected request may arrive after the rest ended.
     horizon = cfg.max_sim_time_s if cfg.max_sim_time_s is not None else math.inf
     if isinstance(arriving, RequestStream):
-        frame = arriving.columns(horizon)
-    else:
-        frame = request_columns(r for r in built.requests if r.arrival_time <= horizon)
-    objectives = {name: o.model_dump() for name, o in cfg.slo.objectives.items()}
-    if any(o.uses_slowdown for o in cfg.slo.objectives.values()):
-        for name, values in isolated_columns(built, frame).items():
-            frame[name] = values
-    kv_extra = {
+        return stats, arriving.columns(horizon)
+    return stats, request_columns(r for r in built.requests if r.arrival_time <= horizon)
+
+
+def _summary_sections(built: Built, stats, frame: Columns) -> dict:
+    """The summary's `kv`, `sim` and `cluster` sections (and `workload`, `requests` where they
+    apply), before energy and cost."""
+    cfg = built.config
+    extra: dict[str, Any] = {
         "kv": {
             "preemptions": stats.preemptions,
             "peak_usage_frac": stats.peak_kv_usage,
@@ -186,34 +209,23 @@ def run(built: Built, after_step=None) -> SimulationResult:
     }
     if built.kv_setup is not None:
         prompt_tokens = int(np.sum(frame["prompt_tokens"]))
-        kv_extra["kv"].update(built.kv_setup.stats(prompt_tokens, stats.simulated_s))
+        extra["kv"].update(built.kv_setup.stats(prompt_tokens, stats.simulated_s))
     if stats.kv_link is not None:
-        kv_extra["cluster"]["kv_link"] = stats.kv_link
-    lifecycle = built.elastic.log if built.elastic is not None else None
-    if lifecycle is not None:
-        kv_extra["cluster"].update(elastic_summary(lifecycle, stats, frame))
-        kv_extra["cluster"]["cold_start_s"] = built.elastic.cold_start_s
-        kv_extra["requests"] = {
+        extra["cluster"]["kv_link"] = stats.kv_link
+    if built.elastic is not None:
+        extra["cluster"].update(elastic_summary(built.elastic.log, stats, frame))
+        extra["cluster"]["cold_start_s"] = built.elastic.cold_start_s
+        extra["requests"] = {
             "failed": int((frame["status"] == "failed").sum()),
             "retried": int((np.asarray(frame["retries"]) > 0).sum()),
         }
     else:
-        kv_extra["cluster"]["instance_seconds"] = len(built.parts) * stats.simulated_s
-        kv_extra["cluster"]["instance_hours"] = len(built.parts) * stats.simulated_s / 3600
-        kv_extra["cluster"]["cold_starts"] = 0
+        extra["cluster"]["instance_seconds"] = len(built.parts) * stats.simulated_s
+        extra["cluster"]["instance_hours"] = len(built.parts) * stats.simulated_s / 3600
+        extra["cluster"]["cold_starts"] = 0
     if built.workload_counts is not None:
-        kv_extra["workload"] = built.workload_counts
-    kv_extra.update(_energy_and_cost(built, stats, frame, step_log))  # reads the log piece by piece
-    steps = step_log.to_columns()  # a long log stays in its file until the columns are asked for
-    kv_extra["cluster"]["idle_w"] = _idle_w(built, stats)
-    summary = summarize(frame, cfg.slo.ttft_s, cfg.slo.tpot_s, stats.simulated_s, kv_extra, gaps,
-                        objectives)
-    programs = program_summary(built.requests) if built.requests_made else None
-    if programs is not None:
-        summary["programs"] = programs
-    log = built.kv_setup.log if built.kv_setup is not None else None
-    tiers = log.to_frame() if log is not None else None
-    return SimulationResult(cfg, summary, frame, steps, lifecycle=lifecycle, tiers=tiers)
+        extra["workload"] = built.workload_counts
+    return extra
 
 
 def elastic_summary(lifecycle: LifecycleLog, stats, frame: Columns) -> dict:

@@ -149,7 +149,10 @@ def test_price_breakdown(capsys):
         (f"{GPU},llama3-8b,3,decode,,0,8,128,6.5,1", 3, "tp: 3 does not divide"),
         (f"{GPU},llama3-8b,1,prefill,12+x,0,0,0,6.5,1", 3, "prefill_lens"),
         (f"{GPU},llama3-8b,1,decode,,0,8,128,-1,1", 3, "ms: must be a positive number"),
-        (f"{GPU},llama3-8b,1,decode,,0,8,128,6.5,2", 3, "includes_comm"),
+        (f"{GPU},llama3-8b,1,decode,,0,8,128,6.5,2", 3, "includes_comm: expected 0 or 1, got '2'"),
+        (f"{GPU},llama3-8b,1,decode,512,0,8,128,6.5,1", 3, "kind decode: needs decode_batch >= 1"),
+        (f"{GPU},llama3-8b,1,mixed,512,0,0,0,6.5,1", 3, "kind mixed: needs both"),
+        (f",llama3-8b,1,decode,,0,8,128,6.5,1", 3, "gpu: empty"),
     ],
 )
 def test_bad_rows_exit_2_naming_the_line(tmp_path, capsys, row, line, fragment):

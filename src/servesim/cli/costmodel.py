@@ -13,7 +13,14 @@ EXIT_OK = 0
 def register(sub) -> None:
     p = sub.add_parser("costmodel", help="calibrate and validate the step cost model")
     cmds = p.add_subparsers(dest="costmodel_command", required=True, parser_class=type(p))
+    cal = _add_calibrate(cmds)
+    check = cmds.add_parser("check", help="replay published throughput results and report the error")
+    throughput.add_arguments(cal, check)
+    _add_validate(cmds)
+    _add_price(cmds)
 
+
+def _add_calibrate(cmds):
     cal = cmds.add_parser("calibrate", help="fit a profile to measurements and/or an engine run")
     cal.add_argument(
         "--measurements",
@@ -67,9 +74,10 @@ def register(sub) -> None:
     )
     cal.add_argument("--json", action="store_true")
     cal.set_defaults(handler=cmd_calibrate)
-    check = cmds.add_parser("check", help="replay published throughput results and report the error")
-    throughput.add_arguments(cal, check)
+    return cal
 
+
+def _add_validate(cmds) -> None:
     val = cmds.add_parser("validate", help="predict every measured row and report the error")
     val.add_argument("--measurements", required=True, metavar="CSV")
     val.add_argument("--hardware", help="catalog hardware (default: from each row's gpu column)")
@@ -78,6 +86,8 @@ def register(sub) -> None:
     val.add_argument("--json", action="store_true")
     val.set_defaults(handler=cmd_validate)
 
+
+def _add_price(cmds) -> None:
     pr = cmds.add_parser("price", help="price one step and show where the time goes")
     pr.add_argument("--model", required=True,
                     help="catalog name or an inline spec, e.g. '{base: llama3-70b, weight_dtype: fp8}'")

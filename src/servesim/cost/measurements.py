@@ -75,64 +75,29 @@ def read_measurements(path: str | Path) -> list[Measurement]:
 
 
 def _parse(path: Path, line: int, raw: dict) -> Measurement:
-    def fail(msg: str):
-        raise InputFileError(path, msg, line)
-
+    row = _Row(path, line, raw)
     if None in raw or any(raw.get(c) is None for c in REQUIRED):
-        fail("wrong number of fields")
-
-    def integer(col: str, minimum: int = 0) -> int:
-        text = raw[col].strip()
-        try:
-            value = int(text) if text else 0
-        except ValueError:
-            fail(f"{col}: expected an integer, got {text!r}")
-        if value < minimum:
-            fail(f"{col}: must be >= {minimum}, got {value}")
-        return value
-
-    kind = raw["kind"].strip()
-    if kind not in KINDS:
-        fail(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        row.fail("wrong number of fields")
+    kind = row.choice("kind", KINDS)
     model = raw["model"].strip()
     if model not in model_names():
-        fail(f"model: unknown model {model!r}; valid: {', '.join(model_names())}")
-    lens_text = raw["prefill_lens"].strip()
-    try:
-        lens = tuple(int(x) for x in lens_text.split("+")) if lens_text else ()
-    except ValueError:
-        fail(f"prefill_lens: expected '+'-joined integers, got {lens_text!r}")
-    if any(c <= 0 for c in lens):
-        fail("prefill_lens: chunk lengths must be >= 1")
-    try:
-        ms = float(raw["ms"])
-    except ValueError:
-        fail(f"ms: expected a number, got {raw['ms']!r}")
-    if not ms > 0 or ms == float("inf"):
-        fail(f"ms: must be a positive number, got {raw['ms']!r}")
-    comm_text = (raw.get("includes_comm") or "1").strip()
-    if comm_text not in ("0", "1"):
-        fail(f"includes_comm: expected 0 or 1, got {comm_text!r}")
-    moe_text = (raw.get("moe_kernels") or "").strip()
-    if moe_text not in ("", "fused", "looped"):
-        fail(f"moe_kernels: expected fused, looped or empty, got {moe_text!r}")
-    tp = integer("tp", 1)
-    batch, dctx = integer("decode_batch"), integer("decode_ctx")
-    if kind in ("prefill", "prefill_batch") and (not lens or batch):
-        fail(f"kind {kind}: needs prefill_lens and no decodes")
-    if kind == "decode" and (lens or not batch):
-        fail("kind decode: needs decode_batch >= 1 and no prefill_lens")
-    if kind == "mixed" and not (lens and batch):
-        fail("kind mixed: needs both prefill_lens and decode_batch")
+        row.fail(f"model: unknown model {model!r}; valid: {', '.join(model_names())}")
+    lens = row.chunk_lengths()
+    ms = row.milliseconds()
+    comm = row.choice("includes_comm", ("0", "1"), default="1")
+    moe = row.choice("moe_kernels", ("fused", "looped", ""), default="")
+    tp = row.integer("tp", 1)
+    batch, decode_ctx = row.integer("decode_batch"), row.integer("decode_ctx")
+    _check_kind(row, kind, lens, batch)
     try:
         spec = get_model(model)
     except ConfigError as exc:  # pragma: no cover - names come from the catalog
-        fail(str(exc))
+        row.fail(str(exc))
     if spec.num_heads % tp:
-        fail(f"tp: {tp} does not divide the {spec.num_heads} heads of {model}")
+        row.fail(f"tp: {tp} does not divide the {spec.num_heads} heads of {model}")
     gpu = raw["gpu"].strip()
     if not gpu:
-        fail("gpu: empty")
+        row.fail("gpu: empty")
     return Measurement(
         line=line,
         gpu=gpu,
@@ -141,10 +106,70 @@ def _parse(path: Path, line: int, raw: dict) -> Measurement:
         tp=tp,
         kind=kind,
         prefill_lens=lens,
-        prior_ctx=integer("prior_ctx"),
+        prior_ctx=row.integer("prior_ctx"),
         decode_batch=batch,
-        decode_ctx=dctx,
+        decode_ctx=decode_ctx,
         seconds=ms / 1e3,
-        includes_comm=comm_text == "1",
-        moe_kernels=moe_text or None,
+        includes_comm=comm == "1",
+        moe_kernels=moe or None,
     )
+
+
+def _check_kind(row: _Row, kind: str, lens: tuple[int, ...], batch: int) -> None:
+    """A row's chunks and decodes must be what its kind of step has."""
+    if kind in ("prefill", "prefill_batch") and (not lens or batch):
+        row.fail(f"kind {kind}: needs prefill_lens and no decodes")
+    if kind == "decode" and (lens or not batch):
+        row.fail("kind decode: needs decode_batch >= 1 and no prefill_lens")
+    if kind == "mixed" and not (lens and batch):
+        row.fail("kind mixed: needs both prefill_lens and decode_batch")
+
+
+class _Row:
+    """One CSV row's columns, each read with an error naming the file, the line and the column."""
+
+    def __init__(self, path: Path, line: int, raw: dict):
+        self.path, self.line, self.raw = path, line, raw
+
+    def fail(self, msg: str):
+        raise InputFileError(self.path, msg, self.line)
+
+    def integer(self, col: str, minimum: int = 0) -> int:
+        text = self.raw[col].strip()
+        try:
+            value = int(text) if text else 0
+        except ValueError:
+            self.fail(f"{col}: expected an integer, got {text!r}")
+        if value < minimum:
+            self.fail(f"{col}: must be >= {minimum}, got {value}")
+        return value
+
+    def choice(self, col: str, allowed: tuple[str, ...], default: str | None = None) -> str:
+        """The column's text, one of `allowed`; `default` where an optional column is empty."""
+        text = self.raw[col].strip() if default is None else (self.raw.get(col) or default).strip()
+        if text not in allowed:
+            if default is None:
+                self.fail(f"{col}: expected one of {', '.join(allowed)}, got {text!r}")
+            named = [a for a in allowed if a]
+            wanted = f"{', '.join(named)} or empty" if "" in allowed else " or ".join(named)
+            self.fail(f"{col}: expected {wanted}, got {text!r}")
+        return text
+
+    def chunk_lengths(self) -> tuple[int, ...]:
+        text = self.raw["prefill_lens"].strip()
+        try:
+            lens = tuple(int(x) for x in text.split("+")) if text else ()
+        except ValueError:
+            self.fail(f"prefill_lens: expected '+'-joined integers, got {text!r}")
+        if any(c <= 0 for c in lens):
+            self.fail("prefill_lens: chunk lengths must be >= 1")
+        return lens
+
+    def milliseconds(self) -> float:
+        try:
+            ms = float(self.raw["ms"])
+        except ValueError:
+            self.fail(f"ms: expected a number, got {self.raw['ms']!r}")
+        if not ms > 0 or ms == float("inf"):
+            self.fail(f"ms: must be a positive number, got {self.raw['ms']!r}")
+        return ms

@@ -28,6 +28,7 @@ import numpy as np
 import simpy
 
 from servesim.core.step import StepPlan
+from servesim.engine.clock import skip_ahead
 
 SHORT_RUN = 64
 """Most steps of a run priced in plain Python (0: always numpy; results are the same)."""
@@ -55,18 +56,19 @@ def decode_run(instance, plan: StepPlan):
     limit = _limit(instance)
     instance.meter.begin(start, ends[-1] - start, joules)
     done = k
-    instance._interruptible = k > 1
-    try:
-        yield env.timeout(ends[-1] - start)
-    except simpy.Interrupt as exc:
-        if exc.cause is not None:  # the instance failed: not a wake
-            raise
-        # An arrival: finish the step in flight, then plan again.
-        done = min(bisect.bisect_left(ends, env.now) + 1, k)
-        remaining = ends[done - 1] - env.now
-        if remaining > 0:
-            yield env.timeout(remaining)
-    instance._interruptible = False
+    if not skip_ahead(env, ends[-1] - start):  # (nothing else due before the run ends)
+        instance._interruptible = k > 1
+        try:
+            yield env.timeout(ends[-1] - start)
+        except simpy.Interrupt as exc:
+            if exc.cause is not None:  # the instance failed: not a wake
+                raise
+            # An arrival: finish the step in flight, then plan again.
+            done = min(bisect.bisect_left(ends, env.now) + 1, k)
+            remaining = ends[done - 1] - env.now
+            if remaining > 0 and not skip_ahead(env, remaining):
+                yield env.timeout(remaining)
+        instance._interruptible = False
     ends = ends[:done] if isinstance(ends, list) else np.array(ends[:done])  # (a copy either way)
     ends[-1] = env.now
     # Blocks for the steps run (k fit when the run was planned); never inside an assert,

@@ -20,6 +20,7 @@ import simpy
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
+from servesim.engine.clock import skip_ahead
 from servesim.engine.decode_run import decode_run
 from servesim.engine.mixed_run import handover_run, mixed_run
 from servesim.engine.power import PowerMeter
@@ -254,7 +255,8 @@ class Instance:
         start = env.now
         seconds, joules = self.price(shape, plan.num_swap_in_tokens + plan.num_swap_out_tokens)
         self.meter.begin(start, seconds, joules)
-        yield env.timeout(seconds)
+        if not skip_ahead(env, seconds):
+            yield env.timeout(seconds)
         end = env.now
         self._settle(plan, start, end)
         self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes, joules)

@@ -54,6 +54,7 @@ import simpy
 
 from servesim.core.step import StepPlan
 from servesim.cost.base import StepShape
+from servesim.engine.clock import skip_ahead
 from servesim.engine.decode_run import steps_before
 from servesim.schedulers.chunk_runs import leaves_budget_unused
 
@@ -374,7 +375,9 @@ def _until(env, target: float):
     """Sleep until exactly `target`. `now + (target - now)` may round to a neighbour of it when
     the sleep is longer than `now` itself; a second hop, of the exact rest, then lands on it."""
     if env.now < target:
-        yield env.timeout(_delay(env.now, target))
+        delay = _delay(env.now, target)
+        if not skip_ahead(env, delay):  # (nothing else due before then)
+            yield env.timeout(delay)
         if env.now < target:
             yield env.timeout(target - env.now)
 

@@ -276,9 +276,8 @@ class KVCacheManager:
         `keep_watermark`: leave `watermark_blocks` free (admission while others hold KV).
         """
         assert not request.in_cohort
-        hit_blocks, keys, revived, hits = num_cached_tokens // self.block_size, (), 0, None
-        gpu_blocks = 0
-        if hit_blocks:
+        hit_blocks, keys, revived, hits, gpu_blocks = num_cached_tokens // self.block_size, (), 0, None, 0
+        if hit_blocks:  # (none without prefix caching: planning's common case skips all this)
             segs = self.segments(request)
             n = segs.ends.index(hit_blocks) + 1
             hits = self.tier_hits(segs, hit_blocks)

@@ -92,6 +92,8 @@ class ChunkedBatching:
         plan = scheduler.plan
         while True:
             budget = scheduler.limits.chunk_size - scheduler.decode()
+            if not scheduler.waiting and len(scheduler.running) == scheduler.cohort.size:
+                return  # the cohort alone (or nobody): no prompt to continue or start
             slots = self.params.max_prefills or scheduler.limits.max_num_seqs
             budget, slots = self.continue_prompts(scheduler, budget, slots)
             if not plan.preempted:  # a victim must not come straight back in the step

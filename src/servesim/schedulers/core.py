@@ -112,6 +112,7 @@ class Scheduler:
         self.num_admitted = 0
         self._waiting_tokens = 0
         self._running_tokens = 0
+        self._load: SchedulerLoad | None = None  # `load()`, until the queues change
         self._now = 0.0
 
     # -- what the engine calls ----------------------------------------------------------------------
@@ -153,9 +154,12 @@ class Scheduler:
         self._drop_running(request)
 
     def load(self) -> SchedulerLoad:
-        return SchedulerLoad(
-            len(self.waiting), len(self.running), self._waiting_tokens, self._running_tokens
-        )
+        load = self._load  # (read every step and routing decision, changed far less often)
+        if load is None:
+            load = self._load = SchedulerLoad(
+                len(self.waiting), len(self.running), self._waiting_tokens, self._running_tokens
+            )
+        return load
 
     def rejection_reason(self, request: Request) -> str | None:
         """Why a request can never be served here, or None."""
@@ -250,7 +254,7 @@ class Scheduler:
             if not kv.allocate(request, blocks_for, kv.has_holders(), cached):
                 return 0
         self._dequeue(request)
-        self._running_tokens += request.num_prompt_tokens
+        self._running_tokens += request.num_prompt_tokens  # (`_add_running` clears `_load`)
         if request.status == RequestStatus.SWAPPED:
             self.plan.num_swap_in_tokens += request.num_computed_tokens
             kv.swap_in(request)
@@ -383,15 +387,18 @@ class Scheduler:
             self._queue.add(key, request)
         self.waiting[request] = key
         self._waiting_tokens += request.num_pending_tokens
+        self._load = None
 
     def _dequeue(self, request: Request) -> None:
         key = self.waiting.pop(request)
         if self._queue is not None:
             self._queue.remove(key, request)
         self._waiting_tokens -= request.num_pending_tokens
+        self._load = None
 
     def _add_running(self, request: Request) -> None:
         self.running[request] = None
+        self._load = None
         if self._ranked is not None:
             self._ranked.add(self.policy.rank_key(request, self._now), request)
 
@@ -400,5 +407,6 @@ class Scheduler:
             self.kv.leave_cohort(request)
         del self.running[request]
         self._running_tokens -= request.num_prompt_tokens
+        self._load = None
         if self._ranked is not None:  # within a plan: keys as ranked at its time
             self._ranked.remove(self.policy.rank_key(request, self._now), request)

@@ -1,0 +1,80 @@
+"""Sleeps without an event (engine/clock.py): the clock moves in place only when nothing is due
+first, and whole simulations are bit for bit those that sleep through SimPy's queue."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from unittest import mock
+
+import pandas as pd
+import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import servesim
+from servesim.engine.clock import skip_ahead
+from tests.factories import same_summary, small_config
+from tests.test_invariants import chunked_configs, configs, pooled_queued_chunked_configs, timed
+
+USERS = ("servesim.engine.instance", "servesim.engine.decode_run", "servesim.engine.mixed_run")
+"""Modules that sleep with `skip_ahead`."""
+
+
+def test_the_clock_moves_in_place_when_nothing_is_due_first():
+    env = simpy.Environment(initial_time=1.5)
+    assert skip_ahead(env, 0.25) and env.now == 1.75  # nothing queued at all
+    env.timeout(1.0)
+    assert skip_ahead(env, 0.5) and env.now == 2.25  # due at 2.75, after the sleep's end
+
+
+def test_an_event_due_at_or_before_the_end_keeps_the_sleep_a_timeout():
+    env = simpy.Environment()
+    env.timeout(1.0)
+    assert not skip_ahead(env, 1.0) and env.now == 0.0  # a same-time event queued first
+    assert not skip_ahead(env, 2.0) and env.now == 0.0
+    assert not skip_ahead(env, -1.0) and not skip_ahead(env, float("nan"))  # the timeout raises
+
+
+def _trace(skip: bool) -> tuple[list, int]:
+    """(time, name) of two processes' wake-ups, one of them sleeping with `skip_ahead` (through
+    a tie with the other at 1.0 and one with an event it makes itself), and its sleeps skipped."""
+    env, seen, skipped = simpy.Environment(), [], [0]
+
+    def sleeper():
+        for i, delay in enumerate((0.3, 0.3, 0.4, 0.5, 0.25, 0.25, 0.7)):
+            if skip and skip_ahead(env, delay):
+                skipped[0] += 1
+            else:
+                yield env.timeout(delay)
+            seen.append((env.now, "sleeper"))
+            if i == 4:  # due at once: the next sleep must wait for it
+                env.timeout(0.0).callbacks.append(lambda _: seen.append((env.now, "made")))
+
+    def ticker():
+        while True:
+            yield env.timeout(1.0)
+            seen.append((env.now, "ticker"))
+
+    env.process(sleeper())
+    env.process(ticker())
+    env.run(until=3.5)
+    return seen, skipped[0]
+
+
+def test_others_see_the_same_schedule_ties_included():
+    (skipping, skipped), (queued, _) = _trace(skip=True), _trace(skip=False)
+    assert skipping == queued
+    assert skipped == 4  # 0.3 -> 0.6, 1.0 -> 1.5 -> 1.75, 2.0 -> 2.7; the others wait for an event
+
+
+@settings(max_examples=20, deadline=None)
+@given(timed(st.one_of(configs, chunked_configs, pooled_queued_chunked_configs)))
+def test_simulations_equal_those_that_sleep_through_the_queue(changes):
+    fast = servesim.simulate(small_config(**changes))
+    with ExitStack() as stack:
+        for module in USERS:
+            stack.enter_context(mock.patch(f"{module}.skip_ahead", lambda env, delay: False))
+        slow = servesim.simulate(small_config(**changes))
+    pd.testing.assert_frame_equal(fast.requests, slow.requests, check_exact=True)
+    pd.testing.assert_frame_equal(fast.steps, slow.steps, check_exact=True)
+    assert same_summary(fast.summary, slow.summary, ignore=("wall_s", "events"))
