@@ -232,10 +232,10 @@ class RooflineCostModel:
         after `priors[j]` cached ones and `num_decodes` decodes with context sums `ctx_sums[j]`
         and longest contexts `max_ctxs[j]`: `step_time` of each, float for float (the same
         operations in the same order, with what does not change between the steps computed
-        once, and kept per (chunk, decodes) for chunks other than a last). `last`: the final step is instead the
-        prompt's last chunk, of `last` tokens, whose logit row counts too. None where that form
-        is not written out (a sliding window, MLA, `batch_kv` attention): price the steps one
-        by one. Plain Python: runs are a few steps."""
+        once, and kept per (chunk, decodes) for chunks other than a last). `last`: the final
+        step is instead the prompt's last chunk, of `last` tokens, whose logit row counts too.
+        None where that form is not written out (a sliding window, MLA, `batch_kv` attention):
+        price the steps one by one. Plain Python: runs are a few steps."""
         if self.model.sliding_window or self.model.is_mla or self._decode_mode == "batch_kv":
             return None
         n, out = num_decodes, []
