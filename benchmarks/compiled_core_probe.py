@@ -1,9 +1,11 @@
-"""Does a compiled core pay? Cython over the unchanged hot-path modules, timed against pure Python.
+"""Does a compiled core pay? Cython or mypyc over the unchanged hot-path modules, timed against
+pure Python.
 
 Issue 17 item 5 allows an optional compiled core only if it pays. This probe measures it on the
 tree it is given, without changing `src/servesim`: it copies the package to a build folder, compiles
 the hot modules there with Cython in pure-Python mode (the `.py` files as they are; optionally with
-augmenting `.pxd` declarations from `benchmarks/compiled_core/`), and runs the `vidur20k` scenario
+augmenting `.pxd` declarations from `benchmarks/compiled_core/`) or with mypyc (the same `.py`
+files, type-checked: annotated classes become native classes), and runs the `vidur20k` scenario
 (`bench_vidur_scenario.scenario`, fewer requests) with the pure-Python tree and each compiled tree
 in turn, each run in a fresh process. Reported per variant, median of --repeats runs: the CPU
 seconds of the simulation alone (`time.process_time` around `simulation.run`, start-up and file
@@ -17,7 +19,10 @@ Variants (--variants, comma-separated):
 - `hot_noann`: the same with `annotation_typing=False` (annotations ignored: Python semantics);
 - `hot_simpy`: `hot_noann` plus SimPy's `core.py` and `events.py` (a copy of the installed SimPy);
 - `hot_simpy_pxd`: `hot_simpy` plus the `.pxd` files under `benchmarks/compiled_core/`;
-- `one:<module>` (or --per-module, all of them): one hot module alone, as in `hot_noann`.
+- `one:<module>` (or --per-module, all of them): one hot module alone, as in `hot_noann`;
+- `mypyc`: the hot modules (less `schedulers/batching`, whose pydantic models mypyc cannot
+  compile) plus `cost/work` and `core/step`, compiled together by mypyc into one extension;
+- `mypyc:<module>+<module>` (paths under `servesim/`): those modules alone, compiled by mypyc.
 Hot modules are the ones py-spy shows in the loop (HOT below). A module Cython rejects is left as
 Python and named in the output. Each module's extension is cached under --build-dir by a hash of
 its source, its `.pxd`, the directives and Cython's version: a module is compiled once for every
@@ -27,8 +32,9 @@ variant and run that needs it, and a second run of the probe on the same tree co
 disaggregation, prefix caching, power budget, routing) on the pure tree and on each compiled tree.
 
 Usage: python benchmarks/compiled_core_probe.py [--requests 5000] [--repeats 3]
-       [--variants py,hot,hot_noann,hot_simpy,hot_simpy_pxd] [--examples]
-Needs Cython and a C compiler (`pip install cython`); the package itself needs neither.
+       [--variants py,hot,hot_noann,hot_simpy,hot_simpy_pxd,mypyc] [--examples]
+Needs a C compiler and Cython (`pip install cython`) or mypy (`pip install mypy`, for mypyc); the
+package itself needs neither.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ HOT = (
     "servesim/core/request.py",
 )
 SIMPY = ("simpy/core.py", "simpy/events.py")
+MYPYC = tuple(m for m in HOT if m != "servesim/schedulers/batching.py") + (
+    "servesim/cost/work.py", "servesim/core/step.py",
+)
 VARIANTS = {  # name: (modules, Cython directives, with .pxd files)
     "py": ((), {}, False),
     "hot": (HOT, {}, False),
@@ -67,9 +76,18 @@ VARIANTS = {  # name: (modules, Cython directives, with .pxd files)
 
 def variant_spec(name: str) -> tuple[tuple[str, ...], dict, bool]:
     """A named variant, or `one:<module>` (that module alone, as in `hot_noann`)."""
+    if name == "mypyc" or name.startswith("mypyc:"):
+        return mypyc_modules(name), {}, False
     if name.startswith("one:") and name[4:] in HOT + SIMPY:
         return (name[4:],), {"annotation_typing": False}, False
     return VARIANTS[name]
+
+
+def mypyc_modules(name: str) -> tuple[str, ...]:
+    """`mypyc`: the MYPYC modules; `mypyc:a.py+b.py`: those (paths under `servesim/`)."""
+    if name == "mypyc":
+        return MYPYC
+    return tuple(f"servesim/{m}" for m in name[len("mypyc:"):].split("+"))
 
 
 def module_key(folder: Path, module: str, directives: dict) -> str:
@@ -92,10 +110,12 @@ def build_tree(variant: str, cache: Path) -> tuple[Path, list[str]]:
     if variant == "py":
         return ROOT / "src", []
     modules, directives, with_pxd = variant_spec(variant)
-    folder = cache / variant.replace(":", "_").replace("/", "_")
+    folder = cache / variant.replace(":", "_").replace("/", "_")[:100]
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(ROOT / "src" / "servesim", folder / "servesim",
                     ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.c"))
+    if variant.startswith("mypyc"):
+        return folder, mypyc_build(folder, modules, cache)
     if any(m.startswith("simpy/") for m in modules):
         import simpy
 
@@ -117,6 +137,36 @@ def build_tree(variant: str, cache: Path) -> tuple[Path, list[str]]:
         else:
             rejected.append(module)
     return folder, rejected
+
+
+def mypyc_build(folder: Path, modules: tuple[str, ...], cache: Path) -> list[str]:
+    """Compile `modules` together with mypyc (one shared extension plus a small one per module),
+    cached by the whole package's source (mypy reads every module they import) and mypy's
+    version. Returns the modules not compiled: all of them if mypyc refused (its message shown)."""
+    import mypy.version
+
+    digest = hashlib.sha256(f"{modules} {mypy.version.__version__} {sys.version}".encode())
+    for path in sorted((folder / "servesim").rglob("*.py")):
+        digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    stored = cache / "extensions" / f"mypyc-{digest.hexdigest()[:20]}"
+    if not stored.exists():
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "mypyc", "--ignore-missing-imports", *modules],
+                              cwd=folder, capture_output=True, text=True)
+        if proc.returncode:
+            lines = [ln for ln in (proc.stdout + proc.stderr).splitlines()
+                     if not ln.startswith(("gcc", "creating", "copying", "building", "running"))]
+            print("  mypyc refused, nothing compiled:\n" + "\n".join(lines[-20:]))
+            return list(modules)
+        for ext in [*folder.glob("*.so"), *(folder / m for m in modules)]:
+            for built in ext.parent.glob(ext.stem.split(".")[0] + ".*.so"):
+                target = stored / built.relative_to(folder)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(built, target)
+        print(f"  mypyc: {len(modules)} modules compiled in {time.perf_counter() - t0:.0f} s", flush=True)
+    for built in stored.rglob("*.so"):
+        shutil.copy(built, folder / built.relative_to(stored))
+    return []
 
 
 def compile_module(folder: Path, module: str, directives: dict, stored: Path) -> None:
@@ -212,7 +262,8 @@ def main() -> None:
         return
     names = ["py", *(v for v in args.variants.split(",") if v != "py")]
     names += [f"one:{m}" for m in HOT + SIMPY] if args.per_module else []
-    unknown = [v for v in names if v not in VARIANTS and v[4:] not in HOT + SIMPY]
+    unknown = [v for v in names if v not in VARIANTS and v[4:] not in HOT + SIMPY
+               and not v.startswith("mypyc")]
     if unknown:
         raise SystemExit(f"--variants: unknown {unknown}, expected some of {list(VARIANTS)}")
     trees, rejected = {}, {}

@@ -11,6 +11,7 @@ import yaml
 
 import servesim
 from servesim.cli import main
+from tests.compiled import pure_python_only
 from tests.factories import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +24,7 @@ def test_package_data_covers_every_data_file():
 
     globs = read_configuration(ROOT / "pyproject.toml")["tool"]["setuptools"]["package-data"]["servesim"]
     data = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*")
-            if p.is_file() and p.suffix not in (".py", ".pyc")]
+            if p.is_file() and p.suffix not in (".py", ".pyc", ".so", ".pyd")]  # (.so: compiled core)
     assert any(p.startswith("cost/profiles/") for p in data)
     missing = [p for p in data if not any(fnmatch.fnmatch(p, g) or fnmatch.fnmatch(p, g.replace("**/", ""))
                                           for g in globs)]
@@ -50,6 +51,7 @@ def test_timeseries_waiting_queue_obeys_littles_law():
 
 
 # -- 6. exit codes: 3 for a bug (with a short traceback), 130 for Ctrl-C ------------------------------
+@pure_python_only  # counts traceback lines
 def test_internal_error_exits_3_and_says_it_is_a_bug(monkeypatch, capsys, tmp_path):
     import servesim.simulation as sim
 

@@ -152,7 +152,7 @@ def test_price_breakdown(capsys):
         (f"{GPU},llama3-8b,1,decode,,0,8,128,6.5,2", 3, "includes_comm: expected 0 or 1, got '2'"),
         (f"{GPU},llama3-8b,1,decode,512,0,8,128,6.5,1", 3, "kind decode: needs decode_batch >= 1"),
         (f"{GPU},llama3-8b,1,mixed,512,0,0,0,6.5,1", 3, "kind mixed: needs both"),
-        (f",llama3-8b,1,decode,,0,8,128,6.5,1", 3, "gpu: empty"),
+        (",llama3-8b,1,decode,,0,8,128,6.5,1", 3, "gpu: empty"),
     ],
 )
 def test_bad_rows_exit_2_naming_the_line(tmp_path, capsys, row, line, fragment):

@@ -18,6 +18,7 @@ from servesim.cost.base import StepShape
 from servesim.engine.mixed_run import _delay, _until
 from servesim.schedulers.chunk_runs import chunk_follows, leaves_budget_unused, repeats_chunk
 from servesim.simulation import run
+from tests.compiled import pure_python_only
 from tests.factories import apply_plan, make_scheduler, req, small_config, step
 
 CHUNKED = {
@@ -119,6 +120,7 @@ def _cycles_and_results(changes: dict, mixed: bool):
         return cycles, run(built, after_step=count)
 
 
+@pure_python_only  # patches the instance module's globals
 def test_mixed_runs_cut_cycles_not_steps_or_results():
     fast_cycles, fast = _cycles_and_results(CHUNKED, mixed=True)
     slow_cycles, slow = _cycles_and_results(CHUNKED, mixed=False)
@@ -128,6 +130,7 @@ def test_mixed_runs_cut_cycles_not_steps_or_results():
     pd.testing.assert_frame_equal(fast.steps, slow.steps, check_exact=True)
 
 
+@pure_python_only  # patches the instance module's globals
 def test_handover_runs_cut_cycles_not_results():
     busy = {**CHUNKED, "workload.arrival.rate": 60.0}  # a queue: prompts follow one another
     cycles, fast = _cycles_and_results(busy, mixed=True)

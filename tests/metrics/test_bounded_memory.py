@@ -16,6 +16,7 @@ from servesim.metrics import energy
 from servesim.metrics import steps as step_module
 from servesim.metrics.step_scan import Probe, scan
 from servesim.simulation import run
+from tests.compiled import pure_python_only
 from tests.factories import small_config
 
 MIXED = small_config(**{
@@ -61,6 +62,7 @@ def test_a_streamed_run_lets_ended_requests_go():
     assert len(alive) <= 2 * 64 and result.summary["requests"]["completed"] == 400
 
 
+@pure_python_only  # patches the step log's constants and methods
 def test_a_spilled_step_log_read_in_batches_gives_the_same_run(monkeypatch):
     whole = run(build(load_config(MIXED)))
     monkeypatch.setattr(step_module, "BLOCK_ROWS", 16)

@@ -13,6 +13,7 @@ from servesim.engine.instance import Instance
 from servesim.kv.manager import KVCacheManager
 from servesim.metrics import StepLog
 from servesim.schedulers import SchedulerLoad
+from tests.compiled import pure_python_only
 from tests.factories import make_scheduler, req, step
 
 
@@ -70,6 +71,7 @@ class ConstantCost:
         return np.full(len(ctx), 0.5)
 
 
+@pure_python_only  # a stand-in scheduler
 def test_instance_adds_pcie_time_to_the_step():
     env = simpy.Environment()
     log = StepLog()

@@ -13,10 +13,14 @@ import bisect
 import heapq
 import itertools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from servesim.core.request import Request
+
+if TYPE_CHECKING:  # a type only: metrics sit above core
+    from servesim.metrics.gaps import TokenGaps
 
 
 class DecodeCohort:
@@ -43,7 +47,7 @@ class DecodeCohort:
         self._phase = [0] * block_size
         """Members per position of their next token within a block (a list: read a few at a time)."""
         self._ctx_base_sum = 0  # sum over members of (computed at join - epoch at join)
-        self.gaps = None
+        self.gaps: TokenGaps | None = None
         """Optional `metrics.gaps.TokenGaps`: each step's inter-token gaps, weighted by members."""
         self._class_counts: dict[str, int] = {}
         self._joiners: dict[Request, float] = {}
@@ -238,6 +242,7 @@ class DecodeCohort:
         """Have the token gaps of the next steps, ending at `ends`, recorded as `clock.now`
         passes each end (`TokenGaps.steps_ahead`: gaps pooled over instances come in time
         order); `advance` them with `gaps="recorded"`."""
+        assert self.gaps is not None  # called only when gaps are recorded
         run = self.gaps.steps_ahead(clock, self.last_end(), ends, self._class_counts, self._joiners)
         self._joiners.clear()
         return run
@@ -248,6 +253,7 @@ class DecodeCohort:
         steps' members are `joining` and today's. When it joins, `recorded_join` it."""
         counts = dict(self._class_counts)  # in order: a new class comes last, as `join` adds it
         counts[joining.class_name] = counts.get(joining.class_name, 0) + 1
+        assert self.gaps is not None  # called only when gaps are recorded
         return self.gaps.steps_ahead(clock, prev, ends, counts, {joining: prev})
 
     def recorded_join(self, request: Request) -> None:

@@ -1,5 +1,7 @@
 """Errors that reach the user. Every one maps to exit code 2 in the CLI."""
 
+from os import PathLike
+
 
 class ServesimError(Exception):
     """Base of the user-facing errors: the message is one line naming what was wrong."""
@@ -26,7 +28,7 @@ class ArgumentError(ConfigError):
 class InputFileError(ServesimError):
     """A file (trace, measurement CSV, summary) is missing, unreadable or malformed."""
 
-    def __init__(self, path: str, message: str, line: int | None = None):
+    def __init__(self, path: str | PathLike[str], message: str, line: int | None = None):
         self.path = str(path)
         self.line = line
         where = f"{path}:{line}" if line is not None else f"{path}"

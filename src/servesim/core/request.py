@@ -26,6 +26,8 @@ class CohortClock(Protocol):
 
     def max_gap_since(self, epoch0: int, last_time_at_join: float) -> float: ...
 
+    def leave(self, request: Request) -> None: ...
+
 
 class RequestStatus(IntEnum):
     """Lifecycle, ordered: a request only moves forward, except that preemption sends RUNNING back
@@ -202,6 +204,7 @@ class Request:
     def detach(self) -> int:
         """Leave the cohort, writing the lazily tracked progress back; return the steps taken."""
         clock = self._cohort
+        assert clock is not None  # only a member detaches
         steps = clock.epoch - self._epoch0
         if steps:
             self._max_token_gap = max(

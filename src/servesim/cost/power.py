@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -95,7 +96,7 @@ def board_idle_w(hardware: HardwareSpec, profile: PowerProfile) -> float:
 def board_watts(profile: PowerProfile, hardware: HardwareSpec, phi, flops_per_s, bytes_per_s, dtype="bf16"):
     """One board's power at relative clock phi doing `flops_per_s` and moving `bytes_per_s` (the
     equation of the module doc; the fit and the power model both use it)."""
-    tdp = float(hardware.tdp_w)
+    tdp = float(hardware.tdp_w)  # type: ignore[arg-type]  # a priced board has a TDP
     return (
         board_idle_w(hardware, profile)
         + tdp * profile.active_frac * profile.g(phi)
@@ -225,7 +226,9 @@ class PowerModel:
             out.append(joules if joules < top * s else top * s)
         return out
 
-    def decode_energies(self, num_decodes: int, ctx_sums: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    def decode_energies(
+        self, num_decodes: int, ctx_sums: np.ndarray | Sequence, seconds: np.ndarray | Sequence
+    ) -> np.ndarray:
         """Joules of consecutive pure-decode steps (as `CostModel.decode_step_times`)."""
         ctx = np.asarray(ctx_sums, dtype=np.float64)
         if self.limit.active:
@@ -315,12 +318,12 @@ class PowerModel:
             return memo[0][: len(ctx)], memo[1][: len(ctx)]
         grid, phi_grid = self._decode_clocks(n)
         args = self._decode_args(n, ctx)
-        seconds, joules = self._at_clock(*args, np.interp(ctx, grid, phi_grid))
+        seconds, joules = self._at_clock(*args, np.interp(ctx, grid, phi_grid))  # type: ignore[call-arg]
         result = (np.asarray(seconds, dtype=float), np.asarray(joules, dtype=float), np.array(ctx))
         self._memo = (key, result)
         return result[0], result[1]
 
-    def _decode_args(self, n: int, ctx: np.ndarray):
+    def _decode_args(self, n: int, ctx: np.ndarray) -> tuple[Any, ...]:
         """(compute s, memory s, other s, hidden FLOP s, FLOPs, bytes) of pure-decode steps with context
         sums ctx."""
         lo, hi = self._decode_split(n)
@@ -399,7 +402,7 @@ class PowerModel:
         return at
 
     @staticmethod
-    def _highest(excess, top: np.ndarray) -> np.ndarray:
+    def _highest(excess, top: np.ndarray) -> np.ndarray | float:
         """Largest φ in [MIN_CLOCK_FRAC, top] with excess(φ) <= 0; excess rises with φ.
 
         Regula falsi with the Illinois modification on [MIN_CLOCK_FRAC, top]; the lower end of the

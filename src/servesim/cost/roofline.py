@@ -155,7 +155,9 @@ class RooflineCostModel:
             self._comm_per_token += (self.pp - 1) * h_bytes / send
         self._a2a_fixed = self._a2a_per_token = 0.0
         if lay.expert_parallel:
-            moe, ep = lay.moe, lay.moe.ep
+            moe = lay.moe
+            assert moe is not None  # expert parallelism implies MoE layers
+            ep = moe.ep
             # Dispatch and combine: each GPU sends its 1/ep share of tokens' top-k copies off-GPU.
             vol = moe.top_k * h_bytes * (ep - 1) / ep / ep
             self._a2a_fixed = 2 * moe.count * collective_latency(pr, hw, "all_to_all", ep)
@@ -238,7 +240,8 @@ class RooflineCostModel:
         price the steps one by one. Plain Python: runs are a few steps."""
         if self.model.sliding_window or self.model.is_mla or self._decode_mode == "batch_kv":
             return None
-        n, out = num_decodes, []
+        n = num_decodes
+        out: list[float] = []
         rows = zip(priors, ctx_sums, max_ctxs)
         repeats = len(priors) - 1 if last else len(priors)
         if repeats:
@@ -476,6 +479,7 @@ class RooflineCostModel:
         elementwise traffic on top of the expert GEMMs.
         """
         moe = self.layout.moe
+        assert moe is not None  # called for MoE models only
         frac_hit = 1.0 - (1.0 - moe.top_k / moe.num_experts) ** tokens
         touched = moe.local_experts * frac_hit
         rows = tokens * moe.top_k / moe.ep

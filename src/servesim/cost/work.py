@@ -77,7 +77,9 @@ class WorkModel:
         """FLOPs and bytes moved (HBM bytes + link bytes, added in that order) per step, of the
         steps `RooflineCostModel.chunk_step_times` prices (`last` as there): `work` of each,
         float for float. Not for a sliding window or MLA."""
-        n, flops, moved = num_decodes, [], []
+        n = num_decodes
+        flops: list[float] = []
+        moved: list[float] = []
         rows = zip(priors, ctx_sums)
         repeats = len(priors) - 1 if last else len(priors)
         if repeats:
@@ -206,6 +208,8 @@ class WorkModel:
         if pp > 1:
             per_token += (pp - 1) * h_bytes  # one send per stage boundary
         if lay.expert_parallel:
-            moe, ep = lay.moe, lay.moe.ep
+            moe = lay.moe
+            assert moe is not None  # expert parallelism implies MoE layers
+            ep = moe.ep
             per_token += 2 * moe.count * moe.top_k * h_bytes * (ep - 1) / ep / ep
         return per_token, per_logit

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -30,16 +31,19 @@ import simpy
 from servesim.core.step import StepPlan
 from servesim.engine.clock import skip_ahead
 
+if TYPE_CHECKING:  # a type only: the instance imports this module
+    from servesim.engine.instance import Instance
+
 SHORT_RUN = 64
 """Most steps of a run priced in plain Python (0: always numpy; results are the same)."""
 
 
-def decode_run(instance, plan: StepPlan):
+def decode_run(instance: Instance, plan: StepPlan):
     """Run the cohort's repeatable pure-decode `plan` for up to k steps (module doc); a SimPy
     generator."""
     env, cohort, kv = instance.env, instance.cohort, instance.kv
-    limit = min(cohort.steps_to_next_finish(), plan.max_repeats, instance.max_run_steps)
-    k = max(1, kv.max_cohort_steps(limit))
+    most = min(cohort.steps_to_next_finish(), plan.max_repeats, instance.max_run_steps)
+    k = max(1, kv.max_cohort_steps(most))
     n = cohort.size
     start = env.now
     ctx, seconds, ends = _prices(instance, n, k, start)
@@ -88,9 +92,11 @@ def steps_before(ends, horizon: float) -> int:
     return max(1, bisect.bisect_left(ends, horizon))
 
 
-def _prices(instance, n: int, k: int, start: float):
+def _prices(instance: Instance, n: int, k: int, start: float):
     """Context sums, seconds and end times of the cohort's next k steps from `start`: lists for
     a short run, arrays otherwise (the same values)."""
+    ctx: Any  # a range or list, else an array (declared: mypyc types a local by its first value)
+    seconds: Any
     cohort, slowdown = instance.cohort, instance.slowdown
     short = getattr(instance.cost_model, "decode_run_times", None) if k <= SHORT_RUN else None
     if short is not None and not cohort.window:
@@ -112,14 +118,14 @@ def _prices(instance, n: int, k: int, start: float):
     return ctx, seconds, start + np.cumsum(seconds)
 
 
-def _energy(instance, n: int, ctx, seconds, steps: int) -> float:
+def _energy(instance: Instance, n: int, ctx, seconds, steps: int) -> float:
     """Joules of the first `steps` steps of the run."""
     if instance.power is None:
         return 0.0
     return instance.power.decode_run_energy(n, ctx, seconds, steps)
 
 
-def _limit(instance) -> tuple | None:
+def _limit(instance: Instance) -> tuple | None:
     """The power cap and clock limit the run's energy is priced under (a power budget changes
     them between events)."""
     power = instance.power

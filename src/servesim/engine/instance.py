@@ -14,6 +14,8 @@ for the transfer, which frees it when the KV has reached the decode instance.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import simpy
 
@@ -28,6 +30,9 @@ from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
 from servesim.schedulers.chunk_runs import chunk_follows, repeats_chunk
 from servesim.schedulers.core import Scheduler, SchedulerLoad
+
+if TYPE_CHECKING:  # a type only
+    from servesim.metrics.gaps import TokenGaps
 
 DEFAULT_MAX_RUN_STEPS = 4096
 FAILURE = "instance failure"
@@ -118,7 +123,7 @@ class Instance:
         self.meter = PowerMeter(power.idle_w if power is not None else 0.0)
         self._caching = kv.prefix is not None
         self._prefill_rate: float | None = None
-        self.after_step = None
+        self.after_step: Callable[[Instance], object] | None = None
         """Optional callback(instance) after every applied step: invariant checks in tests."""
         self.load_listeners: list = []
         """Callbacks(view) after anything that may change `load()` (routers' load indexes)."""
@@ -126,7 +131,7 @@ class Instance:
         """Straggler factor: every step takes this many times its price."""
         self.busy_s = 0.0
         """Seconds spent computing so far (autoscaling policies read it)."""
-        self.between_steps = None
+        self.between_steps: Callable[[Instance], object] | None = None
         """Optional callback(instance) before each scheduling pass (migrations leave then)."""
         self.leaving: dict[Request, object] = {}
         """Decoding requests picked to migrate, to their destination; they leave between steps."""
@@ -139,7 +144,7 @@ class Instance:
         """Other instances record token gaps into `gaps` too: records must come in time order
         (a pooled mean is summed in that order), so a run registers its steps' records ahead
         (`TokenGaps.steps_ahead`) rather than making them when it settles."""
-        self.gaps = None
+        self.gaps: TokenGaps | None = None
         """Optional `metrics.gaps.TokenGaps` for tokens computed outside the cohort (the cohort
         records its own steps)."""
         self._idle: simpy.Event | None = None

@@ -48,6 +48,7 @@ import bisect
 import itertools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -58,8 +59,11 @@ from servesim.engine.clock import skip_ahead
 from servesim.engine.decode_run import steps_before
 from servesim.schedulers.chunk_runs import leaves_budget_unused
 
+if TYPE_CHECKING:  # a type only: the instance imports this module
+    from servesim.engine.instance import Instance
 
-def mixed_run(instance, plan: StepPlan):
+
+def mixed_run(instance: Instance, plan: StepPlan):
     """Run `plan` and the steps that repeat it as one event (module doc); a SimPy generator."""
     ((request, chunk),) = plan.tokens.items()
     pending = request.num_pending_tokens
@@ -87,7 +91,7 @@ def mixed_run(instance, plan: StepPlan):
     _record(instance, rows, starts[:done], ends[:done], joules, loads, used, taken)
 
 
-def handover_run(instance, plan: StepPlan):
+def handover_run(instance: Instance, plan: StepPlan):
     """Run `plan`, one prompt's last chunk beside the next prompt's first (`chunk_follows`), and
     the steps after it that repeat the next prompt's chunk as one event (module doc)."""
     (done_prompt, _), (request, first) = plan.tokens.items()
@@ -125,7 +129,7 @@ def handover_run(instance, plan: StepPlan):
     _record(instance, rows, starts[:done], ends[:done], joules, loads, used, taken)
 
 
-def _handover_gaps_ahead(instance, plan: StepPlan, joining, ends: list[float]):
+def _handover_gaps_ahead(instance: Instance, plan: StepPlan, joining, ends: list[float]):
     """Register a handover run's token gaps ahead (`DecodeCohort.gaps_ahead`): the lead step's
     cohort, then the steps after it, whose cohort has `joining` too. Returns (run, its first
     step) pairs for `_sleep_run`."""
@@ -134,7 +138,7 @@ def _handover_gaps_ahead(instance, plan: StepPlan, joining, ends: list[float]):
     return timed + [(cohort.gaps_ahead_joined(env, joining, ends[0], ends[1:]), 1)]
 
 
-def _before_horizon(instance, starts, ends, joules, last: int):
+def _before_horizon(instance: Instance, starts, ends, joules, last: int):
     """The run's steps up to the time limit (`decode_run.steps_before`), and its last chunk if
     it still ends with it (0 if not)."""
     k = steps_before(ends, instance.horizon)
@@ -143,7 +147,7 @@ def _before_horizon(instance, starts, ends, joules, last: int):
     return starts[:k], ends[:k], joules[:k], 0
 
 
-def _sleep_run(instance, start: float, ends: list[float], joules, before_last: bool, timed):
+def _sleep_run(instance: Instance, start: float, ends: list[float], joules, before_last: bool, timed):
     """Meter the run and sleep through it (`_sleep`); return the steps run and the loads its
     rows show: (time, load) at its start and after each arrival it took. `timed`: the runs of
     token gaps registered ahead, each with its first step, cut to the steps run."""
@@ -213,14 +217,14 @@ class _Steps:
         return [StepShape([(c, p)], n, ctx, n, longest) for p, ctx, longest in rows]
 
 
-def _settles_per_run(instance) -> bool:
+def _settles_per_run(instance: Instance) -> bool:
     """Nothing acts on the instance between a run's steps: no prefix cache (which retention
     pins, tiers and time-based evictions need), no tier log, no migration hook."""
     kv = instance.kv
     return kv.prefix is None and kv.tier_log is None and instance.between_steps is None
 
 
-def _run_length(instance, plan: StepPlan, request, chunk: int):
+def _run_length(instance: Instance, plan: StepPlan, request, chunk: int):
     """Steps the run may take, the KV blocks taken by the end of each (beyond step 0's), and the
     prompt's last chunk if the run ends with it (0 if not). Plain Python: runs are a few steps,
     where numpy's per-call cost would dominate."""
@@ -238,14 +242,14 @@ def _run_length(instance, plan: StepPlan, request, chunk: int):
     return k, taken, last if last and k == repeats + 1 else 0
 
 
-def _joins_predictably(instance) -> bool:
+def _joins_predictably(instance: Instance) -> bool:
     """A handover's first token joins the cohort, whose next steps the run then prices and
     whose token gaps it records at its end or registers ahead: not on a prefill instance (the
     request leaves) or with a sliding window."""
     return instance.hand_off is None and not instance.cohort.window
 
 
-def _handover_length(instance, plan: StepPlan, request, first: int, chunk: int):
+def _handover_length(instance: Instance, plan: StepPlan, request, first: int, chunk: int):
     """As `_run_length`, for a handover run: its lead step (whose blocks its plan holds), then
     `request`'s chunks beside the cohort and the request that joined it after the lead step."""
     kv, cohort, (joining, _) = instance.kv, instance.cohort, next(iter(plan.tokens.items()))
@@ -292,7 +296,7 @@ def _cohort_needs(kv, cohort, steps: int) -> list[int]:
     return [0] * reserved + cohort.block_needs(reserved, steps - reserved)
 
 
-def _last_chunk(instance, request, chunk: int, repeats: int, pending: int, joining=None) -> int:
+def _last_chunk(instance: Instance, request, chunk: int, repeats: int, pending: int, joining=None) -> int:
     """The prompt's last chunk, if the run may end with it: a fresh prompt (its first token then
     joins the cohort, or ends it) on an instance that keeps its requests, whose last chunk either
     takes the whole budget or leaves the rest to nobody (`pending`: its tokens to compute at the
@@ -304,7 +308,7 @@ def _last_chunk(instance, request, chunk: int, repeats: int, pending: int, joini
     return last if last == chunk or unused else 0
 
 
-def _price(instance, steps: _Steps, start: float, last: int):
+def _price(instance: Instance, steps: _Steps, start: float, last: int) -> tuple[list, list, Any]:
     """Start, end and joules of each step; ends summed one step at a time, as SimPy would. With
     `last`, the final step is the prompt's last chunk (whose logit counts too)."""
     seconds, joules = _vector_price(instance, steps, last)
@@ -328,7 +332,7 @@ def _chunk_steps(pending: int, generated: int, chunk: int) -> int:
     return steps
 
 
-def _vector_price(instance, steps: _Steps, last: int):
+def _vector_price(instance: Instance, steps: _Steps, last: int):
     """`Instance.price` of every step at once, where the models write the steps' form out
     (`chunk_step_times`, `chunk_step_energies`; `last` as there); (None, None) otherwise."""
     vector = getattr(instance.cost_model, "chunk_step_times", None)
@@ -347,7 +351,7 @@ def _vector_price(instance, steps: _Steps, last: int):
     return (seconds, joules) if joules is not None else (None, None)
 
 
-def _sleep(instance, ends: list[float], before_last: bool):
+def _sleep(instance: Instance, ends: list[float], before_last: bool):
     """Sleep until the last end, or until the end of the step in flight at a wake other than
     an arrival; return the steps run. `before_last`: an arrival before the last step starts
     ends the run before it."""
@@ -357,7 +361,7 @@ def _sleep(instance, ends: list[float], before_last: bool):
     try:
         if before_last:
             yield from _until(env, ends[-2])
-            if len(instance.arrivals_in_run) > 1:
+            if len(instance.arrivals_in_run) > 1:  # type: ignore[arg-type]  # set while a run sleeps
                 done -= 1
         if done == len(ends):
             yield from _until(env, ends[-1])
@@ -393,8 +397,8 @@ def _delay(now: float, target: float) -> float:
     return delay
 
 
-def _apply(instance, plan: StepPlan, request, tokens: int, start: float, ends: list[float],
-           gaps_recorded: bool) -> None:
+def _apply(instance: Instance, plan: StepPlan, request, tokens: int, start: float, ends: list[float],
+           gaps_recorded: bool | int) -> None:
     """The run's steps happened: the KV the steps took, the cohort's tokens, the chunks (the
     last one may complete the prompt: its first token, then the cohort or the end)."""
     kv, done, end = instance.kv, len(ends), ends[-1]
@@ -414,7 +418,7 @@ def _apply(instance, plan: StepPlan, request, tokens: int, start: float, ends: l
     instance._finish(finished, end)
 
 
-def _record(instance, rows: list[tuple[int, int]], starts, ends, joules, loads, used: int, taken):
+def _record(instance: Instance, rows: list[tuple[int, int]], starts, ends, joules, loads, used: int, taken):
     """One step-log row per step, each with its (prefill tokens, decodes) from `rows` and the
     load and KV usage it had at its end: `loads` holds (time, load) at the run's start and after
     each arrival it took (an arrival at a step's very end counts in that step's row, as it does

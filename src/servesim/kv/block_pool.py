@@ -16,7 +16,7 @@ memory and allocation stay exact. Partially computed segments are not shared unt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from servesim.kv.eviction import EvictionPolicy, LRUPolicy
 
@@ -83,7 +83,7 @@ class PrefixBlockPool:
     def __init__(self, policy: EvictionPolicy | None = None):
         self.ref_counts: dict[tuple[int, int], int] = {}
         self._evictable: EvictionPolicy = policy if policy is not None else LRUPolicy()
-        self.on_evict = None
+        self.on_evict: Callable[..., None] | None = None
         self._programs: dict = {}  # unreferenced segment -> the program that last released it
         self.num_blocks = 0
         """Engine blocks in cached segments, referenced or not."""

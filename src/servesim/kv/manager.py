@@ -19,13 +19,16 @@ hold privately + blocks reserved for the cohort's next steps + detached blocks =
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from servesim.core.cohort import DecodeCohort
 from servesim.core.request import Request
 from servesim.kv.block_pool import PrefixBlockPool, PromptSegments
+from servesim.kv.errors import KVConservationError
 from servesim.kv.retention import Retention
 from servesim.kv.tiers import TierChain, TierHits
 
@@ -58,8 +61,6 @@ def _peek_segments(request: Request, hash_block_size: int, block_size: int) -> P
                               block_size)
         _PEEK[0], _PEEK[1] = key, segs
     return _PEEK[1]
-class KVConservationError(AssertionError):
-    """KV blocks were created or lost: a bug in the engine or in a plugin."""
 
 
 class KVCacheManager:
@@ -88,7 +89,7 @@ class KVCacheManager:
         """The cached blocks; None without prefix caching."""
         self.tiers = tiers if self.prefix is not None else None
         """DRAM/SSD tiers and the cluster pool below the GPU cache (`kv.tiers`); None: GPU only."""
-        if self.tiers is not None:
+        if self.tiers is not None and self.prefix is not None:
             self.prefix.on_evict = self.tiers.offload
         self.retention = retention
         """What a finished agentic call leaves cached for the program's next call (`kv.retention`)."""
@@ -99,7 +100,7 @@ class KVCacheManager:
         self.peer_hit_tokens = 0
         """Of the pool's hit tokens, those another instance published (the rest were this one's)."""
         self._swapped: dict[Request, int] = {}  # swapped-out request -> host blocks it holds
-        self.tier_log = None
+        self.tier_log: Any = None
         """Optional `record(instance, time, kv)` sink after every step (metrics.kv_tiers.TierLog)."""
         self.hash_block_size = hash_block_size
         self.held: dict[Request, SharedBlocks] = {}
@@ -221,6 +222,7 @@ class KVCacheManager:
     def tier_hits(self, segs: PromptSegments, max_blocks: int) -> TierHits:
         """The leading segments (ending within `max_blocks`) found in the GPU cache, then, for the
         rest of the prefix, in the lower tiers or the pool. Pure."""
+        assert self.prefix is not None  # segments exist only with prefix caching
         hits = TierHits(self.prefix.match(segs, max_blocks))
         if self.tiers is not None:
             for i in range(hits.gpu, len(segs.keys)):
@@ -247,6 +249,7 @@ class KVCacheManager:
         if held is None:
             held = self.held[request] = SharedBlocks()
         pool = self.prefix
+        assert pool is not None  # segments exist only with prefix caching
         for i in range(start, len(segs.ends)):
             if segs.ends[i] > computed:
                 break
@@ -276,9 +279,12 @@ class KVCacheManager:
         `keep_watermark`: leave `watermark_blocks` free (admission while others hold KV).
         """
         assert not request.in_cohort
-        hit_blocks, keys, revived, hits, gpu_blocks = num_cached_tokens // self.block_size, (), 0, None, 0
+        hit_blocks, revived, gpu_blocks = num_cached_tokens // self.block_size, 0, 0
+        keys: Sequence[tuple[int, int]] = ()
+        hits: TierHits | None = None
         if hit_blocks:  # (none without prefix caching: planning's common case skips all this)
             segs = self.segments(request)
+            assert segs is not None and self.prefix is not None  # a hit needs the prefix cache
             n = segs.ends.index(hit_blocks) + 1
             hits = self.tier_hits(segs, hit_blocks)
             hits.gpu, hits.lower = min(hits.gpu, n), hits.lower[: n - min(hits.gpu, n)]
@@ -293,30 +299,32 @@ class KVCacheManager:
             running = request.num_computed_tokens > 0  # pins yield to running requests only
             if not (running and self._unpin_for(need + revived + reserve)):
                 return False
-        if hit_blocks:
+        if hits is not None:  # (as hit_blocks)
             self._reference_hits(request, keys, hits, revived, hit_blocks)
         self._take(need)
-        if hit_blocks:
+        if hits is not None:
             for _, key in hits.lower:  # reloaded: named on the GPU again, referenced by the request
-                self.prefix.insert(key)
+                self.prefix.insert(key)  # type: ignore[union-attr]  # hits exist only with the cache
         self._blocks[request] = held + need + gpu_blocks
         if self.retention is not None and request.program_id >= 0:
             self.retention.call_admitted(self, request)
         return True
 
     def _reference_hits(self, request, keys, hits: TierHits, revived: int, hit_blocks: int):
+        assert self.prefix is not None
         for key in keys:
             self.prefix.acquire(key)
         self.num_free_blocks -= revived
         self.held[request] = SharedBlocks([*keys, *(key for _, key in hits.lower)], hit_blocks)
         if hits.lower:
+            assert self.tiers is not None  # lower hits come from the tiers
             self.tiers.reload(hits)  # before `_take`, whose evictions may push these further down
         if not request.num_preemptions:
             bs = self.block_size
             self.hit_tokens["gpu"] += sum(key[1] for key in keys) * bs
             for name, key in hits.lower:
                 self.hit_tokens[name] += key[1] * bs
-                if name == "pool" and self.tiers.is_peer(key):
+                if name == "pool" and self.tiers.is_peer(key):  # type: ignore[union-attr]
                     self.peer_hit_tokens += key[1] * bs
 
     def holders_outside_cohort(self):
@@ -335,10 +343,10 @@ class KVCacheManager:
         held = self.held.get(request)
         keys = tuple(held.keys) if held is not None and keep else ()
         if keep:
-            self.retention.before_release(self, request, keys)
+            self.retention.before_release(self, request, keys)  # type: ignore[union-attr]
         self.free_detached(self.detach(request), request.program_id)
         if keep:
-            self.retention.after_release(self, request, keys)
+            self.retention.after_release(self, request, keys)  # type: ignore[union-attr]
 
     def detach(self, request: Request) -> DetachedKV:
         """Take a request's blocks off it without freeing them (free later with `free_detached`)."""
@@ -357,7 +365,7 @@ class KVCacheManager:
         freed = detached.num_private_blocks
         self.num_detached_blocks -= freed
         if detached.cached_keys:
-            freed += self.prefix.release(detached.cached_keys, program)
+            freed += self.prefix.release(detached.cached_keys, program)  # type: ignore[union-attr]
         self.num_free_blocks += freed
 
     # -- tiers, swap space, time -----------------------------------------------------------------
@@ -392,7 +400,7 @@ class KVCacheManager:
         if evicted is None:
             return False
         for key in evicted:
-            self.tiers.offload(key, level=1)
+            self.tiers.offload(key, level=1)  # type: ignore[union-attr]  # host is one of them
         self._swapped[request] = num_blocks
         return True
 
@@ -400,7 +408,7 @@ class KVCacheManager:
         """A swapped request is admitted again: its host copy is released."""
         num_blocks = self._swapped.pop(request, 0)
         if num_blocks:
-            self.tiers.tiers[0].unreserve(num_blocks)
+            self.tiers.tiers[0].unreserve(num_blocks)  # type: ignore[union-attr]  # swapped: tiers
 
     # -- the decode cohort -------------------------------------------------------------------------
     @property

@@ -25,6 +25,7 @@ import bisect
 import heapq
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class _Series:
 
     __slots__ = ("gaps", "weights", "runs", "pending", "hist", "count", "total", "low", "high")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.gaps: list[float] = []
         self.weights: list[float] = []
         self.runs: list[tuple[np.ndarray | list[float], float, float, int]] = []
@@ -138,12 +139,12 @@ def _bin_value(index: np.ndarray | int) -> np.ndarray | float:
 class TokenGaps:
     """Inter-token gaps of a run, per request class. Fed by the engine, read by `summary`."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._series: dict[str, _Series] = {}
         self._due: list[tuple[float, int, CohortSteps]] = []
         """Heap of runs' steps still to record: (next step's end, registration, run)."""
         self._registered = 0
-        self._clock = None  # what `steps_ahead` was given: its `now` releases due records
+        self._clock: Any = None  # what `steps_ahead` was given: its `now` releases due records
 
     def _of(self, cls: str) -> _Series:
         s = self._series.get(cls)
@@ -157,7 +158,8 @@ class TokenGaps:
             self._release()
         self._of(cls).add(gap, 1.0)
 
-    def cohort_steps(self, prev_end: float, ends: np.ndarray, class_counts: dict, joiners: dict) -> None:
+    def cohort_steps(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict,
+                     joiners: dict) -> None:
         """A decode cohort ran `len(ends)` steps. `class_counts`: members per class; `joiners`:
         members that joined since the previous cohort step -> their previous token's time."""
         if self._due:
@@ -174,13 +176,15 @@ class TokenGaps:
             if n > 0:
                 self._of(cls).add_run(ends, prev_end, float(n), per_class.get(cls, 0))
 
-    def cohort_step_ends(self, prev_end: float, ends: list[float], class_counts: dict, joiners: dict) -> None:
+    def cohort_step_ends(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict,
+                         joiners: dict) -> None:
         """`cohort_steps` of each step alone, one after another (a mixed run's steps, whose
         records must be single steps' bit for bit), in one call: `CohortSteps.record` of them
         all, written out (each series gets its first step's records, then the others' gaps)."""
         if self._due:
             self._release()
-        end, per_class = ends[0], {}
+        end = ends[0]
+        per_class: dict[str, int] = {}
         for request, last in joiners.items():
             cls = request.class_name
             per_class[cls] = per_class.get(cls, 0) + 1
@@ -252,7 +256,8 @@ class TokenGaps:
         out = {"mean": total / count}
         cum = np.cumsum(hist)
         for name, q in QUANTILES.items():
-            out[name] = _clip(_bin_value(int(np.searchsorted(cum, q * count, side="left"))), low, high)
+            at = int(np.searchsorted(cum, q * count, side="left"))
+            out[name] = _clip(_bin_value(at), low, high)  # type: ignore[arg-type]  # one bin: a float
         out["worst10_mean"] = _clip(_tail_mean(hist, cum, count), low, high)
         out["max"] = high
         out["count"] = int(round(count))

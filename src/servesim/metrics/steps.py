@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 from collections.abc import Iterator
+from typing import IO
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class StepLog:
         self._rows = np.empty(0, dtype=ROW)
         self._size = 0
         self._shared = False  # views of `_rows` were handed out: grow by copying, never in place
-        self._file = None  # rows before the in-memory ones (a temporary file), in log order
+        self._file: IO[bytes] | None = None  # rows before the in-memory ones (a temporary file)
         self._spilled = 0
         self._by_instance: InstanceRows | None = None  # `by_instance()`, made on first use
 
@@ -130,8 +131,9 @@ class StepLog:
         """Append the in-memory rows to the temporary file and empty the array (kept for reuse)."""
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="servesim-steps-")
-        self._file.seek(0, 2)
-        self._rows[: self._size].tofile(self._file)
+        file = self._file
+        file.seek(0, 2)
+        self._rows[: self._size].tofile(file)
         self._spilled += self._size
         self._size = 0
 
@@ -211,7 +213,7 @@ class InstanceRows:
     def __init__(self, log: StepLog):
         self.records = log.num_records
         self._log = log
-        self._file = None
+        self._file: IO[bytes] | None = None
         counts, first, last, ordered = {}, {}, {}, True
         seen = 0
         for piece in log.chunks():
@@ -219,11 +221,11 @@ class InstanceRows:
                 starts = rows["start_s"]
                 if i not in first:
                     first[i], last[i], counts[i] = seen + at, -np.inf, 0
-                ordered = ordered and starts[0] > last[i] and bool(np.all(starts[1:] > starts[:-1]))
+                ordered = ordered and bool(starts[0] > last[i]) and bool(np.all(starts[1:] > starts[:-1]))
                 last[i] = starts[-1]
                 counts[i] += len(rows)
             seen += len(piece)
-        self.instances = sorted(first, key=first.get)
+        self.instances = sorted(first, key=first.get)  # type: ignore[arg-type]  # every key is in
         self.start_order = self.instances if ordered else None
         """The instances in order of first appearance, or None if some instance's starts do not
         strictly increase in log order."""
@@ -235,20 +237,22 @@ class InstanceRows:
         """`instance`'s rows in log order, at most `READ_ROWS` at a time."""
         if self._file is None:
             self._write()
+        file = self._file
+        assert file is not None  # `_write` made it
         at, left = self._offsets.get(instance, 0), self.counts.get(instance, 0)
         while left:
-            self._file.seek(at * ROW.itemsize)  # other readers may have moved it
-            piece = np.fromfile(self._file, dtype=ROW, count=min(left, READ_ROWS))
+            file.seek(at * ROW.itemsize)  # other readers may have moved it
+            piece = np.fromfile(file, dtype=ROW, count=min(left, READ_ROWS))
             at, left = at + len(piece), left - len(piece)
             yield piece
 
     def _write(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="servesim-steps-by-instance-")
+        self._file = file = tempfile.TemporaryFile(prefix="servesim-steps-by-instance-")
         written = dict(self._offsets)
         for piece in self._log.chunks():
             for i, rows, _ in _groups(piece):
-                self._file.seek(written[i] * ROW.itemsize)
-                rows.tofile(self._file)
+                file.seek(written[i] * ROW.itemsize)
+                rows.tofile(file)
                 written[i] += len(rows)
 
 
@@ -276,13 +280,13 @@ class LazyColumns(Columns):
         self._log = log
 
     @property
-    def unread_log(self):
+    def unread_log(self) -> StepLog | None:
         """The `StepLog` these columns come from while they are not read yet (else None): a
         consumer may read it piece by piece instead (`metrics.timeseries`)."""
         return self._log if self._loaded is None else None
 
     @property
-    def _cols(self) -> dict:
+    def _cols(self) -> dict:  # type: ignore[override]  # `Columns` holds it; here read on first use
         if self._loaded is None:
             self._loaded = {name: np.asarray(v) for name, v in self._load().items()}
         return self._loaded

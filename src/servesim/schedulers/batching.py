@@ -43,7 +43,7 @@ class WholePromptBatching:
     Params = BatchingParams
 
     def __init__(self, params: BatchingParams | None = None):
-        self.params = params if params is not None else self.Params()
+        self.params = params if params is not None else self.Params()  # type: ignore[call-arg]
 
     def rejection_reason(self, request: Request, limits) -> str | None:
         if request.num_prompt_tokens > limits.max_num_batched_tokens:
@@ -83,7 +83,7 @@ class ChunkedBatching:
     Params = ChunkedParams
 
     def __init__(self, params: ChunkedParams | None = None):
-        self.params = params if params is not None else self.Params()
+        self.params = params if params is not None else self.Params()  # type: ignore[call-arg]
 
     def rejection_reason(self, request: Request, limits) -> str | None:
         return None

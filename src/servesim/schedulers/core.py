@@ -255,15 +255,17 @@ class Scheduler:
                 return 0
         self._dequeue(request)
         self._running_tokens += request.num_prompt_tokens  # (`_add_running` clears `_load`)
+        plan = self.plan
+        assert plan is not None  # only while a step is planned
         if request.status == RequestStatus.SWAPPED:
-            self.plan.num_swap_in_tokens += request.num_computed_tokens
+            plan.num_swap_in_tokens += request.num_computed_tokens
             kv.swap_in(request)
         if cached:
             request.skip_cached_prefix(cached)
         request.status = RequestStatus.RUNNING
         self._add_running(request)
         self.num_admitted += 1
-        self.plan.tokens[request] = chunk
+        plan.tokens[request] = chunk
         return chunk
 
     def grow(self, key: tuple, request: Request, max_tokens: float) -> int:
@@ -280,7 +282,7 @@ class Scheduler:
                 return 0
             if not self._evict_below(key, request, chunk, False) or not kv.allocate(request, chunk):
                 return 0
-        self.plan.tokens[request] = chunk
+        self.plan.tokens[request] = chunk  # type: ignore[union-attr]  # only while a step is planned
         return chunk
 
     def decode(self) -> int:
@@ -289,6 +291,7 @@ class Scheduler:
         reserve the cohort's step, preempting the worst-ranked requests until it fits.
         Returns the decode tokens of the step."""
         plan, kv, cohort = self.plan, self.kv, self.cohort
+        assert plan is not None  # only while a step is planned
         cut = self.limits.max_num_seqs
         self._outside = None
         if len(self.running) > cut:
@@ -317,6 +320,7 @@ class Scheduler:
         output run again); `swap` copies the KV to host memory during this step (recompute when
         the host tier has no room for it)."""
         plan = self.plan
+        assert plan is not None  # only while a step is planned
         if victim.in_cohort:
             self.kv.leave_cohort(victim)
         self._drop_running(victim)
@@ -356,7 +360,7 @@ class Scheduler:
         if keep:
             short += kv.watermark_blocks
         victims, freed = [], 0
-        for victim_key, victim in reversed(self.ranked_running()):
+        for victim_key, victim in self.ranked_running()[::-1]:  # mypyc fails on reversed() here
             if freed >= short or victim_key <= key:
                 break
             if victim is not request:
@@ -392,7 +396,7 @@ class Scheduler:
     def _dequeue(self, request: Request) -> None:
         key = self.waiting.pop(request)
         if self._queue is not None:
-            self._queue.remove(key, request)
+            self._queue.remove(key, request)  # type: ignore[arg-type]  # ranked: key is a tuple
         self._waiting_tokens -= request.num_pending_tokens
         self._load = None
 
