@@ -8,9 +8,12 @@ Usage: python benchmarks/bench_run_cpu.py [--requests 5000] [--repeats 3] [--cas
 (`--case`: a case of bench_vidur_scenario.py instead; for fleets run `--repeats 1` in fresh
 processes: cost models share caches across builds in one process, `cost/shared_cache.py`.)
 For a count that does not depend on the load at all, run it under cachegrind twice, with
---repeats 1 and --repeats 2, and subtract (the second run's instructions):
-PYTHONHASHSEED=0 setarch -R valgrind --tool=cachegrind --cache-sim=no \\
+--repeats 1 and --repeats 2, and subtract (the second run's instructions; OpenBLAS single-threaded,
+or its idle threads' spinning moves the count by ~1% from one run to the next):
+OPENBLAS_NUM_THREADS=1 PYTHONHASHSEED=0 setarch -R valgrind --tool=cachegrind --cache-sim=no \\
     --cachegrind-out-file=/dev/null python benchmarks/bench_run_cpu.py --requests 1000 --repeats 2
+The second run finds the linear-layer caches that cost models share warm; a fresh process (as
+bench_vidur_scenario.py runs each case) does not.
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ def test_step_times_are_kept_only_while_a_member_can_read_them():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(20, 400), min_size=1, max_size=12), st.integers(0, 70),
+@given(st.lists(st.integers(20, 400), min_size=0, max_size=12), st.integers(0, 70),
        st.sampled_from([1, 2, 16, 32]), st.integers(0, 40), st.integers(0, 100))
 def test_block_needs_are_each_steps_blocks_needed(computed, epoch, block_size, first, steps):
     cohort = DecodeCohort(block_size)
@@ -154,8 +154,7 @@ def test_block_needs_are_each_steps_blocks_needed(computed, epoch, block_size, f
     for i, c in enumerate(computed):
         cohort.join(decoding(i, c, 10_000))
     needs = cohort.block_needs(first, steps)
-    assert needs.dtype == np.int64 and len(needs) == steps
-    assert needs.tolist() == [cohort.blocks_needed(o, o + 1) for o in range(first, first + steps)]
+    assert needs == [cohort.blocks_needed(o, o + 1) for o in range(first, first + steps)]
     free, limit = steps // 2, steps + 1  # the largest run that fits, from any offset
     k = cohort.max_steps_for_blocks(first, free, limit)
     assert cohort.blocks_needed(first, first + k) <= free

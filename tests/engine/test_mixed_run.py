@@ -194,27 +194,30 @@ SHAPES = st.tuples(
 
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from(["llama2-7b", "mixtral-8x7b:2", "llama3-70b:4", "llama2-7b@tensorrt-llm-pytorch"]),
-       st.lists(SHAPES, min_size=1, max_size=6))
-def test_chunk_step_prices_equal_step_by_step_prices_bit_for_bit(spec, shapes):
+       st.lists(st.tuples(SHAPES, st.integers(1, 4), st.integers(1, 2048)), min_size=1, max_size=6))
+def test_chunk_step_prices_equal_step_by_step_prices_bit_for_bit(spec, runs):
     model, _, engine = spec.partition("@")
     model, _, tp = model.partition(":")
     changes = {"model": model, "cluster.tp": int(tp or 1), **({"engine.kind": engine} if engine else {})}
     part = build(load_config(small_config(**changes))).parts[0]
     cost, power = part.cost_model, part.power
-    for chunk, prior, n, mean, extra in shapes:
-        priors = [prior + j * chunk for j in range(4)]
-        ctx = [n * (mean + j) for j in range(4)]
-        longest = [(mean + extra + j) if n else 0 for j in range(4)]
+    # the models keep what a run's steps share: a shape met again must price the same
+    for (chunk, prior, n, mean, extra), k, last_chunk in runs + runs:
+        priors = [prior + j * chunk for j in range(k)]
+        ctx = [n * (mean + j) for j in range(k)]
+        longest = [(mean + extra + j) if n else 0 for j in range(k)]
         times = cost.chunk_step_times(chunk, priors, n, ctx, longest)
         energies = power.chunk_step_energies(chunk, priors, n, ctx, times)
-        # a prompt's last chunk: its logit row counts too
-        last = cost.chunk_step_times(chunk, priors, n, ctx, longest, logits=n + 1)
-        last_j = power.chunk_step_energies(chunk, priors, n, ctx, last, logits=n + 1)
-        for j in range(4):
+        # ending with a prompt's last chunk, whose logit row counts too
+        last = min(last_chunk, chunk)
+        ending = cost.chunk_step_times(chunk, priors, n, ctx, longest, last)
+        ending_j = power.chunk_step_energies(chunk, priors, n, ctx, ending, last)
+        for j in range(k):
             shape = StepShape([(chunk, priors[j])], n, ctx[j], n, longest[j])
             assert times[j] == cost.step_time(shape)
             assert energies[j] == power.step_energy(shape, times[j])
             assert math.isfinite(times[j]) and times[j] > 0
-            shape = StepShape([(chunk, priors[j])], n, ctx[j], n + 1, longest[j])
-            assert last[j] == cost.step_time(shape)
-            assert last_j[j] == power.step_energy(shape, last[j])
+            if j == k - 1:
+                shape = StepShape([(last, priors[j])], n, ctx[j], n + 1, longest[j])
+            assert ending[j] == cost.step_time(shape)
+            assert ending_j[j] == power.step_energy(shape, ending[j])

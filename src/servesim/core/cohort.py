@@ -36,6 +36,7 @@ class DecodeCohort:
         before every member's join are dropped when the buffer grows, so a long run's memory is
         bounded by the longest membership, not by the run's length."""
         self._first_kept = 0
+        self._last_end = math.nan  # the last step's end (`last_end`), as a Python float
         self._joined_at: dict[Request, int] = {}
         self._members: dict[Request, int] = {}
         self._heap: list[tuple[int, int, int, Request]] = []
@@ -92,6 +93,8 @@ class DecodeCohort:
         return -heap[0][0] + self.epoch + steps_ahead if heap else 0
 
     def end_time(self, epoch_index: int) -> float:
+        if epoch_index == self.epoch - 1:  # (the common case: a member leaving now)
+            return self._last_end
         return float(self._ends[epoch_index - self._first_kept])
 
     def max_gap_since(self, epoch0: int, last_time_at_join: float) -> float:
@@ -132,11 +135,13 @@ class DecodeCohort:
         top, phase = (-offset) % self.block_size, self._phase
         return phase[top::-1] + phase[:top:-1]
 
-    def block_needs(self, first_step: int, steps: int) -> np.ndarray:
+    def block_needs(self, first_step: int, steps: int) -> list[int]:
         """New KV blocks each of the steps with offsets [first_step, first_step + steps) needs
         (those at a block's last slot: each step's `blocks_needed(o, o + 1)`)."""
+        if not self._members:
+            return [0] * steps
         cycle = self._cycle(self.epoch + first_step)
-        return np.array(cycle * (steps // self.block_size + 1), dtype=np.int64)[:steps]
+        return cycle * (steps // self.block_size) + cycle[: steps % self.block_size]
 
     def max_steps_for_blocks(self, first_step: int, free_blocks: int, limit: int) -> int:
         """Largest k <= limit such that steps [first_step, first_step + k) need <= free_blocks."""
@@ -198,23 +203,24 @@ class DecodeCohort:
                 self._joiners.pop(request, None)
 
     # -- time ----------------------------------------------------------------------------------
-    def advance(self, end_times: np.ndarray, gaps: str = "run") -> list[Request]:
+    def advance(self, end_times: np.ndarray | list[float], gaps: str = "run") -> list[Request]:
         """Run len(end_times) cohort steps; return members that finished, in finish order.
         `gaps`: record the steps' token gaps as one run (`run`), as that many single steps would
-        (`steps`: mixed runs, whose records must match single steps exactly), or not at all
-        (`recorded`: `gaps_ahead` has them made, step by step)."""
+        (`steps`: mixed runs, whose records must match single steps exactly; `end_times` a
+        list), or not at all (`recorded`: `gaps_ahead` has them made, step by step)."""
         k = len(end_times)
         if self.epoch + k > self._first_kept + len(self._ends):
             self._make_room(k)
         at = self.epoch - self._first_kept
         if self.gaps is not None and gaps != "recorded":
-            prev = self.last_end()
+            prev = self._last_end
             if gaps == "steps":
-                self.gaps.cohort_step_ends(prev, end_times.tolist(), self._class_counts, self._joiners)
+                self.gaps.cohort_step_ends(prev, end_times, self._class_counts, self._joiners)
             else:
                 self.gaps.cohort_steps(prev, end_times, self._class_counts, self._joiners)
             self._joiners.clear()
         self._ends[at : at + k] = end_times
+        self._last_end = float(end_times[-1])
         self.epoch += k
         finished = []
         heap = self._heap
@@ -230,7 +236,7 @@ class DecodeCohort:
 
     def last_end(self) -> float:
         """End time of the cohort's last step (NaN before its first)."""
-        return float(self._ends[self.epoch - 1 - self._first_kept]) if self.epoch else math.nan
+        return self._last_end
 
     def gaps_ahead(self, clock, ends: list[float]):
         """Have the token gaps of the next steps, ending at `ends`, recorded as `clock.now`

@@ -209,21 +209,20 @@ class PowerModel:
 
     def chunk_step_energies(
         self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int],
-        seconds: list[float], logits: int | None = None,
+        seconds: list[float], last: int = 0,
     ) -> list[float] | None:
-        """Joules of the steps `RooflineCostModel.chunk_step_times` prices (`logits` as there),
+        """Joules of the steps `RooflineCostModel.chunk_step_times` prices (`last` as there),
         lasting `seconds`: `step_energy` of each, float for float. None under a cap or clock
         limit (the clock is solved per step) or where the work is not written out (a sliding
         window, MLA)."""
         model = self.work_model.model
         if self.limit.active or model.sliding_window or model.is_mla:
             return None
-        work = self.work_model.chunk_step_work
-        flops, hbm, link = work(chunk, priors, num_decodes, ctx_sums, logits)
+        flops, moved = self.work_model.chunk_step_work(chunk, priors, num_decodes, ctx_sums, last)
         floor, jf, jb, top = self._floor_w, self._j_per_flop, self._j_per_byte, self._max_w
         out = []
-        for s, f, b in zip(seconds, flops, hbm):
-            joules = floor * s + jf * f + jb * (b + link)
+        for s, f, b in zip(seconds, flops, moved):
+            joules = floor * s + jf * f + jb * b
             out.append(joules if joules < top * s else top * s)
         return out
 

@@ -13,6 +13,7 @@ form for many steps at once and `step_time` uses the very same coefficients, so 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -56,6 +57,7 @@ class RooflineCostModel:
         self._linear_cache: dict[tuple[int, int, int], float] = shared_cache(
             ("linear_time", tuple(self._gemms), self._pad, self._t_gemm))
         self._decode_cache: dict[tuple[int, int], tuple[float, float, float, str]] = {}
+        self._chunk_cache: dict[tuple[int, int], tuple] = {}
 
     # -- constants ---------------------------------------------------------------------------------
     def _precompute(self) -> None:
@@ -226,42 +228,37 @@ class RooflineCostModel:
 
     def chunk_step_times(
         self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int],
-        max_ctxs: list[int], logits: int | None = None,
+        max_ctxs: list[int], last: int = 0,
     ) -> list[float] | None:
         """Seconds of consecutive steps that each compute one prompt chunk of `chunk` tokens
         after `priors[j]` cached ones and `num_decodes` decodes with context sums `ctx_sums[j]`
         and longest contexts `max_ctxs[j]`: `step_time` of each, float for float (the same
         operations in the same order, with what does not change between the steps computed
-        once). `logits`: the steps' logit rows (default the decodes': the chunk is not the
-        prompt's last; its last chunk adds one). None where that form is not written out (a
-        sliding window, MLA, `batch_kv` attention): price the steps one by one. Plain Python:
-        runs are a few steps."""
+        once, and kept per (chunk, decodes) for chunks other than a last). `last`: the final
+        step is instead the prompt's last chunk, of `last` tokens, whose logit row counts too.
+        None where that form is not written out (a sliding window, MLA, `batch_kv` attention):
+        price the steps one by one. Plain Python: runs are a few steps."""
         if self.model.sliding_window or self.model.is_mla or self._decode_mode == "batch_kv":
             return None
-        n, c, L = num_decodes, chunk, self._layers
-        logits = n if logits is None else logits
-        tokens = c + n
-        t = (
-            self._linear_time(tokens, logits, 0)
-            + self._moe_time(tokens)
-            + tokens * self._elem_per_token
-            + self._elem_fixed
-            + self._comm_time(tokens, logits)
-            + self.profile.step_overhead_s
-        )
-        calls = self._engine.attention_calls(1)
-        launch = 0.0 + L * self._t_kernel * calls
-        half, rows, pr = c * (c + 1) / 2, c * self._attn_heads, self.profile
-        fresh = pr.attn_prefill_eff * rows / (rows + self._attn_pad)
-        prefix = pr.attn_prefix_eff * rows / (rows + self._attn_pad)
-        flops, ctx_b, q_b = self._attn_prefill_flops, self._attn_ctx_bytes, c * self._attn_q_bytes
-        per_ctx = per_longest = 0.0
-        if n:
-            per_ctx, per_longest, launches = self._decode_attention_terms(n, n)
-            launch += launches
+        n = num_decodes
+        out: list[float] = []
+        rows = zip(priors, ctx_sums, max_ctxs)
+        repeats = len(priors) - 1 if last else len(priors)
+        if repeats:
+            self._chunk_times(chunk, n, self._repeat_terms(chunk, n), itertools.islice(rows, repeats), out)
+        if last:
+            self._chunk_times(last, n, self._chunk_terms(last, n, n + 1), rows, out)
+        return out
+
+    def _chunk_times(self, c: int, n: int, terms: tuple, rows, out: list[float]) -> None:
+        """`chunk_step_times` of the steps in `rows` (prior, context sum, longest context), each
+        computing a chunk of `c` tokens beside `n` decodes, with the steps' `_chunk_terms`."""
+        t, launch, half, fresh, prefix, q_b, per_ctx, per_longest, calls, tokens = terms
+        flops, ctx_b, L = self._attn_prefill_flops, self._attn_ctx_bytes, self._layers
         dec_compute = self._dec_flops >= self._dec_bytes
-        engine, floor, out = self._engine, self.prefill_host_overhead_s, []
-        for p, ctx, longest in zip(priors, ctx_sums, max_ctxs):
+        engine, floor = self._engine, self.prefill_host_overhead_s
+        host = engine.has_host
+        for p, ctx, longest in rows:
             comp = (c * p + half) * flops / (prefix if p else fresh)
             mem = (p + c) * ctx_b + q_b
             a0 = a1 = 0.0
@@ -276,10 +273,43 @@ class RooflineCostModel:
                 else:
                     a1 += bandwidth if bandwidth > slowest else slowest
             gpu = t + a0 + a1 + launch
-            if engine.has_host:
+            if host:
                 gpu = engine.step_time(gpu, "eager", 1 + n, calls, tokens, ctx + n + (c + p))
             out.append(gpu if gpu > floor else floor)
-        return out
+
+    def _chunk_terms(self, c: int, n: int, logits: int) -> tuple:
+        """What `chunk_step_times` computes once for steps of a `c`-token chunk beside `n`
+        decodes with `logits` logit rows (as `_mixed_time` computes it for each step)."""
+        tokens = c + n
+        t = (
+            self._linear_time(tokens, logits, 0)
+            + self._moe_time(tokens)
+            + tokens * self._elem_per_token
+            + self._elem_fixed
+            + self._comm_time(tokens, logits)
+            + self.profile.step_overhead_s
+        )
+        calls = self._engine.attention_calls(1)
+        launch = 0.0 + self._layers * self._t_kernel * calls
+        half, rows, pr = c * (c + 1) / 2, c * self._attn_heads, self.profile
+        fresh = pr.attn_prefill_eff * rows / (rows + self._attn_pad)
+        prefix = pr.attn_prefix_eff * rows / (rows + self._attn_pad)
+        per_ctx = per_longest = 0.0
+        if n:
+            per_ctx, per_longest, launches = self._decode_attention_terms(n, n)
+            launch += launches
+        return (t, launch, half, fresh, prefix, c * self._attn_q_bytes, per_ctx, per_longest, calls,
+                tokens)
+
+    def _repeat_terms(self, c: int, n: int) -> tuple:
+        """`_chunk_terms` of a chunk that is not the prompt's last, kept: a run's repeats meet
+        the same few (chunk, decodes) pairs again and again (a last chunk's rarely recur)."""
+        terms = self._chunk_cache.get((c, n))
+        if terms is None:
+            if len(self._chunk_cache) > _CACHE_LIMIT:
+                self._chunk_cache.clear()
+            terms = self._chunk_cache[(c, n)] = self._chunk_terms(c, n, n)
+        return terms
 
     def gpu_time(self, shape: StepShape) -> float:
         """The step's GPU time alone: no host time, no floors."""

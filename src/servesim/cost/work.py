@@ -12,6 +12,7 @@ B = B0(n) + B1 S; `decode_coeffs` returns those coefficients so runs of steps pr
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from servesim.cost.base import StepShape
@@ -52,6 +53,7 @@ class WorkModel:
         self._route_bytes = profile.moe_route_passes * layout.model.hidden_size * ab
         self._link_per_token, self._link_per_logit = self._link_terms()
         self._decode_cache: dict[int, tuple[float, float, float, float, float]] = {}
+        self._chunk_cache: dict[tuple[int, int], tuple] = {}
         # `_linear` reads these constants alone
         self._linear_cache: dict[tuple[int, int, int], tuple[float, float]] = shared_cache(
             ("linear_work", tuple(layout.gemms), ab))
@@ -70,30 +72,58 @@ class WorkModel:
         return StepWork(flops, hbm, link)
 
     def chunk_step_work(
-        self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int],
-        logits: int | None = None,
-    ):
-        """(flops, HBM bytes) per step and the link bytes of every step, of the steps
-        `RooflineCostModel.chunk_step_times` prices (`logits` as there): `work` of each, float
-        for float. Not for a sliding window or MLA."""
-        n, c = num_decodes, chunk
-        logits = n if logits is None else logits
+        self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int], last: int = 0,
+    ) -> tuple[list[float], list[float]]:
+        """FLOPs and bytes moved (HBM bytes + link bytes, added in that order) per step, of the
+        steps `RooflineCostModel.chunk_step_times` prices (`last` as there): `work` of each,
+        float for float. Not for a sliding window or MLA."""
+        n = num_decodes
+        flops: list[float] = []
+        moved: list[float] = []
+        rows = zip(priors, ctx_sums)
+        repeats = len(priors) - 1 if last else len(priors)
+        if repeats:
+            self._chunk_work(chunk, n, self._repeat_terms(chunk, n), itertools.islice(rows, repeats),
+                             flops, moved)
+        if last:
+            self._chunk_work(last, n, self._chunk_terms(last, n, n + 1), rows, flops, moved)
+        return flops, moved
+
+    def _chunk_work(self, c: int, n: int, terms: tuple, rows, flops: list, moved: list) -> None:
+        """`chunk_step_work` of the steps in `rows` (prior, context sum) of a `c`-token chunk
+        beside `n` decodes, with the steps' `_chunk_terms`."""
+        lin_f, lin_b, f_moe, b_moe, half, q_b, elem, link = terms
+        a, L = self.layout.attention, self.layout.num_layers
+        pair_f, ctx_b = a.prefill_flops_per_pair, a.prefill_bytes_per_ctx_token
+        dec_f, dec_b = a.decode_flops_per_ctx_token, a.decode_bytes_per_ctx_token
+        for p, ctx in rows:
+            f_att = 0.0 + L * (c * p + half) * pair_f
+            b_att = 0.0 + L * ((p + c) * ctx_b + q_b)
+            if n:
+                f_att += L * ctx * dec_f
+                b_att += L * ctx * dec_b
+            flops.append(lin_f + (f_moe + f_att))
+            moved.append(lin_b + (b_moe + b_att + elem) + link)
+
+    def _chunk_terms(self, c: int, n: int, logits: int) -> tuple:
+        """What `chunk_step_work` computes once for steps of a `c`-token chunk beside `n` decodes
+        with `logits` logit rows."""
         tokens = c + n
         lin_f, lin_b = self._linear(tokens, logits, 0)
         f_moe, b_moe = self._moe(tokens)
-        a, L = self.layout.attention, self.layout.num_layers
-        half, q_b = c * (c + 1) / 2, c * a.prefill_bytes_per_query
-        elem = tokens * self._elem_bytes_per_token
-        flops, hbm = [], []
-        for p, ctx in zip(priors, ctx_sums):
-            f_att = 0.0 + L * (c * p + half) * a.prefill_flops_per_pair
-            b_att = 0.0 + L * ((p + c) * a.prefill_bytes_per_ctx_token + q_b)
-            if n:
-                f_att += L * ctx * a.decode_flops_per_ctx_token
-                b_att += L * ctx * a.decode_bytes_per_ctx_token
-            flops.append(lin_f + (f_moe + f_att))
-            hbm.append(lin_b + (b_moe + b_att + elem))
-        return flops, hbm, tokens * self._link_per_token + logits * self._link_per_logit
+        half, q_b = c * (c + 1) / 2, c * self.layout.attention.prefill_bytes_per_query
+        link = tokens * self._link_per_token + logits * self._link_per_logit
+        return lin_f, lin_b, f_moe, b_moe, half, q_b, tokens * self._elem_bytes_per_token, link
+
+    def _repeat_terms(self, c: int, n: int) -> tuple:
+        """`_chunk_terms` of a chunk that is not the prompt's last, kept: a run's repeats meet
+        the same few (chunk, decodes) pairs again and again (a last chunk's rarely recur)."""
+        terms = self._chunk_cache.get((c, n))
+        if terms is None:
+            if len(self._chunk_cache) > _CACHE_LIMIT:
+                self._chunk_cache.clear()
+            terms = self._chunk_cache[(c, n)] = self._chunk_terms(c, n, n)
+        return terms
 
     def decode_coeffs(self, n: int) -> tuple[float, float, float, float, float]:
         """(F0, F1, B0, B1, link) of a pure-decode step of n requests: F = F0 + F1 S, B = B0 + B1 S."""

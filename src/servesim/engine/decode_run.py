@@ -8,6 +8,10 @@ blocks, the cohort's progress, finishes, one step-log row with the run's steps a
 arrival routed here meanwhile interrupts the run: the step in flight completes and the
 scheduler plans again. The result is step for step what single steps give.
 
+Its energy is priced once, for the steps run, unless the power meter is read while it runs
+(a power budget): then it is priced for the planned steps as it starts, and again if it was cut
+short or the budget moved the cap.
+
 A run of at most `SHORT_RUN` steps (most of them: a finish or an arrival comes within a few
 steps) is priced in plain Python lists where the cost model offers `decode_run_times`: numpy's
 fixed cost per call (a dozen calls a run) outweighs its per-step gain there. Both paths make the
@@ -49,7 +53,11 @@ def decode_run(instance: Instance, plan: StepPlan):
     if ends[-1] >= instance.horizon:
         k = steps_before(ends, instance.horizon)
         ends = ends[:k]
-    joules, limit = _energy(instance, n, ctx, seconds, k), _limit(instance)
+    # The run's joules up front only where the meter is read in flight (a power budget: then
+    # `Instance.mixed_runs` is off); otherwise once, for the steps that ran.
+    in_flight = not instance.mixed_runs
+    joules = _energy(instance, n, ctx, seconds, k) if in_flight else 0.0
+    limit = _limit(instance)
     instance.meter.begin(start, ends[-1] - start, joules)
     done = k
     if not skip_ahead(env, ends[-1] - start):  # (nothing else due before the run ends)
@@ -65,14 +73,14 @@ def decode_run(instance: Instance, plan: StepPlan):
             if remaining > 0 and not skip_ahead(env, remaining):
                 yield env.timeout(remaining)
         instance._interruptible = False
-    ends = np.array(ends[:done])  # (what the cohort reads: an array, however priced)
+    ends = ends[:done] if isinstance(ends, list) else np.array(ends[:done])  # (a copy either way)
     ends[-1] = env.now
     # Blocks for the steps run (k fit when the run was planned); never inside an assert,
     # which `python -O` would skip.
     if not kv.reserve_cohort(done):
         raise RuntimeError("a decode run outgrew the KV blocks it was planned with")
     instance._finish(kv.advance_cohort(ends), env.now)
-    if done < k or _limit(instance) != limit:  # cut short, or a power budget moved the cap
+    if not in_flight or done < k or _limit(instance) != limit:  # or cut short, or capped anew
         joules = _energy(instance, n, ctx, seconds, done)
     instance._record_step(start, env.now, done, 0, n, joules)
 

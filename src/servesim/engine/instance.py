@@ -17,7 +17,6 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import numpy as np
 import simpy
 
 from servesim.core.request import Request, RequestStatus
@@ -273,7 +272,7 @@ class Instance:
         planned ones, first tokens joining the cohort (or handed off), finishes. `gaps`: as
         `DecodeCohort.advance` takes it."""
         kv = self.kv
-        finished = kv.advance_cohort(np.array([end]), gaps) if plan.decode_cohort else []
+        finished = kv.advance_cohort([end], gaps) if plan.decode_cohort else []
         prefilled = []
         for request, n in plan.tokens.items():
             if math.isnan(request.first_scheduled_time):  # its first step

@@ -210,13 +210,6 @@ class _Steps:
         longest = [max(first_longest + j, joined + j) for j in range(k)]
         return cls(chunk, priors, n + 1, ctx, longest)
 
-    def head(self, k: int) -> _Steps:
-        return _Steps(self.chunk, self.priors[:k], self.decodes, self.ctx[:k], self.longest[:k])
-
-    def final(self, tokens: int) -> _Steps:
-        """The final step alone, computing `tokens` (the prompt's last chunk)."""
-        return _Steps(tokens, self.priors[-1:], self.decodes, self.ctx[-1:], self.longest[-1:])
-
     def last_chunk(self, tokens: int) -> StepShape:
         """The final step's shape when it is the prompt's last chunk (whose logit counts too)."""
         n = self.decodes
@@ -247,7 +240,7 @@ def _run_length(instance: Instance, plan: StepPlan, request: Request, chunk: int
         limit = min(limit, cohort.steps_to_next_finish())
     if limit < 2:
         return limit, None, 0
-    needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else itertools.repeat(0, limit)
+    needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else [0] * limit
     taken = _blocks_taken(kv, request, request.num_computed_tokens, chunk, needs)
     k = len(taken)
     return k, taken, last if last and k == repeats + 1 else 0
@@ -273,10 +266,10 @@ def _handover_length(instance: Instance, plan: StepPlan, request: Request, first
     if limit < 2:
         return limit, None, 0
     size, joined = kv.block_size, joining.num_prompt_tokens
-    needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else itertools.repeat(0)
-    next(needs)  # the lead step's blocks are held
-    # the joined request takes a block when its context fills one (as the cohort counts)
-    needs = (need + ((joined + j - 1) % size == 0) for j, need in zip(range(1, limit), needs))
+    needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else [0] * limit
+    # after the lead step (whose blocks are held), the joined request takes a block when its
+    # context fills one (as the cohort counts)
+    needs = [need + ((joined + j - 1) % size == 0) for j, need in zip(range(1, limit), needs[1:])]
     taken = [0, *_blocks_taken(kv, request, request.num_computed_tokens + first, chunk, needs)]
     k = len(taken)
     return k, taken, last if last and k == repeats + 2 else 0
@@ -300,13 +293,11 @@ def _blocks_taken(kv: KVCacheManager, request: Request, computed: int, chunk: in
     return taken
 
 
-def _cohort_needs(kv: KVCacheManager, cohort: DecodeCohort, steps: int):
+def _cohort_needs(kv: KVCacheManager, cohort: DecodeCohort, steps: int) -> list[int]:
     """New blocks the cohort takes at each of its next `steps` steps (each reserves the next
-    step's, except those already reserved), lazily: a run stops at the first step that does
-    not fit, and one step's count is a histogram lookup."""
-    reserved = kv.cohort_reserved_steps
-    for j in range(steps):
-        yield 0 if j < reserved else cohort.blocks_needed(j, j + 1)
+    step's, except those already reserved)."""
+    reserved = min(kv.cohort_reserved_steps, steps)
+    return [0] * reserved + cohort.block_needs(reserved, steps - reserved)
 
 
 def _last_chunk(instance: Instance, request, chunk: int, repeats: int, pending: int, joining=None) -> int:
@@ -324,16 +315,13 @@ def _last_chunk(instance: Instance, request, chunk: int, repeats: int, pending: 
 def _price(instance: Instance, steps: _Steps, start: float, last: int) -> tuple[list, list, Any]:
     """Start, end and joules of each step; ends summed one step at a time, as SimPy would. With
     `last`, the final step is the prompt's last chunk (whose logit counts too)."""
-    repeats = steps.head(len(steps.priors) - 1) if last else steps
-    seconds, joules = _vector_price(instance, repeats)
+    seconds, joules = _vector_price(instance, steps, last)
     if seconds is None:
-        priced = [instance.price(shape) for shape in repeats.shapes()]
+        shapes = steps.shapes()
+        if last:
+            shapes[-1] = steps.last_chunk(last)
+        priced = [instance.price(shape) for shape in shapes]
         seconds, joules = [s for s, _ in priced], [j for _, j in priced]
-    if last:
-        final, final_j = _vector_price(instance, steps.final(last), steps.decodes + 1)
-        if final is None:
-            final, final_j = map(list, zip(instance.price(steps.last_chunk(last))))
-        seconds, joules = seconds + final, joules + final_j
     ends = list(itertools.accumulate(seconds, initial=start))
     return ends[:-1], ends[1:], joules
 
@@ -348,19 +336,22 @@ def _chunk_steps(pending: int, generated: int, chunk: int) -> int:
     return steps
 
 
-def _vector_price(instance: Instance, steps: _Steps, logits: int | None = None):
+def _vector_price(instance: Instance, steps: _Steps, last: int):
     """`Instance.price` of every step at once, where the models write the steps' form out
-    (`chunk_step_times`, `chunk_step_energies`; `logits` as there); (None, None) otherwise."""
+    (`chunk_step_times`, `chunk_step_energies`; `last` as there); (None, None) otherwise."""
     vector = getattr(instance.cost_model, "chunk_step_times", None)
+    if vector is None or instance.kv.tiers is not None:  # tiers: each step's own transfers
+        return None, None
     args = (steps.chunk, steps.priors, steps.decodes, steps.ctx)
-    times = vector(*args, steps.longest, logits=logits) if vector is not None else None
-    if times is None or instance.kv.tiers is not None:  # tiers: each step's own transfers
+    seconds = vector(*args, steps.longest, last)
+    if seconds is None:
         return None, None
     slowdown = instance.slowdown
-    seconds = [t * slowdown for t in times]
+    if slowdown != 1.0:  # (t * 1.0 is t)
+        seconds = [t * slowdown for t in seconds]
     if instance.power is None:
         return seconds, [0.0] * len(seconds)
-    joules = instance.power.chunk_step_energies(*args, seconds, logits=logits)
+    joules = instance.power.chunk_step_energies(*args, seconds, last)
     return (seconds, joules) if joules is not None else (None, None)
 
 
@@ -421,7 +412,7 @@ def _apply(instance: Instance, plan: StepPlan, request: Request, tokens: int, st
     if not kv.allocate(request, tokens):
         raise RuntimeError("a mixed run's prompt outgrew the KV blocks it was planned with")
     gaps = "recorded" if gaps_recorded else "steps"
-    finished = kv.advance_cohort(np.array(ends), gaps) if plan.decode_cohort else []
+    finished = kv.advance_cohort(ends, gaps) if plan.decode_cohort else []
     if math.isnan(request.first_scheduled_time):  # the run's first step was its first
         request.first_scheduled_time = start
     if request.advance(tokens, end):  # a fresh prompt whose first token was its last

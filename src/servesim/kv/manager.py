@@ -435,7 +435,7 @@ class KVCacheManager:
         if steps and not self.reserve_cohort(steps):
             raise KVConservationError("a smaller cohort could not hold the steps it held before")
 
-    def advance_cohort(self, end_times: np.ndarray, gaps: str = "run") -> list[Request]:
+    def advance_cohort(self, end_times: np.ndarray | list[float], gaps: str = "run") -> list[Request]:
         """Run the cohort's next len(end_times) steps (reserved before); return who finished."""
         if self._reserved_until - self.cohort.epoch < len(end_times):
             raise KVConservationError("a cohort step ran without its blocks reserved")
@@ -454,8 +454,9 @@ class KVCacheManager:
         need = self.cohort.blocks_needed(held, steps)
         if need > self.num_free_blocks and not self._unpin_for(need):
             return False
-        self._take(need)
-        self._reserved_until = self.cohort.epoch + max(held, steps)
+        if need:
+            self._take(need)
+        self._reserved_until = self.cohort.epoch + steps
         return True
 
     def unreserve_cohort(self) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import math
 from typing import Any
 
@@ -47,7 +48,7 @@ class _Series:
     def __init__(self) -> None:
         self.gaps: list[float] = []
         self.weights: list[float] = []
-        self.runs: list[tuple[np.ndarray, float, float, int]] = []
+        self.runs: list[tuple[np.ndarray | list[float], float, float, int]] = []
         self.pending = 0
         self.hist = np.zeros(NUM_BINS)
         self.count = 0.0
@@ -77,7 +78,7 @@ class _Series:
             self.weights.extend([weight] * (n - at))
             self.pending += n - at
 
-    def add_run(self, ends: np.ndarray, prev: float, weight: float, joined: int) -> None:
+    def add_run(self, ends: np.ndarray | list[float], prev: float, weight: float, joined: int) -> None:
         """A decode run's steps, ending at `ends` (`prev`: the step before's end, NaN before the
         cohort's first): each step's gap weighted `weight`, the first step's `weight - joined`
         (its joiners record their own), its gap 0 without a step before. Made into arrays when
@@ -111,8 +112,8 @@ def _run_records(runs: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
     """The gaps and weights of `_Series.add_run`'s runs, one after another: the same values a
     run's own `np.diff` and `np.full` give (element by element the same operations), in a few
     numpy calls for all of them instead of a few per run."""
-    ends = np.concatenate([r[0] for r in runs])
     lengths = np.array([len(r[0]) for r in runs])
+    ends = np.fromiter(itertools.chain.from_iterable(r[0] for r in runs), np.float64, int(lengths.sum()))
     firsts = np.cumsum(lengths) - lengths
     prevs = np.array([r[1] for r in runs], dtype=np.float64)
     before = np.empty_like(ends)
@@ -157,7 +158,8 @@ class TokenGaps:
             self._release()
         self._of(cls).add(gap, 1.0)
 
-    def cohort_steps(self, prev_end: float, ends: np.ndarray, class_counts: dict, joiners: dict) -> None:
+    def cohort_steps(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict,
+                     joiners: dict) -> None:
         """A decode cohort ran `len(ends)` steps. `class_counts`: members per class; `joiners`:
         members that joined since the previous cohort step -> their previous token's time."""
         if self._due:
@@ -170,17 +172,33 @@ class TokenGaps:
         for request, last in joiners.items():
             per_class[request.class_name] = per_class.get(request.class_name, 0) + 1
             self._of(request.class_name).add(float(ends[0]) - last, 1.0)
-        ends = np.array(ends, dtype=np.float64)  # kept until the series flushes
-        for cls, n in class_counts.items():
+        for cls, n in class_counts.items():  # (`ends` kept until the series flushes)
             if n > 0:
                 self._of(cls).add_run(ends, prev_end, float(n), per_class.get(cls, 0))
 
-    def cohort_step_ends(self, prev_end: float, ends: list[float], class_counts: dict, joiners: dict) -> None:
+    def cohort_step_ends(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict,
+                         joiners: dict) -> None:
         """`cohort_steps` of each step alone, one after another (a mixed run's steps, whose
-        records must be single steps' bit for bit), in one call."""
+        records must be single steps' bit for bit), in one call: `CohortSteps.record` of them
+        all, written out (each series gets its first step's records, then the others' gaps)."""
         if self._due:
             self._release()
-        CohortSteps(self, prev_end, ends, class_counts, joiners).record(len(ends))
+        end = ends[0]
+        per_class: dict[str, int] = {}
+        for request, last in joiners.items():
+            cls = request.class_name
+            per_class[cls] = per_class.get(cls, 0) + 1
+            self._of(cls).add(end - last, 1.0)
+        gap = end - prev_end
+        gaps = [b - a for a, b in zip(ends, ends[1:])]
+        for cls, n in class_counts.items():
+            if n > 0:  # (a class whose members all joined has its series from their records)
+                series = self._of(cls)
+                settled = n - per_class.get(cls, 0) if per_class else n
+                if settled > 0:
+                    series.add(gap, float(settled))
+                if gaps:
+                    series.add_many(gaps, float(n))
 
     def steps_ahead(self, clock, prev_end: float, ends: list[float], class_counts: dict,
                     joiners: dict) -> CohortSteps:
