@@ -379,7 +379,7 @@ def _sleep(instance: Instance, ends: list[float], before_last: bool):
     return done
 
 
-def _until(env: simpy.Environment, target: float):
+def _until(env, target: float):  # env stays Any: compiled, `now < target` would need a bool, not numpy's
     """Sleep until exactly `target`. `now + (target - now)` may round to a neighbour of it when
     the sleep is longer than `now` itself; a second hop, of the exact rest, then lands on it."""
     if env.now < target:
