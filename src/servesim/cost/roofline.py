@@ -25,9 +25,8 @@ from servesim.cost.collectives import collective_latency
 from servesim.cost.datatypes import tensor_flops
 from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile, family_profile
-from servesim.cost.shared_cache import shared_cache
+from servesim.cost.shared_cache import remember, shared_cache
 
-_CACHE_LIMIT = 1 << 16
 GROUPS = ("qkv", "attention", "o_proj", "mlp", "moe", "elementwise", "lm_head", "comm", "overhead")
 
 
@@ -306,9 +305,7 @@ class RooflineCostModel:
         the same few (chunk, decodes) pairs again and again (a last chunk's rarely recur)."""
         terms = self._chunk_cache.get((c, n))
         if terms is None:
-            if len(self._chunk_cache) > _CACHE_LIMIT:
-                self._chunk_cache.clear()
-            terms = self._chunk_cache[(c, n)] = self._chunk_terms(c, n, n)
+            terms = remember(self._chunk_cache, (c, n), self._chunk_terms(c, n, n))
         return terms
 
     def gpu_time(self, shape: StepShape) -> float:
@@ -399,10 +396,7 @@ class RooflineCostModel:
         )
         per_ctx, per_longest, launches = self._decode_attention_terms(n, m)
         coeffs = (const + launches, per_ctx, per_longest, "graph" if rows else "eager")
-        if len(self._decode_cache) > _CACHE_LIMIT:
-            self._decode_cache.clear()
-        self._decode_cache[key] = coeffs
-        return coeffs
+        return remember(self._decode_cache, key, coeffs)
 
     def _decode_attention_terms(self, n: int, split_basis: int) -> tuple[float, float, float]:
         """Decode attention of all layers: (seconds per context token at full bandwidth, seconds
@@ -465,10 +459,7 @@ class RooflineCostModel:
             if m:
                 c, mem = row_s * (m + pad), w_s + act_s * m
                 total += count * ((c if c > mem else mem) + launch)
-        if len(self._linear_cache) > _CACHE_LIMIT:
-            self._linear_cache.clear()
-        self._linear_cache[key] = total
-        return total
+        return remember(self._linear_cache, key, total)
 
     def _moe_parts(self, tokens: int) -> tuple[float, float, float, float]:
         """Routed experts of all MoE layers: (compute s, memory s, dispatch s, launch s).

@@ -8,6 +8,13 @@ so models with equal constants may share one dict, and results do not change.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+V = TypeVar("V")
+
+LIMIT = 1 << 16
+"""Entries a price cache holds before it starts again (long sweeps meet many shapes)."""
+
 KEEP = 16
 """Caches kept for the most recently built constants (a sweep builds many models in one process)."""
 
@@ -23,3 +30,11 @@ def shared_cache(constants: tuple) -> dict:
             del _CACHES[next(iter(_CACHES))]  # the least recently built
     _CACHES[constants] = cache
     return cache
+
+
+def remember(cache: dict, key: object, value: V) -> V:
+    """Store `value` under `key` in a price cache, emptied first once it holds LIMIT entries."""
+    if len(cache) > LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value

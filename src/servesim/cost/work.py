@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from servesim.cost.base import StepShape
 from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile
-from servesim.cost.shared_cache import shared_cache
-
-_CACHE_LIMIT = 1 << 16
+from servesim.cost.shared_cache import remember, shared_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +118,7 @@ class WorkModel:
         the same few (chunk, decodes) pairs again and again (a last chunk's rarely recur)."""
         terms = self._chunk_cache.get((c, n))
         if terms is None:
-            if len(self._chunk_cache) > _CACHE_LIMIT:
-                self._chunk_cache.clear()
-            terms = self._chunk_cache[(c, n)] = self._chunk_terms(c, n, n)
+            terms = remember(self._chunk_cache, (c, n), self._chunk_terms(c, n, n))
         return terms
 
     def decode_coeffs(self, n: int) -> tuple[float, float, float, float, float]:
@@ -160,10 +156,7 @@ class WorkModel:
             if m:
                 flops += g.count * 2.0 * g.k * g.n * m
                 hbm += g.count * (g.weight_bytes + (g.k + g.n) * ab * m)
-        if len(self._linear_cache) > _CACHE_LIMIT:
-            self._linear_cache.clear()
-        self._linear_cache[key] = (flops, hbm)
-        return flops, hbm
+        return remember(self._linear_cache, key, (flops, hbm))
 
     def _moe(self, tokens: int) -> tuple[float, float]:
         moe = self.layout.moe
