@@ -180,25 +180,16 @@ class TokenGaps:
                          joiners: dict) -> None:
         """`cohort_steps` of each step alone, one after another (a mixed run's steps, whose
         records must be single steps' bit for bit), in one call: `CohortSteps.record` of them
-        all, written out (each series gets its first step's records, then the others' gaps)."""
+        all without the object (the first step's records, then each class's later gaps)."""
         if self._due:
             self._release()
-        end = ends[0]
-        per_class: dict[str, int] = {}
-        for request, last in joiners.items():
-            cls = request.class_name
-            per_class[cls] = per_class.get(cls, 0) + 1
-            self._of(cls).add(end - last, 1.0)
-        gap = end - prev_end
-        gaps = [b - a for a, b in zip(ends, ends[1:])]
-        for cls, n in class_counts.items():
-            if n > 0:  # (a class whose members all joined has its series from their records)
-                series = self._of(cls)
-                settled = n - per_class.get(cls, 0) if per_class else n
-                if settled > 0:
-                    series.add(gap, float(settled))
-                if gaps:
-                    series.add_many(gaps, float(n))
+        classes = class_counts.items()
+        _one_step(self, prev_end, ends[0], classes, [(r.class_name, last) for r, last in joiners.items()])
+        if len(ends) > 1:
+            gaps = [b - a for a, b in zip(ends, ends[1:])]
+            for cls, n in classes:
+                if n > 0:  # (the first step made its series)
+                    self._of(cls).add_many(gaps, float(n))
 
     def steps_ahead(self, clock, prev_end: float, ends: list[float], class_counts: dict,
                     joiners: dict) -> CohortSteps:
