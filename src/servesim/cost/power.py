@@ -202,9 +202,8 @@ class PowerModel:
         """Joules of one step lasting `seconds` (at the clock the current limit allows)."""
         if self.limit.active:
             return self._capped(shape)[1]
-        w = self.work_model.work(shape)
-        joules = (self._floor_w * seconds + self._j_per_flop * w.flops
-                  + self._j_per_byte * (w.hbm_bytes + w.link_bytes))
+        flops, hbm, link = self.work_model.work_parts(shape)
+        joules = self._floor_w * seconds + self._j_per_flop * flops + self._j_per_byte * (hbm + link)
         return min(joules, self._max_w * seconds)  # the board limit: the firmware throttles
 
     def chunk_step_energies(

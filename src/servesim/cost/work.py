@@ -40,6 +40,7 @@ class WorkModel:
     def __init__(self, layout: Layout, profile: CostProfile):
         self.layout = layout
         self.model = layout.model
+        self._mla = layout.model.is_mla  # (a property: read once)
         ab = layout.act_bytes
         L = layout.num_layers
         per_token = (
@@ -57,17 +58,22 @@ class WorkModel:
             ("linear_work", tuple(layout.gemms), ab))
 
     def work(self, shape: StepShape) -> StepWork:
+        return StepWork(*self.work_parts(shape))
+
+    def work_parts(self, shape: StepShape) -> tuple[float, float, float]:
+        """`work` as (flops, HBM bytes, link bytes): the power model prices every single step
+        from these, and a frozen `StepWork` costs a `__setattr__` call per field."""
         tokens, logits = shape.num_tokens, shape.num_logit_tokens
         if not tokens:
-            return StepWork(0.0, 0.0, 0.0)
-        ctx_rows = self._context_rows(shape)
+            return 0.0, 0.0, 0.0
+        ctx_rows = self._context_rows(shape) if self._mla else 0
         flops, hbm = self._linear(tokens, logits, ctx_rows)
         f_moe, b_moe = self._moe(tokens)
         f_att, b_att = self._attention(shape)
         flops += f_moe + f_att
         hbm += b_moe + b_att + tokens * self._elem_bytes_per_token
         link = tokens * self._link_per_token + logits * self._link_per_logit
-        return StepWork(flops, hbm, link)
+        return flops, hbm, link
 
     def chunk_step_work(
         self, chunk: int, priors: list[int], num_decodes: int, ctx_sums: list[int], last: int = 0,
