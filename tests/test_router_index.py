@@ -8,23 +8,25 @@ from hypothesis import strategies as st
 
 from servesim.build import build
 from servesim.config import load_config
-from servesim.routers import base, load_index
+from servesim.routers import base, least_loaded
 from servesim.simulation import run
 from tests.factories import small_config
 
 
 def checked_least(monkeypatch) -> list[int]:
-    """Make every indexed decision also scan, and assert both agree; returns the decisions."""
+    """Make every indexed decision also scan, and assert both agree; returns the decisions. The
+    routers' call is wrapped, not `LoadIndex.least`: the compiled core calls that one directly."""
     decisions = []
-    original = load_index.LoadIndex.least
+    original = least_loaded.indexed_least_loaded
 
-    def least(self):
-        chosen = original(self)
-        assert chosen == base.least_loaded(self.instances, self.measure)
+    def indexed(router, instances, measure):
+        chosen = original(router, instances, measure)
+        assert router._load_index.instances is instances  # the index decided, not a scan
+        assert chosen == base.least_loaded(instances, measure)
         decisions.append(chosen)
         return chosen
 
-    monkeypatch.setattr(load_index.LoadIndex, "least", least)
+    monkeypatch.setattr(least_loaded, "indexed_least_loaded", indexed)
     return decisions
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import simpy
 
@@ -24,6 +24,9 @@ from servesim.kv.manager import KVCacheManager
 from servesim.metrics.steps import StepLog
 from servesim.routers.base import Router
 from servesim.schedulers.core import Scheduler
+
+if TYPE_CHECKING:  # types only
+    from servesim.cost.power import PowerModel
 
 
 @dataclass
@@ -40,7 +43,7 @@ class InstanceParts:
     pool: str = "default"
     max_run_steps: int = DEFAULT_MAX_RUN_STEPS
     """Most steps of a decode or mixed run simulated as one event (`engine.max_run_steps`)."""
-    power: object = None
+    power: PowerModel | None = None
     """The instance's `PowerModel` (cost/power.py), or None: no energy accounting."""
 
 
@@ -94,53 +97,88 @@ def run_cluster(
         return run_elastic(requests, elastic, router, step_log, max_time, on_finish, after_step,
                            token_gaps)
     wall0 = time.perf_counter()
-    env = simpy.Environment()
-    entry: list[Instance] = []
+    env = CountingEnvironment()
+    entry: list[Instance] = []  # the instances that take arrivals, filled once they exist
+    completion, on_finish, on_reject, arriving = _request_ends(env, requests, router, entry, on_finish)
+    instances = [start_instance(env, i, p, step_log, on_finish, on_reject, max_time)
+                 for i, p in enumerate(parts)]
+    _observe(instances, after_step, token_gaps)
+    kv_link = _wire_disaggregation(env, instances, disaggregation)
+    entry.extend(i for i in instances if i.role != "decode")
+    env.process(arrival_process(env, arriving, router, entry))
+    if elastic is not None:  # slowdowns on a fixed fleet
+        _start_static_faults(env, instances, elastic, kv_link)
+    if power_budget is not None:
+        power_budget.start(env, instances, [p.pool for p in parts])
+    _run_until_done(env, completion.done, max_time)
+    return _run_stats(env, wall0, step_log, parts, kv_link, power_budget)
+
+
+def _request_ends(env: simpy.Environment, requests: Sequence[Request], router: Router,
+                  entry: list[Instance], on_finish: Callable[[Request], None] | None):
+    """What follows a request's end: the run's completion (its `done` event), the finish and
+    reject callbacks that feed it (and agentic programs), and the requests that arrive on their
+    own (agentic calls wait for their parents)."""
+    completion: Completion | RequestStream
     if isinstance(requests, RequestStream):  # made on arrival, logged when they end; no programs
         completion, programs, arriving = requests.start(env), None, requests
     else:
         completion = Completion(env, requests)
         programs, on_finish, arriving = _programs(env, requests, router, entry, on_finish)
-    on_finish = _both(on_finish, completion.check)
     on_reject = _both(programs.on_reject if programs is not None else None, completion.check)
-    instances = [start_instance(env, i, p, step_log, on_finish, on_reject, max_time)
-                 for i, p in enumerate(parts)]
+    return completion, _both(on_finish, completion.check), on_reject, arriving
+
+
+def _observe(instances: list[Instance], after_step, token_gaps) -> None:
+    """Hook every instance up to the run's observers: the per-step callback and the pooled
+    inter-token gaps (metrics/gaps.py)."""
     for instance in instances:
         instance.after_step = after_step
-        instance.gaps = instance.cohort.gaps = token_gaps  # pooled inter-token gaps (metrics/gaps.py)
+        instance.gaps = instance.cohort.gaps = token_gaps
         instance.pooled_gaps = len(instances) > 1  # their order then interleaves instances
+
+
+def _wire_disaggregation(env: simpy.Environment, instances: list[Instance],
+                         disaggregation: DisaggregationParts | None) -> KVLink | None:
+    """Prefill instances hand prefilled requests to the decode pool over the KV link, which this
+    returns (None without a decode pool)."""
     decode = [i for i in instances if i.role == "decode"]
-    if decode:
-        if disaggregation is None:
-            raise ValueError("decode instances need DisaggregationParts")
-        from servesim.engine.disaggregation import KVHandoff  # imported by the runs that hand off
+    if not decode:
+        return None
+    if disaggregation is None:
+        raise ValueError("decode instances need DisaggregationParts")
+    from servesim.engine.disaggregation import KVHandoff  # imported by the runs that hand off
 
-        d = disaggregation
-        hand_off = KVHandoff(env, decode, d.decode_router, d.link, d.kv_bytes_per_token)
-        for instance in instances:
-            if instance.role == "prefill":
-                instance.hand_off = hand_off
-    entry.extend(i for i in instances if i.role != "decode")
-    env.process(arrival_process(env, arriving, router, entry))
-    if elastic is not None:  # slowdowns on a fixed fleet
-        from servesim.engine.faults import static_fault_processes
+    d = disaggregation
+    hand_off = KVHandoff(env, decode, d.decode_router, d.link, d.kv_bytes_per_token)
+    for instance in instances:
+        if instance.role == "prefill":
+            instance.hand_off = hand_off
+    return d.link
 
-        links = {"kv": disaggregation.link} if decode else {}
-        for proc in static_fault_processes(env, instances, elastic, links):
-            env.process(proc)
-    if power_budget is not None:
-        power_budget.start(env, instances, [p.pool for p in parts])
-    events = _count_events(env)
-    _run_until_done(env, completion.done, max_time)
+
+def _start_static_faults(env: simpy.Environment, instances: list[Instance], elastic,
+                         kv_link: KVLink | None) -> None:
+    """Stragglers and link degradation on a fixed fleet (`ElasticParts.static`)."""
+    from servesim.engine.faults import static_fault_processes
+
+    links = {"kv": kv_link} if kv_link is not None else {}
+    for proc in static_fault_processes(env, instances, elastic, links):
+        env.process(proc)
+
+
+def _run_stats(env: CountingEnvironment, wall0: float, step_log: StepLog,
+               parts: Sequence[InstanceParts], kv_link: KVLink | None, power_budget) -> RunStats:
+    """What the engine counted, read once the run has stopped."""
     simulated = env.now
     return RunStats(
         simulated_s=simulated,
         wall_s=time.perf_counter() - wall0,
         iterations=step_log.num_steps,
-        events=events(),
+        events=env.num_events,
         peak_kv_usage=max(p.kv.peak_used_blocks / p.kv.num_blocks for p in parts),
         preemptions=sum(p.scheduler.num_preemptions for p in parts),
-        kv_link=disaggregation.link.stats(simulated) if decode else None,
+        kv_link=kv_link.stats(simulated) if kv_link is not None else None,
         power_budget=power_budget.stats.summary(power_budget.interval_s) if power_budget else None,
     )
 
@@ -205,14 +243,13 @@ def _both(first, second):
     return call
 
 
-def _count_events(env: simpy.Environment):
-    """Wrap env.step to count processed events (cheap: one integer add per event)."""
-    count = [0]
-    step = env.step
+class CountingEnvironment(simpy.Environment):
+    """A SimPy environment that counts the events it processes (cheap: one integer add each)."""
 
-    def counted_step():
-        count[0] += 1
-        step()
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_events = 0
 
-    env.step = counted_step
-    return lambda: count[0]
+    def step(self) -> None:
+        self.num_events += 1
+        simpy.Environment.step(self)

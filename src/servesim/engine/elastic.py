@@ -55,10 +55,10 @@ def run_elastic(
     requests: Sequence[Request], elastic: ElasticParts, router, step_log, max_time: float,
     on_finish=None, after_step=None, token_gaps=None,
 ):
-    from servesim.engine.cluster import RunStats, _count_events
+    from servesim.engine.cluster import CountingEnvironment, RunStats
 
     wall0 = time.perf_counter()
-    env = simpy.Environment()
+    env = CountingEnvironment()
     faults = elastic.faults
     fleet = Fleet(
         env, None, router, elastic.log, len(requests), elastic.cold_start_s,
@@ -85,7 +85,6 @@ def run_elastic(
         links = {"migration": elastic.migration_link} if elastic.migration_link else {}
         for proc in fault_processes(fleet, faults, elastic.fault_rng, links):
             env.process(proc)
-    events = _count_events(env)
     stop = fleet.done if not math.isfinite(max_time) else env.any_of([fleet.done, env.timeout(max_time)])
     env.run(until=stop)
     parts = elastic.parts
@@ -94,7 +93,7 @@ def run_elastic(
         simulated_s=env.now,
         wall_s=time.perf_counter() - wall0,
         iterations=step_log.num_steps,
-        events=events(),
+        events=env.num_events,
         peak_kv_usage=max(p.kv.peak_used_blocks / p.kv.num_blocks for p in parts),
         preemptions=sum(p.scheduler.num_preemptions for p in parts),
         migration_link=link.stats(env.now) if link is not None and link.num_transfers else None,

@@ -99,44 +99,45 @@ class Instance:
         self.index = index
         self.scheduler = scheduler
         self.cost_model = cost_model
-        self.kv = kv
-        self.cohort = kv.cohort
+        self._prefill_rate: float | None = None  # prefill_s_per_token, priced on first read
         self.step_log = step_log
         self.on_finish = on_finish
         self.on_reject = on_reject
+        self._hold_kv(kv, swap_s_per_token)
+        self._take_role(role, hand_off)
+        self._set_run_settings(max_run_steps, horizon)
+        self._meter_power(power)
+        self._unset_hooks()
+        self._start_fleet_state()
+        self._start_loop_state()
+        self.view = InstanceView(self)
+        self.process = env.process(self.run_process())
+
+    def _hold_kv(self, kv: KVCacheManager, swap_s_per_token: float) -> None:
+        """The KV cache and its decode cohort, and the KV still on its way here."""
+        self.kv = kv
+        self.cohort = kv.cohort
+        self._caching = kv.prefix is not None
         self.swap_s_per_token = swap_s_per_token
         """PCIe seconds to copy one token's KV between GPU and host (swap preemption)."""
+        self.num_incoming = 0
+        self.num_incoming_tokens = 0
+        """Requests (and their prompt tokens) whose KV is on its way here."""
+
+    def _take_role(self, role: str, hand_off) -> None:
         self.role = role
         """`mixed` (colocated), `prefill` or `decode` (disaggregated pools)."""
         self.hand_off = hand_off
         """Prefill role: `hand_off(instance, request, detached_kv)` sends a prefilled request on."""
+
+    def _set_run_settings(self, max_run_steps: int, horizon: float) -> None:
+        """How repeating steps run as one event: how far, which kinds, how they record gaps."""
         self.max_run_steps = max_run_steps
         """Most steps of a decode or mixed run simulated as one event (1: step by step, same results)."""
         self.horizon = horizon
         """The simulation's time limit (`max_sim_time_s`): a run ends with its last step that
         ends before it, as single steps would leave the clock there (the step in flight at the
         limit is never settled)."""
-        self.num_incoming = 0
-        self.num_incoming_tokens = 0
-        """Requests (and their prompt tokens) whose KV is on its way here."""
-        self.power = power
-        """The instance's `PowerModel` (energy per step, the clock under a cap), or None."""
-        self.meter = PowerMeter(power.idle_w if power is not None else 0.0)
-        self._caching = kv.prefix is not None
-        self._prefill_rate: float | None = None
-        self.after_step: Callable[[Instance], object] | None = None
-        """Optional callback(instance) after every applied step: invariant checks in tests."""
-        self.load_listeners: list = []
-        """Callbacks(view) after anything that may change `load()` (routers' load indexes)."""
-        self.slowdown = 1.0
-        """Straggler factor: every step takes this many times its price."""
-        self.busy_s = 0.0
-        """Seconds spent computing so far (autoscaling policies read it)."""
-        self.between_steps: Callable[[Instance], object] | None = None
-        """Optional callback(instance) before each scheduling pass (migrations leave then)."""
-        self.leaving: dict[Request, object] = {}
-        """Decoding requests picked to migrate, to their destination; they leave between steps."""
-        self.failed = False
         self.mixed_runs = True
         """Run repeating cohort-plus-chunk steps as one event (`engine.mixed_run`). Off where
         something reads the instance between steps (a power budget's meter, an elastic fleet's
@@ -145,15 +146,40 @@ class Instance:
         """Other instances record token gaps into `gaps` too: records must come in time order
         (a pooled mean is summed in that order), so a run registers its steps' records ahead
         (`TokenGaps.steps_ahead`) rather than making them when it settles."""
+
+    def _meter_power(self, power: PowerModel | None) -> None:
+        self.power = power
+        """The instance's `PowerModel` (energy per step, the clock under a cap), or None."""
+        self.meter = PowerMeter(power.idle_w if power is not None else 0.0)
+
+    def _unset_hooks(self) -> None:
+        """What the cluster, policies and tests may attach; none of it is set at first."""
+        self.after_step: Callable[[Instance], object] | None = None
+        """Optional callback(instance) after every applied step: invariant checks in tests."""
+        self.between_steps: Callable[[Instance], object] | None = None
+        """Optional callback(instance) before each scheduling pass (migrations leave then)."""
+        self.load_listeners: list = []
+        """Callbacks(view) after anything that may change `load()` (routers' load indexes)."""
         self.gaps: TokenGaps | None = None
         """Optional `metrics.gaps.TokenGaps` for tokens computed outside the cohort (the cohort
         records its own steps)."""
+
+    def _start_fleet_state(self) -> None:
+        """What an elastic fleet sets and reads (docs/architecture.md, "Elastic clusters")."""
+        self.slowdown = 1.0
+        """Straggler factor: every step takes this many times its price."""
+        self.busy_s = 0.0
+        """Seconds spent computing so far (autoscaling policies read it)."""
+        self.leaving: dict[Request, object] = {}
+        """Decoding requests picked to migrate, to their destination; they leave between steps."""
+        self.failed = False
+
+    def _start_loop_state(self) -> None:
+        """How the engine loop sleeps and what may wake it."""
         self._idle: simpy.Event | None = None
         self.arrivals_in_run: list | None = None
         """While a mixed run sleeps: (time, scheduler load) after each arrival it took."""
         self._interruptible = False
-        self.view = InstanceView(self)
-        self.process = env.process(self.run_process())
 
     # -- the outside world ------------------------------------------------------------------------
     def load(self) -> SchedulerLoad:

@@ -10,7 +10,7 @@ prefill backlog alone, what a new request's TTFT waits behind).
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, Sequence, runtime_checkable
+from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,6 +39,13 @@ class InstanceView(Protocol):
     def load(self) -> SchedulerLoad: ...
 
     def prefix_match_tokens(self, request: Request) -> int: ...
+
+
+class LoadReportingView(InstanceView, Protocol):
+    """A view that also reports load changes (the engine's does; `routers.load_index` needs it):
+    `watch_load(callback)` calls `callback(view)` after anything that may change `load()`."""
+
+    def watch_load(self, callback: Callable[[InstanceView], object]) -> None: ...
 
 
 @runtime_checkable

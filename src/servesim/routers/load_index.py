@@ -13,19 +13,19 @@ same answer as `routers.base.least_loaded`'s scan (tests/test_router_index.py ch
 from __future__ import annotations
 
 import heapq
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeGuard
 
-from servesim.routers.base import InstanceView, least_loaded
+from servesim.routers.base import InstanceView, LoadReportingView, least_loaded
 from servesim.schedulers.core import SchedulerLoad
 
 
 class LoadIndex:
-    def __init__(self, instances: Sequence[InstanceView], measure: Callable[[SchedulerLoad], int]):
+    def __init__(self, instances: Sequence[LoadReportingView], measure: Callable[[SchedulerLoad], int]):
         self.instances = instances
         self.measure = measure
         self._position = {id(instance): pos for pos, instance in enumerate(instances)}
         self._loads = [measure(instance.load()) for instance in instances]
-        self._heap = [(load, pos) for pos, load in enumerate(self._loads)]
+        self._heap: list[tuple[int, int]] = [(load, pos) for pos, load in enumerate(self._loads)]
         heapq.heapify(self._heap)
         self._stale: set[int] = set()
         """Positions of instances whose load may have changed since the last decision."""
@@ -56,12 +56,17 @@ class LoadIndex:
         return heap[0][1]
 
 
-def indexed_least_loaded(router, instances: Sequence[InstanceView], measure) -> int:
+def indexed_least_loaded(router, instances: Sequence[InstanceView],
+                         measure: Callable[[SchedulerLoad], int]) -> int:
     """`least_loaded(instances, measure)`, from an index the router keeps for this instance list;
     a plain scan for instances that cannot report load changes."""
-    index = getattr(router, "_load_index", None)
+    index: LoadIndex | None = getattr(router, "_load_index", None)
     if index is None or index.instances is not instances or index.measure is not measure:
-        if not all(hasattr(instance, "watch_load") for instance in instances):
+        if not _report_load(instances):
             return least_loaded(instances, measure)
         index = router._load_index = LoadIndex(instances, measure)
     return index.least()
+
+
+def _report_load(instances: Sequence[InstanceView]) -> TypeGuard[Sequence[LoadReportingView]]:
+    return all(hasattr(instance, "watch_load") for instance in instances)
