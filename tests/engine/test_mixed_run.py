@@ -221,25 +221,3 @@ def test_chunk_step_prices_equal_step_by_step_prices_bit_for_bit(spec, runs):
                 shape = StepShape([(last, priors[j])], n, ctx[j], n + 1, longest[j])
             assert ending[j] == cost.step_time(shape)
             assert ending_j[j] == power.step_energy(shape, ending[j])
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.sampled_from(["llama2-7b", "mixtral-8x7b:2", "llama3-70b:4", "llama2-7b@tensorrt-llm-pytorch"]),
-       st.lists(st.tuples(st.lists(st.tuples(st.integers(0, 2048), st.integers(0, 60_000)), min_size=1,
-                                   max_size=3),
-                          st.integers(0, 256), st.integers(0, 4000), st.integers(0, 3000),
-                          st.integers(0, 3)), min_size=1, max_size=6))
-def test_written_out_mixed_step_time_equals_the_general_path_bit_for_bit(spec, steps):
-    """`step_time` of a step with prompt chunks (a handover's lead step has two) is written out
-    (`_chunked_step_time`); the general path (`_mixed_time`, `_attention_parts`) must agree."""
-    model, _, engine = spec.partition("@")
-    model, _, tp = model.partition(":")
-    changes = {"model": model, "cluster.tp": int(tp or 1), **({"engine.kind": engine} if engine else {})}
-    cost = build(load_config(small_config(**changes))).parts[0].cost_model
-    assert cost._plain_attention
-    for chunks, n, mean, extra, ends in steps:
-        shape = StepShape(chunks, n, n * mean, n + min(ends, len(chunks)), (mean + extra) if n else 0)
-        general = cost._engine.step_time(cost._mixed_time(shape), "eager", len(chunks) + n,
-                                         cost._engine.attention_calls(len(chunks)), shape.num_tokens,
-                                         shape.kv_tokens)
-        assert cost.step_time(shape) == max(general, cost.prefill_host_overhead_s)

@@ -103,8 +103,8 @@ class RooflineCostModel:
         self._decode_mode = pr.decode_attention
         model = self.model
         self._plain_attention = not (model.sliding_window or model.is_mla or self._decode_mode == "batch_kv")
-        """Attention without a window, MLA or `batch_kv`: steps with prompt chunks are priced in
-        the written-out forms (`_chunked_step_time`, `chunk_step_times`)."""
+        """Attention without a window, MLA or `batch_kv`: runs of chunk steps are priced in the
+        written-out form (`chunk_step_times`)."""
         padded = pr.decode_attention == "padded_cache"
         self._dec_padded = (pr.decode_padded_tokens or lay.model.max_context) if padded else 0.0
         self._engine = pr.engine
@@ -186,9 +186,6 @@ class RooflineCostModel:
             else:  # the common case, kept to one lookup: mean context, no host model
                 t = const + ctx * per_ctx
             return t if t > self.host_overhead_s else self.host_overhead_s
-        if self._plain_attention:
-            return self._chunked_step_time(chunks, shape.num_decodes, shape.decode_ctx_sum,
-                                           shape.max_decode_ctx, shape.num_logit_tokens)
         t = self._engine.step_time(
             self._mixed_time(shape),
             "eager",
@@ -256,53 +253,6 @@ class RooflineCostModel:
         if last:
             self._chunk_times(last, n, self._chunk_terms(last, n, n + 1), rows, out)
         return out
-
-    def _chunked_step_time(self, chunks: list, n: int, ctx: int, longest: int, logits: int) -> float:
-        """`step_time` of a step with prompt `chunks` beside `n` decodes (context sum `ctx`, longest
-        `longest`) where attention has no window, MLA or `batch_kv` (`_plain_attention`): the
-        same operations in the same order as `_mixed_time` and `_attention_parts`, written out
-        (the engine prices single steps and handover runs' lead steps this way, ~800 of them at
-        2,000 requests; the StepShape's sums and the accumulator list were most of their cost)."""
-        tokens, kv, computing = n, ctx + n, 0
-        for c, p in chunks:
-            tokens += c
-            kv += c + p
-            computing += c > 0
-        t = (
-            self._linear_time(tokens, logits, 0)
-            + self._moe_time(tokens)
-            + tokens * self._elem_per_token
-            + self._elem_fixed
-            + self._comm_time(tokens, logits)
-            + self.profile.step_overhead_s
-        )
-        pr, L, engine = self.profile, self._layers, self._engine
-        a0 = a1 = 0.0
-        a2 = 0.0 + L * self._t_kernel * engine.attention_calls(computing)
-        flops, ctx_b, q_b, heads, pad = (self._attn_prefill_flops, self._attn_ctx_bytes,
-                                         self._attn_q_bytes, self._attn_heads, self._attn_pad)
-        for c, p in chunks:
-            if c <= 0:
-                continue
-            rows = c * heads
-            eff = (pr.attn_prefix_eff if p else pr.attn_prefill_eff) * rows / (rows + pad)
-            comp = (c * p + c * (c + 1) / 2) * flops / eff
-            mem = (p + c) * ctx_b + c * q_b
-            if comp >= mem:
-                a0 += L * (comp if comp > mem else mem)
-            else:
-                a1 += L * (comp if comp > mem else mem)
-        if n:
-            per_ctx, per_longest, launches = self._decode_terms(n)
-            bandwidth, slowest = ctx * per_ctx, longest * per_longest
-            if self._dec_flops >= self._dec_bytes and bandwidth >= slowest:
-                a0 += bandwidth if bandwidth > slowest else slowest
-            else:
-                a1 += bandwidth if bandwidth > slowest else slowest
-            a2 += launches
-        gpu = t + a0 + a1 + a2
-        gpu = engine.step_time(gpu, "eager", len(chunks) + n, engine.attention_calls(len(chunks)), tokens, kv)
-        return gpu if gpu > self.prefill_host_overhead_s else self.prefill_host_overhead_s
 
     def _chunk_times(self, c: int, n: int, terms: tuple, rows, out: list[float]) -> None:
         """`chunk_step_times` of the steps in `rows` (prior, context sum, longest context), each
@@ -454,8 +404,8 @@ class RooflineCostModel:
         return remember(self._decode_cache, key, coeffs)
 
     def _decode_terms(self, n: int) -> tuple[float, float, float]:
-        """`_decode_attention_terms(n, n)`, kept per decode count: the written-out forms read them
-        for every step with prompt chunks beside decodes (a mixed run's last chunk, a lead step)."""
+        """`_decode_attention_terms(n, n)`, kept per decode count: the chunk form reads them for
+        every run of chunk steps beside decodes (a mixed run's last chunk has fresh terms)."""
         terms = self._decode_terms_cache.get(n)
         if terms is None:
             terms = remember(self._decode_terms_cache, n, self._decode_attention_terms(n, n))
