@@ -66,8 +66,7 @@ class WorkModel:
         tokens, logits = shape.num_tokens, shape.num_logit_tokens
         if not tokens:
             return 0.0, 0.0, 0.0
-        ctx_rows = self._context_rows(shape) if self._mla else 0
-        flops, hbm = self._linear(tokens, logits, ctx_rows)
+        flops, hbm = self._linear(tokens, logits, self._context_rows(shape))
         f_moe, b_moe = self._moe(tokens)
         f_att, b_att = self._attention(shape)
         flops += f_moe + f_att
@@ -145,7 +144,7 @@ class WorkModel:
 
     # -- pieces ----------------------------------------------------------------------------------------
     def _context_rows(self, shape: StepShape) -> int:
-        if not self.model.is_mla:
+        if not self._mla:
             return 0
         return shape.num_decodes + sum(c + p for c, p in shape.prefill_chunks)
 
