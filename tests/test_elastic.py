@@ -342,3 +342,17 @@ def test_time_limit_on_an_elastic_run_counts_requests_in_flight_as_unfinished():
     assert result.summary["sim"]["simulated_s"] == pytest.approx(5.0)
     assert req["unfinished"] > 0
     assert req["arrived"] == req["completed"] + req["rejected"] + req["failed"] + req["unfinished"]
+
+
+@pytest.mark.parametrize("router", ["conductor", "dualmap"])
+def test_tier_aware_routers_route_an_elastic_fleet(router):
+    """The fleet's view offers what they read (prefix hits per tier, reload time, prefill rate);
+    it used to lack them, so any elastic run with these routers was an internal error."""
+    result, _ = simulate_checked(**{
+        "cluster.router": router,
+        "engine.prefix_caching": True,
+        "cluster.faults.failures": [{"at_s": 1.0, "instance": 1}],
+        "workload.num_requests": 60,
+    })
+    req = result.summary["requests"]
+    assert req["completed"] + req["rejected"] + req["failed"] == req["arrived"] == 60

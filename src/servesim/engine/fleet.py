@@ -50,7 +50,8 @@ class KVView:
 
 class FleetView:
     """What the router and the elastic policies see of a fleet instance: the router's
-    `InstanceView` (`index`, `load()`, `prefix_match_tokens()`), `kv` (read-only counters) and
+    `InstanceView` (`index`, `load()`, `prefix_match_tokens()`, and for tier-aware routers
+    `prefix_hits()`, `reload_time_s()`, `prefill_s_per_token`), `kv` (read-only counters) and
     `decoding()` (the requests that could migrate)."""
 
     __slots__ = ("instance", "kv")
@@ -68,6 +69,16 @@ class FleetView:
 
     def prefix_match_tokens(self, request: Request) -> int:
         return self.instance.view.prefix_match_tokens(request)
+
+    def prefix_hits(self, request: Request) -> dict[str, int]:
+        return self.instance.view.prefix_hits(request)
+
+    def reload_time_s(self, hits: dict[str, int]) -> float:
+        return self.instance.view.reload_time_s(hits)
+
+    @property
+    def prefill_s_per_token(self) -> float:
+        return self.instance.view.prefill_s_per_token
 
     def decoding(self) -> list[Request]:
         return self.instance.decoding()
