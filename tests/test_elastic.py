@@ -356,3 +356,23 @@ def test_tier_aware_routers_route_an_elastic_fleet(router):
     })
     req = result.summary["requests"]
     assert req["completed"] + req["rejected"] + req["failed"] == req["arrived"] == 60
+
+
+def test_slowdown_objectives_price_requests_of_instances_added_by_scale_up():
+    """Isolated latencies are priced on the pool of each request's instance; a scaled-up slot is
+    beyond the initial instances (`built.parts`) and used to be an IndexError."""
+    result, _ = simulate_checked(**{
+        "cluster.instances": 1,
+        "cluster.autoscaling": {
+            "policy": {"name": "queue_length", "requests_per_instance": 1}, "min_instances": 1,
+            "max_instances": 2, "interval_s": 0.02,
+            "cold_start": {"fixed_s": 0.01, "load_bandwidth_gb_s": 10_000},
+        },
+        "workload.num_requests": 100,
+        "workload.arrival.rate": 200.0,
+        "slo.objectives": {"slow": {"e2e_slowdown": 2}},
+    })
+    frame = result.requests
+    assert set(frame.instance) == {0, 1}
+    assert (frame.e2e_isolated_s > 0).all()
+    assert frame.loc[frame.instance == 1, "e2e_isolated_s"].gt(0).all()
