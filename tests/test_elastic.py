@@ -376,3 +376,23 @@ def test_slowdown_objectives_price_requests_of_instances_added_by_scale_up():
     assert set(frame.instance) == {0, 1}
     assert (frame.e2e_isolated_s > 0).all()
     assert frame.loc[frame.instance == 1, "e2e_isolated_s"].gt(0).all()
+
+
+def test_a_straggler_on_an_instance_that_failed_in_a_decode_run_is_harmless():
+    """The failure kills the instance in a multi-step decode run; the straggler's wake() on the
+    dead instance used to interrupt its finished process (internal error)."""
+    result, _ = simulate_checked(**{
+        "cluster.instances": 2,
+        "cluster.faults": {
+            "failures": [{"at_s": 0.3, "instance": 0}], "repair_s": 5.0,
+            "stragglers": [{"at_s": 0.5, "instance": 0, "factor": 2.0, "duration_s": 0.1}],
+        },
+        "workload.num_requests": 20,
+        "workload.arrival": {"process": "constant", "rate": 100.0},
+        "workload.lengths": {
+            "prompt": {"dist": "fixed", "value": 100}, "output": {"dist": "fixed", "value": 300}
+        },
+    })
+    req = result.summary["requests"]
+    assert result.summary["cluster"]["failures"] == 1 and req["retried"] > 0
+    assert req["completed"] == req["arrived"] == 20
