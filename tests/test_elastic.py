@@ -396,3 +396,17 @@ def test_a_straggler_on_an_instance_that_failed_in_a_decode_run_is_harmless():
     req = result.summary["requests"]
     assert result.summary["cluster"]["failures"] == 1 and req["retried"] > 0
     assert req["completed"] == req["arrived"] == 20
+
+
+def test_random_failures_wait_while_no_instance_serves():
+    """With every instance down (repair, cold start) a failure has nothing to hit: the failure
+    process waits for one to serve again instead of ticking every mtbf_s (1 us: ~10^9 events,
+    a run that never ended)."""
+    result, _ = simulate_checked(**{
+        "cluster.instances": 2,
+        "cluster.faults": {"mtbf_s": 1e-6, "repair_s": 300.0},
+        "workload.num_requests": 12,
+    })
+    req = result.summary["requests"]
+    assert req["failed"] == req["arrived"] == 12
+    assert result.summary["sim"]["events"] < 1000

@@ -121,6 +121,8 @@ class Fleet:
             self.done.succeed()
         self.arrival_times: deque[float] = deque()
         self.num_arrivals = 0
+        self._serving_again: simpy.Event | None = None
+        """Fires when an instance next starts serving (`until_serving`)."""
 
     # -- requests -------------------------------------------------------------------------------
     def arrive(self, request: Request) -> None:
@@ -239,6 +241,15 @@ class Fleet:
         self.log.state(self.env.now, slot, state, cold=cold)
         self.serving = [i for i, s in zip(self.instances, self.state) if s == SERVING]
         self.views = [FleetView(i) for i in self.serving]
+        if state == SERVING and self._serving_again is not None:
+            self._serving_again, event = None, self._serving_again
+            event.succeed()
+
+    def until_serving(self) -> simpy.Event:
+        """An event that fires when an instance next starts serving."""
+        if self._serving_again is None:
+            self._serving_again = self.env.event()
+        return self._serving_again
 
     # -- what policies see ----------------------------------------------------------------------
     def arrival_rate(self, window_s: float) -> tuple[float, float]:
