@@ -186,7 +186,7 @@ class SessionsConfig(Section):
     """Number of turns per conversation."""
     think_time: Nested[ThinkTime] = Field(default_factory=ThinkTime)
     """Time from one turn's arrival to the next turn's arrival, seconds."""
-    system_prompt_tokens: int = Field(0, ge=0)
+    system_prompt_tokens: int = Field(0, ge=0, le=MAX_COUNT)
     """Tokens of a system prompt shared by every conversation of this workload (or class)."""
     max_context_tokens: int | None = Field(None, ge=1)
     """A conversation ends before a turn whose prompt plus output would exceed this."""
@@ -208,7 +208,7 @@ class ProgramsConfig(Section):
     """LLM calls per program."""
     tool_time: Nested[ThinkTime] = Field(default_factory=lambda: ThinkTime(dist="uniform", min=0.5, max=10.0))
     """Tool-call time between a call's end and the next call, seconds."""
-    system_prompt_tokens: int = Field(1000, ge=0)
+    system_prompt_tokens: int = Field(1000, ge=0, le=MAX_COUNT)
     """Tokens of the prompt every call of every program starts with."""
     new_tokens: Nested[LengthDist] = Field(
         default_factory=lambda: LengthDist(dist="lognormal", mean=300, sigma=0.8, max=8192))
