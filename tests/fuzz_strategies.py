@@ -9,11 +9,14 @@ Runs stay small (tens of requests, short prompts) so hundreds of them fit in CI.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
 
 from servesim.config.loader import set_dotted
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BASE: dict[str, Any] = {
     "model": "llama3-8b",
@@ -121,6 +124,27 @@ WORKLOADS = st.one_of(
     ),
     CLASSES,
     st.fixed_dictionaries(
+        {  # a replayed trace (Azure conversations), or lengths resampled from a file
+            "workload.trace": st.builds(
+                lambda n, scale, start: {
+                    "path": str(ROOT / "traces/azure2023/AzureLLMInferenceTrace_conv.csv"), "format": "azure",
+                    "max_requests": n, "time_scale": scale, "start_s": start,
+                },
+                st.integers(1, 16), st.floats(0.01, 1), st.sampled_from([0.0, 5.0]),
+            ),
+            "workload.num_requests": st.sampled_from([None, 8]),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "workload.num_requests": st.integers(1, 16),
+            "workload.arrival": ARRIVALS,
+            "workload.lengths": st.just(
+                {"empirical": str(ROOT / "traces/sharegpt/sharegpt_8k_filtered_stats_llama2_tokenizer.csv")}
+            ),
+        }
+    ),
+    st.fixed_dictionaries(
         {  # a time window instead of a count (constant arrivals: never empty)
             "workload.duration_s": st.floats(0.2, 1.0),
             "workload.arrival": st.builds(lambda r: {"process": "constant", "rate": r}, st.floats(10, 40)),
@@ -178,6 +202,16 @@ CLUSTERS = st.one_of(
                     "decode_router": st.sampled_from(["least_tokens", "round_robin", "least_loaded"]),
                     "kv_link": st.fixed_dictionaries(
                         {"bandwidth_gb_s": st.floats(1, 400), "channels": st.integers(1, 3)}
+                    ),
+                    "prefill_tp": st.sampled_from([None, 2]),  # 2: holds every drawn model
+                    "decode_tp": st.sampled_from([None, 2]),
+                    "prefill_engine": st.one_of(  # each pool's own engine keys
+                        st.none(), st.builds(lambda n: {"max_num_seqs": n}, st.integers(1, 16))
+                    ),
+                    "decode_engine": st.one_of(
+                        st.none(),
+                        st.builds(lambda n, s: {"max_num_seqs": n, "scheduler": s},
+                                  st.integers(1, 64), st.sampled_from(["fcfs", "srtf", "priority"])),
                     ),
                 }
             ),
@@ -323,10 +357,12 @@ HARDWARE = st.one_of(  # the accelerator and model, and the engine the cost mode
         st.sampled_from(ENGINE_KINDS),
     ),
     st.builds(
-        lambda m, kind, steps: {
-            "model": m[0], "cluster.tp": m[1], "engine.kind": kind, "engine.num_scheduler_steps": steps
+        lambda m, pp, kind, steps: {
+            "model": m[0], "cluster.tp": m[1], "cluster.pp": pp, "engine.kind": kind,
+            "engine.num_scheduler_steps": steps,
         },
         st.sampled_from(MODELS),
+        st.sampled_from([1, 1, 2]),
         st.sampled_from(ENGINE_KINDS),
         st.sampled_from([1, 1, 8]),
     ),
@@ -349,8 +385,8 @@ AUTOSCALING = st.builds(
         "policy": policy, "min_instances": 1, "max_instances": hi, "interval_s": interval,
         "cooldown_s": cooldown, "cold_start": {"fixed_s": fixed, "load_bandwidth_gb_s": bw},
     },
-    AUTOSCALERS, st.integers(1, 3), st.floats(0.01, 0.2), st.floats(0, 0.3), st.floats(0, 0.1),
-    st.floats(1, 200),
+    AUTOSCALERS, st.integers(1, 3), st.floats(0.02, 0.3), st.floats(0, 0.3), st.floats(0, 0.1),
+    st.floats(10, 1000),  # weights load in 0.02-1.6 s: short runs
 )
 STRAGGLERS = st.lists(
     st.builds(lambda at, f, d: {"at_s": at, "instance": 0, "factor": f, "duration_s": d},
@@ -384,7 +420,7 @@ MIGRATION = st.fixed_dictionaries(
                       st.floats(0, 1), st.floats(0, 1), st.integers(1, 4)),
             st.sampled_from(["fragmentation", "priority", {"name": "fragmentation", "max_moves": 1}]),
         ),
-        "interval_s": st.floats(0.01, 0.2),
+        "interval_s": st.floats(0.02, 0.3),
         "bandwidth_gb_s": st.floats(1, 200),
         "latency_s": st.floats(0, 0.01),
         "channels": st.integers(1, 3),
@@ -459,7 +495,7 @@ EXTRAS = st.fixed_dictionaries(  # engine, SLO and pricing keys no other feature
     {
         "engine.kv_allocation": st.sampled_from(["prompt", "chunk"]),
         "engine.kv_watermark": st.sampled_from([0.0, 0.01, 0.2]),
-        "engine.max_run_steps": st.sampled_from([1, 7, 4096]),
+        "engine.max_run_steps": st.sampled_from([1, 7, 4096, 4096, 4096, 4096]),  # 1: every step an event
         "engine.gpu_memory_utilization": st.sampled_from([0.7, 0.9, 1.0]),
         "slo.objectives": st.one_of(
             st.just({}),
@@ -521,6 +557,11 @@ def valid_configs(draw) -> dict:
 def compatible(overrides: dict[str, Any]) -> dict[str, Any]:
     """Drop the keys one feature drew that another feature's draw rules out."""
     out = dict(overrides)
+    if "empirical" in (out.get("workload.lengths") or {}):
+        out.pop("workload.lengths.prompt", None)  # resampled from the file instead
+        out.pop("workload.lengths.output", None)
+    if out.get("workload.trace") is not None:
+        out.pop("workload.sessions", None)  # sessions apply to generated arrivals
     if out.get("workload.programs") is not None:
         for key in PROGRAM_CONFLICTS:
             out.pop(key, None)
