@@ -36,6 +36,8 @@ def load_config(
         base_dir = path.resolve().parent
     replaced = {}
     for key, value in (overrides or {}).items():
+        if "" in str(key).split("."):  # else an empty-named block fails as an unnamed "unknown key"
+            raise ConfigError(str(key), "a dotted key needs a name between every two dots")
         where = set_dotted(data, key, parse_value(value))
         if where is not None:
             replaced[where] = key

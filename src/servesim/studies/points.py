@@ -49,7 +49,11 @@ def load_points(path: str | Path) -> list[dict]:
     for i, item in enumerate(data):
         if not isinstance(item, Mapping) or not item:
             raise InputFileError(path, f"point {i + 1}: expected a non-empty mapping of config keys")
-        points.append(_dotted(item))
+        point = _dotted(item)
+        for key in point:
+            if "" in key.split("."):  # `.ttft_s`, `slo..x`: no config key to name
+                raise InputFileError(path, f"point {i + 1}: key {key!r} has an empty part")
+        points.append(point)
     return points
 
 
