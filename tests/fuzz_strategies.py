@@ -124,13 +124,13 @@ WORKLOADS = st.one_of(
     ),
     CLASSES,
     st.fixed_dictionaries(
-        {  # a replayed trace (Azure conversations), or lengths resampled from a file
+        {  # a replayed trace (Azure format), or lengths resampled from a file (small synthetic files)
             "workload.trace": st.builds(
                 lambda n, scale, start: {
-                    "path": str(ROOT / "traces/azure2023/AzureLLMInferenceTrace_conv.csv"), "format": "azure",
+                    "path": str(ROOT / "tests/data/fuzz_azure_trace.csv"), "format": "azure",
                     "max_requests": n, "time_scale": scale, "start_s": start,
                 },
-                st.integers(1, 16), st.floats(0.01, 1), st.sampled_from([0.0, 5.0]),
+                st.integers(1, 16), st.floats(0.01, 1), st.sampled_from([0.0, 1.0]),
             ),
             "workload.num_requests": st.sampled_from([None, 8]),
         }
@@ -140,7 +140,7 @@ WORKLOADS = st.one_of(
             "workload.num_requests": st.integers(1, 16),
             "workload.arrival": ARRIVALS,
             "workload.lengths": st.just(
-                {"empirical": str(ROOT / "traces/sharegpt/sharegpt_8k_filtered_stats_llama2_tokenizer.csv")}
+                {"empirical": str(ROOT / "tests/data/fuzz_lengths.csv")}
             ),
         }
     ),
