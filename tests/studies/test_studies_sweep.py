@@ -72,6 +72,19 @@ def test_points_file_is_crossed_with_the_grid(tmp_path):
 
 
 # -- bad input -----------------------------------------------------------------------------------
+def test_a_points_key_with_an_empty_part_names_the_file_and_the_point(tmp_path, capsys):
+    """`{seed: 2, .ttft_s: 0.5}` (a mutated `slo.ttft_s`) made a top-level key "" that the error
+    could not name; the points file and the point are named instead."""
+    pts = tmp_path / "points.yaml"
+    pts.write_text("- {seed: 1}\n- {seed: 2, .ttft_s: 0.5}\n")
+    code = main(["sweep", str(write_config(tmp_path)), "--points", str(pts), "--out", str(tmp_path / "o"),
+                 "--workers", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == (f"error: {pts}: point 2: '.ttft_s': expected a dotted config key "
+                                 "(a part is empty)")
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

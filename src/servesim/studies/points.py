@@ -49,7 +49,12 @@ def load_points(path: str | Path) -> list[dict]:
     for i, item in enumerate(data):
         if not isinstance(item, Mapping) or not item:
             raise InputFileError(path, f"point {i + 1}: expected a non-empty mapping of config keys")
-        points.append(_dotted(item))
+        point = _dotted(item)
+        bad = next((k for k in point if "" in k.split(".")), None)
+        if bad is not None:
+            raise InputFileError(
+                path, f"point {i + 1}: {bad!r}: expected a dotted config key (a part is empty)")
+        points.append(point)
     return points
 
 
