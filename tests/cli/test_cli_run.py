@@ -117,7 +117,8 @@ BAD_CONFIGS = [
 
 
 @pytest.mark.parametrize("key, shown", [("bogus", "bogus"), ("", "''"), ("a b ", "'a b '"),
-                                        ("\u00a1\U000add5d", "'\u00a1\\U000add5d'")])
+                                        ("\u00a1\U000add5d", "'\u00a1\\U000add5d'"), (None, "None"),
+                                        (1, "1")])
 def test_an_unknown_top_level_key_names_the_file_and_the_keys_it_could_be(tmp_path, capsys, key, shown):
     """An empty or unprintable key (random bytes that parse as YAML) named nothing; the file is
     named now, the key as written or quoted, and the top-level keys listed."""

@@ -57,10 +57,10 @@ def read_yaml(path: Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise InputFileError(path, "expected a mapping of config keys at the top level")
-    unknown = next((key for key in data if key not in SimConfig.model_fields), None)
-    if unknown is not None:  # named with the file: the key alone may be empty or unprintable
-        raise InputFileError(path, f"{shown_key(unknown)}: unknown key at the top level; expected one of "
-                             f"{', '.join(SimConfig.model_fields)}")
+    unknown = [key for key in data if key not in SimConfig.model_fields]
+    if unknown:  # named with the file: the key alone may be empty, unprintable or not text at all
+        raise InputFileError(path, f"{shown_key(unknown[0])}: unknown key at the top level; expected one "
+                             f"of {', '.join(SimConfig.model_fields)}")
     return data
 
 

@@ -25,8 +25,8 @@ def shown_key(key) -> str:
     """A key as a message shows it: as written if plain text, else quoted with escapes (an empty or
     unprintable key would otherwise name nothing)."""
     text = str(key)
-    plain = text.isprintable() and text.strip() == text != ""
-    return text if plain or not isinstance(key, str) else repr(key)
+    plain = isinstance(key, (str, int)) and text.isprintable() and text.strip() == text != ""
+    return text if plain else repr(key)
 
 
 def _short(value) -> str:
