@@ -167,7 +167,8 @@ def test_a_count_past_the_draws_integers_is_a_config_error(dist, tmp_path, capsy
     assert err.startswith("error: workload.lengths.output.") and "1000000000" in err and "\n" not in err
 
 
-@pytest.mark.parametrize("key", ["workload.sessions.system_prompt_tokens", "workload.sessions.max_context_tokens"])
+@pytest.mark.parametrize("key", ["workload.sessions.system_prompt_tokens",
+                                 "workload.sessions.max_context_tokens"])
 def test_a_session_token_count_past_the_integers_is_a_config_error(key, capsys):
     """A system prompt of 2**70 tokens overflowed numpy's integers when the turns were summed."""
     from servesim.cli import main
