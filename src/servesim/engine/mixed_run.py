@@ -167,7 +167,7 @@ def _sleep_run(instance: Instance, start: float, ends: list[float], joules, befo
     return done, loads
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # (`__init__` written out: the compiled core compiles it)
 class _Steps:
     """The run's steps: each computes `chunk` prompt tokens after `priors[j]` cached ones and
     decodes `decodes` cohort members whose context sums are `ctx[j]` (longest `longest[j]`)."""
@@ -177,6 +177,13 @@ class _Steps:
     decodes: int
     ctx: list[int]
     longest: list[int]
+
+    def __init__(self, chunk: int, priors: list[int], decodes: int, ctx: list[int], longest: list[int]):
+        self.chunk = chunk
+        self.priors = priors
+        self.decodes = decodes
+        self.ctx = ctx
+        self.longest = longest
 
     @classmethod
     def of(cls, instance: Instance, plan: StepPlan, request: Request, chunk: int, k: int) -> _Steps:
