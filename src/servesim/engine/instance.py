@@ -177,7 +177,7 @@ class Instance:
     def _start_loop_state(self) -> None:
         """How the engine loop sleeps and what may wake it."""
         self._idle: simpy.Event | None = None
-        self.arrivals_in_run: list | None = None
+        self.arrivals_in_run: list[tuple[float, SchedulerLoad]] | None = None
         """While a mixed run sleeps: (time, scheduler load) after each arrival it took."""
         self._interruptible = False
 
