@@ -77,16 +77,17 @@ def decode_run(instance: Instance, plan: StepPlan):
             if remaining > 0 and not skip_ahead(env, remaining):
                 yield env.timeout(remaining)
         instance._interruptible = False
+    now = env.now  # (read once: SimPy's `now` is a property)
     ends = ends[:done] if isinstance(ends, list) else np.array(ends[:done])  # (a copy either way)
-    ends[-1] = env.now
+    ends[-1] = now
     # Blocks for the steps run (k fit when the run was planned); never inside an assert,
     # which `python -O` would skip.
     if not kv.reserve_cohort(done):
         raise RuntimeError("a decode run outgrew the KV blocks it was planned with")
-    instance._finish(kv.advance_cohort(ends), env.now)
+    instance._finish(kv.advance_cohort(ends), now)
     if not in_flight or done < k or _limit(instance) != limit:  # or cut short, or capped anew
         joules = _energy(instance, n, ctx, seconds, done)
-    instance._record_step(start, env.now, done, 0, n, joules)
+    instance._record_step(start, now, done, 0, n, joules)
 
 
 def steps_before(ends, horizon: float) -> int:
@@ -96,7 +97,7 @@ def steps_before(ends, horizon: float) -> int:
     return max(1, bisect.bisect_left(ends, horizon))
 
 
-def _prices(instance: Instance, n: int, k: int, start: float):
+def _prices(instance: Instance, n: int, k: int, start: float) -> tuple[Any, Any, Any]:
     """Context sums, seconds and end times of the cohort's next k steps from `start`: lists for
     a short run, arrays otherwise (the same values)."""
     ctx: Any  # a range or list, else an array (declared: mypyc types a local by its first value)

@@ -260,8 +260,9 @@ class Instance:
         while True:
             if self.between_steps is not None:
                 self.between_steps(self)
-            self.kv.tick(self.env.now)
-            plan = scheduler.schedule(self.env.now)
+            now = self.env.now  # (read once: SimPy's `now` is a property)
+            self.kv.tick(now)
+            plan = scheduler.schedule(now)
             if self.load_listeners:  # a policy may drop or reject requests while planning
                 self.load_changed()
             if plan.is_empty(cohort.size):

@@ -404,12 +404,14 @@ def _sleep(instance: Instance, ends: list[float], before_last: bool):
 def _until(env, target: float):  # env stays Any: compiled, `now < target` would need a bool, not numpy's
     """Sleep until exactly `target`. `now + (target - now)` may round to a neighbour of it when
     the sleep is longer than `now` itself; a second hop, of the exact rest, then lands on it."""
-    if env.now < target:
-        delay = _delay(env.now, target)
+    now: float = env.now  # (a typed copy: SimPy's `now` is a property, its value may be numpy's)
+    if now < target:
+        delay = _delay(now, target)
         if not skip_ahead(env, delay):  # (nothing else due before then)
             yield env.timeout(delay)
-        if env.now < target:
-            yield env.timeout(target - env.now)
+        now = env.now
+        if now < target:
+            yield env.timeout(target - now)
 
 
 def _delay(now: float, target: float) -> float:
