@@ -14,8 +14,8 @@ for the transfer, which frees it when the KV has reached the decode instance.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
@@ -255,7 +255,7 @@ class Instance:
             if exc.cause != FAILURE:
                 raise
 
-    def _loop(self):
+    def _loop(self) -> Generator[simpy.Event, Any, None]:  # (annotated: mypy, and mypyc, type its body)
         scheduler, cohort = self.scheduler, self.cohort
         while True:
             if self.between_steps is not None:
