@@ -71,8 +71,9 @@ class StepLog:
         self._by_instance: InstanceRows | None = None  # `by_instance()`, made on first use
 
     def record(
-        self, instance, start, end, num_steps, prefill_tokens, decodes, running, waiting, kv, joules=0.0
-    ):
+        self, instance: int, start: float, end: float, num_steps: int, prefill_tokens: int, decodes: int,
+        running: int, waiting: int, kv: float, joules: float = 0.0,
+    ) -> None:
         self.num_steps += num_steps
         self.num_records += 1
         if not self.enabled:
