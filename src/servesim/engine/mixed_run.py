@@ -293,7 +293,9 @@ def _handover_length(
     return k, taken, last if last and k == repeats + 2 else 0
 
 
-def _blocks_taken(kv: KVCacheManager, request: Request, computed: int, chunk: int, needs) -> list[int]:
+def _blocks_taken(
+    kv: KVCacheManager, request: Request, computed: int, chunk: int, needs: list[int],
+) -> list[int]:
     """KV blocks taken by the end of each step, for as many steps as the free blocks hold: the
     cohort's new blocks (`needs`, one count a step) and those of `request`'s chunks, from
     `computed` tokens on. The chunk holds blocks for what it has computed (with

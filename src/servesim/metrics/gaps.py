@@ -25,9 +25,13 @@ import bisect
 import heapq
 import itertools
 import math
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # a type only: metrics sit above core
+    from servesim.core.request import Request
 
 BINS_PER_DECADE = 2303
 """log10(1.001) = 1/2303: bins 0.1% wide."""
@@ -158,8 +162,8 @@ class TokenGaps:
             self._release()
         self._of(cls).add(gap, 1.0)
 
-    def cohort_steps(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict,
-                     joiners: dict) -> None:
+    def cohort_steps(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict[str, int],
+                     joiners: dict[Request, float]) -> None:
         """A decode cohort ran `len(ends)` steps. `class_counts`: members per class; `joiners`:
         members that joined since the previous cohort step -> their previous token's time."""
         if self._due:
@@ -176,8 +180,8 @@ class TokenGaps:
             if n > 0:
                 self._of(cls).add_run(ends, prev_end, float(n), per_class.get(cls, 0))
 
-    def cohort_step_ends(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict,
-                         joiners: dict) -> None:
+    def cohort_step_ends(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict[str, int],
+                         joiners: dict[Request, float]) -> None:
         """`cohort_steps` of each step alone, one after another (a mixed run's steps, whose
         records must be single steps' bit for bit), in one call: `CohortSteps.record` of them
         all without the object (the first step's records, then each class's later gaps)."""
@@ -191,8 +195,8 @@ class TokenGaps:
                 if n > 0:  # (the first step made its series)
                     self._of(cls).add_many(gaps, float(n))
 
-    def steps_ahead(self, clock, prev_end: float, ends: list[float], class_counts: dict,
-                    joiners: dict) -> CohortSteps:
+    def steps_ahead(self, clock, prev_end: float, ends: list[float], class_counts: dict[str, int],
+                    joiners: dict[Request, float]) -> CohortSteps:
         """`cohort_step_ends` of steps that end in the future: each step's records are made once
         `clock.now` has passed its end (module doc). Lower the returned run's `steps` if fewer
         steps run (never below those that have ended)."""
@@ -264,8 +268,8 @@ class CohortSteps:
 
     __slots__ = ("owner", "prev", "ends", "joiners", "classes", "weighted", "next", "steps")
 
-    def __init__(self, owner: TokenGaps, prev: float, ends: list[float], class_counts: dict,
-                 joiners: dict):
+    def __init__(self, owner: TokenGaps, prev: float, ends: list[float], class_counts: dict[str, int],
+                 joiners: dict[Request, float]):
         self.owner, self.prev, self.ends = owner, prev, ends
         self.joiners = [(request.class_name, last) for request, last in joiners.items()]
         self.classes = list(class_counts.items())
@@ -298,7 +302,10 @@ class CohortSteps:
         self.weighted = [(owner._of(cls), float(n)) for cls, n in self.classes if n > 0]
 
 
-def _one_step(owner: TokenGaps, prev: float, end: float, classes, joiners) -> None:
+def _one_step(
+    owner: TokenGaps, prev: float, end: float, classes: Iterable[tuple[str, int]],
+    joiners: Iterable[tuple[str, float]],
+) -> None:
     """One cohort step's records: each joiner's own gap (`joiners`: (class, its previous token's
     time)), then the other members' per class (`classes`: (class, members))."""
     per_class: dict[str, int] = {}
