@@ -21,7 +21,7 @@ COMPILED = [  # the simulation loop's modules (py-spy); no pydantic model among 
     "engine/clock.py",
     "core/cohort.py", "core/request.py", "core/step.py", "core/sums.py", "kv/manager.py",
     "schedulers/core.py", "schedulers/batching.py", "schedulers/chunk_runs.py",
-    "cost/roofline.py", "cost/power.py",
+    "cost/roofline.py", "cost/power.py", "cost/shape.py",
     "cost/work.py", "metrics/steps.py", "metrics/gaps.py",
 ]
 
