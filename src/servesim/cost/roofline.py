@@ -226,6 +226,7 @@ class RooflineCostModel:
         if n == 0:
             return [self.profile.step_overhead_s] * len(ctx_sums)
         const, per_ctx, per_longest, _ = self._decode_coeffs(n, n)
+        times: list[float]  # (declared: `_decode_time` is untyped, and compiled the floor below would be too)
         if self._engine_terms:
             rows = zip(ctx_sums, max_ctxs)
             times = [self._decode_time(n, n, ctx, longest, max) for ctx, longest in rows]

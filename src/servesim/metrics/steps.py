@@ -94,16 +94,16 @@ class StepLog:
         self.num_records += n
         if not self.enabled:
             return
-        rows = ((instance, start, end, 1, prefill, decodes, run, wait, usage, joule)
+        rows = [(instance, start, end, 1, prefill, decodes, run, wait, usage, joule)
                 for start, end, (prefill, decodes), run, wait, usage, joule
-                in zip(starts, ends, tokens, running, waiting, kv, joules))
-        pending = self._pending
-        while n >= BLOCK_ROWS - len(pending):
+                in zip(starts, ends, tokens, running, waiting, kv, joules)]
+        pending, at = self._pending, 0
+        while n - at >= BLOCK_ROWS - len(pending):
             room = BLOCK_ROWS - len(pending)
-            pending.extend(itertools.islice(rows, room))
-            n -= room
+            pending.extend(rows[at : at + room])
+            at += room
             self._flush()
-        pending.extend(rows)
+        pending.extend(rows[at:] if at else rows)
 
     @property
     def spilled(self) -> bool:
