@@ -130,3 +130,22 @@ def test_a_prefix_cache_hit_never_makes_a_prefill_slower():
         fresh = cost.step_time(StepShape([(prompt, 0)]))
         for hit in (16, 512, prompt // 2, prompt - 16):
             assert cost.step_time(StepShape([(prompt - hit, hit)])) <= fresh, (prompt, hit)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("gemm_compute_eff: 0", "gemm_compute_eff: must be > 0, got 0"),
+    ("comm_bw_eff: 0.0", "comm_bw_eff: must be > 0, got 0"),
+    ("split_kv_target_blocks: 0", "split_kv_target_blocks: must be > 0"),
+    ("split_kv_max_splits: 0.5", "split_kv_max_splits: must be >= 1"),
+    ("kernel_overhead_s: -1e-6", "kernel_overhead_s: must be >= 0"),
+])
+def test_a_profile_value_the_roofline_cannot_price_with_is_exit_2(tmp_path, capsys, line, message):
+    """A zero efficiency (a truncated profile file reads `gemm_compute_eff: 0.`) was a division by
+    zero, reported as an internal error; it names the file and the parameter instead."""
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"parameters:\n  {line}\n")
+    argv = ["costmodel", "validate", "--profile", str(profile),
+            "--measurements", "data/measurements/h100/iterations.csv"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {profile}: ") and message in err and "\n" not in err

@@ -74,6 +74,31 @@ def test_leaving_a_reserved_cohort_gives_the_reservation_back_and_holds_the_rest
     kv.check_conservation()
 
 
+def test_a_recomputing_request_joins_one_token_short_and_gives_back_the_last_block():
+    """Preempted by recomputation after 3 tokens, a request is admitted again with blocks for all
+    its known tokens, computes all but the last generated one and joins the cohort to decode it:
+    the block held for that token goes back to the pool, which the cohort's step reserves again
+    (it was lost once: found by tests/schedulers/test_sched_invariants.py)."""
+    kv = KVCacheManager(20, 1)
+    r = make_request(0, 4, 10)
+    assert kv.allocate(r, 4)
+    r.advance(4, 0.0)
+    kv.join_cohort(r)
+    assert kv.reserve_cohort(2)
+    kv.advance_cohort([1.0, 2.0])  # 3 tokens generated, 6 computed
+    kv.leave_cohort(r)
+    kv.free(r)
+    r.reset_for_recompute()
+    assert r.num_pending_tokens == 7 and kv.allocate(r, 7)  # every known token
+    r.advance(6, 3.0)  # the last generated token is left to decode
+    assert r.num_pending_tokens == 1 and kv.num_free_blocks == 13
+    kv.join_cohort(r)
+    assert kv.blocks_of(r) == 6 and kv.num_free_blocks == 14
+    kv.check_conservation()
+    assert kv.reserve_cohort(1) and kv.num_free_blocks == 13
+    kv.check_conservation()
+
+
 def test_conservation_check_catches_a_lost_block():
     kv = KVCacheManager(10, 4)
     r = make_request(0, 8, 4)

@@ -145,3 +145,23 @@ def test_substreams_are_keyed_by_name_not_by_order():
     assert np.array_equal(substream(base, "class", "chat").random(3), a)
     assert not np.array_equal(substream(base, "class", "batch").random(3), a)
     assert not np.array_equal(substream(stream(5, "workload"), "class", "chat").random(3), a)
+
+
+@pytest.mark.parametrize("dist", [
+    {"dist": "uniform", "min": 54, "max": 2**70},
+    {"dist": "fixed", "value": 2**63},
+    {"dist": "lognormal", "mean": 1e300},
+])
+def test_a_count_past_the_draws_integers_is_a_config_error(dist, tmp_path, capsys):
+    """A uniform output length up to 2**70 was drawn with numpy's 64-bit integers and failed as an
+    internal error; counts are bounded in the config instead (exit 2 naming the key)."""
+    from servesim.cli import main
+
+    with pytest.raises(ValueError):
+        LengthDist(**dist)
+    config = tmp_path / "c.yaml"
+    config.write_text("model: llama3-8b\nhardware: h100-sxm\nworkload:\n  num_requests: 3\n"
+                      f"  lengths:\n    prompt: {{dist: fixed, value: 100}}\n    output: {dist}\n")
+    assert main(["validate", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: workload.lengths.output.") and "1000000000" in err and "\n" not in err

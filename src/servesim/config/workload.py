@@ -62,18 +62,23 @@ class ArrivalConfig(Section):
         return self.rate * max(f for _, f in s.points or [(0.0, 1.0)])
 
 
+MAX_COUNT = 1_000_000_000
+"""Most a drawn count (tokens, turns, calls) may be: far past any model's context, and inside the
+64-bit integers the draws are made in."""
+
+
 class LengthDist(Section):
     dist: Literal["fixed", "uniform", "lognormal", "zipf"] = "fixed"
     """Distribution family of a token count."""
-    value: int | None = Field(None, ge=1)
+    value: int | None = Field(None, ge=1, le=MAX_COUNT)
     """`fixed`: the count."""
-    mean: float | None = Field(None, gt=0)
+    mean: float | None = Field(None, gt=0, le=MAX_COUNT)
     """`lognormal`: mean of the distribution (not of its log)."""
     sigma: float = Field(1.0, ge=0, le=5)
     """`lognormal`: standard deviation of the log."""
-    min: int = Field(1, ge=1)
+    min: int = Field(1, ge=1, le=MAX_COUNT)
     """Lower clip (and `uniform` low end, and `zipf` unit)."""
-    max: int = Field(1_000_000, ge=1)
+    max: int = Field(1_000_000, ge=1, le=MAX_COUNT)
     """Upper clip (and `uniform` high end)."""
     alpha: float = Field(1.5, gt=1)
     """`zipf`: exponent."""

@@ -152,6 +152,13 @@ PINNED_PARAMETERS = (
 so these are set from a copy-bandwidth measurement and from counting the engine's kernels and bytes
 (the split-KV rule is read from the engine's kernel code)."""
 DEFAULT_FIT = tuple(p for p in FIT_PARAMETERS if p not in PINNED_PARAMETERS)
+LOWER_BOUNDS = {
+    **{name: (0.0, "> 0") for name in FIT_PARAMETERS if name.endswith("_eff")},
+    "split_kv_target_blocks": (0.0, "> 0"),
+    "split_kv_max_splits": (1.0, ">= 1"),
+}
+"""Parameters the roofline divides by or takes a logarithm of (efficiencies, the split-KV rule),
+with the bound a value must meet; every other number must be >= 0."""
 ALL_PARAMETERS = FIT_PARAMETERS + HOST_TERMS
 
 
@@ -189,8 +196,9 @@ def profile_from_dict(data: dict, where: str = "cost.profile") -> CostProfile:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InputFileError(where, f"{key}: expected a number, got {value!r}")
-        if value < 0:
-            raise InputFileError(where, f"{key}: must be >= 0, got {value}")
+        floor, rule = LOWER_BOUNDS.get(key, (0.0, ">= 0"))
+        if value < floor or (value == floor and rule == "> 0"):
+            raise InputFileError(where, f"{key}: must be {rule}, got {value}")
     values = {k: (v if k in TEXT_FIELDS else float(v)) for k, v in data.items()}
     return CostProfile(**values, engine=engine)
 

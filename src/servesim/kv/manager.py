@@ -425,10 +425,17 @@ class KVCacheManager:
         return ahead if ahead > 0 else 0
 
     def join_cohort(self, request: Request) -> None:
-        """A running request decodes from now on as a cohort member (between steps)."""
+        """A running request decodes from now on as a cohort member (between steps).
+
+        A member's blocks are derived from its progress, and the cohort reserves each next
+        token's block with its step: blocks held past the computed tokens go back to the pool. A
+        recomputing request has them: admitted with blocks for every known token, it joins one
+        token short, its last generated token left to decode."""
         if self._reserved_until > self.cohort.epoch:
             raise KVConservationError("join the cohort between steps, with nothing reserved ahead")
-        self._blocks.pop(request, None)  # derived from its progress while a member
+        surplus = self._blocks.pop(request, 0) - self.blocks_for(request.num_computed_tokens)
+        if surplus > 0:
+            self.num_free_blocks += surplus
         self.cohort.join(request)
 
     def leave_cohort(self, request: Request) -> None:
