@@ -26,12 +26,14 @@ import heapq
 import itertools
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # a type only: metrics sit above core
-    from servesim.core.request import Request
+Joiners = dict[Any, float]
+"""Cohort members that joined since the step before -> their previous token's time. Keys are
+requests, read for their `class_name` only (typed Any: tests pass stand-ins, which a compiled
+`Request` type would refuse)."""
 
 BINS_PER_DECADE = 2303
 """log10(1.001) = 1/2303: bins 0.1% wide."""
@@ -163,7 +165,7 @@ class TokenGaps:
         self._of(cls).add(gap, 1.0)
 
     def cohort_steps(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict[str, int],
-                     joiners: dict[Request, float]) -> None:
+                     joiners: Joiners) -> None:
         """A decode cohort ran `len(ends)` steps. `class_counts`: members per class; `joiners`:
         members that joined since the previous cohort step -> their previous token's time."""
         if self._due:
@@ -181,7 +183,7 @@ class TokenGaps:
                 self._of(cls).add_run(ends, prev_end, float(n), per_class.get(cls, 0))
 
     def cohort_step_ends(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict[str, int],
-                         joiners: dict[Request, float]) -> None:
+                         joiners: Joiners) -> None:
         """`cohort_steps` of each step alone, one after another (a mixed run's steps, whose
         records must be single steps' bit for bit), in one call: `CohortSteps.record` of them
         all without the object (the first step's records, then each class's later gaps)."""
@@ -196,7 +198,7 @@ class TokenGaps:
                     self._of(cls).add_many(gaps, float(n))
 
     def steps_ahead(self, clock, prev_end: float, ends: list[float], class_counts: dict[str, int],
-                    joiners: dict[Request, float]) -> CohortSteps:
+                    joiners: Joiners) -> CohortSteps:
         """`cohort_step_ends` of steps that end in the future: each step's records are made once
         `clock.now` has passed its end (module doc). Lower the returned run's `steps` if fewer
         steps run (never below those that have ended)."""
@@ -269,7 +271,7 @@ class CohortSteps:
     __slots__ = ("owner", "prev", "ends", "joiners", "classes", "weighted", "next", "steps")
 
     def __init__(self, owner: TokenGaps, prev: float, ends: list[float], class_counts: dict[str, int],
-                 joiners: dict[Request, float]):
+                 joiners: Joiners):
         self.owner, self.prev, self.ends = owner, prev, ends
         self.joiners = [(request.class_name, last) for request, last in joiners.items()]
         self.classes = list(class_counts.items())
