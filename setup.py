@@ -18,10 +18,12 @@ COMPILED = [  # the simulation loop's modules (py-spy); no pydantic model among 
     # for one does not build, and a compiled runtime-checkable Protocol fails: both sit in
     # schedulers/batching_api.py)
     "engine/instance.py", "engine/mixed_run.py", "engine/decode_run.py", "engine/power.py",
+    "engine/clock.py",
     "core/cohort.py", "core/request.py", "core/step.py", "core/sums.py", "kv/manager.py",
     "schedulers/core.py", "schedulers/batching.py", "schedulers/chunk_runs.py",
-    "cost/roofline.py", "cost/power.py",
+    "cost/roofline.py", "cost/power.py", "cost/shape.py",
     "cost/work.py", "metrics/steps.py", "metrics/gaps.py",
+    "metrics/request_log.py",
 ]
 
 

@@ -116,6 +116,28 @@ BAD_CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("key, shown", [("bogus", "bogus"), ("", "''"), ("a b ", "'a b '"),
+                                        ("\u00a1\U000add5d", "'\u00a1\\U000add5d'"), (None, "None"),
+                                        (1, "1")])
+def test_an_unknown_top_level_key_names_the_file_and_the_keys_it_could_be(tmp_path, capsys, key, shown):
+    """An empty or unprintable key (random bytes that parse as YAML) named nothing; the file is
+    named now, the key as written or quoted, and the top-level keys listed."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**small_config(), key: 1}, allow_unicode=True))
+    assert main(["validate", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {cfg}: {shown}: unknown key at the top level; expected one of seed, model")
+    assert "\n" not in err
+
+
+@pytest.mark.parametrize("assignment", [".foo=1", "engine..x=1", "engine.=1"])
+def test_a_dotted_key_with_an_empty_part_is_exit_2_naming_it(tmp_path, capsys, assignment):
+    cfg = write_config(tmp_path, {})
+    assert main(["validate", str(cfg), "--set", assignment]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {assignment.split('=')[0]}: expected a dotted config key (a part is empty)"
+
+
 @pytest.mark.parametrize("data,message", BAD_CONFIGS)
 def test_bad_config_exits_2_naming_the_key(tmp_path, capsys, data, message):
     cfg = write_config(tmp_path, data)

@@ -165,3 +165,14 @@ def test_a_count_past_the_draws_integers_is_a_config_error(dist, tmp_path, capsy
     assert main(["validate", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: workload.lengths.output.") and "1000000000" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("key", ["workload.sessions.system_prompt_tokens",
+                                 "workload.sessions.max_context_tokens"])
+def test_a_session_token_count_past_the_integers_is_a_config_error(key, capsys):
+    """A system prompt of 2**70 tokens overflowed numpy's integers when the turns were summed."""
+    from servesim.cli import main
+
+    assert main(["validate", "configs/quickstart.yaml", "--set", f"{key}={2**70}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {key}: ") and "1000000000" in err

@@ -13,7 +13,7 @@ from servesim.config.schema import SimConfig
 from servesim.core.errors import ArgumentError, ConfigError, InputFileError
 from servesim.core.files import read_yaml as read_yaml_file
 from servesim.core.files import yaml_loads
-from servesim.core.validation import config_error
+from servesim.core.validation import config_error, shown_key
 
 
 def load_config(
@@ -36,8 +36,6 @@ def load_config(
         base_dir = path.resolve().parent
     replaced = {}
     for key, value in (overrides or {}).items():
-        if "" in str(key).split("."):  # else an empty-named block fails as an unnamed "unknown key"
-            raise ConfigError(str(key), "a dotted key needs a name between every two dots")
         where = set_dotted(data, key, parse_value(value))
         if where is not None:
             replaced[where] = key
@@ -59,7 +57,12 @@ def read_yaml(path: Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise InputFileError(path, "expected a mapping of config keys at the top level")
+    unknown = [key for key in data if key not in SimConfig.model_fields]
+    if unknown:  # named with the file: the key alone may be empty, unprintable or not text at all
+        raise InputFileError(path, f"{shown_key(unknown[0])}: unknown key at the top level; expected one "
+                             f"of {', '.join(SimConfig.model_fields)}")
     return data
+
 
 
 def parse_value(value: Any) -> Any:
@@ -96,6 +99,8 @@ def set_dotted(data: dict, key: str, value: Any) -> str | None:
     scalar is replaced. Returns the dotted path of a replaced scalar (None if none was).
     """
     parts = key.split(".")
+    if "" in parts:
+        raise ConfigError(shown_key(key), "expected a dotted config key (a part is empty)")
     node: Any = data
     replaced = None
     for i, part in enumerate(parts[:-1]):

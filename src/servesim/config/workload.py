@@ -63,8 +63,8 @@ class ArrivalConfig(Section):
 
 
 MAX_COUNT = 1_000_000_000
-"""Most a drawn count (tokens, turns, calls) may be: far past any model's context, and inside the
-64-bit integers the draws are made in."""
+"""Most a count of the workload (tokens, turns, calls, requests) may be: far past any model's
+context, and inside the 64-bit integers the draws and sums are made in."""
 
 
 class LengthDist(Section):
@@ -147,11 +147,11 @@ class TraceConfig(Section):
     """Replay the trace from this time, seconds on the trace's clock (it becomes t = 0)."""
     duration_s: float | None = Field(None, gt=0)
     """Replay this long a window, seconds on the trace's clock (before `time_scale`)."""
-    max_requests: int | None = Field(None, ge=1)
+    max_requests: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Replay at most this many requests of the window."""
     skip_bad_rows: bool = False
     """Drop malformed rows (counted per reason, warned on stderr) instead of failing."""
-    block_size: int | None = Field(None, ge=1)
+    block_size: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Tokens per prefix-hash block of the file (Mooncake: 512); the reader's default when left out."""
     columns: dict[str, str] | None = None
     """`csv` format: file column for arrival, prompt, output (and session, class, priority, ...)."""
@@ -188,7 +188,7 @@ class SessionsConfig(Section):
     """Time from one turn's arrival to the next turn's arrival, seconds."""
     system_prompt_tokens: int = Field(0, ge=0, le=MAX_COUNT)
     """Tokens of a system prompt shared by every conversation of this workload (or class)."""
-    max_context_tokens: int | None = Field(None, ge=1)
+    max_context_tokens: int | None = Field(None, ge=1, le=MAX_COUNT)
     """A conversation ends before a turn whose prompt plus output would exceed this."""
     hash_block_size: int = Field(16, ge=1, le=65536)
     """Tokens per prefix-hash block generated for the turns."""
@@ -254,7 +254,7 @@ class LengthFilter(Section):
 
     max_total_tokens: Annotated[int, Field(ge=2)] | Literal["model"] | None = None
     """Largest prompt + output, tokens; `model`: the model's context length."""
-    max_prompt_tokens: int | None = Field(None, ge=1)
+    max_prompt_tokens: int | None = Field(None, ge=1, le=MAX_COUNT)
     """Largest prompt, tokens."""
     action: Literal["drop", "clip", "reject"] = "drop"
     """`drop`: the request never arrives; `clip`: its prompt (then output) is cut to fit; `reject`:

@@ -122,7 +122,7 @@ class DecodeCohort:
         bs = self.block_size
         if span == 1 and bs > 1:  # one step, the common case: those at a block's last slot
             return self._phase[-(self.epoch + first_step) % bs]
-        cycles, rest = divmod(span, bs)
+        cycles, rest = span // bs, span % bs  # (not divmod: compiled, a generic call)
         need = cycles * len(self._members)
         if rest:
             need += sum(self._cycle(self.epoch + first_step + cycles * bs)[:rest])

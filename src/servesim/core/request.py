@@ -14,19 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-
-class CohortClock(Protocol):
-    """What a request reads of the decode cohort it belongs to (`core.cohort.DecodeCohort`)."""
-
-    epoch: int
-
-    def end_time(self, epoch_index: int) -> float: ...
-
-    def max_gap_since(self, epoch0: int, last_time_at_join: float) -> float: ...
-
-    def leave(self, request: Request) -> None: ...
+if TYPE_CHECKING:  # a type only (the cohort imports this module); not a protocol: compiled, a
+    # member's progress reads its cohort's step counter as a struct field, not by attribute lookup
+    from servesim.core.cohort import DecodeCohort
 
 
 class RequestStatus(IntEnum):
@@ -92,7 +84,7 @@ class Request:
     _generated: int = 0
     _last_token_time: float = math.nan
     _max_token_gap: float = 0.0
-    _cohort: CohortClock | None = field(default=None, repr=False)
+    _cohort: DecodeCohort | None = field(default=None, repr=False)
     _epoch0: int = 0
 
     # -- progress, lazy while in a cohort --------------------------------------------------
@@ -193,7 +185,7 @@ class Request:
         self._computed = 0
 
     # -- cohort membership (called by DecodeCohort only) ---------------------------------------
-    def attach(self, clock: CohortClock) -> tuple[int, int]:
+    def attach(self, clock: DecodeCohort) -> tuple[int, int]:
         """Start gaining one token per cohort step: progress is read from `clock` from now on.
         Returns (computed, generated) tokens at joining."""
         assert self._cohort is None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from servesim.core.request import Request
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # (`__init__` written out: the compiled core compiles it)
 class StepPlan:
     """One iteration's work.
 
@@ -32,6 +32,22 @@ class StepPlan:
     """KV tokens of preempted requests copied to host memory before this step."""
     num_swap_in_tokens: int = 0
     """KV tokens of swapped requests copied back to the GPU before this step."""
+
+    def __init__(
+        self, tokens: dict[Request, int] | None = None, decode_cohort: bool = False,
+        preempted: list[Request] | None = None, repeatable: bool = False, max_repeats: int = 1 << 30,
+        replan_time: float = math.inf, num_swap_out_tokens: int = 0, num_swap_in_tokens: int = 0,
+    ):
+        # A dataclass's generated `__init__` is Python code that mypyc does not compile: a plan
+        # is made every step.
+        self.tokens = {} if tokens is None else tokens
+        self.decode_cohort = decode_cohort
+        self.preempted = [] if preempted is None else preempted
+        self.repeatable = repeatable
+        self.max_repeats = max_repeats
+        self.replan_time = replan_time
+        self.num_swap_out_tokens = num_swap_out_tokens
+        self.num_swap_in_tokens = num_swap_in_tokens
 
     def is_empty(self, cohort_size: int) -> bool:
         swaps = self.num_swap_in_tokens or self.num_swap_out_tokens

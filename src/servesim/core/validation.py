@@ -11,7 +11,7 @@ from servesim.core.errors import ConfigError
 def config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
     """A pydantic error as one line naming the dotted key (under `prefix`, e.g. `engine.srtf`)."""
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
+    loc = [shown_key(p) for p in err["loc"] if not _is_union_tag(p)]
     key = ".".join([prefix, *loc] if prefix else loc)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -19,6 +19,14 @@ def config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
     elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], (dict, list)):
         msg = f"{msg}, got {_short(err['input'])}"
     return ConfigError(key, msg)
+
+
+def shown_key(key) -> str:
+    """A key as a message shows it: as written if plain text, else quoted with escapes (an empty or
+    unprintable key would otherwise name nothing)."""
+    text = str(key)
+    plain = isinstance(key, (str, int)) and text.isprintable() and text.strip() == text != ""
+    return text if plain else repr(key)
 
 
 def _short(value) -> str:

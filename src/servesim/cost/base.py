@@ -7,45 +7,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from servesim.cost.shape import StepShape
 
-@dataclass(slots=True)
-class StepShape:
-    """What one iteration computes, in the aggregates a cost model needs.
-
-    `prefill_chunks` lists (chunk tokens, tokens already cached before the chunk) per prompt chunk;
-    decodes are summarised by their count, the sum of their cached context lengths and the longest
-    one (kernels without KV splitting wait for the longest sequence); with a sliding-window model,
-    the contexts attention reads (each at most the window).
-    `num_logit_tokens` is how many tokens need the LM head (decodes plus chunks that end a prompt).
-    """
-
-    prefill_chunks: list[tuple[int, int]] = field(default_factory=list)
-    num_decodes: int = 0
-    decode_ctx_sum: int = 0
-    num_logit_tokens: int = -1
-    max_decode_ctx: int = -1
-    """Longest cached context among the decodes; -1: unknown, taken as the mean."""
-
-    def __post_init__(self):
-        if self.num_logit_tokens < 0:
-            self.num_logit_tokens = self.num_decodes + len(self.prefill_chunks)
-        if self.max_decode_ctx < 0 and self.num_decodes:
-            self.max_decode_ctx = -(-self.decode_ctx_sum // self.num_decodes)
-
-    @property
-    def kv_tokens(self) -> int:
-        """KV tokens the step's attention reads: every sequence's cached context and new tokens."""
-        kv = self.decode_ctx_sum + self.num_decodes
-        for c, p in self.prefill_chunks:  # (a loop: a generator costs more for the usual 1-2 chunks)
-            kv += c + p
-        return kv
-
-    @property
-    def num_tokens(self) -> int:
-        tokens = self.num_decodes
-        for c, _ in self.prefill_chunks:
-            tokens += c
-        return tokens
+__all__ = ["CostModel", "StepCost", "StepShape"]
 
 
 @dataclass(slots=True)

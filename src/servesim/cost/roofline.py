@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -26,6 +26,12 @@ from servesim.cost.datatypes import tensor_flops
 from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile, family_profile
 from servesim.cost.shared_cache import remember, shared_cache
+
+ChunkTerms = tuple[float, float, float, float, float, float, float, float, int, int]
+"""`RooflineCostModel._chunk_terms`: (fixed seconds, launch seconds, half the chunk's own pairs,
+fresh and prefix attention efficiencies, query seconds, decode seconds per context token and
+per longest-context token, attention calls, tokens). Written out: the compiled core unpacks a
+typed tuple without boxing."""
 
 GROUPS = ("qkv", "attention", "o_proj", "mlp", "moe", "elementwise", "lm_head", "comm", "overhead")
 
@@ -56,7 +62,7 @@ class RooflineCostModel:
         self._linear_cache: dict[tuple[int, int, int], float] = shared_cache(
             ("linear_time", tuple(self._gemms), self._pad, self._t_gemm))
         self._decode_cache: dict[tuple[int, int], tuple[float, float, float, str]] = {}
-        self._chunk_cache: dict[tuple[int, int], tuple] = {}
+        self._chunk_cache: dict[tuple[int, int], ChunkTerms] = {}
         self._decode_terms_cache: dict[int, tuple[float, float, float]] = {}
 
     # -- constants ---------------------------------------------------------------------------------
@@ -108,6 +114,7 @@ class RooflineCostModel:
         padded = pr.decode_attention == "padded_cache"
         self._dec_padded = (pr.decode_padded_tokens or lay.model.max_context) if padded else 0.0
         self._engine = pr.engine
+        self._has_host: bool = pr.engine.has_host  # (a property of an object not compiled: read once)
         self._engine_terms = pr.engine.has_host or pr.decode_attention == "batch_kv"
         # batch_kv: seconds per (query, key) pair; per KV token gathered, then expanded to all heads
         self._batch_pair = L * self._attn_prefill_flops / pr.attn_prefill_eff
@@ -219,6 +226,7 @@ class RooflineCostModel:
         if n == 0:
             return [self.profile.step_overhead_s] * len(ctx_sums)
         const, per_ctx, per_longest, _ = self._decode_coeffs(n, n)
+        times: list[float]  # (declared: `_decode_time` is untyped, and compiled the floor below would be too)
         if self._engine_terms:
             rows = zip(ctx_sums, max_ctxs)
             times = [self._decode_time(n, n, ctx, longest, max) for ctx, longest in rows]
@@ -254,14 +262,15 @@ class RooflineCostModel:
             self._chunk_times(last, n, self._chunk_terms(last, n, n + 1), rows, out)
         return out
 
-    def _chunk_times(self, c: int, n: int, terms: tuple, rows, out: list[float]) -> None:
+    def _chunk_times(
+        self, c: int, n: int, terms: ChunkTerms, rows: Iterator[tuple[int, int, int]], out: list[float],
+    ) -> None:
         """`chunk_step_times` of the steps in `rows` (prior, context sum, longest context), each
         computing a chunk of `c` tokens beside `n` decodes, with the steps' `_chunk_terms`."""
         t, launch, half, fresh, prefix, q_b, per_ctx, per_longest, calls, tokens = terms
         flops, ctx_b, L = self._attn_prefill_flops, self._attn_ctx_bytes, self._layers
         dec_compute = self._dec_flops >= self._dec_bytes
-        engine, floor = self._engine, self.prefill_host_overhead_s
-        host = engine.has_host
+        engine, floor, host = self._engine, self.prefill_host_overhead_s, self._has_host
         for p, ctx, longest in rows:
             comp = (c * p + half) * flops / (prefix if p else fresh)
             mem = (p + c) * ctx_b + q_b
@@ -281,7 +290,7 @@ class RooflineCostModel:
                 gpu = engine.step_time(gpu, "eager", 1 + n, calls, tokens, ctx + n + (c + p))
             out.append(gpu if gpu > floor else floor)
 
-    def _chunk_terms(self, c: int, n: int, logits: int) -> tuple:
+    def _chunk_terms(self, c: int, n: int, logits: int) -> ChunkTerms:
         """What `chunk_step_times` computes once for steps of a `c`-token chunk beside `n`
         decodes with `logits` logit rows (as `_mixed_time` computes it for each step)."""
         tokens = c + n
@@ -305,7 +314,7 @@ class RooflineCostModel:
         return (t, launch, half, fresh, prefix, c * self._attn_q_bytes, per_ctx, per_longest, calls,
                 tokens)
 
-    def _repeat_terms(self, c: int, n: int) -> tuple:
+    def _repeat_terms(self, c: int, n: int) -> ChunkTerms:
         """`_chunk_terms` of a chunk that is not the prompt's last, kept: a run's repeats meet
         the same few (chunk, decodes) pairs again and again (a last chunk's rarely recur)."""
         terms = self._chunk_cache.get((c, n))

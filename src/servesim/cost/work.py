@@ -13,12 +13,18 @@ B = B0(n) + B1 S; `decode_coeffs` returns those coefficients so runs of steps pr
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from servesim.cost.base import StepShape
 from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
 from servesim.cost.profile import CostProfile
 from servesim.cost.shared_cache import remember, shared_cache
+
+ChunkTerms = tuple[float, float, float, float, float, float, float, float]
+"""`WorkModel._chunk_terms`: (linear FLOPs, linear bytes, MoE FLOPs, MoE bytes, half the chunk's
+own pairs, query bytes, elementwise bytes, link bytes). Written out: the compiled core unpacks
+a typed tuple without boxing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +57,16 @@ class WorkModel:
         self._elem_bytes_per_token = per_token
         self._route_bytes = profile.moe_route_passes * layout.model.hidden_size * ab
         self._link_per_token, self._link_per_logit = self._link_terms()
+        # the chunk form's attention constants, read from `Layout` (not compiled) once
+        a = layout.attention
+        self._layers: int = layout.num_layers
+        self._pair_flops: float = a.prefill_flops_per_pair
+        self._ctx_bytes: float = a.prefill_bytes_per_ctx_token
+        self._query_bytes: float = a.prefill_bytes_per_query
+        self._dec_flops: float = a.decode_flops_per_ctx_token
+        self._dec_bytes: float = a.decode_bytes_per_ctx_token
         self._decode_cache: dict[int, tuple[float, float, float, float, float]] = {}
-        self._chunk_cache: dict[tuple[int, int], tuple] = {}
+        self._chunk_cache: dict[tuple[int, int], ChunkTerms] = {}
         # `_linear` reads these constants alone
         self._linear_cache: dict[tuple[int, int, int], tuple[float, float]] = shared_cache(
             ("linear_work", tuple(layout.gemms), ab))
@@ -92,13 +106,15 @@ class WorkModel:
             self._chunk_work(last, n, self._chunk_terms(last, n, n + 1), rows, flops, moved)
         return flops, moved
 
-    def _chunk_work(self, c: int, n: int, terms: tuple, rows, flops: list, moved: list) -> None:
+    def _chunk_work(
+        self, c: int, n: int, terms: ChunkTerms, rows: Iterator[tuple[int, int]], flops: list[float],
+        moved: list[float],
+    ) -> None:
         """`chunk_step_work` of the steps in `rows` (prior, context sum) of a `c`-token chunk
         beside `n` decodes, with the steps' `_chunk_terms`."""
         lin_f, lin_b, f_moe, b_moe, half, q_b, elem, link = terms
-        a, L = self.layout.attention, self.layout.num_layers
-        pair_f, ctx_b = a.prefill_flops_per_pair, a.prefill_bytes_per_ctx_token
-        dec_f, dec_b = a.decode_flops_per_ctx_token, a.decode_bytes_per_ctx_token
+        L, pair_f, ctx_b = self._layers, self._pair_flops, self._ctx_bytes
+        dec_f, dec_b = self._dec_flops, self._dec_bytes
         for p, ctx in rows:
             f_att = 0.0 + L * (c * p + half) * pair_f
             b_att = 0.0 + L * ((p + c) * ctx_b + q_b)
@@ -108,17 +124,17 @@ class WorkModel:
             flops.append(lin_f + (f_moe + f_att))
             moved.append(lin_b + (b_moe + b_att + elem) + link)
 
-    def _chunk_terms(self, c: int, n: int, logits: int) -> tuple:
+    def _chunk_terms(self, c: int, n: int, logits: int) -> ChunkTerms:
         """What `chunk_step_work` computes once for steps of a `c`-token chunk beside `n` decodes
         with `logits` logit rows."""
         tokens = c + n
         lin_f, lin_b = self._linear(tokens, logits, 0)
         f_moe, b_moe = self._moe(tokens)
-        half, q_b = c * (c + 1) / 2, c * self.layout.attention.prefill_bytes_per_query
+        half, q_b = c * (c + 1) / 2, c * self._query_bytes
         link = tokens * self._link_per_token + logits * self._link_per_logit
         return lin_f, lin_b, f_moe, b_moe, half, q_b, tokens * self._elem_bytes_per_token, link
 
-    def _repeat_terms(self, c: int, n: int) -> tuple:
+    def _repeat_terms(self, c: int, n: int) -> ChunkTerms:
         """`_chunk_terms` of a chunk that is not the prompt's last, kept: a run's repeats meet
         the same few (chunk, decodes) pairs again and again (a last chunk's rarely recur)."""
         terms = self._chunk_cache.get((c, n))

@@ -24,10 +24,14 @@ def skip_ahead(env: simpy.Environment, delay: float) -> bool:
     """Move the clock `delay` seconds forward in place if no queued event comes at or before
     then, and return True; otherwise leave everything as it is and return False (the caller
     yields `env.timeout(delay)`). The new time is `now + delay`, as a timeout's would be."""
-    end = env._now + delay
+    # (floats typed: compiled, SimPy's times are `int | float` objects, numpy floats among
+    # them, whose comparison would give a numpy bool where compiled code wants a bool)
+    end: float = env._now + delay
     queue = env._queue
-    if queue and queue[0][0] <= end:  # a same-time event was queued first: it goes first
-        return False
+    if queue:
+        first: float = queue[0][0]
+        if first <= end:  # a same-time event was queued first: it goes first
+            return False
     if not delay >= 0:  # (NaN too) the timeout raises as it would have
         return False
     env._now = end

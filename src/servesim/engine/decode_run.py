@@ -42,28 +42,32 @@ def decode_run(instance: Instance, plan: StepPlan):
     """Run the cohort's repeatable pure-decode `plan` for up to k steps (module doc); a SimPy
     generator."""
     env, cohort, kv = instance.env, instance.cohort, instance.kv
-    most = min(cohort.steps_to_next_finish(), plan.max_repeats, instance.max_run_steps)
+    # (two-argument min and max: compiled, native; with three, a generic call)
+    most = min(min(cohort.steps_to_next_finish(), plan.max_repeats), instance.max_run_steps)
     k = max(1, kv.max_cohort_steps(most))
     n = cohort.size
-    start = env.now
+    start: float = env.now
     ctx, seconds, ends = _prices(instance, n, k, start)
-    if plan.replan_time < ends[-1]:
+    end: float = ends[-1]  # (`ends` is a list or an array: compiled, a typed copy of its last)
+    if plan.replan_time < end:
         k = bisect.bisect_left(ends, plan.replan_time) + 1
         ends = ends[:k]
-    if ends[-1] >= instance.horizon:
+        end = ends[-1]
+    if end >= instance.horizon:
         k = steps_before(ends, instance.horizon)
         ends = ends[:k]
+        end = ends[-1]
     # The run's joules up front only where the meter is read in flight (a power budget: then
     # `Instance.mixed_runs` is off); otherwise once, for the steps that ran.
     in_flight = not instance.mixed_runs
     joules = _energy(instance, n, ctx, seconds, k) if in_flight else 0.0
     limit = _limit(instance)
-    instance.meter.begin(start, ends[-1] - start, joules)
+    instance.meter.begin(start, end - start, joules)
     done = k
-    if not skip_ahead(env, ends[-1] - start):  # (nothing else due before the run ends)
+    if not skip_ahead(env, end - start):  # (nothing else due before the run ends)
         instance._interruptible = k > 1
         try:
-            yield env.timeout(ends[-1] - start)
+            yield env.timeout(end - start)
         except simpy.Interrupt as exc:
             if exc.cause is not None:  # the instance failed: not a wake
                 raise
@@ -73,16 +77,17 @@ def decode_run(instance: Instance, plan: StepPlan):
             if remaining > 0 and not skip_ahead(env, remaining):
                 yield env.timeout(remaining)
         instance._interruptible = False
+    now = env.now  # (read once: SimPy's `now` is a property)
     ends = ends[:done] if isinstance(ends, list) else np.array(ends[:done])  # (a copy either way)
-    ends[-1] = env.now
+    ends[-1] = now
     # Blocks for the steps run (k fit when the run was planned); never inside an assert,
     # which `python -O` would skip.
     if not kv.reserve_cohort(done):
         raise RuntimeError("a decode run outgrew the KV blocks it was planned with")
-    instance._finish(kv.advance_cohort(ends), env.now)
+    instance._finish(kv.advance_cohort(ends), now)
     if not in_flight or done < k or _limit(instance) != limit:  # or cut short, or capped anew
         joules = _energy(instance, n, ctx, seconds, done)
-    instance._record_step(start, env.now, done, 0, n, joules)
+    instance._record_step(start, now, done, 0, n, joules)
 
 
 def steps_before(ends, horizon: float) -> int:
@@ -92,7 +97,7 @@ def steps_before(ends, horizon: float) -> int:
     return max(1, bisect.bisect_left(ends, horizon))
 
 
-def _prices(instance: Instance, n: int, k: int, start: float):
+def _prices(instance: Instance, n: int, k: int, start: float) -> tuple[Any, Any, Any]:
     """Context sums, seconds and end times of the cohort's next k steps from `start`: lists for
     a short run, arrays otherwise (the same values)."""
     ctx: Any  # a range or list, else an array (declared: mypyc types a local by its first value)
@@ -102,11 +107,11 @@ def _prices(instance: Instance, n: int, k: int, start: float):
     if short is not None and not cohort.window:
         ctx0, first = cohort.context_sum(0), cohort.max_context(0)
         ctx = range(ctx0, ctx0 + n * k, n) if n else [ctx0] * k  # (ranges: nothing to build)
-        seconds = short(n, ctx, range(first, first + k))
-        if seconds is not None:
+        listed: list[float] | None = short(n, ctx, range(first, first + k))
+        if listed is not None:
             if slowdown != 1.0:
-                seconds = [s * slowdown for s in seconds]
-            return ctx, seconds, [start + t for t in itertools.accumulate(seconds)]
+                listed = [s * slowdown for s in listed]
+            return ctx, listed, [start + t for t in itertools.accumulate(listed)]
     steps = np.arange(k, dtype=np.float64)
     ctx = cohort.attended_context_sums(k)
     longest = cohort.max_context(0) + steps
@@ -115,7 +120,7 @@ def _prices(instance: Instance, n: int, k: int, start: float):
     seconds = instance.cost_model.decode_step_times(n, ctx, longest)
     if slowdown != 1.0:
         seconds = seconds * slowdown
-    return ctx, seconds, start + np.cumsum(seconds)
+    return ctx, seconds, start + np.add.accumulate(seconds)  # (`np.cumsum` without its Python wrapper)
 
 
 def _energy(instance: Instance, n: int, ctx, seconds, steps: int) -> float:

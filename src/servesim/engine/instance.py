@@ -14,8 +14,8 @@ for the transfer, which frees it when the KV has reached the decode instance.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
@@ -177,7 +177,7 @@ class Instance:
     def _start_loop_state(self) -> None:
         """How the engine loop sleeps and what may wake it."""
         self._idle: simpy.Event | None = None
-        self.arrivals_in_run: list | None = None
+        self.arrivals_in_run: list[tuple[float, SchedulerLoad]] | None = None
         """While a mixed run sleeps: (time, scheduler load) after each arrival it took."""
         self._interruptible = False
 
@@ -256,13 +256,14 @@ class Instance:
             if exc.cause != FAILURE:
                 raise
 
-    def _loop(self):
+    def _loop(self) -> Generator[simpy.Event, Any, None]:  # (annotated: mypy, and mypyc, type its body)
         scheduler, cohort = self.scheduler, self.cohort
         while True:
             if self.between_steps is not None:
                 self.between_steps(self)
-            self.kv.tick(self.env.now)
-            plan = scheduler.schedule(self.env.now)
+            now = self.env.now  # (read once: SimPy's `now` is a property)
+            self.kv.tick(now)
+            plan = scheduler.schedule(now)
             if self.load_listeners:  # a policy may drop or reject requests while planning
                 self.load_changed()
             if plan.is_empty(cohort.size):

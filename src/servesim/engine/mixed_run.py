@@ -47,6 +47,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,7 @@ if TYPE_CHECKING:  # types only (the instance imports this module), which compil
     from servesim.core.request import Request
     from servesim.engine.instance import Instance
     from servesim.kv.manager import KVCacheManager
+    from servesim.schedulers.core import SchedulerLoad
 
 
 def mixed_run(instance: Instance, plan: StepPlan):
@@ -77,7 +79,8 @@ def mixed_run(instance: Instance, plan: StepPlan):
         return
     steps = _Steps.of(instance, plan, request, chunk, k)
     start = instance.env.now
-    starts, ends, joules, last = _before_horizon(instance, *_price(instance, steps, start, last), last)
+    starts, ends, joules = _price(instance, steps, start, last)
+    starts, ends, joules, last = _before_horizon(instance, starts, ends, joules, last)
     if len(ends) < 2:
         yield from instance._step(plan)
         return
@@ -141,7 +144,9 @@ def _handover_gaps_ahead(instance: Instance, plan: StepPlan, joining: Request, e
     return timed + [(cohort.gaps_ahead_joined(env, joining, ends[0], ends[1:]), 1)]
 
 
-def _before_horizon(instance: Instance, starts, ends, joules, last: int):
+def _before_horizon(
+    instance: Instance, starts: list[float], ends: list[float], joules: list[float], last: int,
+) -> tuple[list[float], list[float], list[float], int]:
     """The run's steps up to the time limit (`decode_run.steps_before`), and its last chunk if
     it still ends with it (0 if not)."""
     k = steps_before(ends, instance.horizon)
@@ -150,7 +155,9 @@ def _before_horizon(instance: Instance, starts, ends, joules, last: int):
     return starts[:k], ends[:k], joules[:k], 0
 
 
-def _sleep_run(instance: Instance, start: float, ends: list[float], joules, before_last: bool, timed):
+def _sleep_run(
+    instance: Instance, start: float, ends: list[float], joules: list[float], before_last: bool, timed,
+) -> Generator[Any, Any, tuple[int, list[tuple[float, SchedulerLoad]]]]:
     """Meter the run and sleep through it (`_sleep`); return the steps run and the loads its
     rows show: (time, load) at its start and after each arrival it took. `timed`: the runs of
     token gaps registered ahead, each with its first step, cut to the steps run."""
@@ -167,7 +174,7 @@ def _sleep_run(instance: Instance, start: float, ends: list[float], joules, befo
     return done, loads
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # (`__init__` written out: the compiled core compiles it)
 class _Steps:
     """The run's steps: each computes `chunk` prompt tokens after `priors[j]` cached ones and
     decodes `decodes` cohort members whose context sums are `ctx[j]` (longest `longest[j]`)."""
@@ -178,6 +185,13 @@ class _Steps:
     ctx: list[int]
     longest: list[int]
 
+    def __init__(self, chunk: int, priors: list[int], decodes: int, ctx: list[int], longest: list[int]):
+        self.chunk = chunk
+        self.priors = priors
+        self.decodes = decodes
+        self.ctx = ctx
+        self.longest = longest
+
     @classmethod
     def of(cls, instance: Instance, plan: StepPlan, request: Request, chunk: int, k: int) -> _Steps:
         """As `Instance._shape` gives each step when it is planned."""
@@ -185,8 +199,8 @@ class _Steps:
         priors = list(range(prior, prior + chunk * k, chunk))
         cohort = instance.cohort
         n = cohort.size if plan.decode_cohort else 0
-        if not n:
-            return cls(chunk, priors, 0, [0] * k, [0] * k)
+        if not n:  # (`_Steps`, not `cls`: the compiled core calls its constructor directly)
+            return _Steps(chunk, priors, 0, [0] * k, [0] * k)
         first = cohort.max_context(0)
         if cohort.window:  # attention reads at most the window
             ctx = cohort.attended_context_sums(k).astype(np.int64).tolist()
@@ -194,7 +208,7 @@ class _Steps:
         else:
             ctx0 = cohort.context_sum(0)
             ctx, longest = list(range(ctx0, ctx0 + n * k, n)), list(range(first, first + k))
-        return cls(chunk, priors, n, ctx, longest)
+        return _Steps(chunk, priors, n, ctx, longest)
 
     @classmethod
     def after_handover(cls, instance: Instance, joining: Request, request: Request, first: int, chunk: int,
@@ -208,7 +222,7 @@ class _Steps:
         n, ctx0, first_longest = cohort.size, cohort.context_sum(1), cohort.max_context(1)
         ctx = [ctx0 + n * j + joined + j for j in range(k)]
         longest = [max(first_longest + j, joined + j) for j in range(k)]
-        return cls(chunk, priors, n + 1, ctx, longest)
+        return _Steps(chunk, priors, n + 1, ctx, longest)
 
     def last_chunk(self, tokens: int) -> StepShape:
         """The final step's shape when it is the prompt's last chunk (whose logit counts too)."""
@@ -228,7 +242,9 @@ def _settles_per_run(instance: Instance) -> bool:
     return kv.prefix is None and kv.tier_log is None and instance.between_steps is None
 
 
-def _run_length(instance: Instance, plan: StepPlan, request: Request, chunk: int):
+def _run_length(
+    instance: Instance, plan: StepPlan, request: Request, chunk: int,
+) -> tuple[int, list[int] | None, int]:
     """Steps the run may take, the KV blocks taken by the end of each (beyond step 0's), and the
     prompt's last chunk if the run ends with it (0 if not). Plain Python: runs are a few steps,
     where numpy's per-call cost would dominate."""
@@ -253,7 +269,9 @@ def _joins_predictably(instance: Instance) -> bool:
     return instance.hand_off is None and not instance.cohort.window
 
 
-def _handover_length(instance: Instance, plan: StepPlan, request: Request, first: int, chunk: int):
+def _handover_length(
+    instance: Instance, plan: StepPlan, request: Request, first: int, chunk: int,
+) -> tuple[int, list[int] | None, int]:
     """As `_run_length`, for a handover run: its lead step (whose blocks its plan holds), then
     `request`'s chunks beside the cohort and the request that joined it after the lead step."""
     kv, cohort, (joining, _) = instance.kv, instance.cohort, next(iter(plan.tokens.items()))
@@ -275,7 +293,9 @@ def _handover_length(instance: Instance, plan: StepPlan, request: Request, first
     return k, taken, last if last and k == repeats + 2 else 0
 
 
-def _blocks_taken(kv: KVCacheManager, request: Request, computed: int, chunk: int, needs) -> list[int]:
+def _blocks_taken(
+    kv: KVCacheManager, request: Request, computed: int, chunk: int, needs: list[int],
+) -> list[int]:
     """KV blocks taken by the end of each step, for as many steps as the free blocks hold: the
     cohort's new blocks (`needs`, one count a step) and those of `request`'s chunks, from
     `computed` tokens on. The chunk holds blocks for what it has computed (with
@@ -312,11 +332,15 @@ def _last_chunk(instance: Instance, request, chunk: int, repeats: int, pending: 
     return last if last == chunk or unused else 0
 
 
-def _price(instance: Instance, steps: _Steps, start: float, last: int) -> tuple[list, list, Any]:
+def _price(
+    instance: Instance, steps: _Steps, start: float, last: int,
+) -> tuple[list[float], list[float], list[float]]:
     """Start, end and joules of each step; ends summed one step at a time, as SimPy would. With
     `last`, the final step is the prompt's last chunk (whose logit counts too)."""
-    seconds, joules = _vector_price(instance, steps, last)
-    if seconds is None:
+    vector = _vector_price(instance, steps, last)
+    if vector is not None:
+        seconds, joules = vector
+    else:
         shapes = steps.shapes()
         if last:
             shapes[-1] = steps.last_chunk(last)
@@ -336,23 +360,23 @@ def _chunk_steps(pending: int, generated: int, chunk: int) -> int:
     return steps
 
 
-def _vector_price(instance: Instance, steps: _Steps, last: int):
+def _vector_price(instance: Instance, steps: _Steps, last: int) -> tuple[list[float], list[float]] | None:
     """`Instance.price` of every step at once, where the models write the steps' form out
-    (`chunk_step_times`, `chunk_step_energies`; `last` as there); (None, None) otherwise."""
+    (`chunk_step_times`, `chunk_step_energies`; `last` as there): (seconds, joules), else None."""
     vector = getattr(instance.cost_model, "chunk_step_times", None)
     if vector is None or instance.kv.tiers is not None:  # tiers: each step's own transfers
-        return None, None
-    args = (steps.chunk, steps.priors, steps.decodes, steps.ctx)
-    seconds = vector(*args, steps.longest, last)
+        return None
+    chunk, priors, decodes, ctx = steps.chunk, steps.priors, steps.decodes, steps.ctx
+    seconds: list[float] | None = vector(chunk, priors, decodes, ctx, steps.longest, last)
     if seconds is None:
-        return None, None
+        return None
     slowdown = instance.slowdown
     if slowdown != 1.0:  # (t * 1.0 is t)
         seconds = [t * slowdown for t in seconds]
     if instance.power is None:
         return seconds, [0.0] * len(seconds)
-    joules = instance.power.chunk_step_energies(*args, seconds, last)
-    return (seconds, joules) if joules is not None else (None, None)
+    joules = instance.power.chunk_step_energies(chunk, priors, decodes, ctx, seconds, last)
+    return (seconds, joules) if joules is not None else None
 
 
 def _sleep(instance: Instance, ends: list[float], before_last: bool):
@@ -382,12 +406,14 @@ def _sleep(instance: Instance, ends: list[float], before_last: bool):
 def _until(env, target: float):  # env stays Any: compiled, `now < target` would need a bool, not numpy's
     """Sleep until exactly `target`. `now + (target - now)` may round to a neighbour of it when
     the sleep is longer than `now` itself; a second hop, of the exact rest, then lands on it."""
-    if env.now < target:
-        delay = _delay(env.now, target)
+    now: float = env.now  # (a typed copy: SimPy's `now` is a property, its value may be numpy's)
+    if now < target:
+        delay = _delay(now, target)
         if not skip_ahead(env, delay):  # (nothing else due before then)
             yield env.timeout(delay)
-        if env.now < target:
-            yield env.timeout(target - env.now)
+        now = env.now
+        if now < target:
+            yield env.timeout(target - now)
 
 
 def _delay(now: float, target: float) -> float:
@@ -422,22 +448,27 @@ def _apply(instance: Instance, plan: StepPlan, request: Request, tokens: int, st
     instance._finish(finished, end)
 
 
-def _record(instance: Instance, rows: list[tuple[int, int]], starts, ends, joules, loads, used: int, taken):
+def _record(
+    instance: Instance, rows: list[tuple[int, int]], starts: list[float], ends: list[float],
+    joules: list[float], loads: list[tuple[float, SchedulerLoad]], used: int, taken: list[int] | None,
+) -> None:
     """One step-log row per step, each with its (prefill tokens, decodes) from `rows` and the
     load and KV usage it had at its end: `loads` holds (time, load) at the run's start and after
     each arrival it took (an arrival at a step's very end counts in that step's row, as it does
     when steps run one by one); the last row is `_record_step`'s, after the finishes."""
     last = len(ends) - 1
     if last:
+        assert taken is not None  # a run of steps counts its blocks
         nb = instance.kv.num_blocks
         usages = [(used + t) / nb for t in taken[:last]]
         running, waiting = _loads_at(loads, ends[:last]) if instance.step_log.enabled else ((), ())
         instance._record_run_steps(starts[:last], ends[:last], rows[:last], running, waiting, usages,
                                    joules[:last])
-    instance._record_step(starts[last], ends[last], 1, *rows[last], joules[last])
+    prefill, decodes = rows[last]  # (not `*rows[last]`: compiled, a star call is a generic one)
+    instance._record_step(starts[last], ends[last], 1, prefill, decodes, joules[last])
 
 
-def _loads_at(loads, ends: list[float]) -> tuple[list[int], list[int]]:
+def _loads_at(loads: list[tuple[float, SchedulerLoad]], ends: list[float]) -> tuple[list[int], list[int]]:
     """Running and waiting requests at each end, from (time, load) at the run's start and
     after each arrival it took."""
     if len(loads) == 1:  # no arrival during the run

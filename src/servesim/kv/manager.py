@@ -33,12 +33,19 @@ from servesim.kv.retention import Retention
 from servesim.kv.tiers import TierChain, TierHits
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, init=False)
 class DetachedKV:
-    """Blocks a request left behind when it moved on (disaggregation: until its KV is sent)."""
+    """Blocks a request left behind when it moved on (disaggregation: until its KV is sent).
+    Read it, never change it. (Not a frozen dataclass, whose `__init__` is Python code, setting
+    fields through `object.__setattr__`: the compiled core would call it, interpreted, for every
+    request that ends.)"""
 
     num_private_blocks: int
     cached_keys: tuple
+
+    def __init__(self, num_private_blocks: int, cached_keys: tuple):
+        self.num_private_blocks = num_private_blocks
+        self.cached_keys = cached_keys
 
 
 @dataclass(slots=True)

@@ -25,9 +25,15 @@ import bisect
 import heapq
 import itertools
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
+Joiners = dict[Any, float]
+"""Cohort members that joined since the step before -> their previous token's time. Keys are
+requests, read for their `class_name` only (typed Any: tests pass stand-ins, which a compiled
+`Request` type would refuse)."""
 
 BINS_PER_DECADE = 2303
 """log10(1.001) = 1/2303: bins 0.1% wide."""
@@ -158,8 +164,8 @@ class TokenGaps:
             self._release()
         self._of(cls).add(gap, 1.0)
 
-    def cohort_steps(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict,
-                     joiners: dict) -> None:
+    def cohort_steps(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict[str, int],
+                     joiners: Joiners) -> None:
         """A decode cohort ran `len(ends)` steps. `class_counts`: members per class; `joiners`:
         members that joined since the previous cohort step -> their previous token's time."""
         if self._due:
@@ -176,8 +182,8 @@ class TokenGaps:
             if n > 0:
                 self._of(cls).add_run(ends, prev_end, float(n), per_class.get(cls, 0))
 
-    def cohort_step_ends(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict,
-                         joiners: dict) -> None:
+    def cohort_step_ends(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict[str, int],
+                         joiners: Joiners) -> None:
         """`cohort_steps` of each step alone, one after another (a mixed run's steps, whose
         records must be single steps' bit for bit), in one call: `CohortSteps.record` of them
         all without the object (the first step's records, then each class's later gaps)."""
@@ -191,8 +197,8 @@ class TokenGaps:
                 if n > 0:  # (the first step made its series)
                     self._of(cls).add_many(gaps, float(n))
 
-    def steps_ahead(self, clock, prev_end: float, ends: list[float], class_counts: dict,
-                    joiners: dict) -> CohortSteps:
+    def steps_ahead(self, clock, prev_end: float, ends: list[float], class_counts: dict[str, int],
+                    joiners: Joiners) -> CohortSteps:
         """`cohort_step_ends` of steps that end in the future: each step's records are made once
         `clock.now` has passed its end (module doc). Lower the returned run's `steps` if fewer
         steps run (never below those that have ended)."""
@@ -264,8 +270,8 @@ class CohortSteps:
 
     __slots__ = ("owner", "prev", "ends", "joiners", "classes", "weighted", "next", "steps")
 
-    def __init__(self, owner: TokenGaps, prev: float, ends: list[float], class_counts: dict,
-                 joiners: dict):
+    def __init__(self, owner: TokenGaps, prev: float, ends: list[float], class_counts: dict[str, int],
+                 joiners: Joiners):
         self.owner, self.prev, self.ends = owner, prev, ends
         self.joiners = [(request.class_name, last) for request, last in joiners.items()]
         self.classes = list(class_counts.items())
@@ -298,7 +304,10 @@ class CohortSteps:
         self.weighted = [(owner._of(cls), float(n)) for cls, n in self.classes if n > 0]
 
 
-def _one_step(owner: TokenGaps, prev: float, end: float, classes, joiners) -> None:
+def _one_step(
+    owner: TokenGaps, prev: float, end: float, classes: Iterable[tuple[str, int]],
+    joiners: Iterable[tuple[str, float]],
+) -> None:
     """One cohort step's records: each joiner's own gap (`joiners`: (class, its previous token's
     time)), then the other members' per class (`classes`: (class, members))."""
     per_class: dict[str, int] = {}

@@ -70,7 +70,7 @@ class RequestLog:
         records are let go as the columns are made."""
         self._flush()
         table = factory.table
-        rec, self.records = self.records[rows], None  # a view when `rows` is a slice
+        rec, self.records = self.records[rows], np.empty(0, dtype=RECORD)  # a view when `rows` is a slice
         cols = {
             "request_id": rec["request_id"].astype(np.int64),
             "arrival_s": np.array(table.arrival_s[rows]),

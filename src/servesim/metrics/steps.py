@@ -71,8 +71,9 @@ class StepLog:
         self._by_instance: InstanceRows | None = None  # `by_instance()`, made on first use
 
     def record(
-        self, instance, start, end, num_steps, prefill_tokens, decodes, running, waiting, kv, joules=0.0
-    ):
+        self, instance: int, start: float, end: float, num_steps: int, prefill_tokens: int, decodes: int,
+        running: int, waiting: int, kv: float, joules: float = 0.0,
+    ) -> None:
         self.num_steps += num_steps
         self.num_records += 1
         if not self.enabled:
@@ -93,16 +94,16 @@ class StepLog:
         self.num_records += n
         if not self.enabled:
             return
-        rows = ((instance, start, end, 1, prefill, decodes, run, wait, usage, joule)
+        rows = [(instance, start, end, 1, prefill, decodes, run, wait, usage, joule)
                 for start, end, (prefill, decodes), run, wait, usage, joule
-                in zip(starts, ends, tokens, running, waiting, kv, joules))
-        pending = self._pending
-        while n >= BLOCK_ROWS - len(pending):
+                in zip(starts, ends, tokens, running, waiting, kv, joules)]
+        pending, at = self._pending, 0
+        while n - at >= BLOCK_ROWS - len(pending):
             room = BLOCK_ROWS - len(pending)
-            pending.extend(itertools.islice(rows, room))
-            n -= room
+            pending.extend(rows[at : at + room])
+            at += room
             self._flush()
-        pending.extend(rows)
+        pending.extend(rows[at:] if at else rows)
 
     @property
     def spilled(self) -> bool:

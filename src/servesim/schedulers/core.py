@@ -43,16 +43,27 @@ class EngineLimits:
     """`prompt`: a request's blocks for all it must compute, at admission; `chunk`: per chunk."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, init=False)
 class SchedulerLoad:
-    """What routers and time series see of an instance."""
+    """What routers and time series see of an instance. Read it, never change it: a scheduler
+    hands out the same one until its queues change. (Not a frozen dataclass: its `__init__` sets
+    fields through `object.__setattr__`, and a dataclass's generated `__init__` is Python code
+    that the compiled core would call, interpreted, for every new load.)"""
 
     num_waiting: int
     num_running: int
     num_queued_tokens: int
     """Tokens the waiting requests must compute before their first (next) token."""
-    num_running_tokens: int = 0
-    """Prompt tokens of the running requests: the context they hold, counted at admission."""
+    num_running_tokens: int
+
+    def __init__(
+        self, num_waiting: int, num_running: int, num_queued_tokens: int, num_running_tokens: int = 0,
+    ):
+        self.num_waiting = num_waiting
+        self.num_running = num_running
+        self.num_queued_tokens = num_queued_tokens
+        self.num_running_tokens = num_running_tokens
+        """Prompt tokens of the running requests: the context they hold, counted at admission."""
 
 
 def is_paused_decode(request: Request) -> bool:

@@ -50,9 +50,10 @@ def load_points(path: str | Path) -> list[dict]:
         if not isinstance(item, Mapping) or not item:
             raise InputFileError(path, f"point {i + 1}: expected a non-empty mapping of config keys")
         point = _dotted(item)
-        for key in point:
-            if "" in key.split("."):  # `.ttft_s`, `slo..x`: no config key to name
-                raise InputFileError(path, f"point {i + 1}: key {key!r} has an empty part")
+        bad = next((k for k in point if "" in k.split(".")), None)
+        if bad is not None:
+            raise InputFileError(
+                path, f"point {i + 1}: {bad!r}: expected a dotted config key (a part is empty)")
         points.append(point)
     return points
 
