@@ -342,3 +342,71 @@ def test_time_limit_on_an_elastic_run_counts_requests_in_flight_as_unfinished():
     assert result.summary["sim"]["simulated_s"] == pytest.approx(5.0)
     assert req["unfinished"] > 0
     assert req["arrived"] == req["completed"] + req["rejected"] + req["failed"] + req["unfinished"]
+
+
+@pytest.mark.parametrize("router", ["conductor", "dualmap"])
+def test_tier_aware_routers_route_an_elastic_fleet(router):
+    """The fleet's view offers what they read (prefix hits per tier, reload time, prefill rate);
+    it used to lack them, so any elastic run with these routers was an internal error."""
+    result, _ = simulate_checked(**{
+        "cluster.router": router,
+        "engine.prefix_caching": True,
+        "cluster.faults.failures": [{"at_s": 1.0, "instance": 1}],
+        "workload.num_requests": 60,
+    })
+    req = result.summary["requests"]
+    assert req["completed"] + req["rejected"] + req["failed"] == req["arrived"] == 60
+
+
+def test_slowdown_objectives_price_requests_of_instances_added_by_scale_up():
+    """Isolated latencies are priced on the pool of each request's instance; a scaled-up slot is
+    beyond the initial instances (`built.parts`) and used to be an IndexError."""
+    result, _ = simulate_checked(**{
+        "cluster.instances": 1,
+        "cluster.autoscaling": {
+            "policy": {"name": "queue_length", "requests_per_instance": 1}, "min_instances": 1,
+            "max_instances": 2, "interval_s": 0.02,
+            "cold_start": {"fixed_s": 0.01, "load_bandwidth_gb_s": 10_000},
+        },
+        "workload.num_requests": 100,
+        "workload.arrival.rate": 200.0,
+        "slo.objectives": {"slow": {"e2e_slowdown": 2}},
+    })
+    frame = result.requests
+    assert set(frame.instance) == {0, 1}
+    assert (frame.e2e_isolated_s > 0).all()
+    assert frame.loc[frame.instance == 1, "e2e_isolated_s"].gt(0).all()
+
+
+def test_a_straggler_on_an_instance_that_failed_in_a_decode_run_is_harmless():
+    """The failure kills the instance in a multi-step decode run; the straggler's wake() on the
+    dead instance used to interrupt its finished process (internal error)."""
+    result, _ = simulate_checked(**{
+        "cluster.instances": 2,
+        "cluster.faults": {
+            "failures": [{"at_s": 0.3, "instance": 0}], "repair_s": 5.0,
+            "stragglers": [{"at_s": 0.5, "instance": 0, "factor": 2.0, "duration_s": 0.1}],
+        },
+        "workload.num_requests": 20,
+        "workload.arrival": {"process": "constant", "rate": 100.0},
+        "workload.lengths": {
+            "prompt": {"dist": "fixed", "value": 100}, "output": {"dist": "fixed", "value": 300}
+        },
+    })
+    req = result.summary["requests"]
+    assert result.summary["cluster"]["failures"] == 1 and req["retried"] > 0
+    assert req["completed"] == req["arrived"] == 20
+
+
+def test_random_failures_wait_while_no_instance_serves():
+    """With every instance down (repair, cold start) a failure has nothing to hit: the failure
+    process waits for one to serve again instead of ticking every mtbf_s (1 us: ~10^9 events,
+    a run that never ended)."""
+    result, _ = simulate_checked(**{
+        "cluster.instances": 2,
+        "cluster.faults": {"mtbf_s": 1e-6, "repair_s": 300.0},
+        "workload.num_requests": 12,
+    })
+    req = result.summary["requests"]
+    assert req["failed"] == req["arrived"] == 12
+    assert result.summary["sim"]["events"] < 1000

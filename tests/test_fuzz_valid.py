@@ -1,6 +1,8 @@
 """End-to-end fuzzing with valid configs: random small configs across every feature (policies,
-routers, prefix caching, disaggregation, pools, preemption modes, sessions, classes, tiny and huge KV),
-run in-process through the Python API and through the CLI's entry function.
+routers, prefix caching, disaggregation, pools, preemption modes, sessions, classes, agentic programs,
+KV tiers and retention, autoscaling, failures, stragglers, migration, every catalog accelerator family,
+models, engine kinds, power, SLO objectives, length filters, tiny and huge KV), run in-process through
+the Python API and through the CLI's entry function.
 
 On every run: no exception; KV conservation after every step of every instance; conservation of
 requests checked against the written requests.csv (not by construction); causality per request;

@@ -273,18 +273,24 @@ def _energy_and_cost(built: Built, stats, frame: Columns, steps: StepLog) -> dic
 
 
 def _idle_w(built: Built, stats) -> list[float | None]:
-    """Idle power of each instance (each slot of an elastic fleet: all of its one pool)."""
-    idle_w = [p.power.idle_w if p.power is not None else None for p in built.parts]
+    """Idle power of each instance (each slot of an elastic fleet)."""
+    return [p.power.idle_w if p.power is not None else None for p in _slot_parts(built)]
+
+
+def _slot_parts(built: Built) -> list:
+    """The parts of each instance slot: `built.parts` describes the initial instances only, and an
+    elastic fleet's later slots (scale-up) run its one pool."""
+    parts = list(built.parts)
     if built.elastic is not None and built.elastic.instances:
         slots = max(i.index for i in built.elastic.instances) + 1
-        idle_w += idle_w[:1] * (slots - len(idle_w))
-    return idle_w
+        parts += parts[:1] * (slots - len(parts))
+    return parts
 
 
 def isolated_columns(built: Built, frame: Columns) -> dict[str, np.ndarray]:
     """`ttft_isolated_s` and `e2e_isolated_s` of each request of `frame` (requests.csv's rows):
     its prompt priced on the pool that computed it, its decodes on the pool that generated them."""
-    parts = built.parts
+    parts = _slot_parts(built)
     prompt = np.asarray(frame["prompt_tokens"], dtype=np.int64)
     output = np.asarray(frame["output_tokens"], dtype=np.int64)
     instance = np.maximum(np.asarray(frame["instance"], dtype=np.int64), 0)

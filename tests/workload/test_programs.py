@@ -11,7 +11,7 @@ import pytest
 from servesim.build import build
 from servesim.config import load_config
 from servesim.config.workload import ProgramsConfig
-from servesim.core.errors import InputFileError
+from servesim.core.errors import ConfigError, InputFileError
 from servesim.simulation import run, simulate
 from servesim.workload.programs import generate_programs, programs_table, read_programs
 from tests.factories import check_kv
@@ -187,3 +187,34 @@ def test_summary_shows_the_memory_ttl_pins_take():
         assert r["pinned_token_s"] == pytest.approx(
             r["mean_pinned_tokens"] * result.summary["sim"]["simulated_s"])
     assert retention[60.0]["pinned_token_s"] > retention[2.0]["pinned_token_s"]
+
+
+@pytest.mark.parametrize(
+    "programs, key",
+    [
+        # 5 calls of 1e9 tokens each: the calls' block ids would take terabytes (quadratic in calls)
+        ({"num_programs": 1, "calls": {"dist": "fixed", "value": 5},
+          "new_tokens": {"dist": "fixed", "value": 10**9, "max": 10**9}, "hash_block_size": 1},
+         "workload.programs"),
+        ({"num_programs": 100, "calls": {"dist": "fixed", "value": 10**6, "max": 10**6}},
+         "workload.programs.calls"),
+        ({"system_prompt_tokens": 2**70}, "workload.programs.system_prompt_tokens"),
+    ],
+)
+def test_programs_too_large_to_hold_are_config_errors(programs, key):
+    """They used to exhaust memory (or overflow int64) while the calls were made."""
+    config = agentic(**programs)
+    with pytest.raises(ConfigError) as err:
+        build(load_config(config))
+    assert err.value.key == key
+
+
+def test_a_program_file_too_large_to_hold_names_the_path(tmp_path):
+    path = tmp_path / "p.jsonl"
+    calls = [{"new_tokens": 10**9, "output_tokens": 1}] * 5
+    path.write_text(json.dumps({"calls": calls}) + "\n")
+    config = agentic()
+    config["workload"]["programs"] = {"path": str(path), "hash_block_size": 1}
+    with pytest.raises(ConfigError) as err:
+        build(load_config(config))
+    assert err.value.key == "workload.programs.path"

@@ -66,6 +66,9 @@ def random_failures(fleet: Fleet, mtbf_s: float, repair_s: float, rng: np.random
         pick = float(rng.random())  # drawn whatever the fleet looks like: the stream stays aligned
         if up:
             fleet.fail(up[int(pick * len(up))], repair_s)
+        else:  # nothing to hit until an instance serves again (memoryless gaps: the next is drawn then);
+            # ticking on through a long repair or cold start would take mtbf-spaced events forever
+            yield fleet.env.any_of([fleet.until_serving(), fleet.done])
 
 
 def straggler(fleet: Fleet, spec):

@@ -50,7 +50,8 @@ class KVView:
 
 class FleetView:
     """What the router and the elastic policies see of a fleet instance: the router's
-    `InstanceView` (`index`, `load()`, `prefix_match_tokens()`), `kv` (read-only counters) and
+    `InstanceView` (`index`, `load()`, `prefix_match_tokens()`, and for tier-aware routers
+    `prefix_hits()`, `reload_time_s()`, `prefill_s_per_token`), `kv` (read-only counters) and
     `decoding()` (the requests that could migrate)."""
 
     __slots__ = ("instance", "kv")
@@ -68,6 +69,16 @@ class FleetView:
 
     def prefix_match_tokens(self, request: Request) -> int:
         return self.instance.view.prefix_match_tokens(request)
+
+    def prefix_hits(self, request: Request) -> dict[str, int]:
+        return self.instance.view.prefix_hits(request)
+
+    def reload_time_s(self, hits: dict[str, int]) -> float:
+        return self.instance.view.reload_time_s(hits)
+
+    @property
+    def prefill_s_per_token(self) -> float:
+        return self.instance.view.prefill_s_per_token
 
     def decoding(self) -> list[Request]:
         return self.instance.decoding()
@@ -110,6 +121,8 @@ class Fleet:
             self.done.succeed()
         self.arrival_times: deque[float] = deque()
         self.num_arrivals = 0
+        self._serving_again: simpy.Event | None = None
+        """Fires when an instance next starts serving (`until_serving`)."""
 
     # -- requests -------------------------------------------------------------------------------
     def arrive(self, request: Request) -> None:
@@ -228,6 +241,15 @@ class Fleet:
         self.log.state(self.env.now, slot, state, cold=cold)
         self.serving = [i for i, s in zip(self.instances, self.state) if s == SERVING]
         self.views = [FleetView(i) for i in self.serving]
+        if state == SERVING and self._serving_again is not None:
+            self._serving_again, event = None, self._serving_again
+            event.succeed()
+
+    def until_serving(self) -> simpy.Event:
+        """An event that fires when an instance next starts serving."""
+        if self._serving_again is None:
+            self._serving_again = self.env.event()
+        return self._serving_again
 
     # -- what policies see ----------------------------------------------------------------------
     def arrival_rate(self, window_s: float) -> tuple[float, float]:

@@ -240,6 +240,7 @@ class Instance:
         """Die now: the step in flight is lost; return the requests it held, their KV gone."""
         if self.process.is_alive:
             self.process.interrupt(FAILURE)
+        self._interruptible = False  # killed in a run of steps: a later wake() has nothing to stop
         scheduler = self.scheduler
         held = [*scheduler.waiting, *scheduler.running]
         self.kv.unreserve_cohort()  # the cohort dies with the instance

@@ -103,14 +103,15 @@ def program_requests(cfg: WorkloadConfig, rng: np.random.Generator, resolve: Res
     from servesim.workload.programs import generate_programs, programs_table, read_programs
 
     p = cfg.programs
+    key = "workload.programs"
     if p.path is not None:
-        programs = read_programs(resolve(p.path))
+        programs, key = read_programs(resolve(p.path)), "workload.programs.path"
     else:
         rng = substream(rng, "programs")
         rate = cfg.rate if cfg.rate is not None else cfg.arrival.rate
         starts = arrival_times(cfg.arrival, substream(rng, "starts"), p.num_programs, None, rate)
         programs = generate_programs(p, starts, rng)
-    return programs_table(programs, p.hash_block_size).sorted_by_arrival()
+    return programs_table(programs, p.hash_block_size, key).sorted_by_arrival()
 
 
 def load_trace(s: Source, rng: np.random.Generator, resolve: Resolver) -> RequestTable:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from servesim.config.workload import ProgramsConfig
-from servesim.core.errors import InputFileError
-from servesim.workload.sessions import think_times
+from servesim.config.workload import MAX_REQUESTS, ProgramsConfig
+from servesim.core.errors import ConfigError, InputFileError
+from servesim.workload.sessions import MAX_HISTORY_BLOCKS, think_times
 from servesim.workload.streams import substream
 from servesim.workload.synthetic import lengths
 from servesim.workload.table import RequestTable
@@ -49,6 +49,9 @@ def generate_programs(cfg: ProgramsConfig, starts: np.ndarray, rng: np.random.Ge
     n = len(starts)
     counts = lengths(cfg.calls, n, substream(rng, "calls"))
     total = int(counts.sum())
+    if total > MAX_REQUESTS:
+        raise ConfigError("workload.programs.calls", f"{n} programs draw {total:.3g} calls, more than the "
+                          f"{MAX_REQUESTS:,} requests one run holds; lower calls or num_programs")
     new = lengths(cfg.new_tokens, total, substream(rng, "new_tokens"))
     out = lengths(cfg.output, total, substream(rng, "output"))
     tool = think_times(cfg.tool_time, total, substream(rng, "tool"))
@@ -112,9 +115,12 @@ def _parse_program(obj: dict) -> Program:
     return prog
 
 
-def programs_table(programs: list[Program], block: int) -> RequestTable:
+def programs_table(programs: list[Program], block: int, key: str = "workload.programs") -> RequestTable:
     """One row per call. A non-root call's `arrival_s` is only a lower bound (its parents' start
-    plus tool times): the engine issues it when its parents have finished."""
+    plus tool times): the engine issues it when its parents have finished. Each call's prompt
+    repeats its conversation, so the block ids grow quadratically with a program's calls: more
+    than MAX_HISTORY_BLOCKS in all is a ConfigError naming `key`, before they are made."""
+    _check_history_blocks(programs, block, key)
     rows = []
     next_id = 1 << 30  # above any system-prompt block id
     for pid, prog in enumerate(programs):
@@ -146,3 +152,23 @@ def programs_table(programs: list[Program], block: int) -> RequestTable:
         program_id=np.asarray(pid, np.int64), call_index=np.asarray(index, np.int64),
         call_parents=parent_col, tool_s=np.asarray(tool, np.float64),
     )
+
+
+def _check_history_blocks(programs: list[Program], block: int, key: str) -> None:
+    """The prompts' block ids in all, counted without making them (the prompt arithmetic of
+    programs_table, in Python integers: no overflow)."""
+    blocks = 0
+    for prog in programs:
+        prompts: list[int] = []
+        for i, parents in enumerate(prog.parents):
+            if parents:
+                first = parents[0]
+                base = prompts[first] + sum(prog.output_tokens[q] for q in parents)
+            else:
+                base = prog.system_prompt_tokens
+            prompts.append(base + prog.new_tokens[i])
+            blocks += -(-prompts[-1] // block)
+        if blocks > MAX_HISTORY_BLOCKS:
+            raise ConfigError(key, f"the calls' prompts hold over {MAX_HISTORY_BLOCKS:,} KV blocks in all "
+                              "(each repeats its program's conversation); lower the calls, the lengths "
+                              "or raise hash_block_size")
