@@ -153,6 +153,16 @@ def test_malformed_azure_row_names_file_and_line(tmp_path, row, line, reason, me
     assert data.report.skipped == {reason: 1}
 
 
+@pytest.mark.filterwarnings("error")
+def test_a_timestamp_column_of_bare_numbers_is_bad_timestamps_not_epochs(tmp_path):
+    """Numbers where date-times belong are each a bad timestamp, read without pandas' deprecated
+    numbers-with-a-format path (which a future pandas reads as epochs: a silently valid trace)."""
+    path = write(tmp_path, "t.csv", AZURE_HEADER + "1700000000,12,10\n1700000001.5,12,10\n")
+    with pytest.raises(InputFileError) as err:
+        read_trace(path, "azure")
+    assert str(err.value).startswith(f"{path}:2: column 'TIMESTAMP': expected a date-time")
+
+
 def test_earliest_bad_line_is_reported_whatever_the_column(tmp_path):
     text = AZURE_HEADER + GOOD + "2023-11-16 18:17:05.0,5,x\n" + "bad,5,5\n" + GOOD
     with pytest.raises(InputFileError, match=r":3: column 'GeneratedTokens'"):
