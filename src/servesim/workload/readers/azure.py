@@ -54,8 +54,8 @@ def parse_timestamps(raw: pd.Series, check: RowChecker, column: str) -> pd.Serie
     import pandas as pd
 
     raw = raw.reset_index(drop=True)
-    if raw.dtype.kind in "iufb":  # a column of bare numbers: not date-times, whatever pandas makes of
-        raw = raw.where(raw.isna(), raw.astype(str))  # them (numbers with a format: epochs in a future pandas)
+    if raw.dtype.kind in "iufb":  # bare numbers are not date-times, whatever pandas makes of them
+        raw = raw.where(raw.isna(), raw.astype(str))  # (numbers with a format: a future pandas's epochs)
     stamps = pd.to_datetime(raw, format="ISO8601", utc=True, errors="coerce")
     retry = stamps.isna() & raw.notna()
     if retry.any():  # rare: stray spaces around a stamp (stripping every row costs more than parsing)
