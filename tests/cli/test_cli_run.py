@@ -104,6 +104,8 @@ BAD_CONFIGS = [
     ({"workload": {"arrival": {"rate": -1}}}, "workload.arrival.rate"),
     ({"workload": {"arrival": {"process": "bursty"}}}, "workload.arrival.process"),
     ({"bogus": 1}, "bogus: unknown key"),
+    ({"workload": {"trace": {"path": ""}}}, "workload.trace.path: String should have at least 1 character"),
+    ({"workload": {"lengths": {"empirical": ""}}}, "workload.lengths.empirical: String should have at least"),
     ({"model": "gpt-9"}, "model: unknown models 'gpt-9'"),
     ({"hardware": "tpu-v9"}, "hardware: unknown hardware"),
     ({"engine": {"scheduler": "nope"}}, "engine.scheduler: unknown scheduler 'nope'; valid: "),

@@ -72,6 +72,17 @@ def test_points_file_is_crossed_with_the_grid(tmp_path):
 
 
 # -- bad input -----------------------------------------------------------------------------------
+def test_a_points_key_outside_the_config_names_the_file_and_the_point(tmp_path, capsys):
+    """A point's key 0.5 (a YAML number) became config key `0` with `.5` under it, and the error
+    named `0` alone; the points file and the point are named instead."""
+    pts = tmp_path / "points.yaml"
+    pts.write_text("- {seed: 1}\n- {seed: 2, 0.5: null}\n")
+    code = main(["sweep", str(write_config(tmp_path)), "--points", str(pts), "--out", str(tmp_path / "o"),
+                 "--workers", "1", "--no-progress"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"error: {pts}: point 2: '0.5': unknown key at the top level"
+
+
 def test_a_points_key_with_an_empty_part_names_the_file_and_the_point(tmp_path, capsys):
     """`{seed: 2, .ttft_s: 0.5}` (a mutated `slo.ttft_s`) made a top-level key "" that the error
     could not name; the points file and the point are named instead."""

@@ -114,7 +114,7 @@ class LengthsConfig(Section):
         default_factory=lambda: LengthDist(dist="lognormal", mean=250, sigma=1.0)
     )
     """Output length distribution, tokens."""
-    empirical: str | None = None
+    empirical: str | None = Field(None, min_length=1)
     """Resample joint (prompt, output) pairs from this trace or length file instead."""
     format: Component | None = None
     """Format of the `empirical` file (a reader name or `{name: ...}`); detected when left out."""
@@ -134,7 +134,7 @@ class LengthsConfig(Section):
 
 
 class TraceConfig(Section):
-    path: str
+    path: str = Field(min_length=1)
     """Trace file (or ServeGen folder); relative to the working directory, then the config's folder."""
     format: Component | None = None
     """Reader (azure, mooncake, burstgpt, servegen, lengths, csv, `module:Class`, or
@@ -200,7 +200,7 @@ class ProgramsConfig(Section):
     arrives when its parents have finished plus a tool time, so arrivals depend on the serving
     (the sampled lengths and tool times never do). `workload.arrival` gives the program starts."""
 
-    path: str | None = None
+    path: str | None = Field(None, min_length=1)
     """Recorded programs, JSONL (docs/kv.md): replayed instead of generating them."""
     num_programs: int = Field(200, ge=1, le=1_000_000)
     """Programs to generate."""

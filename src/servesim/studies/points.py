@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from servesim.config.loader import parse_value
+from servesim.config.schema import SimConfig
 from servesim.core.errors import ArgumentError, InputFileError
 from servesim.core.files import read_yaml
 
@@ -51,6 +52,9 @@ def load_points(path: str | Path) -> list[dict]:
             raise InputFileError(path, f"point {i + 1}: expected a non-empty mapping of config keys")
         point = _dotted(item)
         bad = next((k for k in point if "" in k.split(".")), None)
+        unknown = next((k for k in point if k.split(".")[0] not in SimConfig.model_fields), None)
+        if unknown is not None and bad is None:  # named with the file, as a config file's own
+            raise InputFileError(path, f"point {i + 1}: {unknown!r}: unknown key at the top level")
         if bad is not None:
             raise InputFileError(
                 path, f"point {i + 1}: {bad!r}: expected a dotted config key (a part is empty)")
