@@ -125,22 +125,21 @@ def programs_table(programs: list[Program], block: int, key: str = "workload.pro
     next_id = 1 << 30  # above any system-prompt block id
     for pid, prog in enumerate(programs):
         system_blocks = prog.system_prompt_tokens // block
-        prompts, hashes, arrivals = [], [], []
+        prompts = call_prompts(prog)
+        hashes: list[tuple[int, ...]] = []
+        arrivals: list[float] = []
         for i, parents in enumerate(prog.parents):
             if parents:
                 first = parents[0]
-                base = prompts[first] + prog.output_tokens[first]
-                base += sum(prog.output_tokens[q] for q in parents[1:])
                 inherited = hashes[first][: prompts[first] // block]
                 arrival = max(arrivals[q] for q in parents) + prog.tool_s[i]
             else:
-                base, arrival = prog.system_prompt_tokens, prog.start_s
+                arrival = prog.start_s
                 inherited = tuple(range(system_blocks))
-            prompt = base + prog.new_tokens[i]
+            prompt = prompts[i]
             own = (prompt + block - 1) // block - len(inherited)
             ids = inherited + tuple(range(next_id, next_id + own))
             next_id += own
-            prompts.append(prompt)
             hashes.append(ids)
             arrivals.append(arrival)
             rows.append((arrival, prompt, prog.output_tokens[i], pid, i, parents, prog.tool_s[i], ids))
@@ -154,20 +153,24 @@ def programs_table(programs: list[Program], block: int, key: str = "workload.pro
     )
 
 
+def call_prompts(prog: Program) -> list[int]:
+    """Prompt tokens of each call: its first parent's prompt and every parent's output (the
+    conversation it continues), or the system prompt for a root call; then its new tokens."""
+    prompts: list[int] = []
+    for i, parents in enumerate(prog.parents):
+        if parents:
+            base = prompts[parents[0]] + sum(prog.output_tokens[q] for q in parents)
+        else:
+            base = prog.system_prompt_tokens
+        prompts.append(base + prog.new_tokens[i])
+    return prompts
+
+
 def _check_history_blocks(programs: list[Program], block: int, key: str) -> None:
-    """The prompts' block ids in all, counted without making them (the prompt arithmetic of
-    programs_table, in Python integers: no overflow)."""
+    """The prompts' block ids in all, counted without making them (Python integers: no overflow)."""
     blocks = 0
     for prog in programs:
-        prompts: list[int] = []
-        for i, parents in enumerate(prog.parents):
-            if parents:
-                first = parents[0]
-                base = prompts[first] + sum(prog.output_tokens[q] for q in parents)
-            else:
-                base = prog.system_prompt_tokens
-            prompts.append(base + prog.new_tokens[i])
-            blocks += -(-prompts[-1] // block)
+        blocks += sum(-(-prompt // block) for prompt in call_prompts(prog))
         if blocks > MAX_HISTORY_BLOCKS:
             raise ConfigError(key, f"the calls' prompts hold over {MAX_HISTORY_BLOCKS:,} KV blocks in all "
                               "(each repeats its program's conversation); lower the calls, the lengths "
