@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import itertools
 import math
+import struct
 from collections.abc import Iterable
 from typing import Any
 
@@ -46,15 +46,20 @@ WORST_FRACTION = 0.10
 
 
 class _Series:
-    """One class's gaps: scalar records in lists, decode runs as their step ends, folded into a
-    histogram."""
+    """One class's gaps: scalar records in lists, decode runs as their step ends (one flat list
+    for every run) and each run's first record, folded into a histogram."""
 
-    __slots__ = ("gaps", "weights", "runs", "pending", "hist", "count", "total", "low", "high")
+    __slots__ = ("gaps", "weights", "run_ends", "run_lengths", "run_weights", "run_first_gaps",
+                 "run_first_weights", "pending", "hist", "count", "total", "low", "high")
 
     def __init__(self) -> None:
         self.gaps: list[float] = []
         self.weights: list[float] = []
-        self.runs: list[tuple[np.ndarray | list[float], float, float, int]] = []
+        self.run_ends: list[float] = []
+        self.run_lengths: list[int] = []
+        self.run_weights: list[float] = []
+        self.run_first_gaps: list[float] = []
+        self.run_first_weights: list[float] = []
         self.pending = 0
         self.hist = np.zeros(NUM_BINS)
         self.count = 0.0
@@ -89,22 +94,30 @@ class _Series:
         cohort's first): each step's gap weighted `weight`, the first step's `weight - joined`
         (its joiners record their own), its gap 0 without a step before. Made into arrays when
         the series flushes, every run at once (`_run_records`)."""
-        self.runs.append((ends, prev, weight, joined))
-        self.pending += len(ends)
+        steps = _listed(ends)
+        self.run_ends.extend(steps)
+        self.run_lengths.append(len(steps))
+        self.run_weights.append(weight)
+        self.run_first_gaps.append(steps[0] - prev if prev == prev else 0.0)
+        self.run_first_weights.append(weight - joined)
+        self.pending += len(steps)
         if self.pending >= FLUSH_AT:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        g = np.asarray(self.gaps, dtype=np.float64)
-        w = np.asarray(self.weights, dtype=np.float64)
-        if self.runs:  # after the scalar records, as they were always summed
-            run_g, run_w = _run_records(self.runs)
+        g, w = _floats(self.gaps), _floats(self.weights)
+        if self.run_lengths:  # after the scalar records, as they were always summed
+            run_g, run_w = _run_records(self.run_ends, self.run_lengths, self.run_weights,
+                                        self.run_first_gaps, self.run_first_weights)
             g, w = np.concatenate([g, run_g]), np.concatenate([w, run_w])
+            self.run_ends, self.run_lengths, self.run_weights = [], [], []
+            self.run_first_gaps, self.run_first_weights = [], []
         keep = w > 0
-        g, w = g[keep], w[keep]
-        self.gaps, self.weights, self.runs, self.pending = [], [], [], 0
+        if not keep.all():
+            g, w = g[keep], w[keep]
+        self.gaps, self.weights, self.pending = [], [], 0
         if not len(g):
             return
         self.count += float(w.sum())
@@ -114,22 +127,33 @@ class _Series:
         self.hist += np.bincount(_bin_index(g), weights=w, minlength=NUM_BINS)
 
 
-def _run_records(runs: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+def _run_records(ends: list[float], lengths: list[int], weights: list[float], first_gaps: list[float],
+                 first_weights: list[float]) -> tuple[np.ndarray, np.ndarray]:
     """The gaps and weights of `_Series.add_run`'s runs, one after another: the same values a
     run's own `np.diff` and `np.full` give (element by element the same operations), in a few
-    numpy calls for all of them instead of a few per run."""
-    lengths = np.array([len(r[0]) for r in runs])
-    ends = np.fromiter(itertools.chain.from_iterable(r[0] for r in runs), np.float64, int(lengths.sum()))
-    firsts = np.cumsum(lengths) - lengths
-    prevs = np.array([r[1] for r in runs], dtype=np.float64)
-    before = np.empty_like(ends)
-    before[1:] = ends[:-1]
-    before[firsts] = prevs
-    gaps = ends - before
-    gaps[firsts[np.isnan(prevs)]] = 0.0
-    weights = np.repeat(np.array([r[2] for r in runs], dtype=np.float64), lengths)
-    weights[firsts] -= np.array([r[3] for r in runs])
-    return gaps, weights
+    numpy calls for all of them instead of a few per run. `ends`: every run's step ends;
+    `lengths`, `weights`: each run's steps and their weight; `first_gaps`, `first_weights`:
+    each run's first record."""
+    steps = np.array(lengths)
+    at = _floats(ends)
+    firsts = np.cumsum(steps) - steps
+    gaps = np.empty_like(at)
+    np.subtract(at[1:], at[:-1], out=gaps[1:])
+    gaps[firsts] = _floats(first_gaps)
+    run_weights = np.repeat(_floats(weights), steps)
+    run_weights[firsts] = _floats(first_weights)
+    return gaps, run_weights
+
+
+def _listed(ends: np.ndarray | list[float]) -> list[float]:
+    """A run's step ends as a list (they come as either)."""
+    return ends if isinstance(ends, list) else ends.tolist()
+
+
+def _floats(values: list[float]) -> np.ndarray:
+    """`np.array(values)` (read-only), at a quarter of its cost: numpy converts a list of floats
+    item by item through its generic machinery, `struct` in one tight C loop."""
+    return np.frombuffer(struct.pack(f"{len(values)}d", *values), dtype=np.float64)
 
 
 def _bin_index(gaps: np.ndarray) -> np.ndarray:
@@ -192,7 +216,8 @@ class TokenGaps:
         classes = class_counts.items()
         _one_step(self, prev_end, ends[0], classes, [(r.class_name, last) for r, last in joiners.items()])
         if len(ends) > 1:
-            gaps = [b - a for a, b in zip(ends, ends[1:])]
+            steps = _listed(ends)  # (native float arithmetic where compiled)
+            gaps = [steps[i] - steps[i - 1] for i in range(1, len(steps))]
             for cls, n in classes:
                 if n > 0:  # (the first step made its series)
                     self._of(cls).add_many(gaps, float(n))
