@@ -25,7 +25,6 @@ import bisect
 import heapq
 import math
 import struct
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -50,7 +49,7 @@ class _Series:
     for every run) and each run's first record, folded into a histogram."""
 
     __slots__ = ("gaps", "weights", "run_ends", "run_lengths", "run_weights", "run_first_gaps",
-                 "run_first_weights", "pending", "hist", "count", "total", "low", "high")
+                 "run_first_weights", "pending", "flush_at", "hist", "count", "total", "low", "high")
 
     def __init__(self) -> None:
         self.gaps: list[float] = []
@@ -61,6 +60,7 @@ class _Series:
         self.run_first_gaps: list[float] = []
         self.run_first_weights: list[float] = []
         self.pending = 0
+        self.flush_at = FLUSH_AT  # (read once, not as a module global per record; tests lower it)
         self.hist = np.zeros(NUM_BINS)
         self.count = 0.0
         self.total = 0.0
@@ -71,14 +71,14 @@ class _Series:
         self.gaps.append(gap)
         self.weights.append(weight)
         self.pending += 1
-        if self.pending >= FLUSH_AT:
+        if self.pending >= self.flush_at:
             self.flush()
 
     def add_many(self, gaps: list[float], weight: float) -> None:
         """`add(gap, weight)` of each gap in turn, flushing where those calls would."""
         at, n = 0, len(gaps)
-        while self.pending + (n - at) >= FLUSH_AT:
-            take = FLUSH_AT - self.pending
+        while self.pending + (n - at) >= self.flush_at:
+            take = self.flush_at - self.pending
             self.gaps.extend(gaps[at : at + take])
             self.weights.extend([weight] * take)
             self.pending += take
@@ -101,7 +101,7 @@ class _Series:
         self.run_first_gaps.append(steps[0] - prev if prev == prev else 0.0)
         self.run_first_weights.append(weight - joined)
         self.pending += len(steps)
-        if self.pending >= FLUSH_AT:
+        if self.pending >= self.flush_at:
             self.flush()
 
     def flush(self) -> None:
@@ -195,14 +195,13 @@ class TokenGaps:
         if self._due:
             self._release()
         if len(ends) == 1:
-            pairs = [(request.class_name, last) for request, last in joiners.items()]
-            _one_step(self, prev_end, float(ends[0]), class_counts.items(), pairs)
+            _one_step(self, prev_end, float(ends[0]), class_counts, _by_class(joiners))
             return
         per_class: dict[str, int] = {}
         for request, last in joiners.items():
             per_class[request.class_name] = per_class.get(request.class_name, 0) + 1
             self._of(request.class_name).add(float(ends[0]) - last, 1.0)
-        for cls, n in class_counts.items():  # (`ends` kept until the series flushes)
+        for cls, n in class_counts.items():
             if n > 0:
                 self._of(cls).add_run(ends, prev_end, float(n), per_class.get(cls, 0))
 
@@ -213,12 +212,11 @@ class TokenGaps:
         all without the object (the first step's records, then each class's later gaps)."""
         if self._due:
             self._release()
-        classes = class_counts.items()
-        _one_step(self, prev_end, ends[0], classes, [(r.class_name, last) for r, last in joiners.items()])
+        _one_step(self, prev_end, ends[0], class_counts, _by_class(joiners))
         if len(ends) > 1:
             steps = _listed(ends)  # (native float arithmetic where compiled)
             gaps = [steps[i] - steps[i - 1] for i in range(1, len(steps))]
-            for cls, n in classes:
+            for cls, n in class_counts.items():
                 if n > 0:  # (the first step made its series)
                     self._of(cls).add_many(gaps, float(n))
 
@@ -298,8 +296,8 @@ class CohortSteps:
     def __init__(self, owner: TokenGaps, prev: float, ends: list[float], class_counts: dict[str, int],
                  joiners: Joiners):
         self.owner, self.prev, self.ends = owner, prev, ends
-        self.joiners = [(request.class_name, last) for request, last in joiners.items()]
-        self.classes = list(class_counts.items())
+        self.joiners = _by_class(joiners)
+        self.classes = dict(class_counts)
         self.weighted: list[tuple[_Series, float]] = []
         """Each class with members and its series, once the first step has made them."""
         self.next = 0
@@ -326,21 +324,30 @@ class CohortSteps:
         members joined, or some were here)."""
         owner = self.owner
         _one_step(owner, self.prev, self.ends[0], self.classes, self.joiners)
-        self.weighted = [(owner._of(cls), float(n)) for cls, n in self.classes if n > 0]
+        self.weighted = [(owner._of(cls), float(n)) for cls, n in self.classes.items() if n > 0]
+
+
+def _by_class(joiners: Joiners) -> list[tuple[str, float]]:
+    """Joiners as (class, their previous token's time)."""
+    return [(request.class_name, last) for request, last in joiners.items()]
 
 
 def _one_step(
-    owner: TokenGaps, prev: float, end: float, classes: Iterable[tuple[str, int]],
-    joiners: Iterable[tuple[str, float]],
+    owner: TokenGaps, prev: float, end: float, classes: dict[str, int], joiners: list[tuple[str, float]],
 ) -> None:
     """One cohort step's records: each joiner's own gap (`joiners`: (class, its previous token's
-    time)), then the other members' per class (`classes`: (class, members))."""
+    time)), then the other members' per class (`classes`: class -> members)."""
+    gap = end - prev
+    if not joiners:  # the common case
+        for cls, n in classes.items():
+            if n > 0:
+                owner._of(cls).add(gap, float(n))
+        return
     per_class: dict[str, int] = {}
     for cls, last in joiners:
         per_class[cls] = per_class.get(cls, 0) + 1
         owner._of(cls).add(end - last, 1.0)
-    gap = end - prev
-    for cls, n in classes:
+    for cls, n in classes.items():
         settled = n - per_class.get(cls, 0)
         if settled > 0:
             owner._of(cls).add(gap, float(settled))
