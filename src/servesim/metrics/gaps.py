@@ -198,9 +198,10 @@ class TokenGaps:
             _one_step(self, prev_end, float(ends[0]), class_counts, _by_class(joiners))
             return
         per_class: dict[str, int] = {}
+        first = float(ends[0])
         for request, last in joiners.items():
             per_class[request.class_name] = per_class.get(request.class_name, 0) + 1
-            self._of(request.class_name).add(float(ends[0]) - last, 1.0)
+            self._of(request.class_name).add(first - last, 1.0)
         for cls, n in class_counts.items():
             if n > 0:
                 self._of(cls).add_run(ends, prev_end, float(n), per_class.get(cls, 0))
