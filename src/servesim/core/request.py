@@ -103,7 +103,7 @@ class Request:
         c = self._cohort
         if c is None or c.epoch == self._epoch0:
             return self._last_token_time
-        return c.end_time(c.epoch - 1)
+        return c.last_end()
 
     @property
     def max_token_gap(self) -> float:
@@ -202,7 +202,7 @@ class Request:
             self._max_token_gap = max(
                 self._max_token_gap, clock.max_gap_since(self._epoch0, self._last_token_time)
             )
-            self._last_token_time = clock.end_time(clock.epoch - 1)
+            self._last_token_time = clock.last_end()
         self._computed += steps
         self._generated += steps
         self._cohort = None
