@@ -118,8 +118,9 @@ class Request:
 
     @property
     def num_pending_tokens(self) -> int:
-        """Tokens to compute before the next output token can be emitted."""
-        return self.num_known_tokens - self.num_computed_tokens
+        """Tokens to compute before the next output token can be emitted. (A cohort's steps add
+        as many generated tokens as computed ones: the stored counts' difference is the pending.)"""
+        return self.num_prompt_tokens + self._generated - self._computed
 
     @property
     def num_remaining_output_tokens(self) -> int:
