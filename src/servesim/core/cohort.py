@@ -1,14 +1,15 @@
 """Decode cohort: the running requests that each gain exactly one token per cohort step.
 
 Continuous batching spends most steps decoding the same set of requests. Instead of touching every
-request every step, the cohort keeps one step counter (`epoch`) and the end time of each of its
-steps; a member's progress is `tokens at join + (epoch - epoch at join)`. Finishes come off a heap
-keyed by the epoch at which each member emits its last token, and KV block growth is counted from a
-histogram of members' positions within a block. A step, or k identical steps, costs O(1) numpy calls.
+request every step, the cohort keeps one step counter (`epoch`) and what its members read of the
+steps' end times; a member's progress is `tokens at join + (epoch - epoch at join)`. Finishes come
+off a heap keyed by the epoch at which each member emits its last token, and KV block growth is
+counted from a histogram of members' positions within a block. A step, or k identical steps, costs
+O(1) numpy calls (and one pass over the k end times).
 
-Members join only between `advance` calls, so a member's steps are those of whole calls: each call
-leaves its first step's end and its largest token gaps, and a member's longest gap is read from a
-stack of gaps, largest first, in O(log calls).
+Members join only between `advance` calls, so a member's steps are whole calls: each call keeps its
+first step's end and its gaps as suffix maxima (the gap before its first step, the widest after),
+so a member's longest gap is a bisect away.
 """
 
 from __future__ import annotations
