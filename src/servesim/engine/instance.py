@@ -249,39 +249,48 @@ class Instance:
         return held
 
     # -- the engine loop --------------------------------------------------------------------------
-    def run_process(self):
+    def run_process(self) -> Generator[simpy.Event, Any, None]:  # (annotated: mypy, and mypyc, type its body)
+        """The engine loop: plan, run what was planned, again, until the instance fails (an
+        interrupt whose cause is `FAILURE`). One generator, not a loop inside a catcher: every
+        resume and every interrupt passes through each generator of the chain."""
+        scheduler, cohort = self.scheduler, self.cohort
         try:
-            yield from self._loop()
+            while True:
+                plan = self._plan()
+                if plan.is_empty(cohort.size):
+                    yield from self._sleep_until_woken()
+                elif plan.repeatable and plan.decode_cohort and not plan.tokens and not plan.preempted:
+                    yield from decode_run(self, plan)
+                elif self.mixed_runs and repeats_chunk(scheduler, plan):
+                    yield from mixed_run(self, plan)
+                elif self.mixed_runs and chunk_follows(scheduler, plan):
+                    yield from handover_run(self, plan)
+                else:
+                    yield from self._step(plan)
         except simpy.Interrupt as exc:
             if exc.cause != FAILURE:
                 raise
 
-    def _loop(self) -> Generator[simpy.Event, Any, None]:  # (annotated: mypy, and mypyc, type its body)
-        scheduler, cohort = self.scheduler, self.cohort
-        while True:
-            if self.between_steps is not None:
-                self.between_steps(self)
-            now = self.env.now  # (read once: SimPy's `now` is a property)
-            self.kv.tick(now)
-            plan = scheduler.schedule(now)
-            if self.load_listeners:  # a policy may drop or reject requests while planning
-                self.load_changed()
-            if plan.is_empty(cohort.size):
-                self._idle = self.env.event()
-                wake = self.kv.next_expiry()  # pinned KV frees itself then: plan again
-                if math.isfinite(wake):
-                    yield self._idle | self.env.timeout(max(0.0, wake - self.env.now))
-                else:
-                    yield self._idle
-                self._idle = None
-            elif plan.repeatable and plan.decode_cohort and not plan.tokens and not plan.preempted:
-                yield from decode_run(self, plan)
-            elif self.mixed_runs and repeats_chunk(scheduler, plan):
-                yield from mixed_run(self, plan)
-            elif self.mixed_runs and chunk_follows(scheduler, plan):
-                yield from handover_run(self, plan)
-            else:
-                yield from self._step(plan)
+    def _plan(self) -> StepPlan:
+        """The scheduler's next plan, after the hooks that act between steps."""
+        if self.between_steps is not None:
+            self.between_steps(self)
+        now = self.env.now  # (read once: SimPy's `now` is a property)
+        self.kv.tick(now)
+        plan = self.scheduler.schedule(now)
+        if self.load_listeners:  # a policy may drop or reject requests while planning
+            self.load_changed()
+        return plan
+
+    def _sleep_until_woken(self):
+        """Nothing to run: sleep until a wake (`wake`), or until pinned KV frees itself."""
+        self._idle = self.env.event()
+        wake = self.kv.next_expiry()  # pinned KV frees itself then: plan again
+        if math.isfinite(wake):
+            yield self._idle | self.env.timeout(max(0.0, wake - self.env.now))
+        else:
+            yield self._idle
+        self._idle = None
 
     def _step(self, plan: StepPlan):
         env = self.env
