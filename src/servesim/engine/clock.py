@@ -10,14 +10,21 @@ events created later keep their creation order (SimPy breaks same-time ties by i
 count of processed events differs.
 
 This is the one place servesim reads SimPy's private state (`Environment._queue`, `_now`;
-SimPy 4). It is valid only for a process resumed by events it alone waits on (its own timeouts,
-its own wake-up event, interrupts): the event that resumed it then has no other callbacks to
-run after it, at a clock they would not expect.
+SimPy 4). Skipping ahead is valid only for a process resumed by events it alone waits on (its own
+timeouts, its own wake-up event, interrupts): the event that resumed it then has no other
+callbacks to run after it, at a clock they would not expect. `now` reads the clock without
+SimPy's property (a Python call per read; the engine reads the clock a few times a step).
 """
 
 from __future__ import annotations
 
 import simpy
+
+
+def now(env: simpy.Environment) -> float:
+    """`env.now`, read as the attribute it returns (compiled, a dictionary lookup instead of a
+    call into SimPy's property)."""
+    return env._now
 
 
 def skip_ahead(env: simpy.Environment, delay: float) -> bool:

@@ -29,7 +29,7 @@ import numpy as np
 import simpy
 
 from servesim.core.step import StepPlan
-from servesim.engine.clock import skip_ahead
+from servesim.engine.clock import now, skip_ahead
 
 if TYPE_CHECKING:  # a type only: the instance imports this module
     from servesim.engine.instance import Instance
@@ -46,7 +46,7 @@ def decode_run(instance: Instance, plan: StepPlan):
     most = min(min(cohort.steps_to_next_finish(), plan.max_repeats), instance.max_run_steps)
     k = max(1, kv.max_cohort_steps(most))
     n = cohort.size
-    start: float = env.now
+    start: float = now(env)
     ctx, seconds, ends = _prices(instance, n, k, start)
     end: float = ends[-1]  # (`ends` is a list or an array: compiled, a typed copy of its last)
     if plan.replan_time < end:
@@ -72,22 +72,22 @@ def decode_run(instance: Instance, plan: StepPlan):
             if exc.cause is not None:  # the instance failed: not a wake
                 raise
             # An arrival: finish the step in flight, then plan again.
-            done = min(bisect.bisect_left(ends, env.now) + 1, k)
-            remaining = ends[done - 1] - env.now
+            done = min(bisect.bisect_left(ends, now(env)) + 1, k)
+            remaining = ends[done - 1] - now(env)
             if remaining > 0 and not skip_ahead(env, remaining):
                 yield env.timeout(remaining)
         instance._interruptible = False
-    now = env.now  # (read once: SimPy's `now` is a property)
+    end_now = now(env)
     ends = ends[:done] if isinstance(ends, list) else np.array(ends[:done])  # (a copy either way)
-    ends[-1] = now
+    ends[-1] = end_now
     # Blocks for the steps run (k fit when the run was planned); never inside an assert,
     # which `python -O` would skip.
     if not kv.reserve_cohort(done):
         raise RuntimeError("a decode run outgrew the KV blocks it was planned with")
-    instance._finish(kv.advance_cohort(ends), now)
+    instance._finish(kv.advance_cohort(ends), end_now)
     if not in_flight or done < k or _limit(instance) != limit:  # or cut short, or capped anew
         joules = _energy(instance, n, ctx, seconds, done)
-    instance._record_step(start, now, done, 0, n, joules)
+    instance._record_step(start, end_now, done, 0, n, joules)
 
 
 def steps_before(ends, horizon: float) -> int:

@@ -22,7 +22,7 @@ import simpy
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
-from servesim.engine.clock import skip_ahead
+from servesim.engine.clock import now, skip_ahead
 from servesim.engine.decode_run import decode_run
 from servesim.engine.mixed_run import handover_run, mixed_run
 from servesim.engine.power import PowerMeter
@@ -205,7 +205,7 @@ class Instance:
     def submit(self, request: Request) -> None:
         """Hand a routed request to the scheduler, waking the instance if it sleeps."""
         request.instance = self.index
-        reason = self.scheduler.add_request(request, self.env.now)
+        reason = self.scheduler.add_request(request, now(self.env))
         self.load_changed()
         if reason is not None:
             request.status = RequestStatus.REJECTED
@@ -227,7 +227,7 @@ class Instance:
             self._idle.succeed()
         elif self._interruptible:
             if arrival and self.arrivals_in_run is not None:
-                self.arrivals_in_run.append((self.env.now, self.scheduler.load()))
+                self.arrivals_in_run.append((now(self.env), self.scheduler.load()))
                 return
             self._interruptible = False
             self.process.interrupt()
@@ -275,9 +275,9 @@ class Instance:
         """The scheduler's next plan, after the hooks that act between steps."""
         if self.between_steps is not None:
             self.between_steps(self)
-        now = self.env.now  # (read once: SimPy's `now` is a property)
-        self.kv.tick(now)
-        plan = self.scheduler.schedule(now)
+        at = now(self.env)
+        self.kv.tick(at)
+        plan = self.scheduler.schedule(at)
         if self.load_listeners:  # a policy may drop or reject requests while planning
             self.load_changed()
         return plan
@@ -287,7 +287,7 @@ class Instance:
         self._idle = self.env.event()
         wake = self.kv.next_expiry()  # pinned KV frees itself then: plan again
         if math.isfinite(wake):
-            yield self._idle | self.env.timeout(max(0.0, wake - self.env.now))
+            yield self._idle | self.env.timeout(max(0.0, wake - now(self.env)))
         else:
             yield self._idle
         self._idle = None
@@ -295,12 +295,12 @@ class Instance:
     def _step(self, plan: StepPlan):
         env = self.env
         shape = self._shape(plan)
-        start = env.now
+        start = now(env)
         seconds, joules = self.price(shape, plan.num_swap_in_tokens + plan.num_swap_out_tokens)
         self.meter.begin(start, seconds, joules)
         if not skip_ahead(env, seconds):
             yield env.timeout(seconds)
-        end = env.now
+        end = now(env)
         self._settle(plan, start, end)
         self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes, joules)
 

@@ -56,7 +56,7 @@ import simpy
 
 from servesim.core.step import StepPlan
 from servesim.cost.base import StepShape
-from servesim.engine.clock import skip_ahead
+from servesim.engine.clock import now, skip_ahead
 from servesim.engine.decode_run import steps_before
 from servesim.schedulers.chunk_runs import leaves_budget_unused
 
@@ -78,7 +78,7 @@ def mixed_run(instance: Instance, plan: StepPlan):
         yield from instance._step(plan)
         return
     steps = _Steps.of(instance, plan, request, chunk, k)
-    start = instance.env.now
+    start = now(instance.env)
     starts, ends, joules = _price(instance, steps, start, last)
     starts, ends, joules, last = _before_horizon(instance, starts, ends, joules, last)
     if len(ends) < 2:
@@ -107,7 +107,7 @@ def handover_run(instance: Instance, plan: StepPlan):
     if k < 2:
         yield from instance._step(plan)
         return
-    lead, start = instance._shape(plan), instance.env.now
+    lead, start = instance._shape(plan), now(instance.env)
     lead_s, lead_j = instance.price(lead)
     steps = _Steps.after_handover(instance, done_prompt, request, first, chunk, k - 1)
     starts, ends, joules = _price(instance, steps, start + lead_s, last)  # as SimPy sums
@@ -397,7 +397,7 @@ def _sleep(instance: Instance, ends: list[float], before_last: bool):
         if exc.cause is not None:  # the instance failed: not a wake
             raise
         instance._interruptible = False
-        done = min(bisect.bisect_left(ends, env.now) + 1, done)
+        done = min(bisect.bisect_left(ends, now(env)) + 1, done)
         yield from _until(env, ends[done - 1])
     instance._interruptible = False
     return done
@@ -406,14 +406,14 @@ def _sleep(instance: Instance, ends: list[float], before_last: bool):
 def _until(env, target: float):  # env stays Any: compiled, `now < target` would need a bool, not numpy's
     """Sleep until exactly `target`. `now + (target - now)` may round to a neighbour of it when
     the sleep is longer than `now` itself; a second hop, of the exact rest, then lands on it."""
-    now: float = env.now  # (a typed copy: SimPy's `now` is a property, its value may be numpy's)
-    if now < target:
-        delay = _delay(now, target)
+    at = now(env)
+    if at < target:
+        delay = _delay(at, target)
         if not skip_ahead(env, delay):  # (nothing else due before then)
             yield env.timeout(delay)
-        now = env.now
-        if now < target:
-            yield env.timeout(target - now)
+        at = now(env)
+        if at < target:
+            yield env.timeout(target - at)
 
 
 def _delay(now: float, target: float) -> float:
