@@ -5,8 +5,8 @@ stops at the next finish, at the KV cache's limit, at the plan's `max_repeats` a
 `engine.max_run_steps`; a plan's `replan_time` cuts it to the step in flight then, the time
 limit to the steps that end before it), sleeps until the last ends, and settles them: KV
 blocks, the cohort's progress, finishes, one step-log row with the run's steps and joules. An
-arrival routed here meanwhile interrupts the run: the step in flight completes and the
-scheduler plans again. The result is step for step what single steps give.
+arrival routed here meanwhile wakes the instance (`clock.wake_early`): the step in flight
+completes and the scheduler plans again. The result is step for step what single steps give.
 
 Its energy is priced once, for the steps run, unless the power meter is read while it runs
 (a power budget): then it is priced for the planned steps as it starts, and again if it was cut
@@ -26,10 +26,9 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import simpy
 
 from servesim.core.step import StepPlan
-from servesim.engine.clock import now, skip_ahead
+from servesim.engine.clock import WOKEN, now, skip_ahead
 
 if TYPE_CHECKING:  # a type only: the instance imports this module
     from servesim.engine.instance import Instance
@@ -66,12 +65,8 @@ def decode_run(instance: Instance, plan: StepPlan):
     done = k
     if not skip_ahead(env, end - start):  # (nothing else due before the run ends)
         instance._interruptible = k > 1
-        try:
-            yield env.timeout(end - start)
-        except simpy.Interrupt as exc:
-            if exc.cause is not None:  # the instance failed: not a wake
-                raise
-            # An arrival: finish the step in flight, then plan again.
+        if (yield env.timeout(end - start)) is WOKEN:  # an arrival (`Instance.wake`)
+            # finish the step in flight, then plan again
             done = min(bisect.bisect_left(ends, now(env)) + 1, k)
             remaining = ends[done - 1] - now(env)
             if remaining > 0 and not skip_ahead(env, remaining):

@@ -2,7 +2,7 @@
 
 When the policy marks a pure-decode plan repeatable, the instance runs up to k identical steps as
 one timeout (`engine.decode_run`), where k stops at the next finish, at the KV cache's limit and
-at the policy's bound. An arrival routed here meanwhile interrupts the run; the step in flight
+at the policy's bound. An arrival routed here meanwhile wakes the run early; the step in flight
 completes and the scheduler plans again. The result is step-for-step the same as running one step
 at a time. Chunked prefill's repeating mixed steps run the same way (`engine.mixed_run`).
 
@@ -22,7 +22,7 @@ import simpy
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
-from servesim.engine.clock import now, skip_ahead
+from servesim.engine.clock import now, skip_ahead, wake_early
 from servesim.engine.decode_run import decode_run
 from servesim.engine.mixed_run import handover_run, mixed_run
 from servesim.engine.power import PowerMeter
@@ -230,7 +230,7 @@ class Instance:
                 self.arrivals_in_run.append((now(self.env), self.scheduler.load()))
                 return
             self._interruptible = False
-            self.process.interrupt()
+            wake_early(self.process)
 
     def decoding(self) -> list[Request]:
         """Requests decoding here that could migrate (read-only for policies)."""
