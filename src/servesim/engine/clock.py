@@ -13,8 +13,9 @@ other callbacks to run after it, at a clock they would not expect.
 
 `wake_early` wakes a sleeping process as `Process.interrupt()` does, at the same point of the
 schedule, but sends it a value where an interrupt throws an exception through its generators
-(every decode run an arrival cuts short). `now` reads the clock without SimPy's property (a
-Python call per read; the engine reads the clock a few times a step).
+(every decode run an arrival cuts short), and takes the event it slept on off the schedule.
+`now` reads the clock without SimPy's property (a Python call per read; the engine reads the
+clock a few times a step).
 
 This is the one place servesim reads SimPy's private state (`Environment._queue`, `_now`; an
 event's `_ok`, `_value`; a process's `_target`, `_resume`; SimPy 4).
@@ -22,6 +23,7 @@ event's `_ok`, `_value`; a process's `_target`, `_resume`; SimPy 4).
 
 from __future__ import annotations
 
+import heapq
 from functools import partial
 
 import simpy
@@ -72,5 +74,21 @@ def wake_early(process: simpy.Process) -> None:
 def _resume_early(process: simpy.Process, event: simpy.Event) -> None:
     if process._value is not PENDING:  # it ended meanwhile (an instance failure)
         return
-    process._target.callbacks.remove(process._resume)  # type: ignore[union-attr]  # it sleeps on it
+    slept_on = process._target
+    slept_on.callbacks.remove(process._resume)  # type: ignore[union-attr]  # it sleeps on it
+    if not slept_on.callbacks:
+        _unschedule(process.env, slept_on)
     process._resume(event)
+
+
+def _unschedule(env: simpy.Environment, event: simpy.Event) -> None:
+    """Take `event`, which nobody waits on any more, off the schedule: it would pop as a no-op,
+    and until then keep `skip_ahead` from moving the clock past it."""
+    queue = env._queue
+    for at, entry in enumerate(queue):
+        if entry[3] is event:
+            last = queue.pop()
+            if at < len(queue):
+                queue[at] = last
+                heapq.heapify(queue)
+            return
