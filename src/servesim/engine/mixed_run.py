@@ -345,14 +345,12 @@ def _price(
             shapes[-1] = steps.last_chunk(last)
         priced = [instance.price(shape) for shape in shapes]
         seconds, joules = [s for s, _ in priced], [j for _, j in priced]
-    starts: list[float] = []
     ends: list[float] = []
     end = start
     for t in seconds:
-        starts.append(end)
         end += t
         ends.append(end)
-    return starts, ends, joules
+    return [start] + ends[:-1], ends, joules
 
 
 def _chunk_steps(pending: int, generated: int, chunk: int) -> int:
