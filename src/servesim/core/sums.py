@@ -23,27 +23,27 @@ def pairwise_sum(values: list[float]) -> float:
 
 
 def _pairwise(values: list[float], lo: int, n: int) -> float:
-    # (items read by index, not sliced: compiled, a list's items are read natively)
     if n < _UNROLL:
         total = 0.0
-        for i in range(lo, lo + n):
-            total += values[i]
+        for v in values[lo : lo + n]:
+            total += v
         return total
     if n <= _BLOCK:
         whole = lo + n - n % _UNROLL
         r0, r1, r2, r3, r4, r5, r6, r7 = values[lo : lo + _UNROLL]
         for i in range(lo + _UNROLL, whole, _UNROLL):  # eight partial sums, one per lane
-            r0 += values[i]
-            r1 += values[i + 1]
-            r2 += values[i + 2]
-            r3 += values[i + 3]
-            r4 += values[i + 4]
-            r5 += values[i + 5]
-            r6 += values[i + 6]
-            r7 += values[i + 7]
+            a0, a1, a2, a3, a4, a5, a6, a7 = values[i : i + _UNROLL]
+            r0 += a0
+            r1 += a1
+            r2 += a2
+            r3 += a3
+            r4 += a4
+            r5 += a5
+            r6 += a6
+            r7 += a7
         total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        for i in range(whole, lo + n):
-            total += values[i]
+        for v in values[whole : lo + n]:
+            total += v
         return total
     half = n // 2
     half -= half % _UNROLL

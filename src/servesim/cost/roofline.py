@@ -240,11 +240,13 @@ class RooflineCostModel:
         const, per_ctx, per_longest, _ = self._decode_coeffs(n, n)
         times: list[float]  # (declared: `_decode_time` is untyped, and compiled the floor below would be too)
         if self._engine_terms:
-            times = [self._decode_time(n, n, ctx0 + n * j, first + j, max) for j in range(k)]
+            rows = zip(range(ctx0, ctx0 + n * k, n), range(first, first + k))
+            times = [self._decode_time(n, n, ctx, longest, max) for ctx, longest in rows]
         elif per_longest:
-            times = [const + max((ctx0 + n * j) * per_ctx, (first + j) * per_longest) for j in range(k)]
+            rows = zip(range(ctx0, ctx0 + n * k, n), range(first, first + k))
+            times = [const + max(ctx * per_ctx, longest * per_longest) for ctx, longest in rows]
         else:
-            times = [const + (ctx0 + n * j) * per_ctx for j in range(k)]
+            times = [const + ctx * per_ctx for ctx in range(ctx0, ctx0 + n * k, n)]
         floor = self.host_overhead_s
         return [t if t > floor else floor for t in times] if floor > 0 else times
 
@@ -278,15 +280,14 @@ class RooflineCostModel:
     ) -> None:
         """`chunk_step_times` of steps `first` to `end` (exclusive) of `steps` (priors, context
         sums, longest contexts), each computing a chunk of `c` tokens beside `n` decodes, with the
-        steps' `_chunk_terms`. (Indexed: compiled, a list's items are read natively, where zip
-        and islice are generic calls.)"""
+        steps' `_chunk_terms`. (A zip in the loop's own header: compiled, a native loop over
+        the lists, where a zip or islice object is iterated generically.)"""
         t, launch, half, fresh, prefix, q_b, per_ctx, per_longest, calls, tokens = terms
         priors, ctx_sums, max_ctxs = steps
         flops, ctx_b, L = self._attn_prefill_flops, self._attn_ctx_bytes, self._layers
         dec_compute = self._dec_flops >= self._dec_bytes
         engine, floor, host = self._engine, self.prefill_host_overhead_s, self._has_host
-        for j in range(first, end):
-            p, ctx, longest = priors[j], ctx_sums[j], max_ctxs[j]
+        for p, ctx, longest in zip(priors[first:end], ctx_sums[first:end], max_ctxs[first:end]):
             comp = (c * p + half) * flops / (prefix if p else fresh)
             mem = (p + c) * ctx_b + q_b
             a0 = a1 = 0.0
@@ -309,8 +310,8 @@ class RooflineCostModel:
         """What `chunk_step_times` computes once for steps of a `c`-token chunk beside `n`
         decodes with `logits` logit rows (as `_mixed_time` computes it for each step)."""
         tokens = c + n
-        t = (  # (the GEMMs not cached: `_repeat_terms` keeps its result, and a last chunk's rarely recur)
-            self._gemm_time(tokens, logits, 0)
+        t = (
+            self._linear_time(tokens, logits, 0)
             + self._moe_time(tokens)
             + tokens * self._elem_per_token
             + self._elem_fixed
@@ -489,17 +490,13 @@ class RooflineCostModel:
         hit = self._linear_cache.get(key)
         if hit is not None:
             return hit
-        return remember(self._linear_cache, key, self._gemm_time(tokens, logits, ctx_rows))
-
-    def _gemm_time(self, tokens: int, logits: int, ctx_rows: int) -> float:
-        """`_linear_time`, computed afresh."""
         total, pad, launch = 0.0, self._pad, self._t_gemm
         for source, count, row_s, w_s, act_s in self._linear_gemms:
             m = tokens if source == 0 else logits if source == 1 else ctx_rows
             if m:
                 c, mem = row_s * (m + pad), w_s + act_s * m
                 total += count * ((c if c > mem else mem) + launch)
-        return total
+        return remember(self._linear_cache, key, total)
 
     def _moe_parts(self, tokens: int) -> tuple[float, float, float, float]:
         """Routed experts of all MoE layers: (compute s, memory s, dispatch s, launch s).

@@ -120,13 +120,12 @@ class WorkModel:
         flops: list[float], moved: list[float],
     ) -> None:
         """`chunk_step_work` of steps `first` to `end` (exclusive) of a `c`-token chunk beside `n`
-        decodes, with the steps' `_chunk_terms`. (Indexed: compiled, a list's items are read
-        natively, where zip and islice are generic calls.)"""
+        decodes, with the steps' `_chunk_terms`. (A zip in the loop's own header: compiled, a
+        native loop over the lists, where a zip or islice object is iterated generically.)"""
         lin_f, lin_b, f_moe, b_moe, half, q_b, elem, link = terms
         L, pair_f, ctx_b = self._layers, self._pair_flops, self._ctx_bytes
         dec_f, dec_b = self._dec_flops, self._dec_bytes
-        for j in range(first, end):
-            p, ctx = priors[j], ctx_sums[j]
+        for p, ctx in zip(priors[first:end], ctx_sums[first:end]):
             f_att = 0.0 + L * (c * p + half) * pair_f
             b_att = 0.0 + L * ((p + c) * ctx_b + q_b)
             if n:
@@ -139,8 +138,7 @@ class WorkModel:
         """What `chunk_step_work` computes once for steps of a `c`-token chunk beside `n` decodes
         with `logits` logit rows."""
         tokens = c + n
-        # (not cached: `_repeat_terms` keeps its result, and a last chunk's rarely recur)
-        lin_f, lin_b = self._gemm_work(tokens, logits, 0)
+        lin_f, lin_b = self._linear(tokens, logits, 0)
         f_moe, b_moe = self._moe(tokens)
         half, q_b = c * (c + 1) / 2, c * self._query_bytes
         link = tokens * self._link_per_token + logits * self._link_per_logit
@@ -181,17 +179,13 @@ class WorkModel:
         hit = self._linear_cache.get(key)
         if hit is not None:
             return hit
-        return remember(self._linear_cache, key, self._gemm_work(tokens, logits, ctx_rows))
-
-    def _gemm_work(self, tokens: int, logits: int, ctx_rows: int) -> tuple[float, float]:
-        """`_linear`, computed afresh."""
         flops = hbm = 0.0
         for source, count, row_flops, weight, row_bytes in self._gemms:
             m = tokens if source == 0 else logits if source == 1 else ctx_rows
             if m:  # count x 2.0 x K x N x m; count x (weight bytes + (K + N) x act bytes x m)
                 flops += row_flops * m
                 hbm += count * (weight + row_bytes * m)
-        return flops, hbm
+        return remember(self._linear_cache, key, (flops, hbm))
 
     def _moe(self, tokens: int) -> tuple[float, float]:
         moe = self.layout.moe

@@ -22,6 +22,7 @@ summed in numpy's pairwise order), so results do not depend on which priced a ru
 from __future__ import annotations
 
 import bisect
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -110,7 +111,7 @@ def _prices(instance: Instance, n: int, k: int, start: float) -> tuple[Any, Any,
             if slowdown != 1.0:
                 listed = [s * slowdown for s in listed]
             ctx = range(ctx0, ctx0 + n * k, n) if n else [ctx0] * k  # (ranges: nothing to build)
-            return ctx, listed, _ends(start, listed)
+            return ctx, listed, [start + t for t in itertools.accumulate(listed)]
     steps = np.arange(k, dtype=np.float64)
     ctx = cohort.attended_context_sums(k)
     longest = cohort.max_context(0) + steps
@@ -120,17 +121,6 @@ def _prices(instance: Instance, n: int, k: int, start: float) -> tuple[Any, Any,
     if slowdown != 1.0:
         seconds = seconds * slowdown
     return ctx, seconds, start + np.add.accumulate(seconds)  # (`np.cumsum` without its Python wrapper)
-
-
-def _ends(start: float, seconds: list[float]) -> list[float]:
-    """`start` plus each running sum of `seconds` (a run's step ends, summed as
-    `np.add.accumulate` sums them)."""
-    total = seconds[0]
-    ends = [start + total]
-    for j in range(1, len(seconds)):
-        total += seconds[j]
-        ends.append(start + total)
-    return ends
 
 
 def _energy(instance: Instance, n: int, ctx, seconds, steps: int) -> float:
