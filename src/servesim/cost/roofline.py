@@ -240,13 +240,11 @@ class RooflineCostModel:
         const, per_ctx, per_longest, _ = self._decode_coeffs(n, n)
         times: list[float]  # (declared: `_decode_time` is untyped, and compiled the floor below would be too)
         if self._engine_terms:
-            rows = zip(range(ctx0, ctx0 + n * k, n), range(first, first + k))
-            times = [self._decode_time(n, n, ctx, longest, max) for ctx, longest in rows]
+            times = [self._decode_time(n, n, ctx0 + n * j, first + j, max) for j in range(k)]
         elif per_longest:
-            rows = zip(range(ctx0, ctx0 + n * k, n), range(first, first + k))
-            times = [const + max(ctx * per_ctx, longest * per_longest) for ctx, longest in rows]
+            times = [const + max((ctx0 + n * j) * per_ctx, (first + j) * per_longest) for j in range(k)]
         else:
-            times = [const + ctx * per_ctx for ctx in range(ctx0, ctx0 + n * k, n)]
+            times = [const + (ctx0 + n * j) * per_ctx for j in range(k)]
         floor = self.host_overhead_s
         return [t if t > floor else floor for t in times] if floor > 0 else times
 
@@ -280,14 +278,15 @@ class RooflineCostModel:
     ) -> None:
         """`chunk_step_times` of steps `first` to `end` (exclusive) of `steps` (priors, context
         sums, longest contexts), each computing a chunk of `c` tokens beside `n` decodes, with the
-        steps' `_chunk_terms`. (A zip in the loop's own header: compiled, a native loop over
-        the lists, where a zip or islice object is iterated generically.)"""
+        steps' `_chunk_terms`. (Indexed: compiled, a list's items are read natively, where zip
+        and islice are generic calls.)"""
         t, launch, half, fresh, prefix, q_b, per_ctx, per_longest, calls, tokens = terms
         priors, ctx_sums, max_ctxs = steps
         flops, ctx_b, L = self._attn_prefill_flops, self._attn_ctx_bytes, self._layers
         dec_compute = self._dec_flops >= self._dec_bytes
         engine, floor, host = self._engine, self.prefill_host_overhead_s, self._has_host
-        for p, ctx, longest in zip(priors[first:end], ctx_sums[first:end], max_ctxs[first:end]):
+        for j in range(first, end):
+            p, ctx, longest = priors[j], ctx_sums[j], max_ctxs[j]
             comp = (c * p + half) * flops / (prefix if p else fresh)
             mem = (p + c) * ctx_b + q_b
             a0 = a1 = 0.0

@@ -120,12 +120,13 @@ class WorkModel:
         flops: list[float], moved: list[float],
     ) -> None:
         """`chunk_step_work` of steps `first` to `end` (exclusive) of a `c`-token chunk beside `n`
-        decodes, with the steps' `_chunk_terms`. (A zip in the loop's own header: compiled, a
-        native loop over the lists, where a zip or islice object is iterated generically.)"""
+        decodes, with the steps' `_chunk_terms`. (Indexed: compiled, a list's items are read
+        natively, where zip and islice are generic calls.)"""
         lin_f, lin_b, f_moe, b_moe, half, q_b, elem, link = terms
         L, pair_f, ctx_b = self._layers, self._pair_flops, self._ctx_bytes
         dec_f, dec_b = self._dec_flops, self._dec_bytes
-        for p, ctx in zip(priors[first:end], ctx_sums[first:end]):
+        for j in range(first, end):
+            p, ctx = priors[j], ctx_sums[j]
             f_att = 0.0 + L * (c * p + half) * pair_f
             b_att = 0.0 + L * ((p + c) * ctx_b + q_b)
             if n:
