@@ -42,8 +42,9 @@ def a_run(n: int, ctx0: int, first: int, k: int):
        st.integers(1, 300), st.integers(0, 2_000_000), st.integers(1, 30_000), st.integers(1, 80))
 def test_decode_run_times_are_decode_step_times_bit_for_bit(mode, host, floor, n, ctx0, first, k):
     cm = roofline(mode, host, floor)
-    ctx, longest, ctx_a, longest_a = a_run(n, ctx0 + n * first, first, k)
-    assert cm.decode_run_times(n, ctx, longest) == cm.decode_step_times(n, ctx_a, longest_a).tolist()
+    ctx0 += n * first
+    _, _, ctx_a, longest_a = a_run(n, ctx0, first, k)
+    assert cm.decode_run_times(n, ctx0, first, k) == cm.decode_step_times(n, ctx_a, longest_a).tolist()
 
 
 @settings(max_examples=200, deadline=None)

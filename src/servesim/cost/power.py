@@ -191,6 +191,9 @@ class PowerModel:
         self._j_per_byte = tp * self.tdp * pr.memory_frac / hardware.hbm_bytes_per_s
         self.board_limit_w = float(board_limit_w or self.tdp)
         self._max_w = self.num_gpus * self.board_limit_w
+        model = work.model
+        self._chunk_work_written = not (model.sliding_window or model.is_mla)
+        """`WorkModel.chunk_step_work` writes the steps' work out (not for a sliding window, MLA)."""
         self._split_cache: dict[int, tuple] = {}
         self._clock_cache: dict[tuple, tuple] = {}
         self._energy_cache: dict[int, tuple[float, float]] = {}
@@ -214,12 +217,11 @@ class PowerModel:
         lasting `seconds`: `step_energy` of each, float for float. None under a cap or clock
         limit (the clock is solved per step) or where the work is not written out (a sliding
         window, MLA)."""
-        model = self.work_model.model
-        if self.limit.active or model.sliding_window or model.is_mla:
+        if self.limit.active or not self._chunk_work_written:
             return None
         flops, moved = self.work_model.chunk_step_work(chunk, priors, num_decodes, ctx_sums, last)
         floor, jf, jb, top = self._floor_w, self._j_per_flop, self._j_per_byte, self._max_w
-        out = []
+        out: list[float] = []
         for s, f, b in zip(seconds, flops, moved):
             joules = floor * s + jf * f + jb * b
             out.append(joules if joules < top * s else top * s)

@@ -13,9 +13,7 @@ form for many steps at once and `step_time` uses the very same coefficients, so 
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -23,7 +21,7 @@ from servesim.catalog.specs import HardwareSpec, ModelSpec
 from servesim.cost.base import StepCost, StepShape
 from servesim.cost.collectives import collective_latency
 from servesim.cost.datatypes import tensor_flops
-from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
+from servesim.cost.layout import CONTEXT, LOGITS, TOKENS, Layout, window_pairs
 from servesim.cost.profile import CostProfile, family_profile
 from servesim.cost.shared_cache import remember, shared_cache
 
@@ -85,9 +83,16 @@ class RooflineCostModel:
             )
             for g in lay.gemms
         ]
+        # the same per GEMM, typed, for `_linear_time`: its rows' source (0 tokens, 1 logits, 2
+        # context rows), count, then the seconds above
+        self._linear_gemms: list[tuple[int, float, float, float, float]] = [
+            ((TOKENS, LOGITS, CONTEXT).index(src), float(count), row_s, w_s, act_s)
+            for row_s, w_s, act_s, src, count, _ in self._gemms
+        ]
         self._pad = pr.gemm_pad_rows
         self._t_gemm = pr.kernel_overhead_s + pr.gemm_latency_s
         moe = lay.moe
+        self._has_moe = moe is not None
         if moe is not None:
             self._moe_setup(moe, gemm_peak, gemm_bw, ab)
         a = lay.attention
@@ -115,6 +120,11 @@ class RooflineCostModel:
         self._dec_padded = (pr.decode_padded_tokens or lay.model.max_context) if padded else 0.0
         self._engine = pr.engine
         self._has_host: bool = pr.engine.has_host  # (a property of an object not compiled: read once)
+        # what `_chunk_terms` reads of objects not compiled, read once
+        self._chunk_calls: int = pr.engine.attention_calls(1)
+        self._step_overhead: float = pr.step_overhead_s
+        self._fresh_eff: float = pr.attn_prefill_eff
+        self._prefix_eff: float = pr.attn_prefix_eff
         self._engine_terms = pr.engine.has_host or pr.decode_attention == "batch_kv"
         # batch_kv: seconds per (query, key) pair; per KV token gathered, then expanded to all heads
         self._batch_pair = L * self._attn_prefill_flops / pr.attn_prefill_eff
@@ -156,10 +166,12 @@ class RooflineCostModel:
         n_allreduce = lay.num_allreduces
         ring = 2.0 * (tp - 1) / tp if tp > 1 else 0.0
         self._comm_fixed = n_allreduce * collective_latency(pr, hw, "all_reduce", tp) if tp > 1 else 0.0
-        self._comm_per_token = n_allreduce * ring * h_bytes / link
+        self._comm_per_token: float = n_allreduce * ring * h_bytes / link  # (typed: compiled, unboxed)
         # Logits gathered from the vocabulary shards.
         self._comm_logit_fixed = collective_latency(pr, hw, "gather", tp) if tp > 1 else 0.0
-        self._comm_per_logit = (tp - 1) / tp * lay.model.vocab_size * lay.act_bytes / link if tp > 1 else 0.0
+        self._comm_per_logit: float = 0.0
+        if tp > 1:
+            self._comm_per_logit = (tp - 1) / tp * lay.model.vocab_size * lay.act_bytes / link
         if self.pp > 1:
             self._comm_fixed += (self.pp - 1) * collective_latency(pr, hw, "send", 2)
             send = hw.group_link_bytes_per_s(2) * pr.comm_bw_eff
@@ -216,25 +228,23 @@ class RooflineCostModel:
         t = self._decode_time(num_decodes, num_decodes, ctx, longest, np.maximum)
         return np.maximum(t, self.host_overhead_s) if self.host_overhead_s > 0 else t
 
-    def decode_run_times(
-        self, num_decodes: int, ctx_sums: Sequence[int], max_ctxs: Sequence[int]
-    ) -> list[float]:
-        """`decode_step_times` in plain Python, float for float: for short runs, where numpy's
-        cost per call outweighs its gain. The usual forms of `_decode_gpu` are written out with
-        the run's coefficients looked up once; host time and `batch_kv` price each step alone."""
+    def decode_run_times(self, num_decodes: int, ctx0: int, first: int, k: int) -> list[float]:
+        """`decode_step_times` of k steps whose context sums are ctx0 + n j and longest contexts
+        first + j (a cohort's run), in plain Python, float for float: for short runs, where
+        numpy's cost per call outweighs its gain. The usual forms of `_decode_gpu` are written
+        out with the run's coefficients looked up once; host time and `batch_kv` price each step
+        alone."""
         n = num_decodes
         if n == 0:
-            return [self.profile.step_overhead_s] * len(ctx_sums)
+            return [self.profile.step_overhead_s] * k
         const, per_ctx, per_longest, _ = self._decode_coeffs(n, n)
         times: list[float]  # (declared: `_decode_time` is untyped, and compiled the floor below would be too)
         if self._engine_terms:
-            rows = zip(ctx_sums, max_ctxs)
-            times = [self._decode_time(n, n, ctx, longest, max) for ctx, longest in rows]
+            times = [self._decode_time(n, n, ctx0 + n * j, first + j, max) for j in range(k)]
         elif per_longest:
-            rows = zip(ctx_sums, max_ctxs)
-            times = [const + max(ctx * per_ctx, longest * per_longest) for ctx, longest in rows]
+            times = [const + max((ctx0 + n * j) * per_ctx, (first + j) * per_longest) for j in range(k)]
         else:
-            times = [const + ctx * per_ctx for ctx in ctx_sums]
+            times = [const + (ctx0 + n * j) * per_ctx for j in range(k)]
         floor = self.host_overhead_s
         return [t if t > floor else floor for t in times] if floor > 0 else times
 
@@ -254,24 +264,29 @@ class RooflineCostModel:
             return None
         n = num_decodes
         out: list[float] = []
-        rows = zip(priors, ctx_sums, max_ctxs)
+        steps = (priors, ctx_sums, max_ctxs)
         repeats = len(priors) - 1 if last else len(priors)
         if repeats:
-            self._chunk_times(chunk, n, self._repeat_terms(chunk, n), itertools.islice(rows, repeats), out)
+            self._chunk_times(chunk, n, self._repeat_terms(chunk, n), steps, 0, repeats, out)
         if last:
-            self._chunk_times(last, n, self._chunk_terms(last, n, n + 1), rows, out)
+            self._chunk_times(last, n, self._chunk_terms(last, n, n + 1), steps, repeats, repeats + 1, out)
         return out
 
     def _chunk_times(
-        self, c: int, n: int, terms: ChunkTerms, rows: Iterator[tuple[int, int, int]], out: list[float],
+        self, c: int, n: int, terms: ChunkTerms, steps: tuple[list[int], list[int], list[int]], first: int,
+        end: int, out: list[float],
     ) -> None:
-        """`chunk_step_times` of the steps in `rows` (prior, context sum, longest context), each
-        computing a chunk of `c` tokens beside `n` decodes, with the steps' `_chunk_terms`."""
+        """`chunk_step_times` of steps `first` to `end` (exclusive) of `steps` (priors, context
+        sums, longest contexts), each computing a chunk of `c` tokens beside `n` decodes, with the
+        steps' `_chunk_terms`. (Indexed: compiled, a list's items are read natively, where zip
+        and islice are generic calls.)"""
         t, launch, half, fresh, prefix, q_b, per_ctx, per_longest, calls, tokens = terms
+        priors, ctx_sums, max_ctxs = steps
         flops, ctx_b, L = self._attn_prefill_flops, self._attn_ctx_bytes, self._layers
         dec_compute = self._dec_flops >= self._dec_bytes
         engine, floor, host = self._engine, self.prefill_host_overhead_s, self._has_host
-        for p, ctx, longest in rows:
+        for j in range(first, end):
+            p, ctx, longest = priors[j], ctx_sums[j], max_ctxs[j]
             comp = (c * p + half) * flops / (prefix if p else fresh)
             mem = (p + c) * ctx_b + q_b
             a0 = a1 = 0.0
@@ -300,13 +315,13 @@ class RooflineCostModel:
             + tokens * self._elem_per_token
             + self._elem_fixed
             + self._comm_time(tokens, logits)
-            + self.profile.step_overhead_s
+            + self._step_overhead
         )
-        calls = self._engine.attention_calls(1)
+        calls = self._chunk_calls
         launch = 0.0 + self._layers * self._t_kernel * calls
-        half, rows, pr = c * (c + 1) / 2, c * self._attn_heads, self.profile
-        fresh = pr.attn_prefill_eff * rows / (rows + self._attn_pad)
-        prefix = pr.attn_prefix_eff * rows / (rows + self._attn_pad)
+        half, rows = c * (c + 1) / 2, c * self._attn_heads
+        fresh = self._fresh_eff * rows / (rows + self._attn_pad)
+        prefix = self._prefix_eff * rows / (rows + self._attn_pad)
         per_ctx = per_longest = 0.0
         if n:
             per_ctx, per_longest, launches = self._decode_terms(n)
@@ -474,10 +489,9 @@ class RooflineCostModel:
         hit = self._linear_cache.get(key)
         if hit is not None:
             return hit
-        rows = {"tokens": tokens, LOGITS: logits, CONTEXT: ctx_rows}
         total, pad, launch = 0.0, self._pad, self._t_gemm
-        for row_s, w_s, act_s, src, count, _group in self._gemms:
-            m = rows[src]
+        for source, count, row_s, w_s, act_s in self._linear_gemms:
+            m = tokens if source == 0 else logits if source == 1 else ctx_rows
             if m:
                 c, mem = row_s * (m + pad), w_s + act_s * m
                 total += count * ((c if c > mem else mem) + launch)
@@ -503,7 +517,7 @@ class RooflineCostModel:
         return compute, memory, dispatch, launches
 
     def _moe_time(self, tokens: int) -> float:
-        if self.layout.moe is None or not tokens:
+        if not self._has_moe or not tokens:
             return 0.0
         c, mem, dispatch, launches = self._moe_parts(tokens)
         return (c if c > mem else mem) + dispatch + launches

@@ -12,14 +12,15 @@ B = B0(n) + B1 S; `decode_coeffs` returns those coefficients so runs of steps pr
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from servesim.cost.base import StepShape
-from servesim.cost.layout import CONTEXT, LOGITS, Layout, window_pairs
+from servesim.cost.layout import CONTEXT, LOGITS, TOKENS, Layout, window_pairs
 from servesim.cost.profile import CostProfile
 from servesim.cost.shared_cache import remember, shared_cache
+
+_ROWS = (TOKENS, LOGITS, CONTEXT)
+"""A GEMM's row sources, in the order `WorkModel._linear` numbers them."""
 
 ChunkTerms = tuple[float, float, float, float, float, float, float, float]
 """`WorkModel._chunk_terms`: (linear FLOPs, linear bytes, MoE FLOPs, MoE bytes, half the chunk's
@@ -67,6 +68,14 @@ class WorkModel:
         self._dec_bytes: float = a.decode_bytes_per_ctx_token
         self._decode_cache: dict[int, tuple[float, float, float, float, float]] = {}
         self._chunk_cache: dict[tuple[int, int], ChunkTerms] = {}
+        # per GEMM, what `_linear` reads, typed (`Gemm` is not compiled): its rows' source (0
+        # tokens, 1 logits, 2 context rows), count, FLOPs per row of all `count` (count x 2.0 x
+        # K x N), weight bytes, activation bytes per row ((K + N) x act bytes)
+        self._gemms: list[tuple[int, float, float, float, float]] = [
+            (_ROWS.index(g.rows), float(g.count), g.count * 2.0 * g.k * g.n, float(g.weight_bytes),
+             (g.k + g.n) * ab)
+            for g in layout.gemms
+        ]
         # `_linear` reads these constants alone
         self._linear_cache: dict[tuple[int, int, int], tuple[float, float]] = shared_cache(
             ("linear_work", tuple(layout.gemms), ab))
@@ -97,25 +106,27 @@ class WorkModel:
         n = num_decodes
         flops: list[float] = []
         moved: list[float] = []
-        rows = zip(priors, ctx_sums)
         repeats = len(priors) - 1 if last else len(priors)
         if repeats:
-            self._chunk_work(chunk, n, self._repeat_terms(chunk, n), itertools.islice(rows, repeats),
-                             flops, moved)
+            terms = self._repeat_terms(chunk, n)
+            self._chunk_work(chunk, n, terms, priors, ctx_sums, 0, repeats, flops, moved)
         if last:
-            self._chunk_work(last, n, self._chunk_terms(last, n, n + 1), rows, flops, moved)
+            terms = self._chunk_terms(last, n, n + 1)
+            self._chunk_work(last, n, terms, priors, ctx_sums, repeats, repeats + 1, flops, moved)
         return flops, moved
 
     def _chunk_work(
-        self, c: int, n: int, terms: ChunkTerms, rows: Iterator[tuple[int, int]], flops: list[float],
-        moved: list[float],
+        self, c: int, n: int, terms: ChunkTerms, priors: list[int], ctx_sums: list[int], first: int, end: int,
+        flops: list[float], moved: list[float],
     ) -> None:
-        """`chunk_step_work` of the steps in `rows` (prior, context sum) of a `c`-token chunk
-        beside `n` decodes, with the steps' `_chunk_terms`."""
+        """`chunk_step_work` of steps `first` to `end` (exclusive) of a `c`-token chunk beside `n`
+        decodes, with the steps' `_chunk_terms`. (Indexed: compiled, a list's items are read
+        natively, where zip and islice are generic calls.)"""
         lin_f, lin_b, f_moe, b_moe, half, q_b, elem, link = terms
         L, pair_f, ctx_b = self._layers, self._pair_flops, self._ctx_bytes
         dec_f, dec_b = self._dec_flops, self._dec_bytes
-        for p, ctx in rows:
+        for j in range(first, end):
+            p, ctx = priors[j], ctx_sums[j]
             f_att = 0.0 + L * (c * p + half) * pair_f
             b_att = 0.0 + L * ((p + c) * ctx_b + q_b)
             if n:
@@ -169,14 +180,12 @@ class WorkModel:
         hit = self._linear_cache.get(key)
         if hit is not None:
             return hit
-        rows = {"tokens": tokens, LOGITS: logits, CONTEXT: ctx_rows}
-        ab = self.layout.act_bytes
         flops = hbm = 0.0
-        for g in self.layout.gemms:
-            m = rows[g.rows]
-            if m:
-                flops += g.count * 2.0 * g.k * g.n * m
-                hbm += g.count * (g.weight_bytes + (g.k + g.n) * ab * m)
+        for source, count, row_flops, weight, row_bytes in self._gemms:
+            m = tokens if source == 0 else logits if source == 1 else ctx_rows
+            if m:  # count x 2.0 x K x N x m; count x (weight bytes + (K + N) x act bytes x m)
+                flops += row_flops * m
+                hbm += count * (weight + row_bytes * m)
         return remember(self._linear_cache, key, (flops, hbm))
 
     def _moe(self, tokens: int) -> tuple[float, float]:

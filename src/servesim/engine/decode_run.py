@@ -100,12 +100,12 @@ def _prices(instance: Instance, n: int, k: int, start: float) -> tuple[Any, Any,
     cohort, slowdown = instance.cohort, instance.slowdown
     short = getattr(instance.cost_model, "decode_run_times", None) if k <= SHORT_RUN else None
     if short is not None and not cohort.window:
-        ctx0, first = cohort.context_sum(0), cohort.max_context(0)
-        ctx = range(ctx0, ctx0 + n * k, n) if n else [ctx0] * k  # (ranges: nothing to build)
-        listed: list[float] | None = short(n, ctx, range(first, first + k))
+        ctx0 = cohort.context_sum(0)
+        listed: list[float] | None = short(n, ctx0, cohort.max_context(0), k)
         if listed is not None:
             if slowdown != 1.0:
                 listed = [s * slowdown for s in listed]
+            ctx = range(ctx0, ctx0 + n * k, n) if n else [ctx0] * k  # (ranges: nothing to build)
             return ctx, listed, [start + t for t in itertools.accumulate(listed)]
     steps = np.arange(k, dtype=np.float64)
     ctx = cohort.attended_context_sums(k)

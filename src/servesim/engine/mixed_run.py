@@ -45,7 +45,6 @@ the events scheduled first; single steps could order such a tie otherwise.
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -345,8 +344,12 @@ def _price(
             shapes[-1] = steps.last_chunk(last)
         priced = [instance.price(shape) for shape in shapes]
         seconds, joules = [s for s, _ in priced], [j for _, j in priced]
-    ends = list(itertools.accumulate(seconds, initial=start))
-    return ends[:-1], ends[1:], joules
+    ends: list[float] = []
+    end = start
+    for t in seconds:
+        end += t
+        ends.append(end)
+    return [start] + ends[:-1], ends, joules
 
 
 def _chunk_steps(pending: int, generated: int, chunk: int) -> int:
