@@ -461,9 +461,10 @@ def _record(
         assert taken is not None  # a run of steps counts its blocks
         nb = instance.kv.num_blocks
         usages = [(used + t) / nb for t in taken[:last]]
-        running, waiting = _loads_at(loads, ends[:last]) if instance.step_log.enabled else ([], [])
-        prefills, decodes = [p for p, _ in rows[:last]], [d for _, d in rows[:last]]
-        instance._record_run_steps(starts[:last], ends[:last], prefills, decodes, running, waiting, usages,
+        run_ends, run_rows = ends[:last], rows[:last]
+        running, waiting = _loads_at(loads, run_ends) if instance.step_log.enabled else ([], [])
+        prefills, decodes = [p for p, _ in run_rows], [d for _, d in run_rows]
+        instance._record_run_steps(starts[:last], run_ends, prefills, decodes, running, waiting, usages,
                                    joules[:last])
     last_prefill, last_decodes = rows[last]  # (not `*rows[last]`: compiled, a star call is a generic one)
     instance._record_step(starts[last], ends[last], 1, last_prefill, last_decodes, joules[last])
