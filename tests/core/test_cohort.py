@@ -10,10 +10,10 @@ from servesim.core.cohort import DecodeCohort
 from tests.factories import make_request
 
 
-def decoding(rid, prompt, output, computed_extra=0):
-    """A request that has finished its prompt and emitted `1 + computed_extra` tokens."""
+def decoding(rid, prompt, output, computed_extra=0, at=0.0):
+    """A request that has finished its prompt (at `at`) and emitted `1 + computed_extra` tokens."""
     r = make_request(rid, prompt, output)
-    r.advance(prompt, 0.0)
+    r.advance(prompt, at)
     for i in range(computed_extra):
         r.advance(1, 0.01 * (i + 1))
     return r
@@ -125,24 +125,69 @@ def test_step_times_are_kept_only_while_a_member_can_read_them():
     """A long run keeps the step ends since the oldest member's join, not all of them: each member
     still sees its own gaps and last token time exactly as an eager request does."""
     cohort = DecodeCohort(16)
-    clock = iter(np.cumsum(np.linspace(0.01, 0.02, 30_000)))
+    gaps = np.linspace(0.02, 0.01, 30_000)  # each shorter than the last: the cohort keeps them all
+    ends = np.cumsum(gaps)
     members, running = [], []
     for rid in range(60):  # a member joins every 500 steps and stays 1000: 30k steps in all
-        lazy, eager = decoding(rid, 50, 1001), decoding(rid, 50, 1001)
+        first = rid * 500
+        at = ends[first] - 0.1 * gaps[first]  # its first gap short: its longest is its next one
+        lazy, eager = decoding(rid, 50, 1001, at=at), decoding(rid, 50, 1001, at=at)
         cohort.join(lazy)
         members.append((lazy, eager))
         running.append(eager)
-        for _ in range(500):
-            t = next(clock)
+        for t in ends[first : first + 500]:
             running = [eg for eg in running if not eg.advance(1, t)]
             cohort.advance(np.array([t]))
-    assert len(cohort._ends) <= 4096  # bounded by the memberships (1000 steps), not the 30k steps
+    # bounded by the memberships (1000 steps), not the 30k steps
+    assert len(cohort._call_epochs) <= 4096 and len(cohort._gap_epochs) <= 4096
     for lazy, eager in members[:-1]:
         assert lazy.finish_time == eager.finish_time and not math.isnan(lazy.finish_time)
         assert lazy.max_token_gap == eager.max_token_gap
     lazy, eager = members[-1]  # still running: its progress read through the kept steps
     assert lazy.last_token_time == eager.last_token_time
     assert lazy.max_token_gap == eager.max_token_gap
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("join"), st.integers(0, 50)),
+            st.tuples(st.just("leave"), st.integers(0, 50)),
+            st.tuples(st.just("advance"), st.lists(st.sampled_from([0.25, 0.01, 0.1, 0.013, 3.0]),
+                                                    min_size=1, max_size=6)),
+        ),
+        max_size=120,
+    ),
+    as_array=st.booleans(),
+)
+def test_token_gaps_and_times_match_eager_requests(ops, as_array):
+    """Members that join, leave (pause) and rejoin between runs of any length read their longest
+    gap and last token time exactly as an eager request that takes the same steps."""
+    cohort, t = DecodeCohort(16), 1.0
+    running, paused = [], []  # (lazy, eager) twins
+    for op, arg in ops:
+        if op == "join":
+            if paused and arg % 2:
+                pair = paused.pop(arg % len(paused))
+            else:
+                at = t + 0.005 * (arg % 3)  # its first token after the cohort's last step, or with it
+                pair = decoding(arg, 20, 2 + arg, at=at), decoding(arg, 20, 2 + arg, at=at)
+            cohort.join(pair[0])
+            running.append(pair)
+        elif op == "leave" and running:
+            pair = running.pop(arg % len(running))
+            cohort.leave(pair[0])
+            paused.append(pair)
+        elif op == "advance" and running:
+            ends = [np.float64(t := t + gap) for gap in arg]  # (NumPy scalars, as runs give them)
+            cohort.advance(np.array(ends) if as_array else ends)
+            for end in ends:
+                running = [p for p in running if not p[1].advance(1, float(end))]
+        for lazy, eager in running + paused:
+            assert lazy.max_token_gap == eager.max_token_gap
+            assert lazy.last_token_time == eager.last_token_time
+    assert {id(p[0]) for p in running} == {id(r) for r in cohort}
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,10 +1,15 @@
 """Decode cohort: the running requests that each gain exactly one token per cohort step.
 
 Continuous batching spends most steps decoding the same set of requests. Instead of touching every
-request every step, the cohort keeps one step counter (`epoch`) and the end time of each of its
-steps; a member's progress is `tokens at join + (epoch - epoch at join)`. Finishes come off a heap
-keyed by the epoch at which each member emits its last token, and KV block growth is counted from a
-histogram of members' positions within a block. A step, or k identical steps, costs O(1) numpy calls.
+request every step, the cohort keeps one step counter (`epoch`) and what its members read of the
+steps' end times; a member's progress is `tokens at join + (epoch - epoch at join)`. Finishes come
+off a heap keyed by the epoch at which each member emits its last token, and KV block growth is
+counted from a histogram of members' positions within a block. A step, or k identical steps, costs
+O(1) numpy calls (and one pass over the k end times).
+
+Members join only between `advance` calls, so a member's steps are whole calls: each call keeps its
+first step's end and its gaps as suffix maxima (the gap before its first step, the widest after),
+so a member's longest gap is a bisect away.
 """
 
 from __future__ import annotations
@@ -31,12 +36,18 @@ class DecodeCohort:
         self._bases: list[int] = []  # sorted (computed at join - epoch at join), with a window
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
         self.epoch = 0
-        self._ends = np.empty(4096)
-        """End time of each step since `_first_kept` (epoch `e` at index `e - _first_kept`): steps
-        before every member's join are dropped when the buffer grows, so a long run's memory is
-        bounded by the longest membership, not by the run's length."""
-        self._first_kept = 0
         self._last_end = math.nan  # the last step's end (`last_end`), as a Python float
+        self._call_epochs: list[int] = []
+        self._call_first_ends: list[float] = []
+        """Each `advance` call's first epoch (where members join) and its first step's end."""
+        self._gap_epochs: list[int] = []
+        self._gap_maxima: list[float] = []
+        """Gaps between step ends, each a suffix maximum: the largest gap at or after
+        `_gap_epochs[i]` (the epoch of the step it ends, or of a call's second step, standing for
+        the call's gaps inside it) is `_gap_maxima[i]`, which decrease. Entries older than every
+        member's join are dropped as they pile up, so memory is bounded by the longest
+        membership, not by the run's length."""
+        self._kept_calls = 0  # calls kept at the last drop
         self._joined_at: dict[Request, int] = {}
         self._members: dict[Request, int] = {}
         self._heap: list[tuple[int, int, int, Request]] = []
@@ -92,19 +103,16 @@ class DecodeCohort:
             heapq.heappop(heap)
         return -heap[0][0] + self.epoch + steps_ahead if heap else 0
 
-    def end_time(self, epoch_index: int) -> float:
-        if epoch_index == self.epoch - 1:  # (the common case: a member leaving now)
-            return self._last_end
-        return float(self._ends[epoch_index - self._first_kept])
-
     def max_gap_since(self, epoch0: int, last_time_at_join: float) -> float:
-        """Longest gap between tokens of a member that joined at `epoch0`."""
+        """Longest gap between tokens of a member that joined at `epoch0` (an `advance` call's
+        start) with its last token at `last_time_at_join`."""
         if self.epoch == epoch0:
             return 0.0
-        ends = self._ends[epoch0 - self._first_kept : self.epoch - self._first_kept]
-        gap = float(ends[0]) - last_time_at_join if not math.isnan(last_time_at_join) else 0.0
-        if len(ends) > 1:  # (np.diff and np.max cost several times these two ufunc calls)
-            gap = max(gap, float(np.maximum.reduce(ends[1:] - ends[:-1])))
+        first = self._call_first_ends[bisect.bisect_left(self._call_epochs, epoch0)]
+        gap = first - last_time_at_join if not math.isnan(last_time_at_join) else 0.0
+        later = bisect.bisect_right(self._gap_epochs, epoch0)  # the first gap after its first step
+        if later < len(self._gap_maxima):
+            gap = max(gap, self._gap_maxima[later])
         return gap
 
     def steps_to_next_finish(self) -> int:
@@ -208,10 +216,6 @@ class DecodeCohort:
         `gaps`: record the steps' token gaps as one run (`run`), as that many single steps would
         (`steps`: mixed runs, whose records must match single steps exactly; `end_times` a
         list), or not at all (`recorded`: `gaps_ahead` has them made, step by step)."""
-        k = len(end_times)
-        if self.epoch + k > self._first_kept + len(self._ends):
-            self._make_room(k)
-        at = self.epoch - self._first_kept
         if self.gaps is not None and gaps != "recorded":
             prev = self._last_end
             if gaps == "steps":
@@ -219,9 +223,8 @@ class DecodeCohort:
             else:
                 self.gaps.cohort_steps(prev, end_times, self._class_counts, self._joiners)
             self._joiners.clear()
-        self._ends[at : at + k] = end_times
-        self._last_end = float(end_times[-1])
-        self.epoch += k
+        self._note_gaps(end_times if isinstance(end_times, list) else end_times.tolist())
+        self.epoch += len(end_times)
         finished = []
         heap = self._heap
         while heap and heap[0][0] <= self.epoch:
@@ -260,14 +263,56 @@ class DecodeCohort:
         """`request`, which just joined, has its first gap registered ahead (`gaps_ahead_joined`)."""
         self._joiners.pop(request, None)
 
-    def _make_room(self, k: int) -> None:
-        """Room for `k` more step ends, keeping the steps any member or the last step may still
-        read (a member's steps since its join; the last step's end, its last token time)."""
-        keep = min(min(self._joined_at.values(), default=self.epoch), max(self.epoch - 1, 0))
-        kept = self._ends[keep - self._first_kept : self.epoch - self._first_kept]
-        grown = np.empty(max(2 * (len(kept) + k), 4096))
-        grown[: len(kept)] = kept
-        self._ends, self._first_kept = grown, keep
+    def _note_gaps(self, ends: list[float]) -> None:
+        """Keep what members will read of the steps ending at `ends`, which start at `epoch`: the
+        first end, the gap from the last call's last end, and the largest gap among `ends`."""
+        start = self.epoch
+        if len(self._call_epochs) > 2 * self._kept_calls + 64:
+            self._drop_unread_gaps()
+        first = float(ends[0])
+        self._call_epochs.append(start)
+        self._call_first_ends.append(first)
+        if not math.isnan(self._last_end):
+            self._push_gap(start, first - self._last_end)
+        if len(ends) > 1:
+            self._push_gap(start + 1, _widest_gap(ends))
+        self._last_end = float(ends[-1])
+
+    def _push_gap(self, epoch: int, gap: float) -> None:
+        """A gap at `epoch` (after every gap kept): those kept before it that are no larger are no
+        longer any member's largest."""
+        epochs, maxima = self._gap_epochs, self._gap_maxima
+        while maxima and maxima[-1] <= gap:
+            maxima.pop()
+            epochs.pop()
+        epochs.append(epoch)
+        maxima.append(gap)
+
+    def _drop_unread_gaps(self) -> None:
+        """Drop what no member can read: calls before the oldest member's join, and gaps at or
+        before it (a member reads the gaps after its first step; later joiners, later ones)."""
+        oldest = min(self._joined_at.values(), default=self.epoch)
+        calls = bisect.bisect_left(self._call_epochs, oldest)
+        del self._call_epochs[:calls]
+        del self._call_first_ends[:calls]
+        gaps = bisect.bisect_right(self._gap_epochs, oldest)
+        del self._gap_epochs[:gaps]
+        del self._gap_maxima[:gaps]
+        self._kept_calls = len(self._call_epochs)
 
     def _valid(self, entry) -> bool:
         return self._members.get(entry[3]) == entry[2]
+
+
+def _widest_gap(ends: list[float]) -> float:
+    """Largest difference between consecutive `ends` (at least two). (A typed loop: compiled, it
+    reads the ends, NumPy scalars as runs give them, as plain doubles; NumPy calls cost more.)"""
+    prev = ends[1]
+    widest = prev - ends[0]
+    for i in range(2, len(ends)):
+        end = ends[i]  # (each end read once)
+        gap = end - prev
+        if gap > widest:
+            widest = gap
+        prev = end
+    return float(widest)

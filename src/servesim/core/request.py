@@ -103,7 +103,7 @@ class Request:
         c = self._cohort
         if c is None or c.epoch == self._epoch0:
             return self._last_token_time
-        return c.end_time(c.epoch - 1)
+        return c.last_end()
 
     @property
     def max_token_gap(self) -> float:
@@ -118,8 +118,9 @@ class Request:
 
     @property
     def num_pending_tokens(self) -> int:
-        """Tokens to compute before the next output token can be emitted."""
-        return self.num_known_tokens - self.num_computed_tokens
+        """Tokens to compute before the next output token can be emitted. (A cohort's steps add
+        as many generated tokens as computed ones: the stored counts' difference is the pending.)"""
+        return self.num_prompt_tokens + self._generated - self._computed
 
     @property
     def num_remaining_output_tokens(self) -> int:
@@ -202,7 +203,7 @@ class Request:
             self._max_token_gap = max(
                 self._max_token_gap, clock.max_gap_since(self._epoch0, self._last_token_time)
             )
-            self._last_token_time = clock.end_time(clock.epoch - 1)
+            self._last_token_time = clock.last_end()
         self._computed += steps
         self._generated += steps
         self._cohort = None

@@ -1,23 +1,43 @@
-"""Sleeping without a SimPy event when nothing else can happen meanwhile.
+"""The engine's sleeps and wakes, made cheaper than SimPy's general ones.
 
-A process that sleeps yields a `Timeout`: SimPy queues it, pops it when its time comes and
-resumes the process through its generator chain, a few microseconds per sleep. When the sleep
-ends strictly before every event already queued, nothing can run in between (no other process,
-no interrupt, no `until` of `env.run`: all of them are queued events), so the clock can move
-forward in place and the process go on at once. Everyone else sees the same schedule: the next
-event popped is the one that would have been popped after the timeout, at the same time, and
-events created later keep their creation order (SimPy breaks same-time ties by it). Only the
-count of processed events differs.
+`skip_ahead`: a process that sleeps yields a `Timeout`; SimPy queues it, pops it when its time
+comes and resumes the process through its generator chain, a few microseconds per sleep. When
+the sleep ends strictly before every event already queued, nothing can run in between (no other
+process, no interrupt, no `until` of `env.run`: all of them are queued events), so the clock can
+move forward in place and the process go on at once. Everyone else sees the same schedule: the
+next event popped is the one that would have been popped after the timeout, at the same time,
+and events created later keep their creation order (SimPy breaks same-time ties by it). Only the
+count of processed events differs. This is valid only for a process resumed by events it alone
+waits on (its own timeouts, its own wake-up event, wakes): the event that resumed it then has no
+other callbacks to run after it, at a clock they would not expect.
 
-This is the one place servesim reads SimPy's private state (`Environment._queue`, `_now`;
-SimPy 4). It is valid only for a process resumed by events it alone waits on (its own timeouts,
-its own wake-up event, interrupts): the event that resumed it then has no other callbacks to
-run after it, at a clock they would not expect.
+`wake_early` wakes a sleeping process as `Process.interrupt()` does, at the same point of the
+schedule, but sends it a value where an interrupt throws an exception through its generators
+(every decode run an arrival cuts short), and takes the event it slept on off the schedule.
+`now` reads the clock without SimPy's property (a Python call per read; the engine reads the
+clock a few times a step).
+
+This is the one place servesim reads SimPy's private state (`Environment._queue`, `_now`; an
+event's `_ok`, `_value`; a process's `_target`, `_resume`; SimPy 4).
 """
 
 from __future__ import annotations
 
+import heapq
+from functools import partial
+
 import simpy
+from simpy.core import URGENT
+from simpy.events import PENDING
+
+WOKEN = "woken early"
+"""What a process asleep on an event receives when `wake_early` wakes it before the event."""
+
+
+def now(env: simpy.Environment) -> float:
+    """`env.now`, read as the attribute it returns (compiled, a dictionary lookup instead of a
+    call into SimPy's property)."""
+    return env._now
 
 
 def skip_ahead(env: simpy.Environment, delay: float) -> bool:
@@ -36,3 +56,39 @@ def skip_ahead(env: simpy.Environment, delay: float) -> bool:
         return False
     env._now = end
     return True
+
+
+def wake_early(process: simpy.Process) -> None:
+    """Resume `process`, asleep on an event, at the current time instead, as
+    `Process.interrupt()` would: an urgent event, processed once the event in hand is done, after
+    which the event it slept on resumes nobody. It receives `WOKEN` from its `yield` where an
+    interrupt would throw `simpy.Interrupt` into it: no exception made, thrown through each of its
+    generators and caught (several microseconds a wake)."""
+    env = process.env
+    event = env.event()
+    event._ok, event._value = True, WOKEN
+    event.callbacks.append(partial(_resume_early, process))  # type: ignore[union-attr]  # not yet processed
+    env.schedule(event, URGENT)
+
+
+def _resume_early(process: simpy.Process, event: simpy.Event) -> None:
+    if process._value is not PENDING:  # it ended meanwhile (an instance failure)
+        return
+    slept_on = process._target
+    slept_on.callbacks.remove(process._resume)  # type: ignore[union-attr]  # it sleeps on it
+    if not slept_on.callbacks:
+        _unschedule(process.env, slept_on)
+    process._resume(event)
+
+
+def _unschedule(env: simpy.Environment, event: simpy.Event) -> None:
+    """Take `event`, which nobody waits on any more, off the schedule: it would pop as a no-op,
+    and until then keep `skip_ahead` from moving the clock past it."""
+    queue = env._queue
+    for at, entry in enumerate(queue):
+        if entry[3] is event:
+            last = queue.pop()
+            if at < len(queue):
+                queue[at] = last
+                heapq.heapify(queue)
+            return

@@ -5,8 +5,8 @@ stops at the next finish, at the KV cache's limit, at the plan's `max_repeats` a
 `engine.max_run_steps`; a plan's `replan_time` cuts it to the step in flight then, the time
 limit to the steps that end before it), sleeps until the last ends, and settles them: KV
 blocks, the cohort's progress, finishes, one step-log row with the run's steps and joules. An
-arrival routed here meanwhile interrupts the run: the step in flight completes and the
-scheduler plans again. The result is step for step what single steps give.
+arrival routed here meanwhile wakes the instance (`clock.wake_early`): the step in flight
+completes and the scheduler plans again. The result is step for step what single steps give.
 
 Its energy is priced once, for the steps run, unless the power meter is read while it runs
 (a power budget): then it is priced for the planned steps as it starts, and again if it was cut
@@ -26,10 +26,9 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import simpy
 
 from servesim.core.step import StepPlan
-from servesim.engine.clock import skip_ahead
+from servesim.engine.clock import WOKEN, now, skip_ahead
 
 if TYPE_CHECKING:  # a type only: the instance imports this module
     from servesim.engine.instance import Instance
@@ -46,7 +45,7 @@ def decode_run(instance: Instance, plan: StepPlan):
     most = min(min(cohort.steps_to_next_finish(), plan.max_repeats), instance.max_run_steps)
     k = max(1, kv.max_cohort_steps(most))
     n = cohort.size
-    start: float = env.now
+    start: float = now(env)
     ctx, seconds, ends = _prices(instance, n, k, start)
     end: float = ends[-1]  # (`ends` is a list or an array: compiled, a typed copy of its last)
     if plan.replan_time < end:
@@ -66,28 +65,24 @@ def decode_run(instance: Instance, plan: StepPlan):
     done = k
     if not skip_ahead(env, end - start):  # (nothing else due before the run ends)
         instance._interruptible = k > 1
-        try:
-            yield env.timeout(end - start)
-        except simpy.Interrupt as exc:
-            if exc.cause is not None:  # the instance failed: not a wake
-                raise
-            # An arrival: finish the step in flight, then plan again.
-            done = min(bisect.bisect_left(ends, env.now) + 1, k)
-            remaining = ends[done - 1] - env.now
+        if (yield env.timeout(end - start)) is WOKEN:  # an arrival (`Instance.wake`)
+            # finish the step in flight, then plan again
+            done = min(bisect.bisect_left(ends, now(env)) + 1, k)
+            remaining = ends[done - 1] - now(env)
             if remaining > 0 and not skip_ahead(env, remaining):
                 yield env.timeout(remaining)
         instance._interruptible = False
-    now = env.now  # (read once: SimPy's `now` is a property)
+    end_now = now(env)
     ends = ends[:done] if isinstance(ends, list) else np.array(ends[:done])  # (a copy either way)
-    ends[-1] = now
+    ends[-1] = end_now
     # Blocks for the steps run (k fit when the run was planned); never inside an assert,
     # which `python -O` would skip.
     if not kv.reserve_cohort(done):
         raise RuntimeError("a decode run outgrew the KV blocks it was planned with")
-    instance._finish(kv.advance_cohort(ends), now)
+    instance._finish(kv.advance_cohort(ends), end_now)
     if not in_flight or done < k or _limit(instance) != limit:  # or cut short, or capped anew
         joules = _energy(instance, n, ctx, seconds, done)
-    instance._record_step(start, now, done, 0, n, joules)
+    instance._record_step(start, end_now, done, 0, n, joules)
 
 
 def steps_before(ends, horizon: float) -> int:

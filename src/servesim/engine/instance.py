@@ -2,7 +2,7 @@
 
 When the policy marks a pure-decode plan repeatable, the instance runs up to k identical steps as
 one timeout (`engine.decode_run`), where k stops at the next finish, at the KV cache's limit and
-at the policy's bound. An arrival routed here meanwhile interrupts the run; the step in flight
+at the policy's bound. An arrival routed here meanwhile wakes the run early; the step in flight
 completes and the scheduler plans again. The result is step-for-step the same as running one step
 at a time. Chunked prefill's repeating mixed steps run the same way (`engine.mixed_run`).
 
@@ -22,7 +22,7 @@ import simpy
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
-from servesim.engine.clock import skip_ahead
+from servesim.engine.clock import now, skip_ahead, wake_early
 from servesim.engine.decode_run import decode_run
 from servesim.engine.mixed_run import handover_run, mixed_run
 from servesim.engine.power import PowerMeter
@@ -205,7 +205,7 @@ class Instance:
     def submit(self, request: Request) -> None:
         """Hand a routed request to the scheduler, waking the instance if it sleeps."""
         request.instance = self.index
-        reason = self.scheduler.add_request(request, self.env.now)
+        reason = self.scheduler.add_request(request, now(self.env))
         self.load_changed()
         if reason is not None:
             request.status = RequestStatus.REJECTED
@@ -227,10 +227,10 @@ class Instance:
             self._idle.succeed()
         elif self._interruptible:
             if arrival and self.arrivals_in_run is not None:
-                self.arrivals_in_run.append((self.env.now, self.scheduler.load()))
+                self.arrivals_in_run.append((now(self.env), self.scheduler.load()))
                 return
             self._interruptible = False
-            self.process.interrupt()
+            wake_early(self.process)
 
     def decoding(self) -> list[Request]:
         """Requests decoding here that could migrate (read-only for policies)."""
@@ -249,49 +249,58 @@ class Instance:
         return held
 
     # -- the engine loop --------------------------------------------------------------------------
-    def run_process(self):
+    def run_process(self) -> Generator[simpy.Event, Any, None]:  # (annotated: mypy, and mypyc, type its body)
+        """The engine loop: plan, run what was planned, again, until the instance fails (an
+        interrupt whose cause is `FAILURE`). One generator, not a loop inside a catcher: every
+        resume and every interrupt passes through each generator of the chain."""
+        scheduler, cohort = self.scheduler, self.cohort
         try:
-            yield from self._loop()
+            while True:
+                plan = self._plan()
+                if plan.is_empty(cohort.size):
+                    yield from self._sleep_until_woken()
+                elif plan.repeatable and plan.decode_cohort and not plan.tokens and not plan.preempted:
+                    yield from decode_run(self, plan)
+                elif self.mixed_runs and repeats_chunk(scheduler, plan):
+                    yield from mixed_run(self, plan)
+                elif self.mixed_runs and chunk_follows(scheduler, plan):
+                    yield from handover_run(self, plan)
+                else:
+                    yield from self._step(plan)
         except simpy.Interrupt as exc:
             if exc.cause != FAILURE:
                 raise
 
-    def _loop(self) -> Generator[simpy.Event, Any, None]:  # (annotated: mypy, and mypyc, type its body)
-        scheduler, cohort = self.scheduler, self.cohort
-        while True:
-            if self.between_steps is not None:
-                self.between_steps(self)
-            now = self.env.now  # (read once: SimPy's `now` is a property)
-            self.kv.tick(now)
-            plan = scheduler.schedule(now)
-            if self.load_listeners:  # a policy may drop or reject requests while planning
-                self.load_changed()
-            if plan.is_empty(cohort.size):
-                self._idle = self.env.event()
-                wake = self.kv.next_expiry()  # pinned KV frees itself then: plan again
-                if math.isfinite(wake):
-                    yield self._idle | self.env.timeout(max(0.0, wake - self.env.now))
-                else:
-                    yield self._idle
-                self._idle = None
-            elif plan.repeatable and plan.decode_cohort and not plan.tokens and not plan.preempted:
-                yield from decode_run(self, plan)
-            elif self.mixed_runs and repeats_chunk(scheduler, plan):
-                yield from mixed_run(self, plan)
-            elif self.mixed_runs and chunk_follows(scheduler, plan):
-                yield from handover_run(self, plan)
-            else:
-                yield from self._step(plan)
+    def _plan(self) -> StepPlan:
+        """The scheduler's next plan, after the hooks that act between steps."""
+        if self.between_steps is not None:
+            self.between_steps(self)
+        at = now(self.env)
+        self.kv.tick(at)
+        plan = self.scheduler.schedule(at)
+        if self.load_listeners:  # a policy may drop or reject requests while planning
+            self.load_changed()
+        return plan
+
+    def _sleep_until_woken(self):
+        """Nothing to run: sleep until a wake (`wake`), or until pinned KV frees itself."""
+        self._idle = self.env.event()
+        wake = self.kv.next_expiry()  # pinned KV frees itself then: plan again
+        if math.isfinite(wake):
+            yield self._idle | self.env.timeout(max(0.0, wake - now(self.env)))
+        else:
+            yield self._idle
+        self._idle = None
 
     def _step(self, plan: StepPlan):
         env = self.env
         shape = self._shape(plan)
-        start = env.now
+        start = now(env)
         seconds, joules = self.price(shape, plan.num_swap_in_tokens + plan.num_swap_out_tokens)
         self.meter.begin(start, seconds, joules)
         if not skip_ahead(env, seconds):
             yield env.timeout(seconds)
-        end = env.now
+        end = now(env)
         self._settle(plan, start, end)
         self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes, joules)
 

@@ -19,8 +19,8 @@ token gaps recorded step by step. An arrival cannot change the run's steps befor
 (the prompt takes the whole budget, so nobody is admitted): the run takes it without replanning,
 and the rows of the steps ending after it show it waiting; an arrival before a last chunk that
 leaves budget over ends the run before that chunk (the arrival may take the budget). Any other
-wake (KV freed by a transfer) interrupts the run: the step in flight completes and the scheduler
-plans again, as it would between single steps.
+wake (KV freed by a transfer; `clock.wake_early`) cuts the run short: the step in flight
+completes and the scheduler plans again, as it would between single steps.
 
 A handover run (`schedulers.chunk_runs.chunk_follows`) starts one step earlier: the planned
 step gives one fresh prompt its last chunk and the next prompt the rest of the budget, and the
@@ -52,11 +52,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import simpy
 
 from servesim.core.step import StepPlan
 from servesim.cost.base import StepShape
-from servesim.engine.clock import skip_ahead
+from servesim.engine.clock import WOKEN, now, skip_ahead
 from servesim.engine.decode_run import steps_before
 from servesim.schedulers.chunk_runs import leaves_budget_unused
 
@@ -78,7 +77,7 @@ def mixed_run(instance: Instance, plan: StepPlan):
         yield from instance._step(plan)
         return
     steps = _Steps.of(instance, plan, request, chunk, k)
-    start = instance.env.now
+    start = now(instance.env)
     starts, ends, joules = _price(instance, steps, start, last)
     starts, ends, joules, last = _before_horizon(instance, starts, ends, joules, last)
     if len(ends) < 2:
@@ -107,7 +106,7 @@ def handover_run(instance: Instance, plan: StepPlan):
     if k < 2:
         yield from instance._step(plan)
         return
-    lead, start = instance._shape(plan), instance.env.now
+    lead, start = instance._shape(plan), now(instance.env)
     lead_s, lead_j = instance.price(lead)
     steps = _Steps.after_handover(instance, done_prompt, request, first, chunk, k - 1)
     starts, ends, joules = _price(instance, steps, start + lead_s, last)  # as SimPy sums
@@ -386,34 +385,35 @@ def _sleep(instance: Instance, ends: list[float], before_last: bool):
     env = instance.env
     done = len(ends)
     instance._interruptible = True
-    try:
-        if before_last:
-            yield from _until(env, ends[-2])
-            if len(instance.arrivals_in_run) > 1:  # type: ignore[arg-type]  # set while a run sleeps
-                done -= 1
-        if done == len(ends):
-            yield from _until(env, ends[-1])
-    except simpy.Interrupt as exc:
-        if exc.cause is not None:  # the instance failed: not a wake
-            raise
-        instance._interruptible = False
-        done = min(bisect.bisect_left(ends, env.now) + 1, done)
-        yield from _until(env, ends[done - 1])
+    woken = False
+    if before_last:
+        woken = yield from _until(env, ends[-2])
+        if not woken and len(instance.arrivals_in_run) > 1:  # type: ignore[arg-type]  # set while a run sleeps
+            done -= 1
+    if not woken and done == len(ends):
+        woken = yield from _until(env, ends[-1])
     instance._interruptible = False
+    if woken:  # finish the step in flight, then plan again
+        done = min(bisect.bisect_left(ends, now(env)) + 1, done)
+        yield from _until(env, ends[done - 1])
     return done
 
 
-def _until(env, target: float):  # env stays Any: compiled, `now < target` would need a bool, not numpy's
-    """Sleep until exactly `target`. `now + (target - now)` may round to a neighbour of it when
-    the sleep is longer than `now` itself; a second hop, of the exact rest, then lands on it."""
-    now: float = env.now  # (a typed copy: SimPy's `now` is a property, its value may be numpy's)
-    if now < target:
-        delay = _delay(now, target)
+def _until(env, target: float) -> Generator[Any, Any, bool]:
+    """Sleep until exactly `target`; True if woken before (`clock.wake_early`). `now + (target -
+    now)` may round to a neighbour of it when the sleep is longer than `now` itself; a second hop,
+    of the exact rest, then lands on it."""
+    at = now(env)
+    if at < target:
+        delay = _delay(at, target)
         if not skip_ahead(env, delay):  # (nothing else due before then)
-            yield env.timeout(delay)
-        now = env.now
-        if now < target:
-            yield env.timeout(target - now)
+            if (yield env.timeout(delay)) is WOKEN:
+                return True
+        at = now(env)
+        if at < target:
+            if (yield env.timeout(target - at)) is WOKEN:
+                return True
+    return False
 
 
 def _delay(now: float, target: float) -> float:
