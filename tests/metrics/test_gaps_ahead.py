@@ -142,7 +142,11 @@ def one_run(ends: np.ndarray, prev: float, weight: float, joined: int):
 def test_decode_runs_expanded_at_once_equal_each_run_alone(runs):
     runs = [(np.cumsum([10.0, *seconds])[1:], prev, float(n), min(joined, n))
             for seconds, prev, n, joined in runs]
-    gaps, weights = gaps_module._run_records(runs)
+    series = gaps_module._Series()
+    for run in runs:
+        series.add_run(*run)
+    gaps, weights = gaps_module._run_records(series.run_ends, series.run_lengths, series.run_weights,
+                                             series.run_first_gaps, series.run_first_weights)
     alone = [one_run(*run) for run in runs]
     assert gaps.tobytes() == np.concatenate([g for g, _ in alone]).tobytes()
     assert weights.tobytes() == np.concatenate([w for _, w in alone]).tobytes()

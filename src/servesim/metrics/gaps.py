@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import itertools
 import math
-from collections.abc import Iterable
+import struct
 from typing import Any
 
 import numpy as np
@@ -46,16 +45,22 @@ WORST_FRACTION = 0.10
 
 
 class _Series:
-    """One class's gaps: scalar records in lists, decode runs as their step ends, folded into a
-    histogram."""
+    """One class's gaps: scalar records in lists, decode runs as their step ends (one flat list
+    for every run) and each run's first record, folded into a histogram."""
 
-    __slots__ = ("gaps", "weights", "runs", "pending", "hist", "count", "total", "low", "high")
+    __slots__ = ("gaps", "weights", "run_ends", "run_lengths", "run_weights", "run_first_gaps",
+                 "run_first_weights", "pending", "flush_at", "hist", "count", "total", "low", "high")
 
     def __init__(self) -> None:
         self.gaps: list[float] = []
         self.weights: list[float] = []
-        self.runs: list[tuple[np.ndarray | list[float], float, float, int]] = []
+        self.run_ends: list[float] = []
+        self.run_lengths: list[int] = []
+        self.run_weights: list[float] = []
+        self.run_first_gaps: list[float] = []
+        self.run_first_weights: list[float] = []
         self.pending = 0
+        self.flush_at = FLUSH_AT  # (read once, not as a module global per record; tests lower it)
         self.hist = np.zeros(NUM_BINS)
         self.count = 0.0
         self.total = 0.0
@@ -66,14 +71,14 @@ class _Series:
         self.gaps.append(gap)
         self.weights.append(weight)
         self.pending += 1
-        if self.pending >= FLUSH_AT:
+        if self.pending >= self.flush_at:
             self.flush()
 
     def add_many(self, gaps: list[float], weight: float) -> None:
         """`add(gap, weight)` of each gap in turn, flushing where those calls would."""
         at, n = 0, len(gaps)
-        while self.pending + (n - at) >= FLUSH_AT:
-            take = FLUSH_AT - self.pending
+        while self.pending + (n - at) >= self.flush_at:
+            take = self.flush_at - self.pending
             self.gaps.extend(gaps[at : at + take])
             self.weights.extend([weight] * take)
             self.pending += take
@@ -89,22 +94,30 @@ class _Series:
         cohort's first): each step's gap weighted `weight`, the first step's `weight - joined`
         (its joiners record their own), its gap 0 without a step before. Made into arrays when
         the series flushes, every run at once (`_run_records`)."""
-        self.runs.append((ends, prev, weight, joined))
-        self.pending += len(ends)
-        if self.pending >= FLUSH_AT:
+        steps = _listed(ends)
+        self.run_ends.extend(steps)
+        self.run_lengths.append(len(steps))
+        self.run_weights.append(weight)
+        self.run_first_gaps.append(steps[0] - prev if prev == prev else 0.0)
+        self.run_first_weights.append(weight - joined)
+        self.pending += len(steps)
+        if self.pending >= self.flush_at:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        g = np.asarray(self.gaps, dtype=np.float64)
-        w = np.asarray(self.weights, dtype=np.float64)
-        if self.runs:  # after the scalar records, as they were always summed
-            run_g, run_w = _run_records(self.runs)
+        g, w = _floats(self.gaps), _floats(self.weights)
+        if self.run_lengths:  # after the scalar records, as they were always summed
+            run_g, run_w = _run_records(self.run_ends, self.run_lengths, self.run_weights,
+                                        self.run_first_gaps, self.run_first_weights)
             g, w = np.concatenate([g, run_g]), np.concatenate([w, run_w])
+            self.run_ends, self.run_lengths, self.run_weights = [], [], []
+            self.run_first_gaps, self.run_first_weights = [], []
         keep = w > 0
-        g, w = g[keep], w[keep]
-        self.gaps, self.weights, self.runs, self.pending = [], [], [], 0
+        if not keep.all():
+            g, w = g[keep], w[keep]
+        self.gaps, self.weights, self.pending = [], [], 0
         if not len(g):
             return
         self.count += float(w.sum())
@@ -114,22 +127,33 @@ class _Series:
         self.hist += np.bincount(_bin_index(g), weights=w, minlength=NUM_BINS)
 
 
-def _run_records(runs: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+def _run_records(ends: list[float], lengths: list[int], weights: list[float], first_gaps: list[float],
+                 first_weights: list[float]) -> tuple[np.ndarray, np.ndarray]:
     """The gaps and weights of `_Series.add_run`'s runs, one after another: the same values a
     run's own `np.diff` and `np.full` give (element by element the same operations), in a few
-    numpy calls for all of them instead of a few per run."""
-    lengths = np.array([len(r[0]) for r in runs])
-    ends = np.fromiter(itertools.chain.from_iterable(r[0] for r in runs), np.float64, int(lengths.sum()))
-    firsts = np.cumsum(lengths) - lengths
-    prevs = np.array([r[1] for r in runs], dtype=np.float64)
-    before = np.empty_like(ends)
-    before[1:] = ends[:-1]
-    before[firsts] = prevs
-    gaps = ends - before
-    gaps[firsts[np.isnan(prevs)]] = 0.0
-    weights = np.repeat(np.array([r[2] for r in runs], dtype=np.float64), lengths)
-    weights[firsts] -= np.array([r[3] for r in runs])
-    return gaps, weights
+    numpy calls for all of them instead of a few per run. `ends`: every run's step ends;
+    `lengths`, `weights`: each run's steps and their weight; `first_gaps`, `first_weights`:
+    each run's first record."""
+    steps = np.array(lengths)
+    at = _floats(ends)
+    firsts = np.cumsum(steps) - steps
+    gaps = np.empty_like(at)
+    np.subtract(at[1:], at[:-1], out=gaps[1:])
+    gaps[firsts] = _floats(first_gaps)
+    run_weights = np.repeat(_floats(weights), steps)
+    run_weights[firsts] = _floats(first_weights)
+    return gaps, run_weights
+
+
+def _listed(ends: np.ndarray | list[float]) -> list[float]:
+    """A run's step ends as a list (they come as either)."""
+    return ends if isinstance(ends, list) else ends.tolist()
+
+
+def _floats(values: list[float]) -> np.ndarray:
+    """`np.array(values)` (read-only) at about a third of its cost: numpy converts a list of
+    floats item by item through its generic machinery, `struct` in one tight C loop."""
+    return np.frombuffer(struct.pack(f"{len(values)}d", *values), dtype=np.float64)
 
 
 def _bin_index(gaps: np.ndarray) -> np.ndarray:
@@ -171,14 +195,14 @@ class TokenGaps:
         if self._due:
             self._release()
         if len(ends) == 1:
-            pairs = [(request.class_name, last) for request, last in joiners.items()]
-            _one_step(self, prev_end, float(ends[0]), class_counts.items(), pairs)
+            _one_step(self, prev_end, float(ends[0]), class_counts, _by_class(joiners))
             return
         per_class: dict[str, int] = {}
+        first = float(ends[0])
         for request, last in joiners.items():
             per_class[request.class_name] = per_class.get(request.class_name, 0) + 1
-            self._of(request.class_name).add(float(ends[0]) - last, 1.0)
-        for cls, n in class_counts.items():  # (`ends` kept until the series flushes)
+            self._of(request.class_name).add(first - last, 1.0)
+        for cls, n in class_counts.items():
             if n > 0:
                 self._of(cls).add_run(ends, prev_end, float(n), per_class.get(cls, 0))
 
@@ -189,11 +213,11 @@ class TokenGaps:
         all without the object (the first step's records, then each class's later gaps)."""
         if self._due:
             self._release()
-        classes = class_counts.items()
-        _one_step(self, prev_end, ends[0], classes, [(r.class_name, last) for r, last in joiners.items()])
+        _one_step(self, prev_end, ends[0], class_counts, _by_class(joiners))
         if len(ends) > 1:
-            gaps = [b - a for a, b in zip(ends, ends[1:])]
-            for cls, n in classes:
+            steps = _listed(ends)  # (native float arithmetic where compiled)
+            gaps = [steps[i] - steps[i - 1] for i in range(1, len(steps))]
+            for cls, n in class_counts.items():
                 if n > 0:  # (the first step made its series)
                     self._of(cls).add_many(gaps, float(n))
 
@@ -273,8 +297,8 @@ class CohortSteps:
     def __init__(self, owner: TokenGaps, prev: float, ends: list[float], class_counts: dict[str, int],
                  joiners: Joiners):
         self.owner, self.prev, self.ends = owner, prev, ends
-        self.joiners = [(request.class_name, last) for request, last in joiners.items()]
-        self.classes = list(class_counts.items())
+        self.joiners = _by_class(joiners)
+        self.classes = dict(class_counts)
         self.weighted: list[tuple[_Series, float]] = []
         """Each class with members and its series, once the first step has made them."""
         self.next = 0
@@ -301,21 +325,30 @@ class CohortSteps:
         members joined, or some were here)."""
         owner = self.owner
         _one_step(owner, self.prev, self.ends[0], self.classes, self.joiners)
-        self.weighted = [(owner._of(cls), float(n)) for cls, n in self.classes if n > 0]
+        self.weighted = [(owner._of(cls), float(n)) for cls, n in self.classes.items() if n > 0]
+
+
+def _by_class(joiners: Joiners) -> list[tuple[str, float]]:
+    """Joiners as (class, their previous token's time)."""
+    return [(request.class_name, last) for request, last in joiners.items()]
 
 
 def _one_step(
-    owner: TokenGaps, prev: float, end: float, classes: Iterable[tuple[str, int]],
-    joiners: Iterable[tuple[str, float]],
+    owner: TokenGaps, prev: float, end: float, classes: dict[str, int], joiners: list[tuple[str, float]],
 ) -> None:
     """One cohort step's records: each joiner's own gap (`joiners`: (class, its previous token's
-    time)), then the other members' per class (`classes`: (class, members))."""
+    time)), then the other members' per class (`classes`: class -> members)."""
+    gap = end - prev
+    if not joiners:  # the common case
+        for cls, n in classes.items():
+            if n > 0:
+                owner._of(cls).add(gap, float(n))
+        return
     per_class: dict[str, int] = {}
     for cls, last in joiners:
         per_class[cls] = per_class.get(cls, 0) + 1
         owner._of(cls).add(end - last, 1.0)
-    gap = end - prev
-    for cls, n in classes:
+    for cls, n in classes.items():
         settled = n - per_class.get(cls, 0)
         if settled > 0:
             owner._of(cls).add(gap, float(settled))
