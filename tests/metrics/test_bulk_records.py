@@ -42,9 +42,10 @@ def test_a_runs_rows_in_one_call_equal_one_by_one(runs, block_rows, spill_rows, 
             for row in zip(starts, ends, running, waiting, kv, joules):
                 s, e, r, w, k, j = row
                 one.record(instance, s, e, 1, prefill, decodes, r, w, k, j)
-            bulk.record_steps(instance, starts, ends, [(prefill, decodes)] * len(starts), running, waiting,
-                               kv, joules)
-            assert bulk._pending == one._pending and bulk._size == one._size
+            n = len(starts)
+            bulk.record_steps(instance, starts, ends, [prefill] * n, [decodes] * n, running, waiting, kv,
+                              joules)
+            assert bulk._pending.columns() == one._pending.columns() and bulk._size == one._size
             assert bulk._spilled == one._spilled
         assert (bulk.num_steps, bulk.num_records) == (one.num_steps, one.num_records)
         if enabled:

@@ -370,17 +370,21 @@ class Instance:
                 for request in finished:
                     self.on_finish(request)
 
-    def _record_run_steps(self, starts, ends, rows, running, waiting, usages, joules) -> None:
+    def _record_run_steps(
+        self, starts: list[float], ends: list[float], prefills: list[int], decodes: list[int],
+        running: list[int], waiting: list[int], usages: list[float], joules: list[float],
+    ) -> None:
         """A run's steps before its last, settled at once (the last is `_record_step`'s, with
         the hooks, which nothing runs between a run's steps): meter, busy time and one step-log
-        row each (`rows`: (prefill tokens, decodes); `running`, `waiting`, `usages`: per step),
-        as `_record_step` would write them."""
+        row each (`prefills`, `decodes`, `running`, `waiting`, `usages`: per step), as
+        `_record_step` would write them."""
         self.meter.end_steps(ends[-1], joules)
         busy = self.busy_s
         for start, end in zip(starts, ends):  # added one by one: the same sum
             busy += end - start
         self.busy_s = busy
-        self.step_log.record_steps(self.index, starts, ends, rows, running, waiting, usages, joules)
+        self.step_log.record_steps(self.index, starts, ends, prefills, decodes, running, waiting, usages,
+                                   joules)
 
     def _record_step(
         self, start: float, end: float, num_steps: int, prefill_tokens: int, num_decodes: int,

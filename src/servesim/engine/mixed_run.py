@@ -464,11 +464,13 @@ def _record(
         assert taken is not None  # a run of steps counts its blocks
         nb = instance.kv.num_blocks
         usages = [(used + t) / nb for t in taken[:last]]
-        running, waiting = _loads_at(loads, ends[:last]) if instance.step_log.enabled else ((), ())
-        instance._record_run_steps(starts[:last], ends[:last], rows[:last], running, waiting, usages,
+        run_ends, run_rows = ends[:last], rows[:last]
+        running, waiting = _loads_at(loads, run_ends) if instance.step_log.enabled else ([], [])
+        prefills, decodes = [p for p, _ in run_rows], [d for _, d in run_rows]
+        instance._record_run_steps(starts[:last], run_ends, prefills, decodes, running, waiting, usages,
                                    joules[:last])
-    prefill, decodes = rows[last]  # (not `*rows[last]`: compiled, a star call is a generic one)
-    instance._record_step(starts[last], ends[last], 1, prefill, decodes, joules[last])
+    last_prefill, last_decodes = rows[last]  # (not `*rows[last]`: compiled, a star call is a generic one)
+    instance._record_step(starts[last], ends[last], 1, last_prefill, last_decodes, joules[last])
 
 
 def _loads_at(loads: list[tuple[float, SchedulerLoad]], ends: list[float]) -> tuple[list[int], list[int]]:
