@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import servesim
-from servesim.engine.clock import skip_ahead
+from servesim.engine.clock import WOKEN, skip_ahead, wake_early
 from tests.factories import same_summary, small_config
 from tests.test_invariants import chunked_configs, configs, pooled_queued_chunked_configs, timed
 
@@ -78,3 +78,57 @@ def test_simulations_equal_those_that_sleep_through_the_queue(changes):
     pd.testing.assert_frame_equal(fast.requests, slow.requests, check_exact=True)
     pd.testing.assert_frame_equal(fast.steps, slow.steps, check_exact=True)
     assert same_summary(fast.summary, slow.summary, ignore=("wall_s", "events"))
+
+
+def _woken_trace(wake) -> tuple[list, float]:
+    """(time, what) as a sleeper is woken at 1.0 by a waker, `wake(process)` called from the
+    waker's step, beside a third process due at 1.0 too; and the time the run ends."""
+    env, seen = simpy.Environment(), []
+
+    def sleeper():
+        try:
+            value = yield env.timeout(5.0)
+            seen.append((env.now, "sleeper", value))
+        except simpy.Interrupt:
+            seen.append((env.now, "sleeper", WOKEN))  # as wake_early sends it
+        yield env.timeout(0.5)
+        seen.append((env.now, "sleeper again", None))
+
+    def waker(process):
+        yield env.timeout(1.0)
+        wake(process)
+        seen.append((env.now, "waker", None))
+
+    def bystander():
+        yield env.timeout(1.0)
+        seen.append((env.now, "bystander", None))
+
+    process = env.process(sleeper())
+    env.process(waker(process))
+    env.process(bystander())
+    env.run()
+    return seen, env.now
+
+
+def test_a_process_woken_early_runs_where_an_interrupt_would_run_it():
+    woken, woken_end = _woken_trace(wake_early)
+    interrupted, interrupted_end = _woken_trace(lambda process: process.interrupt())
+    assert woken == interrupted == [
+        (1.0, "waker", None), (1.0, "sleeper", WOKEN), (1.0, "bystander", None), (1.5, "sleeper again", None),
+    ]
+    # the timeout it slept on left the queue; after an interrupt it stays, to pop as a no-op at 5.0
+    assert (woken_end, interrupted_end) == (1.5, 5.0)
+
+
+def test_a_process_that_ended_before_its_early_wake_is_left_alone():
+    env = simpy.Environment()
+
+    def sleeper():
+        yield env.timeout(5.0)
+
+    process = env.process(sleeper())
+    env.run(until=0.5)
+    wake_early(process)
+    process.interrupt("failure")  # an instance failure first: the process ends
+    env.run(until=0.6)  # the early wake finds it ended and does nothing
+    assert not process.is_alive
