@@ -19,7 +19,7 @@ import collections
 import re
 import sys
 
-LOOP = "_loop_Instance"  # the instance loop's generator: samples outside it are start-up and summary
+LOOP = "run_process_Instance"  # the instance loop's generator: samples outside it are start-up and summary
 
 
 def read_samples(path: str) -> list[list[tuple[str, str]]]:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import servesim
 from servesim.engine.clock import WOKEN, skip_ahead, wake_early
+from servesim.engine.cluster import CountingEnvironment
 from tests.factories import same_summary, small_config
 from tests.test_invariants import chunked_configs, configs, pooled_queued_chunked_configs, timed
 
@@ -82,8 +83,9 @@ def test_simulations_equal_those_that_sleep_through_the_queue(changes):
 
 def _woken_trace(wake) -> tuple[list, float]:
     """(time, what) as a sleeper is woken at 1.0 by a waker, `wake(process)` called from the
-    waker's step, beside a third process due at 1.0 too; and the time the run ends."""
-    env, seen = simpy.Environment(), []
+    waker's step, beside a third process due at 1.0 too; and the time the run ends (the engine's
+    environment, which skips abandoned events)."""
+    env, seen = CountingEnvironment(), []
 
     def sleeper():
         try:
@@ -116,8 +118,35 @@ def test_a_process_woken_early_runs_where_an_interrupt_would_run_it():
     assert woken == interrupted == [
         (1.0, "waker", None), (1.0, "sleeper", WOKEN), (1.0, "bystander", None), (1.5, "sleeper again", None),
     ]
-    # the timeout it slept on left the queue; after an interrupt it stays, to pop as a no-op at 5.0
+    # the timeout it slept on left the schedule; after an interrupt it stays, to pop as a no-op at 5.0
     assert (woken_end, interrupted_end) == (1.5, 5.0)
+
+
+def test_an_event_taken_off_the_schedule_is_neither_seen_nor_processed():
+    """An abandoned timeout stays in SimPy's queue (no scan to remove it) but the engine's
+    environment neither peeks at it nor processes or counts it, and `skip_ahead` moves past it."""
+    env = CountingEnvironment()
+
+    def sleeper():
+        yield env.timeout(10.0)
+
+    def later():
+        yield env.timeout(11.0)
+
+    process = env.process(sleeper())
+    env.process(later())
+    env.run(until=1.0)
+    wake_early(process)
+    while env._queue[0][0] <= 1.0:  # the wake, and the sleeper's end
+        env.step()
+    assert [entry[0] for entry in sorted(env._queue)] == [10.0, 11.0]  # still queued
+    assert skip_ahead(env, 9.5) and env.now == 10.5  # past the abandoned 10.0, short of 11.0
+    assert not skip_ahead(env, 0.5)  # `later`'s 11.0 is due at the sleep's end
+    assert env.peek() == 11.0
+    counted = env.num_events
+    env.run()
+    # `later`'s timeout, its process's end, and the step that finds the queue empty: not the 10.0
+    assert env.now == 11.0 and env.num_events == counted + 3
 
 
 def test_a_process_that_ended_before_its_early_wake_is_left_alone():

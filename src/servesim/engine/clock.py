@@ -13,7 +13,8 @@ other callbacks to run after it, at a clock they would not expect.
 
 `wake_early` wakes a sleeping process as `Process.interrupt()` does, at the same point of the
 schedule, but sends it a value where an interrupt throws an exception through its generators
-(every decode run an arrival cuts short), and takes the event it slept on off the schedule.
+(every decode run an arrival cuts short), and takes the event it slept on off the schedule
+(lazily: `ABANDONED`; `cluster.CountingEnvironment` drops such events as they come due).
 `now` reads the clock without SimPy's property (a Python call per read; the engine reads the
 clock a few times a step).
 
@@ -50,8 +51,12 @@ def skip_ahead(env: simpy.Environment, delay: float) -> bool:
     queue = env._queue
     if queue:
         first: float = queue[0][0]
-        if first <= end:  # a same-time event was queued first: it goes first
-            return False
+        if first <= end:  # a same-time event was queued first: it goes first, unless abandoned
+            if queue[0][3].callbacks is not ABANDONED:
+                return False
+            drop_abandoned(queue)
+            if queue and queue[0][0] <= end:
+                return False
     if not delay >= 0:  # (NaN too) the timeout raises as it would have
         return False
     env._now = end
@@ -81,14 +86,20 @@ def _resume_early(process: simpy.Process, event: simpy.Event) -> None:
     process._resume(event)
 
 
+ABANDONED: list = []
+"""The callbacks of a queued event nobody waits on any more (`wake_early`): it stays in the queue,
+where taking it out would cost a scan of the queue and a re-heapify, and is dropped once it comes
+to the head (`drop_abandoned`). An environment that does not drop it pops it as a no-op."""
+
+
 def _unschedule(env: simpy.Environment, event: simpy.Event) -> None:
-    """Take `event`, which nobody waits on any more, off the schedule: it would pop as a no-op,
-    and until then keep `skip_ahead` from moving the clock past it."""
-    queue = env._queue
-    for at, entry in enumerate(queue):
-        if entry[3] is event:
-            last = queue.pop()
-            if at < len(queue):
-                queue[at] = last
-                heapq.heapify(queue)
-            return
+    """Mark `event`, which nobody waits on any more, as abandoned: it will not be processed (nor
+    counted), nor keep `skip_ahead` from moving the clock past it."""
+    event.callbacks = ABANDONED
+
+
+def drop_abandoned(queue: list) -> None:
+    """Pop the abandoned events at the head of SimPy's queue `queue`: the environment's `step`
+    and `peek`, and `skip_ahead`, then see the next event that will run."""
+    while queue and queue[0][3].callbacks is ABANDONED:
+        heapq.heappop(queue)

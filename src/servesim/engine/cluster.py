@@ -16,6 +16,7 @@ import simpy
 
 from servesim.core.request import Request
 from servesim.cost.base import CostModel
+from servesim.engine.clock import ABANDONED, drop_abandoned
 from servesim.engine.completion import Completion
 from servesim.engine.instance import DEFAULT_MAX_RUN_STEPS, Instance
 from servesim.engine.stream import RequestStream
@@ -244,12 +245,20 @@ def _both(first, second):
 
 
 class CountingEnvironment(simpy.Environment):
-    """A SimPy environment that counts the events it processes (cheap: one integer add each)."""
+    """A SimPy environment that counts the events it processes (cheap: one integer add each) and
+    skips those `clock.wake_early` abandoned (neither processed nor counted, nor seen by `peek`)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.num_events = 0
 
     def step(self) -> None:
+        queue = self._queue
+        if queue and queue[0][3].callbacks is ABANDONED:
+            drop_abandoned(queue)
         self.num_events += 1
         simpy.Environment.step(self)
+
+    def peek(self) -> float:
+        drop_abandoned(self._queue)
+        return simpy.Environment.peek(self)
