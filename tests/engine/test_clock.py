@@ -7,12 +7,13 @@ from contextlib import ExitStack
 from unittest import mock
 
 import pandas as pd
+import pytest
 import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import servesim
-from servesim.engine.clock import WOKEN, skip_ahead, wake_early
+from servesim.engine.clock import SHORT_QUEUE, WOKEN, skip_ahead, wake_early
 from servesim.engine.cluster import CountingEnvironment
 from tests.factories import same_summary, small_config
 from tests.test_invariants import chunked_configs, configs, pooled_queued_chunked_configs, timed
@@ -122,31 +123,35 @@ def test_a_process_woken_early_runs_where_an_interrupt_would_run_it():
     assert (woken_end, interrupted_end) == (1.5, 5.0)
 
 
-def test_an_event_taken_off_the_schedule_is_neither_seen_nor_processed():
-    """An abandoned timeout stays in SimPy's queue (no scan to remove it) but the engine's
-    environment neither peeks at it nor processes or counts it, and `skip_ahead` moves past it."""
+@pytest.mark.parametrize("bystanders", [0, SHORT_QUEUE])
+def test_an_event_taken_off_the_schedule_is_neither_seen_nor_processed(bystanders):
+    """An abandoned timeout leaves a short queue at once; a long one (a fleet's) keeps it, marked,
+    to spare a scan: either way the engine's environment neither peeks at it nor processes or
+    counts it, and `skip_ahead` moves past it."""
     env = CountingEnvironment()
 
-    def sleeper():
-        yield env.timeout(10.0)
+    def sleep(delay):
+        yield env.timeout(delay)
 
-    def later():
-        yield env.timeout(11.0)
-
-    process = env.process(sleeper())
-    env.process(later())
+    process = env.process(sleep(10.0))
+    env.process(sleep(11.0))
+    for _ in range(bystanders):
+        env.process(sleep(12.0))
     env.run(until=1.0)
     wake_early(process)
     while env._queue[0][0] <= 1.0:  # the wake, and the sleeper's end
         env.step()
-    assert [entry[0] for entry in sorted(env._queue)] == [10.0, 11.0]  # still queued
+    queued = sorted(entry[0] for entry in env._queue)
+    assert queued == ([10.0] if bystanders else []) + [11.0] + [12.0] * bystanders
     assert skip_ahead(env, 9.5) and env.now == 10.5  # past the abandoned 10.0, short of 11.0
-    assert not skip_ahead(env, 0.5)  # `later`'s 11.0 is due at the sleep's end
+    assert not skip_ahead(env, 0.5)  # 11.0 is due at the sleep's end
     assert env.peek() == 11.0
     counted = env.num_events
     env.run()
-    # `later`'s timeout, its process's end, and the step that finds the queue empty: not the 10.0
-    assert env.now == 11.0 and env.num_events == counted + 3
+    # the later timeouts, their processes' ends, and the step that finds the queue empty: not 10.0
+    assert env.now == (12.0 if bystanders else 11.0)
+    assert env.num_events == counted + 2 * (1 + bystanders) + 1
+
 
 
 def test_a_process_that_ended_before_its_early_wake_is_left_alone():

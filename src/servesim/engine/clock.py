@@ -52,11 +52,15 @@ def skip_ahead(env: simpy.Environment, delay: float) -> bool:
     if queue:
         first: float = queue[0][0]
         if first <= end:  # a same-time event was queued first: it goes first, unless abandoned
-            if queue[0][3].callbacks is not ABANDONED:
+            # (a short queue's abandoned events left it at once: `_unschedule`; returning False
+            # is always safe, the caller then sleeps through SimPy)
+            if len(queue) <= SHORT_QUEUE or queue[0][3].callbacks is not ABANDONED:
                 return False
             drop_abandoned(queue)
-            if queue and queue[0][0] <= end:
-                return False
+            if queue:
+                first = queue[0][0]
+                if first <= end:
+                    return False
     if not delay >= 0:  # (NaN too) the timeout raises as it would have
         return False
     env._now = end
@@ -92,10 +96,25 @@ where taking it out would cost a scan of the queue and a re-heapify, and is drop
 to the head (`drop_abandoned`). An environment that does not drop it pops it as a no-op."""
 
 
+SHORT_QUEUE = 8
+"""Queues up to this long (one instance's) lose an abandoned event at once: a scan of a few entries
+costs less than carrying it to the head; longer ones (a fleet's) mark it `ABANDONED`."""
+
+
 def _unschedule(env: simpy.Environment, event: simpy.Event) -> None:
-    """Mark `event`, which nobody waits on any more, as abandoned: it will not be processed (nor
-    counted), nor keep `skip_ahead` from moving the clock past it."""
-    event.callbacks = ABANDONED
+    """Take `event`, which nobody waits on any more, off the schedule: it will not be processed
+    (nor counted), nor keep `skip_ahead` from moving the clock past it."""
+    queue = env._queue
+    if len(queue) > SHORT_QUEUE:
+        event.callbacks = ABANDONED
+        return
+    for at, entry in enumerate(queue):
+        if entry[3] is event:
+            last = queue.pop()
+            if at < len(queue):
+                queue[at] = last
+                heapq.heapify(queue)
+            return
 
 
 def drop_abandoned(queue: list) -> None:
