@@ -20,17 +20,14 @@ measured as an installed servesim starts, not with every module compiled from so
 
 from __future__ import annotations
 
-import argparse
-import compileall
 import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+# (the harness's own modules, argparse, subprocess and the like, are imported where the parent uses
+# them: a case's child process imports only what a run needs, so its figures are servesim's)
 
 ROOT = Path(__file__).resolve().parent.parent
 ARXIV = ROOT / "traces/arxiv-summarization/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv"
@@ -93,6 +90,9 @@ def child(case: str) -> None:
 
 def measure(cmd: list[str]) -> tuple[dict, str]:
     """Run `cmd` as a child: its wall, CPU (user + system) and peak RSS, from wait4's rusage."""
+    import subprocess
+    import tempfile
+
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True,
@@ -109,6 +109,8 @@ def measure(cmd: list[str]) -> tuple[dict, str]:
 
 
 def run_case(case: str, repeats: int, folder: Path) -> dict:
+    import statistics
+
     runs = []
     for _ in range(repeats):
         if case == "cli10":
@@ -129,6 +131,11 @@ def load_note() -> str:
 
 
 def main() -> None:
+    import argparse
+    import compileall
+    import platform
+    import tempfile
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="cli10,vidur20k", help=f"comma-separated, of {','.join(CASES)}")
     ap.add_argument("--repeats", type=int, default=3)
@@ -155,4 +162,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--child"] and len(sys.argv) == 3:  # a case's run, without the harness
+        child(sys.argv[2])
+    else:
+        main()
