@@ -13,6 +13,9 @@ import numpy as np
 
 from servesim.core.request import Request
 
+Row = tuple[float, int, int, str, int, tuple, int, float, float]
+"""`Request`'s arguments after the id, in its order."""
+
 BLOCK_ROWS = 4096
 """Rows read from the table at a time: a few numpy calls a block instead of several a request."""
 
@@ -27,7 +30,7 @@ class RequestFactory:
         self.tpot_slo = _per_request(table.tpot_slo, tpot_s, n)
         self.block_rows = block_rows
         self._start = 0
-        self._rows: list[tuple] = []
+        self._rows: list[Row] = []
         """Rows `_start`, `_start + 1`, ... as `Request`'s arguments after the id (Python values)."""
 
     def __len__(self) -> int:
@@ -38,7 +41,9 @@ class RequestFactory:
         if not 0 <= j < len(self._rows):
             self._read_block(i)
             j = i - self._start
-        return Request(i, *self._rows[j])
+        # unpacked, not `*row`: compiled, the constructor is then called directly
+        arrival, prompt, output, class_name, session, hashes, priority, ttft, tpot = self._rows[j]
+        return Request(i, arrival, prompt, output, class_name, session, hashes, priority, ttft, tpot)
 
     def _read_block(self, i: int) -> None:
         """The block of rows holding row `i`. `tolist` gives the Python floats and ints `item`
@@ -48,7 +53,7 @@ class RequestFactory:
         start = i - i % self.block_rows
         self._start, self._rows = start, self._block(start, min(start + self.block_rows, len(self)))
 
-    def _block(self, start: int, stop: int) -> list[tuple]:
+    def _block(self, start: int, stop: int) -> list[Row]:
         t, rows = self.table, slice(start, stop)
         classes = repeat("default") if t.class_name is None else [str(c) for c in t.class_name[rows].tolist()]
         hashes = repeat(()) if t.prefix_hashes is None else t.prefix_hashes[rows]
