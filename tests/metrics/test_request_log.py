@@ -73,7 +73,7 @@ def test_written_requests_give_the_records_numpy_made_of_tuples(data, outcomes, 
             r = Request(i, 0.0, 10, 5, **outcome)
             log.write(r)
             tuples.append(as_tuple(r, reasons.setdefault(r.rejected_reason, len(reasons))))
-            assert len(log._pending) == len(tuples) % block * RECORD.itemsize
+            assert len(log._pending) == len(tuples) % block
         assert log.reasons == reasons
         log._flush()
         assert not len(log._pending)
