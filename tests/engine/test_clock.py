@@ -13,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import servesim
-from servesim.engine.clock import SHORT_QUEUE, WOKEN, skip_ahead, wake_early
+from servesim.engine.clock import (
+    SHORT_QUEUE,
+    WOKEN,
+    reserve_order,
+    skip_ahead,
+    skip_to,
+    timeout_at,
+    wake_early,
+)
 from servesim.engine.cluster import CountingEnvironment
 from tests.factories import same_summary, small_config
 from tests.test_invariants import chunked_configs, configs, pooled_queued_chunked_configs, timed
@@ -76,6 +84,7 @@ def test_simulations_equal_those_that_sleep_through_the_queue(changes):
     with ExitStack() as stack:
         for module in USERS:
             stack.enter_context(mock.patch(f"{module}.skip_ahead", lambda env, delay: False))
+        stack.enter_context(mock.patch("servesim.engine.decode_run.skip_to", lambda env, at: False))
         slow = servesim.simulate(small_config(**changes))
     pd.testing.assert_frame_equal(fast.requests, slow.requests, check_exact=True)
     pd.testing.assert_frame_equal(fast.steps, slow.steps, check_exact=True)
@@ -166,3 +175,39 @@ def test_a_process_that_ended_before_its_early_wake_is_left_alone():
     process.interrupt("failure")  # an instance failure first: the process ends
     env.run(until=0.6)  # the early wake finds it ended and does nothing
     assert not process.is_alive
+
+
+def test_skip_to_moves_the_clock_to_a_time_when_nothing_is_due_by_then():
+    env = simpy.Environment(initial_time=1.0)
+    env.timeout(1.0)
+    assert not skip_to(env, 2.0) and env.now == 1.0  # a same-time event queued first
+    assert skip_to(env, 1.75) and env.now == 1.75
+
+
+def _two_hop_trace(hops: bool) -> list:
+    """(time, name) of a sleeper due at 2.0 and a bystander made due at 2.0 after it (at 0.5):
+    the sleeper in one timeout, or in two hops (to 1.0, then to 2.0) in its reserved place."""
+    env, seen = simpy.Environment(), []
+
+    def sleeper():
+        if hops:
+            order = reserve_order(env)
+            yield timeout_at(env, 1.0, order)
+            yield timeout_at(env, 2.0, order)
+        else:
+            yield env.timeout(2.0)
+        seen.append((env.now, "sleeper"))
+
+    def bystander():
+        yield env.timeout(0.5)
+        yield env.timeout(1.5)
+        seen.append((env.now, "bystander"))
+
+    env.process(sleeper())
+    env.process(bystander())
+    env.run()
+    return seen
+
+
+def test_a_sleep_in_two_hops_keeps_its_place_among_same_time_events():
+    assert _two_hop_trace(hops=True) == _two_hop_trace(hops=False) == [(2.0, "sleeper"), (2.0, "bystander")]

@@ -18,8 +18,13 @@ schedule, but sends it a value where an interrupt throws an exception through it
 `now` reads the clock without SimPy's property (a Python call per read; the engine reads the
 clock a few times a step).
 
-This is the one place servesim reads SimPy's private state (`Environment._queue`, `_now`; an
-event's `_ok`, `_value`; a process's `_target`, `_resume`; SimPy 4).
+`reserve_order`, `timeout_at` and `skip_to` let a process sleep in two hops where SimPy would
+see one timeout (a decode run priced lazily, `engine.decode_run`): the second hop lands on the
+time the one timeout would have had, in the place among same-time events that it would have
+had (SimPy orders them by a counter taken when an event is scheduled).
+
+This is the one place servesim reads SimPy's private state (`Environment._queue`, `_now`, `_eid`;
+an event's `_ok`, `_value`; a process's `_target`, `_resume`; SimPy 4).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import heapq
 from functools import partial
 
 import simpy
-from simpy.core import URGENT
+from simpy.core import NORMAL, URGENT
 from simpy.events import PENDING
 
 WOKEN = "woken early"
@@ -48,7 +53,16 @@ def skip_ahead(env: simpy.Environment, delay: float) -> bool:
     # (floats typed: compiled, SimPy's times are `int | float` objects, numpy floats among
     # them, whose comparison would give a numpy bool where compiled code wants a bool)
     end: float = env._now + delay
-    queue = env._queue
+    if not _nothing_due_by(env._queue, end):
+        return False
+    if not delay >= 0:  # (NaN too) the timeout raises as it would have
+        return False
+    env._now = end
+    return True
+
+
+def _nothing_due_by(queue: list, end: float) -> bool:
+    """No event but abandoned ones queued at or before `end`."""
     if queue:
         first: float = queue[0][0]
         if first <= end:  # a same-time event was queued first: it goes first, unless abandoned
@@ -61,10 +75,30 @@ def skip_ahead(env: simpy.Environment, delay: float) -> bool:
                 first = queue[0][0]
                 if first <= end:
                     return False
-    if not delay >= 0:  # (NaN too) the timeout raises as it would have
-        return False
-    env._now = end
     return True
+
+
+def skip_to(env: simpy.Environment, at: float) -> bool:
+    """`skip_ahead` to the time `at` itself rather than by a delay (`at` is not before now)."""
+    if not _nothing_due_by(env._queue, at):
+        return False
+    env._now = at
+    return True
+
+
+def reserve_order(env: simpy.Environment) -> int:
+    """The place among same-time events of a timeout created now, for `timeout_at` to use later."""
+    return next(env._eid)
+
+
+def timeout_at(env: simpy.Environment, at: float, order: int) -> simpy.Event:
+    """A timeout that fires at the time `at` in the place `order` (`reserve_order`) among events
+    due then: as the timeout created when `order` was reserved, with the delay that lands on `at`,
+    would. Each order serves one pending timeout at a time."""
+    event = simpy.Event(env)
+    event._ok, event._value = True, None
+    heapq.heappush(env._queue, (at, NORMAL, order, event))
+    return event
 
 
 def wake_early(process: simpy.Process) -> None:
