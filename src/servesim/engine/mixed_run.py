@@ -48,6 +48,7 @@ import bisect
 import math
 from collections.abc import Generator
 from dataclasses import dataclass
+from math import fsum  # (compiled, a global; `math.fsum` reads the module's attribute each call)
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -69,7 +70,7 @@ if TYPE_CHECKING:  # types only (the instance imports this module), which compil
 
 def mixed_run(instance: Instance, plan: StepPlan):
     """Run `plan` and the steps that repeat it as one event (module doc); a SimPy generator."""
-    ((request, chunk),) = plan.tokens.items()
+    request, chunk = _prompts(plan)[0]
     pending = request.num_pending_tokens
     k, taken, last = _run_length(instance, plan, request, chunk) if _settles_per_run(instance) \
         else (1, None, 0)
@@ -99,7 +100,8 @@ def mixed_run(instance: Instance, plan: StepPlan):
 def handover_run(instance: Instance, plan: StepPlan):
     """Run `plan`, one prompt's last chunk beside the next prompt's first (`chunk_follows`), and
     the steps after it that repeat the next prompt's chunk as one event (module doc)."""
-    (done_prompt, _), (request, first) = plan.tokens.items()
+    prompts = _prompts(plan)
+    done_prompt, (request, first) = prompts[0][0], prompts[1]
     chunk = instance.scheduler.limits.chunk_size - instance.cohort.size - 1
     k, taken, last = _handover_length(instance, plan, request, first, chunk) \
         if _settles_per_run(instance) and _joins_predictably(instance) else (1, None, 0)
@@ -134,6 +136,12 @@ def handover_run(instance: Instance, plan: StepPlan):
     _record(instance, prefills, decodes, starts, ends, joules, loads, used, taken)
 
 
+def _prompts(plan: StepPlan) -> list[tuple[Request, int]]:
+    """The plan's (request, tokens) pairs, in order. (A typed loop: compiled, unpacking or
+    iterating `items()` directly is generic.)"""
+    return [(request, tokens) for request, tokens in plan.tokens.items()]
+
+
 def _handover_gaps_ahead(instance: Instance, plan: StepPlan, joining: Request, ends: list[float]):
     """Register a handover run's token gaps ahead (`DecodeCohort.gaps_ahead`): the lead step's
     cohort, then the steps after it, whose cohort has `joining` too. Returns (run, its first
@@ -160,7 +168,7 @@ def _sleep_run(
     """Meter the run and sleep through it (`_sleep`); return the steps run and the loads its
     rows show: (time, load) at its start and after each arrival it took. `timed`: the runs of
     token gaps registered ahead, each with its first step, cut to the steps run."""
-    instance.meter.begin(start, ends[-1] - start, math.fsum(joules))
+    instance.meter.begin(start, ends[-1] - start, fsum(joules))
     loads = [(start, instance.scheduler.load())]
     instance.arrivals_in_run = loads
     done = 0  # an instance failure loses the run
@@ -273,7 +281,7 @@ def _handover_length(
 ) -> tuple[int, list[int] | None, int]:
     """As `_run_length`, for a handover run: its lead step (whose blocks its plan holds), then
     `request`'s chunks beside the cohort and the request that joined it after the lead step."""
-    kv, cohort, (joining, _) = instance.kv, instance.cohort, next(iter(plan.tokens.items()))
+    kv, cohort, joining = instance.kv, instance.cohort, _prompts(plan)[0][0]
     pending = request.num_pending_tokens - first
     repeats = _chunk_steps(pending, 0, chunk)
     last = _last_chunk(instance, request, chunk, repeats, pending, joining)
