@@ -70,7 +70,7 @@ if TYPE_CHECKING:  # types only (the instance imports this module), which compil
 
 def mixed_run(instance: Instance, plan: StepPlan):
     """Run `plan` and the steps that repeat it as one event (module doc); a SimPy generator."""
-    request, chunk = _prompts(plan)[0]
+    request, chunk = _first_prompt(plan)
     pending = request.num_pending_tokens
     k, taken, last = _run_length(instance, plan, request, chunk) if _settles_per_run(instance) \
         else (1, None, 0)
@@ -140,6 +140,13 @@ def _prompts(plan: StepPlan) -> list[tuple[Request, int]]:
     """The plan's (request, tokens) pairs, in order. (A typed loop: compiled, unpacking or
     iterating `items()` directly is generic.)"""
     return [(request, tokens) for request, tokens in plan.tokens.items()]
+
+
+def _first_prompt(plan: StepPlan) -> tuple[Request, int]:
+    """The plan's first (request, tokens) pair (as `_prompts`, without a list)."""
+    for request, tokens in plan.tokens.items():
+        return request, tokens
+    raise ValueError("a mixed run's plan has a prompt")
 
 
 def _handover_gaps_ahead(instance: Instance, plan: StepPlan, joining: Request, ends: list[float]):
@@ -281,7 +288,7 @@ def _handover_length(
 ) -> tuple[int, list[int] | None, int]:
     """As `_run_length`, for a handover run: its lead step (whose blocks its plan holds), then
     `request`'s chunks beside the cohort and the request that joined it after the lead step."""
-    kv, cohort, joining = instance.kv, instance.cohort, _prompts(plan)[0][0]
+    kv, cohort, joining = instance.kv, instance.cohort, _first_prompt(plan)[0]
     pending = request.num_pending_tokens - first
     repeats = _chunk_steps(pending, 0, chunk)
     last = _last_chunk(instance, request, chunk, repeats, pending, joining)
