@@ -141,6 +141,16 @@ def test_handover_runs_cut_cycles_not_results():
     pd.testing.assert_frame_equal(fast.steps, slow.steps, check_exact=True)
 
 
+@pure_python_only  # patches the mixed-run module's globals
+def test_a_cost_model_priced_through_getattr_gives_the_same_runs():
+    # the roofline model's `chunk_step_times` is called natively; another model's, looked up
+    with mock.patch("servesim.engine.mixed_run.RooflineCostModel", type("Other", (), {})):
+        _, looked_up = _cycles_and_results(CHUNKED, mixed=True)
+    _, native = _cycles_and_results(CHUNKED, mixed=True)
+    pd.testing.assert_frame_equal(native.requests, looked_up.requests, check_exact=True)
+    pd.testing.assert_frame_equal(native.steps, looked_up.steps, check_exact=True)
+
+
 def test_a_recomputed_request_one_token_short_of_its_output_ends_the_run():
     # found by the invariant test: a preempted request recomputes prompt and output in chunks;
     # the chunk that leaves it one token short makes it a decode (it joins the cohort)

@@ -222,8 +222,9 @@ class PowerModel:
         flops, moved = self.work_model.chunk_step_work(chunk, priors, num_decodes, ctx_sums, last)
         floor, jf, jb, top = self._floor_w, self._j_per_flop, self._j_per_byte, self._max_w
         out: list[float] = []
-        for s, f, b in zip(seconds, flops, moved):
-            joules = floor * s + jf * f + jb * b
+        for j in range(len(seconds)):  # (indexed: compiled, zip is a generic iterator)
+            s = seconds[j]
+            joules = floor * s + jf * flops[j] + jb * moved[j]
             out.append(joules if joules < top * s else top * s)
         return out
 

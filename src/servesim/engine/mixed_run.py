@@ -48,12 +48,14 @@ import bisect
 import math
 from collections.abc import Generator
 from dataclasses import dataclass
+from math import fsum  # (compiled, a global; `math.fsum` reads the module's attribute each call)
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from servesim.core.step import StepPlan
 from servesim.cost.base import StepShape
+from servesim.cost.roofline import RooflineCostModel
 from servesim.engine.clock import WOKEN, now, skip_ahead
 from servesim.engine.decode_run import steps_before
 from servesim.schedulers.chunk_runs import leaves_budget_unused
@@ -68,7 +70,7 @@ if TYPE_CHECKING:  # types only (the instance imports this module), which compil
 
 def mixed_run(instance: Instance, plan: StepPlan):
     """Run `plan` and the steps that repeat it as one event (module doc); a SimPy generator."""
-    ((request, chunk),) = plan.tokens.items()
+    request, chunk = _first_prompt(plan)
     pending = request.num_pending_tokens
     k, taken, last = _run_length(instance, plan, request, chunk) if _settles_per_run(instance) \
         else (1, None, 0)
@@ -89,16 +91,17 @@ def mixed_run(instance: Instance, plan: StepPlan):
     done, loads = yield from _sleep_run(instance, start, ends, joules, 0 < last < chunk, timed)
     tokens = min(chunk * done, pending)  # the last chunk, if run, completes the prompt
     _apply(instance, plan, request, tokens, start, ends[:done], pooled)
-    rows = [(chunk, steps.decodes)] * done
+    prefills = [chunk] * done
     if tokens == pending:
-        rows[-1] = (last, steps.decodes)
-    _record(instance, rows, starts[:done], ends[:done], joules, loads, used, taken)
+        prefills[-1] = last
+    _record(instance, prefills, [steps.decodes] * done, starts, ends, joules, loads, used, taken)
 
 
 def handover_run(instance: Instance, plan: StepPlan):
     """Run `plan`, one prompt's last chunk beside the next prompt's first (`chunk_follows`), and
     the steps after it that repeat the next prompt's chunk as one event (module doc)."""
-    (done_prompt, _), (request, first) = plan.tokens.items()
+    prompts = _prompts(plan)
+    done_prompt, (request, first) = prompts[0][0], prompts[1]
     chunk = instance.scheduler.limits.chunk_size - instance.cohort.size - 1
     k, taken, last = _handover_length(instance, plan, request, first, chunk) \
         if _settles_per_run(instance) and _joins_predictably(instance) else (1, None, 0)
@@ -126,11 +129,24 @@ def handover_run(instance: Instance, plan: StepPlan):
             instance.cohort.recorded_join(done_prompt)
         follow = StepPlan({request: chunk}, decode_cohort=True)
         _apply(instance, follow, request, tokens, starts[1], ends[1:done], bool(timed))
-    rows = [(lead.num_tokens - lead.num_decodes, lead.num_decodes)]
-    rows += [(chunk, steps.decodes)] * (done - 1)
+    prefills = [lead.num_tokens - lead.num_decodes] + [chunk] * (done - 1)
     if done > 1 and tokens == pending:
-        rows[-1] = (last, steps.decodes)
-    _record(instance, rows, starts[:done], ends[:done], joules, loads, used, taken)
+        prefills[-1] = last
+    decodes = [lead.num_decodes] + [steps.decodes] * (done - 1)
+    _record(instance, prefills, decodes, starts, ends, joules, loads, used, taken)
+
+
+def _prompts(plan: StepPlan) -> list[tuple[Request, int]]:
+    """The plan's (request, tokens) pairs, in order. (A typed loop: compiled, unpacking or
+    iterating `items()` directly is generic.)"""
+    return [(request, tokens) for request, tokens in plan.tokens.items()]
+
+
+def _first_prompt(plan: StepPlan) -> tuple[Request, int]:
+    """The plan's first (request, tokens) pair (as `_prompts`, without a list)."""
+    for request, tokens in plan.tokens.items():
+        return request, tokens
+    raise ValueError("a mixed run's plan has a prompt")
 
 
 def _handover_gaps_ahead(instance: Instance, plan: StepPlan, joining: Request, ends: list[float]):
@@ -159,7 +175,7 @@ def _sleep_run(
     """Meter the run and sleep through it (`_sleep`); return the steps run and the loads its
     rows show: (time, load) at its start and after each arrival it took. `timed`: the runs of
     token gaps registered ahead, each with its first step, cut to the steps run."""
-    instance.meter.begin(start, ends[-1] - start, math.fsum(joules))
+    instance.meter.begin(start, ends[-1] - start, fsum(joules))
     loads = [(start, instance.scheduler.load())]
     instance.arrivals_in_run = loads
     done = 0  # an instance failure loses the run
@@ -194,7 +210,7 @@ class _Steps:
     def of(cls, instance: Instance, plan: StepPlan, request: Request, chunk: int, k: int) -> _Steps:
         """As `Instance._shape` gives each step when it is planned."""
         prior = request.num_computed_tokens
-        priors = list(range(prior, prior + chunk * k, chunk))
+        priors = [prior + chunk * j for j in range(k)]  # (compiled, `list(range(...))` is two generic calls)
         cohort = instance.cohort
         n = cohort.size if plan.decode_cohort else 0
         if not n:  # (`_Steps`, not `cls`: the compiled core calls its constructor directly)
@@ -205,7 +221,7 @@ class _Steps:
             longest = [min(first + j, cohort.window) for j in range(k)]
         else:
             ctx0 = cohort.context_sum(0)
-            ctx, longest = list(range(ctx0, ctx0 + n * k, n)), list(range(first, first + k))
+            ctx, longest = [ctx0 + n * j for j in range(k)], [first + j for j in range(k)]
         return _Steps(chunk, priors, n, ctx, longest)
 
     @classmethod
@@ -216,7 +232,7 @@ class _Steps:
         tokens after its first `first`. Not for a sliding window."""
         cohort, joined = instance.cohort, joining.num_prompt_tokens
         prior = request.num_computed_tokens + first
-        priors = list(range(prior, prior + chunk * k, chunk))
+        priors = [prior + chunk * j for j in range(k)]
         n, ctx0, first_longest = cohort.size, cohort.context_sum(1), cohort.max_context(1)
         ctx = [ctx0 + n * j + joined + j for j in range(k)]
         longest = [max(first_longest + j, joined + j) for j in range(k)]
@@ -272,7 +288,7 @@ def _handover_length(
 ) -> tuple[int, list[int] | None, int]:
     """As `_run_length`, for a handover run: its lead step (whose blocks its plan holds), then
     `request`'s chunks beside the cohort and the request that joined it after the lead step."""
-    kv, cohort, (joining, _) = instance.kv, instance.cohort, next(iter(plan.tokens.items()))
+    kv, cohort, joining = instance.kv, instance.cohort, _first_prompt(plan)[0]
     pending = request.num_pending_tokens - first
     repeats = _chunk_steps(pending, 0, chunk)
     last = _last_chunk(instance, request, chunk, repeats, pending, joining)
@@ -285,7 +301,7 @@ def _handover_length(
     needs = _cohort_needs(kv, cohort, limit) if plan.decode_cohort else [0] * limit
     # after the lead step (whose blocks are held), the joined request takes a block when its
     # context fills one (as the cohort counts)
-    needs = [need + ((joined + j - 1) % size == 0) for j, need in zip(range(1, limit), needs[1:])]
+    needs = [needs[j] + ((joined + j - 1) % size == 0) for j in range(1, limit)]  # (indexed: zip is generic)
     taken = [0, *_blocks_taken(kv, request, request.num_computed_tokens + first, chunk, needs)]
     k = len(taken)
     return k, taken, last if last and k == repeats + 2 else 0
@@ -318,7 +334,10 @@ def _cohort_needs(kv: KVCacheManager, cohort: DecodeCohort, steps: int) -> list[
     return [0] * reserved + cohort.block_needs(reserved, steps - reserved)
 
 
-def _last_chunk(instance: Instance, request, chunk: int, repeats: int, pending: int, joining=None) -> int:
+def _last_chunk(
+    instance: Instance, request: Request, chunk: int, repeats: int, pending: int,
+    joining: Request | None = None,
+) -> int:
     """The prompt's last chunk, if the run may end with it: a fresh prompt (its first token then
     joins the cohort, or ends it) on an instance that keeps its requests, whose last chunk either
     takes the whole budget or leaves the rest to nobody (`pending`: its tokens to compute at the
@@ -344,12 +363,14 @@ def _price(
             shapes[-1] = steps.last_chunk(last)
         priced = [instance.price(shape) for shape in shapes]
         seconds, joules = [s for s, _ in priced], [j for _, j in priced]
+    starts: list[float] = []
     ends: list[float] = []
     end = start
     for t in seconds:
+        starts.append(end)
         end += t
         ends.append(end)
-    return [start] + ends[:-1], ends, joules
+    return starts, ends, joules
 
 
 def _chunk_steps(pending: int, generated: int, chunk: int) -> int:
@@ -365,11 +386,16 @@ def _chunk_steps(pending: int, generated: int, chunk: int) -> int:
 def _vector_price(instance: Instance, steps: _Steps, last: int) -> tuple[list[float], list[float]] | None:
     """`Instance.price` of every step at once, where the models write the steps' form out
     (`chunk_step_times`, `chunk_step_energies`; `last` as there): (seconds, joules), else None."""
-    vector = getattr(instance.cost_model, "chunk_step_times", None)
-    if vector is None or instance.kv.tiers is not None:  # tiers: each step's own transfers
+    if instance.kv.tiers is not None:  # each step's own transfers
         return None
+    model = instance.cost_model
     chunk, priors, decodes, ctx = steps.chunk, steps.priors, steps.decodes, steps.ctx
-    seconds: list[float] | None = vector(chunk, priors, decodes, ctx, steps.longest, last)
+    seconds: list[float] | None
+    if isinstance(model, RooflineCostModel):  # (compiled, a native call; `getattr`'s is generic)
+        seconds = model.chunk_step_times(chunk, priors, decodes, ctx, steps.longest, last)
+    else:
+        vector = getattr(model, "chunk_step_times", None)
+        seconds = None if vector is None else vector(chunk, priors, decodes, ctx, steps.longest, last)
     if seconds is None:
         return None
     slowdown = instance.slowdown
@@ -452,25 +478,24 @@ def _apply(instance: Instance, plan: StepPlan, request: Request, tokens: int, st
 
 
 def _record(
-    instance: Instance, rows: list[tuple[int, int]], starts: list[float], ends: list[float],
+    instance: Instance, prefills: list[int], decodes: list[int], starts: list[float], ends: list[float],
     joules: list[float], loads: list[tuple[float, SchedulerLoad]], used: int, taken: list[int] | None,
 ) -> None:
-    """One step-log row per step, each with its (prefill tokens, decodes) from `rows` and the
-    load and KV usage it had at its end: `loads` holds (time, load) at the run's start and after
-    each arrival it took (an arrival at a step's very end counts in that step's row, as it does
-    when steps run one by one); the last row is `_record_step`'s, after the finishes."""
-    last = len(ends) - 1
+    """One step-log row per step run (`prefills`, `decodes`: its prefill tokens and decodes; the
+    other lists may run on past the steps run), each with the load and KV usage it had at its
+    end: `loads` holds (time, load) at the run's start and after each arrival it took (an
+    arrival at a step's very end counts in that step's row, as it does when steps run one by
+    one); the last row is `_record_step`'s, after the finishes."""
+    last = len(prefills) - 1
     if last:
         assert taken is not None  # a run of steps counts its blocks
         nb = instance.kv.num_blocks
-        usages = [(used + t) / nb for t in taken[:last]]
-        run_ends, run_rows = ends[:last], rows[:last]
+        usages = [(used + taken[j]) / nb for j in range(last)]
+        run_ends = ends[:last]
         running, waiting = _loads_at(loads, run_ends) if instance.step_log.enabled else ([], [])
-        prefills, decodes = [p for p, _ in run_rows], [d for _, d in run_rows]
-        instance._record_run_steps(starts[:last], run_ends, prefills, decodes, running, waiting, usages,
-                                   joules[:last])
-    last_prefill, last_decodes = rows[last]  # (not `*rows[last]`: compiled, a star call is a generic one)
-    instance._record_step(starts[last], ends[last], 1, last_prefill, last_decodes, joules[last])
+        instance._record_run_steps(starts[:last], run_ends, prefills[:last], decodes[:last], running, waiting,
+                                   usages, joules[:last])
+    instance._record_step(starts[last], ends[last], 1, prefills[last], decodes[last], joules[last])
 
 
 def _loads_at(loads: list[tuple[float, SchedulerLoad]], ends: list[float]) -> tuple[list[int], list[int]]:
@@ -479,6 +504,6 @@ def _loads_at(loads: list[tuple[float, SchedulerLoad]], ends: list[float]) -> tu
     if len(loads) == 1:  # no arrival during the run
         load = loads[0][1]
         return [load.num_running] * len(ends), [load.num_waiting] * len(ends)
-    times = [t for t, _ in loads]
-    at = [loads[bisect.bisect_right(times, end) - 1][1] for end in ends]
+    times, bisect_right = [t for t, _ in loads], bisect.bisect_right  # (looked up once)
+    at = [loads[bisect_right(times, end) - 1][1] for end in ends]
     return [load.num_running for load in at], [load.num_waiting for load in at]
