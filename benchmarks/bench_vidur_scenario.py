@@ -139,11 +139,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="cli10,vidur20k", help=f"comma-separated, of {','.join(CASES)}")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child:
-        child(args.child)
-        return
     cases = args.cases.split(",")
     unknown = [c for c in cases if c not in CASES]
     if unknown:

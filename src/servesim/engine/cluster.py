@@ -16,7 +16,7 @@ import simpy
 
 from servesim.core.request import Request
 from servesim.cost.base import CostModel
-from servesim.engine.clock import ABANDONED, drop_abandoned
+from servesim.engine.clock import drop_abandoned
 from servesim.engine.completion import Completion
 from servesim.engine.instance import DEFAULT_MAX_RUN_STEPS, Instance
 from servesim.engine.stream import RequestStream
@@ -253,9 +253,7 @@ class CountingEnvironment(simpy.Environment):
         self.num_events = 0
 
     def step(self) -> None:
-        queue = self._queue
-        if queue and queue[0][3].callbacks is ABANDONED:
-            drop_abandoned(queue)
+        drop_abandoned(self._queue)
         self.num_events += 1
         simpy.Environment.step(self)
 
