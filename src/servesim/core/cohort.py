@@ -211,17 +211,11 @@ class DecodeCohort:
                 self._joiners.pop(request, None)
 
     # -- time ----------------------------------------------------------------------------------
-    def advance(self, end_times: np.ndarray | list[float], gaps: str = "run") -> list[Request]:
-        """Run len(end_times) cohort steps; return members that finished, in finish order.
-        `gaps`: record the steps' token gaps as one run (`run`), as that many single steps would
-        (`steps`: mixed runs, whose records must match single steps exactly; `end_times` a
-        list), or not at all (`recorded`: `gaps_ahead` has them made, step by step)."""
-        if self.gaps is not None and gaps != "recorded":
-            prev = self._last_end
-            if gaps == "steps":
-                self.gaps.cohort_step_ends(prev, end_times, self._class_counts, self._joiners)
-            else:
-                self.gaps.cohort_steps(prev, end_times, self._class_counts, self._joiners)
+    def advance(self, end_times: np.ndarray | list[float]) -> list[Request]:
+        """Run len(end_times) cohort steps; return members that finished, in finish order. Their
+        token gaps go to `gaps` as one run (`TokenGaps.cohort_steps`)."""
+        if self.gaps is not None:
+            self.gaps.cohort_steps(self._last_end, end_times, self._class_counts, self._joiners)
             self._joiners.clear()
         self._note_gaps(end_times if isinstance(end_times, list) else end_times.tolist())
         self.epoch += len(end_times)
@@ -240,28 +234,6 @@ class DecodeCohort:
     def last_end(self) -> float:
         """End time of the cohort's last step (NaN before its first)."""
         return self._last_end
-
-    def gaps_ahead(self, clock, ends: list[float]):
-        """Have the token gaps of the next steps, ending at `ends`, recorded as `clock.now`
-        passes each end (`TokenGaps.steps_ahead`: gaps pooled over instances come in time
-        order); `advance` them with `gaps="recorded"`."""
-        assert self.gaps is not None  # called only when gaps are recorded
-        run = self.gaps.steps_ahead(clock, self.last_end(), ends, self._class_counts, self._joiners)
-        self._joiners.clear()
-        return run
-
-    def gaps_ahead_joined(self, clock, joining: Request, prev: float, ends: list[float]):
-        """`gaps_ahead` of the steps after `joining` joins the cohort with its first token at
-        `prev` (a handover run's lead step, whose own steps `gaps_ahead` has registered): the
-        steps' members are `joining` and today's. When it joins, `recorded_join` it."""
-        counts = dict(self._class_counts)  # in order: a new class comes last, as `join` adds it
-        counts[joining.class_name] = counts.get(joining.class_name, 0) + 1
-        assert self.gaps is not None  # called only when gaps are recorded
-        return self.gaps.steps_ahead(clock, prev, ends, counts, {joining: prev})
-
-    def recorded_join(self, request: Request) -> None:
-        """`request`, which just joined, has its first gap registered ahead (`gaps_ahead_joined`)."""
-        self._joiners.pop(request, None)
 
     def _note_gaps(self, ends: list[float]) -> None:
         """Keep what members will read of the steps ending at `ends`, which start at `epoch`: the

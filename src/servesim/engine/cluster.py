@@ -136,7 +136,6 @@ def _observe(instances: list[Instance], after_step, token_gaps) -> None:
     for instance in instances:
         instance.after_step = after_step
         instance.gaps = instance.cohort.gaps = token_gaps
-        instance.pooled_gaps = len(instances) > 1  # their order then interleaves instances
 
 
 def _wire_disaggregation(env: simpy.Environment, instances: list[Instance],

@@ -142,10 +142,6 @@ class Instance:
         """Run repeating cohort-plus-chunk steps as one event (`engine.mixed_run`). Off where
         something reads the instance between steps (a power budget's meter, an elastic fleet's
         busy time): a run settles its steps only at its end."""
-        self.pooled_gaps = False
-        """Other instances record token gaps into `gaps` too: records must come in time order
-        (a pooled mean is summed in that order), so a run registers its steps' records ahead
-        (`TokenGaps.steps_ahead`) rather than making them when it settles."""
 
     def _meter_power(self, power: PowerModel | None) -> None:
         self.power = power
@@ -304,12 +300,11 @@ class Instance:
         self._settle(plan, start, end)
         self._record_step(start, end, 1, shape.num_tokens - shape.num_decodes, shape.num_decodes, joules)
 
-    def _settle(self, plan: StepPlan, start: float, end: float, gaps: str = "run") -> None:
+    def _settle(self, plan: StepPlan, start: float, end: float) -> None:
         """The step planned as `plan` ran from `start` to `end`: the cohort's tokens and the
-        planned ones, first tokens joining the cohort (or handed off), finishes. `gaps`: as
-        `DecodeCohort.advance` takes it."""
+        planned ones, first tokens joining the cohort (or handed off), finishes."""
         kv = self.kv
-        finished = kv.advance_cohort([end], gaps) if plan.decode_cohort else []
+        finished = kv.advance_cohort([end]) if plan.decode_cohort else []
         prefilled = []
         for request, n in plan.tokens.items():
             if math.isnan(request.first_scheduled_time):  # its first step

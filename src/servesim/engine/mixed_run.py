@@ -15,7 +15,8 @@ it (before the chunk that leaves a recomputing request one token short, after wh
 Every step is priced, logged and metered as a single step would be: the same `StepShape`, the
 same float operations in the same order (step ends are summed one by one, and the sleep lands on
 the last end exactly), one step-log row per step with the KV usage and load it would show, the
-token gaps recorded step by step. An arrival cannot change the run's steps before the last chunk
+token gaps single steps would record (as one cohort run: the same records, and their sum is
+exact, so their grouping does not matter). An arrival cannot change the run's steps before the last chunk
 (the prompt takes the whole budget, so nobody is admitted): the run takes it without replanning,
 and the rows of the steps ending after it show it waiting; an arrival before a last chunk that
 leaves budget over ends the run before that chunk (the arrival may take the budget). Any other
@@ -30,10 +31,8 @@ priced as a single step; the run prices the repeats with the joined request's co
 needs written out (its context is its prompt, growing a token a step; it takes a block whenever
 its context fills one, as the cohort counts it), and stops at its last token like any member's.
 At the end the lead step is settled as a single step would settle it (`Instance._settle`: the
-joiner enters the cohort there), then the repeats as a mixed run's. With gaps pooled over
-instances, the lead step's records and the repeats' (the joiner's first gap among them) are
-registered ahead as two runs. Not with a sliding window or on a prefill instance (the joiner
-leaves).
+joiner enters the cohort there), then the repeats as a mixed run's. Not with a sliding window or
+on a prefill instance (the joiner leaves).
 
 Not used where the KV cache names or moves blocks between steps (prefix caching, and the tiers
 and retention pins that need it), where something reads the instance mid-run
@@ -85,12 +84,10 @@ def mixed_run(instance: Instance, plan: StepPlan):
         yield from instance._step(plan)
         return
     used = instance.kv.num_used_blocks
-    pooled = instance.pooled_gaps and steps.decodes
-    timed = [(instance.cohort.gaps_ahead(instance.env, ends), 0)] if pooled else []
     # an arrival before the prompt's last chunk would take the budget that chunk leaves
-    done, loads = yield from _sleep_run(instance, start, ends, joules, 0 < last < chunk, timed)
+    done, loads = yield from _sleep_run(instance, start, ends, joules, 0 < last < chunk)
     tokens = min(chunk * done, pending)  # the last chunk, if run, completes the prompt
-    _apply(instance, plan, request, tokens, start, ends[:done], pooled)
+    _apply(instance, plan, request, tokens, start, ends[:done])
     prefills = [chunk] * done
     if tokens == pending:
         prefills[-1] = last
@@ -118,17 +115,13 @@ def handover_run(instance: Instance, plan: StepPlan):
         yield from instance._step(plan)
         return
     used = instance.kv.num_used_blocks
-    timed = _handover_gaps_ahead(instance, plan, done_prompt, ends) if instance.pooled_gaps else []
-    done, loads = yield from _sleep_run(instance, start, ends, joules, 0 < last < chunk, timed)
-    # the lead step, as a single step settles it
-    instance._settle(plan, start, ends[0], "recorded" if timed else "run")
+    done, loads = yield from _sleep_run(instance, start, ends, joules, 0 < last < chunk)
+    instance._settle(plan, start, ends[0])  # the lead step, as a single step settles it
     pending = request.num_pending_tokens
     tokens = min(chunk * (done - 1), pending)
     if done > 1:
-        if timed:
-            instance.cohort.recorded_join(done_prompt)
         follow = StepPlan({request: chunk}, decode_cohort=True)
-        _apply(instance, follow, request, tokens, starts[1], ends[1:done], bool(timed))
+        _apply(instance, follow, request, tokens, starts[1], ends[1:done])
     prefills = [lead.num_tokens - lead.num_decodes] + [chunk] * (done - 1)
     if done > 1 and tokens == pending:
         prefills[-1] = last
@@ -149,15 +142,6 @@ def _first_prompt(plan: StepPlan) -> tuple[Request, int]:
     raise ValueError("a mixed run's plan has a prompt")
 
 
-def _handover_gaps_ahead(instance: Instance, plan: StepPlan, joining: Request, ends: list[float]):
-    """Register a handover run's token gaps ahead (`DecodeCohort.gaps_ahead`): the lead step's
-    cohort, then the steps after it, whose cohort has `joining` too. Returns (run, its first
-    step) pairs for `_sleep_run`."""
-    cohort, env = instance.cohort, instance.env
-    timed = [(cohort.gaps_ahead(env, ends[:1]), 0)] if plan.decode_cohort else []
-    return timed + [(cohort.gaps_ahead_joined(env, joining, ends[0], ends[1:]), 1)]
-
-
 def _before_horizon(
     instance: Instance, starts: list[float], ends: list[float], joules: list[float], last: int,
 ) -> tuple[list[float], list[float], list[float], int]:
@@ -170,11 +154,10 @@ def _before_horizon(
 
 
 def _sleep_run(
-    instance: Instance, start: float, ends: list[float], joules: list[float], before_last: bool, timed,
+    instance: Instance, start: float, ends: list[float], joules: list[float], before_last: bool,
 ) -> Generator[Any, Any, tuple[int, list[tuple[float, SchedulerLoad]]]]:
     """Meter the run and sleep through it (`_sleep`); return the steps run and the loads its
-    rows show: (time, load) at its start and after each arrival it took. `timed`: the runs of
-    token gaps registered ahead, each with its first step, cut to the steps run."""
+    rows show: (time, load) at its start and after each arrival it took."""
     instance.meter.begin(start, ends[-1] - start, fsum(joules))
     loads = [(start, instance.scheduler.load())]
     instance.arrivals_in_run = loads
@@ -183,8 +166,6 @@ def _sleep_run(
         done = yield from _sleep(instance, ends, before_last)
     finally:
         instance.arrivals_in_run = None
-        for run, first in timed:
-            run.steps = min(run.steps, max(done - first, 0))
     return done, loads
 
 
@@ -456,8 +437,8 @@ def _delay(now: float, target: float) -> float:
     return delay
 
 
-def _apply(instance: Instance, plan: StepPlan, request: Request, tokens: int, start: float, ends: list[float],
-           gaps_recorded: bool | int) -> None:
+def _apply(instance: Instance, plan: StepPlan, request: Request, tokens: int, start: float,
+           ends: list[float]) -> None:
     """The run's steps happened: the KV the steps took, the cohort's tokens, the chunks (the
     last one may complete the prompt: its first token, then the cohort or the end)."""
     kv, done, end = instance.kv, len(ends), ends[-1]
@@ -466,8 +447,7 @@ def _apply(instance: Instance, plan: StepPlan, request: Request, tokens: int, st
         raise RuntimeError("a mixed run outgrew the KV blocks it was planned with")
     if not kv.allocate(request, tokens):
         raise RuntimeError("a mixed run's prompt outgrew the KV blocks it was planned with")
-    gaps = "recorded" if gaps_recorded else "steps"
-    finished = kv.advance_cohort(ends, gaps) if plan.decode_cohort else []
+    finished = kv.advance_cohort(ends) if plan.decode_cohort else []
     if math.isnan(request.first_scheduled_time):  # the run's first step was its first
         request.first_scheduled_time = start
     if request.advance(tokens, end):  # a fresh prompt whose first token was its last

@@ -449,11 +449,11 @@ class KVCacheManager:
         if steps and not self.reserve_cohort(steps):
             raise KVConservationError("a smaller cohort could not hold the steps it held before")
 
-    def advance_cohort(self, end_times: np.ndarray | list[float], gaps: str = "run") -> list[Request]:
+    def advance_cohort(self, end_times: np.ndarray | list[float]) -> list[Request]:
         """Run the cohort's next len(end_times) steps (reserved before); return who finished."""
         if self._reserved_until - self.cohort.epoch < len(end_times):
             raise KVConservationError("a cohort step ran without its blocks reserved")
-        finished = self.cohort.advance(end_times, gaps)  # `DecodeCohort.advance`
+        finished = self.cohort.advance(end_times)  # `DecodeCohort.advance`
         bs = self.block_size
         for request in finished:
             self._blocks[request] = -(-request.num_computed_tokens // bs)

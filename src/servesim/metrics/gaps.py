@@ -6,28 +6,26 @@ step's end. One weighted record `(gap, members)` per cohort step (per class) the
 all those tokens; members that joined since the previous step, and tokens computed outside the
 cohort (a recompute, the first decode after a KV handoff), are recorded one by one.
 
-Several instances pool their records in one `TokenGaps`, so records must come in the order the
-steps end (the mean is summed in that order). A run of steps slept as one event registers its
-steps ahead (`steps_ahead`); each step's records are made once the clock has passed its end, when
-the next record is made or the gaps are read, merged in time order with the other runs' (a step
-ending at the very instant another record is made comes first; two runs' steps ending together,
-in the order the runs were registered). This costs no simulation event per step.
+Several instances pool their records in one `TokenGaps`, in whatever order their runs settle: the
+count, the histogram (integer weights), the minimum and maximum do not depend on it, and the total
+is summed exactly (`metrics.exact`), so the mean, rounded once, does not either.
 
 Records are buffered and folded into a log-spaced histogram (`BINS_PER_DECADE` bins per factor of
-ten, so a bin is 0.1% wide). The count, mean, minimum and maximum are exact; percentiles and the
-mean of the worst 10% are read from the histogram and lie within half a bin (0.05%) of the exact
-values over the same tokens (inverse-CDF percentiles, as `np.percentile(method="inverted_cdf")`).
+ten, so a bin is 0.1% wide). The count, minimum and maximum are exact, the mean correctly
+rounded; percentiles and the mean of the worst 10% are read from the histogram and lie within
+half a bin (0.05%) of the exact values over the same tokens (inverse-CDF percentiles, as
+`np.percentile(method="inverted_cdf")`).
 """
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import math
 import struct
 from typing import Any
 
 import numpy as np
+
+from servesim.metrics.exact import units_to_float, weighted_units
 
 Joiners = dict[Any, float]
 """Cohort members that joined since the step before -> their previous token's time. Keys are
@@ -49,7 +47,8 @@ class _Series:
     for every run) and each run's first record, folded into a histogram."""
 
     __slots__ = ("gaps", "weights", "run_ends", "run_lengths", "run_weights", "run_first_gaps",
-                 "run_first_weights", "pending", "flush_at", "hist", "count", "total", "low", "high")
+                 "run_first_weights", "pending", "flush_at", "hist", "count", "units", "nonfinite", "low",
+                 "high")
 
     def __init__(self) -> None:
         self.gaps: list[float] = []
@@ -63,7 +62,10 @@ class _Series:
         self.flush_at = FLUSH_AT  # (read once, not as a module global per record; tests lower it)
         self.hist = np.zeros(NUM_BINS)
         self.count = 0.0
-        self.total = 0.0
+        self.units = 0
+        """The weighted gaps' exact sum, in units of 2**-1074 s (`metrics.exact`)."""
+        self.nonfinite = 0.0
+        """The sum of weighted gaps that are not finite (none in a sound run; kept apart)."""
         self.low = math.inf
         self.high = -math.inf
 
@@ -73,21 +75,6 @@ class _Series:
         self.pending += 1
         if self.pending >= self.flush_at:
             self.flush()
-
-    def add_many(self, gaps: list[float], weight: float) -> None:
-        """`add(gap, weight)` of each gap in turn, flushing where those calls would."""
-        at, n = 0, len(gaps)
-        while self.pending + (n - at) >= self.flush_at:
-            take = self.flush_at - self.pending
-            self.gaps.extend(gaps[at : at + take])
-            self.weights.extend([weight] * take)
-            self.pending += take
-            at += take
-            self.flush()
-        if at < n:
-            self.gaps.extend(gaps[at:] if at else gaps)
-            self.weights.extend([weight] * (n - at))
-            self.pending += n - at
 
     def add_run(self, ends: np.ndarray | list[float], prev: float, weight: float, joined: int) -> None:
         """A decode run's steps, ending at `ends` (`prev`: the step before's end, NaN before the
@@ -108,7 +95,7 @@ class _Series:
         if not self.pending:
             return
         g, w = _floats(self.gaps), _floats(self.weights)
-        if self.run_lengths:  # after the scalar records, as they were always summed
+        if self.run_lengths:
             run_g, run_w = _run_records(self.run_ends, self.run_lengths, self.run_weights,
                                         self.run_first_gaps, self.run_first_weights)
             g, w = np.concatenate([g, run_g]), np.concatenate([w, run_w])
@@ -121,10 +108,14 @@ class _Series:
         if not len(g):
             return
         self.count += float(w.sum())
-        self.total += float((g * w).sum())
         self.low = min(self.low, float(g.min()))
         self.high = max(self.high, float(g.max()))
         self.hist += np.bincount(_bin_index(g), weights=w, minlength=NUM_BINS)
+        finite = np.isfinite(g)
+        if not finite.all():
+            self.nonfinite += float((g[~finite] * w[~finite]).sum())
+            g, w = g[finite], w[finite]
+        self.units += weighted_units(g, w)
 
 
 def _run_records(ends: list[float], lengths: list[int], weights: list[float], first_gaps: list[float],
@@ -171,10 +162,6 @@ class TokenGaps:
 
     def __init__(self) -> None:
         self._series: dict[str, _Series] = {}
-        self._due: list[tuple[float, int, CohortSteps]] = []
-        """Heap of runs' steps still to record: (next step's end, registration, run)."""
-        self._registered = 0
-        self._clock: Any = None  # what `steps_ahead` was given: its `now` releases due records
 
     def _of(self, cls: str) -> _Series:
         s = self._series.get(cls)
@@ -184,16 +171,12 @@ class TokenGaps:
 
     def add(self, gap: float, cls: str = "default") -> None:
         """One token emitted `gap` seconds after its request's previous token."""
-        if self._due:
-            self._release()
         self._of(cls).add(gap, 1.0)
 
     def cohort_steps(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict[str, int],
                      joiners: Joiners) -> None:
         """A decode cohort ran `len(ends)` steps. `class_counts`: members per class; `joiners`:
         members that joined since the previous cohort step -> their previous token's time."""
-        if self._due:
-            self._release()
         if len(ends) == 1:
             _one_step(self, prev_end, float(ends[0]), class_counts, _by_class(joiners))
             return
@@ -206,63 +189,12 @@ class TokenGaps:
             if n > 0:
                 self._of(cls).add_run(ends, prev_end, float(n), per_class.get(cls, 0))
 
-    def cohort_step_ends(self, prev_end: float, ends: np.ndarray | list[float], class_counts: dict[str, int],
-                         joiners: Joiners) -> None:
-        """`cohort_steps` of each step alone, one after another (a mixed run's steps, whose
-        records must be single steps' bit for bit), in one call: `CohortSteps.record` of them
-        all without the object (the first step's records, then each class's later gaps)."""
-        if self._due:
-            self._release()
-        _one_step(self, prev_end, ends[0], class_counts, _by_class(joiners))
-        if len(ends) > 1:
-            steps = _listed(ends)  # (native float arithmetic where compiled)
-            gaps = [steps[i] - steps[i - 1] for i in range(1, len(steps))]
-            for cls, n in class_counts.items():
-                if n > 0:  # (the first step made its series)
-                    self._of(cls).add_many(gaps, float(n))
-
-    def steps_ahead(self, clock, prev_end: float, ends: list[float], class_counts: dict[str, int],
-                    joiners: Joiners) -> CohortSteps:
-        """`cohort_step_ends` of steps that end in the future: each step's records are made once
-        `clock.now` has passed its end (module doc). Lower the returned run's `steps` if fewer
-        steps run (never below those that have ended)."""
-        run = CohortSteps(self, prev_end, ends, class_counts, joiners)
-        self._clock = clock
-        self._registered += 1
-        heapq.heappush(self._due, (ends[0], self._registered, run))
-        return run
-
-    def _release(self) -> None:
-        """Record the registered steps that have ended by now, in order of (end, registration):
-        a run's steps at once up to the next step of another run."""
-        now, due = self._clock.now, self._due
-        while due and due[0][0] <= now:
-            _, order, run = due[0]
-            first, ends, steps = run.next, run.ends, run.steps
-            if first >= steps:  # a run cut short
-                heapq.heappop(due)
-                continue
-            upto = bisect.bisect_right(ends, now, first, steps)
-            if len(due) > 1 and upto > first + 1:  # not past the next run's next step
-                rival = due[1] if len(due) == 2 or due[1] < due[2] else due[2]
-                cut = bisect.bisect_right if rival[1] > order else bisect.bisect_left
-                upto = min(upto, cut(ends, rival[0], first, steps))
-            run.record(upto)
-            if upto < steps:
-                heapq.heapreplace(due, (ends[upto], order, run))
-            else:
-                heapq.heappop(due)
-
     # -- reading ------------------------------------------------------------------------------------
     def classes(self) -> list[str]:
-        if self._due:
-            self._release()
         return sorted(self._series)
 
     def stats(self, cls: str | None = None) -> dict[str, float]:
         """`{mean, p50, p90, p99, worst10_mean, max, count}` over every class, or over one."""
-        if self._due:
-            self._release()
         series = list(self._series.values()) if cls is None else [self._series.get(cls, _Series())]
         for s in series:
             s.flush()
@@ -271,10 +203,9 @@ class TokenGaps:
             return {"mean": math.nan, **{k: math.nan for k in QUANTILES}, "worst10_mean": math.nan,
                     "max": math.nan, "count": 0}
         hist = series[0].hist if len(series) == 1 else np.sum([s.hist for s in series], axis=0)
-        total = sum(s.total for s in series)
         low = min(s.low for s in series)
         high = max(s.high for s in series)
-        out = {"mean": total / count}
+        out = {"mean": _mean(series, count)}
         cum = np.cumsum(hist)
         for name, q in QUANTILES.items():
             at = int(np.searchsorted(cum, q * count, side="left"))
@@ -285,47 +216,13 @@ class TokenGaps:
         return out
 
 
-class CohortSteps:
-    """The gap records of a decode cohort's steps that end at `ends` (`prev`: the step before's
-    end), as `TokenGaps.cohort_steps` of each step alone makes them: the members that joined
-    since the step before each record their own gap at the first step, the others weighted per
-    class. The cohort's classes and joiners are read when the run is made (they do not change
-    during a run)."""
-
-    __slots__ = ("owner", "prev", "ends", "joiners", "classes", "weighted", "next", "steps")
-
-    def __init__(self, owner: TokenGaps, prev: float, ends: list[float], class_counts: dict[str, int],
-                 joiners: Joiners):
-        self.owner, self.prev, self.ends = owner, prev, ends
-        self.joiners = _by_class(joiners)
-        self.classes = dict(class_counts)
-        self.weighted: list[tuple[_Series, float]] = []
-        """Each class with members and its series, once the first step has made them."""
-        self.next = 0
-        self.steps = len(ends)
-
-    def record(self, upto: int) -> None:
-        """Make the records of steps `next` to `upto - 1`."""
-        ends, j = self.ends, self.next
-        if j == 0:
-            self._record_first()
-            j = 1
-        if j + 1 == upto:  # the common case, a step at a time
-            gap = ends[j] - ends[j - 1]
-            for series, n in self.weighted:
-                series.add(gap, n)
-        elif j < upto:
-            gaps = [ends[i] - ends[i - 1] for i in range(j, upto)]
-            for series, n in self.weighted:
-                series.add_many(gaps, n)
-        self.next = upto
-
-    def _record_first(self) -> None:
-        """The first step's records; every class with members has its series after it (its
-        members joined, or some were here)."""
-        owner = self.owner
-        _one_step(owner, self.prev, self.ends[0], self.classes, self.joiners)
-        self.weighted = [(owner._of(cls), float(n)) for cls, n in self.classes.items() if n > 0]
+def _mean(series: list[_Series], count: float) -> float:
+    """The weighted mean gap, correctly rounded from the exact sum (weights are token counts, so
+    `count` is an integer)."""
+    nonfinite = sum(s.nonfinite for s in series)
+    if nonfinite:
+        return nonfinite
+    return units_to_float(sum(s.units for s in series), int(count))
 
 
 def _by_class(joiners: Joiners) -> list[tuple[str, float]]:
