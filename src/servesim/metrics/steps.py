@@ -49,6 +49,9 @@ ROW = np.dtype([
     ("kv_usage", np.float64),
     ("energy_j", np.float64),
 ], align=False)
+RAW_ROW = np.dtype((np.void, ROW.itemsize))
+"""A row as opaque bytes: rows reordered through this view are copied whole (a structured array's
+fancy index copies them field by field, ~30x slower)."""
 BLOCK_ROWS = 8192
 SPILL_ROWS = 1 << 16
 """Rows a log holds in memory (~3.5 MiB); older rows wait in a temporary file."""
@@ -332,12 +335,21 @@ def _groups(piece: np.ndarray):
     if inst[0] == inst[-1] and bool(np.all(inst == inst[0])):
         yield int(inst[0]), piece, 0
         return
-    order = np.argsort(inst, kind="stable")
-    grouped = piece[order]
-    ids, at = np.unique(grouped["instance"], return_index=True)
-    bounds = [*at.tolist(), len(grouped)]
-    for k, i in enumerate(ids.tolist()):
-        yield i, grouped[bounds[k] : bounds[k + 1]], int(order[bounds[k]])
+    order = np.argsort(_sort_keys(inst), kind="stable")
+    grouped = np.ascontiguousarray(piece).view(RAW_ROW)[order].view(ROW)
+    ids = inst[order]
+    starts = [0, *(np.flatnonzero(ids[1:] != ids[:-1]) + 1).tolist(), len(grouped)]
+    for k in range(len(starts) - 1):
+        at = starts[k]
+        yield int(ids[at]), grouped[at : starts[k + 1]], int(order[at])
+
+
+def _sort_keys(instances: np.ndarray) -> np.ndarray:
+    """Instance indexes as 16-bit keys where they fit: numpy sorts those stably by radix, in one
+    pass, where 32-bit keys take a merge sort."""
+    if int(instances.min()) >= 0 and int(instances.max()) < 1 << 15:
+        return instances.astype(np.int16)
+    return instances
 
 
 class LazyColumns(Columns):
