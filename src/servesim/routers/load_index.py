@@ -13,6 +13,7 @@ same answer as `routers.base.least_loaded`'s scan (tests/test_router_index.py ch
 from __future__ import annotations
 
 import heapq
+from functools import partial
 from typing import Callable, Sequence, TypeGuard
 
 from servesim.routers.base import InstanceView, LoadReportingView, least_loaded
@@ -27,13 +28,17 @@ class LoadIndex:
         self._loads = [measure(instance.load()) for instance in instances]
         self._heap: list[tuple[int, int]] = [(load, pos) for pos, load in enumerate(self._loads)]
         heapq.heapify(self._heap)
-        self._stale: set[int] = set()
-        """Positions of instances whose load may have changed since the last decision."""
-        for instance in instances:
-            instance.watch_load(self.changed)
+        self._stale: dict[int, InstanceView] = {}
+        """Positions of instances whose load may have changed since the last decision (to the
+        view that said so)."""
+        for pos, instance in enumerate(instances):
+            # (instances report a few times a step: `stale[pos] = view` as a C-level partial
+            # costs no Python frame per report)
+            instance.watch_load(partial(self._stale.__setitem__, pos))
 
     def changed(self, instance: InstanceView) -> None:
-        self._stale.add(self._position[id(instance)])
+        """Mark `instance` (one of `instances`) as changed, as its own reports do."""
+        self._stale[self._position[id(instance)]] = instance
 
     def _measure_stale(self) -> None:
         loads, heap = self._loads, self._heap
