@@ -23,7 +23,7 @@ COMPILED = [  # the simulation loop's modules (py-spy); no pydantic model among 
     "schedulers/core.py", "schedulers/batching.py", "schedulers/chunk_runs.py",
     "cost/roofline.py", "cost/power.py", "cost/shape.py",
     "cost/work.py", "metrics/steps.py", "metrics/gaps.py",
-    "metrics/request_log.py", "workload/factory.py",
+    "metrics/request_log.py", "workload/factory.py", "routers/load_index.py",
 ]
 
 
