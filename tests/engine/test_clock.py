@@ -16,10 +16,12 @@ import servesim
 from servesim.engine.clock import (
     SHORT_QUEUE,
     WOKEN,
+    WOKEN_LATER,
     reserve_order,
     skip_ahead,
     skip_to,
     timeout_at,
+    wake_at,
     wake_early,
 )
 from servesim.engine.cluster import CountingEnvironment
@@ -161,6 +163,58 @@ def test_an_event_taken_off_the_schedule_is_neither_seen_nor_processed(bystander
     assert env.now == (12.0 if bystanders else 11.0)
     assert env.num_events == counted + 2 * (1 + bystanders) + 1
 
+
+
+def _moved_trace(moved: bool) -> tuple[list, float, int]:
+    """A sleeper (due at 5.0) woken at 1.0, whose answer is to sleep 0.25 more: woken early, then
+    a timeout; or its wake-up moved there at once (`wake_at`). A bystander is due at 1.1."""
+    env, seen = CountingEnvironment(), []
+
+    def sleeper():
+        value = yield env.timeout(5.0)
+        if value is WOKEN:
+            yield env.timeout(0.25)
+        seen.append((env.now, "sleeper", value))
+
+    def waker(process):
+        yield env.timeout(1.0)
+        wake_at(process, 0.25) if moved else wake_early(process)
+
+    def bystander():
+        yield env.timeout(1.1)
+        seen.append((env.now, "bystander", None))
+
+    process = env.process(sleeper())
+    env.process(waker(process))
+    env.process(bystander())
+    env.run()
+    return seen, env.now, env.num_events
+
+
+def test_a_moved_wake_up_lands_where_a_woken_sleep_would_end():
+    early, early_end, early_events = _moved_trace(moved=False)
+    moved, moved_end, moved_events = _moved_trace(moved=True)
+    assert early == [(1.1, "bystander", None), (1.25, "sleeper", WOKEN)]
+    assert moved == [(1.1, "bystander", None), (1.25, "sleeper", WOKEN_LATER)]
+    assert early_end == moved_end == 1.25  # the sleep's own timeout (5.0) left the schedule
+    assert moved_events == early_events - 1  # one timeout instead of a wake and a timeout
+
+
+def test_a_moved_wake_up_still_yields_to_an_interrupt():
+    env = simpy.Environment()
+
+    def sleeper():
+        try:
+            yield env.timeout(5.0)
+        except simpy.Interrupt as exc:
+            return exc.cause
+
+    process = env.process(sleeper())
+    env.run(until=0.5)
+    wake_at(process, 1.0)
+    process.interrupt("failure")  # an instance failure before the moved wake-up
+    env.run()
+    assert process.value == "failure" and env.now == 1.5  # the moved timeout pops as a no-op
 
 
 def test_a_process_that_ended_before_its_early_wake_is_left_alone():

@@ -15,6 +15,8 @@ other callbacks to run after it, at a clock they would not expect.
 schedule, but sends it a value where an interrupt throws an exception through its generators
 (every decode run an arrival cuts short), and takes the event it slept on off the schedule
 (lazily: `ABANDONED`; `cluster.CountingEnvironment` drops such events as they come due).
+`wake_at` moves such a process's wake-up to a later time instead, for one whose answer to an early
+wake would only be a sleep until then.
 `now` reads the clock without SimPy's property (a Python call per read; the engine reads the
 clock a few times a step).
 
@@ -38,6 +40,8 @@ from simpy.events import PENDING
 
 WOKEN = "woken early"
 """What a process asleep on an event receives when `wake_early` wakes it before the event."""
+WOKEN_LATER = "woken for later"
+"""What a process receives when `wake_at` has moved its wake-up to an earlier time than its sleep's."""
 
 
 def now(env: simpy.Environment) -> float:
@@ -114,13 +118,30 @@ def wake_early(process: simpy.Process) -> None:
     env.schedule(event, URGENT)
 
 
-def _resume_early(process: simpy.Process, event: simpy.Event) -> None:
-    if process._value is not PENDING:  # it ended meanwhile (an instance failure)
-        return
+def wake_at(process: simpy.Process, delay: float) -> None:
+    """Move the wake-up of `process`, asleep on an event, to `delay` (> 0) seconds from now, where
+    it receives `WOKEN_LATER`: for a process whose only response to `wake_early` would be a sleep
+    of `delay` (a decode run finishing its step in flight), one timeout instead of an urgent wake
+    and a timeout, landing at the same time (`now + delay`, as that timeout would)."""
+    env = process.env
+    _forget(process)
+    event = env.timeout(delay, WOKEN_LATER)
+    event.callbacks.append(process._resume)  # type: ignore[union-attr]  # not yet processed
+    process._target = event
+
+
+def _forget(process: simpy.Process) -> None:
+    """Take `process` off the event it sleeps on (which leaves the schedule if nobody else waits)."""
     slept_on = process._target
     slept_on.callbacks.remove(process._resume)  # type: ignore[union-attr]  # it sleeps on it
     if not slept_on.callbacks:
         _unschedule(process.env, slept_on)
+
+
+def _resume_early(process: simpy.Process, event: simpy.Event) -> None:
+    if process._value is not PENDING:  # it ended meanwhile (an instance failure)
+        return
+    _forget(process)
     process._resume(event)
 
 

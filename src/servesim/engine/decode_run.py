@@ -5,8 +5,9 @@ stops at the next finish, at the KV cache's limit, at the plan's `max_repeats` a
 `engine.max_run_steps`; a plan's `replan_time` cuts it to the step in flight then, the time
 limit to the steps that end before it), sleeps until the last ends, and settles them: KV
 blocks, the cohort's progress, finishes, one step-log row with the run's steps and joules. An
-arrival routed here meanwhile wakes the instance (`clock.wake_early`): the step in flight
-completes and the scheduler plans again. The result is step for step what single steps give.
+arrival routed here meanwhile cuts the run: the step in flight completes and the scheduler plans
+again (`Instance.wake` moves the run's wake-up to that step's end, `clock.wake_at`: one event, where
+waking it at once would take two). The result is step for step what single steps give.
 
 A run that would outlive the next event queued, which may be an arrival routed here (on one
 instance it nearly always is; nothing can wake the run sooner), is priced lazily: its head first,
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from servesim.core.step import StepPlan
-from servesim.engine.clock import WOKEN, now, reserve_order, skip_ahead, skip_to, timeout_at
+from servesim.engine.clock import WOKEN, WOKEN_LATER, now, reserve_order, skip_ahead, skip_to, timeout_at
 
 if TYPE_CHECKING:  # a type only: the instance imports this module
     from servesim.engine.instance import Instance
@@ -65,7 +66,7 @@ def decode_run(instance: Instance, plan: StepPlan):
     in_flight = not instance.mixed_runs
     limit = _limit(instance)
     joules = 0.0
-    woken = False
+    got: Any = None  # what the run's sleep ended with: None, or a wake (`Instance.wake`)
     order = -1  # the place of the run's timeout among same-time events, where it sleeps in two hops
     ctx: Any  # (declared: lists or arrays; mypyc types a local by its first value)
     seconds: Any
@@ -76,8 +77,9 @@ def decode_run(instance: Instance, plan: StepPlan):
         order = reserve_order(env)
         instance.meter.begin(start, ends[-1] - start, joules)
         instance._interruptible = True
-        woken = (yield timeout_at(env, ends[-1], order)) is WOKEN
-    if not woken:
+        instance.run_ends = ends
+        got = yield timeout_at(env, ends[-1], order)
+    if got is None:
         ctx, seconds, ends = _prices(instance, n, k, start)
         end: float = ends[-1]  # (`ends` is a list or an array: compiled, a typed copy of its last)
         if plan.replan_time < end:
@@ -91,18 +93,22 @@ def decode_run(instance: Instance, plan: StepPlan):
         if in_flight:
             joules = _energy(instance, n, ctx, seconds, k)
         instance.meter.begin(start, end - start, joules)
+        instance.run_ends = ends
         if order < 0:
             if not skip_ahead(env, end - start):  # (nothing else due before the run ends)
                 instance._interruptible = k > 1
-                woken = (yield env.timeout(end - start)) is WOKEN  # an arrival (`Instance.wake`)
+                got = yield env.timeout(end - start)  # an arrival may wake it (`Instance.wake`)
         elif not skip_to(env, start + (end - start)):  # (where the one timeout would have ended)
-            woken = (yield timeout_at(env, start + (end - start), order)) is WOKEN
+            got = yield timeout_at(env, start + (end - start), order)
+    instance.run_ends = None
     done = len(ends)
-    if woken:  # finish the step in flight, then plan again
+    if got is WOKEN:  # finish the step in flight, then plan again
         done = min(bisect.bisect_left(ends, now(env)) + 1, done)
         remaining = ends[done - 1] - now(env)
         if remaining > 0 and not skip_ahead(env, remaining):
             yield env.timeout(remaining)
+    elif got is WOKEN_LATER:  # woken at the end of the step in flight (`clock.wake_at`)
+        done = min(bisect.bisect_left(ends, instance.woken_at) + 1, done)
     instance._interruptible = False
     end_now = now(env)
     ends = ends[:done] if isinstance(ends, list) else np.array(ends[:done])  # (a copy either way)

@@ -13,6 +13,7 @@ for the transfer, which frees it when the KV has reached the decode instance.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ import simpy
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
-from servesim.engine.clock import now, skip_ahead, wake_early
+from servesim.engine.clock import now, skip_ahead, wake_at, wake_early
 from servesim.engine.decode_run import decode_run
 from servesim.engine.mixed_run import handover_run, mixed_run
 from servesim.engine.power import PowerMeter
@@ -176,6 +177,12 @@ class Instance:
         self.arrivals_in_run: list[tuple[float, SchedulerLoad]] | None = None
         """While a mixed run sleeps: (time, scheduler load) after each arrival it took."""
         self._interruptible = False
+        self.run_ends: Any = None
+        """While a decode run sleeps: its steps' ends (a list or an array). A wake then moves the
+        run's wake-up to the end of the step in flight (`clock.wake_at`), where a woken run would
+        have gone back to sleep until then."""
+        self.woken_at = 0.0
+        """When `wake_at` was last called: the run finds its step in flight from it."""
 
     # -- the outside world ------------------------------------------------------------------------
     def load(self) -> SchedulerLoad:
@@ -226,7 +233,25 @@ class Instance:
                 self.arrivals_in_run.append((now(self.env), self.scheduler.load()))
                 return
             self._interruptible = False
-            wake_early(self.process)
+            if not self._wake_after_step():
+                wake_early(self.process)
+
+    def _wake_after_step(self) -> bool:
+        """In a decode run, have the run woken at the end of its step in flight (`wake_at`), and
+        return True; False where that end is now, or outside a decode run."""
+        ends = self.run_ends
+        if ends is None:
+            return False
+        at = now(self.env)
+        flight = bisect.bisect_left(ends, at)
+        if flight >= len(ends):
+            return False
+        remaining = ends[flight] - at  # (the delay the woken run would have slept: the same end)
+        if not remaining > 0:
+            return False
+        self.woken_at = at
+        wake_at(self.process, remaining)
+        return True
 
     def decoding(self) -> list[Request]:
         """Requests decoding here that could migrate (read-only for policies)."""
