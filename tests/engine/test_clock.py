@@ -23,6 +23,7 @@ from servesim.engine.clock import (
     timeout_at,
     wake_at,
     wake_early,
+    wake_later,
 )
 from servesim.engine.cluster import CountingEnvironment
 from tests.factories import same_summary, small_config
@@ -167,7 +168,7 @@ def test_an_event_taken_off_the_schedule_is_neither_seen_nor_processed(bystander
 
 def _moved_trace(moved: bool) -> tuple[list, float, int]:
     """A sleeper (due at 5.0) woken at 1.0, whose answer is to sleep 0.25 more: woken early, then
-    a timeout; or its wake-up moved there at once (`wake_at`). A bystander is due at 1.1."""
+    a timeout; or its wake-up moved there at once (`wake_later`). A bystander is due at 1.1."""
     env, seen = CountingEnvironment(), []
 
     def sleeper():
@@ -178,7 +179,7 @@ def _moved_trace(moved: bool) -> tuple[list, float, int]:
 
     def waker(process):
         yield env.timeout(1.0)
-        wake_at(process, 0.25) if moved else wake_early(process)
+        wake_later(process, 0.25) if moved else wake_early(process)
 
     def bystander():
         yield env.timeout(1.1)
@@ -200,6 +201,24 @@ def test_a_moved_wake_up_lands_where_a_woken_sleep_would_end():
     assert moved_events == early_events - 1  # one timeout instead of a wake and a timeout
 
 
+def test_a_wake_up_moved_to_a_time_lands_on_it_exactly():
+    env, seen = CountingEnvironment(), []
+    at = 1.0 + 1e-9 * 3  # a time no delay from 1.0 need land on
+
+    def sleeper():
+        value = yield env.timeout(5.0)
+        seen.append((env.now, value))
+
+    def waker(process):
+        yield env.timeout(1.0)
+        wake_at(process, at)
+
+    process = env.process(sleeper())
+    env.process(waker(process))
+    env.run()
+    assert seen == [(at, WOKEN_LATER)] and env.now == at  # the sleep's own timeout left the schedule
+
+
 def test_a_moved_wake_up_still_yields_to_an_interrupt():
     env = simpy.Environment()
 
@@ -211,7 +230,7 @@ def test_a_moved_wake_up_still_yields_to_an_interrupt():
 
     process = env.process(sleeper())
     env.run(until=0.5)
-    wake_at(process, 1.0)
+    wake_later(process, 1.0)
     process.interrupt("failure")  # an instance failure before the moved wake-up
     env.run()
     assert process.value == "failure" and env.now == 1.5  # the moved timeout pops as a no-op

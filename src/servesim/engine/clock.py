@@ -15,8 +15,8 @@ other callbacks to run after it, at a clock they would not expect.
 schedule, but sends it a value where an interrupt throws an exception through its generators
 (every decode run an arrival cuts short), and takes the event it slept on off the schedule
 (lazily: `ABANDONED`; `cluster.CountingEnvironment` drops such events as they come due).
-`wake_at` moves such a process's wake-up to a later time instead, for one whose answer to an early
-wake would only be a sleep until then.
+`wake_later` and `wake_at` move such a process's wake-up to a later time instead, for one whose
+answer to an early wake would only be a sleep until then.
 `now` reads the clock without SimPy's property (a Python call per read; the engine reads the
 clock a few times a step).
 
@@ -41,7 +41,8 @@ from simpy.events import PENDING
 WOKEN = "woken early"
 """What a process asleep on an event receives when `wake_early` wakes it before the event."""
 WOKEN_LATER = "woken for later"
-"""What a process receives when `wake_at` has moved its wake-up to an earlier time than its sleep's."""
+"""What a process receives when `wake_later` or `wake_at` has moved its wake-up earlier than its
+sleep's end."""
 
 
 def now(env: simpy.Environment) -> float:
@@ -118,7 +119,7 @@ def wake_early(process: simpy.Process) -> None:
     env.schedule(event, URGENT)
 
 
-def wake_at(process: simpy.Process, delay: float) -> None:
+def wake_later(process: simpy.Process, delay: float) -> None:
     """Move the wake-up of `process`, asleep on an event, to `delay` (> 0) seconds from now, where
     it receives `WOKEN_LATER`: for a process whose only response to `wake_early` would be a sleep
     of `delay` (a decode run finishing its step in flight), one timeout instead of an urgent wake
@@ -127,6 +128,18 @@ def wake_at(process: simpy.Process, delay: float) -> None:
     _forget(process)
     event = env.timeout(delay, WOKEN_LATER)
     event.callbacks.append(process._resume)  # type: ignore[union-attr]  # not yet processed
+    process._target = event
+
+
+def wake_at(process: simpy.Process, at: float) -> None:
+    """`wake_later`, to the time `at` itself (not before now): where the process would have slept
+    until exactly then (a mixed run cut before its last chunk)."""
+    env = process.env
+    _forget(process)
+    event = simpy.Event(env)
+    event._ok, event._value = True, WOKEN_LATER
+    event.callbacks.append(process._resume)  # type: ignore[union-attr]  # not yet processed
+    heapq.heappush(env._queue, (at, NORMAL, next(env._eid), event))
     process._target = event
 
 

@@ -6,7 +6,7 @@ stops at the next finish, at the KV cache's limit, at the plan's `max_repeats` a
 limit to the steps that end before it), sleeps until the last ends, and settles them: KV
 blocks, the cohort's progress, finishes, one step-log row with the run's steps and joules. An
 arrival routed here meanwhile cuts the run: the step in flight completes and the scheduler plans
-again (`Instance.wake` moves the run's wake-up to that step's end, `clock.wake_at`: one event, where
+again (`Instance.wake` moves the run's wake-up to that step's end, `clock.wake_later`: one event, where
 waking it at once would take two). The result is step for step what single steps give.
 
 A run that would outlive the next event queued, which may be an arrival routed here (on one
@@ -107,7 +107,7 @@ def decode_run(instance: Instance, plan: StepPlan):
         remaining = ends[done - 1] - now(env)
         if remaining > 0 and not skip_ahead(env, remaining):
             yield env.timeout(remaining)
-    elif got is WOKEN_LATER:  # woken at the end of the step in flight (`clock.wake_at`)
+    elif got is WOKEN_LATER:  # woken at the end of the step in flight (`clock.wake_later`)
         done = min(bisect.bisect_left(ends, instance.woken_at) + 1, done)
     instance._interruptible = False
     end_now = now(env)

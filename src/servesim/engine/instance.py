@@ -23,7 +23,7 @@ import simpy
 from servesim.core.request import Request, RequestStatus
 from servesim.core.step import StepPlan
 from servesim.cost.base import CostModel, StepShape
-from servesim.engine.clock import now, skip_ahead, wake_at, wake_early
+from servesim.engine.clock import now, skip_ahead, wake_at, wake_early, wake_later
 from servesim.engine.decode_run import decode_run
 from servesim.engine.mixed_run import handover_run, mixed_run
 from servesim.engine.power import PowerMeter
@@ -179,10 +179,13 @@ class Instance:
         self._interruptible = False
         self.run_ends: Any = None
         """While a decode run sleeps: its steps' ends (a list or an array). A wake then moves the
-        run's wake-up to the end of the step in flight (`clock.wake_at`), where a woken run would
+        run's wake-up to the end of the step in flight (`clock.wake_later`), where a woken run would
         have gone back to sleep until then."""
         self.woken_at = 0.0
-        """When `wake_at` was last called: the run finds its step in flight from it."""
+        """When `wake_later` was last called: the run finds its step in flight from it."""
+        self.last_chunk_at = math.inf
+        """While a mixed run sleeps with its prompt's last chunk to come (`engine.mixed_run`): when
+        that chunk starts. The first arrival before then ends the run there (`clock.wake_at`)."""
 
     # -- the outside world ------------------------------------------------------------------------
     def load(self) -> SchedulerLoad:
@@ -230,14 +233,18 @@ class Instance:
             self._idle.succeed()
         elif self._interruptible:
             if arrival and self.arrivals_in_run is not None:
-                self.arrivals_in_run.append((now(self.env), self.scheduler.load()))
+                at = now(self.env)
+                self.arrivals_in_run.append((at, self.scheduler.load()))
+                if at <= self.last_chunk_at < math.inf:  # its last chunk must not run: wake it then
+                    wake_at(self.process, self.last_chunk_at)
+                    self.last_chunk_at = math.inf
                 return
             self._interruptible = False
             if not self._wake_after_step():
                 wake_early(self.process)
 
     def _wake_after_step(self) -> bool:
-        """In a decode run, have the run woken at the end of its step in flight (`wake_at`), and
+        """In a decode run, have the run woken at the end of its step in flight (`wake_later`), and
         return True; False where that end is now, or outside a decode run."""
         ends = self.run_ends
         if ends is None:
@@ -250,7 +257,7 @@ class Instance:
         if not remaining > 0:
             return False
         self.woken_at = at
-        wake_at(self.process, remaining)
+        wake_later(self.process, remaining)
         return True
 
     def decoding(self) -> list[Request]:

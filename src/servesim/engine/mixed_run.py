@@ -55,7 +55,7 @@ import numpy as np
 from servesim.core.step import StepPlan
 from servesim.cost.base import StepShape
 from servesim.cost.roofline import RooflineCostModel
-from servesim.engine.clock import WOKEN, now, skip_ahead
+from servesim.engine.clock import WOKEN, WOKEN_LATER, now, skip_ahead
 from servesim.engine.decode_run import steps_before
 from servesim.schedulers.chunk_runs import leaves_budget_unused
 
@@ -391,39 +391,39 @@ def _vector_price(instance: Instance, steps: _Steps, last: int) -> tuple[list[fl
 def _sleep(instance: Instance, ends: list[float], before_last: bool):
     """Sleep until the last end, or until the end of the step in flight at a wake other than
     an arrival; return the steps run. `before_last`: an arrival before the last step starts
-    ends the run before it."""
+    ends the run before it (`Instance.wake` then moves the run's wake-up to that start)."""
     env = instance.env
     done = len(ends)
     instance._interruptible = True
-    woken = False
     if before_last:
-        woken = yield from _until(env, ends[-2])
-        if not woken and len(instance.arrivals_in_run) > 1:  # type: ignore[arg-type]  # set while a run sleeps
-            done -= 1
-    if not woken and done == len(ends):
-        woken = yield from _until(env, ends[-1])
+        instance.last_chunk_at = ends[-2]
+    woken = yield from _until(env, ends[-1])
+    instance.last_chunk_at = math.inf
     instance._interruptible = False
-    if woken:  # finish the step in flight, then plan again
+    if woken is WOKEN_LATER:  # an arrival came before the last chunk: the run ends before it
+        return done - 1
+    if woken is WOKEN:  # finish the step in flight, then plan again
         done = min(bisect.bisect_left(ends, now(env)) + 1, done)
         yield from _until(env, ends[done - 1])
     return done
 
 
-def _until(env, target: float) -> Generator[Any, Any, bool]:
-    """Sleep until exactly `target`; True if woken before (`clock.wake_early`). `now + (target -
-    now)` may round to a neighbour of it when the sleep is longer than `now` itself; a second hop,
-    of the exact rest, then lands on it."""
+def _until(env, target: float) -> Generator[Any, Any, Any]:
+    """Sleep until exactly `target`; None, or the wake (`WOKEN`, `WOKEN_LATER`) that ended the
+    sleep before it (`clock.wake_early`, `clock.wake_at`). `now + (target - now)` may round to a
+    neighbour of it when the sleep is longer than `now` itself; a second hop, of the exact rest,
+    then lands on it."""
     at = now(env)
     if at < target:
         delay = _delay(at, target)
         if not skip_ahead(env, delay):  # (nothing else due before then)
-            if (yield env.timeout(delay)) is WOKEN:
-                return True
+            woken = yield env.timeout(delay)
+            if woken is not None:
+                return woken
         at = now(env)
         if at < target:
-            if (yield env.timeout(target - at)) is WOKEN:
-                return True
-    return False
+            return (yield env.timeout(target - at))
+    return None
 
 
 def _delay(now: float, target: float) -> float:
