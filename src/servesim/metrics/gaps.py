@@ -38,6 +38,7 @@ LOW_S, HIGH_S = 1e-7, 1e6
 """Histogram range; gaps outside it land in the end bins (min and max stay exact)."""
 NUM_BINS = int(math.ceil(math.log10(HIGH_S / LOW_S) * BINS_PER_DECADE)) + 1
 FLUSH_AT = 1 << 15
+_Pair = tuple[np.ndarray, np.ndarray]
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99}
 WORST_FRACTION = 0.10
 
@@ -95,9 +96,12 @@ class _Series:
         if not self.pending:
             return
         g, w = _floats(self.gaps), _floats(self.weights)
+        summed = None  # what the exact sum adds up, where not the records themselves
         if self.run_lengths:
-            run_g, run_w = _run_records(self.run_ends, self.run_lengths, self.run_weights,
-                                        self.run_first_gaps, self.run_first_weights)
+            run_g, run_w, telescoped = _run_records(self.run_ends, self.run_lengths, self.run_weights,
+                                                    self.run_first_gaps, self.run_first_weights)
+            if telescoped is not None and (not len(w) or w.min() > 0):
+                summed = (np.concatenate([g, telescoped[0]]), np.concatenate([w, telescoped[1]]))
             g, w = np.concatenate([g, run_g]), np.concatenate([w, run_w])
             self.run_ends, self.run_lengths, self.run_weights = [], [], []
             self.run_first_gaps, self.run_first_weights = [], []
@@ -115,25 +119,56 @@ class _Series:
         if not finite.all():
             self.nonfinite += float((g[~finite] * w[~finite]).sum())
             g, w = g[finite], w[finite]
+        elif summed is not None:
+            g, w = summed
         self.units += weighted_units(g, w)
 
 
 def _run_records(ends: list[float], lengths: list[int], weights: list[float], first_gaps: list[float],
-                 first_weights: list[float]) -> tuple[np.ndarray, np.ndarray]:
+                 first_weights: list[float]) -> tuple[np.ndarray, np.ndarray, _Pair | None]:
     """The gaps and weights of `_Series.add_run`'s runs, one after another: the same values a
     run's own `np.diff` and `np.full` give (element by element the same operations), in a few
-    numpy calls for all of them instead of a few per run. `ends`: every run's step ends;
-    `lengths`, `weights`: each run's steps and their weight; `first_gaps`, `first_weights`:
-    each run's first record."""
-    steps = np.array(lengths)
+    numpy calls for all of them instead of a few per run; then the same records' exact-sum
+    inputs, fewer (`_telescoped`). `ends`: every run's step ends; `lengths`, `weights`: each
+    run's steps and their weight; `first_gaps`, `first_weights`: each run's first record."""
+    steps = np.fromiter(lengths, np.int64, len(lengths))
     at = _floats(ends)
-    firsts = np.cumsum(steps) - steps
+    lasts = np.cumsum(steps)
+    lasts -= 1
+    firsts = lasts - steps
+    firsts += 1
     gaps = np.empty_like(at)
     np.subtract(at[1:], at[:-1], out=gaps[1:])
-    gaps[firsts] = _floats(first_gaps)
-    run_weights = np.repeat(_floats(weights), steps)
-    run_weights[firsts] = _floats(first_weights)
-    return gaps, run_weights
+    head_g, head_w, run_w = _floats(first_gaps), _floats(first_weights), _floats(weights)
+    gaps[firsts] = head_g
+    step_w = np.repeat(run_w, steps)
+    step_w[firsts] = head_w
+    return gaps, step_w, _telescoped(at, steps, firsts, lasts, gaps, step_w, run_w)
+
+
+def _telescoped(at: np.ndarray, steps: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, gaps: np.ndarray,
+                step_w: np.ndarray, run_w: np.ndarray) -> _Pair | None:
+    """`_run_records`' records (with weight > 0) as fewer values and weights of the same exact
+    sum: a run whose ends never fall and lie within a factor 2 of each other has exact step
+    differences (Sterbenz), so its later steps sum to weight * (last end - first end): two inputs
+    instead of one a step. Its first record, and every step of other runs, stay as they are.
+    None (sum the records themselves) where a gap is negative or NaN or a run's weight not
+    positive, which no sound run has."""
+    if not (gaps.min() >= 0 and run_w.min() > 0):
+        return None
+    start, end = at[firsts], at[lasts]
+    fits = (start >= 0) & (start + start >= end) & (end < math.inf)
+    heads = step_w[firsts]
+    head_g, heads_on = gaps[firsts], heads > 0
+    values = [head_g[heads_on], end, start]
+    weights = [heads[heads_on], run_w, -run_w]
+    if not fits.all():
+        values[1:], weights[1:] = [end[fits], start[fits]], [run_w[fits], -run_w[fits]]
+        loose = np.repeat(~fits, steps)
+        loose[firsts] = False
+        values.append(gaps[loose])
+        weights.append(step_w[loose])
+    return np.concatenate(values), np.concatenate(weights)
 
 
 def _listed(ends: np.ndarray | list[float]) -> list[float]:
@@ -143,13 +178,18 @@ def _listed(ends: np.ndarray | list[float]) -> list[float]:
 
 def _floats(values: list[float]) -> np.ndarray:
     """`np.array(values)` (read-only) at about a third of its cost: numpy converts a list of
-    floats item by item through its generic machinery, `struct` in one tight C loop."""
-    return np.frombuffer(struct.pack(f"{len(values)}d", *values), dtype=np.float64)
+    floats item by item through its generic machinery, `struct` in one tight C loop (a `Struct`'s
+    own `pack` takes the list as one tuple; `struct.pack(fmt, *values)` copies it twice)."""
+    return np.frombuffer(struct.Struct(f"{len(values)}d").pack(*values), dtype=np.float64)
 
 
 def _bin_index(gaps: np.ndarray) -> np.ndarray:
-    x = np.log10(np.maximum(gaps, LOW_S) / LOW_S) * BINS_PER_DECADE
-    return np.minimum(x.astype(np.int64), NUM_BINS - 1)
+    x = np.maximum(gaps, LOW_S)
+    x /= LOW_S  # (in place: the same operations as log10(maximum(...) / LOW_S) * BINS_PER_DECADE)
+    np.log10(x, out=x)
+    x *= BINS_PER_DECADE
+    index = x.astype(np.int64)
+    return np.minimum(index, NUM_BINS - 1, out=index)
 
 
 def _bin_value(index: np.ndarray | int) -> np.ndarray | float:
