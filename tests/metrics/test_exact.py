@@ -124,5 +124,7 @@ def test_telescoped_runs_sum_to_their_steps_gaps(runs):
         first = ends[0] - prev if prev == prev else 0.0
         exact += Fraction(first) * (members - joined)
         exact += sum((Fraction(b - a) for a, b in zip(ends, ends[1:])), Fraction(0)) * members
+        series.add(seconds[0], float(joined + 1))  # a single record between runs
+        exact += Fraction(seconds[0]) * (joined + 1)
     series.flush()
     assert Fraction(series.units, 1 << UNIT_BITS) == exact
