@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +18,7 @@ from servesim.metrics.gaps import TokenGaps
 
 finite = st.floats(-1e290, 1e290, width=64)  # subnormals included
 weight = st.integers(0, 5000)
+signed_weight = st.integers(-(1 << 26) + 1, (1 << 26) - 1)
 
 
 @settings(max_examples=200, deadline=None)
@@ -25,6 +28,29 @@ def test_weighted_units_is_the_exact_sum(records):
     weights = np.array([w for _, w in records], dtype=np.float64)
     exact = sum((Fraction(v) * w for v, w in records), Fraction(0))
     assert Fraction(weighted_units(values, weights), 1 << UNIT_BITS) == exact
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(finite, signed_weight), max_size=60))
+def test_signed_weights_up_to_the_limit_sum_exactly(records):
+    values = np.array([v for v, _ in records], dtype=np.float64)
+    weights = np.array([w for _, w in records], dtype=np.float64)
+    exact = sum((Fraction(v) * w for v, w in records), Fraction(0))
+    assert Fraction(weighted_units(values, weights), 1 << UNIT_BITS) == exact
+
+
+def test_full_significands_and_heaviest_weights_stay_exact():
+    rng = np.random.default_rng(7)  # every significand bit set and weights at the limit, per sign
+    values = (rng.random(500) + 1.0) * 2.0 ** rng.integers(-1074, 990, 500)
+    values = (values.view(np.int64) | ((1 << 52) - 1)).view(np.float64) * rng.choice([-1.0, 1.0], 500)
+    weights = np.where(rng.random(500) < 0.5, -1.0, 1.0) * float((1 << 26) - 1)
+    exact = sum((Fraction(float(v)) * int(w) for v, w in zip(values, weights)), Fraction(0))
+    assert Fraction(weighted_units(values, weights), 1 << UNIT_BITS) == exact
+
+
+def test_weights_past_the_limit_are_refused():
+    with pytest.raises(ValueError):
+        weighted_units(np.ones(2), np.array([1.0, -float(1 << 26)]))
 
 
 def test_blocks_past_float64s_exact_range_stay_exact():
@@ -81,3 +107,24 @@ def test_pooled_gaps_do_not_depend_on_the_order_records_come_in(runs, seed, flus
         assert a.keys() == b.keys()
         for key in a:  # bit for bit (NaN for an empty series equals itself here)
             assert a[key] == b[key] or (a[key] != a[key] and b[key] != b[key]), (cls, key)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(  # decode runs: first end, step seconds, weight, joiners; some start near 0
+    st.tuples(st.one_of(st.floats(0, 1e-3), st.floats(0, 1e4)), st.lists(st.floats(0, 30.0), min_size=1,
+              max_size=9), st.integers(1, 40), st.integers(0, 40)), min_size=1, max_size=20))
+def test_telescoped_runs_sum_to_their_steps_gaps(runs):
+    series = gaps_module._Series()
+    exact = Fraction(0)
+    for start, seconds, members, joined in runs:
+        ends = list(np.cumsum([start, *seconds]))
+        prev = start * 0.75 if joined % 2 else math.nan
+        joined = min(joined, members)
+        series.add_run(ends, prev, float(members), joined)
+        first = ends[0] - prev if prev == prev else 0.0
+        exact += Fraction(first) * (members - joined)
+        exact += sum((Fraction(b - a) for a, b in zip(ends, ends[1:])), Fraction(0)) * members
+        series.add(seconds[0], float(joined + 1))  # a single record between runs
+        exact += Fraction(seconds[0]) * (joined + 1)
+    series.flush()
+    assert Fraction(series.units, 1 << UNIT_BITS) == exact

@@ -38,6 +38,7 @@ LOW_S, HIGH_S = 1e-7, 1e6
 """Histogram range; gaps outside it land in the end bins (min and max stay exact)."""
 NUM_BINS = int(math.ceil(math.log10(HIGH_S / LOW_S) * BINS_PER_DECADE)) + 1
 FLUSH_AT = 1 << 15
+_Pair = tuple[np.ndarray, np.ndarray]
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99}
 WORST_FRACTION = 0.10
 
@@ -94,17 +95,14 @@ class _Series:
     def flush(self) -> None:
         if not self.pending:
             return
-        g, w = _floats(self.gaps), _floats(self.weights)
-        if self.run_lengths:
-            run_g, run_w = _run_records(self.run_ends, self.run_lengths, self.run_weights,
-                                        self.run_first_gaps, self.run_first_weights)
-            g, w = np.concatenate([g, run_g]), np.concatenate([w, run_w])
-            self.run_ends, self.run_lengths, self.run_weights = [], [], []
-            self.run_first_gaps, self.run_first_weights = [], []
+        g, w, summed = _records(self.gaps, self.weights, self.run_ends, self.run_lengths, self.run_weights,
+                                self.run_first_gaps, self.run_first_weights)
+        self.gaps, self.weights, self.run_ends, self.run_lengths = [], [], [], []
+        self.run_weights, self.run_first_gaps, self.run_first_weights = [], [], []
+        self.pending = 0
         keep = w > 0
         if not keep.all():
             g, w = g[keep], w[keep]
-        self.gaps, self.weights, self.pending = [], [], 0
         if not len(g):
             return
         self.count += float(w.sum())
@@ -115,25 +113,64 @@ class _Series:
         if not finite.all():
             self.nonfinite += float((g[~finite] * w[~finite]).sum())
             g, w = g[finite], w[finite]
+        elif summed is not None:  # the same sum from fewer values
+            g, w = summed
         self.units += weighted_units(g, w)
 
 
-def _run_records(ends: list[float], lengths: list[int], weights: list[float], first_gaps: list[float],
-                 first_weights: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """The gaps and weights of `_Series.add_run`'s runs, one after another: the same values a
-    run's own `np.diff` and `np.full` give (element by element the same operations), in a few
-    numpy calls for all of them instead of a few per run. `ends`: every run's step ends;
-    `lengths`, `weights`: each run's steps and their weight; `first_gaps`, `first_weights`:
+def _records(gaps: list[float], weights: list[float], ends: list[float], lengths: list[int],
+             run_weights: list[float], first_gaps: list[float], first_weights: list[float],
+             ) -> tuple[np.ndarray, np.ndarray, _Pair | None]:
+    """Every record's gap and weight: `_Series.add_run`'s runs' steps (the same values a run's
+    own `np.diff` and `np.full` give, element by element the same operations), then the single
+    records (`gaps`, `weights`) as runs of one step, in a few numpy calls for all of them; and
+    the same records' exact-sum inputs, fewer (`_telescoped`). `ends`: every run's step ends;
+    `lengths`, `run_weights`: each run's steps and their weight; `first_gaps`, `first_weights`:
     each run's first record."""
-    steps = np.array(lengths)
+    n, runs, k = len(ends), len(lengths), len(gaps)
+    steps = np.concatenate([_ints(lengths), np.ones(k, np.int64)])
+    lasts = np.cumsum(steps)
+    lasts -= 1
+    firsts = lasts - steps
+    firsts += 1
     at = _floats(ends)
-    firsts = np.cumsum(steps) - steps
-    gaps = np.empty_like(at)
-    np.subtract(at[1:], at[:-1], out=gaps[1:])
-    gaps[firsts] = _floats(first_gaps)
-    run_weights = np.repeat(_floats(weights), steps)
-    run_weights[firsts] = _floats(first_weights)
-    return gaps, run_weights
+    g = np.empty(n + k)
+    np.subtract(at[1:], at[:-1], out=g[1:n])
+    if k:  # (packed in place: no copy of the whole)
+        struct.Struct(f"{k}d").pack_into(g, 8 * n, *gaps)  # type: ignore[arg-type]  # (a buffer)
+    head_g, head_w = _floats(first_gaps), _floats(first_weights)
+    g[firsts[:runs]] = head_g
+    each_w = _floats(run_weights + weights)
+    w = np.repeat(each_w, steps)
+    w[firsts[:runs]] = head_w
+    telescoped = _telescoped(at, steps[:runs], firsts[:runs], lasts[:runs], g, w, each_w, head_w)
+    return g, w, telescoped
+
+
+def _telescoped(at: np.ndarray, steps: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, g: np.ndarray,
+                w: np.ndarray, each_w: np.ndarray, head_w: np.ndarray) -> _Pair | None:
+    """`_records`' records (those of weight > 0) as fewer values and weights of the same exact
+    sum: a run whose ends never fall and lie within a factor 2 of each other has exact step
+    differences (Sterbenz), so its later steps sum to weight * (last end - first end): two inputs
+    instead of one a step. Its first record, single records and every step of other runs stay
+    as they are. None (sum the records themselves) where a gap is negative or NaN or a weight
+    (`each_w`: each run's, then each single record's) not positive, as in no sound run."""
+    if not (g.min() >= 0 and each_w.min() > 0):
+        return None
+    n, runs = len(at), len(steps)
+    run_w = each_w[:runs]
+    start, end = at[firsts], at[lasts]
+    fits = (start >= 0) & (start + start >= end) & (end < math.inf)
+    on = head_w > 0
+    values = [g[n:], g[firsts][on], end, start]
+    weights = [w[n:], head_w[on], run_w, -run_w]
+    if not fits.all():
+        values[2:], weights[2:] = [end[fits], start[fits]], [run_w[fits], -run_w[fits]]
+        loose = np.repeat(~fits, steps)
+        loose[firsts] = False
+        values.append(g[:n][loose])
+        weights.append(w[:n][loose])
+    return np.concatenate(values), np.concatenate(weights)
 
 
 def _listed(ends: np.ndarray | list[float]) -> list[float]:
@@ -143,13 +180,23 @@ def _listed(ends: np.ndarray | list[float]) -> list[float]:
 
 def _floats(values: list[float]) -> np.ndarray:
     """`np.array(values)` (read-only) at about a third of its cost: numpy converts a list of
-    floats item by item through its generic machinery, `struct` in one tight C loop."""
-    return np.frombuffer(struct.pack(f"{len(values)}d", *values), dtype=np.float64)
+    floats item by item through its generic machinery, `struct` in one tight C loop (a `Struct`'s
+    own `pack` takes the list as one tuple; `struct.pack(fmt, *values)` copies it twice)."""
+    return np.frombuffer(struct.Struct(f"{len(values)}d").pack(*values), dtype=np.float64)
+
+
+def _ints(values: list[int]) -> np.ndarray:
+    """`np.array(values)` for a list of ints, as `_floats` (a quarter of `np.fromiter`'s cost)."""
+    return np.frombuffer(struct.Struct(f"{len(values)}q").pack(*values), dtype=np.int64)
 
 
 def _bin_index(gaps: np.ndarray) -> np.ndarray:
-    x = np.log10(np.maximum(gaps, LOW_S) / LOW_S) * BINS_PER_DECADE
-    return np.minimum(x.astype(np.int64), NUM_BINS - 1)
+    x = np.maximum(gaps, LOW_S)
+    x /= LOW_S  # (in place: the same operations as log10(maximum(...) / LOW_S) * BINS_PER_DECADE)
+    np.log10(x, out=x)
+    x *= BINS_PER_DECADE
+    index = x.astype(np.int64)
+    return np.minimum(index, NUM_BINS - 1, out=index)
 
 
 def _bin_value(index: np.ndarray | int) -> np.ndarray | float:
