@@ -81,15 +81,17 @@ def decode_run(instance: Instance, plan: StepPlan):
         got = yield timeout_at(env, ends[-1], order)
     if got is None:
         ctx, seconds, ends = _prices(instance, n, k, start)
-        end: float = ends[-1]  # (`ends` is a list or an array: compiled, a typed copy of its last)
+        # (`ends` is a list or an array: a Python float, not a NumPy scalar, goes to SimPy's clock,
+        # where one would make every later time, and the arithmetic on it, NumPy's)
+        end: float = float(ends[-1])
         if plan.replan_time < end:
             k = bisect.bisect_left(ends, plan.replan_time) + 1
             ends = ends[:k]
-            end = ends[-1]
+            end = float(ends[-1])
         if end >= instance.horizon:
             k = steps_before(ends, instance.horizon)
             ends = ends[:k]
-            end = ends[-1]
+            end = float(ends[-1])
         if in_flight:
             joules = _energy(instance, n, ctx, seconds, k)
         instance.meter.begin(start, end - start, joules)
@@ -104,7 +106,7 @@ def decode_run(instance: Instance, plan: StepPlan):
     done = len(ends)
     if got is WOKEN:  # finish the step in flight, then plan again
         done = min(bisect.bisect_left(ends, now(env)) + 1, done)
-        remaining = ends[done - 1] - now(env)
+        remaining = float(ends[done - 1]) - now(env)
         if remaining > 0 and not skip_ahead(env, remaining):
             yield env.timeout(remaining)
     elif got is WOKEN_LATER:  # woken at the end of the step in flight (`clock.wake_later`)

@@ -253,7 +253,7 @@ class Instance:
         flight = bisect.bisect_left(ends, at)
         if flight >= len(ends):
             return False
-        remaining = ends[flight] - at  # (the delay the woken run would have slept: the same end)
+        remaining = float(ends[flight]) - at  # (the delay the woken run would have slept, a Python float)
         if not remaining > 0:
             return False
         self.woken_at = at
