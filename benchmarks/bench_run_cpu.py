@@ -60,7 +60,8 @@ def main() -> None:
 
 def _scenario(args) -> dict:
     k = args.instances
-    return scenario(args.requests, rate=3.0 * k, instances=k, router="least_loaded" if k > 1 else "round_robin")
+    router = "least_loaded" if k > 1 else "round_robin"
+    return scenario(args.requests, rate=3.0 * k, instances=k, router=router)
 
 
 if __name__ == "__main__":
