@@ -13,9 +13,10 @@ A run that would outlive the next event queued, which may be an arrival routed h
 instance it nearly always is; nothing can wake the run sooner), is priced lazily where the queue
 is short (one instance or a few; in a fleet's long queue the next event is mostly another
 instance's): its head first, the steps up to the one in flight when that event is due
-(`_head_prices`), and it sleeps to the head's end; only if nothing woke it then is the whole run priced, and slept to its end at the time
-and in the place among same-time events its one timeout would have had (`clock.timeout_at`): the
-schedule is that of one timeout, with one SimPy event more. (Runs priced whole priced about twice
+(`_head_prices`), and it sleeps to the head's end; only if nothing woke it then is the whole run
+priced, and slept to its end at the time and in the place among same-time events its one timeout
+would have had (`clock.timeout_at`): the schedule is that of one timeout, with one SimPy event
+more. (Runs priced whole priced about twice
 the steps they ran: an arrival cuts half of them short.)
 
 Its energy is priced once, for the steps run, unless the power meter is read while it runs
