@@ -16,7 +16,7 @@ import heapq
 from functools import partial
 from typing import Callable, Sequence, TypeGuard
 
-from servesim.routers.base import InstanceView, LoadReportingView, least_loaded
+from servesim.routers.base import InstanceView, LoadReportingView, least_loaded, outstanding_requests
 from servesim.schedulers.core import SchedulerLoad
 
 
@@ -24,6 +24,8 @@ class LoadIndex:
     def __init__(self, instances: Sequence[LoadReportingView], measure: Callable[[SchedulerLoad], int]):
         self.instances = instances
         self.measure = measure
+        self._counts_requests = measure is outstanding_requests
+        """`measure` is least_loaded's: read inline (compiled, no Python call per instance measured)."""
         self._position = {id(instance): pos for pos, instance in enumerate(instances)}
         self._loads = [measure(instance.load()) for instance in instances]
         self._heap: list[tuple[int, int]] = [(load, pos) for pos, load in enumerate(self._loads)]
@@ -43,7 +45,8 @@ class LoadIndex:
     def _measure_stale(self) -> None:
         loads, heap = self._loads, self._heap
         for pos in self._stale:
-            load = self.measure(self.instances[pos].load())
+            current = self.instances[pos].load()
+            load = current.num_waiting + current.num_running if self._counts_requests else self.measure(current)
             if load != loads[pos]:
                 loads[pos] = load
                 heapq.heappush(heap, (load, pos))
