@@ -45,8 +45,8 @@ class LoadIndex:
     def _measure_stale(self) -> None:
         loads, heap = self._loads, self._heap
         for pos in self._stale:
-            current = self.instances[pos].load()
-            load = current.num_waiting + current.num_running if self._counts_requests else self.measure(current)
+            now = self.instances[pos].load()  # its load now
+            load = now.num_waiting + now.num_running if self._counts_requests else self.measure(now)
             if load != loads[pos]:
                 loads[pos] = load
                 heapq.heappush(heap, (load, pos))
