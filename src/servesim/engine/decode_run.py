@@ -16,8 +16,8 @@ instance's): its head first, the steps up to the one in flight when that event i
 (`_head_prices`), and it sleeps to the head's end; only if nothing woke it then is the whole run
 priced, and slept to its end at the time and in the place among same-time events its one timeout
 would have had (`clock.timeout_at`): the schedule is that of one timeout, with one SimPy event
-more. (Runs priced whole priced about twice
-the steps they ran: an arrival cuts half of them short.)
+more. (Runs priced whole priced about twice the steps they ran: an arrival cuts half of them
+short.)
 
 Its energy is priced once, for the steps run, unless the power meter is read while it runs
 (a power budget): then it is priced for the planned steps as it starts, and again if it was cut
@@ -122,7 +122,7 @@ def decode_run(instance: Instance, plan: StepPlan):
         if remaining > 0 and not skip_ahead(env, remaining):
             yield env.timeout(remaining)
     elif got is WOKEN_LATER:  # woken at the end of the step in flight (`clock.wake_later`)
-        done = min(bisect.bisect_left(ends, instance.woken_at) + 1, done)
+        done = min(instance.cut_steps, done)
     instance._interruptible = False
     end_now = now(env)
     ends = ends[:done] if isinstance(ends, list) else np.array(ends[:done])  # (a copy either way)

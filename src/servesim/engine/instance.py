@@ -181,8 +181,8 @@ class Instance:
         """While a decode run sleeps: its steps' ends (a list or an array). A wake then moves the
         run's wake-up to the end of the step in flight (`clock.wake_later`), where a woken run would
         have gone back to sleep until then."""
-        self.woken_at = 0.0
-        """When `wake_later` was last called: the run finds its step in flight from it."""
+        self.cut_steps = 0
+        """The steps a decode run cut by `wake_later` runs: those up to its step in flight then."""
         self.last_chunk_at = math.inf
         """While a mixed run sleeps with its prompt's last chunk to come (`engine.mixed_run`): when
         that chunk starts. The first arrival before then ends the run there (`clock.wake_at`)."""
@@ -256,7 +256,7 @@ class Instance:
         remaining = float(ends[flight]) - at  # (the delay the woken run would have slept, a Python float)
         if not remaining > 0:
             return False
-        self.woken_at = at
+        self.cut_steps = flight + 1
         wake_later(self.process, remaining)
         return True
 

@@ -161,11 +161,14 @@ def _sleep_run(
     instance.meter.begin(start, ends[-1] - start, fsum(joules))
     loads = [(start, instance.scheduler.load())]
     instance.arrivals_in_run = loads
+    if before_last:  # an arrival before the last chunk starts ends the run there (`Instance.wake`)
+        instance.last_chunk_at = ends[-2]
     done = 0  # an instance failure loses the run
     try:
-        done = yield from _sleep(instance, ends, before_last)
+        done = yield from _sleep(instance, ends)
     finally:
         instance.arrivals_in_run = None
+        instance.last_chunk_at = math.inf
     return done, loads
 
 
@@ -388,17 +391,14 @@ def _vector_price(instance: Instance, steps: _Steps, last: int) -> tuple[list[fl
     return (seconds, joules) if joules is not None else None
 
 
-def _sleep(instance: Instance, ends: list[float], before_last: bool):
+def _sleep(instance: Instance, ends: list[float]):
     """Sleep until the last end, or until the end of the step in flight at a wake other than
-    an arrival; return the steps run. `before_last`: an arrival before the last step starts
-    ends the run before it (`Instance.wake` then moves the run's wake-up to that start)."""
+    an arrival, or until the last step's start where an arrival came before it
+    (`Instance.last_chunk_at`); return the steps run."""
     env = instance.env
     done = len(ends)
     instance._interruptible = True
-    if before_last:
-        instance.last_chunk_at = ends[-2]
     woken = yield from _until(env, ends[-1])
-    instance.last_chunk_at = math.inf
     instance._interruptible = False
     if woken is WOKEN_LATER:  # an arrival came before the last chunk: the run ends before it
         return done - 1
