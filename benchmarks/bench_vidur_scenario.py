@@ -12,6 +12,9 @@ Reported per case, median of --repeats runs: wall and CPU seconds of the child p
 system, from the parent's getrusage), its peak RSS (ru_maxrss of the child) and the engine's step
 cycles (`sim.iterations` is simulated steps; cycles the plan/price/sleep/apply cycles the loop
 made, counted by the `after_step` hook, which the engine calls once per cycle).
+The machine's own speed is printed before and after the cases as `probe`: CPU seconds of a fixed
+workload without servesim (`probe_workload`, median of 3 fresh processes), so figures taken on
+different machines, or in a shared VM's fast and slow spells, can be compared.
 Usage: python benchmarks/bench_vidur_scenario.py [--cases vidur20k,cli10] [--repeats 3]
 
 The package's bytecode is compiled first (`compileall`, as `pip install` does), so start-up is
@@ -88,6 +91,39 @@ def child(case: str) -> None:
     }))
 
 
+def probe_workload() -> None:
+    """A fixed CPU workload of what the engine's loop is made of (a heap of event tuples, objects'
+    attributes, lists, floats, small numpy calls), without servesim: its time is the machine's
+    speed, for comparing figures taken on different machines or in different spells of one
+    (a shared VM's speed drifts; every case's figures scale with it)."""
+    import heapq
+    import random
+
+    import numpy as np
+
+    class Item:
+        __slots__ = ("at", "count")
+
+        def __init__(self, at: float):
+            self.at, self.count = at, 0
+
+    rng = random.Random(0)
+    queue: list = []
+    items = [Item(rng.random()) for _ in range(128)]
+    ends: list[float] = []
+    for i in range(300_000):
+        item = items[i & 127]
+        item.at += rng.random()
+        item.count += 1
+        heapq.heappush(queue, (item.at, 1, i, item))
+        if len(queue) > 96:
+            heapq.heappop(queue)
+        ends.append(item.at * 0.5 + 1.0)
+        if len(ends) >= 64:
+            np.add.accumulate(np.asarray(ends))
+            ends.clear()
+
+
 def measure(cmd: list[str]) -> tuple[dict, str]:
     """Run `cmd` as a child: its wall, CPU (user + system) and peak RSS, from wait4's rusage."""
     import subprocess
@@ -125,6 +161,14 @@ def run_case(case: str, repeats: int, folder: Path) -> dict:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
+def machine_probe(repeats: int = 3) -> float:
+    """CPU seconds of `probe_workload` in a fresh process, median of `repeats`."""
+    import statistics
+
+    return statistics.median(measure([sys.executable, __file__, "--probe"])[0]["cpu_s"]
+                             for _ in range(repeats))
+
+
 def load_note() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cpus"
@@ -146,7 +190,7 @@ def main() -> None:
         raise SystemExit(f"--cases: unknown {unknown}, expected some of {list(CASES)}")
     compileall.compile_dir(ROOT / "src", quiet=1)  # as installed: modules load from bytecode
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, "
-          f"{args.repeats} runs per case, medians; before: {load_note()}")
+          f"{args.repeats} runs per case, medians; before: {load_note()}, probe {machine_probe():.3f} s")
     print(f"{'case':<10}{'wall s':>9}{'cpu s':>9}{'rss MiB':>9}{'steps':>10}{'cycles':>9}{'done':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
@@ -154,11 +198,13 @@ def main() -> None:
             print(f"{case:<10}{m['wall_s']:>9.2f}{m['cpu_s']:>9.2f}{m['peak_rss_mib']:>9.0f}"
                   f"{m.get('iterations', 0):>10.0f}{m.get('records', 0):>9.0f}{m.get('completed', 0):>9.0f}",
                   flush=True)
-    print(f"after: {load_note()}")
+    print(f"after: {load_note()}, probe {machine_probe():.3f} s")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"] and len(sys.argv) == 3:  # a case's run, without the harness
         child(sys.argv[2])
+    elif sys.argv[1:] == ["--probe"]:
+        probe_workload()
     else:
         main()
