@@ -284,3 +284,51 @@ def _two_hop_trace(hops: bool) -> list:
 
 def test_a_sleep_in_two_hops_keeps_its_place_among_same_time_events():
     assert _two_hop_trace(hops=True) == _two_hop_trace(hops=False) == [(2.0, "sleeper"), (2.0, "bystander")]
+
+
+def _rescheduling_trace(plan: list[tuple[int, float, float, bool]], sleepers: int, in_place: bool) -> list:
+    """(time, sleeper, value) of `sleepers` processes that sleep 1.0-3.0 s at a time, woken by a
+    waker that, at each `(who, at, by, to_time)` of `plan`, moves the wake-up of sleeper `who` `by`
+    seconds ahead (`wake_later`) or to `at + by` (`wake_at`); in place, or as a new timeout with
+    the old one abandoned (the path taken where the entry cannot move)."""
+    env, seen = CountingEnvironment(), []
+    processes = []
+
+    def sleeper(name: int):
+        for _ in range(4):
+            value = yield env.timeout(1.0 + name % 5 * 0.5)
+            seen.append((env.now, name, value))
+
+    def waker():
+        for who, at, by, to_time in plan:
+            if at > env.now:
+                yield env.timeout(at - env.now)
+            process = processes[who % sleepers]
+            if not process.is_alive:
+                continue
+            if to_time:
+                wake_at(process, env.now + by)
+            else:
+                wake_later(process, by)
+
+    processes.extend(env.process(sleeper(i)) for i in range(sleepers))
+    env.process(waker())
+    with ExitStack() as stack:
+        if not in_place:
+            stack.enter_context(mock.patch("servesim.engine.clock._move_earlier", return_value=False))
+        env.run()
+    return seen
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sleepers=st.integers(1, 2 * SHORT_QUEUE + 4),
+    plan=st.lists(st.tuples(st.integers(0, 40), st.floats(0.0, 8.0), st.floats(0.01, 2.0), st.booleans()),
+                  max_size=30).map(lambda p: sorted(p, key=lambda step: step[1])),
+)
+def test_a_wake_up_moved_in_place_runs_as_a_new_timeout_would(sleepers, plan):
+    """`wake_later` and `wake_at` move a queued wake-up up the heap in place (no abandoned entry
+    left behind); every process then runs at the times, in the order and with the values it would
+    have had with a fresh timeout, short queues and long ones alike."""
+    assert (_rescheduling_trace(plan, sleepers, in_place=True)
+            == _rescheduling_trace(plan, sleepers, in_place=False))

@@ -16,7 +16,8 @@ schedule, but sends it a value where an interrupt throws an exception through it
 (every decode run an arrival cuts short), and takes the event it slept on off the schedule
 (lazily: `ABANDONED`; `cluster.CountingEnvironment` drops such events as they come due).
 `wake_later` and `wake_at` move such a process's wake-up to a later time instead, for one whose
-answer to an early wake would only be a sleep until then.
+answer to an early wake would only be a sleep until then: the queued event itself moves up the
+heap (`_move_earlier`), scheduled as a new timeout would be, with nothing left abandoned.
 `now` reads the clock without SimPy's property (a Python call per read; the engine reads the
 clock a few times a step).
 
@@ -125,6 +126,8 @@ def wake_later(process: simpy.Process, delay: float) -> None:
     of `delay` (a decode run finishing its step in flight), one timeout instead of an urgent wake
     and a timeout, landing at the same time (`now + delay`, as that timeout would)."""
     env = process.env
+    if _move_earlier(env, process._target, env._now + delay):
+        return
     _forget(process)
     event = env.timeout(delay, WOKEN_LATER)
     event.callbacks.append(process._resume)  # type: ignore[union-attr]  # not yet processed
@@ -135,12 +138,48 @@ def wake_at(process: simpy.Process, at: float) -> None:
     """`wake_later`, to the time `at` itself (not before now): where the process would have slept
     until exactly then (a mixed run cut before its last chunk)."""
     env = process.env
+    if _move_earlier(env, process._target, at):
+        return
     _forget(process)
     event = simpy.Event(env)
     event._ok, event._value = True, WOKEN_LATER
     event.callbacks.append(process._resume)  # type: ignore[union-attr]  # not yet processed
     heapq.heappush(env._queue, (at, NORMAL, next(env._eid), event))
     process._target = event
+
+
+def _move_earlier(env: simpy.Environment, event: simpy.Event, at: float) -> bool:
+    """Reschedule `event`, queued and waited on by one process alone, to the earlier time `at`
+    with `WOKEN_LATER`, as the timeout made now for `at` would be scheduled (the next order among
+    same-time events); False, changing nothing, where it is not such an event or `at` is not
+    earlier. The entry is moved up the heap in place (a scan and a sift), where a new timeout
+    would leave the old one queued, abandoned, until its time: in a fleet ~40% of SimPy's queue,
+    every push and pop a level deeper."""
+    callbacks = event.callbacks
+    if callbacks is None or len(callbacks) != 1:
+        return False
+    queue = env._queue
+    for at_index in range(len(queue)):
+        entry = queue[at_index]
+        if entry[3] is event:
+            due: float = entry[0]
+            if not at < due or entry[1] != NORMAL:
+                return False
+            event._value = WOKEN_LATER
+            _sift_up(queue, at_index, (at, NORMAL, next(env._eid), event))
+            return True
+    return False
+
+
+def _sift_up(queue: list, index: int, entry: tuple) -> None:
+    """Put `entry`, no later than the one at `index`, there, and restore the heap toward the root."""
+    while index > 0:
+        parent = (index - 1) >> 1
+        if not entry < queue[parent]:
+            break
+        queue[index] = queue[parent]
+        index = parent
+    queue[index] = entry
 
 
 def _forget(process: simpy.Process) -> None:
