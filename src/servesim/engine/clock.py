@@ -158,9 +158,9 @@ def _move_earlier(env: simpy.Environment, event: simpy.Event, at: float) -> bool
     callbacks = event.callbacks
     if callbacks is None or len(callbacks) != 1:
         return False
-    queue = env._queue
-    for at_index in range(len(queue)):
-        entry = queue[at_index]
+    queue: list = env._queue
+    for at_index in range(len(queue) - 1, -1, -1):  # (from the leaves: a late wake-up mostly is one)
+        entry: tuple = queue[at_index]  # (typed: compiled, a tuple's own indexing)
         if entry[3] is event:
             due: float = entry[0]
             if not at < due or entry[1] != NORMAL:
