@@ -332,3 +332,26 @@ def test_a_wake_up_moved_in_place_runs_as_a_new_timeout_would(sleepers, plan):
     have had with a fresh timeout, short queues and long ones alike."""
     assert (_rescheduling_trace(plan, sleepers, in_place=True)
             == _rescheduling_trace(plan, sleepers, in_place=False))
+
+
+def test_a_process_waiting_on_another_process_is_moved_as_a_new_timeout():
+    """A wake-up moved off an event others read (here a process's end, its value) leaves that
+    event as it is: the sleeper gets a fresh timeout, the ended process keeps its value."""
+    env = simpy.Environment()
+
+    def worker():
+        yield env.timeout(1.0)
+        return "result"
+
+    def sleeper(other):
+        value = yield other
+        return value
+
+    other = env.process(worker())
+    process = env.process(sleeper(other))
+    while not other.triggered:
+        env.step()  # until the worker has ended: its end is queued, the sleeper waits on it
+    assert not other.processed
+    wake_at(process, env.now)
+    env.run()
+    assert process.value == WOKEN_LATER and other.value == "result"

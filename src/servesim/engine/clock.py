@@ -152,9 +152,10 @@ def _move_earlier(env: simpy.Environment, event: simpy.Event, at: float) -> bool
     """Reschedule `event`, queued and waited on by one process alone, to the earlier time `at`
     with `WOKEN_LATER`, as the timeout made now for `at` would be scheduled (the next order among
     same-time events); False, changing nothing, where it is not such an event or `at` is not
-    earlier. The entry is moved up the heap in place (a scan and a sift), where a new timeout
-    would leave the old one queued, abandoned, until its time: in a fleet ~40% of SimPy's queue,
-    every push and pop a level deeper."""
+    earlier (a process's end or a condition, whose value others read, is queued for now: never
+    later than `at`). The entry is moved up the heap in place (a scan and a sift), where a new
+    timeout would leave the old one queued, abandoned, until its time: in a fleet ~40% of SimPy's
+    queue, every push and pop a level deeper."""
     callbacks = event.callbacks
     if callbacks is None or len(callbacks) != 1:
         return False

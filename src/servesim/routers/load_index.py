@@ -11,7 +11,7 @@ the top, so the top is always the least load, ties to the lowest position: the s
 
 A heap entry is one integer, `load * len(instances) + position`, ordered as the pair `(load,
 position)` is (measures count requests or tokens: integers): the heap compares integers, not
-tuples item by item (a fleet's router made ~8% fewer instructions: docs/performance.md).
+tuples item by item (a 64-instance fleet: 0.7% fewer instructions in all, docs/performance.md).
 """
 
 from __future__ import annotations
