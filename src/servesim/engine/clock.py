@@ -173,7 +173,9 @@ def _move_earlier(env: simpy.Environment, event: simpy.Event, at: float) -> bool
 
 
 def _sift_up(queue: list, index: int, entry: tuple) -> None:
-    """Put `entry`, no later than the one at `index`, there, and restore the heap toward the root."""
+    """Put `entry`, no later than the one at `index`, there, and restore the heap toward the root:
+    `heapq._siftdown`'s work, compiled here (heapq's is private, untyped and interpreted; calling
+    it made the 8,000-request fleet 4,429.4M -> 4,450.9M instructions)."""
     while index > 0:
         parent = (index - 1) >> 1
         if not entry < queue[parent]:
